@@ -1,0 +1,1 @@
+"""The ``candletok`` command line (installed as ``candletok.cli``): parsing and printing only."""

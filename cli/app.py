@@ -1,0 +1,62 @@
+"""The Typer application and the small printing helpers every command shares.
+
+Commands live in ``cmd_*.py`` modules that register themselves on :data:`app`; this module
+holds no pipeline logic."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="candletok",
+    help="Turn market price bars into a language: download, tokenize, shard, train, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE: dict[str, bool] = {"debug": bool(os.environ.get("CANDLETOK_DEBUG"))}
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """candletok — market candles as tokens."""
+    if debug:
+        STATE["debug"] = True
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A rich table with right-aligned numbers, printed by the caller."""
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[fmt(v) for v in r])
+    return t
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return "-"
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear sentence on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
