@@ -1,0 +1,574 @@
+"""Token datasets on disk: time-split Parquet shards, a manifest, and the vocabulary.
+
+Layout (DESIGN.md §6)::
+
+    DIR/manifest.json        format, fingerprint, symbols, split boundaries, shards + sha256
+    DIR/vocab.json           the tokenizer (and vocab.txt, its readable table)
+    DIR/<split>/part-00000.parquet ...   rows: symbol, ts, token, prev_close, scale
+    DIR/<split>/tokens.npy   the split's tokens, one BOS before each series (memory-mapped
+    DIR/<split>/series.npy   by TokenDataset), and each series' [start, end) in tokens.npy
+
+The whole folder is built under a temporary sibling name and renamed into place only when
+the manifest (written last) is complete, so an interrupted run never leaves a folder that
+loads as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from candletok._io import sha256_file, write_json_atomic, write_parquet_atomic
+from candletok.errors import CandletokError, DatasetError
+from candletok.tokenizer import Tokenizer, load_tokenizer
+
+MANIFEST_FORMAT = "candletok-dataset/1"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+FINGERPRINT_KEY = "candletok.fingerprint"
+TOKEN_COLUMNS: tuple[str, ...] = ("symbol", "ts", "token", "prev_close", "scale")
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)`` — called as symbol groups are loaded and encoded."""
+
+
+@dataclass
+class SplitStats:
+    """Per-split figures printed after ``candletok encode``."""
+
+    split: str
+    symbols: int = 0
+    candles: int = 0
+    tokens_used: int = 0
+    bits_per_candle: float = float("nan")
+    close_err_median_bps: float = float("nan")
+    close_err_p95_bps: float = float("nan")
+    ohlc_err_median_bps: float = float("nan")
+    ohlc_err_p95_bps: float = float("nan")
+    path: str = ""
+
+
+@dataclass
+class EncodeResult:
+    root: Path
+    manifest: dict[str, Any]
+    stats: list[SplitStats]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.astimezone(timezone.utc).isoformat()
+
+
+def parse_when(value: str | date | datetime | None) -> datetime | None:
+    """A user date (``2011-01-01``, a date or datetime) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise CandletokError(
+            f"Could not read {value!r} as a date; use YYYY-MM-DD or an ISO timestamp."
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def split_boundaries(
+    ts_min: datetime,
+    ts_max: datetime,
+    val_from: datetime | None = None,
+    test_from: datetime | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+) -> tuple[datetime, datetime]:
+    """Cut dates of the time split: by default the last 10% of the pooled time range is test
+    and the 10% before it is val. Explicit dates win; they must be ordered."""
+    span = ts_max - ts_min
+    if test_from is None:
+        test_from = ts_max - span * test_frac
+    if val_from is None:
+        val_from = test_from - span * val_frac
+    if val_from > test_from:
+        raise CandletokError(
+            f"--val-from ({val_from.date()}) must not be after --test-from ({test_from.date()})."
+        )
+    return val_from, test_from
+
+
+def split_expr(val_from: datetime, test_from: datetime) -> pl.Expr:
+    """Polars expression naming each row's split from its ``ts``."""
+    ts = pl.col("ts")
+    return (
+        pl.when(ts >= pl.lit(test_from))
+        .then(pl.lit("test"))
+        .when(ts >= pl.lit(val_from))
+        .then(pl.lit("val"))
+        .otherwise(pl.lit("train"))
+        .alias("split")
+    )
+
+
+def reconstruction_errors(tok: Tokenizer, encoded: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """|ln(rebuilt / true)| in basis points for O/H/L/C of every encoded candle, each candle
+    rebuilt from its own true previous close and scale (anchored decoding)."""
+    if encoded.height == 0:
+        return pl.DataFrame(schema={c: pl.Float64 for c in ("open", "high", "low", "close")})
+    rebuilt = tok.decode(encoded)
+    joined = rebuilt.join(bars, on=["symbol", "ts"], suffix="_true")
+    return joined.select(
+        [
+            ((pl.col(c) / pl.col(f"{c}_true")).log().abs() * 1e4).alias(c)
+            for c in ("open", "high", "low", "close")
+        ]
+    )
+
+
+def unigram_bits(tokens: np.ndarray) -> float:
+    """Entropy (bits) of the empirical token distribution: bits per candle of a unigram code."""
+    if tokens.size == 0:
+        return float("nan")
+    counts = np.bincount(tokens.astype(np.int64))
+    p = counts[counts > 0] / tokens.size
+    return float(-(p * np.log2(p)).sum())
+
+
+class _ShardWriter:
+    """Buffers sorted rows of one split and writes fixed-size shards plus the token arrays."""
+
+    def __init__(self, root: Path, split: str, shard_rows: int, fingerprint: str, bos: int):
+        self.dir = root / split
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.split = split
+        self.shard_rows = shard_rows
+        self.meta = {FINGERPRINT_KEY: fingerprint, "candletok.split": split}
+        self.bos = bos
+        self.buffer: list[pl.DataFrame] = []
+        self.buffered = 0
+        self.shards: list[dict[str, Any]] = []
+        self.token_parts: list[np.ndarray] = []
+        self.series: list[tuple[str, int]] = []  # (symbol, n candles) in order
+        self.rows = 0
+
+    def add(self, rows: pl.DataFrame) -> None:
+        if rows.height == 0:
+            return
+        rows = rows.select(TOKEN_COLUMNS)
+        self.buffer.append(rows)
+        self.buffered += rows.height
+        self.rows += rows.height
+        # Token arrays: a BOS before every series (vectorized per group).
+        lengths = rows.group_by("symbol", maintain_order=True).len()
+        syms, lens = lengths["symbol"].to_list(), lengths["len"].to_numpy()
+        toks = rows["token"].to_numpy().astype(np.uint16)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        self.token_parts.append(np.insert(toks, starts, self.bos))
+        self.series.extend(zip(syms, lens.tolist(), strict=True))
+        while self.buffered >= self.shard_rows:
+            self._flush(self.shard_rows)
+
+    def _flush(self, n: int) -> None:
+        df = pl.concat(self.buffer, rechunk=False)
+        head, tail = df.head(n), df.slice(n)
+        path = self.dir / f"part-{len(self.shards):05d}.parquet"
+        write_parquet_atomic(head, path, metadata=self.meta)
+        self.shards.append(
+            {"path": f"{self.split}/{path.name}", "rows": head.height, "sha256": sha256_file(path)}
+        )
+        self.buffer = [tail] if tail.height else []
+        self.buffered = tail.height
+
+    def close(self) -> dict[str, Any]:
+        if self.buffered:
+            self._flush(self.buffered)
+        tokens = (
+            np.concatenate(self.token_parts) if self.token_parts else np.zeros(0, np.uint16)
+        )
+        lens = np.array([n for _, n in self.series], dtype=np.int64)
+        ends = np.cumsum(lens + 1)
+        bounds = np.stack([ends - lens - 1, ends], axis=1) if lens.size else np.zeros((0, 2))
+        np.save(self.dir / "tokens.npy", tokens)
+        np.save(self.dir / "series.npy", bounds.astype(np.int64))
+        return {
+            "rows": self.rows,
+            "symbols": [s for s, _ in self.series],
+            "shards": self.shards,
+            "tokens_sha256": sha256_file(self.dir / "tokens.npy"),
+        }
+
+
+def _make_tokenizer(scheme: str, **kwargs: Any) -> Tokenizer:
+    if scheme == "bins":
+        from candletok.bins import BinsTokenizer
+
+        return BinsTokenizer(**kwargs)
+    if scheme == "kmeans":
+        from candletok.kmeans import KMeansTokenizer
+
+        return KMeansTokenizer(**kwargs)
+    raise CandletokError(f"Unknown scheme {scheme!r}; use 'bins' or 'kmeans'.")
+
+
+def build_dataset(
+    symbols: Sequence[str],
+    out: str | Path,
+    *,
+    scheme: str = "bins",
+    vocab: str | Path | Tokenizer | None = None,
+    source: str = "auto",
+    interval: str = "1d",
+    start: str | date | datetime | None = None,
+    end: str | date | datetime | None = None,
+    val_from: str | date | datetime | None = None,
+    test_from: str | date | datetime | None = None,
+    shard_rows: int = 1_000_000,
+    group_size: int = 64,
+    fit_max_candles: int = 3_000_000,
+    strict: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+    loader: Callable[..., pl.DataFrame] | None = None,
+    progress: Progress | None = None,
+) -> EncodeResult:
+    """Load bars, split them by time, fit the vocabulary on train only, encode, write shards.
+
+    Symbols are handled in groups of ``group_size`` so memory stays bounded: pass 1 loads
+    each group once and stages its canonical bars as Parquet; pass 2 fits the tokenizer on
+    the train part (at most ``fit_max_candles``, whole symbols chosen by ``seed``); pass 3
+    encodes each group and streams rows into shards. A symbol that fails to load is listed
+    in ``errors`` and skipped, unless ``strict``.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise CandletokError(f"{out} already exists; pass --overwrite to replace it.")
+        if not (out / "manifest.json").exists():
+            raise CandletokError(
+                f"{out} exists and is not a candletok dataset; choose another --out "
+                "(--overwrite only replaces a dataset folder)."
+            )
+    if shard_rows < 1 or group_size < 1:
+        raise CandletokError("--shard-rows and the group size must be positive.")
+    if loader is None:
+        from candletok.sources import load_bars as loader
+    symbols = list(dict.fromkeys(s.strip() for s in symbols if s.strip()))
+    if not symbols:
+        raise CandletokError("Give at least one symbol to encode.")
+    tick = progress or (lambda stage, done, total: None)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        result = _build(
+            symbols, out, tmp, scheme=scheme, vocab=vocab, source=source, interval=interval,
+            start=start, end=end, val_from=parse_when(val_from), test_from=parse_when(test_from),
+            shard_rows=shard_rows, group_size=group_size, fit_max_candles=fit_max_candles,
+            strict=strict, seed=seed, tokenizer_kwargs=tokenizer_kwargs or {}, loader=loader,
+            tick=tick,
+        )
+        if out.exists():
+            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+        result.root = out
+        return result
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build(
+    symbols: list[str], out: Path, tmp: Path, *, scheme: str, vocab: Any, source: str,
+    interval: str, start: Any, end: Any, val_from: datetime | None, test_from: datetime | None,
+    shard_rows: int, group_size: int, fit_max_candles: int, strict: bool, seed: int,
+    tokenizer_kwargs: dict[str, Any], loader: Callable[..., pl.DataFrame], tick: Progress,
+) -> EncodeResult:
+    staging = tmp / ".staging"
+    staging.mkdir()
+    errors: dict[str, str] = {}
+    groups = [symbols[i : i + group_size] for i in range(0, len(symbols), group_size)]
+    staged: list[Path] = []
+    ts_min: datetime | None = None
+    ts_max: datetime | None = None
+    loaded: list[str] = []
+
+    # Pass 1: load each group once (per symbol inside a group when the group fails).
+    done = 0
+    for gi, group in enumerate(groups):
+        frames: list[pl.DataFrame] = []
+        try:
+            frames.append(loader(group, source=source, interval=interval, start=start, end=end))
+        except CandletokError as exc:
+            if strict or len(group) == 1:
+                if strict:
+                    raise
+                errors[group[0]] = str(exc)
+            else:
+                for sym in group:
+                    try:
+                        frames.append(
+                            loader([sym], source=source, interval=interval, start=start, end=end)
+                        )
+                    except CandletokError as sub:
+                        errors[sym] = str(sub)
+        frames = [f for f in frames if f.height]
+        done += len(group)
+        tick("load", done, len(symbols))
+        if not frames:
+            continue
+        bars = pl.concat(frames).sort("symbol", "ts")
+        lo, hi = bars["ts"].min(), bars["ts"].max()
+        ts_min = lo if ts_min is None else min(ts_min, lo)
+        ts_max = hi if ts_max is None else max(ts_max, hi)
+        loaded.extend(bars["symbol"].unique(maintain_order=True).to_list())
+        path = staging / f"group-{gi:05d}.parquet"
+        bars.write_parquet(path)
+        staged.append(path)
+    if not staged or ts_min is None or ts_max is None:
+        detail = "; ".join(f"{s}: {m}" for s, m in list(errors.items())[:3])
+        raise CandletokError(f"No symbol could be loaded ({detail}).")
+
+    vf, tf = split_boundaries(ts_min, ts_max, val_from, test_from)
+    split_of = split_expr(vf, tf)
+
+    # Pass 2: the vocabulary, fit on train bars only.
+    if vocab is None:
+        tok = _make_tokenizer(scheme, **tokenizer_kwargs)
+        train_scan = pl.scan_parquet(staged).filter(pl.col("ts") < pl.lit(vf))
+        counts = train_scan.group_by("symbol").len().collect().sort("symbol")
+        if counts.height == 0 or int(counts["len"].sum()) < 2:
+            raise CandletokError(
+                f"No training bars before the validation cut {vf.date()}; "
+                "choose an earlier --val-from or load a longer history."
+            )
+        if int(counts["len"].sum()) > fit_max_candles:
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(counts.height)
+            keep = np.cumsum(counts["len"].to_numpy()[order]) <= fit_max_candles
+            keep[0] = True
+            chosen = counts["symbol"].to_numpy()[order][keep].tolist()
+            train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
+        tick("fit", 0, 1)
+        tok.fit(train_scan.collect())
+        tick("fit", 1, 1)
+    else:
+        tok = vocab if isinstance(vocab, Tokenizer) else load_tokenizer(vocab)
+        if tok.scheme != scheme and tokenizer_kwargs.get("_strict_scheme"):
+            raise CandletokError(f"The vocabulary is {tok.scheme!r}, not {scheme!r}.")
+    tok.save(tmp / "vocab.json")
+
+    # Pass 3: encode every group, route rows to their split, stream into shards.
+    writers = {s: _ShardWriter(tmp, s, shard_rows, tok.fingerprint, tok.BOS) for s in SPLITS}
+    errs: dict[str, list[pl.DataFrame]] = {s: [] for s in SPLITS}
+    counts_by_split = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
+    for gi, path in enumerate(staged):
+        bars = pl.read_parquet(path)
+        enc = tok.encode(bars).with_columns(split_of)
+        err = reconstruction_errors(tok, enc.drop("split"), bars).with_columns(
+            enc["split"].alias("split")
+        ) if enc.height else None
+        for s in SPLITS:
+            part = enc.filter(pl.col("split") == s)
+            writers[s].add(part)
+            counts_by_split[s] += np.bincount(
+                part["token"].to_numpy().astype(np.int64), minlength=tok.vocab_size
+            )
+            if err is not None:
+                errs[s].append(err.filter(pl.col("split") == s).drop("split"))
+        tick("encode", gi + 1, len(staged))
+    shutil.rmtree(staging)
+
+    stats: list[SplitStats] = []
+    splits_meta: dict[str, Any] = {}
+    for s in SPLITS:
+        meta = writers[s].close()
+        c = counts_by_split[s]
+        n = int(c.sum())
+        e = pl.concat(errs[s]) if errs[s] else pl.DataFrame()
+        st = SplitStats(split=s, symbols=len(set(meta["symbols"])), candles=n,
+                        tokens_used=int((c > 0).sum()), path=str(out / s))
+        if n:
+            p = c[c > 0] / n
+            st.bits_per_candle = float(-(p * np.log2(p)).sum())
+        if e.height:
+            st.close_err_median_bps = float(e["close"].median())
+            st.close_err_p95_bps = float(e["close"].quantile(0.95))
+            allv = e.select(pl.concat_list(pl.all()).alias("v")).explode("v")["v"]
+            st.ohlc_err_median_bps = float(allv.median())
+            st.ohlc_err_p95_bps = float(allv.quantile(0.95))
+        stats.append(st)
+        splits_meta[s] = {
+            "from": _iso(None if s == "train" else (vf if s == "val" else tf)),
+            "to": _iso(vf if s == "train" else (tf if s == "val" else None)),
+            **meta,
+        }
+
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": tok.fingerprint,
+        "scheme": tok.scheme,
+        "vocab_size": tok.vocab_size,
+        "vocab": "vocab.json",
+        "source": source,
+        "interval": interval,
+        "symbols": loaded,
+        "boundaries": {"val_from": _iso(vf), "test_from": _iso(tf),
+                       "first": _iso(ts_min), "last": _iso(ts_max)},
+        "splits": splits_meta,
+        "errors": errors,
+        "stats": {st.split: {k: v for k, v in st.__dict__.items() if k not in ("split", "path")}
+                  for st in stats},
+    }
+    write_json_atomic(tmp / "manifest.json", _clean_json(manifest))  # last: marks completion
+    return EncodeResult(root=out, manifest=manifest, stats=stats, errors=errors)
+
+
+def _clean_json(obj: Any) -> Any:
+    """NaN is not JSON: write it as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean_json(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The dataset's manifest, or a clear :class:`DatasetError` if the folder is not one."""
+    root = Path(root)
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a dataset folder; create one with `candletok encode`.")
+    if not path.exists():
+        raise DatasetError(
+            f"{root} has no manifest.json, so it is not a complete dataset "
+            "(an interrupted `candletok encode`?); run the encode again."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON; re-run `candletok encode`.") from exc
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise DatasetError(
+            f"{path} has format {manifest.get('format')!r}; this candletok reads "
+            f"{MANIFEST_FORMAT!r}."
+        )
+    return manifest
+
+
+def open_dataset(
+    root: str | Path, vocab: str | Path | Tokenizer | None = None
+) -> tuple[dict[str, Any], Tokenizer]:
+    """Manifest and tokenizer of a dataset, refusing any fingerprint mismatch between the
+    manifest, ``vocab.json`` and an optional vocabulary the caller expects."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    try:
+        tok = load_tokenizer(root / manifest.get("vocab", "vocab.json"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{root} has no vocab.json; re-run `candletok encode`.") from exc
+    if tok.fingerprint != manifest["fingerprint"]:
+        raise DatasetError(
+            f"{root}/vocab.json (fingerprint {tok.fingerprint}) does not match the manifest "
+            f"({manifest['fingerprint']}); the folder was mixed from two runs — re-encode it."
+        )
+    if vocab is not None:
+        want = vocab if isinstance(vocab, Tokenizer) else load_tokenizer(vocab)
+        if want.fingerprint != tok.fingerprint:
+            raise DatasetError(
+                f"The dataset {root} was encoded with vocab {tok.fingerprint}, not "
+                f"{want.fingerprint}; encode it with `--vocab` that file or use its own vocab."
+            )
+    return manifest, tok
+
+
+def _split_meta(manifest: dict[str, Any], split: str) -> dict[str, Any]:
+    if split not in manifest["splits"]:
+        raise DatasetError(
+            f"Unknown split {split!r}; the dataset has {', '.join(manifest['splits'])}."
+        )
+    return manifest["splits"][split]
+
+
+def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
+    """Check every shard's presence, sha256 and fingerprint; raise naming the first bad file."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    report = []
+    for split in splits:
+        for shard in _split_meta(manifest, split)["shards"]:
+            path = root / shard["path"]
+            if not path.exists():
+                raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
+            if sha256_file(path) != shard["sha256"]:
+                raise DatasetError(
+                    f"Shard {path} is corrupt (its sha256 does not match the manifest); "
+                    "re-run `candletok encode`."
+                )
+            report.append({"split": split, "path": shard["path"], "rows": shard["rows"]})
+    return report
+
+
+def read_split(root: str | Path, split: str = "train", *, verify: bool = False) -> pl.DataFrame:
+    """All rows of one split (symbol, ts, token, prev_close, scale), sorted by (symbol, ts)."""
+    root = Path(root)
+    manifest, tok = open_dataset(root)
+    if verify:
+        verify_dataset(root, [split])
+    frames = []
+    for shard in _split_meta(manifest, split)["shards"]:
+        path = root / shard["path"]
+        if not path.exists():
+            raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
+        try:
+            df = pl.read_parquet(path)
+            meta = pl.read_parquet_metadata(path)
+        except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
+            raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
+        if meta.get(FINGERPRINT_KEY) != tok.fingerprint:
+            raise DatasetError(
+                f"Shard {path} was written with vocab {meta.get(FINGERPRINT_KEY)}, not the "
+                f"dataset's {tok.fingerprint}; re-run `candletok encode`."
+            )
+        frames.append(df)
+    if not frames:
+        return pl.DataFrame(schema={"symbol": pl.String, "ts": pl.Datetime("us", "UTC"),
+                                    "token": pl.UInt16, "prev_close": pl.Float64,
+                                    "scale": pl.Float64})
+    return pl.concat(frames)
+
+
+def decode_dataset(root: str | Path, split: str = "test") -> pl.DataFrame:
+    """Canonical bars rebuilt from one split's tokens (each anchored on its stored close)."""
+    _, tok = open_dataset(root)
+    return tok.decode(read_split(root, split))
+
+
+def inspect_dataset(root: str | Path) -> dict[str, Any]:
+    """Manifest summary plus a checksum verification of every shard."""
+    manifest = read_manifest(root)
+    open_dataset(root)
+    verify_dataset(root)
+    return manifest
