@@ -123,6 +123,7 @@ class CandleGPT(nn.Module):
             raise ValueError(f"vocab_size must exceed the {N_SPECIAL} special tokens")
         self.config = cfg
         self.fingerprint: str | None = None  # vocab fingerprint, set when trained or loaded
+        self.meta: dict[str, Any] = {}  # checkpoint metadata (configs, metrics), set on load
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),

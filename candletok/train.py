@@ -1,0 +1,551 @@
+"""Training, evaluation and checkpoints for CandleGPT.
+
+The loop is deliberately plain (nanoGPT style): AdamW, linear warm-up then cosine decay,
+gradient clipping, periodic validation in bits per candle, and atomic checkpoints.
+
+Exact resume is a design goal, not a best effort: the batch at step ``s`` is a pure
+function of ``(seed, s)`` (:func:`sample_batch`), the learning rate a pure function of
+``s`` (:func:`lr_at`), and the checkpoint holds the model, the optimizer, the step and the
+torch RNG state (for dropout). So ``N`` steps straight and ``N/2`` steps, then
+``--resume`` for the rest, end with the same weights.
+
+Training windows start at random offsets inside a series (many more distinct windows than
+the dataset's fixed, non-overlapping ones); evaluation uses the dataset's own windows, in
+which every candle is a target exactly once, so bits per candle is an exact figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from candletok._io import atomic_path
+from candletok.baselines import fit_baselines, score_baselines
+from candletok.errors import CandletokError, ModelError
+from candletok.model import BOS, IGNORE_INDEX, N_SPECIAL, PAD, CandleGPT, GPTConfig
+
+CHECKPOINT_FORMAT = "candletok-model/1"
+SPLITS = ("train", "val", "test")
+MODEL_NAME = "CandleGPT"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run. Saved in every checkpoint."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    context: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.1
+    bias: bool = False
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_every: int = 250  # also the checkpoint interval
+    eval_windows: int = 512  # cap on val windows for periodic evals (0: all); final is full
+    eval_batch: int = 64
+    seed: int = 0
+    threads: int = 0  # CPU threads; 0 = the cores this process may use
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
+                         bias=self.bias)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class StepInfo:
+    """What the progress callback receives after every step (and at phase changes)."""
+
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    val_bpc: float | None
+    phase: str = "train"  # "train", "eval", "baselines", "done"
+
+
+@dataclass
+class ScoreRow:
+    name: str
+    val: float
+    test: float
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    step: int
+    steps: int
+    device: str
+    n_params: int
+    tokens_per_s: float
+    data_wait_share: float
+    history: list[dict[str, float]]
+    table: list[ScoreRow]
+    best_ngram: str
+    beats_best_ngram: bool
+    summary: str
+    interrupted: bool = False
+    model: CandleGPT | None = None
+
+
+Progress = Callable[[StepInfo], None]
+
+
+# -- data ---------------------------------------------------------------------------------
+def _flat(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The split's token array (BOS before each series) and each series' [start, end)."""
+    if hasattr(ds, "tokens") and hasattr(ds, "bounds"):
+        return ds.tokens, np.asarray(ds.bounds, dtype=np.int64)
+    series = [np.asarray(s, dtype=np.int64) for s in ds.series()]
+    lens = np.array([s.size + 1 for s in series], dtype=np.int64)
+    ends = np.cumsum(lens)
+    flat = np.concatenate([np.concatenate([[BOS], s]) for s in series]) if series else (
+        np.zeros(0, np.int64))
+    return flat, np.stack([ends - lens, ends], axis=1) if series else np.zeros((0, 2), np.int64)
+
+
+class WindowSampler:
+    """Random training windows of ``context`` inputs, a pure function of ``(seed, step)``.
+
+    A window may start at any token of a series (BOS included) such that its ``context + 1``
+    tokens stay inside the series; series shorter than that give one padded window. Series
+    are weighted by how many windows they hold, so every start is equally likely."""
+
+    def __init__(self, ds: Any, context: int) -> None:
+        self.tokens, bounds = _flat(ds)
+        bounds = bounds[(bounds[:, 1] - bounds[:, 0]) >= 2]  # series with >= 1 candle
+        self.a, self.b = bounds[:, 0], bounds[:, 1]
+        self.context = int(context)
+        n_starts = np.maximum(1, (self.b - self.a) - self.context)
+        self.cum = np.cumsum(n_starts)
+        self.first = self.cum - n_starts  # first global start number of each series
+        if self.cum.size == 0:
+            raise ModelError("The training split holds no candles; encode more data first.")
+
+    def batch(self, seed: int, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` int64 arrays (size, context); padded inputs PAD, padded targets -1."""
+        rng = np.random.default_rng((int(seed), int(step)))
+        u = rng.integers(0, int(self.cum[-1]), size=size)
+        s = np.searchsorted(self.cum, u, side="right")
+        start = self.a[s] + (u - self.first[s])
+        c = self.context
+        pos = start[:, None] + np.arange(c + 1)[None, :]
+        end = self.b[s][:, None]
+        valid = pos < end
+        chunk = np.asarray(self.tokens[np.minimum(pos, end - 1)], dtype=np.int64)
+        x = np.where(valid[:, 1:], chunk[:, :-1], PAD)  # an input only where it has a target
+        y = np.where(valid[:, 1:], chunk[:, 1:], IGNORE_INDEX)
+        return x, y
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to
+    ``lr * min_lr_ratio`` at ``steps``."""
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if step >= cfg.steps:
+        return min_lr
+    ratio = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
+
+
+# -- evaluation ---------------------------------------------------------------------------
+def _eval_windows(ds: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(ds, "batch"):
+        return ds.batch(ids)
+    xs, ys = zip(*(ds[int(i)] for i in ids), strict=True)
+    return torch.stack(xs).numpy(), torch.stack(ys).numpy()
+
+
+@torch.no_grad()
+def evaluate_sums(
+    model: CandleGPT, ds: Any, batch_size: int = 64, max_windows: int = 0
+) -> tuple[float, int]:
+    """Total bits and number of candle targets of ``model`` on ``ds``'s windows (or an
+    evenly spaced subset of ``max_windows`` of them)."""
+    n = len(ds)
+    if n == 0:
+        return 0.0, 0
+    ids = np.arange(n)
+    if 0 < max_windows < n:
+        ids = np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
+    was_training = model.training
+    model.eval()
+    dev = model.device
+    total, count = 0.0, 0
+    try:
+        for chunk in np.array_split(ids, math.ceil(ids.size / batch_size)):
+            x, y = _eval_windows(ds, chunk)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+            yt = torch.from_numpy(np.ascontiguousarray(y)).to(dev)
+            with _autocast(dev):
+                logits, _ = model(xt)
+            logits = logits.float()
+            logits[..., :N_SPECIAL] = float("-inf")  # score over candle tokens only
+            mask = yt >= N_SPECIAL
+            logp = F.log_softmax(logits[mask], dim=-1)  # (n, V)
+            nll = -logp.gather(1, yt[mask][:, None]).squeeze(1)
+            total += float(nll.sum()) / math.log(2)
+            count += int(mask.sum())
+    finally:
+        model.train(was_training)
+    return total, count
+
+
+def evaluate(model: CandleGPT, ds: Any, batch_size: int = 64, max_windows: int = 0) -> float:
+    """Bits per candle of ``model`` on a dataset split: mean -log2 P(next candle), with the
+    distribution renormalized over candle tokens and padded targets ignored (NaN if the
+    split holds no candles)."""
+    total, count = evaluate_sums(model, ds, batch_size, max_windows)
+    return total / count if count else float("nan")
+
+
+def _autocast(dev: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -- checkpoints --------------------------------------------------------------------------
+def _vocab_text(ds: Any) -> str | None:
+    root = getattr(ds, "root", None)
+    p = Path(root) / "vocab.json" if root is not None else None
+    return p.read_text(encoding="utf-8") if p is not None and p.is_file() else None
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"No model checkpoint at {p}; train one with `candletok train DIR`.")
+    try:
+        ck = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"{p} is not a readable candletok model checkpoint ({exc}).") from exc
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{p} is not a {CHECKPOINT_FORMAT} checkpoint; train a new model.")
+    return ck
+
+
+def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset") -> None:
+    """Refuse a dataset or tokenizer whose vocabulary differs from the model's."""
+    fp = getattr(other, "fingerprint", other)
+    if model_fp is not None and fp is not None and fp != model_fp:
+        raise ModelError(
+            f"The model was trained on vocabulary {str(model_fp)[:12]} but {what} uses "
+            f"{str(fp)[:12]}; use data encoded with the model's vocab or train a new model."
+        )
+
+
+def load_model(
+    path: str | Path, dataset: Any = None, device: str | torch.device = "cpu"
+) -> CandleGPT:
+    """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
+    ``fingerprint``: a TokenDataset, a tokenizer), refuse it when its vocabulary differs
+    from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
+    dev = _device(device)
+    ck = read_checkpoint(path, map_location=dev)
+    model = CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
+    model.load_state_dict(ck["model"])
+    model.fingerprint = ck.get("fingerprint")
+    model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
+    if dataset is not None:
+        check_fingerprint(model.fingerprint, dataset)
+        vs = getattr(dataset, "vocab_size", model.config.vocab_size)
+        if vs != model.config.vocab_size:
+            raise ModelError(
+                f"The model has {model.config.vocab_size} tokens but the dataset has {vs}; "
+                "use data encoded with the model's vocab."
+            )
+    return model.to(dev).eval()
+
+
+# -- the loop -----------------------------------------------------------------------------
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("CUDA was requested but is not available; use --device cpu or auto.")
+    return dev
+
+
+def _open_splits(root: Any, context: int) -> dict[str, Any]:
+    """``{"train": ds, "val": ds, "test": ds}`` from a dataset folder, or the mapping given."""
+    if isinstance(root, Mapping):
+        return dict(root)
+    from candletok.dataset import TokenDataset  # lazy: pulls in the tokenizers
+
+    out = {}
+    for split in SPLITS:
+        try:
+            out[split] = TokenDataset(root, split, context=context)
+        except CandletokError:
+            if split == "train":
+                raise
+            out[split] = None  # a dataset without this split
+    return out
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[threading.Event]:
+    """First Ctrl-C asks the loop to stop at the next step boundary (and checkpoint); a
+    second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _threads(n: int, dev: torch.device) -> Iterator[None]:
+    """Use ``n`` intra-op threads on CPU during training, restoring the old setting after."""
+    old = torch.get_num_threads()
+    if dev.type == "cpu":
+        avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        torch.set_num_threads(max(1, n or avail))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def train(
+    dataset_root: str | Path | Mapping[str, Any],
+    cfg: TrainConfig | None = None,
+    out: str | Path = "model.pt",
+    device: str = "auto",
+    resume: bool = False,
+    progress: Progress | None = None,
+    until: int | None = None,
+) -> TrainResult:
+    """Train CandleGPT on a token dataset folder and return the scores.
+
+    ``dataset_root`` is a folder written by ``candletok encode`` (or, for tests, a mapping
+    ``{"train": ds, "val": ds, "test": ds}`` of dataset objects). With ``resume`` the run
+    continues from the checkpoint at ``out`` with its own configuration (``cfg`` may only
+    change ``steps`` and ``eval_every``). ``until`` stops at that step (with a checkpoint)
+    without changing the schedule. Ctrl-C also stops at the next step with a checkpoint.
+    """
+    dev = _device(device)
+    out = Path(out)
+    ck: dict[str, Any] | None = None
+    if resume:
+        ck = read_checkpoint(out, map_location="cpu")
+        saved = TrainConfig.from_dict(ck["train_config"])
+        if cfg is not None:
+            saved.steps, saved.eval_every = cfg.steps, cfg.eval_every
+        cfg = saved
+    cfg = cfg or TrainConfig()
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.context < 1:
+        raise ModelError("steps, batch size and context must all be at least 1.")
+    splits = _open_splits(dataset_root, cfg.context)
+    tr = splits["train"]
+    fingerprint = getattr(tr, "fingerprint", None)
+
+    torch.manual_seed(cfg.seed)
+    if ck is not None:
+        check_fingerprint(ck.get("fingerprint"), tr, "this dataset")
+        gcfg = GPTConfig.from_dict(ck["gpt_config"])
+    else:
+        gcfg = cfg.gpt_config(int(tr.vocab_size))
+    model = CandleGPT(gcfg)
+    model.fingerprint = fingerprint
+    opt = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    step, history = 0, []
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, history = int(ck["step"]), list(ck.get("metrics", {}).get("history", []))
+        torch.set_rng_state(ck["rng"]["torch"])
+        if dev.type == "cuda" and ck["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ck["rng"]["cuda"])
+    model.to(dev)
+    # Optimizer state moves with the parameters it was loaded for.
+    for st in opt.state.values():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                st[k] = v.to(dev)
+
+    sampler = WindowSampler(tr, cfg.context)
+    vocab_text = _vocab_text(tr)
+    last_val: float | None = history[-1].get("val_bpc") if history else None
+    stop_at = cfg.steps if until is None else min(cfg.steps, int(until))
+
+    def state(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "gpt_config": gcfg.to_dict(),
+            "train_config": asdict(cfg),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
+            },
+            "metrics": metrics,
+            "fingerprint": fingerprint,
+            "vocab_size": gcfg.vocab_size,
+            "vocab_json": vocab_text,
+            "dataset": str(getattr(tr, "root", "")),
+        }
+
+    def emit(info: StepInfo) -> None:
+        if progress is not None:
+            progress(info)
+
+    t_train = t_data = 0.0
+    tokens_seen = 0
+    rate = 0.0
+    losses: list[float] = []
+    interrupted = False
+    model.train()
+    with _threads(cfg.threads, dev), _stop_on_sigint() as stop:
+        while step < stop_at:
+            t0 = time.perf_counter()
+            x, y = sampler.batch(cfg.seed, step, cfg.batch_size)
+            xt = torch.from_numpy(x).to(dev, non_blocking=True)
+            yt = torch.from_numpy(y).to(dev, non_blocking=True)
+            t1 = time.perf_counter()
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with _autocast(dev):
+                _, loss = model(xt, yt)
+            assert loss is not None
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            lv = float(loss.item())  # also synchronizes the device, so timings are honest
+            t2 = time.perf_counter()
+            step += 1
+            t_data += t1 - t0
+            t_train += t2 - t0
+            tokens_seen += x.size
+            now = x.size / max(t2 - t0, 1e-9)
+            rate = now if rate == 0 else 0.9 * rate + 0.1 * now  # smoothed for display
+            losses.append(lv)
+            if not math.isfinite(lv):
+                raise ModelError(
+                    f"Training diverged at step {step} (loss {lv}); lower --lr and retry."
+                )
+            boundary = step % max(1, cfg.eval_every) == 0 or step == stop_at or stop.is_set()
+            if boundary:
+                if splits.get("val") is not None:
+                    emit(StepInfo(step, cfg.steps, lv, lr, rate, last_val, "eval"))
+                    last_val = evaluate(model, splits["val"], cfg.eval_batch, cfg.eval_windows)
+                history.append({"step": step, "loss": float(np.mean(losses)), "lr": lr,
+                                "val_bpc": last_val if last_val is not None else float("nan"),
+                                "tokens_per_s": rate})
+                losses = []
+                save_checkpoint(out, state({"history": history}))
+            emit(StepInfo(step, cfg.steps, lv, lr, rate, last_val))
+            if stop.is_set() and step < stop_at:
+                interrupted = True
+                break
+
+    # -- final scores: the model next to every baseline on val and test --------------------
+    emit(StepInfo(step, cfg.steps, history[-1]["loss"] if history else float("nan"),
+                  lr_at(step, cfg), rate, last_val, "baselines"))
+    table, best, beats, summary = compare_to_baselines(model, splits, cfg.eval_batch)
+    metrics = {"history": history, "table": [asdict(r) for r in table], "summary": summary,
+               "best_ngram": best, "beats_best_ngram": beats}
+    if step > 0:
+        save_checkpoint(out, state(metrics))
+    emit(StepInfo(step, cfg.steps, history[-1]["loss"] if history else float("nan"),
+                  lr_at(step, cfg), rate, last_val, "done"))
+    return TrainResult(
+        path=out, step=step, steps=cfg.steps, device=str(dev), n_params=model.num_params(),
+        tokens_per_s=tokens_seen / t_train if t_train else float("nan"),
+        data_wait_share=t_data / t_train if t_train else float("nan"),
+        history=history, table=table, best_ngram=best, beats_best_ngram=beats,
+        summary=summary, interrupted=interrupted, model=model.eval(),
+    )
+
+
+def compare_to_baselines(
+    model: CandleGPT, splits: Mapping[str, Any], batch_size: int = 64
+) -> tuple[list[ScoreRow], str, bool, str]:
+    """Score the model and every baseline (fit on train, tuned on val) on val and test.
+
+    Returns the table rows (model first), the best n-gram (chosen on val), whether the
+    model beats it (on test, or val when there is no test split) and a one-line verdict."""
+    tr, va, te = splits["train"], splits.get("val"), splits.get("test")
+    vocab = model.config.vocab_size
+
+    def ser(ds: Any) -> list[np.ndarray]:
+        return ds.series() if ds is not None else []
+
+    val_s, test_s = ser(va), ser(te)
+    models = fit_baselines(tr.series(), vocab, tune=val_s or None)
+    rows = [ScoreRow(MODEL_NAME,
+                     evaluate(model, va, batch_size) if va is not None else float("nan"),
+                     evaluate(model, te, batch_size) if te is not None else float("nan"))]
+    for b in score_baselines(models, {"val": val_s, "test": test_s}, vocab):
+        rows.append(ScoreRow(b.name, b.scores["val"], b.scores["test"], b.params))
+    ngrams = [r for r in rows if r.name.startswith("ngram")]
+    key = "val" if all(math.isfinite(r.val) for r in ngrams) else "test"
+    best = min(ngrams, key=lambda r: getattr(r, key))
+    on = "test" if math.isfinite(rows[0].test) else "val"
+    m, b = getattr(rows[0], on), getattr(best, on)
+    if not (math.isfinite(m) and math.isfinite(b)):
+        return rows, best.name, False, "No val/test candles to score; encode with a later split."
+    beats = m < b
+    if beats:
+        summary = (f"{MODEL_NAME} beats the best n-gram baseline ({best.name}) on {on}: "
+                   f"{m:.4f} vs {b:.4f} bits/candle ({b - m:.4f} fewer).")
+    else:
+        summary = (f"{MODEL_NAME} does NOT beat the best n-gram baseline ({best.name}) on {on}: "
+                   f"{m:.4f} vs {b:.4f} bits/candle ({m - b:.4f} more); the n-gram is the "
+                   "better predictor here.")
+    return rows, best.name, beats, summary

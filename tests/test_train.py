@@ -1,0 +1,214 @@
+"""Training loop, evaluation, checkpoints and exact resume, on a small in-memory dataset
+with the same interface as TokenDataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from candletok.errors import ModelError
+from candletok.model import BOS, N_SPECIAL, PAD, CandleGPT, GPTConfig
+from candletok.train import (
+    TrainConfig,
+    WindowSampler,
+    evaluate,
+    evaluate_sums,
+    load_model,
+    lr_at,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class MemDataset(torch.utils.data.Dataset):
+    """In-memory stand-in for TokenDataset: non-overlapping windows per series, each
+    candle a target once (targets already counted by the previous window masked)."""
+
+    def __init__(self, series: list[np.ndarray], vocab_size: int, context: int,
+                 fingerprint: str = "fp-test") -> None:
+        self._series = [np.asarray(s, dtype=np.int64) for s in series]
+        self.vocab_size, self.context, self.fingerprint = vocab_size, context, fingerprint
+        self.root = None
+        self.windows: list[tuple[np.ndarray, np.ndarray]] = []
+        for s in self._series:
+            t = np.concatenate([[BOS], s])
+            n = s.size
+            for j in range(max(1, math.ceil(n / context))):
+                off = min(j * context, max(0, n - context))
+                x = np.full(context, PAD)
+                y = np.full(context, -1)
+                chunk = t[off:off + context + 1]
+                x[:chunk.size - 1] = chunk[:-1]
+                y[:chunk.size - 1] = chunk[1:]
+                y[:max(0, j * context - off) if j else 0] = -1
+                self.windows.append((x, y))
+
+    def series(self) -> list[np.ndarray]:
+        return self._series
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.windows[i]
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def sticky_chain(n: int, rng: np.random.Generator, vocab: int = 16) -> np.ndarray:
+    """A Markov chain that mostly steps to (last + 1): easy structure to learn."""
+    x = np.empty(n, np.int64)
+    x[0] = N_SPECIAL
+    jump = rng.random(n) < 0.15
+    new = rng.integers(N_SPECIAL, vocab, n)
+    for i in range(1, n):
+        x[i] = new[i] if jump[i] else N_SPECIAL + (x[i - 1] - N_SPECIAL + 1) % (vocab - N_SPECIAL)
+    return x
+
+
+def splits(context: int = 16, fingerprint: str = "fp-test") -> dict[str, MemDataset]:
+    rng = np.random.default_rng(0)
+    return {
+        "train": MemDataset([sticky_chain(400, rng), sticky_chain(250, rng)], 16, context,
+                            fingerprint),
+        "val": MemDataset([sticky_chain(60, rng), sticky_chain(45, rng)], 16, context,
+                          fingerprint),
+        "test": MemDataset([sticky_chain(70, rng)], 16, context, fingerprint),
+    }
+
+
+def tiny_cfg(**kw: object) -> TrainConfig:
+    base = dict(steps=40, batch_size=16, context=16, n_layer=1, n_head=2, n_embd=32,
+                dropout=0.1, lr=1e-2, warmup_steps=5, eval_every=10, threads=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert (np.diff(lrs[9:]) <= 0).all()
+    assert lrs[100] == pytest.approx(0.1)
+
+
+def test_sampler_is_a_function_of_seed_and_step_and_never_crosses_series() -> None:
+    ds = splits()["train"]
+    smp = WindowSampler(ds, 16)
+    x1, y1 = smp.batch(7, 123, 64)
+    x2, y2 = smp.batch(7, 123, 64)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert not np.array_equal(x1, smp.batch(7, 124, 64)[0])
+    assert np.array_equal(x1[:, 1:], y1[:, :-1])
+    # Two series over disjoint alphabets: a window that crossed would mix them.
+    rng = np.random.default_rng(1)
+    two = MemDataset([rng.integers(4, 10, 50), rng.integers(10, 16, 30)], 16, 16)
+    x, _ = WindowSampler(two, 16).batch(0, 0, 256)
+    low = ((x >= 4) & (x < 10)).any(1)
+    high = (x >= 10).any(1)
+    assert not (low & high).any()
+    assert low.any() and high.any()
+    assert ((x == BOS).sum(1) <= 1).all() and (x[:, 1:] != BOS).all()
+
+
+def test_short_series_give_padded_windows() -> None:
+    ds = MemDataset([np.array([4, 5, 6])], 8, 6)
+    x, y = WindowSampler(ds, 6).batch(0, 0, 2)
+    assert x[0].tolist() == [BOS, 4, 5, PAD, PAD, PAD]
+    assert y[0].tolist() == [4, 5, 6, -1, -1, -1]
+
+
+def test_loss_falls_and_model_is_scored_against_baselines(tmp_path: Path) -> None:
+    res = train(splits(), tiny_cfg(steps=60), out=tmp_path / "m.pt", device="cpu")
+    assert res.step == 60 and not res.interrupted
+    assert res.history[-1]["loss"] < res.history[0]["loss"] - 0.3
+    names = [r.name for r in res.table]
+    assert names == ["CandleGPT", "uniform", "unigram", "ngram-1", "ngram-2", "ngram-3"]
+    model_row, uni = res.table[0], res.table[1]
+    assert model_row.val < uni.val and model_row.test < uni.test
+    assert ("does NOT beat" in res.summary) != res.beats_best_ngram
+    assert res.best_ngram in names
+    assert 0 <= res.data_wait_share <= 1 and res.tokens_per_s > 0
+
+
+@torch.no_grad()
+def _direct_bits(m: CandleGPT, ds: MemDataset) -> tuple[float, int]:
+    """Bits of every candle, each series run through the model in one piece."""
+    bits, n = 0.0, 0
+    for s in ds.series():
+        x = torch.from_numpy(np.concatenate([[BOS], s[:-1]]))[None]
+        logits = m(x)[0][0]
+        logits[:, :N_SPECIAL] = -math.inf
+        lp = F.log_softmax(logits, -1)[torch.arange(s.size), torch.from_numpy(s)]
+        bits -= float(lp.sum()) / math.log(2)
+        n += s.size
+    return bits, n
+
+
+def test_evaluate_matches_a_direct_computation() -> None:
+    ds = splits(context=80)["val"]  # every series fits in one window
+    torch.manual_seed(0)
+    m = CandleGPT(GPTConfig(vocab_size=16, context=80, n_layer=1, n_head=1, n_embd=16)).eval()
+    bits, n = _direct_bits(m, ds)
+    assert evaluate(m, ds, batch_size=1) == pytest.approx(bits / n, rel=1e-5)
+    # with windows shorter than the series, every candle is still counted exactly once
+    short = MemDataset(ds.series(), 16, 16)
+    assert evaluate_sums(m, short, batch_size=3)[1] == n
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path: Path) -> None:
+    res = train(splits(), tiny_cfg(steps=12), out=tmp_path / "m.pt", device="cpu")
+    loaded = load_model(tmp_path / "m.pt", dataset=splits()["val"])
+    x = torch.randint(0, 16, (4, 16))
+    assert res.model is not None
+    assert torch.equal(res.model(x)[0], loaded(x)[0])
+    assert loaded.fingerprint == "fp-test"
+    assert loaded.meta["step"] == 12
+    assert loaded.meta["metrics"]["table"][0]["name"] == "CandleGPT"
+
+
+def test_resume_continues_the_same_run(tmp_path: Path) -> None:
+    cfg = tiny_cfg(steps=30, eval_every=7)
+    straight = train(splits(), cfg, out=tmp_path / "a.pt", device="cpu")
+    half = train(splits(), cfg, out=tmp_path / "b.pt", device="cpu", until=15)
+    assert half.step == 15
+    resumed = train(splits(), None, out=tmp_path / "b.pt", device="cpu", resume=True)
+    assert resumed.step == 30
+    assert straight.model is not None and resumed.model is not None
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lr_resumed = {h["step"]: h["lr"] for h in resumed.history}
+    assert all(lr_resumed[h["step"]] == h["lr"] for h in straight.history)
+    # the interrupted run adds a checkpoint at step 15; the evaluation steps are the same
+    assert [h["step"] for h in resumed.history] == [7, 14, 15, 21, 28, 30]
+    assert [h["step"] for h in straight.history] == [7, 14, 21, 28, 30]
+
+
+def test_refuses_a_dataset_with_another_vocabulary(tmp_path: Path) -> None:
+    train(splits(), tiny_cfg(steps=3), out=tmp_path / "m.pt", device="cpu")
+    other = splits(fingerprint="fp-other")
+    with pytest.raises(ModelError, match="vocabulary") as e:
+        load_model(tmp_path / "m.pt", dataset=other["val"])
+    assert str(e.value).count(". ") == 0  # one sentence
+    with pytest.raises(ModelError, match="vocabulary"):
+        train(other, tiny_cfg(steps=6), out=tmp_path / "m.pt", device="cpu", resume=True)
+
+
+def test_missing_or_foreign_checkpoints_raise_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="No model checkpoint"):
+        train(splits(), tiny_cfg(), out=tmp_path / "none.pt", device="cpu", resume=True)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError):
+        load_model(bad)
