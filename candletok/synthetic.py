@@ -198,79 +198,117 @@ def synthetic_bars(
     rngs = [np.random.default_rng(symbol_seed(seed, s)) for s in syms]
     params = np.array([
         [r.uniform(0.6, 1.6), r.uniform(0.05, 0.10), r.uniform(0.86, 0.92),
-         r.uniform(3.5, 6.0), r.uniform(np.log(8), np.log(400)), r.uniform(-0.3, 0.5),
+         r.uniform(4.0, 7.0), r.uniform(np.log(8), np.log(400)), r.uniform(-0.3, 0.5),
          r.uniform(np.log(2e5), np.log(5e7))]
         for r in rngs
     ])
     vol_mult, alpha, beta, nu, logp0, drift_ann, logv0 = params.T
+    beta = np.minimum(beta, 0.98 - alpha)  # alpha + beta < 1: stationary, omega > 0
     sigma = DAILY_VOL * vol_mult * np.sqrt(bar_days)  # unconditional per-bar sd
     omega = sigma**2 * (1 - alpha - beta)
 
-    def t_std(r: np.random.Generator, df: float, size: int) -> np.ndarray:
-        return r.standard_t(df, size) / np.sqrt(df / (df - 2))
+    # Innovations, each symbol from its own stream, laid out (symbols x time) so every
+    # row is contiguous. Student-t as a normal over a shared chi-square mixing variable:
+    # a "news" bar gets both a large gap and a large body, and it costs one gamma draw.
+    z = np.empty((S, T))
+    zg = np.empty((S, T))
+    w = np.empty((S, T))
+    e_up = np.empty((S, T))
+    e_dn = np.empty((S, T))
+    nv = np.empty((S, T))
+    for j, r in enumerate(rngs):  # one pass per symbol (not per bar): its own stream
+        r.standard_normal(T, out=z[j])
+        r.standard_normal(T, out=zg[j])
+        r.standard_gamma(nu[j] / 2, T, out=w[j])
+        r.standard_exponential(T, out=e_up[j])
+        r.standard_exponential(T, out=e_dn[j])
+        r.standard_normal(T, out=nv[j])
+    # t_nu / sd(t_nu) = N * sqrt((nu - 2) / chi2_nu), with chi2_nu = 2 * gamma(nu / 2).
+    np.divide(((nu - 2) / 2)[:, None], w, out=w)
+    np.sqrt(w, out=w)
+    z *= w
+    zg *= w
+    del w
 
-    z = np.empty((T, S))
-    zg = np.empty((T, S))
-    u = np.empty((T, S, 2))
-    nv = np.empty((T, S))
-    for j, r in enumerate(rngs):  # one pass per symbol (not per bar): own stream each
-        z[:, j] = t_std(r, nu[j], T)
-        zg[:, j] = t_std(r, nu[j], T)
-        u[:, j, :] = r.random((T, 2))
-        nv[:, j] = r.standard_normal(T)
-
-    h = _garch(z, omega, alpha, beta, sigma**2)
+    h = _garch(np.ascontiguousarray(z.T), omega, alpha, beta, sigma**2).T
     sd = np.sqrt(h)
-    mu = (drift_ann / 252.0) * bar_days - 0.5 * sigma**2
+    col = (slice(None), None)  # per-symbol parameters broadcast over time
+    mu = ((drift_ann / 252.0) * bar_days - 0.5 * sigma**2)[col]
 
     # Gap (open vs previous close): small inside a session, overnight-sized at its open.
-    first_col = first[:, None]
     if intraday:
-        overnight = DAILY_VOL * vol_mult * 0.5  # about half a day's volatility
-        gap_sd = np.where(first_col, overnight * np.sqrt(h / sigma**2), 0.05 * sd)
+        overnight = (DAILY_VOL * vol_mult * 0.5 / sigma)[col]  # about half a day's vol
+        gap_scale = np.where(first[None, :], overnight, 0.05)
     else:
-        gap_sd = 0.35 * sd
-    gap = gap_sd * zg
-    gap[0] = 0.0
-    body = mu + sd * z
+        gap_scale = 0.35
+    gap = zg
+    gap *= sd
+    gap *= gap_scale
+    gap[:, 0] = 0.0
+    body = z
+    body *= sd
+    body += mu
     r_total = gap + body
 
-    logc = logp0 + np.cumsum(r_total, axis=0)
-    logo = logc - body
+    logc = np.cumsum(r_total, axis=1)
+    logc += logp0[col]
 
     # Brownian bridge extremes between open (0) and close (b) with variance sd**2:
-    # P(max >= m) = exp(-2 m (m - b) / sd**2)  =>  m = (b + sqrt(b**2 - 2 sd**2 ln U)) / 2.
-    var = sd * sd
-    up = 0.5 * (body + np.sqrt(body * body - 2 * var * np.log1p(-u[..., 0])))
-    dn = 0.5 * (body - np.sqrt(body * body - 2 * var * np.log1p(-u[..., 1])))
-    upper = np.maximum(up - np.maximum(body, 0.0), 0.0)
-    lower = np.maximum(np.minimum(body, 0.0) - dn, 0.0)
+    # P(max >= m) = exp(-2 m (m - b) / sd**2) => m = (b + sqrt(b**2 + 2 sd**2 E)) / 2,
+    # E ~ Exp(1); the wick above max(0, b) and below min(0, b) follow, exactly.
+    b2 = body * body
+    h *= 2.0  # 2 * sd**2, in place
+    e_up *= h
+    e_up += b2
+    np.sqrt(e_up, out=e_up)  # sqrt(b**2 + 2 sd**2 E)
+    e_dn *= h
+    e_dn += b2
+    np.sqrt(e_dn, out=e_dn)
+    absb = np.abs(body)
+    upper = e_up
+    upper -= absb
+    upper *= 0.5
+    lower = e_dn
+    lower -= absb
+    lower *= 0.5
+    np.maximum(upper, 0.0, out=upper)
+    np.maximum(lower, 0.0, out=lower)
 
-    open_ = np.exp(logo)
     close = np.exp(logc)
-    high = np.maximum(open_, close) * np.exp(upper)
-    low = np.minimum(open_, close) * np.exp(-lower)
+    open_ = np.exp(logc - body)
+    high = np.maximum(open_, close)
+    high *= np.exp(upper)
+    low = np.minimum(open_, close)
+    low *= np.exp(-lower)
 
     # Volume: lognormal noise, more on big moves, U-shaped across an intraday session.
     k = 0.8
-    base = np.exp(logv0) * bar_days
+    base = (np.exp(logv0) * bar_days)[col]
     if intraday:
         session_id = np.cumsum(first) - 1
         pos = np.arange(T) - np.flatnonzero(first)[session_id]
         per = max(1, -(-SESSION_MINUTES // int(INTERVALS[interval].total_seconds() // 60)))
         x = (pos / max(per - 1, 1) - 0.5) * 2
-        base = base * (0.6 + 0.9 * x * x)[:, None]
-    volume = np.round(base * np.exp(0.35 * nv - 0.06) * (1 + k * np.abs(r_total) / sigma))
+        base = base * (0.6 + 0.9 * x * x)[None, :]
+    np.abs(r_total, out=r_total)
+    r_total *= (k / sigma)[col]
+    r_total += 1.0
+    nv *= 0.35
+    nv -= 0.06
+    np.exp(nv, out=nv)
+    nv *= r_total
+    nv *= base
+    volume = np.round(nv, out=nv)
 
-    order = dict(order="F")  # symbol-major flatten: all of symbol 0, then symbol 1...
+    # Row-major flatten of (symbols x time): all bars of symbol 0, then symbol 1...
     ts_all = pl.concat([ts] * S) if S > 1 else ts
     df = pl.DataFrame({
         "symbol": pl.Series("symbol", syms).gather(np.repeat(np.arange(S), T)),
         "ts": ts_all,
-        "open": open_.ravel(**order),
-        "high": high.ravel(**order),
-        "low": low.ravel(**order),
-        "close": close.ravel(**order),
-        "volume": volume.ravel(**order),
+        "open": open_.ravel(),
+        "high": high.ravel(),
+        "low": low.ravel(),
+        "close": close.ravel(),
+        "volume": volume.ravel(),
     })
     return df.select(BARS_COLUMNS)
