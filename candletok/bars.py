@@ -253,7 +253,9 @@ def validate_bars(df: pl.DataFrame, policy: Policy = "strict") -> pl.DataFrame:
     if policy not in ("strict", "repair"):
         raise ValueError(f"policy must be 'strict' or 'repair', not {policy!r}")
     _check_schema(df)
-    df = df.select(BARS_COLUMNS).with_columns(pl.col("volume").cast(pl.Float64))
+    df = df.select(BARS_COLUMNS).with_columns(
+        pl.col("volume").cast(pl.Float64), pl.col("ts").cast(BARS_SCHEMA["ts"])
+    )
     if df.height == 0:
         raise BarsError("The bars frame is empty: no rows to work with.", rule="empty")
     if policy == "repair":
@@ -298,7 +300,9 @@ def repair_bars(df: pl.DataFrame) -> tuple[pl.DataFrame, RepairReport]:
     """Drop or fix broken rows; return the repaired frame and what was done."""
     _check_schema(df)
     n0 = df.height
-    df = df.select(BARS_COLUMNS).with_columns(pl.col("volume").cast(pl.Float64))
+    df = df.select(BARS_COLUMNS).with_columns(
+        pl.col("volume").cast(pl.Float64), pl.col("ts").cast(BARS_SCHEMA["ts"])
+    )
     masks = _rule_masks(df)
     bad_vol = int(masks["negative_volume"].sum())
     df = df.with_columns(
