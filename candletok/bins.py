@@ -137,7 +137,9 @@ class BinsTokenizer(Tokenizer):
         out: dict[str, np.ndarray] = {}
         for name in self.feature_names:
             if name not in edges:
-                raise TokenizerError(f"Fixed edges need a list for every feature; '{name}' is missing.")
+                raise TokenizerError(
+                    f"Fixed edges need a list for every feature; '{name}' is missing."
+                )
             e = np.asarray(edges[name], dtype=float).reshape(-1)
             if name in WICKS:
                 e = e[e > ZERO_TOL]

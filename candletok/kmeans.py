@@ -245,10 +245,7 @@ class KMeansTokenizer(Tokenizer):
         rng = np.random.default_rng(self.seed)
         Z = X * self.weights
         C = self._kmeanspp(Z, rng)
-        if Z.shape[0] > self.minibatch_above:
-            C = self._minibatch(Z, C, rng)
-        else:
-            C = self._lloyd(Z, C)
+        C = self._minibatch(Z, C, rng) if Z.shape[0] > self.minibatch_above else self._lloyd(Z, C)
         F = C / self.weights
         for j, name in enumerate(self.feature_names):
             if name in ("upper", "lower"):  # means of wicks are >= 0; make it exact

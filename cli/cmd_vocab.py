@@ -1,0 +1,150 @@
+"""``candletok fit`` (learn a vocabulary from bars) and ``candletok inspect`` (show one)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from candletok.cli.app import app, console, fail, table
+
+from candletok.errors import CandletokError, TokenizerError
+from candletok.tokenizer import Tokenizer, load_tokenizer
+
+DEFAULT_OUT = Path("vocab.json")
+
+
+def _parse_bins(spec: str) -> dict[str, int]:
+    """``"9,13,3,3"`` or ``"9x13x3x3[x5]"`` -> gap/body/upper/lower[/vol] bin counts."""
+    parts = [p for p in spec.replace("x", ",").replace("·", ",").split(",") if p.strip()]
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError as exc:
+        raise TokenizerError(
+            f"--bins {spec!r} is not a list of integers; write e.g. 9,13,3,3."
+        ) from exc
+    if len(nums) not in (4, 5):
+        raise TokenizerError("--bins takes 4 or 5 counts: gap,body,upper,lower[,vol].")
+    names = ("gap_bins", "body_bins", "upper_bins", "lower_bins", "vol_bins")
+    return dict(zip(names, nums, strict=False))
+
+
+def make_tokenizer(scheme: str, k: int | None = None, bins: str | None = None,
+                   seed: int = 0) -> Tokenizer:
+    """A fresh tokenizer of ``scheme`` with the CLI's options applied."""
+    if scheme == "bins":
+        from candletok.bins import BinsTokenizer
+
+        return BinsTokenizer(**(_parse_bins(bins) if bins else {}))
+    if scheme == "kmeans":
+        from candletok.kmeans import KMeansTokenizer
+
+        return KMeansTokenizer(**({"k": k} if k else {}), seed=seed)
+    raise TokenizerError(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
+
+
+@app.command()
+def fit(
+    symbols: Annotated[list[str], typer.Argument(help="Symbols whose bars train the vocab.")],
+    scheme: Annotated[str, typer.Option(help="Tokenizer scheme: bins or kmeans.")] = "bins",
+    source: Annotated[str, typer.Option(help="auto, yahoo, sample, synthetic or a path.")] = "auto",
+    interval: Annotated[str, typer.Option(help="Bar interval, e.g. 1d, 1h, 5m.")] = "1d",
+    start: Annotated[str | None, typer.Option(help="First date (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date (YYYY-MM-DD).")] = None,
+    out: Annotated[Path, typer.Option(help="Vocab file to write.")] = DEFAULT_OUT,
+    k: Annotated[int | None, typer.Option("--k", help="kmeans: number of clusters.")] = None,
+    bins: Annotated[str | None, typer.Option(help="bins: counts gap,body,upper,lower[,vol].")]
+    = None,
+    seed: Annotated[int, typer.Option(help="kmeans: random seed.")] = 0,
+) -> None:
+    """Fit a vocabulary on these bars (fit on the training period only: use --end)."""
+    if scheme not in ("bins", "kmeans"):
+        raise fail(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
+    from candletok.sources import load_bars
+
+    tok = make_tokenizer(scheme, k=k, bins=bins, seed=seed)
+    with console.status(f"loading {len(symbols)} symbol(s) from {source}"):
+        bars = load_bars(symbols, source=source, interval=interval, start=start, end=end)
+    with console.status(f"fitting {scheme} on {bars.height:,} bars"):
+        tok.fit(bars)
+    tok.save(out)
+    counts = tok.counts if tok.counts is not None else np.zeros(tok.n_candle_tokens)
+    n = int(counts.sum())
+    p = counts[counts > 0] / max(n, 1)
+    console.print(
+        table(
+            f"Fitted {scheme} -> {out} (and {out.with_suffix('.txt').name})",
+            ["symbols", "bars", "candles", "vocab", "candle tokens", "used", "bits/candle",
+             "fingerprint"],
+            [(len(set(bars["symbol"].to_list())), bars.height, n, tok.vocab_size,
+              tok.n_candle_tokens, int((counts > 0).sum()), float(-(p * np.log2(p)).sum()),
+              tok.fingerprint)],
+        )
+    )
+
+
+def _inspect_dir(path: Path) -> None:
+    """A dataset folder is the shards module's business; print its summary if present."""
+    try:
+        cmd_data: Any = importlib.import_module("candletok.cli.cmd_data")
+    except ImportError:
+        cmd_data = None
+    if cmd_data is not None and hasattr(cmd_data, "inspect_dir"):
+        cmd_data.inspect_dir(path)
+        return
+    try:
+        shards: Any = importlib.import_module("candletok.shards")
+    except ImportError as exc:
+        raise CandletokError(
+            f"{path} is a folder, and this install cannot read token datasets; "
+            "pass a vocab.json file instead."
+        ) from exc
+    m = shards.inspect_dataset(path)
+    console.print(f"{path}: {m.get('format')}, scheme {m.get('scheme')}, "
+                  f"vocab {m.get('vocab_size')}, fingerprint {m.get('fingerprint')}")
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A vocab.json file or a dataset folder.")],
+    rows: Annotated[int, typer.Option(help="Vocabulary rows to show (0 = all).")] = 40,
+    sort: Annotated[str, typer.Option(help="Order rows by share or token.")] = "share",
+) -> None:
+    """Summarize a vocabulary: its settings and a table of tokens in words."""
+    if path.is_dir():
+        _inspect_dir(path)
+        return
+    tok = load_tokenizer(path)
+    console.print(
+        f"[bold]{path}[/]: scheme {tok.scheme}, {tok.vocab_size} tokens "
+        f"({tok.n_candle_tokens} candles + {tok.N_SPECIAL} specials), "
+        f"fingerprint {tok.fingerprint}"
+    )
+    params = ", ".join(f"{k}={v}" for k, v in tok._params().items())
+    console.print(f"params: {params}")
+    console.print("features: " + ", ".join(f"{k}={v}" for k, v in tok.features.to_dict().items())
+                  + f"  ({', '.join(tok.feature_names)}, in volatility units)")
+    df = tok.token_table()
+    cand = df.filter(df["kind"] == "candle")
+    if "share" in df.columns and sort == "share":
+        cand = cand.sort("share", descending=True)
+        used = int((cand["count"] > 0).sum())
+        p = cand["share"].to_numpy()
+        p = p[p > 0]
+        console.print(f"fit counts: {int(cand['count'].sum()):,} candles, {used} tokens used, "
+                      f"{float(-(p * np.log2(p)).sum()):.2f} bits/candle")
+    shown = cand if rows <= 0 else cand.head(rows)
+    cols = ["token", *tok.feature_names] + (["share"] if "share" in df.columns else [])
+    console.print(
+        table(
+            f"Vocabulary ({shown.height} of {cand.height} candle tokens"
+            + (", most frequent first)" if "share" in df.columns and sort == "share" else ")"),
+            [*cols, "meaning"],
+            [
+                (*(r[c] if c != "share" else f"{r[c]:.2%}" for c in cols), r["meaning"])
+                for r in shown.iter_rows(named=True)
+            ],
+        )
+    )
