@@ -30,7 +30,7 @@ import polars as pl
 from candletok import cache as _cache
 from candletok.bars import BARS_COLUMNS, canonicalize, repair_bars
 from candletok.errors import BarsError, SourceError
-from candletok.sources import INTERVALS, filter_range, finish
+from candletok.sources import INTERVALS, finish, normalize_interval
 
 log = logging.getLogger("candletok")
 
@@ -351,6 +351,7 @@ def load_yahoo(
     stderr; otherwise :class:`YahooUnreachable` is raised for the caller to handle.
     """
     fetch = fetch or yf_download
+    interval = normalize_interval(interval)
     now = now or datetime.now(timezone.utc)
     syms = [s.upper() for s in symbols]
     s, e = resolve_range(interval, start, end, now)
@@ -419,7 +420,6 @@ def _repaired(bars: pl.DataFrame) -> pl.DataFrame:
 __all__ = [
     "YahooUnreachable",
     "fetch_with_retry",
-    "filter_range",
     "load_yahoo",
     "reshape_yf",
     "resolve_range",
