@@ -1,0 +1,118 @@
+"""Tokenizer speed: bins and kmeans (K=512) on in-memory candles.
+
+    python -m benchmarks.tokenizer_speed          # 10M candles
+    python -m benchmarks.tokenizer_speed --quick  # 200k candles, seconds
+
+Two figures per scheme, reported separately on purpose:
+- token assignment from a ready (n, d) feature matrix (``encode_features``);
+- full bars -> tokens (``encode``: Polars features per symbol + assignment).
+Each is compared with a naive per-row Python encoder of the same scheme (timed on a
+subset, extrapolated per candle). Targets: bins >= 20M candles/s, kmeans >= 2M candles/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from benchmarks._util import machine, measure
+from candletok.bins import BinsTokenizer
+from candletok.kmeans import KMeansTokenizer
+from candletok.sample import load_sample
+from candletok.tokenizer import Tokenizer
+
+
+def naive_bins(tok: BinsTokenizer, X: np.ndarray) -> list[int]:
+    """Per-row Python: bisect each feature, combine by mixed radix."""
+    import bisect
+
+    edges = [tok.edges[n].tolist() for n in tok.feature_names]
+    radix = tok.radix
+    out = []
+    for row in X.tolist():
+        t = 0
+        for x, e, r in zip(row, edges, radix, strict=True):
+            t = t * r + bisect.bisect_right(e, x)
+        out.append(t + tok.N_SPECIAL)
+    return out
+
+
+def naive_kmeans(tok: KMeansTokenizer, X: np.ndarray) -> list[int]:
+    """Per-row Python: squared distance to every centroid, keep the smallest."""
+    assert tok._cw is not None
+    C = tok._cw.tolist()
+    w = tok.weights.tolist()
+    out = []
+    for row in X.tolist():
+        z = [a * b for a, b in zip(row, w, strict=True)]
+        best, arg = math.inf, 0
+        for i, c in enumerate(C):
+            d = sum((a - b) ** 2 for a, b in zip(z, c, strict=True))
+            if d < best:
+                best, arg = d, i
+        out.append(arg + tok.N_SPECIAL)
+    return out
+
+
+def big_bars(n_candles: int) -> pl.DataFrame:
+    """n candles made by tiling the real sample into many symbols (each a real series)."""
+    base = load_sample(["AAPL", "IBM", "MSFT", "GOOG"])
+    reps = max(1, math.ceil(n_candles / base.height))
+    frames = [base.with_columns(pl.col("symbol") + f"_{i:04d}") for i in range(reps)]
+    return pl.concat(frames).head(n_candles)
+
+
+def bench(name: str, tok: Tokenizer, naive: Any, bars: pl.DataFrame,
+          n_naive: int) -> list[dict[str, Any]]:
+    n = bars.height
+    _, X = tok.feature_matrix(bars)
+    tok.encode_features(X[:300_000])  # warm-up (kmeans builds its grid index here)
+    m_feat = measure(lambda: tok.encode_features(X), repeat=2)
+    m_full = measure(lambda: tok.encode(bars), repeat=1)
+    sub = X[:n_naive]
+    t0 = time.perf_counter()
+    ref = naive(tok, sub)
+    t_naive = (time.perf_counter() - t0) / len(sub)
+    assert np.array_equal(np.asarray(ref), m_feat.value[:n_naive]), "naive encoder disagrees"
+    naive_rate = 1.0 / t_naive
+    rows = []
+    for what, m in (("features -> tokens", m_feat), ("bars -> tokens (full encode)", m_full)):
+        rate = n / m.seconds
+        rows.append({
+            "scheme": name, "stage": what, "candles": n, "seconds": m.seconds,
+            "per_s": rate, "naive_per_s": naive_rate, "speedup": rate / naive_rate,
+            "peak_rss_mib": m.peak_rss_mib,
+        })
+    return rows
+
+
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    n = 200_000 if quick else 10_000_000
+    bars = big_bars(n)
+    fit_bars = load_sample(["AAPL", "IBM", "MSFT", "GOOG"]).filter(
+        pl.col("ts") < pl.datetime(2011, 1, 1, time_zone="UTC"))
+    rows = bench("bins default (1,053)", BinsTokenizer().fit(fit_bars), naive_bins, bars,
+                 20_000 if quick else 200_000)
+    rows += bench("kmeans K=512", KMeansTokenizer(k=512).fit(fit_bars), naive_kmeans, bars,
+                  300 if quick else 2_000)
+    return rows
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    print(machine())
+    rows = main(quick=args.quick)
+    print("| scheme | stage | candles | seconds | candles/s | naive Python candles/s | "
+          "speed-up | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scheme']} | {r['stage']} | {r['candles']:,} | {r['seconds']:.2f} | "
+              f"{r['per_s'] / 1e6:.2f}M | {r['naive_per_s'] / 1e3:.1f}k | "
+              f"{r['speedup']:,.0f}x | {r['peak_rss_mib']:,.0f} |")
