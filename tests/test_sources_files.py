@@ -1,0 +1,146 @@
+"""File source: CSV/Parquet files and folders, forgiving names, exact error rules."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from candletok.errors import BarsError, SourceError
+from candletok.sources import is_path_source, load_bars
+from candletok.synthetic import synthetic_bars
+
+
+def yahoo_style_csv(path: Path, symbol: str = "AAA", n: int = 30, adj: float = 0.5) -> pl.DataFrame:
+    """A CSV as Yahoo's website exports it: Date, Open.., Adj Close, Volume; no symbol."""
+    bars = synthetic_bars(symbol, n_bars=n, seed=4)
+    raw = bars.select(
+        pl.col("ts").dt.strftime("%Y-%m-%d").alias("Date"),
+        pl.col("open").alias("Open"), pl.col("high").alias("High"),
+        pl.col("low").alias("Low"), pl.col("close").alias("Close"),
+        (pl.col("close") * adj).alias("Adj Close"), pl.col("volume").alias("Volume"),
+    )
+    raw.write_csv(path)
+    return bars
+
+
+def test_single_csv_with_adj_close(tmp_path: Path) -> None:
+    bars = yahoo_style_csv(tmp_path / "prices.csv")
+    df = load_bars("aaa", source=str(tmp_path / "prices.csv"))
+    assert df["symbol"].unique().to_list() == ["AAA"] and df.height == 30
+    # Adj Close / Close = 0.5 scales O/H/L/C by 0.5 and volume by 2.
+    assert np.allclose(df["close"].to_numpy(), 0.5 * bars["close"].to_numpy())
+    assert np.allclose(df["high"].to_numpy(), 0.5 * bars["high"].to_numpy())
+    assert np.allclose(df["volume"].to_numpy(), 2 * bars["volume"].to_numpy())
+
+
+def test_single_file_without_symbol_column_takes_its_stem(tmp_path: Path) -> None:
+    yahoo_style_csv(tmp_path / "msft.csv", "MSFT")
+    df = load_bars([], source=str(tmp_path / "msft.csv"))
+    assert df["symbol"].unique().to_list() == ["MSFT"]
+    with pytest.raises(BarsError) as err:
+        load_bars(["A", "B"], source=str(tmp_path / "msft.csv"))
+    assert err.value.rule == "unknown_symbol"
+
+
+def test_parquet_with_symbol_column_filters_and_names_unknown(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "BBB", "CCC"], n_bars=20, seed=1)
+    odd = bars.rename({"symbol": "Ticker", "ts": "timestamp", "open": "OPEN", "high": "High",
+                       "low": "low", "close": "Close", "volume": "VOL"})
+    odd.write_parquet(tmp_path / "all.parquet")
+    df = load_bars(["bbb", "AAA"], source=str(tmp_path / "all.parquet"))
+    assert df.equals(bars.filter(pl.col("symbol").is_in(["AAA", "BBB"])))
+    with pytest.raises(BarsError) as err:
+        load_bars(["AAA", "ZZZ"], source=str(tmp_path / "all.parquet"))
+    assert err.value.rule == "unknown_symbol"
+    assert "ZZZ" in str(err.value) and "AAA, BBB, CCC" in str(err.value)
+
+
+def test_folder_one_file_per_symbol(tmp_path: Path) -> None:
+    yahoo_style_csv(tmp_path / "AAA.csv", "AAA", adj=1.0)
+    bbb = synthetic_bars("BBB", n_bars=15, seed=2)
+    bbb.drop("symbol").write_parquet(tmp_path / "BBB.parquet")
+    (tmp_path / "notes.txt").write_text("not data")
+    df = load_bars(["AAA", "BBB"], source=str(tmp_path), start="2000-01-10")
+    assert df["symbol"].unique().sort().to_list() == ["AAA", "BBB"]
+    assert df["ts"].min().isoformat().startswith("2000-01-10")
+    assert df.filter(pl.col("symbol") == "BBB").equals(
+        bbb.filter(pl.col("ts") >= df["ts"].min()))
+    with pytest.raises(BarsError) as err:
+        load_bars(["CCC"], source=str(tmp_path))
+    assert err.value.rule == "unknown_symbol" and "AAA, BBB" in str(err.value)
+
+
+def test_volume_optional_and_time_column_spellings(tmp_path: Path) -> None:
+    p = tmp_path / "fx.csv"
+    p.write_text("Datetime,open,high,low,close\n"
+                 "2024-01-02T10:00:00+01:00,1.1,1.2,1.0,1.15\n"
+                 "2024-01-02T11:00:00+01:00,1.15,1.25,1.1,1.2\n")
+    df = load_bars("EURUSD", source=str(p))
+    assert df["volume"].null_count() == 2
+    assert df["ts"][0].hour == 9  # +01:00 converted to UTC
+
+
+def test_missing_required_column(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("date,open,high,close\n2024-01-02,1,2,1.5\n")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(p))
+    assert err.value.rule == "missing_column" and "low" in str(err.value)
+
+
+def test_empty_and_header_only_files(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(tmp_path / "empty.csv"))
+    assert err.value.rule == "empty"
+    (tmp_path / "header.csv").write_text("date,open,high,low,close,volume\n")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(tmp_path / "header.csv"))
+    assert err.value.rule == "empty"
+
+
+def test_non_numeric_strings(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("date,open,high,low,close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,two,0.5,1\n")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(p))
+    assert err.value.rule == "bad_dtype" and "'two'" in str(err.value) and err.value.rows == [1]
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.parquet").write_bytes(b"this is not parquet at all")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(tmp_path / "bad.parquet"))
+    assert err.value.rule == "unreadable"
+    p = tmp_path / "dates.csv"
+    p.write_text("date,open,high,low,close\nyesterday,1,2,0.5,1.5\n")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(p))
+    assert err.value.rule == "bad_dtype" and "ts" in str(err.value)
+
+
+def test_dirty_rows_are_repaired_and_logged(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("date,open,high,low,close,volume\n"
+                 "2024-01-03,1,2,0.5,1.5,10\n"
+                 "2024-01-02,1,2,0.5,1.5,10\n"
+                 "2024-01-04,1,0.9,0.5,1.5,10\n"  # high < open: dropped
+                 "2024-01-05,0,2,0.5,1.5,-4\n")  # zero price: dropped
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        df = load_bars("X", source=str(p))
+    assert df.height == 2 and df["ts"].is_sorted()
+    assert "inconsistent high/low" in caplog.text and "prices <= 0" in caplog.text
+
+
+def test_path_detection_and_missing_paths(tmp_path: Path) -> None:
+    assert is_path_source("nowhere/bars.csv") and is_path_source(str(tmp_path))
+    assert not is_path_source("sample") and not is_path_source("yahoo")
+    with pytest.raises(SourceError, match="does not exist"):
+        load_bars("X", source=str(tmp_path / "nope.parquet"))
+    with pytest.raises(SourceError, match=r"no \.csv or \.parquet"):
+        load_bars("X", source=str(tmp_path))
