@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from candletok._io import sha256_file
 from candletok.errors import DatasetError
-from candletok.shards import _split_meta, open_dataset, read_split, verify_dataset
+from candletok.shards import INDEX_DIR, _split_meta, open_dataset, read_split, verify_dataset
 from candletok.tokenizer import Tokenizer
 
 IGNORE = -1
@@ -80,7 +80,7 @@ class TokenDataset(Dataset):
         self.scheme: str = tok.scheme
         self.pad_id, self.bos_id = tok.PAD, tok.BOS
         self.symbols: list[str] = list(meta["symbols"])
-        self._tokens_path = self.root / split / "tokens.npy"
+        self._tokens_path = self.root / INDEX_DIR / f"{split}.tokens.npy"
         if verify:
             verify_dataset(self.root, [split])
             if self._tokens_path.exists() and meta.get("tokens_sha256") not in (
@@ -92,10 +92,11 @@ class TokenDataset(Dataset):
                 )
         self._tokens: np.ndarray | None = None
         if self._tokens_path.exists():
-            self.bounds = np.load(self.root / split / "series.npy")
+            self.bounds = np.load(self.root / INDEX_DIR / f"{split}.series.npy")
         else:  # a folder written by another tool: rebuild the arrays in memory
             rows = read_split(self.root, split)
             lens = rows.group_by("symbol", maintain_order=True).len()["len"].to_numpy()
+            lens = lens.astype(np.int64)
             starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
             self._tokens = np.insert(rows["token"].to_numpy().astype(np.uint16), starts, tok.BOS)
             ends = np.cumsum(lens + 1)
@@ -156,7 +157,7 @@ class TokenDataset(Dataset):
         pos = s[:, None] + np.arange(c + 1)[None, :]  # (B, c+1)
         valid = pos < e[:, None]
         chunk = np.asarray(self.tokens[np.minimum(pos, e[:, None] - 1)], dtype=np.int64)
-        x = np.where(valid[:, :-1], chunk[:, :-1], self.pad_id)
+        x = np.where(valid[:, 1:], chunk[:, :-1], self.pad_id)  # input only where a target follows
         tvalid = valid[:, 1:] & (np.arange(c)[None, :] >= k[:, None])
         y = np.where(tvalid, chunk[:, 1:], IGNORE)
         return x, y

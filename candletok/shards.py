@@ -5,8 +5,11 @@ Layout (DESIGN.md §6)::
     DIR/manifest.json        format, fingerprint, symbols, split boundaries, shards + sha256
     DIR/vocab.json           the tokenizer (and vocab.txt, its readable table)
     DIR/<split>/part-00000.parquet ...   rows: symbol, ts, token, prev_close, scale
-    DIR/<split>/tokens.npy   the split's tokens, one BOS before each series (memory-mapped
-    DIR/<split>/series.npy   by TokenDataset), and each series' [start, end) in tokens.npy
+    DIR/_index/<split>.tokens.npy  the split's tokens, one BOS before each series (memory-
+    DIR/_index/<split>.series.npy  mapped by TokenDataset), and each series' [start, end)
+
+The index lives in ``_index/`` because readers of Parquet folders (pyarrow, Hugging Face
+``datasets``) skip names starting with ``_``; each split folder holds Parquet only.
 
 The whole folder is built under a temporary sibling name and renamed into place only when
 the manifest (written last) is complete, so an interrupted run never leaves a folder that
@@ -36,6 +39,7 @@ from candletok.tokenizer import Tokenizer, load_tokenizer
 MANIFEST_FORMAT = "candletok-dataset/1"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FINGERPRINT_KEY = "candletok.fingerprint"
+INDEX_DIR = "_index"
 TOKEN_COLUMNS: tuple[str, ...] = ("symbol", "ts", "token", "prev_close", "scale")
 
 Progress = Callable[[str, int, int], None]
@@ -122,7 +126,9 @@ def split_expr(val_from: datetime, test_from: datetime) -> pl.Expr:
     )
 
 
-def reconstruction_errors(tok: Tokenizer, encoded: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+def reconstruction_errors(
+    tok: Tokenizer, encoded: pl.DataFrame, bars: pl.DataFrame
+) -> pl.DataFrame:
     """|ln(rebuilt / true)| in basis points for O/H/L/C of every encoded candle, each candle
     rebuilt from its own true previous close and scale (anchored decoding)."""
     if encoded.height == 0:
@@ -172,9 +178,9 @@ class _ShardWriter:
         self.rows += rows.height
         # Token arrays: a BOS before every series (vectorized per group).
         lengths = rows.group_by("symbol", maintain_order=True).len()
-        syms, lens = lengths["symbol"].to_list(), lengths["len"].to_numpy()
+        syms, lens = lengths["symbol"].to_list(), lengths["len"].to_numpy().astype(np.int64)
         toks = rows["token"].to_numpy().astype(np.uint16)
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         self.token_parts.append(np.insert(toks, starts, self.bos))
         self.series.extend(zip(syms, lens.tolist(), strict=True))
         while self.buffered >= self.shard_rows:
@@ -200,13 +206,15 @@ class _ShardWriter:
         lens = np.array([n for _, n in self.series], dtype=np.int64)
         ends = np.cumsum(lens + 1)
         bounds = np.stack([ends - lens - 1, ends], axis=1) if lens.size else np.zeros((0, 2))
-        np.save(self.dir / "tokens.npy", tokens)
-        np.save(self.dir / "series.npy", bounds.astype(np.int64))
+        index = self.dir.parent / INDEX_DIR
+        index.mkdir(exist_ok=True)
+        np.save(index / f"{self.split}.tokens.npy", tokens)
+        np.save(index / f"{self.split}.series.npy", bounds.astype(np.int64))
         return {
             "rows": self.rows,
             "symbols": [s for s, _ in self.series],
             "shards": self.shards,
-            "tokens_sha256": sha256_file(self.dir / "tokens.npy"),
+            "tokens_sha256": sha256_file(index / f"{self.split}.tokens.npy"),
         }
 
 
@@ -545,7 +553,7 @@ def read_split(root: str | Path, split: str = "train", *, verify: bool = False) 
         try:
             df = pl.read_parquet(path)
             meta = pl.read_parquet_metadata(path)
-        except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
+        except Exception as exc:
             raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
         if meta.get(FINGERPRINT_KEY) != tok.fingerprint:
             raise DatasetError(

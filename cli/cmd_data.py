@@ -6,10 +6,10 @@ from pathlib import Path
 
 import polars as pl
 import typer
+from candletok.cli.app import app, console, err_console, fail, table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from candletok._io import write_parquet_atomic
-from candletok.cli.app import app, console, err_console, fail, table
 from candletok.shards import build_dataset, decode_dataset, inspect_dataset
 
 
@@ -18,7 +18,9 @@ def encode(
     symbols: list[str] = typer.Argument(..., help="Symbols to encode, e.g. AAPL MSFT."),
     scheme: str = typer.Option("bins", "--scheme", help="Tokenizer scheme: bins or kmeans."),
     vocab: Path | None = typer.Option(None, "--vocab", help="Use this fitted vocab.json."),
-    source: str = typer.Option("auto", "--source", help="auto, yahoo, sample, synthetic or a path."),
+    source: str = typer.Option(
+        "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
+    ),
     interval: str = typer.Option("1d", "--interval", help="Bar interval, e.g. 1d, 1h, 5m."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD)."),
     end: str | None = typer.Option(None, "--end", help="Last date (YYYY-MM-DD)."),

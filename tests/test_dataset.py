@@ -157,7 +157,7 @@ def test_missing_manifest_and_corrupt_shard_are_clear(ds_root: Path, tmp_path: P
     with pytest.raises(DatasetError, match=r"part-00000\.parquet is missing"):
         TokenDataset(bad, "train")
     (bad / "manifest.json").unlink()
-    with pytest.raises(DatasetError, match="no manifest.json"):
+    with pytest.raises(DatasetError, match=r"no manifest\.json"):
         TokenDataset(bad, "val")
 
 
