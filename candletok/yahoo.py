@@ -100,6 +100,17 @@ def _failed_symbols(lines: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def short_reason(text: str) -> str:
+    """The gist of a network error line, for a one-sentence message."""
+    text = text.strip().splitlines()[-1] if text.strip() else ""
+    text = re.sub(r"^Failed to get ticker '[^']*' reason: ", "", text)
+    text = re.sub(r"^\[[^\]]*\]: ", "", text)
+    text = re.sub(r"^[A-Za-z]+Error\('(.*)'\)$", r"\1", text)
+    text = re.sub(r"Failed to perform, curl: \(\d+\) ", "", text)
+    text = re.sub(r"\.?\s*See https?://\S+.*$", "", text)
+    return text.strip().rstrip(".")[:160] or "network error"
+
+
 def looks_like_network(text: str) -> bool:
     low = text.lower()
     return any(p in low for p in _NETWORK_PATTERNS)
@@ -130,7 +141,7 @@ def yf_download(
         yf_log.removeHandler(capture)
     network = [ln for ln in capture.lines if looks_like_network(ln)]
     if network:
-        raise ConnectionError(network[-1].strip().splitlines()[-1][:200])
+        raise ConnectionError(short_reason(network[-1]))
     if frame is not None:
         frame.attrs["candletok_errors"] = _failed_symbols(capture.lines)
     return frame
@@ -153,7 +164,7 @@ def fetch_with_retry(
     start: datetime | None,
     end: datetime | None,
     retries: int = 3,
-    backoff: float = 1.0,
+    backoff: float = 0.5,
     sleep: SleepFn | None = None,
 ) -> Any:
     """Call ``fetch``; on a transient network error wait ``backoff * 2**k`` and retry.
@@ -171,8 +182,8 @@ def fetch_with_retry(
                     "try again or use --source sample|synthetic|PATH."
                 ) from exc
             if attempt == retries:
-                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-                raise YahooUnreachable(reason or type(exc).__name__) from exc
+                raise YahooUnreachable(short_reason(str(exc)) if str(exc).strip()
+                                       else type(exc).__name__) from exc
             delay = backoff * 2**attempt
             log.info("Yahoo fetch failed (%s); retrying in %.1fs", exc, delay)
             wait(delay)
