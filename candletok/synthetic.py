@@ -230,7 +230,8 @@ def synthetic_bars(
     zg *= w
     del w
 
-    h = _garch(np.ascontiguousarray(z.T), omega, alpha, beta, sigma**2).T
+    # The recursion runs (time x symbols); transpose back so every later op is contiguous.
+    h = np.ascontiguousarray(_garch(np.ascontiguousarray(z.T), omega, alpha, beta, sigma**2).T)
     sd = np.sqrt(h)
     col = (slice(None), None)  # per-symbol parameters broadcast over time
     mu = ((drift_ann / 252.0) * bar_days - 0.5 * sigma**2)[col]
