@@ -1,1 +1,7 @@
 """Imports every command module so that each registers itself on the Typer app."""
+
+from candletok.cli import (
+    cmd_data,  # noqa: F401
+    cmd_download,  # noqa: F401
+    cmd_vocab,  # noqa: F401
+)
