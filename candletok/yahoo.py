@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import re
 import sys
 import time
@@ -172,6 +173,9 @@ def fetch_with_retry(
     After ``retries`` retries the last error becomes :class:`YahooUnreachable`; any other
     exception becomes a :class:`SourceError`."""
     wait = sleep if sleep is not None else SLEEP
+    if fetch is yf_download and os.environ.get("CANDLETOK_OFFLINE"):
+        # Tests and air-gapped machines: never open a connection, fail as "unreachable".
+        raise YahooUnreachable("offline mode: CANDLETOK_OFFLINE is set")
     for attempt in range(retries + 1):
         try:
             return fetch(list(symbols), interval=interval, start=start, end=end)

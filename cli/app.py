@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one sentence, never hard-wrapped
 
 STATE: dict[str, bool] = {"debug": bool(os.environ.get("CANDLETOK_DEBUG"))}
 

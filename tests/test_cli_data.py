@@ -72,3 +72,10 @@ def test_encode_defaults_work_offline(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "data" / "manifest.json").exists()
     assert "sample" in r.stderr.lower()
+
+
+def test_offline_yahoo_is_one_line(tmp_path: Path) -> None:
+    r = cli("download", "AAPL", "--source", "yahoo", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Yahoo Finance could not be reached")
