@@ -125,6 +125,9 @@ def yf_download(
     Raises ``ConnectionError`` when yfinance logged network trouble (retried by the caller);
     otherwise returns the pandas frame, with ``{symbol: reason}`` for failed symbols in
     ``frame.attrs["candletok_errors"]``."""
+    if os.environ.get("CANDLETOK_OFFLINE"):
+        # Tests and air-gapped machines: never open a connection, fail as "unreachable".
+        raise YahooUnreachable("offline mode: CANDLETOK_OFFLINE is set")
     import yfinance as yf
 
     capture = _LogCapture()
@@ -173,12 +176,11 @@ def fetch_with_retry(
     After ``retries`` retries the last error becomes :class:`YahooUnreachable`; any other
     exception becomes a :class:`SourceError`."""
     wait = sleep if sleep is not None else SLEEP
-    if fetch is yf_download and os.environ.get("CANDLETOK_OFFLINE"):
-        # Tests and air-gapped machines: never open a connection, fail as "unreachable".
-        raise YahooUnreachable("offline mode: CANDLETOK_OFFLINE is set")
     for attempt in range(retries + 1):
         try:
             return fetch(list(symbols), interval=interval, start=start, end=end)
+        except YahooUnreachable:
+            raise
         except Exception as exc:
             if not _is_transient(exc):
                 raise SourceError(

@@ -174,6 +174,9 @@ def test_non_network_error_is_not_retried() -> None:
 def _fake_yf(monkeypatch: pytest.MonkeyPatch, frame: Any, lines: list[str]) -> None:
     import yfinance
 
+    # yfinance.download itself is replaced below, so lifting offline mode opens no socket.
+    monkeypatch.delenv("CANDLETOK_OFFLINE", raising=False)
+
     def download(*args: Any, **kwargs: Any) -> Any:
         assert kwargs["auto_adjust"] is True and kwargs["progress"] is False
         log = logging.getLogger("yfinance")
@@ -258,3 +261,15 @@ def test_unreachable_error_type_and_short_reason() -> None:
             "host: query2.finance.yahoo.com. See https://curl.se/libcurl/c/libcurl-errors.html "
             "first for more details.")
     assert yahoo.short_reason(line) == "Could not resolve host: query2.finance.yahoo.com"
+
+
+def test_offline_mode_never_calls_yfinance(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yfinance
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("yfinance.download was called in offline mode")
+
+    monkeypatch.setattr(yfinance, "download", forbidden)
+    monkeypatch.setenv("CANDLETOK_OFFLINE", "1")
+    with pytest.raises(SourceError, match="could not be reached"):
+        load_bars(["AAPL"], source="yahoo", start="2024-01-01", end="2024-02-01")
