@@ -20,6 +20,10 @@ The first bar of each series only provides the anchor close, so it yields no row
 
 from __future__ import annotations
 
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -77,12 +81,254 @@ def _ln(x: pl.Expr) -> pl.Expr:
     return x.log()
 
 
+# Rows per work item of the numpy kernels: small enough that a chunk's arrays stay in
+# cache between the ufunc calls, large enough that each ufunc call runs long against the
+# GIL hand-off between the two worker threads (8k-row chunks were 3x slower than 128k).
+CHUNK_ROWS = 1 << 17
+# EWMA restart: a later series' recursion is stepped vectorized across series until it
+# meets the global one bit for bit; after this many e-folds of (1 - alpha) the rest is
+# recomputed per series (only flat, non-converging series ever get there).
+_RESTART_EFOLDS = 40.0
+_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class FeatureArrays:
+    """Features of *every* row of a bars frame, as numpy arrays (the fast path's output).
+
+    Row i is computed against row i-1's close; the first row of each series only anchors
+    the next candle, so its features are set to 0 and ``keep`` is False exactly there. ``X`` is
+    (n, d) float64 in column-major order, so each feature column is contiguous.
+    """
+
+    X: np.ndarray
+    prev_close: np.ndarray
+    scale: np.ndarray
+    keep: np.ndarray
+    starts: np.ndarray  # row index where each series starts (ascending; starts[0] == 0)
+
+    @property
+    def first_only(self) -> bool:
+        """True when the only dropped row is row 0 (one series): a slice, not a filter."""
+        return self.starts.size == 1
+
+
+def _series_starts(symbol: pl.Series) -> np.ndarray | None:
+    """Start row of each run of equal symbols, or None when some symbol has more than one
+    run (rows not grouped by symbol: only the per-group Polars path handles that)."""
+    runs = symbol.rle()
+    lengths = runs.struct.field("len").to_numpy()
+    values = runs.struct.field("value")
+    if values.n_unique() != values.len():
+        return None
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
+
+
+def _chunks(lo: int, n: int) -> list[tuple[int, int]]:
+    return [(s, min(s + CHUNK_ROWS, n)) for s in range(lo, n, CHUNK_ROWS)]
+
+
+def _ewma_restarted(
+    tr: np.ndarray, starts: np.ndarray, alpha: float
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """EWMA (adjust=False) of ``tr`` restarted at every series start, bit for bit what
+    ``ewm_mean(...).over("symbol")`` gives, without per-group windows.
+
+    One global Polars ``ewm_mean`` is exact for the first series. For each later series
+    the fresh recursion (``e += alpha * (x - e)``, Polars' arithmetic) is stepped from
+    its start, vectorized across series, until it equals the global value bit for bit:
+    both are then the same deterministic recursion on the same inputs, so they agree for
+    the rest of the series. That takes ~ -36/ln(1-alpha) steps; a series that has not met
+    the global path after ``_RESTART_EFOLDS`` e-folds (flat data can stall a last ulp
+    apart) is recomputed on its own slice. Returns the global EWMA and (rows, values)
+    corrections to apply on top of it.
+    """
+    n = tr.size
+    # through a lazy frame: collect() releases the GIL (Series.ewm_mean does not), so the
+    # other thread keeps computing logs meanwhile
+    g = (
+        pl.LazyFrame({"x": tr})
+        .select(pl.col("x").ewm_mean(alpha=alpha, adjust=False))
+        .collect()
+        .to_series()
+        .to_numpy()
+    )
+    fixes: list[tuple[np.ndarray, np.ndarray]] = []
+    b = starts[1:]
+    if b.size == 0:
+        return g, fixes
+    end = np.append(starts[2:], n)
+    first = b.copy()
+    pos = b.copy()
+    e = tr[pos].copy()
+    max_steps = math.ceil(_RESTART_EFOLDS / -math.log1p(-alpha)) + 64 if alpha < 1 else 4
+    for _step in range(max_steps):  # steps since series start, each vectorized over series
+        gv = g[pos]
+        differ = ~((e == gv) | (np.isnan(e) & np.isnan(gv)))
+        if not differ.all():
+            pos, e, end, first = pos[differ], e[differ], end[differ], first[differ]
+        if pos.size == 0:
+            return g, fixes
+        fixes.append((pos, e))
+        pos = pos + 1
+        alive = pos < end
+        if not alive.all():
+            pos, e, end, first = pos[alive], e[alive], end[alive], first[alive]
+        if pos.size == 0:
+            return g, fixes
+        e = e + alpha * (tr[pos] - e)
+    for s0, s1 in zip(first.tolist(), end.tolist(), strict=True):  # stalled series only
+        ew = pl.Series(tr[s0:s1]).ewm_mean(alpha=alpha, adjust=False).to_numpy()
+        fixes.append((np.arange(s0, s1), ew))
+    return g, fixes
+
+
+def candle_feature_arrays(
+    bars: pl.DataFrame, cfg: FeatureConfig | None = None
+) -> FeatureArrays | None:
+    """The fast path of :func:`candle_features`: numpy on contiguous float64 arrays, two
+    threads, shifts by one row with the series starts masked, and a restarted global EWMA
+    instead of per-symbol ``.over()`` windows. Results are bit-identical to the grouped
+    Polars expressions (same IEEE operations in the same order; the EWMA restart is
+    exact, see :func:`_ewma_restarted`).
+
+    Returns None when the frame is not in the shape the fast path relies on: rows of one
+    symbol not contiguous, a null or non-Float64 price, or no rows. Validated bars always
+    qualify.
+    """
+    cfg = cfg or FeatureConfig()
+    cols = ("open", "high", "low", "close")
+    n = bars.height
+    if n == 0 or "symbol" not in bars.columns:
+        return None
+    for c in cols:
+        if c not in bars.columns or bars.schema[c] != pl.Float64 or bars[c].null_count():
+            return None
+    starts = _series_starts(bars["symbol"])
+    if starts is None:
+        return None
+    frame = bars.select(cols)
+    if any(frame[c].n_chunks() > 1 for c in cols):
+        frame = frame.rechunk()
+    o, h, lo, c = (frame[x].to_numpy() for x in cols)
+    pc = np.empty(n)
+    pc[1:] = c[:-1]
+    pc[0] = c[0]
+    a, floor = cfg.alpha, cfg.min_scale
+    tr = np.empty(n)
+    X = np.empty((len(cfg.names), n)).T  # column-major: each feature contiguous
+    local = threading.local()
+
+    def bufs(m: int) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(local, "b", None) is None:
+            local.b = (np.empty(CHUNK_ROWS), np.empty(CHUNK_ROWS))
+        return local.b[0][:m], local.b[1][:m]
+
+    def true_range_chunk(s: int, t: int) -> None:
+        # ln(max(H, C[t-1]) / min(L, C[t-1])); fmax/fmin: max_horizontal ignores NaN too
+        b1, b2 = bufs(t - s)
+        np.fmax(h[s:t], pc[s:t], out=b1)
+        np.fmin(lo[s:t], pc[s:t], out=b2)
+        np.divide(b1, b2, out=b1)
+        np.log(b1, out=tr[s:t])
+
+    def raw_chunk(s: int, t: int) -> None:
+        b1, _ = bufs(t - s)
+        os_, cs, ps = o[s:t], c[s:t], pc[s:t]
+        for j, (num, den) in enumerate(((os_, ps), (cs, os_))):
+            col = X[s:t, j]
+            np.divide(num, den, out=col)
+            np.log(col, out=col)
+        np.fmax(os_, cs, out=b1)
+        np.divide(h[s:t], b1, out=X[s:t, 2])
+        np.log(X[s:t, 2], out=X[s:t, 2])
+        np.fmin(os_, cs, out=b1)
+        np.divide(b1, lo[s:t], out=X[s:t, 3])
+        np.log(X[s:t, 3], out=X[s:t, 3])
+
+    def scale_chunk(s: int, t: int) -> None:
+        sc = scale[s:t]
+        for j in range(4):
+            np.divide(X[s:t, j], sc, out=X[s:t, j])
+        for j in (2, 3):  # clip: the wick features are >= 0 by construction
+            np.maximum(X[s:t, j], 0.0, out=X[s:t, j])
+
+    with ThreadPoolExecutor(_WORKERS) as ex:
+        list(ex.map(lambda st: true_range_chunk(*st), _chunks(0, n)))
+        # a series' first bar has no previous close: its true range is ln(H/L)
+        tr[starts] = np.log(h[starts] / lo[starts])
+        ewm = ex.submit(_ewma_restarted, tr, starts, a)  # sequential; overlaps the logs
+        list(ex.map(lambda st: raw_chunk(*st), _chunks(0, n)))
+        g, fixes = ewm.result()
+        scale = np.empty(n)
+        scale[0] = floor
+        np.fmax(g[:-1], floor, out=scale[1:])  # max_horizontal: a NaN EWMA gives the floor
+        for rows, vals in fixes:
+            nxt = rows + 1
+            ok = nxt < n
+            scale[nxt[ok]] = np.fmax(vals[ok], floor)
+        list(ex.map(lambda st: scale_chunk(*st), _chunks(0, n)))
+    if cfg.volume:
+        X[:, 4] = _volume_feature(bars, cfg)
+    X[starts] = 0.0  # anchor rows: finite placeholders, so encoders need no NaN detour
+    keep = np.ones(n, dtype=bool)
+    keep[starts] = False
+    return FeatureArrays(X=X, prev_close=pc, scale=scale, keep=keep, starts=starts)
+
+
+def _volume_feature(bars: pl.DataFrame, cfg: FeatureConfig) -> np.ndarray:
+    """``vol`` for every row (per-symbol Polars windows; only the optional feature)."""
+    v = pl.when(pl.col("volume") > 0).then(pl.col("volume")).otherwise(None)
+    vmean = (
+        v.shift(1).rolling_mean(window_size=cfg.vol_window, min_samples=1).over("symbol")
+    )
+    return (
+        bars.lazy()
+        .select((v / vmean).log().fill_null(0.0).fill_nan(0.0).alias("vol"))
+        .collect()["vol"]
+        .to_numpy()
+    )
+
+
+def frame_from_arrays(bars: pl.DataFrame, fa: FeatureArrays,
+                       names: tuple[str, ...]) -> pl.DataFrame:
+    """The public features frame, built once, first rows of each series dropped."""
+    data = {
+        "symbol": bars["symbol"],
+        "ts": bars["ts"],
+        "prev_close": fa.prev_close,
+        "scale": fa.scale,
+        **{name: fa.X[:, j] for j, name in enumerate(names)},
+    }
+    df = pl.DataFrame(data)
+    return df.slice(1) if fa.first_only else df.filter(pl.Series(fa.keep))
+
+
 def candle_features(bars: pl.DataFrame, cfg: FeatureConfig | None = None) -> pl.DataFrame:
     """Normalized features of every candle but each series' first (its anchor close).
 
     ``bars`` is a canonical frame sorted by ``(symbol, ts)``; returns ``symbol, ts,
-    prev_close, scale, gap, body, upper, lower[, vol]`` in the same order. All work is
-    Polars window expressions per symbol; nothing looks at a later bar.
+    prev_close, scale, gap, body, upper, lower[, vol]`` in the same order. Nothing looks
+    at a later bar. Frames whose symbols are contiguous runs (validated bars always are)
+    take the numpy fast path; any other frame the per-symbol Polars windows, which give
+    the same numbers.
+    """
+    cfg = cfg or FeatureConfig()
+    fa = candle_feature_arrays(bars, cfg)
+    if fa is None:
+        return candle_features_grouped(bars, cfg)
+    return frame_from_arrays(bars, fa, cfg.names)
+
+
+def candle_features_grouped(
+    bars: pl.DataFrame, cfg: FeatureConfig | None = None
+) -> pl.DataFrame:
+    """Reference implementation: per-symbol Polars window expressions (``.over``).
+
+    Works on any row order, treats a null close as a series break; used when the fast
+    path does not apply, and by the tests as the ground truth the fast path must match.
     """
     cfg = cfg or FeatureConfig()
     o, h, lo, c = (pl.col(x) for x in ("open", "high", "low", "close"))

@@ -25,7 +25,14 @@ import polars as pl
 
 from candletok._io import write_json_atomic, write_text_atomic
 from candletok.errors import TokenizerError
-from candletok.features import FeatureConfig, candle_features, rebuild_bars, scale_state
+from candletok.features import (
+    FeatureConfig,
+    candle_feature_arrays,
+    candle_features_grouped,
+    frame_from_arrays,
+    rebuild_bars,
+    scale_state,
+)
 
 VOCAB_FORMAT = "candletok-vocab/1"
 SPECIALS: dict[str, int] = {"PAD": 0, "BOS": 1, "EOS": 2, "MISSING": 3}
@@ -144,9 +151,18 @@ class Tokenizer:
 
     # ---- fitting ------------------------------------------------------------------------
     def feature_matrix(self, bars: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-        """Features frame and its (n, d) float64 matrix (column-major, as Polars gives it)."""
-        feats = candle_features(bars, self.features)
-        X = feats.select(self.feature_names).to_numpy()
+        """Features frame and its (n, d) float64 matrix (column-major: each feature's
+        column is contiguous, which is how the assigners read it)."""
+        fa = candle_feature_arrays(bars, self.features)
+        if fa is None:  # rows not grouped by symbol, or null prices: per-group Polars path
+            feats = candle_features_grouped(bars, self.features)
+            return feats, feats.select(self.feature_names).to_numpy(order="fortran")
+        feats = frame_from_arrays(bars, fa, self.feature_names)
+        if fa.first_only:
+            return feats, fa.X[1:]
+        X = np.empty((fa.X.shape[1], feats.height)).T
+        for j in range(X.shape[1]):
+            np.compress(fa.keep, fa.X[:, j], out=X[:, j])
         return feats, X
 
     def fit(self: T, bars: pl.DataFrame) -> T:
@@ -178,8 +194,10 @@ class Tokenizer:
                 f"Expected an (n, {len(self.feature_names)}) array of features "
                 f"{', '.join(self.feature_names)}, got shape {X.shape}."
             )
+        if np.isfinite(X.sum()):  # one cheap pass: any NaN/inf makes the total non-finite
+            return self._assign(X)
         ok = np.isfinite(X).all(axis=1)
-        if ok.all():
+        if ok.all():  # only a finite total overflowed
             return self._assign(X)
         out = np.full(X.shape[0], self.MISSING, dtype=np.uint16)
         out[ok] = self._assign(X[ok])
@@ -200,17 +218,35 @@ class Tokenizer:
     # ---- bars ---------------------------------------------------------------------------
     def encode(self, bars: pl.DataFrame) -> pl.DataFrame:
         """Canonical bars -> ``symbol, ts, token (UInt16), prev_close, scale`` per candle
-        (each series' first bar only anchors the next), sorted by ``(symbol, ts)``."""
+        (each series' first bar only anchors the next), sorted by ``(symbol, ts)``.
+
+        On the fast path every row is assigned (anchor rows carry zero features) and the
+        output frame is built once, dropping the anchor rows in one filter, so neither the
+        features frame nor a compacted feature matrix is ever materialized.
+        """
         self._require_fit()
-        feats, X = self.feature_matrix(bars)
-        toks = self.encode_features(X)
-        return feats.select(
-            "symbol",
-            "ts",
-            pl.Series("token", toks, dtype=pl.UInt16),
-            "prev_close",
-            "scale",
+        fa = candle_feature_arrays(bars, self.features)
+        if fa is None:  # rows not grouped by symbol, or null prices: per-group Polars path
+            feats, X = self.feature_matrix(bars)
+            toks = self.encode_features(X)
+            return feats.select(
+                "symbol",
+                "ts",
+                pl.Series("token", toks, dtype=pl.UInt16),
+                "prev_close",
+                "scale",
+            )
+        toks = self.encode_features(fa.X)
+        out = pl.DataFrame(
+            {
+                "symbol": bars["symbol"],
+                "ts": bars["ts"],
+                "token": pl.Series("token", toks, dtype=pl.UInt16),
+                "prev_close": fa.prev_close,
+                "scale": fa.scale,
+            }
         )
+        return out.slice(1) if fa.first_only else out.filter(pl.Series(fa.keep))
 
     def decode(self, encoded: pl.DataFrame) -> pl.DataFrame:
         """Tokens -> canonical bars, each candle rebuilt from its own row's prev_close and
