@@ -230,6 +230,13 @@ class BinsTokenizer(Tokenizer):
                 idx *= np.uint16(stride)
             out += idx
 
+    def _prepare_assign(self, n_rows: int) -> None:
+        self._get_strides()
+
+    def _assign_into(self, X: np.ndarray, out: np.ndarray) -> None:
+        self._get_strides()
+        self._assign_chunk(X, out)
+
     def _assign(self, X: np.ndarray) -> np.ndarray:
         n = X.shape[0]
         out = np.empty(n, dtype=np.uint16)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -89,6 +90,7 @@ CHUNK_ROWS = 1 << 17
 # meets the global one bit for bit; after this many e-folds of (1 - alpha) the rest is
 # recomputed per series (only flat, non-converging series ever get there).
 _RESTART_EFOLDS = 40.0
+_RESTART_BLOCK = 64
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -97,12 +99,13 @@ class FeatureArrays:
     """Features of *every* row of a bars frame, as numpy arrays (the fast path's output).
 
     Row i is computed against row i-1's close; the first row of each series only anchors
-    the next candle, so its features are set to 0 and ``keep`` is False exactly there. ``X`` is
-    (n, d) float64 in column-major order, so each feature column is contiguous.
+    the next candle, so its features are set to 0 and ``keep`` is False exactly there.
+    ``X`` is (n, d) float64 in column-major order (each feature contiguous), or None when
+    the chunks were handed to a consumer instead of being stored.
     """
 
-    X: np.ndarray
-    prev_close: np.ndarray
+    X: np.ndarray | None
+    close: np.ndarray
     scale: np.ndarray
     keep: np.ndarray
     starts: np.ndarray  # row index where each series starts (ascending; starts[0] == 0)
@@ -111,6 +114,14 @@ class FeatureArrays:
     def first_only(self) -> bool:
         """True when the only dropped row is row 0 (one series): a slice, not a filter."""
         return self.starts.size == 1
+
+    @property
+    def prev_close(self) -> np.ndarray:
+        """Previous row's close for every row (row 0: its own close; it is dropped)."""
+        pc = np.empty_like(self.close)
+        pc[1:] = self.close[:-1]
+        pc[:1] = self.close[:1]
+        return pc
 
 
 def _series_starts(symbol: pl.Series) -> np.ndarray | None:
@@ -126,6 +137,18 @@ def _series_starts(symbol: pl.Series) -> np.ndarray | None:
     return starts
 
 
+def fast_path_applies(bars: pl.DataFrame, check_runs: bool = True) -> bool:
+    """Whether :func:`candle_feature_arrays` handles this frame: some rows, Float64 prices
+    without nulls, and (``check_runs``) each symbol's rows contiguous."""
+    cols = ("open", "high", "low", "close")
+    if bars.height == 0 or "symbol" not in bars.columns:
+        return False
+    for c in cols:
+        if c not in bars.columns or bars.schema[c] != pl.Float64 or bars[c].null_count():
+            return False
+    return not check_runs or _series_starts(bars["symbol"]) is not None
+
+
 def _chunks(lo: int, n: int) -> list[tuple[int, int]]:
     return [(s, min(s + CHUNK_ROWS, n)) for s in range(lo, n, CHUNK_ROWS)]
 
@@ -137,62 +160,70 @@ def _ewma_restarted(
     ``ewm_mean(...).over("symbol")`` gives, without per-group windows.
 
     One global Polars ``ewm_mean`` is exact for the first series. For each later series
-    the fresh recursion (``e += alpha * (x - e)``, Polars' arithmetic) is stepped from
-    its start, vectorized across series, until it equals the global value bit for bit:
-    both are then the same deterministic recursion on the same inputs, so they agree for
-    the rest of the series. That takes ~ -36/ln(1-alpha) steps; a series that has not met
-    the global path after ``_RESTART_EFOLDS`` e-folds (flat data can stall a last ulp
-    apart) is recomputed on its own slice. Returns the global EWMA and (rows, values)
+    the fresh recursion (``e += alpha * (x - e)``, Polars' arithmetic) is stepped from its
+    start, ``_RESTART_BLOCK`` steps at a time and vectorized across series, until it
+    equals the global value bit for bit: both are then the same deterministic recursion
+    on the same inputs, so they agree for the rest of the series. That takes about
+    -36/ln(1-alpha) steps; a series that has not met the global path after
+    ``_RESTART_EFOLDS`` e-folds (flat data can stall a last ulp apart, NaN never meets)
+    is recomputed on its own slice. Returns the global EWMA and (rows, values)
     corrections to apply on top of it.
     """
     n = tr.size
-    # through a lazy frame: collect() releases the GIL (Series.ewm_mean does not), so the
-    # other thread keeps computing logs meanwhile
-    g = (
-        pl.LazyFrame({"x": tr})
-        .select(pl.col("x").ewm_mean(alpha=alpha, adjust=False))
-        .collect()
-        .to_series()
-        .to_numpy()
-    )
+    g = pl.Series(tr).ewm_mean(alpha=alpha, adjust=False).to_numpy()
     fixes: list[tuple[np.ndarray, np.ndarray]] = []
-    b = starts[1:]
-    if b.size == 0:
-        return g, fixes
-    end = np.append(starts[2:], n)
-    first = b.copy()
-    pos = b.copy()
-    e = tr[pos].copy()
-    max_steps = math.ceil(_RESTART_EFOLDS / -math.log1p(-alpha)) + 64 if alpha < 1 else 4
-    for _step in range(max_steps):  # steps since series start, each vectorized over series
-        gv = g[pos]
-        differ = ~((e == gv) | (np.isnan(e) & np.isnan(gv)))
-        if not differ.all():
-            pos, e, end, first = pos[differ], e[differ], end[differ], first[differ]
-        if pos.size == 0:
-            return g, fixes
-        fixes.append((pos, e))
-        pos = pos + 1
-        alive = pos < end
-        if not alive.all():
-            pos, e, end, first = pos[alive], e[alive], end[alive], first[alive]
-        if pos.size == 0:
-            return g, fixes
-        e = e + alpha * (tr[pos] - e)
+    first = starts[1:]
+    end = np.append(starts[1:], n)[1:]  # end row of each later series
+    pos = first.copy()  # next row to step, per active series
+    e = np.empty(first.size)  # recursion state before row ``pos``
+    steps = math.ceil(_RESTART_EFOLDS / -math.log1p(-alpha)) if alpha < 1 else 1
+    ks = np.arange(_RESTART_BLOCK)[:, None]
+    done = 0
+    while pos.size and done < steps + _RESTART_BLOCK:
+        rows = pos[None, :] + ks  # (block, series) rows stepped in this block
+        valid = rows < end[None, :]
+        np.minimum(rows, (end - 1)[None, :], out=rows)
+        xb = tr[rows]
+        ev = np.empty_like(xb)
+        k0 = 0
+        if done == 0:
+            e = xb[0].copy()  # the restart: e = x at the series' first row
+            ev[0] = e
+            k0 = 1
+        for k in range(k0, _RESTART_BLOCK):  # steps since the block start, over series
+            e = e + alpha * (xb[k] - e)
+            ev[k] = e
+        met = (ev == g[rows]) & valid
+        hit = met.any(axis=0)
+        upto = np.where(hit, met.argmax(axis=0), _RESTART_BLOCK)
+        wrong = (ks < upto[None, :]) & valid
+        fixes.append((rows[wrong], ev[wrong]))
+        more = ~hit & valid[-1]
+        pos, e, end, first = pos[more] + _RESTART_BLOCK, e[more], end[more], first[more]
+        done += _RESTART_BLOCK
     for s0, s1 in zip(first.tolist(), end.tolist(), strict=True):  # stalled series only
         ew = pl.Series(tr[s0:s1]).ewm_mean(alpha=alpha, adjust=False).to_numpy()
         fixes.append((np.arange(s0, s1), ew))
     return g, fixes
 
 
+ChunkConsumer = Callable[[int, int, np.ndarray], None]
+
+
 def candle_feature_arrays(
-    bars: pl.DataFrame, cfg: FeatureConfig | None = None
+    bars: pl.DataFrame,
+    cfg: FeatureConfig | None = None,
+    consume: ChunkConsumer | None = None,
 ) -> FeatureArrays | None:
     """The fast path of :func:`candle_features`: numpy on contiguous float64 arrays, two
     threads, shifts by one row with the series starts masked, and a restarted global EWMA
     instead of per-symbol ``.over()`` windows. Results are bit-identical to the grouped
     Polars expressions (same IEEE operations in the same order; the EWMA restart is
     exact, see :func:`_ewma_restarted`).
+
+    With ``consume``, each finished chunk ``(start, stop, X_chunk)`` is handed to it on a
+    worker thread (X_chunk is a reused, cache-sized buffer: use it before returning)
+    instead of being stored, so an encoder never materializes the (n, d) matrix.
 
     Returns None when the frame is not in the shape the fast path relies on: rows of one
     symbol not contiguous, a null or non-Float64 price, or no rows. Validated bars always
@@ -201,67 +232,70 @@ def candle_feature_arrays(
     cfg = cfg or FeatureConfig()
     cols = ("open", "high", "low", "close")
     n = bars.height
-    if n == 0 or "symbol" not in bars.columns:
-        return None
-    for c in cols:
-        if c not in bars.columns or bars.schema[c] != pl.Float64 or bars[c].null_count():
-            return None
-    starts = _series_starts(bars["symbol"])
+    starts = _series_starts(bars["symbol"]) if fast_path_applies(bars, check_runs=False) else None
     if starts is None:
         return None
     frame = bars.select(cols)
     if any(frame[c].n_chunks() > 1 for c in cols):
         frame = frame.rechunk()
     o, h, lo, c = (frame[x].to_numpy() for x in cols)
-    pc = np.empty(n)
-    pc[1:] = c[:-1]
-    pc[0] = c[0]
-    a, floor = cfg.alpha, cfg.min_scale
+    d = len(cfg.names)
+    vol = _volume_feature(bars, cfg) if cfg.volume else None
+    X = None if consume is not None else np.empty((d, n)).T  # column-major
     tr = np.empty(n)
-    X = np.empty((len(cfg.names), n)).T  # column-major: each feature contiguous
     local = threading.local()
 
-    def bufs(m: int) -> tuple[np.ndarray, np.ndarray]:
+    def buf(m: int) -> np.ndarray:
         if getattr(local, "b", None) is None:
-            local.b = (np.empty(CHUNK_ROWS), np.empty(CHUNK_ROWS))
-        return local.b[0][:m], local.b[1][:m]
+            local.b = np.empty(CHUNK_ROWS)
+        return local.b[:m]
+
+    def xbuf(m: int) -> np.ndarray:
+        if getattr(local, "x", None) is None:
+            local.x = np.empty((d, CHUNK_ROWS))
+        return local.x[:, :m].T
+
+    def prev(s: int, t: int) -> np.ndarray:
+        # C[t-1] for rows s..t-1; row 0 has none (it is a series start): use its own close
+        return c[s - 1 : t - 1] if s else np.concatenate([c[:1], c[: t - 1]])
 
     def true_range_chunk(s: int, t: int) -> None:
         # ln(max(H, C[t-1]) / min(L, C[t-1])); fmax/fmin: max_horizontal ignores NaN too
-        b1, b2 = bufs(t - s)
-        np.fmax(h[s:t], pc[s:t], out=b1)
-        np.fmin(lo[s:t], pc[s:t], out=b2)
-        np.divide(b1, b2, out=b1)
+        pc, b1 = prev(s, t), buf(t - s)
+        np.fmax(h[s:t], pc, out=b1)
+        np.fmin(lo[s:t], pc, out=tr[s:t])
+        np.divide(b1, tr[s:t], out=b1)
         np.log(b1, out=tr[s:t])
 
-    def raw_chunk(s: int, t: int) -> None:
-        b1, _ = bufs(t - s)
-        os_, cs, ps = o[s:t], c[s:t], pc[s:t]
-        for j, (num, den) in enumerate(((os_, ps), (cs, os_))):
-            col = X[s:t, j]
-            np.divide(num, den, out=col)
-            np.log(col, out=col)
+    def feature_chunk(s: int, t: int) -> None:
+        m = t - s
+        Xc = X[s:t] if X is not None else xbuf(m)
+        b1, os_, cs, sc = buf(m), o[s:t], c[s:t], scale[s:t]
+        for j, (num, den) in enumerate(((os_, prev(s, t)), (cs, os_))):
+            np.divide(num, den, out=Xc[:, j])  # gap = ln(O / C[t-1]), body = ln(C / O)
         np.fmax(os_, cs, out=b1)
-        np.divide(h[s:t], b1, out=X[s:t, 2])
-        np.log(X[s:t, 2], out=X[s:t, 2])
+        np.divide(h[s:t], b1, out=Xc[:, 2])  # upper = ln(H / max(O, C))
         np.fmin(os_, cs, out=b1)
-        np.divide(b1, lo[s:t], out=X[s:t, 3])
-        np.log(X[s:t, 3], out=X[s:t, 3])
-
-    def scale_chunk(s: int, t: int) -> None:
-        sc = scale[s:t]
+        np.divide(b1, lo[s:t], out=Xc[:, 3])  # lower = ln(min(O, C) / L)
         for j in range(4):
-            np.divide(X[s:t, j], sc, out=X[s:t, j])
+            col = Xc[:, j]
+            np.log(col, out=col)
+            np.divide(col, sc, out=col)
         for j in (2, 3):  # clip: the wick features are >= 0 by construction
-            np.maximum(X[s:t, j], 0.0, out=X[s:t, j])
+            np.maximum(Xc[:, j], 0.0, out=Xc[:, j])
+        if vol is not None:
+            Xc[:, 4] = vol[s:t]
+        lo_i, hi_i = np.searchsorted(starts, (s, t))
+        Xc[starts[lo_i:hi_i] - s] = 0.0  # anchor rows: finite placeholders
+        if consume is not None:
+            consume(s, t, Xc)
 
+    a, floor = cfg.alpha, cfg.min_scale
     with ThreadPoolExecutor(_WORKERS) as ex:
         list(ex.map(lambda st: true_range_chunk(*st), _chunks(0, n)))
         # a series' first bar has no previous close: its true range is ln(H/L)
         tr[starts] = np.log(h[starts] / lo[starts])
-        ewm = ex.submit(_ewma_restarted, tr, starts, a)  # sequential; overlaps the logs
-        list(ex.map(lambda st: raw_chunk(*st), _chunks(0, n)))
-        g, fixes = ewm.result()
+        g, fixes = _ewma_restarted(tr, starts, a)
         scale = np.empty(n)
         scale[0] = floor
         np.fmax(g[:-1], floor, out=scale[1:])  # max_horizontal: a NaN EWMA gives the floor
@@ -269,13 +303,10 @@ def candle_feature_arrays(
             nxt = rows + 1
             ok = nxt < n
             scale[nxt[ok]] = np.fmax(vals[ok], floor)
-        list(ex.map(lambda st: scale_chunk(*st), _chunks(0, n)))
-    if cfg.volume:
-        X[:, 4] = _volume_feature(bars, cfg)
-    X[starts] = 0.0  # anchor rows: finite placeholders, so encoders need no NaN detour
+        list(ex.map(lambda st: feature_chunk(*st), _chunks(0, n)))
     keep = np.ones(n, dtype=bool)
     keep[starts] = False
-    return FeatureArrays(X=X, prev_close=pc, scale=scale, keep=keep, starts=starts)
+    return FeatureArrays(X=X, close=c, scale=scale, keep=keep, starts=starts)
 
 
 def _volume_feature(bars: pl.DataFrame, cfg: FeatureConfig) -> np.ndarray:

@@ -297,6 +297,18 @@ class KMeansTokenizer(Tokenizer):
                 list(ex.map(job, range(0, n, chunk)))
         return (lab + self.N_SPECIAL).astype(np.uint16)
 
+    def _prepare_assign(self, n_rows: int) -> None:
+        if n_rows >= GRID_MIN_ROWS and self._grid is None and self._cw is not None:
+            self._grid = _Grid(self._cw)
+
+    def _assign_into(self, X: np.ndarray, out: np.ndarray) -> None:
+        """One chunk on the calling thread: the grid index when it was built (large
+        inputs), brute force otherwise; both give the same exact nearest centroid."""
+        assert self._cw is not None
+        Z = X * self.weights
+        lab = self._grid.assign(Z, self._cw) if self._grid is not None else _brute(Z, self._cw)
+        np.add(lab, self.N_SPECIAL, out=out, casting="unsafe")
+
     def _representatives(self) -> np.ndarray:
         assert self.centroids is not None
         return self.centroids

@@ -97,6 +97,27 @@ class Tokenizer:
         """(n, d) finite features -> candle-token ids (already offset by N_SPECIAL)."""
         raise NotImplementedError
 
+    def _prepare_assign(self, n_rows: int) -> None:
+        """Build whatever :meth:`_assign_into` needs for about ``n_rows`` rows (an index),
+        once, before worker threads call it."""
+
+    def _assign_into(self, X: np.ndarray, out: np.ndarray) -> None:
+        """Assign one chunk of finite rows into ``out`` on the calling thread (workers call
+        it concurrently: no shared scratch, no thread pool of its own)."""
+        out[:] = self._assign(X)
+
+    def _encode_into(self, X: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`encode_features` for one chunk, written into ``out``."""
+        if np.isfinite(X.sum()):  # one cheap pass: any NaN/inf makes the total non-finite
+            self._assign_into(X, out)
+            return
+        ok = np.isfinite(X).all(axis=1)
+        out[:] = self.MISSING
+        if ok.any():
+            sub = np.empty(int(ok.sum()), dtype=np.uint16)
+            self._assign_into(X[ok], sub)
+            out[ok] = sub
+
     def _representatives(self) -> np.ndarray:
         """(n_candle_tokens, d) representative features, in token order."""
         raise NotImplementedError
@@ -220,23 +241,26 @@ class Tokenizer:
         """Canonical bars -> ``symbol, ts, token (UInt16), prev_close, scale`` per candle
         (each series' first bar only anchors the next), sorted by ``(symbol, ts)``.
 
-        On the fast path every row is assigned (anchor rows carry zero features) and the
-        output frame is built once, dropping the anchor rows in one filter, so neither the
-        features frame nor a compacted feature matrix is ever materialized.
+        On the fast path each cache-sized chunk of features is assigned as soon as it is
+        computed (anchor rows carry zero features and are dropped afterwards), and the
+        output frame is built once with one filter: neither a features frame nor an
+        (n, d) feature matrix is ever materialized.
         """
         self._require_fit()
-        fa = candle_feature_arrays(bars, self.features)
+        toks = np.empty(bars.height, dtype=np.uint16)
+        self._prepare_assign(bars.height)
+        fa = candle_feature_arrays(
+            bars, self.features, consume=lambda s, t, Xc: self._encode_into(Xc, toks[s:t])
+        )
         if fa is None:  # rows not grouped by symbol, or null prices: per-group Polars path
             feats, X = self.feature_matrix(bars)
-            toks = self.encode_features(X)
             return feats.select(
                 "symbol",
                 "ts",
-                pl.Series("token", toks, dtype=pl.UInt16),
+                pl.Series("token", self.encode_features(X), dtype=pl.UInt16),
                 "prev_close",
                 "scale",
             )
-        toks = self.encode_features(fa.X)
         out = pl.DataFrame(
             {
                 "symbol": bars["symbol"],

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from candletok import TokenizerError, load_sample, validate_bars
 from candletok.features import (
     FeatureConfig,
+    candle_feature_arrays,
     candle_features,
+    candle_features_grouped,
     features_from_prices,
     rebuild_bars,
     scale_state,
@@ -129,3 +131,57 @@ def test_config_validation_and_roundtrip() -> None:
         FeatureConfig(alpha=0.0)
     with pytest.raises(TokenizerError):
         FeatureConfig.from_dict({"alpha": 0.1, "nonsense": 1})
+
+
+def _bitwise_equal(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Same columns, same rows, floats equal bit for bit (NaN == NaN)."""
+    if a.columns != b.columns or a.height != b.height:
+        return False
+    for name in a.columns:
+        if a.schema[name] == pl.Float64:
+            x, y = a[name].to_numpy(), b[name].to_numpy()
+            if not ((x == y) | (np.isnan(x) & np.isnan(y))).all():
+                return False
+        elif not a[name].equals(b[name]):
+            return False
+    return True
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.1, 0.3, 0.02, 1.0]),
+       volume=st.booleans(), n=st.integers(2, 300), k=st.integers(1, 3))
+def test_fast_path_is_bit_identical_to_grouped(seed: int, alpha: float, volume: bool,
+                                               n: int, k: int) -> None:
+    """The numpy path (global shift + restarted global EWMA) must reproduce the per-symbol
+    Polars windows exactly: fitted edges, and so fingerprints, depend on every bit."""
+    bars = random_bars(seed, n=n, symbols=("AAA", "BBB", "CCC")[:k])
+    cfg = FeatureConfig(alpha=alpha, volume=volume)
+    fa = candle_feature_arrays(bars, cfg)
+    assert fa is not None and fa.starts.tolist() == [i * n for i in range(k)]
+    assert _bitwise_equal(candle_features(bars, cfg), candle_features_grouped(bars, cfg))
+
+
+def test_fast_path_exact_on_flat_and_nan_series() -> None:
+    """A flat series after a volatile one never meets the global EWMA bit for bit (it
+    stalls an ulp apart), and a NaN never equals anything: both take the per-series
+    recompute and must still match."""
+    bars = random_bars(4, n=800, symbols=("AAA", "BBB", "CCC"))
+    flat = bars.with_columns(
+        [pl.when(pl.col("symbol") == "BBB").then(10.0).otherwise(pl.col(c)).alias(c)
+         for c in ("open", "high", "low", "close")]
+    )
+    nan = bars.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1000).then(float("nan")).otherwise(pl.col("high"))
+        .alias("high")
+    )
+    for frame in (flat, nan):
+        assert _bitwise_equal(candle_features(frame), candle_features_grouped(frame))
+
+
+def test_interleaved_rows_fall_back_to_grouped_windows() -> None:
+    bars = random_bars(6, n=40)
+    interleaved = bars.sort("ts", "symbol")  # symbols alternate: not contiguous runs
+    assert candle_feature_arrays(interleaved) is None
+    got = candle_features(interleaved)
+    assert _bitwise_equal(got, candle_features_grouped(interleaved))
+    assert _bitwise_equal(got.sort("symbol", "ts"), candle_features(bars))

@@ -310,3 +310,24 @@ def test_feature_config_is_saved(train: pl.DataFrame, tmp_path: Path) -> None:
     tok = BinsTokenizer(features=FeatureConfig(alpha=0.3, min_scale=1e-4)).fit(train)
     back = load_tokenizer(tok.save(tmp_path / "v.json"))
     assert back.features == tok.features and back.features.alpha == 0.3
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_chunked_encode_matches_feature_matrix(toks: dict[str, Tokenizer], name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode assigns features chunk by chunk on worker threads; with tiny chunks (so
+    series starts and the EWMA restart straddle chunk edges) it must give exactly the
+    tokens of the materialized feature matrix, and the same frame as the grouped path."""
+    import candletok.features as feats_mod
+
+    tok = toks[name]
+    bars = random_bars(11, n=300, symbols=("AAA", "BBB", "CCC", "DDD"))
+    monkeypatch.setattr(feats_mod, "CHUNK_ROWS", 97)
+    enc = tok.encode(bars)
+    _feats, X = tok.feature_matrix(bars)
+    assert np.array_equal(enc["token"].to_numpy(), tok.encode_features(X))
+    grouped = feats_mod.candle_features_grouped(bars, tok.features)
+    assert enc.select("symbol", "ts", "prev_close", "scale").equals(
+        grouped.select("symbol", "ts", "prev_close", "scale"))
+    interleaved = tok.encode(bars.sort("ts", "symbol"))  # grouped fallback path
+    assert interleaved.sort("symbol", "ts").equals(enc)
