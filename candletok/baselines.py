@@ -36,7 +36,7 @@ import numpy as np
 from candletok.model import BOS, N_SPECIAL
 
 MAX_ORDER = 3
-DEFAULT_GRID: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+DEFAULT_GRID: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
 
 def _stack(series: Sequence[np.ndarray], order: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
@@ -41,6 +42,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.1
     bias: bool = False
+    n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +139,20 @@ class CandleGPT(nn.Module):
         # Weight tying: the output layer scores a token by its input embedding, which halves
         # the embedding parameters and helps small data (Press & Wolf, 2017).
         self.transformer.wte.weight = self.lm_head.weight
+        # An output bias that starts at the log unigram (see init_output_bias): with a
+        # thousand tokens and a few thousand candles, learning the frequencies alone eats
+        # most of a small run, and they are known before the first step.
+        self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        # Feature-aware embeddings: each candle token also gets a learned projection of its
+        # representative (gap, body, upper, lower[, vol]) features, shared by the input and
+        # the (tied) output side. Tokens for similar candles then start with similar
+        # vectors, so a rare token borrows strength from its neighbours instead of being
+        # learned from its own few occurrences.
+        if cfg.n_features > 0:
+            self.register_buffer("token_features", torch.zeros(cfg.vocab_size, cfg.n_features))
+            self.feat_proj: nn.Linear | None = nn.Linear(cfg.n_features, cfg.n_embd, bias=False)
+        else:
+            self.feat_proj = None
         self.apply(self._init_weights)
         # GPT-2 scaling of residual projections keeps the residual stream's variance flat
         # with depth.
@@ -161,6 +177,42 @@ class CandleGPT(nn.Module):
     def device(self) -> torch.device:
         return self.lm_head.weight.device
 
+    @torch.no_grad()
+    def init_output_bias(self, counts: np.ndarray | torch.Tensor, alpha: float = 0.5) -> None:
+        """Start the output bias at log P(token) from ``counts`` (length vocab_size,
+        add-``alpha`` smoothed over candle tokens), so step 0 already predicts the unigram."""
+        c = torch.as_tensor(np.asarray(counts, dtype=np.float64)).float()
+        if c.numel() != self.config.vocab_size:
+            raise ValueError("counts must have vocab_size entries")
+        c = c.clone()
+        c[N_SPECIAL:] += alpha
+        logp = torch.log(c / c.sum())
+        floor = float(logp[N_SPECIAL:].min()) - 5.0  # specials: rare, never -inf (stable)
+        self.head_bias.copy_(torch.where(torch.isfinite(logp), logp, torch.tensor(floor)))
+
+    @torch.no_grad()
+    def set_token_features(self, table: np.ndarray) -> None:
+        """Install the (vocab_size, n_features) table of representative token features
+        (NaN rows for specials, as ``Tokenizer.decode_features`` returns them). Columns are
+        standardized over candle tokens and clipped to +-5 so open-ended tail bins cannot
+        dominate; the result is a buffer, saved with the weights."""
+        if self.feat_proj is None:
+            raise ValueError("this model was built with n_features=0")
+        F_ = np.asarray(table, dtype=np.float64)
+        if F_.shape != (self.config.vocab_size, self.config.n_features):
+            want = (self.config.vocab_size, self.config.n_features)
+            raise ValueError(f"feature table must have shape {want}")
+        cand = F_[N_SPECIAL:]
+        mu, sd = np.nanmean(cand, axis=0), np.nanstd(cand, axis=0)
+        Z = np.clip((F_ - mu) / np.where(sd > 0, sd, 1.0), -5.0, 5.0)
+        self.token_features.copy_(torch.from_numpy(np.nan_to_num(Z, nan=0.0)).float())
+
+    def _feature_embeddings(self) -> torch.Tensor | None:
+        """(V, C) feature part of every token's embedding, or None when off."""
+        if self.feat_proj is None:
+            return None
+        return self.feat_proj(self.token_features)
+
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -171,11 +223,17 @@ class CandleGPT(nn.Module):
         if ctx < T:
             raise ValueError(f"sequence of {T} tokens exceeds the context ({ctx})")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B,T,C)
+        fe = self._feature_embeddings()  # (V, C) or None
+        tok = self.transformer.wte(idx)  # (B, T, C)
+        if fe is not None:
+            tok = tok + fe[idx]
+        x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(x) + self.head_bias  # (B, T, V)
+        if fe is not None:
+            logits = logits + x @ fe.t()  # tied: the output sees the same feature part
         if targets is None:
             return logits, None
         loss = F.cross_entropy(

@@ -65,11 +65,13 @@ class TrainConfig:
     eval_batch: int = 64
     seed: int = 0
     threads: int = 0  # CPU threads; 0 = the cores this process may use
+    token_features: bool = True  # feature-aware embeddings when the vocab is available
+    keep_best: bool = True  # the model you load is the one with the best val score
 
-    def gpt_config(self, vocab_size: int) -> GPTConfig:
+    def gpt_config(self, vocab_size: int, n_features: int = 0) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
-                         bias=self.bias)
+                         bias=self.bias, n_features=n_features)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -281,7 +283,8 @@ def load_model(
     dev = _device(device)
     ck = read_checkpoint(path, map_location=dev)
     model = CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
-    model.load_state_dict(ck["model"])
+    # The best-on-val weights when the run kept them, else the last step's.
+    model.load_state_dict(ck.get("best_model") or ck["model"])
     model.fingerprint = ck.get("fingerprint")
     model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
     if dataset is not None:
@@ -293,6 +296,16 @@ def load_model(
                 "use data encoded with the model's vocab."
             )
     return model.to(dev).eval()
+
+
+def _token_feature_table(ds: Any) -> np.ndarray | None:
+    """(vocab_size, d) representative features of every token from the dataset's vocab,
+    or None when the dataset has no tokenizer to ask."""
+    get = getattr(ds, "tokenizer", None)
+    if get is None:
+        return None
+    tok = get()
+    return np.asarray(tok.decode_features(np.arange(tok.vocab_size)), dtype=np.float64)
 
 
 # -- the loop -----------------------------------------------------------------------------
@@ -391,19 +404,31 @@ def train(
     fingerprint = getattr(tr, "fingerprint", None)
 
     torch.manual_seed(cfg.seed)
+    table = _token_feature_table(tr) if cfg.token_features and ck is None else None
     if ck is not None:
         check_fingerprint(ck.get("fingerprint"), tr, "this dataset")
         gcfg = GPTConfig.from_dict(ck["gpt_config"])
     else:
-        gcfg = cfg.gpt_config(int(tr.vocab_size))
+        gcfg = cfg.gpt_config(int(tr.vocab_size), 0 if table is None else table.shape[1])
     model = CandleGPT(gcfg)
     model.fingerprint = fingerprint
+    if ck is None:
+        tokens = _flat(tr)[0]
+        counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=gcfg.vocab_size)
+        counts[:N_SPECIAL] = 0  # BOS starts series; it is never a target
+        model.init_output_bias(counts[: gcfg.vocab_size])
+        if table is not None:
+            model.set_token_features(table)
     opt = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     step, history = 0, []
+    best: dict[str, Any] = {"val": math.inf, "step": 0, "state": None}
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, history = int(ck["step"]), list(ck.get("metrics", {}).get("history", []))
+        if ck.get("best_model") is not None:
+            best = {"val": float(ck["best_val"]), "step": int(ck["best_step"]),
+                    "state": ck["best_model"]}
         torch.set_rng_state(ck["rng"]["torch"])
         if dev.type == "cuda" and ck["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ck["rng"]["cuda"])
@@ -419,7 +444,11 @@ def train(
     last_val: float | None = history[-1].get("val_bpc") if history else None
     stop_at = cfg.steps if until is None else min(cfg.steps, int(until))
 
-    def state(metrics: dict[str, Any]) -> dict[str, Any]:
+    def rng_now() -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None}
+
+    def state(metrics: dict[str, Any], rng: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
@@ -427,11 +456,11 @@ def train(
             "train_config": asdict(cfg),
             "optimizer": opt.state_dict(),
             "step": step,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
-            },
+            "rng": rng or rng_now(),
             "metrics": metrics,
+            "best_model": best["state"],
+            "best_step": best["step"],
+            "best_val": best["val"],
             "fingerprint": fingerprint,
             "vocab_size": gcfg.vocab_size,
             "vocab_json": vocab_text,
@@ -484,6 +513,10 @@ def train(
                 if splits.get("val") is not None:
                     emit(StepInfo(step, cfg.steps, lv, lr, rate, last_val, "eval"))
                     last_val = evaluate(model, splits["val"], cfg.eval_batch, cfg.eval_windows)
+                    if cfg.keep_best and math.isfinite(last_val) and last_val < best["val"]:
+                        best = {"val": last_val, "step": step, "state": {
+                            k: v.detach().to("cpu", copy=True)
+                            for k, v in model.state_dict().items()}}
                 history.append({"step": step, "loss": float(np.mean(losses)), "lr": lr,
                                 "val_bpc": last_val if last_val is not None else float("nan"),
                                 "tokens_per_s": rate})
@@ -495,21 +528,29 @@ def train(
                 break
 
     # -- final scores: the model next to every baseline on val and test --------------------
+    rng_at_stop = rng_now()  # what a resume must restore, whatever scoring does below
     emit(StepInfo(step, cfg.steps, history[-1]["loss"] if history else float("nan"),
                   lr_at(step, cfg), rate, last_val, "baselines"))
-    table, best, beats, summary = compare_to_baselines(model, splits, cfg.eval_batch)
-    metrics = {"history": history, "table": [asdict(r) for r in table], "summary": summary,
-               "best_ngram": best, "beats_best_ngram": beats}
+    final = model
+    if best["state"] is not None:  # score (and hand back) the best-val weights
+        final = CandleGPT(gcfg).to(dev)
+        final.load_state_dict(best["state"])
+        final.fingerprint = fingerprint
+    rows, best_name, beats, summary = compare_to_baselines(final, splits, cfg.eval_batch)
+    if best["state"] is not None:
+        summary += f" (model weights from step {best['step']}, the best on val)"
+    metrics = {"history": history, "table": [asdict(r) for r in rows], "summary": summary,
+               "best_ngram": best_name, "beats_best_ngram": beats}
     if step > 0:
-        save_checkpoint(out, state(metrics))
+        save_checkpoint(out, state(metrics, rng_at_stop))
     emit(StepInfo(step, cfg.steps, history[-1]["loss"] if history else float("nan"),
                   lr_at(step, cfg), rate, last_val, "done"))
     return TrainResult(
         path=out, step=step, steps=cfg.steps, device=str(dev), n_params=model.num_params(),
         tokens_per_s=tokens_seen / t_train if t_train else float("nan"),
         data_wait_share=t_data / t_train if t_train else float("nan"),
-        history=history, table=table, best_ngram=best, beats_best_ngram=beats,
-        summary=summary, interrupted=interrupted, model=model.eval(),
+        history=history, table=rows, best_ngram=best_name, beats_best_ngram=beats,
+        summary=summary, interrupted=interrupted, model=final.eval(),
     )
 
 
@@ -518,7 +559,8 @@ def compare_to_baselines(
 ) -> tuple[list[ScoreRow], str, bool, str]:
     """Score the model and every baseline (fit on train, tuned on val) on val and test.
 
-    Returns the table rows (model first), the best n-gram (chosen on val), whether the
+    Returns the table rows (model first), the best n-gram of orders 0-3 (chosen on val),
+    whether the
     model beats it (on test, or val when there is no test split) and a one-line verdict."""
     tr, va, te = splits["train"], splits.get("val"), splits.get("test")
     vocab = model.config.vocab_size
@@ -533,7 +575,8 @@ def compare_to_baselines(
                      evaluate(model, te, batch_size) if te is not None else float("nan"))]
     for b in score_baselines(models, {"val": val_s, "test": test_s}, vocab):
         rows.append(ScoreRow(b.name, b.scores["val"], b.scores["test"], b.params))
-    ngrams = [r for r in rows if r.name.startswith("ngram")]
+    # The unigram is the order-0 n-gram: on little data it can beat every longer context.
+    ngrams = [r for r in rows if r.name.startswith("ngram") or r.name == "unigram"]
     key = "val" if all(math.isfinite(r.val) for r in ngrams) else "test"
     best = min(ngrams, key=lambda r: getattr(r, key))
     on = "test" if math.isfinite(rows[0].test) else "val"

@@ -20,6 +20,7 @@ from candletok.train import (
     evaluate_sums,
     load_model,
     lr_at,
+    read_checkpoint,
     train,
 )
 
@@ -183,11 +184,17 @@ def test_resume_continues_the_same_run(tmp_path: Path) -> None:
     straight = train(splits(), cfg, out=tmp_path / "a.pt", device="cpu")
     half = train(splits(), cfg, out=tmp_path / "b.pt", device="cpu", until=15)
     assert half.step == 15
+    mid = read_checkpoint(tmp_path / "b.pt")
+    assert mid["step"] == 15
     resumed = train(splits(), None, out=tmp_path / "b.pt", device="cpu", resume=True)
     assert resumed.step == 30
-    assert straight.model is not None and resumed.model is not None
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the last-step weights and optimizer moments (the checkpoint's "model"/"optimizer")
+    ca, cb = read_checkpoint(tmp_path / "a.pt"), read_checkpoint(tmp_path / "b.pt")
+    assert ca["step"] == cb["step"] == 30
+    assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+    ma, mb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    assert all(torch.equal(ma[i]["exp_avg"], mb[i]["exp_avg"]) for i in ma)
+    assert not torch.equal(mid["model"]["head_bias"], cb["model"]["head_bias"])  # it trained
     lr_resumed = {h["step"]: h["lr"] for h in resumed.history}
     assert all(lr_resumed[h["step"]] == h["lr"] for h in straight.history)
     # the interrupted run adds a checkpoint at step 15; the evaluation steps are the same
