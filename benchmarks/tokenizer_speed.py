@@ -7,8 +7,9 @@ Two figures per scheme, reported separately on purpose:
 - token assignment from a ready (n, d) feature matrix (``encode_features``);
 - full bars -> tokens (``encode``: causal features + assignment, chunked on two threads;
   best of 3 runs, since other jobs share the cores).
-Each is compared with a naive per-row Python encoder of the same scheme (timed on a
-subset, extrapolated per candle). Targets: bins >= 20M candles/s, kmeans >= 2M candles/s.
+Each is compared with a naive per-row Python encoder of the same scheme
+(``benchmarks/references.py``; timed on a subset, extrapolated per candle).
+Targets: bins >= 20M candles/s, kmeans >= 2M candles/s.
 """
 
 from __future__ import annotations
@@ -22,42 +23,11 @@ import numpy as np
 import polars as pl
 
 from benchmarks._util import machine, measure
+from benchmarks.references import naive_bins, naive_kmeans
 from candletok.bins import BinsTokenizer
 from candletok.kmeans import KMeansTokenizer
 from candletok.sample import load_sample
 from candletok.tokenizer import Tokenizer
-
-
-def naive_bins(tok: BinsTokenizer, X: np.ndarray) -> list[int]:
-    """Per-row Python: bisect each feature, combine by mixed radix."""
-    import bisect
-
-    edges = [tok.edges[n].tolist() for n in tok.feature_names]
-    radix = tok.radix
-    out = []
-    for row in X.tolist():
-        t = 0
-        for x, e, r in zip(row, edges, radix, strict=True):
-            t = t * r + bisect.bisect_right(e, x)
-        out.append(t + tok.N_SPECIAL)
-    return out
-
-
-def naive_kmeans(tok: KMeansTokenizer, X: np.ndarray) -> list[int]:
-    """Per-row Python: squared distance to every centroid, keep the smallest."""
-    assert tok._cw is not None
-    C = tok._cw.tolist()
-    w = tok.weights.tolist()
-    out = []
-    for row in X.tolist():
-        z = [a * b for a, b in zip(row, w, strict=True)]
-        best, arg = math.inf, 0
-        for i, c in enumerate(C):
-            d = sum((a - b) ** 2 for a, b in zip(z, c, strict=True))
-            if d < best:
-                best, arg = d, i
-        out.append(arg + tok.N_SPECIAL)
-    return out
 
 
 def big_bars(n_candles: int) -> pl.DataFrame:
