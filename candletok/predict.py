@@ -1,0 +1,207 @@
+"""Trader-readable next-candle forecasts from a trained CandleGPT, and their calibration.
+
+A forecast is the model's next-token distribution (over candle tokens only, renormalized)
+pushed through the vocabulary's representative features: every candle token *is* a
+(gap, body, upper, lower) shape in volatility units, so "probability the next close is
+above this close" is the mass of the tokens whose gap + body > 0, and expected moves are
+probability-weighted averages of the tokens' features, turned into percent with the scale
+the next candle will see.
+
+:func:`calibration` checks whether those probabilities mean what they say on held-out
+data: the Brier score of P(close up) against the best constant forecast, and a reliability
+table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from candletok.errors import ModelError
+from candletok.model import BOS, N_SPECIAL, CandleGPT
+from candletok.train import _autocast, _eval_windows, check_fingerprint
+
+
+@dataclass
+class Candidate:
+    token: int
+    prob: float
+    words: str
+
+
+@dataclass
+class Prediction:
+    """The next candle of ``symbol`` after ``last_ts``, as probabilities and expectations.
+
+    ``*_vol`` values are in volatility units (the causal scale), ``*_pct`` in percent of
+    price. ``range`` is high/low of the candle, ``body`` close/open."""
+
+    symbol: str
+    last_ts: Any
+    last_close: float
+    scale: float
+    p_close_up: float
+    p_gap_up: float
+    p_gap_down: float
+    exp_body_vol: float
+    exp_body_pct: float
+    exp_range_vol: float
+    exp_range_pct: float
+    top: list[Candidate]
+    probs: np.ndarray = field(repr=False)  # (n_candle_tokens,) next-candle distribution
+    context_candles: int = 0
+
+    @property
+    def p_close_down(self) -> float:
+        return 1.0 - self.p_close_up
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for a two-column table."""
+        return [
+            ("symbol", self.symbol),
+            ("last bar", str(self.last_ts)),
+            ("last close", f"{self.last_close:,.4f}"),
+            ("P(next close above this close)", f"{self.p_close_up:.1%}"),
+            ("P(gap up)", f"{self.p_gap_up:.1%}"),
+            ("P(gap down)", f"{self.p_gap_down:.1%}"),
+            ("expected body", f"{self.exp_body_pct:+.2f}%  ({self.exp_body_vol:+.2f} vol)"),
+            ("expected high-low range",
+             f"{self.exp_range_pct:.2f}%  ({self.exp_range_vol:.2f} vol)"),
+            ("volatility unit (scale)", f"{100 * self.scale:.2f}%"),
+            ("context candles", str(self.context_candles)),
+        ]
+
+
+def _candle_features(tok: Any) -> np.ndarray:
+    """(n_candle_tokens, d) representative features of every candle token."""
+    return np.asarray(tok.decode_features(np.arange(N_SPECIAL, tok.vocab_size)), dtype=np.float64)
+
+
+def up_mask(tok: Any) -> np.ndarray:
+    """Boolean (vocab_size,): the candle tokens whose close is above the previous close."""
+    F = _candle_features(tok)
+    return np.concatenate([np.zeros(N_SPECIAL, bool), (F[:, 0] + F[:, 1]) > 0])
+
+
+def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
+    """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
+    encoding the bars with ``tok`` — which must be the vocabulary the model was trained on."""
+    check_fingerprint(model.fingerprint, tok, "this tokenizer")
+    if tok.vocab_size != model.config.vocab_size:
+        raise ModelError("The tokenizer's vocab size differs from the model's; use its vocab.")
+    symbols = bars["symbol"].unique(maintain_order=True).to_list() if bars.height else []
+    if len(symbols) != 1:
+        raise ModelError(f"Pass the bars of exactly one symbol (got {len(symbols)}).")
+    sym = symbols[0]
+    enc = tok.encode(bars)
+    if enc.height == 0:
+        raise ModelError(f"{sym} has too few bars to encode; give it at least two bars.")
+    toks = enc["token"].to_numpy().astype(np.int64)
+    ctx = model.config.context
+    seq = np.concatenate([[BOS], toks])[-ctx:]
+    idx = torch.from_numpy(seq)[None].to(model.device)
+    p = model.next_token_probs(idx)[0, N_SPECIAL:].double().cpu().numpy()
+    p = p / p.sum()  # float round-off only: the model already renormalized
+    F = _candle_features(tok)
+    gap, body, upper, lower = F[:, 0], F[:, 1], F[:, 2], F[:, 3]
+    last_close, scale = tok.continuation_state(bars)[sym]
+    rng_vol = upper + lower + np.abs(body)  # ln(high / low) / scale
+    order = np.argsort(-p, kind="stable")[:5]
+    return Prediction(
+        symbol=sym,
+        last_ts=bars["ts"][-1],
+        last_close=float(last_close),
+        scale=float(scale),
+        p_close_up=float(p[(gap + body) > 0].sum()),
+        p_gap_up=float(p[gap > 0].sum()),
+        p_gap_down=float(p[gap < 0].sum()),
+        exp_body_vol=float(p @ body),
+        exp_body_pct=float(100 * (p @ np.expm1(body * scale))),
+        exp_range_vol=float(p @ rng_vol),
+        exp_range_pct=float(100 * (p @ np.expm1(rng_vol * scale))),
+        top=[Candidate(int(i + N_SPECIAL), float(p[i]), tok.describe(int(i + N_SPECIAL)))
+             for i in order],
+        probs=p,
+        context_candles=int(min(toks.size, ctx)),
+    )
+
+
+@dataclass
+class Calibration:
+    """How well P(close up) is calibrated on a split.
+
+    ``brier_base`` is the Brier score of the best constant forecast (the split's own
+    up-frequency, a hindsight reference), so the model helps only if ``brier`` is lower."""
+
+    split: str
+    n: int
+    base_rate: float
+    brier: float
+    brier_base: float
+    table: list[tuple[float, float, float, int]]  # (bin lo, mean predicted, observed, count)
+
+    @property
+    def skill(self) -> float:
+        """Brier skill score: 1 - brier / brier_base (> 0: better than the base rate)."""
+        return 1.0 - self.brier / self.brier_base if self.brier_base > 0 else float("nan")
+
+
+@torch.no_grad()
+def calibration(
+    model: CandleGPT, ds: Any, split: str = "test", bins: int = 10, batch_size: int = 64,
+    tok: Any = None,
+) -> Calibration:
+    """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
+    dataset folder (the ``split`` is opened) or an opened dataset split."""
+    if isinstance(ds, str | Path):
+        from candletok.dataset import TokenDataset
+
+        ds = TokenDataset(ds, split, context=model.config.context)
+        split_name = split
+    else:
+        split_name = getattr(ds, "split", split)
+    check_fingerprint(model.fingerprint, ds)
+    tok = tok if tok is not None else ds.tokenizer()
+    up = torch.from_numpy(up_mask(tok)).to(model.device)
+    was = model.training
+    model.eval()
+    preds: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    try:
+        n = len(ds)
+        for chunk in np.array_split(np.arange(n), max(1, math.ceil(n / batch_size))):
+            if chunk.size == 0:
+                continue
+            x, y = _eval_windows(ds, chunk)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
+            yt = torch.from_numpy(np.ascontiguousarray(y)).to(model.device)
+            with _autocast(model.device):
+                logits = model(xt)[0]
+            logits = logits.float()
+            logits[..., :N_SPECIAL] = float("-inf")
+            mask = yt >= N_SPECIAL
+            probs = torch.softmax(logits[mask], dim=-1)  # (n, V)
+            preds.append((probs * up).sum(-1).cpu().numpy())
+            outs.append(up[yt[mask]].cpu().numpy())
+    finally:
+        model.train(was)
+    p = np.concatenate(preds) if preds else np.zeros(0)
+    o = np.concatenate(outs).astype(np.float64) if outs else np.zeros(0)
+    if p.size == 0:
+        raise ModelError(f"The {split_name} split holds no candles to check calibration on.")
+    rate = float(o.mean())
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    cnt = np.bincount(b, minlength=bins)
+    mp = np.bincount(b, weights=p, minlength=bins) / np.maximum(cnt, 1)
+    of = np.bincount(b, weights=o, minlength=bins) / np.maximum(cnt, 1)
+    table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
+             for i in np.flatnonzero(cnt)]
+    return Calibration(split_name, int(p.size), rate, float(np.mean((p - o) ** 2)),
+                       float(np.mean((rate - o) ** 2)), table)

@@ -1,0 +1,114 @@
+"""Forecasts and calibration with a real (small) bins vocabulary and an untrained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from candletok.bins import BinsTokenizer
+from candletok.errors import ModelError
+from candletok.model import BOS, N_SPECIAL, PAD, CandleGPT, GPTConfig
+from candletok.predict import calibration, predict_next, up_mask
+from candletok.synthetic import synthetic_bars
+
+
+@pytest.fixture(scope="module")
+def bars() -> pl.DataFrame:
+    return synthetic_bars(["AAA", "BBB"], n_bars=300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tok(bars: pl.DataFrame) -> BinsTokenizer:
+    return BinsTokenizer(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2).fit(bars)
+
+
+def make_model(tok: BinsTokenizer, seed: int = 0) -> CandleGPT:
+    torch.manual_seed(seed)
+    m = CandleGPT(GPTConfig(vocab_size=tok.vocab_size, context=32, n_layer=1, n_head=2,
+                            n_embd=16, dropout=0.0))
+    m.fingerprint = tok.fingerprint
+    return m.eval()
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(5, 120))
+def test_probabilities_are_consistent(bars: pl.DataFrame, tok: BinsTokenizer, seed: int,
+                                      n: int) -> None:
+    one = bars.filter(pl.col("symbol") == "AAA").head(n)
+    pr = predict_next(make_model(tok, seed), tok, one)
+    assert pr.probs.sum() == pytest.approx(1.0)
+    assert (pr.probs >= 0).all() and pr.probs.size == tok.vocab_size - N_SPECIAL
+    assert 0 <= pr.p_close_up <= 1 and pr.p_close_up + pr.p_close_down == pytest.approx(1.0)
+    assert pr.p_gap_up + pr.p_gap_down <= 1 + 1e-9
+    F = tok.decode_features(np.arange(N_SPECIAL, tok.vocab_size))
+    assert pr.p_close_up == pytest.approx(pr.probs[(F[:, 0] + F[:, 1]) > 0].sum())
+    assert pr.exp_range_vol >= 0 and pr.exp_range_pct >= 0
+    probs = [c.prob for c in pr.top]
+    assert len(pr.top) == 5 and probs == sorted(probs, reverse=True)
+    assert all(c.token >= N_SPECIAL and c.words for c in pr.top)
+    assert pr.context_candles == min(n - 1, 32)
+
+
+def test_a_model_that_always_predicts_up_candles(bars: pl.DataFrame,
+                                                 tok: BinsTokenizer) -> None:
+    m = make_model(tok)
+    up = torch.from_numpy(up_mask(tok))
+    with torch.no_grad():
+        m.head_bias.copy_(torch.where(up, 30.0, -30.0))
+    pr = predict_next(m, tok, bars.filter(pl.col("symbol") == "BBB"))
+    assert pr.p_close_up == pytest.approx(1.0, abs=1e-6)
+
+
+def test_refuses_another_vocabulary_and_many_symbols(bars: pl.DataFrame,
+                                                     tok: BinsTokenizer) -> None:
+    m = make_model(tok)
+    with pytest.raises(ModelError, match="exactly one"):
+        predict_next(m, tok, bars)
+    m.fingerprint = "something-else"
+    with pytest.raises(ModelError, match="vocabulary"):
+        predict_next(m, tok, bars.filter(pl.col("symbol") == "AAA"))
+
+
+class Windows:
+    """A split stand-in: fixed windows and the tokenizer, like TokenDataset offers."""
+
+    def __init__(self, tok: BinsTokenizer, series: list[np.ndarray], context: int) -> None:
+        self.tok, self.fingerprint, self.split = tok, tok.fingerprint, "test"
+        xs, ys = [], []
+        for s in series:
+            t = np.concatenate([[BOS], s])[: context + 1]
+            x, y = np.full(context, PAD), np.full(context, -1)
+            x[: t.size - 1], y[: t.size - 1] = t[:-1], t[1:]
+            xs.append(x)
+            ys.append(y)
+        self.X, self.Y = np.stack(xs), np.stack(ys)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.X[ids], self.Y[ids]
+
+    def tokenizer(self) -> BinsTokenizer:
+        return self.tok
+
+
+def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
+                                                         tok: BinsTokenizer) -> None:
+    enc = tok.encode(bars)
+    series = [g["token"].to_numpy().astype(np.int64)[:32]
+              for _, g in enc.group_by("symbol", maintain_order=True)]
+    ds = Windows(tok, series, 32)
+    cal = calibration(make_model(tok), ds, batch_size=1)
+    n = sum(int((s >= N_SPECIAL).sum()) for s in series)
+    assert cal.n == n
+    assert sum(r[3] for r in cal.table) == n
+    ups = np.concatenate(series)
+    assert cal.base_rate == pytest.approx(up_mask(tok)[ups].mean())
+    assert cal.brier_base == pytest.approx(cal.base_rate * (1 - cal.base_rate))
+    assert 0 <= cal.brier <= 1
+    assert all(0 <= r[1] <= 1 and 0 <= r[2] <= 1 for r in cal.table)
