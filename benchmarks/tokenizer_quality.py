@@ -83,10 +83,17 @@ def _errors(rebuilt: tuple[np.ndarray, ...], truth: pl.DataFrame) -> dict[str, n
 
 def _row(scheme: str, vocab: int, tokens: np.ndarray, errs: dict[str, np.ndarray],
          tail: float | None) -> dict[str, Any]:
-    _, cnt = np.unique(tokens, return_counts=True)
-    p = cnt / cnt.sum()
-    row: dict[str, Any] = {"scheme": scheme, "vocab": vocab, "used": int(cnt.size),
-                           "bits": float(-(p * np.log2(p)).sum())}
+    """One table row. ``tokens`` is (n,) for one token per candle, or (n, k) for schemes
+    that spend k tokens per candle: bits per candle is then the SUM of the k columns'
+    unigram entropies and ``used`` counts distinct k-tuples."""
+    cols = np.asarray(tokens).reshape(len(tokens), -1)
+    bits = 0.0
+    for col in cols.T:
+        _, cnt = np.unique(col, return_counts=True)
+        p = cnt / cnt.sum()
+        bits += float(-(p * np.log2(p)).sum())
+    used = np.unique(cols, axis=0).shape[0]
+    row: dict[str, Any] = {"scheme": scheme, "vocab": vocab, "used": int(used), "bits": bits}
     for c in PRICES:
         row[f"{c[0]}_med"] = float(np.median(errs[c]))
         row[f"{c[0]}_p95"] = float(np.quantile(errs[c], 0.95))
