@@ -1,0 +1,232 @@
+"""``candletok train``, ``candletok generate`` and ``candletok predict``."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import typer
+from candletok.cli.app import app, console, err_console, fail, table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from candletok.errors import ModelError
+from candletok.model import BOS
+from candletok.train import StepInfo, TrainConfig, TrainResult, load_model, train
+
+
+def _fmt_bits(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
+def print_scores(res: TrainResult) -> None:
+    """The model next to every baseline, and the verdict."""
+    rows = [(r.name, _fmt_bits(r.val), _fmt_bits(r.test),
+             ", ".join(f"{k}={v:g}" for k, v in r.params.items())) for r in res.table]
+    console.print(table("bits per candle (lower is better)",
+                        ["model", "val", "test", "smoothing"], rows))
+    style = "green" if res.beats_best_ngram else "bold yellow"
+    console.print(f"[{style}]{res.summary}[/]", highlight=False)
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 1000)."),
+    context: int = typer.Option(128, "--context", help="Tokens of context per window."),
+    layers: int = typer.Option(2, "--layers", help="Transformer blocks."),
+    heads: int = typer.Option(4, "--heads", help="Attention heads."),
+    width: int = typer.Option(64, "--width", help="Embedding width (a multiple of heads)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    batch: int = typer.Option(32, "--batch", help="Windows per step."),
+    dropout: float = typer.Option(0.2, "--dropout", help="Dropout probability."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
+    eval_every: int | None = typer.Option(None, "--eval-every",
+                                          help="Steps between val checks and checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Seed for init, dropout and data order."),
+) -> None:
+    """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
+    if width % heads:
+        raise fail(f"--width ({width}) must be a multiple of --heads ({heads}).")
+    defaults = TrainConfig()
+    cfg = TrainConfig(
+        steps=steps or defaults.steps, context=context, n_layer=layers, n_head=heads,
+        n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
+        eval_every=eval_every or defaults.eval_every,
+    )
+    if resume:
+        err_console.print(f"resuming {out} with its saved configuration"
+                          + (f", now for {steps} steps" if steps else ""), highlight=False)
+        if steps is None or eval_every is None:  # keep the saved values unless given
+            from candletok.train import read_checkpoint
+
+            saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
+            cfg.steps = steps or saved.steps
+            cfg.eval_every = eval_every or saved.eval_every
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  val {task.fields[val]} bits/candle  "
+                   "{task.fields[rate]} tok/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+    ) as bar:
+        task = bar.add_task("train", total=cfg.steps, loss="-", val="-", rate="-")
+
+        def progress(i: StepInfo) -> None:
+            desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
+            bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
+                       loss=f"{i.loss:.3f}", val=_fmt_bits(i.val_bpc),
+                       rate=f"{i.tokens_per_s:,.0f}")
+
+        res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
+    if res.interrupted:
+        err_console.print(f"stopped at step {res.step}; continue with `candletok train "
+                          f"{dataset} --out {out} --resume`", highlight=False)
+    console.print(
+        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps on {res.device} · "
+        f"{res.tokens_per_s:,.0f} tokens/s · data wait {res.data_wait_share:.1%} · saved {out}",
+        highlight=False,
+    )
+    print_scores(res)
+
+
+def _tokenizer_for(model: Any, dataset: Path | None) -> Any:
+    """The model's vocabulary: from the dataset (fingerprint-checked) or the checkpoint."""
+    from candletok.tokenizer import load_tokenizer
+
+    if dataset is not None:
+        from candletok.shards import open_dataset
+
+        tok = open_dataset(dataset)[1]
+    else:
+        text = model.meta.get("vocab_json")
+        if not text:
+            raise ModelError("This checkpoint holds no vocabulary; pass --dataset DIR.")
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "vocab.json"
+            p.write_text(text, encoding="utf-8")
+            tok = load_tokenizer(p)
+    from candletok.train import check_fingerprint
+
+    check_fingerprint(model.fingerprint, tok, "this vocabulary")
+    return tok
+
+
+@app.command()
+def generate(
+    model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder (its test split)."),
+    symbol: str = typer.Option(..., "--symbol", help="Symbol whose test series to continue."),
+    n: int = typer.Option(20, "--n", help="Candles to generate."),
+    samples: int = typer.Option(100, "--samples", help="Sampled continuations."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a candlestick PNG here."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Continue a symbol's real test series with sampled candles and summarize the fan."""
+    from candletok.dataset import TokenDataset
+    from candletok.shards import read_split
+
+    if n < 1 or samples < 1:
+        raise fail("--n and --samples must be at least 1.")
+    ds = TokenDataset(dataset, "test", context=8)
+    model = load_model(model_path, dataset=ds, device=device)
+    tok = ds.tokenizer()
+    rows = read_split(dataset, "test").filter(pl.col("symbol") == symbol)
+    if rows.height == 0:
+        raise fail(f"{symbol} has no test candles in {dataset}; pick one of "
+                   f"{', '.join(ds.symbols[:10])}.")
+    ctx_bars = tok.decode(rows)  # anchored: each candle from its own prev_close and scale
+    toks = rows["token"].to_numpy().astype(np.int64)
+    # Continue from the rebuilt last bar with the next candle's causal scale.
+    last = ctx_bars.tail(1)
+    h, lo, c = (float(last[k][0]) for k in ("high", "low", "close"))
+    pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
+    tr = math.log(max(h, pc) / min(lo, pc))
+    f = tok.features
+    next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
+    seq = np.concatenate([[BOS], toks])[-model.config.context:]
+    idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
+    paths = tok.rebuild_paths(new.cpu().numpy(), c, next_scale)
+    final = paths["close"][:, -1]
+    q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
+    ret = np.log(final / c)
+    console.print(table(
+        f"{symbol}: {samples} sampled continuations of {n} candles after "
+        f"{rows['ts'][-1]:%Y-%m-%d}",
+        ["quantity", "value"],
+        [("last close (rebuilt)", f"{c:,.4f}"),
+         ("median close at the end", f"{q50:,.4f}"),
+         ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
+         ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
+         ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
+         ("std of log return", f"{100 * float(ret.std()):.2f}%")],
+    ))
+    if plot is not None:
+        from candletok.plot import plot_fan
+
+        k = min(60, ctx_bars.height)
+        context = {key: ctx_bars[key].to_numpy()[-k:] for key in ("open", "high", "low", "close")}
+        plot_fan(context, paths, plot, title=f"{symbol}: last {k} test candles + {samples} "
+                                            f"sampled continuations")
+        console.print(f"chart written to {plot}")
+
+
+@app.command()
+def predict(
+    symbol: str = typer.Argument(..., help="Symbol to forecast the next candle of."),
+    model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
+    source: str = typer.Option("auto", "--source", help="auto, yahoo, sample, synthetic or a "
+                               "path."),
+    interval: str = typer.Option("1d", "--interval", help="Bar interval the model was made for."),
+    dataset: Path | None = typer.Option(None, "--dataset",
+                                        help="Also check calibration on its test split."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the forecast as JSON."),
+) -> None:
+    """Next-candle probabilities for a symbol's latest bars, in plain words."""
+    from candletok.predict import calibration, predict_next
+    from candletok.sources import load_bars
+
+    model = load_model(model_path, device=device)
+    tok = _tokenizer_for(model, dataset)
+    bars = load_bars([symbol], source=source, interval=interval)
+    pr = predict_next(model, tok, bars)
+    if as_json:
+        d = {k: v for k, v in pr.__dict__.items() if k not in ("probs", "top")}
+        d["last_ts"] = str(pr.last_ts)
+        d["top"] = [c.__dict__ for c in pr.top]
+        console.print_json(json.dumps(d))
+        return
+    console.print(table(f"{symbol}: next candle", ["", "forecast"], pr.rows()))
+    console.print(table("5 most likely next candles", ["token", "prob", "candle"],
+                        [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
+    if dataset is not None:
+        cal = calibration(model, dataset, "test")
+        console.print(table(
+            f"calibration of P(close up) on {cal.split} ({cal.n:,} candles)",
+            ["bin", "mean predicted", "observed", "count"],
+            [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
+        ))
+        verdict = "better" if cal.brier < cal.brier_base else "NOT better"
+        console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
+                      f"({cal.base_rate:.1%} up): {verdict} than a constant forecast "
+                      f"(skill {cal.skill:+.3f}).", highlight=False)
