@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -112,3 +114,44 @@ def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
     assert cal.brier_base == pytest.approx(cal.base_rate * (1 - cal.base_rate))
     assert 0 <= cal.brier <= 1
     assert all(0 <= r[1] <= 1 and 0 <= r[2] <= 1 for r in cal.table)
+
+
+def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokenizer) -> None:
+    from candletok.plot import plot_fan
+
+    one = bars.filter(pl.col("symbol") == "AAA")
+    ctx = {k: one[k].to_numpy()[-30:] for k in ("open", "high", "low", "close")}
+    toks = np.random.default_rng(0).integers(N_SPECIAL, tok.vocab_size, (20, 10))
+    paths = tok.rebuild_paths(toks, float(ctx["close"][-1]), 0.01)
+    out = plot_fan(ctx, paths, tmp_path / "fan.png", title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_train_generate_predict(tmp_path: Path) -> None:
+    from candletok.cli import cmd_model  # noqa: F401
+    from candletok.cli.app import app
+    from typer.testing import CliRunner
+
+    from candletok.shards import build_dataset
+
+    ds = tmp_path / "ds"
+    build_dataset(["AAA", "BBB"], ds, scheme="bins", source="synthetic",
+                  tokenizer_kwargs=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
+    run = CliRunner().invoke
+    m = str(tmp_path / "m.pt")
+    r = run(app, ["train", str(ds), "--steps", "6", "--context", "16", "--layers", "1",
+                  "--width", "16", "--heads", "2", "--eval-every", "3", "--device", "cpu",
+                  "--out", m])
+    assert r.exit_code == 0, r.output
+    assert "ngram-3" in r.output and ("does NOT beat" in r.output or "beats" in r.output)
+    png = tmp_path / "fan.png"
+    r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "AAA", "--n",
+                  "5", "--samples", "8", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.exists() and "P(end above last close)" in r.output
+    r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--dataset",
+                  str(ds)])
+    assert r.exit_code == 0, r.output
+    assert "P(next close above this close)" in r.output and "Brier" in r.output
+    r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "ZZZ"])
+    assert r.exit_code != 0

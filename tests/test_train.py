@@ -219,3 +219,26 @@ def test_missing_or_foreign_checkpoints_raise_model_error(tmp_path: Path) -> Non
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError):
         load_model(bad)
+
+
+def _real_dataset(root: Path, bins: int = 3) -> Path:
+    from candletok.shards import build_dataset
+
+    build_dataset(["AAA", "BBB"], root, scheme="bins", source="synthetic", overwrite=True,
+                  tokenizer_kwargs=dict(gap_bins=bins, body_bins=3, upper_bins=2, lower_bins=2))
+    return root
+
+
+def test_trains_on_a_real_token_dataset_and_checks_its_vocabulary(tmp_path: Path) -> None:
+    from candletok.dataset import TokenDataset
+
+    root = _real_dataset(tmp_path / "ds")
+    res = train(root, tiny_cfg(steps=20, context=32), out=tmp_path / "m.pt", device="cpu")
+    val = TokenDataset(root, "val", context=32)
+    m = load_model(tmp_path / "m.pt", dataset=val)
+    assert m.config.n_features == 4  # feature-aware embeddings from the dataset's vocab
+    assert m.meta["vocab_json"] and m.fingerprint == val.fingerprint
+    assert evaluate(m, val) == pytest.approx(res.table[0].val)
+    other = TokenDataset(_real_dataset(tmp_path / "other", bins=5), "val", context=32)
+    with pytest.raises(ModelError, match="vocabulary"):
+        load_model(tmp_path / "m.pt", dataset=other)
