@@ -213,7 +213,7 @@ def plot(rows: list[dict[str, Any]], path: Any) -> None:
     axes[0].legend()
     fig.suptitle("Reconstruction error vs bits per candle (fit 2000-2010, AAPL IBM MSFT GOOG)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
