@@ -205,7 +205,8 @@ def plot(rows: list[dict[str, Any]], path: Any) -> None:
                          for r in rows if r["family"] == fam)
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", label=fam)
+                label = "chronos (4 tokens/candle, bits summed)" if fam == "chronos" else fam
+                ax.plot(xs, ys, marker="o", label=label)
         ax.set_yscale("log")
         ax.set_xlabel("bits per candle (unigram entropy on 2011-2013)")
         ax.set_ylabel(f"{'median' if q == 'med' else 'p95'} error, mean of O/H/L/C (bps)")

@@ -55,12 +55,28 @@ def parse_only(only: Sequence[str] | None) -> tuple[set[str], list[str]]:
     return sections, stages or list(ps.STAGES)
 
 
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU-seconds the whole machine has been busy, CPU-seconds used by this process and
+    its reaped children), or None without psutil. Their difference over a run is what
+    other jobs took from the shared cores."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is in the dev extra
+        return None
+    t = psutil.cpu_times()
+    busy = sum(getattr(t, f) for f in t._fields
+               if f not in ("idle", "iowait", "guest", "guest_nice"))  # guest is in user
+    me = psutil.Process().cpu_times()
+    return busy, me.user + me.system + me.children_user + me.children_system
+
+
 def run(quick: bool, only: Sequence[str] | None = None,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the selected sections; returns ``{"stages", "slopes", "references", "quality",
     "meta"}`` (absent sections are empty lists)."""
     sections, stages = parse_only(only)
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds()
     out: dict[str, Any] = {"stages": [], "slopes": [], "references": [], "quality": []}
     out["meta"] = {
         "mode": "quick" if quick else "full",
@@ -82,7 +98,12 @@ def run(quick: bool, only: Sequence[str] | None = None,
         progress("tokenizer quality ...")
         out["quality"] = qs.main(quick)
     out["meta"]["load_end"] = os.getloadavg()
-    out["meta"]["seconds"] = time.perf_counter() - t0
+    out["meta"]["seconds"] = wall = time.perf_counter() - t0
+    cpu1 = _cpu_seconds()
+    if cpu0 is not None and cpu1 is not None:
+        others = max(0.0, (cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1]))
+        out["meta"]["others_cpu_s"] = others
+        out["meta"]["others_share"] = others / (wall * (os.cpu_count() or 1))
     return out
 
 
@@ -104,8 +125,12 @@ def _n(n: int) -> str:
 
 def stage_table(rows: list[dict[str, Any]], quick: bool) -> str:
     n0 = ps.STAGE_N[quick]
-    pick = [r for r in rows if r["n"] == n0 or r["stage"] == "train_step"
-            or r["label"] != ps.STAGES[r["stage"]]]
+    order = list(ps.STAGES)
+    pick = sorted(  # pipeline order; the DataLoader row right after the direct read
+        (r for r in rows if r["n"] == n0 or r["stage"] == "train_step"
+         or r["label"] != ps.STAGES[r["stage"]]),
+        key=lambda r: (order.index(r["stage"]), r["label"] != ps.STAGES[r["stage"]]),
+    )
     lines = ["| stage | n | seconds | rate | unit | peak RSS MiB | +MiB during | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in pick:
@@ -151,8 +176,16 @@ def report(res: dict[str, Any], command: str) -> str:
         f"- machine: {m['machine']}",
         f"- load average (1/5/15 min) at start {ls[0]:.2f}/{ls[1]:.2f}/{ls[2]:.2f}, at end "
         f"{le[0]:.2f}/{le[1]:.2f}/{le[2]:.2f}",
-        "",
     ]
+    if "others_share" in m:
+        shared = m["others_share"] >= 0.10
+        parts.append(
+            f"- other processes used {m['others_cpu_s']:,.0f} CPU-seconds during the run, "
+            f"{m['others_share']:.0%} of the cores' capacity: "
+            + ("other jobs SHARED the cores, so figures are lower bounds on this machine."
+               if shared else "the cores were essentially this run's.")
+        )
+    parts.append("")
     if res["stages"]:
         parts += [
             f"## Stage speeds (n = {ps.STAGE_N[quick]:,} candles)\n",
@@ -163,16 +196,21 @@ def report(res: dict[str, Any], command: str) -> str:
             stage_table(res["stages"], quick),
         ]
     if res["slopes"]:
-        capped = [ps.STAGES[s] for s, c in ps.FULL_CAP.items() if c < max(ps.FULL_SIZES)]
+        top = max(ps.FULL_SIZES)
+        capped = [f"{ps.STAGES[s]} (up to {_n(c)})" for s, c in ps.FULL_CAP.items() if c < top]
         parts += [
             "## Scaling (candles/s at each n)\n",
             "slope = least-squares slope of log(time) on log(n); 1 means a flat cost per "
             "candle, below 1 means fixed costs still matter at small n. Training is not "
             "scaled: one step costs the same whatever the dataset size.",
+            "kmeans fit is not expected to be linear: its cost is bounded by design "
+            "(k-means++ on a 50k sample, at most 1,000 mini-batch steps above 200k "
+            "candles, Lloyd below), so only its final assignment pass grows with n. "
+            "Sizes up to 10^5 are the best of 3 runs, larger ones the best of 2 (kmeans "
+            "fit: one run).",
             "" if quick else
-            f"Stages capped below 10^7 (time budget): {', '.join(capped) or 'none'} "
-            f"(kmeans fit stops at {_n(ps.FULL_CAP['kmeans_fit'])}; its cost is bounded by "
-            "design: k-means++ on a 50k sample and capped mini-batch steps).",
+            "Stages capped below 10^7 (time budget): " + (", ".join(capped) or
+                                                          "none, every stage ran at 10^7."),
             "",
             scaling_table(res["stages"], res["slopes"]),
         ]
