@@ -17,9 +17,9 @@ symbol count grows with n; ``candletok.synthetic``):
   (staging, split, encode, shards, index arrays, manifest);
 - ``dataset_read``: open a ``TokenDataset`` (sha256 verified) and read every train window
   once with the vectorized ``.batch``;
-- ``train_step``: ``candletok.train.train`` with the default model for a few steps; the
-  figure is its own tokens/s over training steps only. One step's cost depends on the
-  batch, not on the dataset, so this stage is timed once, not scaled.
+- ``train_step``: optimizer steps of the default ``TrainConfig`` model on CPU, timed by
+  :mod:`benchmarks.train_speed` (tokens/s, warm-up excluded). One step's cost depends on
+  the batch, not on the dataset, so this stage is timed once, not scaled.
 
 Why peak memory twice: ``peak`` is the process RSS high-water mark during the call (it
 includes the bars already held), ``+during`` is that peak minus the RSS just before.
@@ -73,7 +73,6 @@ QUICK_SIZES = (10_000, 30_000, 100_000)
 # stage fits: the full run measured ~8 min, kmeans fit at 10^7 being the longest call.
 FULL_CAP: dict[str, int] = {s: 10_000_000 for s in SCALED}
 STAGE_N = {True: 100_000, False: 1_000_000}  # size of the stage table (quick, full)
-TRAIN_N = 100_000  # dataset the training stage trains on
 
 
 def kmeans_for(quick: bool) -> KMeansTokenizer:
@@ -170,29 +169,30 @@ def run_size(n: int, stages: Sequence[str], quick: bool, work: Path,
     return rows, root
 
 
-def bench_train(root: Path, work: Path, steps: int) -> dict[str, Any]:
-    """A short training run with the default model; tokens/s over the steps only."""
-    from candletok.train import TrainConfig, train
+def bench_train(steps: int) -> dict[str, Any]:
+    """Default-config training steps on CPU, timed by :mod:`benchmarks.train_speed` (warm-up
+    steps excluded; tokens are random, which does not change the cost of a step)."""
+    from benchmarks.train_speed import bench
+    from candletok.train import TrainConfig
 
-    cfg = TrainConfig(steps=steps, eval_every=steps, eval_windows=64, warmup_steps=1)
-    m = measure(lambda: train(root, cfg, out=work / "model.pt", device="cpu"))
-    res = m.value
-    rate = float(res.tokens_per_s)
-    tokens = steps * cfg.batch_size * cfg.context
-    row = _row("train_step", TRAIN_N, m, tokens, unit="tokens/s",
-               note=f"{steps} steps, batch {cfg.batch_size} x ctx {cfg.context}, "
-                    f"{res.n_params:,} params; RSS over the whole run incl. final eval")
-    row["seconds"] = tokens / rate
-    row["per_s"] = rate
+    m = measure(lambda: bench(TrainConfig(), "cpu", steps))
+    r = m.value
+    tokens = round(r["tokens_per_s"] * r["step_ms"] * steps / 1000)
+    row = _row("train_step", 0, m, tokens, unit="tokens/s",
+               note=f"{r['config']}, {r['params']:,} params, {r['threads']} threads, "
+                    f"{steps} steps of {r['step_ms']:.0f} ms, data wait "
+                    f"{r['data_wait_share']:.1%} (benchmarks/train_speed.py)")
+    row["seconds"] = r["step_ms"] * steps / 1000
+    row["per_s"] = r["tokens_per_s"]
     return row
 
 
-def loader_row(root: Path, batches: int) -> dict[str, Any]:
+def loader_row(root: Path, n: int, batches: int) -> dict[str, Any]:
     """The DataLoader figure from :mod:`benchmarks.dataset_speed` (batch 64, ctx 128)."""
     from benchmarks.dataset_speed import bench_loader
 
     r = bench_loader(root, batches, workers=0)
-    return {"stage": "dataset_read", "label": r["stage"], "n": TRAIN_N, "count": r["candles"],
+    return {"stage": "dataset_read", "label": r["stage"], "n": n, "count": r["candles"],
             "seconds": r["seconds"], "per_s": r["per_s"], "unit": r["unit"],
             "peak_rss_mib": r["peak_rss_mib"], "delta_rss_mib": float("nan"),
             "note": f"{batches} random batches"}
@@ -200,29 +200,29 @@ def loader_row(root: Path, batches: int) -> dict[str, Any]:
 
 def run_scaling(quick: bool, stages: Sequence[str] = tuple(STAGES), scaling: bool = True,
                 progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Every selected stage at every size (capped per stage in full mode), plus the
-    training stage once. Rows carry ``n``; the stage table is the rows at ``STAGE_N``.
-    Without ``scaling`` only the stage-table size (and the training set) are run."""
-    sizes = QUICK_SIZES if quick else FULL_SIZES
-    if not scaling:
-        sizes = tuple(sorted({STAGE_N[quick], TRAIN_N}))
+    """Every selected stage at every size (capped per stage in full mode), the DataLoader
+    figure at the stage-table size, and the training stage once. Rows carry ``n``; the
+    stage table is the rows at ``STAGE_N``. Without ``scaling`` only that size is run."""
+    n0 = STAGE_N[quick]
+    sizes = (n0,) if not scaling else QUICK_SIZES if quick else FULL_SIZES
     work = Path(tempfile.mkdtemp(prefix="candletok-pipeline-"))
     rows: list[dict[str, Any]] = []
     try:
         for n in sizes:
-            todo = [s for s in SCALED if s in stages and (quick or n <= FULL_CAP[s])
-                    and (scaling or n == STAGE_N[quick])]
-            need_ds = n == TRAIN_N and "train_step" in stages
-            if not todo and not need_ds:
+            todo = [s for s in SCALED if s in stages and (quick or n <= FULL_CAP[s])]
+            want_loader = n == n0 and "dataset_read" in stages
+            if not todo:
                 continue
-            progress(f"  n={n:,}: {', '.join(todo) or 'dataset for training'}")
-            got, root = run_size(n, todo, quick, work, keep_dataset=need_ds)
+            progress(f"  n={n:,}: {', '.join(todo)}")
+            got, root = run_size(n, todo, quick, work, keep_dataset=want_loader)
             gc.collect()  # the bars of this size go before the next size is made
             rows += got
-            if need_ds and root is not None:
-                rows.append(loader_row(root, 20 if quick else 300))
-                rows.append(bench_train(root, work, 3 if quick else 30))
+            if want_loader and root is not None:
+                rows.append(loader_row(root, n, 20 if quick else 300))
                 shutil.rmtree(root, ignore_errors=True)
+        if "train_step" in stages:
+            progress("  training steps")
+            rows.append(bench_train(4 if quick else 40))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows

@@ -191,8 +191,8 @@ def report(res: dict[str, Any], command: str) -> str:
             f"## Stage speeds (n = {ps.STAGE_N[quick]:,} candles)\n",
             "Synthetic daily bars, 2,500 a symbol. kmeans: "
             + ("K=64, 10 Lloyd iterations (quick)." if quick else "default K=512.")
-            + " Training: default CandleGPT on the 100k-candle dataset, tokens/s over the "
-            "training steps only.\n",
+            + " Training: default TrainConfig model on CPU, tokens/s over timed steps "
+            "(benchmarks/train_speed.py).\n",
             stage_table(res["stages"], quick),
         ]
     if res["slopes"]:
