@@ -1,7 +1,7 @@
 """The one benchmark command: stage speeds, scaling, reference encoders, tokenizer quality.
 
     python -m benchmarks.run            # = --quick: every section on small sizes, < 1 min
-    python -m benchmarks.run --full     # README figures (~15-25 min on 2 cores); writes
+    python -m benchmarks.run --full     # README figures (~7 min measured on 2 cores); writes
                                         # benchmarks/results.md, quality.png, scaling.png
     python -m benchmarks.run --quick --only quality references
     python -m benchmarks.run --only kmeans_fit kmeans_assign     # stages: speed + scaling
