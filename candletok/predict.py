@@ -23,9 +23,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from candletok.describe import GAP_WORDS
 from candletok.errors import ModelError
 from candletok.model import BOS, N_SPECIAL, CandleGPT
 from candletok.train import _autocast, _eval_windows, check_fingerprint
+
+NO_GAP = GAP_WORDS[0][0]  # |gap| below this many vol units is described as "no gap"
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Prediction:
             ("P(next close above this close)", f"{self.p_close_up:.1%}"),
             ("P(gap up)", f"{self.p_gap_up:.1%}"),
             ("P(gap down)", f"{self.p_gap_down:.1%}"),
+            (f"P(no gap, within {NO_GAP:g} vol)", f"{1 - self.p_gap_up - self.p_gap_down:.1%}"),
             ("expected body", f"{self.exp_body_pct:+.2f}%  ({self.exp_body_vol:+.2f} vol)"),
             ("expected high-low range",
              f"{self.exp_range_pct:.2f}%  ({self.exp_range_vol:.2f} vol)"),
@@ -119,8 +123,10 @@ def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
         last_close=float(last_close),
         scale=float(scale),
         p_close_up=float(p[(gap + body) > 0].sum()),
-        p_gap_up=float(p[gap > 0].sum()),
-        p_gap_down=float(p[gap < 0].sum()),
+        # A gap is "up"/"down" only beyond the words' "no gap" band, so the three agree
+        # with the descriptions (a "no gap" token whose representative is +0.01 is no gap).
+        p_gap_up=float(p[gap >= NO_GAP].sum()),
+        p_gap_down=float(p[gap <= -NO_GAP].sum()),
         exp_body_vol=float(p @ body),
         exp_body_pct=float(100 * (p @ np.expm1(body * scale))),
         exp_range_vol=float(p @ rng_vol),
@@ -205,3 +211,80 @@ def calibration(
              for i in np.flatnonzero(cnt)]
     return Calibration(split_name, int(p.size), rate, float(np.mean((p - o) ** 2)),
                        float(np.mean((rate - o) ** 2)), table)
+
+
+@dataclass
+class Continuation:
+    """``samples`` sampled continuations of a symbol's real test series.
+
+    ``context`` holds the last real candles (rebuilt from their tokens, each anchored on its
+    own previous close) and ``paths`` the sampled candles, rebuilt free-running from the last
+    close with the causal scale recomputed along each path (arrays of shape (S, n))."""
+
+    symbol: str
+    last_ts: Any
+    last_close: float
+    context: dict[str, np.ndarray]
+    paths: dict[str, np.ndarray]
+    tokens: np.ndarray  # (S, n) sampled candle tokens
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The fan in a few numbers: where the sampled paths end, relative to the last close."""
+        final = self.paths["close"][:, -1]
+        c = self.last_close
+        q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
+        ret = np.log(final / c)
+        return [
+            ("last close (rebuilt)", f"{c:,.4f}"),
+            ("median close at the end", f"{q50:,.4f}"),
+            ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
+            ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
+            ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
+            ("std of log return", f"{100 * float(ret.std()):.2f}%"),
+        ]
+
+    def plot(self, out: str | Path, last: int = 60) -> Path:
+        """Write the candlestick chart: the last ``last`` real candles, then the fan."""
+        from candletok.plot import plot_fan
+
+        k = min(last, self.context["close"].size)
+        ctx = {key: v[-k:] for key, v in self.context.items()}
+        S, n = self.tokens.shape
+        return plot_fan(ctx, self.paths, out, title=f"{self.symbol}: last {k} real candles "
+                        f"+ {S} sampled continuations of {n}")
+
+
+@torch.no_grad()
+def continue_series(
+    model: CandleGPT, dataset: str | Path, symbol: str, n: int = 20, samples: int = 100,
+    temperature: float = 1.0, seed: int = 0, split: str = "test",
+) -> Continuation:
+    """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series."""
+    from candletok.dataset import TokenDataset
+    from candletok.shards import read_split
+
+    if n < 1 or samples < 1:
+        raise ModelError("Generate at least one candle (n >= 1) and one sample (samples >= 1).")
+    ds = TokenDataset(dataset, split, context=8)
+    check_fingerprint(model.fingerprint, ds)
+    tok = ds.tokenizer()
+    rows = read_split(dataset, split).filter(pl.col("symbol") == symbol)
+    if rows.height == 0:
+        raise ModelError(f"{symbol} has no {split} candles in {dataset}; pick one of "
+                         f"{', '.join(ds.symbols[:10])}.")
+    ctx_bars = tok.decode(rows)  # anchored: each candle from its own prev_close and scale
+    toks = rows["token"].to_numpy().astype(np.int64)
+    # Continue from the rebuilt last bar with the next candle's causal scale.
+    h, lo, c = (float(ctx_bars[k][-1]) for k in ("high", "low", "close"))
+    pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
+    tr = math.log(max(h, pc) / min(lo, pc))
+    f = tok.features
+    next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
+    seq = np.concatenate([[BOS], toks])[-model.config.context:]
+    idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
+    new_np = new.cpu().numpy()
+    paths = tok.rebuild_paths(new_np, c, next_scale)
+    context = {k: ctx_bars[k].to_numpy() for k in ("open", "high", "low", "close")}
+    return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np)

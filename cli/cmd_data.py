@@ -2,15 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 import typer
 from candletok.cli.app import app, console, err_console, fail, table
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from candletok._io import write_parquet_atomic
-from candletok.shards import build_dataset, decode_dataset, inspect_dataset
+from candletok.shards import EncodeResult, build_dataset, decode_dataset, inspect_dataset
+
+
+@contextmanager
+def encode_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A transient progress bar per stage (load, fit, encode) for ``build_dataset``."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage:>6}", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield tick
+
+
+def print_encode(result: EncodeResult) -> None:
+    """The vocabulary line and the per-split summary table of an encode run."""
+    m = result.manifest
+    console.print(
+        f"[bold]{m['scheme']}[/] vocab {m['vocab_size']} tokens, fingerprint {m['fingerprint']}"
+        f"  ·  val from {m['boundaries']['val_from'][:10]}, test from "
+        f"{m['boundaries']['test_from'][:10]}"
+    )
+    console.print(
+        table(
+            f"Dataset {result.root}",
+            ["split", "symbols", "candles", "tokens used", "bits/candle",
+             "close err med bps", "close err p95 bps", "OHLC err p95 bps", "files"],
+            [
+                (s.split, s.symbols, s.candles, s.tokens_used, s.bits_per_candle,
+                 s.close_err_median_bps, s.close_err_p95_bps, s.ohlc_err_p95_bps,
+                 f"{s.path}/")
+                for s in result.stats
+            ],
+        )
+    )
+    if result.errors:
+        console.print(
+            table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())
+        )
 
 
 @app.command()
@@ -35,46 +88,14 @@ def encode(
     """Split bars by time, fit the vocabulary on train, and write Parquet token shards."""
     if scheme not in ("bins", "kmeans"):
         raise fail(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def tick(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage:>6}", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with encode_progress() as tick:
         result = build_dataset(
             symbols, out, scheme=scheme, vocab=vocab, source=source, interval=interval,
             start=start, end=end, val_from=val_from, test_from=test_from,
             shard_rows=shard_rows, group_size=group_size, strict=strict, overwrite=overwrite,
             progress=tick,
         )
-    m = result.manifest
-    console.print(
-        f"[bold]{m['scheme']}[/] vocab {m['vocab_size']} tokens, fingerprint {m['fingerprint']}"
-        f"  ·  val from {m['boundaries']['val_from'][:10]}, test from "
-        f"{m['boundaries']['test_from'][:10]}"
-    )
-    console.print(
-        table(
-            f"Dataset {result.root}",
-            ["split", "symbols", "candles", "tokens used", "bits/candle",
-             "close err med bps", "close err p95 bps", "OHLC err p95 bps", "files"],
-            [
-                (s.split, s.symbols, s.candles, s.tokens_used, s.bits_per_candle,
-                 s.close_err_median_bps, s.close_err_p95_bps, s.ohlc_err_p95_bps,
-                 f"{s.path}/")
-                for s in result.stats
-            ],
-        )
-    )
-    if result.errors:
-        console.print(
-            table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())
-        )
+    print_encode(result)
 
 
 @app.command()

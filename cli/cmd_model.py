@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-import torch
 import typer
 from candletok.cli.app import app, console, err_console, fail, table
 from rich.progress import (
@@ -23,7 +22,7 @@ from rich.progress import (
 )
 
 from candletok.errors import ModelError
-from candletok.model import BOS
+from candletok.predict import Calibration, Prediction
 from candletok.train import StepInfo, TrainConfig, TrainResult, load_model, train
 
 
@@ -39,6 +38,57 @@ def print_scores(res: TrainResult) -> None:
                         ["model", "val", "test", "smoothing"], rows))
     style = "green" if res.beats_best_ngram else "bold yellow"
     console.print(f"[{style}]{res.summary}[/]", highlight=False)
+
+
+@contextmanager
+def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
+    """A live bar for ``train``: step, loss, val bits/candle and tokens/s."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  val {task.fields[val]} bits/candle  "
+                   "{task.fields[rate]} tok/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+    ) as bar:
+        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-")
+
+        def progress(i: StepInfo) -> None:
+            desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
+            bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
+                       loss=f"{i.loss:.3f}", val=_fmt_bits(i.val_bpc),
+                       rate=f"{i.tokens_per_s:,.0f}")
+
+        yield progress
+
+
+def print_train(res: TrainResult, out: Path) -> None:
+    """One line on the run, then the model-vs-baselines table and its verdict."""
+    console.print(
+        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps on {res.device} · "
+        f"{res.tokens_per_s:,.0f} tokens/s · data wait {res.data_wait_share:.1%} · saved {out}",
+        highlight=False,
+    )
+    print_scores(res)
+
+
+def print_prediction(pr: Prediction) -> None:
+    """The forecast table and the five most likely next candles."""
+    console.print(table(f"{pr.symbol}: next candle after {pr.last_ts:%Y-%m-%d}",
+                        ["", "forecast"], pr.rows()))
+    console.print(table("5 most likely next candles", ["token", "prob", "candle"],
+                        [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
+
+
+def print_calibration(cal: Calibration) -> None:
+    """Reliability table and Brier score of P(close up) against the base rate."""
+    console.print(table(
+        f"calibration of P(close up) on {cal.split} ({cal.n:,} candles)",
+        ["bin", "mean predicted", "observed", "count"],
+        [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
+    ))
+    verdict = "better" if cal.brier < cal.brier_base else "NOT better"
+    console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
+                  f"({cal.base_rate:.1%} up): {verdict} than a constant forecast "
+                  f"(skill {cal.skill:+.3f}).", highlight=False)
 
 
 @app.command("train")
@@ -79,30 +129,12 @@ def train_cmd(
             saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
             cfg.steps = steps or saved.steps
             cfg.eval_every = eval_every or saved.eval_every
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val {task.fields[val]} bits/candle  "
-                   "{task.fields[rate]} tok/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
-    ) as bar:
-        task = bar.add_task("train", total=cfg.steps, loss="-", val="-", rate="-")
-
-        def progress(i: StepInfo) -> None:
-            desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
-            bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
-                       loss=f"{i.loss:.3f}", val=_fmt_bits(i.val_bpc),
-                       rate=f"{i.tokens_per_s:,.0f}")
-
+    with train_progress(cfg.steps) as progress:
         res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
     if res.interrupted:
         err_console.print(f"stopped at step {res.step}; continue with `candletok train "
                           f"{dataset} --out {out} --resume`", highlight=False)
-    console.print(
-        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps on {res.device} · "
-        f"{res.tokens_per_s:,.0f} tokens/s · data wait {res.data_wait_share:.1%} · saved {out}",
-        highlight=False,
-    )
-    print_scores(res)
+    print_train(res, out)
 
 
 def _tokenizer_for(model: Any, dataset: Path | None) -> Any:
@@ -140,53 +172,16 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
-    from candletok.dataset import TokenDataset
-    from candletok.shards import read_split
+    from candletok.predict import continue_series
 
-    if n < 1 or samples < 1:
-        raise fail("--n and --samples must be at least 1.")
-    ds = TokenDataset(dataset, "test", context=8)
-    model = load_model(model_path, dataset=ds, device=device)
-    tok = ds.tokenizer()
-    rows = read_split(dataset, "test").filter(pl.col("symbol") == symbol)
-    if rows.height == 0:
-        raise fail(f"{symbol} has no test candles in {dataset}; pick one of "
-                   f"{', '.join(ds.symbols[:10])}.")
-    ctx_bars = tok.decode(rows)  # anchored: each candle from its own prev_close and scale
-    toks = rows["token"].to_numpy().astype(np.int64)
-    # Continue from the rebuilt last bar with the next candle's causal scale.
-    last = ctx_bars.tail(1)
-    h, lo, c = (float(last[k][0]) for k in ("high", "low", "close"))
-    pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
-    tr = math.log(max(h, pc) / min(lo, pc))
-    f = tok.features
-    next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
-    seq = np.concatenate([[BOS], toks])[-model.config.context:]
-    idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
-    g = torch.Generator(device=model.device).manual_seed(seed)
-    new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
-    paths = tok.rebuild_paths(new.cpu().numpy(), c, next_scale)
-    final = paths["close"][:, -1]
-    q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
-    ret = np.log(final / c)
+    model = load_model(model_path, device=device)
+    cont = continue_series(model, dataset, symbol, n=n, samples=samples,
+                           temperature=temperature, seed=seed)
     console.print(table(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
-        f"{rows['ts'][-1]:%Y-%m-%d}",
-        ["quantity", "value"],
-        [("last close (rebuilt)", f"{c:,.4f}"),
-         ("median close at the end", f"{q50:,.4f}"),
-         ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
-         ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
-         ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
-         ("std of log return", f"{100 * float(ret.std()):.2f}%")],
-    ))
+        f"{cont.last_ts:%Y-%m-%d}", ["quantity", "value"], cont.summary()))
     if plot is not None:
-        from candletok.plot import plot_fan
-
-        k = min(60, ctx_bars.height)
-        context = {key: ctx_bars[key].to_numpy()[-k:] for key in ("open", "high", "low", "close")}
-        plot_fan(context, paths, plot, title=f"{symbol}: last {k} test candles + {samples} "
-                                            f"sampled continuations")
+        cont.plot(plot)
         console.print(f"chart written to {plot}")
 
 
@@ -216,17 +211,6 @@ def predict(
         d["top"] = [c.__dict__ for c in pr.top]
         console.print_json(json.dumps(d))
         return
-    console.print(table(f"{symbol}: next candle", ["", "forecast"], pr.rows()))
-    console.print(table("5 most likely next candles", ["token", "prob", "candle"],
-                        [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
+    print_prediction(pr)
     if dataset is not None:
-        cal = calibration(model, dataset, "test")
-        console.print(table(
-            f"calibration of P(close up) on {cal.split} ({cal.n:,} candles)",
-            ["bin", "mean predicted", "observed", "count"],
-            [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
-        ))
-        verdict = "better" if cal.brier < cal.brier_base else "NOT better"
-        console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
-                      f"({cal.base_rate:.1%} up): {verdict} than a constant forecast "
-                      f"(skill {cal.skill:+.3f}).", highlight=False)
+        print_calibration(calibration(model, dataset, "test"))

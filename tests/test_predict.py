@@ -46,6 +46,12 @@ def test_probabilities_are_consistent(bars: pl.DataFrame, tok: BinsTokenizer, se
     assert (pr.probs >= 0).all() and pr.probs.size == tok.vocab_size - N_SPECIAL
     assert 0 <= pr.p_close_up <= 1 and pr.p_close_up + pr.p_close_down == pytest.approx(1.0)
     assert pr.p_gap_up + pr.p_gap_down <= 1 + 1e-9
+    # Gap probabilities agree with the words: "gap up"/"gap down" tokens, not "no gap" ones.
+    words = [tok.describe(t) for t in range(N_SPECIAL, tok.vocab_size)]
+    up_words = np.array([w.startswith("gap up") for w in words])
+    down_words = np.array([w.startswith("gap down") for w in words])
+    assert pr.p_gap_up == pytest.approx(pr.probs[up_words].sum())
+    assert pr.p_gap_down == pytest.approx(pr.probs[down_words].sum())
     F = tok.decode_features(np.arange(N_SPECIAL, tok.vocab_size))
     assert pr.p_close_up == pytest.approx(pr.probs[(F[:, 0] + F[:, 1]) > 0].sum())
     assert pr.exp_range_vol >= 0 and pr.exp_range_pct >= 0

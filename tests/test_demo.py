@@ -1,0 +1,83 @@
+"""The demo pipeline on the real bundled sample, shrunk to a tiny model and few steps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from candletok.demo import MARKER, DemoConfig, run_demo
+from candletok.errors import CandletokError
+from candletok.shards import verify_dataset
+from candletok.train import TrainConfig
+
+
+def tiny(out: Path) -> DemoConfig:
+    return DemoConfig(
+        out=out, symbols=("AAPL", "IBM"), device="cpu", samples=6, horizon=4,
+        train=TrainConfig(steps=4, eval_every=2, context=32, n_layer=1, n_head=2, n_embd=16,
+                          batch_size=8, eval_windows=16),
+    )
+
+
+def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = run_demo(tiny(out))
+    names = {p.name for _, p in r.files}
+    assert names == {"data", "vocab.json", "model.pt", "fan.png", "summary.md"}
+    for _, p in r.files:
+        assert p.exists(), p
+    assert (out / "fan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    verify_dataset(out / "data")
+    # Splits as documented: nothing in train on or after val_from, test from test_from.
+    bounds = r.encode.manifest["boundaries"]
+    assert bounds["val_from"].startswith("2011-01-01") and bounds["test_from"][:10] == "2012-01-01"
+    text = (out / "summary.md").read_text()
+    for s in r.train.table:  # every score in the summary, as printed
+        assert f"| {s.name} | {s.val:.4f} | {s.test:.4f} |" in text
+    assert r.train.summary in text and "Brier" in text
+    assert r.prediction.symbol == "AAPL"
+    assert abs(float(r.prediction.probs.sum()) - 1.0) < 1e-6
+    assert r.continuation.paths["close"].shape == (6, 4)
+    # A second run replaces the first one's files instead of refusing or mixing them.
+    (out / "model.pt").write_bytes(b"stale")
+    r2 = run_demo(tiny(out))
+    assert (out / "model.pt").read_bytes() != b"stale"
+    assert r2.encode.manifest["fingerprint"] == r.encode.manifest["fingerprint"]
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(CandletokError, match="did not write"):
+        run_demo(tiny(out))
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert not (out / MARKER).exists()
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(CandletokError, match="is a file"):
+        run_demo(tiny(f))
+
+
+def test_cli_demo_runs_offline(tmp_path: Path) -> None:
+    env = {**os.environ, "CANDLETOK_OFFLINE": "1", "COLUMNS": "200"}
+    out = tmp_path / "d"
+    r = subprocess.run(
+        [sys.executable, "-m", "candletok.cli.main", "demo", "--out", str(out), "--steps", "3",
+         "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    for needle in ("bits per candle", "unigram", "ngram-3", "next candle", "Brier",
+                   "sampled continuations", str(out / "fan.png")):
+        assert needle in r.stdout, needle
+    assert (out / "summary.md").exists() and (out / "model.pt").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "candletok.cli.main", "demo", "--out", str(out / "model.pt")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "is a file" in bad.stderr
