@@ -269,3 +269,27 @@ def test_batch_path_equals_item_path(ds_root: Path) -> None:
             assert np.array_equal(x[i], xi) and np.array_equal(y[i], yi)
         items = ds.__getitems__([0, len(ds) - 1])
         assert torch.equal(items[1][1], torch.from_numpy(ds.window(len(ds) - 1)[1]))
+
+
+def test_folder_reads_with_hugging_face_datasets(
+    ds_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's `datasets.load_dataset("parquet", ...)` lines, offline."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    datasets = pytest.importorskip("datasets")
+    files = {s: str(ds_root / s / "*.parquet") for s in ("train", "val", "test")}
+    dd = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "c"))
+    for split in ("train", "val", "test"):
+        want = read_split(ds_root, split)
+        got = dd[split]
+        assert got.num_rows == want.height
+        assert got.column_names == want.columns
+        assert got["token"][:50] == want["token"].head(50).to_list()
+    # The folder form picks the splits from the directory names (the _index folder is ignored).
+    dd2 = datasets.load_dataset("parquet", data_dir=str(ds_root), cache_dir=str(tmp_path / "d"))
+    assert {k: v.num_rows for k, v in dd2.items()} == {
+        "train" if k == "train" else ("validation" if k == "val" else "test"):
+        read_split(ds_root, k).height for k in ("train", "val", "test")
+    }
