@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ import polars as pl
 
 from candletok._io import sha256_file, write_json_atomic, write_parquet_atomic
 from candletok.errors import CandletokError, DatasetError
+from candletok.features import fast_path_applies, rebuild_bars
 from candletok.tokenizer import Tokenizer, load_tokenizer
 
 MANIFEST_FORMAT = "candletok-dataset/1"
@@ -152,19 +154,110 @@ def unigram_bits(tokens: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-class _ShardWriter:
-    """Buffers sorted rows of one split and writes fixed-size shards plus the token arrays."""
+ERR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
-    def __init__(self, root: Path, split: str, shard_rows: int, fingerprint: str, bos: int):
+
+def _is_sorted_by_symbol_ts(bars: pl.DataFrame) -> bool:
+    """True when ``bars`` is already sorted by (symbol, ts) with no repeated (symbol, ts):
+    then ``sort("symbol", "ts")`` could only return the same rows in the same order, and
+    the O(n log n) string sort can be skipped. Checked in O(n)."""
+    sym, ts = bars["symbol"], bars["ts"]
+    if bars.height < 2:
+        return True
+    if sym.null_count() or ts.null_count() or not sym.is_sorted():
+        return False
+    lengths = sym.rle().struct.field("len").to_numpy()
+    step = np.diff(ts.to_physical().to_numpy())
+    ok = step > 0
+    ok[np.cumsum(lengths)[:-1] - 1] = True  # a new symbol may restart its timestamps
+    return bool(ok.all())
+
+
+_ERR_CHUNK = 1 << 16  # rows per work item of the error kernel: its arrays stay in cache
+
+
+def _anchored_errors(
+    tok: Tokenizer, enc: pl.DataFrame, bars: pl.DataFrame, pool: ThreadPoolExecutor
+) -> np.ndarray | None:
+    """:func:`reconstruction_errors` without the decode frame and the join: a (4, n)
+    array of O/H/L/C errors (bps) aligned with the rows of ``enc``, NaN where the token
+    decodes to no price (the join's nulls, which every median skips).
+
+    ``enc`` must be ``tok.encode(bars)`` of bars sorted by (symbol, ts) on the fast path:
+    its rows are then the bars' rows minus each series' first. Returns None when that
+    alignment cannot be vouched for (the caller then joins). Same IEEE operations as the
+    decode + Polars expression (``rebuild_bars``, then ``|ln(rebuilt / true)| * 1e4``),
+    computed in cache-sized chunks on ``pool``'s threads."""
+    if not fast_path_applies(bars, check_runs=False):
+        return None
+    lengths = bars["symbol"].rle().struct.field("len").to_numpy()
+    n = enc.height
+    if n != bars.height - lengths.size:
+        return None
+    keep = np.ones(bars.height, dtype=bool)
+    keep[np.cumsum(lengths)[:-1]] = False
+    keep[0] = False
+    pos = np.flatnonzero(keep)  # the bars row of each encoded row
+    tokens = enc["token"].to_numpy()
+    pc, sc = enc["prev_close"].to_numpy(), enc["scale"].to_numpy()
+    true = [bars[c].to_numpy() for c in ERR_COLUMNS]
+    out = np.empty((len(ERR_COLUMNS), n))
+
+    def work(a: int) -> None:
+        b = min(a + _ERR_CHUNK, n)
+        rebuilt = rebuild_bars(tok.decode_features(tokens[a:b]), pc[a:b], sc[a:b])
+        rows = pos[a:b]
+        for j, r in enumerate(rebuilt):
+            e = out[j, a:b]
+            np.divide(r, true[j][rows], out=e)  # NaN stays NaN through log/abs/scale
+            np.log(e, out=e)
+            np.abs(e, out=e)
+            e *= 1e4
+
+    list(pool.map(work, range(0, n, _ERR_CHUNK)))
+    return out
+
+
+def _frame_errors(err: pl.DataFrame) -> np.ndarray:
+    """A :func:`reconstruction_errors` frame as a (4, n) array, nulls as NaN."""
+    return np.stack([err[c].fill_null(np.nan).to_numpy() for c in ERR_COLUMNS])
+
+
+def _error_stats(parts: list[np.ndarray]) -> tuple[float, float, float, float] | None:
+    """Median and p95 of the close errors, then of all four prices pooled, over every
+    candle that decodes to a price (exact order statistics: Polars' median and its
+    default 'nearest' quantile, as before; the pooled order does not matter). ``parts``
+    are (4, k) arrays, NaN already dropped: one concatenation, which Polars reads in place
+    (its quantiles on a many-chunk Series were several times slower).
+    """
+    e = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0] if parts else None
+    if e is None or e.shape[1] == 0:
+        return None
+    c = pl.Series("c", e[ERR_COLUMNS.index("close")])
+    v = pl.Series("v", e.reshape(-1))
+    return (float(c.median()), float(c.quantile(0.95)),  # type: ignore[arg-type]
+            float(v.median()), float(v.quantile(0.95)))  # type: ignore[arg-type]
+
+
+class _ShardWriter:
+    """Buffers sorted rows of one split and writes fixed-size shards plus the token arrays.
+
+    With ``pool``, each shard's Parquet write and sha256 run on that (single) background
+    thread while the caller encodes the next group; ``close`` waits for them in order."""
+
+    def __init__(self, root: Path, split: str, shard_rows: int, fingerprint: str, bos: int,
+                 pool: ThreadPoolExecutor | None = None):
         self.dir = root / split
         self.dir.mkdir(parents=True, exist_ok=True)
         self.split = split
         self.shard_rows = shard_rows
         self.meta = {FINGERPRINT_KEY: fingerprint, "candletok.split": split}
         self.bos = bos
+        self.pool = pool
         self.buffer: list[pl.DataFrame] = []
         self.buffered = 0
         self.shards: list[dict[str, Any]] = []
+        self.pending: list[Future[dict[str, Any]]] = []
         self.token_parts: list[np.ndarray] = []
         self.series: list[tuple[str, int]] = []  # (symbol, n candles) in order
         self.rows = 0
@@ -176,9 +269,11 @@ class _ShardWriter:
         self.buffer.append(rows)
         self.buffered += rows.height
         self.rows += rows.height
-        # Token arrays: a BOS before every series (vectorized per group).
-        lengths = rows.group_by("symbol", maintain_order=True).len()
-        syms, lens = lengths["symbol"].to_list(), lengths["len"].to_numpy().astype(np.int64)
+        # Token arrays: a BOS before every series (vectorized per group). Rows arrive
+        # sorted by symbol, so its runs are its groups.
+        runs = rows["symbol"].rle()
+        syms = runs.struct.field("value").to_list()
+        lens = runs.struct.field("len").to_numpy().astype(np.int64)
         toks = rows["token"].to_numpy().astype(np.uint16)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         self.token_parts.append(np.insert(toks, starts, self.bos))
@@ -189,17 +284,28 @@ class _ShardWriter:
     def _flush(self, n: int) -> None:
         df = pl.concat(self.buffer, rechunk=False)
         head, tail = df.head(n), df.slice(n)
-        path = self.dir / f"part-{len(self.shards):05d}.parquet"
-        write_parquet_atomic(head, path, metadata=self.meta)
-        self.shards.append(
-            {"path": f"{self.split}/{path.name}", "rows": head.height, "sha256": sha256_file(path)}
-        )
+        path = self.dir / f"part-{len(self.shards) + len(self.pending):05d}.parquet"
+        if self.pool is None:
+            self.shards.append(self._write(head, path))
+        else:
+            self.pending.append(self.pool.submit(self._write, head, path))
         self.buffer = [tail] if tail.height else []
         self.buffered = tail.height
+
+    def _write(self, head: pl.DataFrame, path: Path) -> dict[str, Any]:
+        write_parquet_atomic(head, path, metadata=self.meta)
+        return {"path": f"{self.split}/{path.name}", "rows": head.height,
+                "sha256": sha256_file(path)}
+
+    def wait(self) -> None:
+        """Collect the finished background writes (re-raising their errors), in order."""
+        self.shards.extend(f.result() for f in self.pending)
+        self.pending = []
 
     def close(self) -> dict[str, Any]:
         if self.buffered:
             self._flush(self.buffered)
+        self.wait()
         tokens = (
             np.concatenate(self.token_parts) if self.token_parts else np.zeros(0, np.uint16)
         )
@@ -308,6 +414,48 @@ def _build(
     shard_rows: int, group_size: int, fit_max_candles: int, strict: bool, seed: int,
     tokenizer_kwargs: dict[str, Any], loader: Callable[..., pl.DataFrame], tick: Progress,
 ) -> EncodeResult:
+    # One background thread writes files (staged groups, then shards) while the main
+    # thread loads or encodes the next group; leaving the ``with`` waits for it, so
+    # nothing is still writing into ``tmp`` when the caller removes or renames it.
+    with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as io:
+        return _build_passes(
+            symbols, out, tmp, io, scheme=scheme, vocab=vocab, source=source,
+            interval=interval, start=start, end=end, val_from=val_from, test_from=test_from,
+            shard_rows=shard_rows, group_size=group_size, fit_max_candles=fit_max_candles,
+            strict=strict, seed=seed, tokenizer_kwargs=tokenizer_kwargs, loader=loader,
+            tick=tick,
+        )
+
+
+def _load_group(
+    group: list[str], loader: Callable[..., pl.DataFrame], errors: dict[str, str],
+    strict: bool, **kw: Any,
+) -> list[pl.DataFrame]:
+    """Load one group at once, or symbol by symbol when the group fails."""
+    frames: list[pl.DataFrame] = []
+    try:
+        frames.append(loader(group, **kw))
+    except CandletokError as exc:
+        if strict or len(group) == 1:
+            if strict:
+                raise
+            errors[group[0]] = str(exc)
+        else:
+            for sym in group:
+                try:
+                    frames.append(loader([sym], **kw))
+                except CandletokError as sub:
+                    errors[sym] = str(sub)
+    return [f for f in frames if f.height]
+
+
+def _build_passes(
+    symbols: list[str], out: Path, tmp: Path, io: ThreadPoolExecutor, *, scheme: str,
+    vocab: Any, source: str, interval: str, start: Any, end: Any,
+    val_from: datetime | None, test_from: datetime | None, shard_rows: int, group_size: int,
+    fit_max_candles: int, strict: bool, seed: int, tokenizer_kwargs: dict[str, Any],
+    loader: Callable[..., pl.DataFrame], tick: Progress,
+) -> EncodeResult:
     staging = tmp / ".staging"
     staging.mkdir()
     errors: dict[str, str] = {}
@@ -317,44 +465,38 @@ def _build(
     ts_max: datetime | None = None
     loaded: list[str] = []
 
-    # Pass 1: load each group once (per symbol inside a group when the group fails).
+    # Pass 1: load each group once (per symbol inside a group when the group fails) and
+    # stage its sorted bars. Staging files live only for this run and are read back
+    # twice, so they are written uncompressed (zstd cost more than the whole encode).
     done = 0
+    writing: Future[None] | None = None
     for gi, group in enumerate(groups):
-        frames: list[pl.DataFrame] = []
-        try:
-            frames.append(loader(group, source=source, interval=interval, start=start, end=end))
-        except CandletokError as exc:
-            if strict or len(group) == 1:
-                if strict:
-                    raise
-                errors[group[0]] = str(exc)
-            else:
-                for sym in group:
-                    try:
-                        frames.append(
-                            loader([sym], source=source, interval=interval, start=start, end=end)
-                        )
-                    except CandletokError as sub:
-                        errors[sym] = str(sub)
-        frames = [f for f in frames if f.height]
+        frames = _load_group(group, loader, errors, strict, source=source,
+                             interval=interval, start=start, end=end)
         done += len(group)
         tick("load", done, len(symbols))
         if not frames:
             continue
-        bars = pl.concat(frames).sort("symbol", "ts")
+        bars = pl.concat(frames) if len(frames) > 1 else frames[0]
+        if not _is_sorted_by_symbol_ts(bars):
+            bars = bars.sort("symbol", "ts")
         lo, hi = bars["ts"].min(), bars["ts"].max()
         ts_min = lo if ts_min is None else min(ts_min, lo)
         ts_max = hi if ts_max is None else max(ts_max, hi)
         loaded.extend(bars["symbol"].unique(maintain_order=True).to_list())
         path = staging / f"group-{gi:05d}.parquet"
-        bars.write_parquet(path)
+        if writing is not None:
+            writing.result()  # at most one group waits to be written: memory stays bounded
+        writing = io.submit(bars.write_parquet, path, compression="uncompressed")
         staged.append(path)
+        del bars, frames
+    if writing is not None:
+        writing.result()
     if not staged or ts_min is None or ts_max is None:
         detail = "; ".join(f"{s}: {m}" for s, m in list(errors.items())[:3])
         raise CandletokError(f"No symbol could be loaded ({detail}).")
 
     vf, tf = split_boundaries(ts_min, ts_max, val_from, test_from)
-    split_of = split_expr(vf, tf)
 
     # Pass 2: the vocabulary, fit on train bars only.
     if vocab is None:
@@ -382,25 +524,48 @@ def _build(
             raise CandletokError(f"The vocabulary is {tok.scheme!r}, not {scheme!r}.")
     tok.save(tmp / "vocab.json")
 
-    # Pass 3: encode every group, route rows to their split, stream into shards.
-    writers = {s: _ShardWriter(tmp, s, shard_rows, tok.fingerprint, tok.BOS) for s in SPLITS}
-    errs: dict[str, list[pl.DataFrame]] = {s: [] for s in SPLITS}
+    # Pass 3: encode every group, route rows to their split, stream into shards (written
+    # on the io thread while the next group is read and encoded).
+    writers = {
+        s: _ShardWriter(tmp, s, shard_rows, tok.fingerprint, tok.BOS, pool=io) for s in SPLITS
+    }
+    # Reconstruction errors of every encoded candle, per split: (4, n) O/H/L/C arrays.
+    errs_by_split: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     counts_by_split = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
-    for gi, path in enumerate(staged):
-        bars = pl.read_parquet(path)
-        enc = tok.encode(bars).with_columns(split_of)
-        err = reconstruction_errors(tok, enc.drop("split"), bars).with_columns(
-            enc["split"].alias("split")
-        ) if enc.height else None
-        for s in SPLITS:
-            part = enc.filter(pl.col("split") == s)
-            writers[s].add(part)
-            counts_by_split[s] += np.bincount(
-                part["token"].to_numpy().astype(np.int64), minlength=tok.vocab_size
-            )
-            if err is not None:
-                errs[s].append(err.filter(pl.col("split") == s).drop("split"))
-        tick("encode", gi + 1, len(staged))
+    with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
+            ThreadPoolExecutor(2, thread_name_prefix="candletok-err") as cpu:
+        nxt = reader.submit(pl.read_parquet, staged[0])
+        for gi in range(len(staged)):
+            bars = nxt.result()
+            if gi + 1 < len(staged):
+                nxt = reader.submit(pl.read_parquet, staged[gi + 1])
+            enc = tok.encode(bars)
+            errs = None
+            if enc.height:
+                errs = _anchored_errors(tok, enc, bars, cpu)
+                if errs is None:
+                    errs = _frame_errors(reconstruction_errors(tok, enc, bars))
+            has_nan = errs is not None and bool(np.isnan(errs).any())
+            ts = enc["ts"]
+            is_test = (ts >= tf).to_numpy()
+            is_val = (ts >= vf).to_numpy() & ~is_test
+            masks = {"train": ~(is_val | is_test), "val": is_val, "test": is_test}
+            tokens = enc["token"].to_numpy()
+            for s in SPLITS:
+                m = masks[s]
+                if not m.any():
+                    continue
+                writers[s].add(enc.filter(pl.Series(m)) if not m.all() else enc)
+                counts_by_split[s] += np.bincount(
+                    tokens[m].astype(np.int64), minlength=tok.vocab_size
+                )
+                if errs is not None:
+                    part = errs[:, m] if not m.all() else errs
+                    if has_nan:  # candles that decode to no price: out of every figure
+                        part = part[:, ~np.isnan(part).any(axis=0)]
+                    errs_by_split[s].append(part)
+            del bars, enc, errs
+            tick("encode", gi + 1, len(staged))
     shutil.rmtree(staging)
 
     stats: list[SplitStats] = []
@@ -409,18 +574,15 @@ def _build(
         meta = writers[s].close()
         c = counts_by_split[s]
         n = int(c.sum())
-        e = pl.concat(errs[s]) if errs[s] else pl.DataFrame()
         st = SplitStats(split=s, symbols=len(set(meta["symbols"])), candles=n,
                         tokens_used=int((c > 0).sum()), path=str(out / s))
         if n:
             p = c[c > 0] / n
             st.bits_per_candle = float(-(p * np.log2(p)).sum())
-        if e.height:
-            st.close_err_median_bps = float(e["close"].median())
-            st.close_err_p95_bps = float(e["close"].quantile(0.95))
-            allv = e.select(pl.concat_list(pl.all()).alias("v")).explode("v")["v"]
-            st.ohlc_err_median_bps = float(allv.median())
-            st.ohlc_err_p95_bps = float(allv.quantile(0.95))
+        figures = _error_stats(errs_by_split.pop(s))
+        if figures is not None:
+            (st.close_err_median_bps, st.close_err_p95_bps,
+             st.ohlc_err_median_bps, st.ohlc_err_p95_bps) = figures
         stats.append(st)
         splits_meta[s] = {
             "from": _iso(None if s == "train" else (vf if s == "val" else tf)),
