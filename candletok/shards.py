@@ -61,6 +61,7 @@ class SplitStats:
     close_err_p95_bps: float = float("nan")
     ohlc_err_median_bps: float = float("nan")
     ohlc_err_p95_bps: float = float("nan")
+    err_candles: int = 0  # candles the error figures are measured on (a systematic sample)
     path: str = ""
 
 
@@ -177,7 +178,8 @@ _ERR_CHUNK = 1 << 16  # rows per work item of the error kernel: its arrays stay 
 
 
 def _anchored_errors(
-    tok: Tokenizer, enc: pl.DataFrame, bars: pl.DataFrame, pool: ThreadPoolExecutor
+    tok: Tokenizer, enc: pl.DataFrame, bars: pl.DataFrame, pool: ThreadPoolExecutor,
+    stride: int = 1,
 ) -> np.ndarray | None:
     """:func:`reconstruction_errors` without the decode frame and the join: a (4, n)
     array of O/H/L/C errors (bps) aligned with the rows of ``enc``, NaN where the token
@@ -187,7 +189,8 @@ def _anchored_errors(
     its rows are then the bars' rows minus each series' first. Returns None when that
     alignment cannot be vouched for (the caller then joins). Same IEEE operations as the
     decode + Polars expression (``rebuild_bars``, then ``|ln(rebuilt / true)| * 1e4``),
-    computed in cache-sized chunks on ``pool``'s threads."""
+    computed in cache-sized chunks on ``pool``'s threads. With ``stride`` > 1 only every
+    ``stride``-th row is measured (columns of the result = ``enc`` rows ``0, stride, ...``)."""
     if not fast_path_applies(bars, check_runs=False):
         return None
     lengths = bars["symbol"].rle().struct.field("len").to_numpy()
@@ -200,6 +203,9 @@ def _anchored_errors(
     pos = np.flatnonzero(keep)  # the bars row of each encoded row
     tokens = enc["token"].to_numpy()
     pc, sc = enc["prev_close"].to_numpy(), enc["scale"].to_numpy()
+    if stride > 1:
+        pos, tokens, pc, sc = pos[::stride], tokens[::stride], pc[::stride], sc[::stride]
+        n = pos.size
     true = [bars[c].to_numpy() for c in ERR_COLUMNS]
     out = np.empty((len(ERR_COLUMNS), n))
 
@@ -350,7 +356,8 @@ def build_dataset(
     test_from: str | date | datetime | None = None,
     shard_rows: int = 1_000_000,
     group_size: int = 64,
-    fit_max_candles: int = 3_000_000,
+    fit_max_candles: int = 1_000_000,
+    stats_max_candles: int = 1_000_000,
     strict: bool = False,
     overwrite: bool = False,
     seed: int = 0,
@@ -364,7 +371,10 @@ def build_dataset(
     each group once and stages its canonical bars as Parquet; pass 2 fits the tokenizer on
     the train part (at most ``fit_max_candles``, whole symbols chosen by ``seed``); pass 3
     encodes each group and streams rows into shards. A symbol that fails to load is listed
-    in ``errors`` and skipped, unless ``strict``.
+    in ``errors`` and skipped, unless ``strict``. The reconstruction-error figures of the
+    summary are measured on every candle up to ``stats_max_candles`` in all, and above that
+    on a systematic sample (every k-th candle of each group, k the same everywhere) of
+    about that size; ``err_candles`` in each split's stats says how many.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -391,6 +401,7 @@ def build_dataset(
             symbols, out, tmp, scheme=scheme, vocab=vocab, source=source, interval=interval,
             start=start, end=end, val_from=parse_when(val_from), test_from=parse_when(test_from),
             shard_rows=shard_rows, group_size=group_size, fit_max_candles=fit_max_candles,
+            stats_max_candles=stats_max_candles,
             strict=strict, seed=seed, tokenizer_kwargs=tokenizer_kwargs or {}, loader=loader,
             tick=tick,
         )
@@ -411,7 +422,8 @@ def build_dataset(
 def _build(
     symbols: list[str], out: Path, tmp: Path, *, scheme: str, vocab: Any, source: str,
     interval: str, start: Any, end: Any, val_from: datetime | None, test_from: datetime | None,
-    shard_rows: int, group_size: int, fit_max_candles: int, strict: bool, seed: int,
+    shard_rows: int, group_size: int, fit_max_candles: int, stats_max_candles: int,
+    strict: bool, seed: int,
     tokenizer_kwargs: dict[str, Any], loader: Callable[..., pl.DataFrame], tick: Progress,
 ) -> EncodeResult:
     # One background thread writes files (staged groups, then shards) while the main
@@ -422,6 +434,7 @@ def _build(
             symbols, out, tmp, io, scheme=scheme, vocab=vocab, source=source,
             interval=interval, start=start, end=end, val_from=val_from, test_from=test_from,
             shard_rows=shard_rows, group_size=group_size, fit_max_candles=fit_max_candles,
+            stats_max_candles=stats_max_candles,
             strict=strict, seed=seed, tokenizer_kwargs=tokenizer_kwargs, loader=loader,
             tick=tick,
         )
@@ -453,7 +466,8 @@ def _build_passes(
     symbols: list[str], out: Path, tmp: Path, io: ThreadPoolExecutor, *, scheme: str,
     vocab: Any, source: str, interval: str, start: Any, end: Any,
     val_from: datetime | None, test_from: datetime | None, shard_rows: int, group_size: int,
-    fit_max_candles: int, strict: bool, seed: int, tokenizer_kwargs: dict[str, Any],
+    fit_max_candles: int, stats_max_candles: int, strict: bool, seed: int,
+    tokenizer_kwargs: dict[str, Any],
     loader: Callable[..., pl.DataFrame], tick: Progress,
 ) -> EncodeResult:
     staging = tmp / ".staging"
@@ -529,7 +543,10 @@ def _build_passes(
     writers = {
         s: _ShardWriter(tmp, s, shard_rows, tok.fingerprint, tok.BOS, pool=io) for s in SPLITS
     }
-    # Reconstruction errors of every encoded candle, per split: (4, n) O/H/L/C arrays.
+    # Reconstruction errors per split, (4, n) O/H/L/C arrays: every candle, or every
+    # ``stride``-th one of each group when the dataset is larger than ``stats_max_candles``.
+    total = int(pl.scan_parquet(staged).select(pl.len()).collect().item())
+    stride = max(1, -(-total // max(1, stats_max_candles)))
     errs_by_split: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     counts_by_split = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
     with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
@@ -542,9 +559,9 @@ def _build_passes(
             enc = tok.encode(bars)
             errs = None
             if enc.height:
-                errs = _anchored_errors(tok, enc, bars, cpu)
+                errs = _anchored_errors(tok, enc, bars, cpu, stride)
                 if errs is None:
-                    errs = _frame_errors(reconstruction_errors(tok, enc, bars))
+                    errs = _frame_errors(reconstruction_errors(tok, enc, bars))[:, ::stride]
             has_nan = errs is not None and bool(np.isnan(errs).any())
             ts = enc["ts"]
             is_test = (ts >= tf).to_numpy()
@@ -560,7 +577,8 @@ def _build_passes(
                     tokens[m].astype(np.int64), minlength=tok.vocab_size
                 )
                 if errs is not None:
-                    part = errs[:, m] if not m.all() else errs
+                    ms = m[::stride]
+                    part = errs[:, ms] if not ms.all() else errs
                     if has_nan:  # candles that decode to no price: out of every figure
                         part = part[:, ~np.isnan(part).any(axis=0)]
                     errs_by_split[s].append(part)
@@ -579,7 +597,9 @@ def _build_passes(
         if n:
             p = c[c > 0] / n
             st.bits_per_candle = float(-(p * np.log2(p)).sum())
-        figures = _error_stats(errs_by_split.pop(s))
+        parts = errs_by_split.pop(s)
+        st.err_candles = int(sum(p.shape[1] for p in parts))
+        figures = _error_stats(parts)
         if figures is not None:
             (st.close_err_median_bps, st.close_err_p95_bps,
              st.ohlc_err_median_bps, st.ohlc_err_p95_bps) = figures

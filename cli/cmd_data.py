@@ -60,6 +60,10 @@ def print_encode(result: EncodeResult) -> None:
             ],
         )
     )
+    sampled = [s for s in result.stats if 0 < s.err_candles < s.candles]
+    if sampled:
+        console.print("error columns measured on a systematic sample: " + ", ".join(
+            f"{s.split} {s.err_candles:,} of {s.candles:,} candles" for s in sampled))
     if result.errors:
         console.print(
             table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())

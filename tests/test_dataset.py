@@ -94,6 +94,24 @@ def test_decode_within_bounds(ds_root: Path) -> None:
     assert err.median() < 30  # basis points
     stats = json.loads((ds_root / "manifest.json").read_text())["stats"]["test"]
     assert stats["close_err_median_bps"] == pytest.approx(err.median(), rel=1e-6)
+    assert stats["err_candles"] == stats["candles"]  # small dataset: every candle measured
+
+
+def test_error_figures_on_a_systematic_sample_above_the_cap(tmp_path: Path) -> None:
+    full = build_dataset(SYMS, tmp_path / "full", scheme="bins", loader=sample_loader,
+                         test_from="2012-01-01", val_from="2011-01-01")
+    cut = build_dataset(SYMS, tmp_path / "cut", scheme="bins", loader=sample_loader,
+                        test_from="2012-01-01", val_from="2011-01-01", stats_max_candles=2_000)
+    f, c = full.stats[0], cut.stats[0]
+    assert f.split == c.split == "train" and f.err_candles == f.candles
+    total_bars = load_sample(SYMS).height
+    stride = -(-total_bars // 2_000)
+    assert stride > 1 and abs(c.err_candles - f.candles / stride) <= len(SYMS) * 2
+    # Tokens and counts are untouched; only the error figures come from the sample.
+    assert (c.candles, c.tokens_used, c.bits_per_candle) == (
+        f.candles, f.tokens_used, f.bits_per_candle)
+    assert c.close_err_median_bps == pytest.approx(f.close_err_median_bps, rel=0.15)
+    assert c.ohlc_err_p95_bps == pytest.approx(f.ohlc_err_p95_bps, rel=0.15)
 
 
 def test_existing_folder_needs_overwrite(ds_root: Path, tmp_path: Path) -> None:
