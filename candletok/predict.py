@@ -151,6 +151,7 @@ class Calibration:
     brier: float
     brier_base: float
     table: list[tuple[float, float, float, int]]  # (bin lo, mean predicted, observed, count)
+    outcome: str = "close"  # "close": the real next close; "token": the token's direction
 
     @property
     def skill(self) -> float:
@@ -164,7 +165,13 @@ def calibration(
     tok: Any = None,
 ) -> Calibration:
     """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
-    dataset folder (the ``split`` is opened) or an opened dataset split."""
+    dataset folder (the ``split`` is opened) or an opened dataset split.
+
+    The outcome is the *real* move: close above the previous close, read from the stored
+    closes (the next row's ``prev_close``), so the quantization of the tokens cannot flatter
+    the score. The last candle of each series has no stored close and is left out. Without
+    the stored rows (a bare in-memory split) the outcome falls back to the direction of the
+    realized token (``outcome="token"``)."""
     if isinstance(ds, str | Path):
         from candletok.dataset import TokenDataset
 
@@ -175,6 +182,7 @@ def calibration(
     check_fingerprint(model.fingerprint, ds)
     tok = tok if tok is not None else ds.tokenizer()
     up = torch.from_numpy(up_mask(tok)).to(model.device)
+    real = _real_up(ds)  # per flat position: 1 up, 0 not, NaN unknown; None: no rows
     was = model.training
     model.eval()
     preds: list[np.ndarray] = []
@@ -193,8 +201,17 @@ def calibration(
             logits[..., :N_SPECIAL] = float("-inf")
             mask = yt >= N_SPECIAL
             probs = torch.softmax(logits[mask], dim=-1)  # (n, V)
-            preds.append((probs * up).sum(-1).cpu().numpy())
-            outs.append(up[yt[mask]].cpu().numpy())
+            pred = (probs * up).sum(-1).cpu().numpy()
+            if real is None:
+                preds.append(pred)
+                outs.append(up[yt[mask]].cpu().numpy())
+                continue
+            # Flat position of every target: y[k] of window w is token starts[w] + 1 + k.
+            pos = ds.starts[chunk][:, None] + 1 + np.arange(x.shape[1])[None, :]
+            o = real[pos[mask.cpu().numpy()]]
+            keep = ~np.isnan(o)
+            preds.append(pred[keep])
+            outs.append(o[keep])
     finally:
         model.train(was)
     p = np.concatenate(preds) if preds else np.zeros(0)
@@ -210,7 +227,34 @@ def calibration(
     table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
              for i in np.flatnonzero(cnt)]
     return Calibration(split_name, int(p.size), rate, float(np.mean((p - o) ** 2)),
-                       float(np.mean((rate - o) ** 2)), table)
+                       float(np.mean((rate - o) ** 2)), table,
+                       outcome="token" if real is None else "close")
+
+
+def _real_up(ds: Any) -> np.ndarray | None:
+    """Per position of ``ds``'s flat token array: 1.0 if that candle closed above its
+    previous close, 0.0 if not, NaN where unknown (BOS, each series' last candle). None when
+    ``ds`` has no stored rows to read the closes from."""
+    root, split = getattr(ds, "root", None), getattr(ds, "split", None)
+    bounds = getattr(ds, "bounds", None)
+    if root is None or split is None or bounds is None or not hasattr(ds, "starts"):
+        return None
+    from candletok.shards import read_split
+
+    pc = read_split(root, split)["prev_close"].to_numpy().astype(np.float64)
+    a, b = bounds[:, 0].astype(np.int64), bounds[:, 1].astype(np.int64)
+    if pc.size != int((b - a - 1).sum()):
+        return None  # rows and index disagree: do not guess
+    out = np.full(int(b.max()) if b.size else 0, np.nan)
+    series = np.repeat(np.arange(a.size), b - a - 1)
+    pos = np.arange(pc.size) + series + 1  # candle r of the split sits after r's BOS count
+    nxt = np.full(pc.size, np.nan)
+    same = np.zeros(pc.size, dtype=bool)
+    same[:-1] = series[1:] == series[:-1]
+    nxt[:-1] = pc[1:]
+    up = np.where(same, (nxt > pc).astype(np.float64), np.nan)
+    out[pos] = up
+    return out
 
 
 @dataclass

@@ -81,7 +81,8 @@ def print_prediction(pr: Prediction) -> None:
 def print_calibration(cal: Calibration) -> None:
     """Reliability table and Brier score of P(close up) against the base rate."""
     console.print(table(
-        f"calibration of P(close up) on {cal.split} ({cal.n:,} candles)",
+        f"calibration of P(close up) on {cal.split} ({cal.n:,} candles, outcome: "
+        f"{'the real next close' if cal.outcome == 'close' else 'the token direction'})",
         ["bin", "mean predicted", "observed", "count"],
         [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
     ))

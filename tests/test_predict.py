@@ -112,6 +112,7 @@ def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
               for _, g in enc.group_by("symbol", maintain_order=True)]
     ds = Windows(tok, series, 32)
     cal = calibration(make_model(tok), ds, batch_size=1)
+    assert cal.outcome == "token"  # bare in-memory windows: no stored closes
     n = sum(int((s >= N_SPECIAL).sum()) for s in series)
     assert cal.n == n
     assert sum(r[3] for r in cal.table) == n
@@ -120,6 +121,31 @@ def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
     assert cal.brier_base == pytest.approx(cal.base_rate * (1 - cal.base_rate))
     assert 0 <= cal.brier <= 1
     assert all(0 <= r[1] <= 1 and 0 <= r[2] <= 1 for r in cal.table)
+
+
+@pytest.mark.parametrize("context", [8, 32])
+def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
+                                           context: int) -> None:
+    """On a dataset folder the outcome is the stored close, not the token's direction:
+    every candle with a known next close is counted once, whatever the window layout."""
+    from candletok.shards import build_dataset, read_split
+
+    ds = tmp_path / "ds"
+    build_dataset(["AAA", "BBB"], ds, vocab=tok, source="synthetic")
+    torch.manual_seed(0)
+    model = CandleGPT(GPTConfig(vocab_size=tok.vocab_size, context=context, n_layer=1,
+                                n_head=2, n_embd=16, dropout=0.0))
+    model.fingerprint = tok.fingerprint
+    cal = calibration(model.eval(), ds, "test", batch_size=3)
+    assert cal.outcome == "close"
+    rows = read_split(ds, "test")
+    ups: list[float] = []
+    for _, g in rows.group_by("symbol", maintain_order=True):
+        pc = g["prev_close"].to_numpy()
+        ups.extend((pc[1:] > pc[:-1]).astype(float))  # close of row i = prev_close of i+1
+    assert cal.n == len(ups)
+    assert cal.base_rate == pytest.approx(float(np.mean(ups)))
+    assert sum(r[3] for r in cal.table) == cal.n
 
 
 def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokenizer) -> None:
