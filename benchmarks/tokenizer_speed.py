@@ -35,7 +35,7 @@ def big_bars(n_candles: int) -> pl.DataFrame:
     base = load_sample(["AAPL", "IBM", "MSFT", "GOOG"])
     reps = max(1, math.ceil(n_candles / base.height))
     frames = [base.with_columns(pl.col("symbol") + f"_{i:04d}") for i in range(reps)]
-    return pl.concat(frames).head(n_candles)
+    return pl.concat(frames).head(n_candles).rechunk()  # contiguous, as read from a file
 
 
 def bench(name: str, tok: Tokenizer, naive: Any, bars: pl.DataFrame,

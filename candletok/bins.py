@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,18 @@ WICKS: frozenset[str] = frozenset({"upper", "lower"})
 ZERO_TOL = 1e-9  # a wick below this (normalized) is "no wick"; its representative is 0
 TAIL_MARGIN = 1e-6  # tail representatives sit at least this far inside their bin
 MAX_TOKENS = 65536  # uint16 ids
+# Ratio kernel (encode): features computed in float32 and binned through a lookup table
+# of LUT_CELLS cells per feature; a cell closer to an edge than the float32 error bound
+# (plus a cell) is marked uncertain and its rows are redone exactly in float64, so tokens
+# are bit-identical to the float64 path. The bound needs a smallest scale: one table per
+# tier, the tier picked per chunk from the chunk's smallest scale.
+LUT_CELLS = 16384
+LUT_TIERS = (1e-2, 1e-3, 1e-4, 1e-5)
+LUT_UNSURE = 255
+# |float32 feature - float64 feature| <= ABS_ERR / scale + REL_ERR * |feature| (float32
+# ratio rounding 6e-8, numpy's float32 log within a few ulp, two float32 roundings; both
+# constants are ~4x the worst case)
+ABS_ERR, REL_ERR = 4e-7, 1e-5
 
 
 def _phi(z: np.ndarray) -> np.ndarray:
@@ -132,6 +145,7 @@ class BinsTokenizer(Tokenizer):
         self.edges: dict[str, np.ndarray] = {}
         self.reps: dict[str, np.ndarray] = {}
         self._strides: np.ndarray | None = None
+        self._luts: list[Any] | None = None
 
     def _check_fixed(self, edges: dict[str, Any]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -167,6 +181,7 @@ class BinsTokenizer(Tokenizer):
             self.edges[name] = e
             self.reps[name] = self._fit_reps(name, x, e)
         self._strides = None
+        self._luts = None
 
     @staticmethod
     def _fit_reps(name: str, x: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -232,6 +247,107 @@ class BinsTokenizer(Tokenizer):
 
     def _prepare_assign(self, n_rows: int) -> None:
         self._get_strides()
+
+    # ---- ratio kernel (encode) ---------------------------------------------------------
+    def _build_luts(self) -> list[tuple[float, list[tuple[np.float32, np.float32, np.ndarray]]]]:
+        """Per scale tier: per price feature ``(1/cell width, offset, table)``; empty when
+        the kernel does not apply (vol feature, > 127 bins, a wick edge <= 0)."""
+        names = self.feature_names
+        if self.features.volume or any(r > 127 for r in self.radix):
+            return []
+        for n in names:
+            if n in WICKS and self.edges[n].size and self.edges[n][0] <= 0:
+                return []
+        tiers = []
+        for s_min in LUT_TIERS:
+            per = []
+            for n in names:
+                e = np.sort(np.asarray(self.edges[n], dtype=np.float64))
+                lo_r = (e[0] if e.size else 0.0) - 1.0
+                hi_r = (e[-1] if e.size else 0.0) + 1.0
+                tol = ABS_ERR / s_min + REL_ERR * max(abs(lo_r), abs(hi_r))
+                w = (hi_r - lo_r) / (LUT_CELLS - 2)
+                if not tol + 2 * w < 0.25:
+                    return tiers if tiers else []
+                k = np.arange(1, LUT_CELLS, dtype=np.float64)  # cell k: [lo+(k-1)w, lo+kw)
+                left = lo_r + (k - 1) * w - w - tol
+                right = lo_r + k * w + w + tol
+                left[0], right[-1] = -np.inf, np.inf  # the end cells take everything beyond
+                c_lo = np.searchsorted(e, left, side="left")
+                c_hi = np.searchsorted(e, right, side="right")
+                lut = np.full(LUT_CELLS, LUT_UNSURE, dtype=np.uint8)
+                lut[1:] = np.where(c_lo == c_hi, c_lo, LUT_UNSURE)
+                inv_w = 1.0 / w
+                per.append((np.float32(inv_w), np.float32(1.0 - lo_r * inv_w), lut))
+            tiers.append((s_min, per))
+        return tiers
+
+    def _ratio_kernel(self) -> Any:
+        self._require_fit()
+        if getattr(self, "_luts", None) is None:
+            self._luts = self._build_luts()
+        if not self._luts:
+            return None
+        strides = [np.uint16(x) for x in self._get_strides()]
+        luts = self._luts
+        local = threading.local()
+        top = np.float32(LUT_CELLS - 1)
+        wicks = [j for j, n in enumerate(self.feature_names) if n in WICKS]
+
+        def kernel(R: np.ndarray, sc: np.ndarray, out: np.ndarray) -> None:
+            m = R.shape[0]
+            if getattr(local, "n", 0) < m:
+                local.n = m
+                local.f = np.empty(m, dtype=np.float32)
+                local.inv = np.empty(m, dtype=np.float32)
+                local.ci = np.empty(m, dtype=np.int32)
+                local.idx = np.empty(m, dtype=np.uint8)
+                local.orv = np.empty(m, dtype=np.uint8)
+                local.tmp = np.empty(m, dtype=np.uint16)
+            f, inv, ci = local.f[:m], local.inv[:m], local.ci[:m]
+            idx, orv, tmp = local.idx[:m], local.orv[:m], local.tmp[:m]
+            s_lo = float(sc.min())
+            tier = next((t for t in luts if s_lo >= t[0]), luts[-1])
+            bad: np.ndarray | None = None
+            if not (s_lo >= tier[0] and float(sc.max()) < 1e30):
+                bad = ~((sc >= tier[0]) & (sc < 1e30))
+            np.divide(1.0, sc, out=inv, casting="same_kind")
+            for j, (inv_w, off, lut) in enumerate(tier[1]):
+                f[:] = R[:, j]
+                np.log(f, out=f)
+                lmin, lmax = float(f.min()), float(f.max())
+                if not (lmin >= -80.0 and lmax <= 80.0):  # 0, inf, NaN, subnormal ratios
+                    b = ~(np.abs(f) <= 80.0)
+                    bad = b if bad is None else (bad | b)
+                np.multiply(f, inv, out=f)
+                np.multiply(f, inv_w, out=f)
+                np.add(f, off, out=f)
+                np.clip(f, np.float32(1.0), top, out=f)
+                with np.errstate(invalid="ignore"):
+                    ci[:] = f  # NaN -> 0 or INT_MIN -> cell 0 (unsure) below
+                np.take(lut, ci, out=idx, mode="clip")
+                if j == 0:
+                    np.multiply(idx, strides[j], out=out)
+                    orv[:] = idx
+                else:
+                    np.multiply(idx, strides[j], out=tmp)
+                    np.add(out, tmp, out=out)
+                    np.bitwise_or(orv, idx, out=orv)
+            out += np.uint16(self.N_SPECIAL)
+            unsure = orv >= 128
+            if bad is not None:
+                unsure |= bad
+            rows = np.flatnonzero(unsure)
+            if rows.size:  # exactly what the float64 path computes for these rows
+                X = np.log(R[rows])
+                X /= sc[rows][:, None]
+                for j in wicks:
+                    np.maximum(X[:, j], 0.0, out=X[:, j])
+                sub = np.empty(rows.size, dtype=np.uint16)
+                self._encode_into(np.asfortranarray(X), sub)
+                out[rows] = sub
+
+        return kernel
 
     def _assign_into(self, X: np.ndarray, out: np.ndarray) -> None:
         self._get_strides()

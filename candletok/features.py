@@ -170,7 +170,19 @@ def _ewma_restarted(
     corrections to apply on top of it.
     """
     n = tr.size
-    g = pl.Series(tr).ewm_mean(alpha=alpha, adjust=False).to_numpy()
+    g = np.empty(n)
+    # one global EWMA per part, the parts split at series starts (each part's first row
+    # restarts, as its series does) and run on the worker threads (Polars drops the GIL)
+    cut = starts[np.searchsorted(starts, np.linspace(0, n, _WORKERS + 1)[1:-1])] if (
+        _WORKERS > 1 and n >= 2 * CHUNK_ROWS) else np.empty(0, dtype=np.int64)
+    bounds = np.unique(np.concatenate([[0], cut[cut < n], [n]])).tolist()
+
+    def part(i: int) -> None:
+        a, b = bounds[i], bounds[i + 1]
+        g[a:b] = pl.Series(tr[a:b]).ewm_mean(alpha=alpha, adjust=False).to_numpy()
+
+    with ThreadPoolExecutor(_WORKERS) as ex:
+        list(ex.map(part, range(len(bounds) - 1)))
     fixes: list[tuple[np.ndarray, np.ndarray]] = []
     first = starts[1:]
     end = np.append(starts[1:], n)[1:]  # end row of each later series
@@ -208,12 +220,16 @@ def _ewma_restarted(
 
 
 ChunkConsumer = Callable[[int, int, np.ndarray], None]
+# (start, stop, R, scale): R holds the four price features' log arguments (the ratios
+# O/C[t-1], C/O, H/max(O,C), min(O,C)/L) as float64, before log, scale and clip.
+RatioConsumer = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 
 def candle_feature_arrays(
     bars: pl.DataFrame,
     cfg: FeatureConfig | None = None,
     consume: ChunkConsumer | None = None,
+    consume_ratios: RatioConsumer | None = None,
 ) -> FeatureArrays | None:
     """The fast path of :func:`candle_features`: numpy on contiguous float64 arrays, two
     threads, shifts by one row with the series starts masked, and a restarted global EWMA
@@ -224,6 +240,9 @@ def candle_feature_arrays(
     With ``consume``, each finished chunk ``(start, stop, X_chunk)`` is handed to it on a
     worker thread (X_chunk is a reused, cache-sized buffer: use it before returning)
     instead of being stored, so an encoder never materializes the (n, d) matrix.
+    ``consume_ratios`` (price features only) instead gets each chunk's float64 ratios
+    ``(start, stop, R, scale)`` before the logs: ``feature j = ln(R[:, j]) / scale``
+    (wicks clipped at 0), for consumers that only need to know where the features fall.
 
     Returns None when the frame is not in the shape the fast path relies on: rows of one
     symbol not contiguous, a null or non-Float64 price, or no rows. Validated bars always
@@ -241,6 +260,10 @@ def candle_feature_arrays(
     o, h, lo, c = (frame[x].to_numpy() for x in cols)
     d = len(cfg.names)
     vol = _volume_feature(bars, cfg) if cfg.volume else None
+    if consume_ratios is not None:
+        if cfg.volume:
+            raise ValueError("consume_ratios covers the four price features only")
+        consume = consume or (lambda s, t, Xc: None)
     X = None if consume is not None else np.empty((d, n)).T  # column-major
     tr = np.empty(n)
     local = threading.local()
@@ -277,6 +300,9 @@ def candle_feature_arrays(
         np.divide(h[s:t], b1, out=Xc[:, 2])  # upper = ln(H / max(O, C))
         np.fmin(os_, cs, out=b1)
         np.divide(b1, lo[s:t], out=Xc[:, 3])  # lower = ln(min(O, C) / L)
+        if consume_ratios is not None:
+            consume_ratios(s, t, Xc, sc)
+            return
         for j in range(4):
             col = Xc[:, j]
             np.log(col, out=col)

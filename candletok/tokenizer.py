@@ -118,6 +118,12 @@ class Tokenizer:
             self._assign_into(X[ok], sub)
             out[ok] = sub
 
+    def _ratio_kernel(self) -> Any:
+        """Optional: a callable ``(R, scale, out)`` that writes the tokens of one chunk of
+        price-feature ratios (see :func:`candletok.features.candle_feature_arrays`)
+        exactly as :meth:`_encode_into` would on the features; None to use the features."""
+        return None
+
     def _representatives(self) -> np.ndarray:
         """(n_candle_tokens, d) representative features, in token order."""
         raise NotImplementedError
@@ -249,9 +255,16 @@ class Tokenizer:
         self._require_fit()
         toks = np.empty(bars.height, dtype=np.uint16)
         self._prepare_assign(bars.height)
-        fa = candle_feature_arrays(
-            bars, self.features, consume=lambda s, t, Xc: self._encode_into(Xc, toks[s:t])
-        )
+        ratio_kernel = self._ratio_kernel()
+        if ratio_kernel is not None:  # tokens straight from the ratios (bins)
+            fa = candle_feature_arrays(
+                bars, self.features,
+                consume_ratios=lambda s, t, R, sc: ratio_kernel(R, sc, toks[s:t]),
+            )
+        else:
+            fa = candle_feature_arrays(
+                bars, self.features, consume=lambda s, t, Xc: self._encode_into(Xc, toks[s:t])
+            )
         if fa is None:  # rows not grouped by symbol, or null prices: per-group Polars path
             feats, X = self.feature_matrix(bars)
             return feats.select(
