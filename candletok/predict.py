@@ -122,7 +122,7 @@ def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
         last_ts=bars["ts"][-1],
         last_close=float(last_close),
         scale=float(scale),
-        p_close_up=float(p[(gap + body) > 0].sum()),
+        p_close_up=float(p @ up_probability(model, tok)[N_SPECIAL:]),
         # A gap is "up"/"down" only beyond the words' "no gap" band, so the three agree
         # with the descriptions (a "no gap" token whose representative is +0.01 is no gap).
         p_gap_up=float(p[gap >= NO_GAP].sum()),
@@ -181,7 +181,7 @@ def calibration(
         split_name = getattr(ds, "split", split)
     check_fingerprint(model.fingerprint, ds)
     tok = tok if tok is not None else ds.tokenizer()
-    up = torch.from_numpy(up_mask(tok)).to(model.device)
+    up = torch.from_numpy(up_probability(model, tok)).float().to(model.device)
     real = _real_up(ds)  # per flat position: 1 up, 0 not, NaN unknown; None: no rows
     was = model.training
     model.eval()
@@ -332,3 +332,35 @@ def continue_series(
     paths = tok.rebuild_paths(new_np, c, next_scale)
     context = {k: ctx_bars[k].to_numpy() for k in ("open", "high", "low", "close")}
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np)
+
+
+def token_up_rates(ds: Any, tok: Any, prior_weight: float = 2.0) -> np.ndarray | None:
+    """(vocab_size,) P(real close above previous close | token), learned on ``ds`` (the
+    train split of a dataset folder) from the stored closes.
+
+    Why not the token's representative candle alone: with coarse bins a "doji, no gap"
+    token holds real candles that closed both up and down, and counting it by the sign of
+    its representative biases P(close up) (measured on the demo: 58 % forecast, 49 %
+    observed). Each token's rate is add-``prior_weight`` smoothed toward that sign, so a
+    token never seen in train keeps it. None when ``ds`` has no stored rows."""
+    real = _real_up(ds)
+    if real is None:
+        return None
+    flat = np.asarray(ds.tokens, dtype=np.int64)
+    known = ~np.isnan(real)
+    V = int(tok.vocab_size)
+    n = np.bincount(flat[known], minlength=V)[:V].astype(np.float64)
+    ups = np.bincount(flat[known], weights=real[known], minlength=V)[:V]
+    prior = up_mask(tok).astype(np.float64)
+    rate = (ups + prior_weight * prior) / (n + prior_weight)
+    rate[:N_SPECIAL] = 0.0
+    return rate
+
+
+def up_probability(model: CandleGPT, tok: Any) -> np.ndarray:
+    """Per token, the probability that its candle closes up: the rates learned in training
+    (saved in the checkpoint) when present, else the sign of the representative candle."""
+    rates = getattr(model, "meta", {}).get("token_up_rate")
+    if rates is not None and len(rates) == tok.vocab_size:
+        return np.asarray(rates, dtype=np.float64)
+    return up_mask(tok).astype(np.float64)

@@ -312,6 +312,19 @@ def _token_feature_table(ds: Any) -> np.ndarray | None:
 
 
 # -- the loop -----------------------------------------------------------------------------
+def _up_rates(ds: Any) -> list[float] | None:
+    """P(real close up | token) from the train split's stored closes, for ``predict``."""
+    if not hasattr(ds, "tokenizer"):
+        return None
+    from candletok.predict import token_up_rates
+
+    try:
+        rates = token_up_rates(ds, ds.tokenizer())
+    except (OSError, CandletokError):
+        return None
+    return None if rates is None else [float(x) for x in rates]
+
+
 def _device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -444,6 +457,7 @@ def train(
 
     sampler = WindowSampler(tr, cfg.context)
     vocab_text = _vocab_text(tr)
+    up_rate = _up_rates(tr) if ck is None else ck.get("token_up_rate")
     last_val: float | None = history[-1].get("val_bpc") if history else None
     stop_at = cfg.steps if until is None else min(cfg.steps, int(until))
 
@@ -468,6 +482,7 @@ def train(
             "vocab_size": gcfg.vocab_size,
             "vocab_json": vocab_text,
             "dataset": str(getattr(tr, "root", "")),
+            "token_up_rate": up_rate,
         }
 
     def emit(info: StepInfo) -> None:
@@ -539,6 +554,7 @@ def train(
         final = CandleGPT(gcfg).to(dev)
         final.load_state_dict(best["state"])
         final.fingerprint = fingerprint
+    final.meta["token_up_rate"] = up_rate
     rows, best_name, beats, summary = compare_to_baselines(final, splits, cfg.eval_batch)
     if best["state"] is not None:
         summary += f" (model weights from step {best['step']}, the best on val)"

@@ -148,6 +148,37 @@ def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
     assert sum(r[3] for r in cal.table) == cal.n
 
 
+def test_token_up_rates_count_real_closes(tmp_path: Path, tok: BinsTokenizer) -> None:
+    from candletok.dataset import TokenDataset
+    from candletok.predict import token_up_rates, up_probability
+    from candletok.shards import build_dataset, read_split
+
+    root = tmp_path / "ds"
+    build_dataset(["AAA", "BBB"], root, vocab=tok, source="synthetic")
+    ds = TokenDataset(root, "train", context=16)
+    rates = token_up_rates(ds, tok, prior_weight=2.0)
+    assert rates is not None and rates.shape == (tok.vocab_size,)
+    # By hand: per token, ups and counts over candles whose next close is stored.
+    rows = read_split(root, "train")
+    ups = np.zeros(tok.vocab_size)
+    cnt = np.zeros(tok.vocab_size)
+    for _, g in rows.group_by("symbol", maintain_order=True):
+        pc, t = g["prev_close"].to_numpy(), g["token"].to_numpy().astype(np.int64)
+        np.add.at(ups, t[:-1], (pc[1:] > pc[:-1]).astype(float))
+        np.add.at(cnt, t[:-1], 1.0)
+    prior = up_mask(tok).astype(float)
+    want = (ups + 2 * prior) / (cnt + 2)
+    assert np.allclose(rates[N_SPECIAL:], want[N_SPECIAL:])
+    assert ((rates >= 0) & (rates <= 1)).all()
+    # A model carrying the rates forecasts with them; one without falls back to the signs.
+    model = make_model(tok)
+    assert np.array_equal(up_probability(model, tok), prior)
+    model.meta["token_up_rate"] = rates.tolist()
+    one = synthetic_bars(["AAA"], n_bars=60, seed=3)
+    pr = predict_next(model, tok, one)
+    assert pr.p_close_up == pytest.approx(float(pr.probs @ rates[N_SPECIAL:]))
+
+
 def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokenizer) -> None:
     from candletok.plot import plot_fan
 

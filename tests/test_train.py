@@ -239,6 +239,12 @@ def test_trains_on_a_real_token_dataset_and_checks_its_vocabulary(tmp_path: Path
     assert m.config.n_features == 4  # feature-aware embeddings from the dataset's vocab
     assert m.meta["vocab_json"] and m.fingerprint == val.fingerprint
     assert evaluate(m, val) == pytest.approx(res.table[0].val)
+    # P(close up | token) learned from the train split's real closes travels with it.
+    from candletok.predict import token_up_rates
+
+    want = token_up_rates(TokenDataset(root, "train", context=32), val.tokenizer())
+    assert want is not None and m.meta["token_up_rate"] == pytest.approx(want.tolist())
+    assert res.model is not None and res.model.meta["token_up_rate"] == m.meta["token_up_rate"]
     other = TokenDataset(_real_dataset(tmp_path / "other", bins=5), "val", context=32)
     with pytest.raises(ModelError, match="vocabulary"):
         load_model(tmp_path / "m.pt", dataset=other)
