@@ -222,7 +222,7 @@ class BinsTokenizer(Tokenizer):
         if self._strides is None:
             r = self.radix
             self._strides = np.array(
-                [math.prod(r[j + 1 :]) for j in range(len(r))], dtype=np.int64
+                [math.prod(r[j + 1 :]) for j, _ in enumerate(r)], dtype=np.int64
             )
         return self._strides
 

@@ -444,7 +444,7 @@ def _build_passes(
     with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
             ThreadPoolExecutor(2, thread_name_prefix="candletok-err") as cpu:
         nxt = reader.submit(pl.read_parquet, staged[0])
-        for gi in range(len(staged)):
+        for gi, _ in enumerate(staged):  # one step per symbol group, not per row
             bars = nxt.result()
             if gi + 1 < len(staged):
                 nxt = reader.submit(pl.read_parquet, staged[gi + 1])
