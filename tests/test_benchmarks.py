@@ -141,3 +141,22 @@ def test_reference_schemes_rebuild_what_they_keep() -> None:
     assert np.array_equal(o, prev)
     assert np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c))
     assert isinstance(keys, pl.DataFrame)
+
+
+def test_dataset_and_tokenizer_speed_scripts_run_quick() -> None:
+    """The issue-4 and issue-3 speed scripts in quick mode: every row measured and finite."""
+    from benchmarks import dataset_speed
+
+    rows = dataset_speed.main(quick=True)
+    assert [r["unit"] for r in rows] == ["candles/s", "tokens/s", "tokens/s"]
+    assert rows[0]["candles"] == 50 * (2_000 - 1)  # every bar but each series' anchor
+    assert "without it" in rows[0]["note"]
+    for r in rows:
+        assert r["per_s"] > 0 and math.isfinite(r["per_s"]) and r["peak_rss_mib"] > 0
+    from benchmarks import tokenizer_speed
+
+    trows = tokenizer_speed.main(quick=True)  # asserts the naive encoders agree, too
+    assert [(r["scheme"][:4], r["stage"][:4]) for r in trows] == [
+        ("bins", "feat"), ("bins", "bars"), ("kmea", "feat"), ("kmea", "bars")]
+    for r in trows:
+        assert r["per_s"] > 0 and math.isfinite(r["speedup"]) and r["candles"] == 200_000
