@@ -295,6 +295,10 @@ class BinsTokenizer(Tokenizer):
         wicks = [j for j, n in enumerate(self.feature_names) if n in WICKS]
 
         def kernel(R: np.ndarray, sc: np.ndarray, out: np.ndarray) -> None:
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/inf ratios: handled
+                _kernel(R, sc, out)
+
+        def _kernel(R: np.ndarray, sc: np.ndarray, out: np.ndarray) -> None:
             m = R.shape[0]
             if getattr(local, "n", 0) < m:
                 local.n = m

@@ -78,8 +78,20 @@ class FeatureConfig:
         return cls(**d)
 
 
+def _np_log(s: pl.Series) -> pl.Series:
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 -> -inf, <0 -> NaN, as numpy
+        return np.log(s)  # the ufunc on a Series keeps its nulls
+
+
 def _ln(x: pl.Expr) -> pl.Expr:
-    return x.log()
+    """Natural log with numpy's ``log``, not Polars' own.
+
+    The fast path computes in numpy, and numpy's SIMD log and the libm log Polars calls
+    disagree in the last bit on a few percent of inputs: every log that feeds a feature
+    or a scale goes through numpy, so the two paths (and the fitted edges, and so the
+    fingerprints) agree bit for bit.
+    """
+    return x.map_batches(_np_log, return_dtype=pl.Float64, is_elementwise=True)
 
 
 # Rows per work item of the numpy kernels: small enough that a chunk's arrays stay in
@@ -115,13 +127,22 @@ class FeatureArrays:
         """True when the only dropped row is row 0 (one series): a slice, not a filter."""
         return self.starts.size == 1
 
-    @property
-    def prev_close(self) -> np.ndarray:
-        """Previous row's close for every row (row 0: its own close; it is dropped)."""
-        pc = np.empty_like(self.close)
-        pc[1:] = self.close[:-1]
-        pc[:1] = self.close[:1]
-        return pc
+    def kept_frame(self, bars: pl.DataFrame, columns: dict[str, np.ndarray]) -> pl.DataFrame:
+        """``symbol, ts``, then the full-length ``columns``, then ``prev_close, scale``,
+        on the kept rows only (one filter over the frame).
+
+        The previous close is the close shifted inside Polars rather than a numpy copy:
+        Polars' allocator reuses its pages from call to call, while a large numpy array is
+        fresh memory each time, and page faults cost as much as the arithmetic here.
+        """
+        df = pl.DataFrame({
+            "symbol": bars["symbol"],
+            "ts": bars["ts"],
+            **columns,
+            "prev_close": pl.Series(self.close).shift(1),  # row 0 is a start: dropped
+            "scale": self.scale,
+        })
+        return df.slice(1) if self.first_only else df.filter(pl.Series(self.keep))
 
 
 def _series_starts(symbol: pl.Series) -> np.ndarray | None:
@@ -322,7 +343,7 @@ def candle_feature_arrays(
         # a series' first bar has no previous close: its true range is ln(H/L)
         tr[starts] = np.log(h[starts] / lo[starts])
         g, fixes = _ewma_restarted(tr, starts, a)
-        scale = np.empty(n)
+        scale = tr  # the true range is spent once the EWMA has it: reuse its memory
         scale[0] = floor
         np.fmax(g[:-1], floor, out=scale[1:])  # max_horizontal: a NaN EWMA gives the floor
         for rows, vals in fixes:
@@ -343,7 +364,7 @@ def _volume_feature(bars: pl.DataFrame, cfg: FeatureConfig) -> np.ndarray:
     )
     return (
         bars.lazy()
-        .select((v / vmean).log().fill_null(0.0).fill_nan(0.0).alias("vol"))
+        .select(_ln(v / vmean).fill_null(0.0).fill_nan(0.0).alias("vol"))
         .collect()["vol"]
         .to_numpy()
     )
@@ -352,15 +373,9 @@ def _volume_feature(bars: pl.DataFrame, cfg: FeatureConfig) -> np.ndarray:
 def frame_from_arrays(bars: pl.DataFrame, fa: FeatureArrays,
                        names: tuple[str, ...]) -> pl.DataFrame:
     """The public features frame, built once, first rows of each series dropped."""
-    data = {
-        "symbol": bars["symbol"],
-        "ts": bars["ts"],
-        "prev_close": fa.prev_close,
-        "scale": fa.scale,
-        **{name: fa.X[:, j] for j, name in enumerate(names)},
-    }
-    df = pl.DataFrame(data)
-    return df.slice(1) if fa.first_only else df.filter(pl.Series(fa.keep))
+    assert fa.X is not None
+    return fa.kept_frame(bars, {name: fa.X[:, j] for j, name in enumerate(names)}).select(
+        "symbol", "ts", "prev_close", "scale", *names)
 
 
 def candle_features(bars: pl.DataFrame, cfg: FeatureConfig | None = None) -> pl.DataFrame:
@@ -495,8 +510,8 @@ def scale_state(bars: pl.DataFrame, cfg: FeatureConfig) -> pl.DataFrame:
     pc = c.shift(1).over("symbol")
     tr = (
         pl.when(pc.is_null())
-        .then((h / lo).log())
-        .otherwise((pl.max_horizontal(h, pc) / pl.min_horizontal(lo, pc)).log())
+        .then(_ln(h / lo))
+        .otherwise(_ln(pl.max_horizontal(h, pc) / pl.min_horizontal(lo, pc)))
     )
     return (
         bars.lazy()

@@ -274,16 +274,7 @@ class Tokenizer:
                 "prev_close",
                 "scale",
             )
-        out = pl.DataFrame(
-            {
-                "symbol": bars["symbol"],
-                "ts": bars["ts"],
-                "token": pl.Series("token", toks, dtype=pl.UInt16),
-                "prev_close": fa.prev_close,
-                "scale": fa.scale,
-            }
-        )
-        return out.slice(1) if fa.first_only else out.filter(pl.Series(fa.keep))
+        return fa.kept_frame(bars, {"token": toks})
 
     def decode(self, encoded: pl.DataFrame) -> pl.DataFrame:
         """Tokens -> canonical bars, each candle rebuilt from its own row's prev_close and
