@@ -19,6 +19,12 @@ class Measured:
     peak_rss_mib: float  # highest resident set size seen while the call ran
     delta_rss_mib: float  # that peak minus the RSS just before the call
     value: Any = None
+    times: tuple[float, ...] = ()  # every call's wall time, in order
+
+    @property
+    def median(self) -> float:
+        t = sorted(self.times)
+        return t[len(t) // 2] if len(t) % 2 else (t[len(t) // 2 - 1] + t[len(t) // 2]) / 2
 
 
 def _rss_mib() -> float:
@@ -34,7 +40,7 @@ def _rss_mib() -> float:
 
 def measure(fn: Callable[[], T], repeat: int = 1) -> Measured:
     """Best wall time of ``repeat`` calls, and the peak RSS sampled every 5 ms meanwhile."""
-    best = float("inf")
+    times: list[float] = []
     value: Any = None
     base = _rss_mib()
     peak = base
@@ -52,12 +58,12 @@ def measure(fn: Callable[[], T], repeat: int = 1) -> Measured:
         for _ in range(repeat):
             t0 = time.perf_counter()
             value = fn()
-            best = min(best, time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
     finally:
         stop.set()
         th.join()
     peak = max(peak, _rss_mib())
-    return Measured(best, peak, peak - base, value)
+    return Measured(min(times), peak, peak - base, value, tuple(times))
 
 
 def machine() -> str:
