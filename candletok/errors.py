@@ -38,3 +38,7 @@ class DatasetError(CandletokError):
 
 class ModelError(CandletokError):
     """A checkpoint is unreadable or does not match the dataset or vocabulary it meets."""
+
+
+class OutputError(CandletokError, OSError):
+    """An output path cannot be written (a folder in the way, no permission, no space)."""

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 
+from candletok.errors import ModelError
+
 PAD, BOS, EOS, MISSING = 0, 1, 2, 3
 N_SPECIAL = 4
 """Candle tokens are ids ``N_SPECIAL .. vocab_size - 1``."""
@@ -277,8 +279,8 @@ class CandleGPT(nn.Module):
         Special tokens are never sampled. ``temperature`` < 1 sharpens the distribution,
         ``top_k`` keeps only the k most likely candles; ``generator`` makes it reproducible.
         """
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ModelError(f"The temperature must be a positive number, not {temperature}.")
         was_training = self.training
         self.eval()
         try:

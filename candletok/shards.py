@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok._io import sha256_file, write_json_atomic, write_parquet_atomic
+from candletok._io import sha256_file, temp_dir_beside, write_json_atomic, write_parquet_atomic
 from candletok.errors import CandletokError, DatasetError
 from candletok.quality import (
     _anchored_errors,
@@ -278,7 +277,7 @@ def build_dataset(
                 "(--overwrite only replaces a dataset folder)."
             )
     if shard_rows < 1 or group_size < 1:
-        raise CandletokError("--shard-rows and the group size must be positive.")
+        raise CandletokError("--shard-rows and --group-size must be positive.")
     if loader is None:
         from candletok.sources import load_bars as loader
     symbols = list(dict.fromkeys(s.strip() for s in symbols if s.strip()))
@@ -286,8 +285,7 @@ def build_dataset(
         raise CandletokError("Give at least one symbol to encode.")
     tick = progress or (lambda stage, done, total: None)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp = temp_dir_beside(out, ".partial")
     try:
         result = _build(
             symbols, out, tmp, scheme=scheme, vocab=vocab, source=source, interval=interval,
@@ -552,10 +550,11 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not valid JSON; re-run `candletok encode`.") from exc
-    if manifest.get("format") != MANIFEST_FORMAT:
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    if fmt != MANIFEST_FORMAT or not isinstance(manifest.get("splits"), dict):
         raise DatasetError(
-            f"{path} has format {manifest.get('format')!r}; this candletok reads "
-            f"{MANIFEST_FORMAT!r}."
+            f"{path} has format {fmt!r} or no splits; this candletok reads "
+            f"{MANIFEST_FORMAT!r} manifests from `candletok encode`."
         )
     return manifest
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import polars as pl
 
-from candletok._io import write_json_atomic, write_text_atomic
+from candletok._io import atomic_path
 from candletok.errors import TokenizerError
 from candletok.features import (
     FeatureConfig,
@@ -494,8 +494,15 @@ class Tokenizer:
         content = self._content()
         content["fingerprint"] = self.fingerprint
         path = Path(path)
-        write_json_atomic(path, content)
-        write_text_atomic(path.with_suffix(".txt"), self.vocab_text())
+        if path.suffix.lower() == ".txt":
+            raise TokenizerError(
+                f"Name the vocabulary file with .json, not {path.name}: the readable "
+                ".txt table is written beside it under that name."
+            )
+        # both targets are checked before either is written, and each lands atomically
+        with atomic_path(path) as tmp_json, atomic_path(path.with_suffix(".txt")) as tmp_txt:
+            tmp_json.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+            tmp_txt.write_text(self.vocab_text(), encoding="utf-8")
         return path
 
     def vocab_text(self) -> str:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -70,6 +70,28 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = the cores this process may use
     token_features: bool = True  # feature-aware embeddings when the vocab is available
     keep_best: bool = True  # the model you load is the one with the best val score
+
+    MAX_CONTEXT: ClassVar[int] = 8192
+
+    def check(self) -> None:
+        """One :class:`ModelError` for the first setting that cannot train (fail fast)."""
+        ints = {"number of steps": self.steps, "batch size": self.batch_size,
+                "context": self.context, "number of layers": self.n_layer,
+                "number of heads": self.n_head, "width": self.n_embd,
+                "eval interval": self.eval_every}
+        for name, v in ints.items():
+            if v < 1:
+                raise ModelError(f"The {name} must be at least 1, not {v}.")
+        if self.n_embd % self.n_head:
+            raise ModelError(f"The width ({self.n_embd}) must be a multiple of the number of "
+                             f"heads ({self.n_head}).")
+        if self.context > self.MAX_CONTEXT:
+            raise ModelError(f"The context must be at most {self.MAX_CONTEXT} tokens, not "
+                             f"{self.context}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"Dropout must be in [0, 1), not {self.dropout}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ModelError(f"The learning rate must be a positive number, not {self.lr}.")
 
     def gpt_config(self, vocab_size: int, n_features: int = 0) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
@@ -261,7 +283,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"{p} is not a readable candletok model checkpoint ({exc}).") from exc
+        raise ModelError(f"{p} is not a readable candletok model checkpoint (damaged, or "
+                         "not written by `candletok train`; --debug shows why).") from exc
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{p} is not a {CHECKPOINT_FORMAT} checkpoint; train a new model.")
     return ck
@@ -277,6 +300,19 @@ def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset
         )
 
 
+def _restore(path: str | Path, ck: dict[str, Any], load: Any,
+             model: CandleGPT | None = None) -> CandleGPT:
+    """The checkpoint's model (or ``model``) after ``load(model)``, as one clear error when
+    the weights do not fit the saved configuration."""
+    try:
+        model = model or CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
+        load(model)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path} holds weights that do not fit its saved configuration; "
+                         "the file is damaged or from another candletok version.") from exc
+    return model
+
+
 def load_model(
     path: str | Path, dataset: Any = None, device: str | torch.device = "cpu"
 ) -> CandleGPT:
@@ -285,9 +321,8 @@ def load_model(
     from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
     dev = _device(device)
     ck = read_checkpoint(path, map_location=dev)
-    model = CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
     # The best-on-val weights when the run kept them, else the last step's.
-    model.load_state_dict(ck.get("best_model") or ck["model"])
+    model = _restore(path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))
     model.fingerprint = ck.get("fingerprint")
     model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
     if dataset is not None:
@@ -328,7 +363,12 @@ def _up_rates(ds: Any) -> list[float] | None:
 def _device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("CUDA was requested but is not available; use --device cpu or auto.")
     return dev
@@ -339,16 +379,12 @@ def _open_splits(root: Any, context: int) -> dict[str, Any]:
     if isinstance(root, Mapping):
         return dict(root)
     from candletok.dataset import TokenDataset  # lazy: pulls in the tokenizers
+    from candletok.shards import read_manifest
 
-    out = {}
-    for split in SPLITS:
-        try:
-            out[split] = TokenDataset(root, split, context=context)
-        except CandletokError:
-            if split == "train":
-                raise
-            out[split] = None  # a dataset without this split
-    return out
+    listed = read_manifest(root)["splits"]
+    # a split the manifest lists must open: a corrupt shard is an error, not an absent split
+    return {split: TokenDataset(root, split, context=context)
+            if split == "train" or split in listed else None for split in SPLITS}
 
 
 @contextlib.contextmanager
@@ -413,8 +449,7 @@ def train(
             saved.steps, saved.eval_every = cfg.steps, cfg.eval_every
         cfg = saved
     cfg = cfg or TrainConfig()
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.context < 1:
-        raise ModelError("steps, batch size and context must all be at least 1.")
+    cfg.check()
     splits = _open_splits(dataset_root, cfg.context)
     tr = splits["train"]
     fingerprint = getattr(tr, "fingerprint", None)
@@ -439,9 +474,15 @@ def train(
     step, history = 0, []
     best: dict[str, Any] = {"val": math.inf, "step": 0, "state": None}
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        def load(m: CandleGPT) -> None:
+            m.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+
+        _restore(out, ck, load, model)
         step, history = int(ck["step"]), list(ck.get("metrics", {}).get("history", []))
+        if step > cfg.steps:
+            raise ModelError(f"{out} is already at step {step}; give --steps above {step} "
+                             "to train further.")
         if ck.get("best_model") is not None:
             best = {"val": float(ck["best_val"]), "step": int(ck["best_step"]),
                     "state": ck["best_model"]}

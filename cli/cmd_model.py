@@ -113,13 +113,11 @@ def train_cmd(
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
-    if width % heads:
-        raise fail(f"--width ({width}) must be a multiple of --heads ({heads}).")
     defaults = TrainConfig()
     cfg = TrainConfig(
-        steps=steps or defaults.steps, context=context, n_layer=layers, n_head=heads,
-        n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
-        eval_every=eval_every or defaults.eval_every,
+        steps=defaults.steps if steps is None else steps, context=context, n_layer=layers,
+        n_head=heads, n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
+        eval_every=defaults.eval_every if eval_every is None else eval_every,
     )
     if resume:
         err_console.print(f"resuming {out} with its saved configuration"
@@ -128,8 +126,9 @@ def train_cmd(
             from candletok.train import read_checkpoint
 
             saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
-            cfg.steps = steps or saved.steps
-            cfg.eval_every = eval_every or saved.eval_every
+            cfg.steps = saved.steps if steps is None else steps
+            cfg.eval_every = saved.eval_every if eval_every is None else eval_every
+    cfg.check()
     with train_progress(cfg.steps) as progress:
         res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
     if res.interrupted:

@@ -57,12 +57,19 @@ def test_bad_inputs_are_one_sentence(encoded: Path) -> None:
         ("decode", "missing-dir"),
         ("inspect", "missing-dir"),
         ("decode", "ds", "--split", "holdout"),
+        ("train", "ds", "--steps", "0", "--out", "m.pt"),  # 0 is not "the default"
+        ("train", "ds", "--heads", "0", "--out", "m.pt"),
+        ("train", "ds", "--dropout", "1.5", "--out", "m.pt"),
+        ("fit", "AAPL", "--source", "sample", "--out", "v.txt"),
+        ("download", "AAPL", "--source", "sample", "--out", "ds"),  # a folder
     ):
         r = cli(*args, cwd=encoded)
         assert r.returncode != 0, args
         assert "Traceback" not in r.stderr, r.stderr
         assert r.stderr.strip().startswith("error:"), (args, r.stderr)
-    assert not (encoded / "x").exists() and not (encoded / "y").exists()
+        assert "unexpected" not in r.stderr and ".tmp" not in r.stderr, (args, r.stderr)
+    for name in ("x", "y", "m.pt", "v.txt"):
+        assert not (encoded / name).exists(), name
 
 
 def test_encode_defaults_work_offline(tmp_path: Path) -> None:

@@ -248,3 +248,52 @@ def test_trains_on_a_real_token_dataset_and_checks_its_vocabulary(tmp_path: Path
     other = TokenDataset(_real_dataset(tmp_path / "other", bins=5), "val", context=32)
     with pytest.raises(ModelError, match="vocabulary"):
         load_model(tmp_path / "m.pt", dataset=other)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("steps", 0, "number of steps"), ("batch_size", -1, "batch size"),
+    ("n_head", 0, "number of heads"), ("n_embd", 0, "width"), ("n_layer", 0, "layers"),
+    ("eval_every", 0, "eval interval"), ("context", 100_000, "at most"),
+    ("n_embd", 31, "multiple"), ("dropout", 1.5, "Dropout"), ("dropout", -0.1, "Dropout"),
+    ("lr", -1.0, "learning rate"), ("lr", float("nan"), "learning rate"),
+])
+def test_bad_settings_are_one_model_error_before_any_data_is_read(
+        field: str, value: float, words: str) -> None:
+    cfg = tiny_cfg(**{field: value})
+    with pytest.raises(ModelError, match=words):
+        cfg.check()
+    with pytest.raises(ModelError, match=words):  # not reached: the dataset does not exist
+        train(Path("/nonexistent/dataset"), cfg, device="cpu")
+
+
+def test_resume_past_the_requested_steps_and_bad_devices_are_clear_errors(
+        tmp_path: Path) -> None:
+    train(splits(), tiny_cfg(steps=4), out=tmp_path / "m.pt", device="cpu")
+    with pytest.raises(ModelError, match="already at step 4"):
+        train(splits(), tiny_cfg(steps=2), out=tmp_path / "m.pt", device="cpu", resume=True)
+    with pytest.raises(ModelError, match="Unknown device"):
+        load_model(tmp_path / "m.pt", device="tpu")
+    m = load_model(tmp_path / "m.pt")
+    for t in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ModelError, match="temperature"):
+            m.generate(torch.full((1, 1), BOS), 2, temperature=t)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_one_model_error(tmp_path: Path) -> None:
+    train(splits(), tiny_cfg(steps=2), out=tmp_path / "m.pt", device="cpu")
+    ck = torch.load(tmp_path / "m.pt", weights_only=True)
+    ck["gpt_config"]["n_embd"] *= 2
+    ck.pop("best_model", None)
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(tmp_path / "bad.pt")
+
+
+def test_a_corrupt_val_or_test_shard_stops_training(tmp_path: Path) -> None:
+    """A split the manifest lists must open: a damaged one is an error, never skipped."""
+    from candletok.errors import DatasetError
+
+    root = _real_dataset(tmp_path / "ds")
+    next((root / "test").glob("*.parquet")).write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="test"):
+        train(root, tiny_cfg(steps=2, context=16), out=tmp_path / "m.pt", device="cpu")
