@@ -312,6 +312,8 @@ def continue_series(
     ds = TokenDataset(dataset, split, context=8)
     check_fingerprint(model.fingerprint, ds)
     tok = ds.tokenizer()
+    if symbol not in ds.symbols:  # symbols are stored upper-cased, as every source gives them
+        symbol = symbol.strip().upper()
     rows = read_split(dataset, split).filter(pl.col("symbol") == symbol)
     if rows.height == 0:
         raise ModelError(f"{symbol} has no {split} candles in {dataset}; pick one of "

@@ -68,6 +68,12 @@ def print_encode(result: EncodeResult) -> None:
         console.print(
             table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())
         )
+    empty = [s.split for s in result.stats if s.candles == 0]
+    if empty:
+        err_console.print(
+            f"[bold yellow]warning:[/] no candles in {' or '.join(empty)}: no bars fall in "
+            "those dates (val from / test from above); `candletok train` needs val candles "
+            "to pick and score a model.", highlight=False)
 
 
 @app.command()

@@ -34,6 +34,12 @@ def _parse_bins(spec: str) -> dict[str, int]:
 def make_tokenizer(scheme: str, k: int | None = None, bins: str | None = None,
                    seed: int = 0) -> Tokenizer:
     """A fresh tokenizer of ``scheme`` with the CLI's options applied."""
+    if scheme == "bins" and k is not None:
+        raise TokenizerError("--k sets the kmeans vocabulary size; with --scheme bins use --bins.")
+    if scheme == "kmeans" and bins is not None:
+        raise TokenizerError("--bins sets the bins counts; with --scheme kmeans use --k.")
+    if k is not None and k < 1:
+        raise TokenizerError(f"--k must be at least 1, not {k}.")
     if scheme == "bins":
         from candletok.bins import BinsTokenizer
 
@@ -41,7 +47,7 @@ def make_tokenizer(scheme: str, k: int | None = None, bins: str | None = None,
     if scheme == "kmeans":
         from candletok.kmeans import KMeansTokenizer
 
-        return KMeansTokenizer(**({"k": k} if k else {}), seed=seed)
+        return KMeansTokenizer(**({"k": k} if k is not None else {}), seed=seed)
     raise TokenizerError(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
 
 
@@ -113,6 +119,10 @@ def inspect(
     sort: Annotated[str, typer.Option(help="Order rows by share or token.")] = "share",
 ) -> None:
     """Summarize a vocabulary: its settings and a table of tokens in words."""
+    if sort not in ("share", "token"):
+        raise fail(f"Unknown --sort {sort!r}; use share or token.")
+    if rows < 0:
+        raise fail(f"--rows must be 0 (all) or more, not {rows}.")
     if path.is_dir():
         _inspect_dir(path)
         return

@@ -86,3 +86,10 @@ def test_offline_yahoo_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: Yahoo Finance could not be reached")
+
+
+def test_encode_warns_when_a_split_comes_out_empty(tmp_path: Path) -> None:
+    r = cli("encode", "IBM", "--source", "sample", "--out", "e", "--val-from", "2029-01-01",
+            "--test-from", "2030-01-01", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning: no candles in val or test" in " ".join(r.stderr.split())

@@ -40,6 +40,14 @@ def test_fit_kmeans_and_bad_options(tmp_path: Path) -> None:
     r = runner.invoke(app, ["fit", "IBM", "--source", "sample", "--bins", "3,x",
                             "--out", str(tmp_path / "b.json")])
     assert r.exit_code != 0 and not (tmp_path / "b.json").exists()
+    for args in (["--scheme", "kmeans", "--k", "0"], ["--k", "5"],  # --k is kmeans only
+                 ["--scheme", "kmeans", "--bins", "3,3,2,2"]):
+        r = runner.invoke(app, ["fit", "IBM", "--source", "sample", *args,
+                                "--out", str(tmp_path / "c.json")])
+        assert r.exit_code != 0 and not (tmp_path / "c.json").exists(), args
+    for args in (["--sort", "bogus"], ["--rows", "-1"]):
+        r = runner.invoke(app, ["inspect", str(out), *args])
+        assert r.exit_code != 0, args
 
 
 def test_inspect_refuses_tampered_vocab(tmp_path: Path) -> None:

@@ -218,3 +218,6 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     assert "P(next close above this close)" in r.output and "Brier" in r.output
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "ZZZ"])
     assert r.exit_code != 0
+    r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "aaa", "--n",
+                  "2", "--samples", "2"])  # symbols are matched as every source writes them
+    assert r.exit_code == 0, r.output
