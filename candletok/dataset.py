@@ -80,6 +80,7 @@ class TokenDataset(Dataset):
         self.scheme: str = tok.scheme
         self.pad_id, self.bos_id = tok.PAD, tok.BOS
         self.symbols: list[str] = list(meta["symbols"])
+        self.interval: str | None = manifest.get("interval")  # bar interval, e.g. "1d"
         self._tokens_path = self.root / INDEX_DIR / f"{split}.tokens.npy"
         if verify:
             verify_dataset(self.root, [split])

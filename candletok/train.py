@@ -31,12 +31,19 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from candletok._io import atomic_path
 from candletok.baselines import fit_baselines, score_baselines
+from candletok.checkpoint import (  # noqa: F401  (load_model etc. re-exported)
+    CHECKPOINT_FORMAT,
+    _device,
+    _restore,
+    check_fingerprint,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from candletok.errors import CandletokError, ModelError
 from candletok.model import BOS, IGNORE_INDEX, N_SPECIAL, PAD, CandleGPT, GPTConfig
 
-CHECKPOINT_FORMAT = "candletok-model/1"
 SPLITS = ("train", "val", "test")
 MODEL_NAME = "CandleGPT"
 
@@ -269,73 +276,6 @@ def _vocab_text(ds: Any) -> str | None:
     return p.read_text(encoding="utf-8") if p is not None and p.is_file() else None
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically (temp file, fsync, rename)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"No model checkpoint at {p}; train one with `candletok train DIR`.")
-    try:
-        ck = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"{p} is not a readable candletok model checkpoint (damaged, or "
-                         "not written by `candletok train`; --debug shows why).") from exc
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{p} is not a {CHECKPOINT_FORMAT} checkpoint; train a new model.")
-    return ck
-
-
-def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset") -> None:
-    """Refuse a dataset or tokenizer whose vocabulary differs from the model's."""
-    fp = getattr(other, "fingerprint", other)
-    if model_fp is not None and fp is not None and fp != model_fp:
-        raise ModelError(
-            f"The model was trained on vocabulary {str(model_fp)[:12]} but {what} uses "
-            f"{str(fp)[:12]}; use data encoded with the model's vocab or train a new model."
-        )
-
-
-def _restore(path: str | Path, ck: dict[str, Any], load: Any,
-             model: CandleGPT | None = None) -> CandleGPT:
-    """The checkpoint's model (or ``model``) after ``load(model)``, as one clear error when
-    the weights do not fit the saved configuration."""
-    try:
-        model = model or CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
-        load(model)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path} holds weights that do not fit its saved configuration; "
-                         "the file is damaged or from another candletok version.") from exc
-    return model
-
-
-def load_model(
-    path: str | Path, dataset: Any = None, device: str | torch.device = "cpu"
-) -> CandleGPT:
-    """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
-    ``fingerprint``: a TokenDataset, a tokenizer), refuse it when its vocabulary differs
-    from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
-    dev = _device(device)
-    ck = read_checkpoint(path, map_location=dev)
-    # The best-on-val weights when the run kept them, else the last step's.
-    model = _restore(path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))
-    model.fingerprint = ck.get("fingerprint")
-    model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
-    if dataset is not None:
-        check_fingerprint(model.fingerprint, dataset)
-        vs = getattr(dataset, "vocab_size", model.config.vocab_size)
-        if vs != model.config.vocab_size:
-            raise ModelError(
-                f"The model has {model.config.vocab_size} tokens but the dataset has {vs}; "
-                "use data encoded with the model's vocab."
-            )
-    return model.to(dev).eval()
-
-
 def _token_feature_table(ds: Any) -> np.ndarray | None:
     """(vocab_size, d) representative features of every token from the dataset's vocab,
     or None when the dataset has no tokenizer to ask."""
@@ -358,20 +298,6 @@ def _up_rates(ds: Any) -> list[float] | None:
     except (OSError, CandletokError):
         return None
     return None if rates is None else [float(x) for x in rates]
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("CUDA was requested but is not available; use --device cpu or auto.")
-    return dev
 
 
 def _open_splits(root: Any, context: int) -> dict[str, Any]:
@@ -524,6 +450,7 @@ def train(
             "vocab_json": vocab_text,
             "dataset": str(getattr(tr, "root", "")),
             "token_up_rate": up_rate,
+            "interval": getattr(tr, "interval", None),  # the bars the model reads
         }
 
     def emit(info: StepInfo) -> None:

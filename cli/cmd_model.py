@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from candletok.checkpoint import model_interval
 from candletok.errors import ModelError
 from candletok.predict import Calibration, Prediction
 from candletok.train import StepInfo, TrainConfig, TrainResult, load_model, train
@@ -191,7 +192,8 @@ def predict(
     model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
     source: str = typer.Option("auto", "--source", help="auto, yahoo, sample, synthetic or a "
                                "path."),
-    interval: str = typer.Option("1d", "--interval", help="Bar interval the model was made for."),
+    interval: str | None = typer.Option(None, "--interval",
+                                        help="Bar interval (default: the model's own)."),
     dataset: Path | None = typer.Option(None, "--dataset",
                                         help="Also check calibration on its test split."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -203,7 +205,7 @@ def predict(
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
-    bars = load_bars([symbol], source=source, interval=interval)
+    bars = load_bars([symbol], source=source, interval=model_interval(model, interval))
     pr = predict_next(model, tok, bars)
     if as_json:
         d = {k: v for k, v in pr.__dict__.items() if k not in ("probs", "top")}

@@ -218,6 +218,12 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     assert "P(next close above this close)" in r.output and "Brier" in r.output
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "ZZZ"])
     assert r.exit_code != 0
+    # the checkpoint knows the dataset's bar interval; other bars are refused
+    from candletok.train import read_checkpoint
+
+    assert read_checkpoint(m)["interval"] == "1d"
+    r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--interval", "5m"])
+    assert r.exit_code != 0 and "trained on 1d bars" in str(r.exception)
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "aaa", "--n",
                   "2", "--samples", "2"])  # symbols are matched as every source writes them
     assert r.exit_code == 0, r.output
