@@ -19,7 +19,7 @@ import torch
 
 from benchmarks._util import machine
 from candletok.model import N_SPECIAL, CandleGPT
-from candletok.train import TrainConfig, WindowSampler, _autocast, _device, _threads, lr_at
+from candletok.train import TrainConfig, WindowSampler, _autocast, _threads, lr_at, resolve_device
 
 
 class _Series:
@@ -34,7 +34,7 @@ class _Series:
 
 
 def bench(cfg: TrainConfig, device: str, steps: int, vocab: int = 1057) -> dict[str, Any]:
-    dev = _device(device)
+    dev = resolve_device(device)
     torch.manual_seed(0)
     model = CandleGPT(cfg.gpt_config(vocab, n_features=4)).to(dev)
     opt = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))

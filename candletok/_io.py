@@ -63,7 +63,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     out as :class:`OutputError` naming ``path``; errors of the caller's own code pass."""
     final = Path(path)
     if final.is_dir():
-        raise OutputError(f"Cannot write {final}: it is a folder; give a file path.")
+        raise output_error(final, IsADirectoryError())
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp",

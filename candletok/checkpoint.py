@@ -20,7 +20,8 @@ from candletok.model import CandleGPT, GPTConfig
 CHECKPOINT_FORMAT = "candletok-model/1"
 
 
-def _device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Map ``auto``, ``cpu`` or ``cuda`` to a torch device; anything else is one clear error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -84,7 +85,7 @@ def load_model(
     """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
     ``fingerprint``: a TokenDataset, a tokenizer), refuse it when its vocabulary differs
     from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
-    dev = _device(device)
+    dev = resolve_device(device)
     ck = read_checkpoint(path, map_location=dev)
     # The best-on-val weights when the run kept them, else the last step's.
     model = _restore(path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))

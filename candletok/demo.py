@@ -36,7 +36,7 @@ from candletok.predict import (
 )
 from candletok.sample import load_sample
 from candletok.shards import EncodeResult, build_dataset, open_dataset, read_split
-from candletok.train import Progress, TrainConfig, TrainResult, _device, train
+from candletok.train import Progress, TrainConfig, TrainResult, resolve_device, train
 
 DEMO_SYMBOLS = ("AAPL", "IBM", "MSFT", "GOOG")
 DEMO_TOKENIZER: dict[str, Any] = {
@@ -98,7 +98,7 @@ def run_demo(
     """Run every stage on the bundled sample and return what each produced."""
     cfg = cfg or DemoConfig()
     cfg.train.check()  # bad settings fail before anything is written
-    _device(cfg.device)
+    resolve_device(cfg.device)
     out = Path(cfg.out)
     _prepare(out)
     data, model_path, chart = out / "data", out / "model.pt", out / "fan.png"

@@ -34,11 +34,11 @@ from torch.nn import functional as F  # noqa: N812
 from candletok.baselines import fit_baselines, score_baselines
 from candletok.checkpoint import (  # noqa: F401  (load_model etc. re-exported)
     CHECKPOINT_FORMAT,
-    _device,
     _restore,
     check_fingerprint,
     load_model,
     read_checkpoint,
+    resolve_device,
     save_checkpoint,
 )
 from candletok.errors import CandletokError, ModelError
@@ -365,7 +365,7 @@ def train(
     change ``steps`` and ``eval_every``). ``until`` stops at that step (with a checkpoint)
     without changing the schedule. Ctrl-C also stops at the next step with a checkpoint.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     out = Path(out)
     ck: dict[str, Any] | None = None
     if resume:
