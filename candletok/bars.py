@@ -94,6 +94,7 @@ def canonicalize(
             renames[name] = canon
             seen.add(canon)
     df = raw.select([pl.col(k).alias(v) for k, v in renames.items()])
+    given = {v: k for k, v in renames.items()}  # messages name the columns as the file does
     if "symbol" not in df.columns:
         if symbol is None:
             raise BarsError(
@@ -128,7 +129,8 @@ def canonicalize(
                 )
                 examples = ", ".join(repr(v) for v in bad[c].to_list())
                 raise BarsError(
-                    f"Column '{c}' must be numeric but holds text such as {examples}.",
+                    f"Column '{given.get(c, c)}' must be numeric but holds text such as "
+                    f"{examples}.",
                     rule="bad_dtype",
                     rows=bad["_i"].to_list(),
                 ) from exc
@@ -141,7 +143,8 @@ def canonicalize(
         )
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
         raise BarsError(
-            "Column 'ts' could not be read as dates or timestamps.", rule="bad_dtype"
+            f"Column '{given.get('ts', 'ts')}' could not be read as dates or timestamps "
+            "(write them like 2024-01-31 or 2024-01-31 15:30).", rule="bad_dtype"
         ) from exc
     if adjust and "adj_close" in df.columns:
         factor = (

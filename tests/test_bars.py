@@ -116,6 +116,12 @@ def test_canonicalize_wrong_columns_and_text() -> None:
     with pytest.raises(BarsError) as err:
         canonicalize(raw, symbol="X")
     assert err.value.rule == "bad_dtype" and err.value.rows == [1] and "n/a" in str(err.value)
+    assert "Column 'Open'" in str(err.value)  # named as the table names it
+    raw = raw.with_columns(pl.Series("Date", ["2024-01-02", "Jan third"]),
+                           pl.lit("1").alias("Open"))
+    with pytest.raises(BarsError) as err:
+        canonicalize(raw, symbol="X")
+    assert err.value.rule == "bad_dtype" and "Column 'Date'" in str(err.value)
 
 
 def test_validate_returns_microsecond_utc() -> None:

@@ -120,7 +120,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     p.write_text("date,open,high,low,close\nyesterday,1,2,0.5,1.5\n")
     with pytest.raises(BarsError) as err:
         load_bars("X", source=str(p))
-    assert err.value.rule == "bad_dtype" and "ts" in str(err.value)
+    assert err.value.rule == "bad_dtype" and "Column 'date'" in str(err.value)
 
 
 def test_dirty_rows_are_repaired_and_logged(tmp_path: Path,
