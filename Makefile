@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check candletok cli tests benchmarks
+	$(VENV)/bin/ruff check candletok tests benchmarks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --full

@@ -20,9 +20,9 @@ import polars as pl
 from torch.utils.data import DataLoader
 
 from benchmarks._util import measure
-from candletok.dataset import TokenDataset
-from candletok.shards import build_dataset
-from candletok.synthetic import synthetic_bars
+from candletok.data.synthetic import synthetic_bars
+from candletok.dataset.build import build_dataset
+from candletok.dataset.torchdata import TokenDataset
 
 
 def bench_encode(n_symbols: int, n_bars: int, work: Path, scheme: str = "bins") -> dict[str, Any]:

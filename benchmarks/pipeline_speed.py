@@ -4,7 +4,7 @@ against naive Python and pandas reference encoders measured in the same process.
     python -m benchmarks.pipeline_speed [--quick]   # prints; benchmarks.run writes results
 
 Stages (keys for ``--only``), each timed on synthetic daily bars (2,500 bars a symbol, the
-symbol count grows with n; ``candletok.synthetic``):
+symbol count grows with n; ``candletok.data.synthetic``):
 
 - ``load_csv`` / ``load_parquet``: ``load_bars(path)`` on a file written to a temp dir
   (read, canonicalize, repair + strict validation);
@@ -46,13 +46,13 @@ from benchmarks.references import (
     pandas_bins,
     pandas_encode_bins,
 )
-from candletok.bins import BinsTokenizer
-from candletok.dataset import TokenDataset
-from candletok.features import candle_features
-from candletok.kmeans import KMeansTokenizer
-from candletok.shards import build_dataset
-from candletok.sources import load_bars
-from candletok.synthetic import synthetic_bars
+from candletok.data.sources import load_bars
+from candletok.data.synthetic import synthetic_bars
+from candletok.dataset.build import build_dataset
+from candletok.dataset.torchdata import TokenDataset
+from candletok.tokenize.bins import BinsTokenizer
+from candletok.tokenize.features import candle_features
+from candletok.tokenize.kmeans import KMeansTokenizer
 
 BARS_PER_SYMBOL = 2_500
 STAGES: dict[str, str] = {
@@ -173,7 +173,7 @@ def bench_train(steps: int) -> dict[str, Any]:
     """Default-config training steps on CPU, timed by :mod:`benchmarks.train_speed` (warm-up
     steps excluded; tokens are random, which does not change the cost of a step)."""
     from benchmarks.train_speed import bench
-    from candletok.train import TrainConfig
+    from candletok.model.train import TrainConfig
 
     m = measure(lambda: bench(TrainConfig(), "cpu", steps))
     r = m.value

@@ -38,9 +38,9 @@ from benchmarks.tokenizer_quality import (
     measure,
     measure_reference,
 )
-from candletok.bins import BinsTokenizer
-from candletok.kmeans import KMeansTokenizer
-from candletok.sample import load_sample
+from candletok.data.sample import load_sample
+from candletok.tokenize.bins import BinsTokenizer
+from candletok.tokenize.kmeans import KMeansTokenizer
 
 FAMILIES = ("bins", "kmeans", "raw quantile", "chronos", "sax")
 

@@ -13,7 +13,7 @@ Two levels, because they answer different questions:
 - bars -> tokens (what a user who wrote it themselves would run): :func:`naive_encode_bins`
   (one Python loop over candles: previous close, causal EWMA scale, features, bins) and
   :func:`pandas_encode_bins` (groupby-shift, groupby-EWM, ``pd.cut``), both with the exact
-  feature definitions of :mod:`candletok.features` (scale = EWMA(adjust=False) of the log
+  feature definitions of :mod:`candletok.tokenize.features` (scale = EWMA(adjust=False) of the log
   true range of earlier bars, seeded with bar 0's ``ln(H/L)``, floored at ``min_scale``).
 
 Only the price features are covered (``gap, body, upper, lower``); a tokenizer with the
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from candletok.bins import BinsTokenizer
-from candletok.kmeans import KMeansTokenizer
+from candletok.tokenize.bins import BinsTokenizer
+from candletok.tokenize.kmeans import KMeansTokenizer
 
 
 def _price_only(tok: BinsTokenizer) -> list[list[float]]:

@@ -30,7 +30,7 @@ from benchmarks import pipeline_speed as ps
 from benchmarks import quality_schemes as qs
 from benchmarks._util import machine
 from benchmarks.tokenizer_quality import markdown as quality_markdown
-from candletok._io import atomic_path, write_text_atomic
+from candletok.core.atomic import atomic_path, write_text_atomic
 
 SECTIONS = ("speed", "scaling", "references", "quality")
 HERE = Path(__file__).parent

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok.bins import BinsTokenizer
-from candletok.features import FeatureConfig, candle_features, rebuild_bars
-from candletok.kmeans import KMeansTokenizer
-from candletok.sample import load_sample
-from candletok.tokenizer import Tokenizer
+from candletok.data.sample import load_sample
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.bins import BinsTokenizer
+from candletok.tokenize.features import FeatureConfig, candle_features, rebuild_bars
+from candletok.tokenize.kmeans import KMeansTokenizer
 
 SYMBOLS = ["AAPL", "IBM", "MSFT", "GOOG"]
 CUT = pl.datetime(2011, 1, 1, time_zone="UTC")
@@ -175,7 +175,7 @@ if __name__ == "__main__":
           "fit 2000-2010, measured 2011-2013, AAPL IBM MSFT GOOG.\n")
     print(text)
     if not args.quick:
-        from candletok._io import write_text_atomic
+        from candletok.core.atomic import write_text_atomic
 
         write_text_atomic(
             RESULTS,

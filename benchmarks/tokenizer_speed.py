@@ -24,10 +24,10 @@ import polars as pl
 
 from benchmarks._util import machine, measure
 from benchmarks.references import naive_bins, naive_kmeans
-from candletok.bins import BinsTokenizer
-from candletok.kmeans import KMeansTokenizer
-from candletok.sample import load_sample
-from candletok.tokenizer import Tokenizer
+from candletok.data.sample import load_sample
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.bins import BinsTokenizer
+from candletok.tokenize.kmeans import KMeansTokenizer
 
 
 def big_bars(n_candles: int) -> pl.DataFrame:

@@ -18,8 +18,16 @@ import numpy as np
 import torch
 
 from benchmarks._util import machine
-from candletok.model import N_SPECIAL, CandleGPT
-from candletok.train import TrainConfig, WindowSampler, _autocast, _threads, lr_at, resolve_device
+from candletok.core.ids import N_SPECIAL
+from candletok.model.gpt import CandleGPT
+from candletok.model.evaluate import autocast
+from candletok.model.train import (
+    TrainConfig,
+    WindowSampler,
+    _threads,
+    lr_at,
+    resolve_device,
+)
 
 
 class _Series:
@@ -49,7 +57,7 @@ def bench(cfg: TrainConfig, device: str, steps: int, vocab: int = 1057) -> dict[
             t1 = time.perf_counter()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            with _autocast(dev):
+            with autocast(dev):
                 _, loss = model(xt, yt)
             assert loss is not None
             opt.zero_grad(set_to_none=True)

@@ -1,75 +1,110 @@
 """candletok: turn market price bars into a language.
 
-The public surface is small on purpose; everything else lives in its module.
+The public surface is small on purpose, and lazy: ``import candletok`` loads no torch
+(a worker that only tokenizes never pays for it); a name that needs torch imports it on
+first use. Everything else lives in its stage's subpackage (see docs/architecture.md).
 """
 
-from candletok.bars import BARS_SCHEMA, canonicalize, repair_bars, validate_bars
-from candletok.baselines import NGramModel, fit_baselines, score_baselines, uniform_bits
-from candletok.bins import BinsTokenizer
-from candletok.dataset import TokenDataset, TokenStream
-from candletok.errors import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from candletok.core.errors import (
     BarsError,
     CandletokError,
     DatasetError,
     ModelError,
+    OutputError,
     SourceError,
     TokenizerError,
 )
-from candletok.features import FeatureConfig, candle_features, rebuild_bars
-from candletok.kmeans import KMeansTokenizer
-from candletok.model import CandleGPT, GPTConfig
-from candletok.plot import plot_fan
-from candletok.predict import Calibration, Prediction, calibration, predict_next
-from candletok.sample import load_sample, sample_symbols
-from candletok.shards import build_dataset, read_split
-from candletok.sources import load_bars
-from candletok.synthetic import synthetic_bars
-from candletok.tokenizer import Tokenizer, load_tokenizer
-from candletok.train import TrainConfig, TrainResult, evaluate, load_model, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_LAZY: dict[str, str] = {
+    "load_bars": "candletok.data.sources",
+    "BinsTokenizer": "candletok.tokenize.bins",
+    "KMeansTokenizer": "candletok.tokenize.kmeans",
+    "Tokenizer": "candletok.tokenize.base",
+    "load_tokenizer": "candletok.tokenize.registry",
+    "build_dataset": "candletok.dataset.build",
+    "BuildConfig": "candletok.dataset.build",
+    "read_split": "candletok.dataset.manifest",
+    "TokenDataset": "candletok.dataset.torchdata",
+    "TokenStream": "candletok.dataset.torchdata",
+    "CandleGPT": "candletok.model.gpt",
+    "GPTConfig": "candletok.model.gpt",
+    "TrainConfig": "candletok.model.train",
+    "train": "candletok.model.train",
+    "load_model": "candletok.model.checkpoint",
+    "predict_next": "candletok.forecast.predict",
+    # kept for the scripts written against 0.1; their home is the subpackage
+    "load_sample": "candletok.data.sample",
+    "sample_symbols": "candletok.data.sample",
+    "synthetic_bars": "candletok.data.synthetic",
+    "validate_bars": "candletok.data.bars",
+}
 
 __all__ = [
-    "BARS_SCHEMA",
     "BarsError",
     "BinsTokenizer",
-    "Calibration",
+    "BuildConfig",
     "CandleGPT",
     "CandletokError",
     "DatasetError",
-    "FeatureConfig",
     "GPTConfig",
     "KMeansTokenizer",
     "ModelError",
-    "NGramModel",
-    "Prediction",
+    "OutputError",
     "SourceError",
     "TokenDataset",
     "TokenStream",
     "Tokenizer",
     "TokenizerError",
     "TrainConfig",
-    "TrainResult",
     "__version__",
     "build_dataset",
-    "calibration",
-    "candle_features",
-    "canonicalize",
-    "evaluate",
-    "fit_baselines",
     "load_bars",
     "load_model",
     "load_sample",
     "load_tokenizer",
-    "plot_fan",
     "predict_next",
     "read_split",
-    "rebuild_bars",
-    "repair_bars",
     "sample_symbols",
-    "score_baselines",
     "synthetic_bars",
     "train",
-    "uniform_bits",
     "validate_bars",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'candletok' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from candletok.data.bars import validate_bars
+    from candletok.data.sample import load_sample, sample_symbols
+    from candletok.data.sources import load_bars
+    from candletok.data.synthetic import synthetic_bars
+    from candletok.dataset.build import BuildConfig, build_dataset
+    from candletok.dataset.manifest import read_split
+    from candletok.dataset.torchdata import TokenDataset, TokenStream
+    from candletok.forecast.predict import predict_next
+    from candletok.model.checkpoint import load_model
+    from candletok.model.gpt import CandleGPT, GPTConfig
+    from candletok.model.train import TrainConfig, train
+    from candletok.tokenize.base import Tokenizer
+    from candletok.tokenize.bins import BinsTokenizer
+    from candletok.tokenize.kmeans import KMeansTokenizer
+    from candletok.tokenize.registry import load_tokenizer

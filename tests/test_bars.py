@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.bars import BARS_SCHEMA, canonicalize, repair_bars, validate_bars
-from candletok.errors import BarsError
+from candletok.core.errors import BarsError
+from candletok.data.bars import BARS_SCHEMA, canonicalize, repair_bars, validate_bars
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

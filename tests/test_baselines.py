@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.baselines import NGramModel, fit_baselines, score_baselines, uniform_bits
-from candletok.model import BOS, MISSING, N_SPECIAL
+from candletok.core.ids import BOS, MISSING, N_SPECIAL
+from candletok.model.baselines import NGramModel, fit_baselines, score_baselines, uniform_bits
 
 V = 6  # 4 specials + candle tokens 4 and 5
 TRAIN = [np.array([4, 5, 4]), np.array([5, 5])]

@@ -31,8 +31,8 @@ from benchmarks.references import (
     pandas_bins,
     pandas_encode_bins,
 )
-from candletok.bins import BinsTokenizer
-from candletok.synthetic import synthetic_bars
+from candletok.data.synthetic import synthetic_bars
+from candletok.tokenize.bins import BinsTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from candletok.cli import cmd_vocab  # noqa: F401  (registers fit/inspect)
-from candletok.cli.app import app
 from typer.testing import CliRunner
 
-from candletok.tokenizer import load_tokenizer
+from candletok.cli import cmd_vocab  # noqa: F401  (registers fit/inspect)
+from candletok.cli.app import app
+from candletok.tokenize.registry import load_tokenizer
 
 runner = CliRunner()
 

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from candletok import DatasetError, load_sample
-from candletok.bins import BinsTokenizer
-from candletok.dataset import IGNORE, TokenDataset, TokenStream, window_index
-from candletok.errors import CandletokError
-from candletok.shards import build_dataset, decode_dataset, read_split
+from candletok.core.errors import CandletokError
+from candletok.dataset.build import build_dataset
+from candletok.dataset.manifest import decode_dataset, read_split
+from candletok.core.ids import IGNORE_INDEX as IGNORE
+from candletok.dataset.torchdata import TokenDataset, TokenStream, window_index
+from candletok.tokenize.bins import BinsTokenizer
 
 SYMS = ["AAPL", "IBM", "MSFT"]
 
@@ -38,7 +40,7 @@ def ds_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_manifest_and_splits_respect_time_per_symbol(ds_root: Path) -> None:
     m = json.loads((ds_root / "manifest.json").read_text())
-    assert m["format"] == "candletok-dataset/1"
+    assert m["format"] == "candletok-dataset/2"
     assert sorted(m["symbols"]) == SYMS
     train, val, test = (read_split(ds_root, s) for s in ("train", "val", "test"))
     cut_val = pl.datetime(2011, 1, 1, time_zone="UTC")
@@ -115,7 +117,7 @@ def test_error_figures_on_a_systematic_sample_above_the_cap(tmp_path: Path) -> N
 
 
 def test_existing_folder_needs_overwrite(ds_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(CandletokError, match="--overwrite"):
+    with pytest.raises(CandletokError, match="overwrite=True"):  # the API's name, not the flag
         build_dataset(SYMS, ds_root, loader=sample_loader)
     other = tmp_path / "notes"
     other.mkdir()
@@ -128,12 +130,12 @@ def test_existing_folder_needs_overwrite(ds_root: Path, tmp_path: Path) -> None:
 def test_interrupted_write_leaves_no_loadable_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from candletok import shards
+    from candletok.dataset import writer
 
     def boom(self: object) -> dict:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(shards._ShardWriter, "close", boom)
+    monkeypatch.setattr(writer.ShardWriter, "close", boom)
     out = tmp_path / "d"
     with pytest.raises(KeyboardInterrupt):
         build_dataset(SYMS, out, loader=sample_loader)
@@ -148,12 +150,12 @@ def test_interrupted_overwrite_keeps_the_old_dataset(
 ) -> None:
     import shutil
 
-    from candletok import shards
+    from candletok.dataset import writer
 
     copy = tmp_path / "copy"
     shutil.copytree(ds_root, copy)
     before = (copy / "manifest.json").read_text()
-    monkeypatch.setattr(shards._ShardWriter, "close", lambda self: 1 / 0)
+    monkeypatch.setattr(writer.ShardWriter, "close", lambda self: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         build_dataset(["IBM"], copy, loader=sample_loader, overwrite=True)
     assert (copy / "manifest.json").read_text() == before

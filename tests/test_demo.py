@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from candletok.demo import MARKER, DemoConfig, run_demo
-from candletok.errors import CandletokError
-from candletok.shards import verify_dataset
-from candletok.train import TrainConfig
+from candletok.core.errors import CandletokError
+from candletok.dataset.manifest import verify_dataset
+from candletok.forecast.demo import MARKER, DemoConfig, run_demo
+from candletok.model.train import TrainConfig
 
 
 def tiny(out: Path) -> DemoConfig:

@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from candletok.bins import BinsTokenizer
-from candletok.sample import load_sample
+from candletok.data.sample import load_sample
+from candletok.tokenize.bins import BinsTokenizer
 
 
 def _bars(n_sym: int, n: int, vol: float, seed: int) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok import TokenizerError, load_sample, validate_bars
-from candletok.features import (
+from candletok.tokenize.features import (
     FeatureConfig,
     candle_feature_arrays,
     candle_features,

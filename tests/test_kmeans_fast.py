@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.kmeans import _brute, _Grid
+from candletok.tokenize.kmeans import _brute, _Grid
 
 
 def _check(C: np.ndarray, Z: np.ndarray) -> None:

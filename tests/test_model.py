@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from candletok.model import N_SPECIAL, CandleGPT, GPTConfig
+from candletok.core.ids import N_SPECIAL
+from candletok.model.gpt import CandleGPT, GPTConfig
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok._io import atomic_path, temp_dir_beside, write_text_atomic
-from candletok.bins import BinsTokenizer
-from candletok.errors import CandletokError, DatasetError, OutputError, TokenizerError
-from candletok.shards import read_manifest
-from candletok.synthetic import synthetic_bars
-from candletok.train import TrainConfig
+from candletok.core.atomic import atomic_path, temp_dir_beside, write_text_atomic
+from candletok.core.errors import CandletokError, DatasetError, OutputError, TokenizerError
+from candletok.data.synthetic import synthetic_bars
+from candletok.dataset.manifest import read_manifest
+from candletok.model.train import TrainConfig
+from candletok.tokenize.bins import BinsTokenizer
 
 
 @pytest.fixture()
@@ -85,7 +85,7 @@ def test_any_json_that_is_not_a_manifest_is_a_dataset_error(obj: object) -> None
 
 
 def test_demo_checks_its_settings_before_writing_anything(tmp_path: Path) -> None:
-    from candletok.demo import DemoConfig, run_demo
+    from candletok.forecast.demo import DemoConfig, run_demo
 
     for cfg in (DemoConfig(out=tmp_path / "a", train=TrainConfig(steps=-1)),
                 DemoConfig(out=tmp_path / "b", device="tpu")):

@@ -11,11 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.bins import BinsTokenizer
-from candletok.errors import ModelError
-from candletok.model import BOS, N_SPECIAL, PAD, CandleGPT, GPTConfig
-from candletok.predict import calibration, predict_next, up_mask
-from candletok.synthetic import synthetic_bars
+from candletok.core.errors import ModelError
+from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.data.synthetic import synthetic_bars
+from candletok.forecast.predict import calibration, predict_next
+from candletok.model.updown import up_mask
+from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.tokenize.bins import BinsTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +129,10 @@ def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
 def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
                                            context: int) -> None:
     """On a dataset folder the outcome is the stored close, not the token's direction:
-    every candle with a known next close is counted once, whatever the window layout."""
-    from candletok.shards import build_dataset, read_split
+    every candle is counted once, whatever the window layout (format 2 stores each
+    candle's close, so a series' last candle counts too)."""
+    from candletok.dataset.build import build_dataset
+    from candletok.dataset.manifest import read_split
 
     ds = tmp_path / "ds"
     build_dataset(["AAA", "BBB"], ds, vocab=tok, source="synthetic")
@@ -141,31 +145,32 @@ def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
     rows = read_split(ds, "test")
     ups: list[float] = []
     for _, g in rows.group_by("symbol", maintain_order=True):
-        pc = g["prev_close"].to_numpy()
-        ups.extend((pc[1:] > pc[:-1]).astype(float))  # close of row i = prev_close of i+1
-    assert cal.n == len(ups)
+        pc, c = g["prev_close"].to_numpy(), g["close"].to_numpy()
+        assert np.array_equal(c[:-1], pc[1:])  # a close is the next candle's prev_close
+        ups.extend((c > pc).astype(float))
+    assert cal.n == len(ups) == rows.height
     assert cal.base_rate == pytest.approx(float(np.mean(ups)))
     assert sum(r[3] for r in cal.table) == cal.n
 
 
 def test_token_up_rates_count_real_closes(tmp_path: Path, tok: BinsTokenizer) -> None:
-    from candletok.dataset import TokenDataset
-    from candletok.predict import token_up_rates, up_probability
-    from candletok.shards import build_dataset, read_split
+    from candletok.dataset.build import build_dataset
+    from candletok.dataset.manifest import read_split
+    from candletok.dataset.torchdata import TokenDataset
+    from candletok.model.updown import token_up_rates, up_probability
 
     root = tmp_path / "ds"
     build_dataset(["AAA", "BBB"], root, vocab=tok, source="synthetic")
     ds = TokenDataset(root, "train", context=16)
     rates = token_up_rates(ds, tok, prior_weight=2.0)
     assert rates is not None and rates.shape == (tok.vocab_size,)
-    # By hand: per token, ups and counts over candles whose next close is stored.
+    # By hand: per token, ups and counts over every stored candle.
     rows = read_split(root, "train")
     ups = np.zeros(tok.vocab_size)
     cnt = np.zeros(tok.vocab_size)
-    for _, g in rows.group_by("symbol", maintain_order=True):
-        pc, t = g["prev_close"].to_numpy(), g["token"].to_numpy().astype(np.int64)
-        np.add.at(ups, t[:-1], (pc[1:] > pc[:-1]).astype(float))
-        np.add.at(cnt, t[:-1], 1.0)
+    for r in rows.iter_rows(named=True):
+        ups[r["token"]] += float(r["close"] > r["prev_close"])
+        cnt[r["token"]] += 1.0
     prior = up_mask(tok).astype(float)
     want = (ups + 2 * prior) / (cnt + 2)
     assert np.allclose(rates[N_SPECIAL:], want[N_SPECIAL:])
@@ -180,7 +185,7 @@ def test_token_up_rates_count_real_closes(tmp_path: Path, tok: BinsTokenizer) ->
 
 
 def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokenizer) -> None:
-    from candletok.plot import plot_fan
+    from candletok.forecast.plot import plot_fan
 
     one = bars.filter(pl.col("symbol") == "AAA")
     ctx = {k: one[k].to_numpy()[-30:] for k in ("open", "high", "low", "close")}
@@ -191,11 +196,11 @@ def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokeniz
 
 
 def test_cli_train_generate_predict(tmp_path: Path) -> None:
-    from candletok.cli import cmd_model  # noqa: F401
-    from candletok.cli.app import app
     from typer.testing import CliRunner
 
-    from candletok.shards import build_dataset
+    from candletok.cli import cmd_model  # noqa: F401
+    from candletok.cli.app import app
+    from candletok.dataset.build import build_dataset
 
     ds = tmp_path / "ds"
     build_dataset(["AAA", "BBB"], ds, scheme="bins", source="synthetic",
@@ -219,7 +224,7 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "ZZZ"])
     assert r.exit_code != 0
     # the checkpoint knows the dataset's bar interval; other bars are refused
-    from candletok.train import read_checkpoint
+    from candletok.model.train import read_checkpoint
 
     assert read_checkpoint(m)["interval"] == "1d"
     r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--interval", "5m"])

@@ -3,6 +3,8 @@ atomic writes. A fake "market" answers fetches in yfinance's shape for the asked
 
 from __future__ import annotations
 
+import logging
+
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from candletok import cache, yahoo
-from candletok.sources import load_bars
-from candletok.synthetic import synthetic_bars
+from candletok.data import cache, yahoo
+from candletok.data.sources import load_bars
+from candletok.data.synthetic import synthetic_bars
 
 
 def utc(*args: int) -> datetime:
@@ -140,13 +142,15 @@ def test_corrupt_cache_file_is_ignored_and_refetched(market: Market) -> None:
 
 
 def test_offline_with_cache_serves_cached_bars(market: Market,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               caplog: pytest.LogCaptureFixture) -> None:
     load_bars("AAA", source="yahoo", start="2024-01-01", end="2024-02-01", fetch=market)
     market.down = True
-    df = load_bars("AAA", source="auto", start="2024-01-01", end="2024-03-01", fetch=market)
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        df = load_bars("AAA", source="auto", start="2024-01-01", end="2024-03-01",
+                       fetch=market)
     assert df["ts"].max() < utc(2024, 2, 1)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cached bars" in err
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("candletok")]
+    assert len(said) == 1 and "cached bars" in said[0]
 
 
 def test_explicit_cache_dir_and_odd_symbols(tmp_path: Path) -> None:

@@ -7,13 +7,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from candletok.cli import cmd_download  # noqa: F401  (registers the command)
-from candletok.cli.app import app
 from typer.testing import CliRunner
 
-from candletok import sources, yahoo
-from candletok.bars import BARS_SCHEMA, validate_bars
-from candletok.errors import BarsError, CandletokError, SourceError
+from candletok.cli import cmd_download  # noqa: F401  (registers the command)
+from candletok.cli.app import app
+from candletok.core.errors import BarsError, CandletokError, SourceError
+from candletok.data import sources, yahoo
+from candletok.data.bars import BARS_SCHEMA, validate_bars
 
 runner = CliRunner()
 

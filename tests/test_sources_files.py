@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from candletok.errors import BarsError, SourceError
-from candletok.sources import is_path_source, load_bars
-from candletok.synthetic import synthetic_bars
+from candletok.core.errors import BarsError, SourceError
+from candletok.data.sources import is_path_source, load_bars
+from candletok.data.synthetic import synthetic_bars
 
 
 def yahoo_style_csv(path: Path, symbol: str = "AAA", n: int = 30, adj: float = 0.5) -> pl.DataFrame:

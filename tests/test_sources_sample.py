@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from datetime import date, datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -10,10 +12,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from candletok import sources, yahoo
-from candletok.bars import canonicalize
-from candletok.errors import BarsError, SourceError
-from candletok.sources import load_bars, normalize_interval, parse_time
+from candletok.core.errors import BarsError, SourceError
+from candletok.core.times import normalize_interval, parse_time
+from candletok.data import sources, yahoo
+from candletok.data.bars import canonicalize
+from candletok.data.sources import load_bars
 
 SPLIT_SIZED = 0.4  # |ln r| > 0.4 is a -33% / +49% day: a split, unless it really happened
 KNOWN_REAL_MOVES = {("AAPL", date(2000, 9, 29))}  # -52% on a profit warning
@@ -69,15 +72,16 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
 
 
 def test_auto_falls_back_to_sample_with_one_line(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls = _offline(monkeypatch, tmp_path)
-    df = load_bars(["AAPL", "IBM"], start="2012-01-01")
-    load_bars(["MSFT"], start="2012-01-01")  # a second fallback says nothing new
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        df = load_bars(["AAPL", "IBM"], start="2012-01-01")
+        load_bars(["MSFT"], start="2012-01-01")  # a second fallback says nothing new
     assert calls  # Yahoo was tried first
     assert df["symbol"].unique().sort().to_list() == ["AAPL", "IBM"]
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "bundled sample" in err
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "bundled sample" in said[0]
 
 
 def test_auto_without_sample_symbol_is_clear_error(

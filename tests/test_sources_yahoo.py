@@ -15,11 +15,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from candletok import yahoo
-from candletok.bars import BARS_SCHEMA
-from candletok.errors import BarsError, SourceError
-from candletok.sources import load_bars
-from candletok.yahoo import (
+from candletok.core.errors import BarsError, SourceError
+from candletok.data import yahoo
+from candletok.data.bars import BARS_SCHEMA
+from candletok.data.sources import load_bars
+from candletok.data.yahoo import (
     YahooUnreachable,
     fetch_with_retry,
     reshape_yf,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.bars import BARS_SCHEMA, validate_bars
-from candletok.errors import SourceError
-from candletok.sources import load_bars
-from candletok.synthetic import symbol_seed, synthetic_bars
+from candletok.core.errors import SourceError
+from candletok.data.bars import BARS_SCHEMA, validate_bars
+from candletok.data.sources import load_bars
+from candletok.data.synthetic import symbol_seed, synthetic_bars
 
 
 def _log_returns(df: pl.DataFrame, symbol: str) -> np.ndarray:

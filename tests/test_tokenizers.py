@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from test_features import random_bars
 
 from candletok import TokenizerError, load_sample, validate_bars
-from candletok.bins import WICKS, BinsTokenizer
-from candletok.features import FeatureConfig, features_from_prices
-from candletok.kmeans import KMeansTokenizer, _brute, _Grid
-from candletok.tokenizer import Tokenizer, load_tokenizer
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.registry import load_tokenizer
+from candletok.tokenize.bins import WICKS, BinsTokenizer
+from candletok.tokenize.features import FeatureConfig, features_from_prices
+from candletok.tokenize.kmeans import KMeansTokenizer, _brute, _Grid
 
 SCHEMES = ["bins", "bins_vol", "kmeans"]
 
@@ -318,7 +319,7 @@ def test_chunked_encode_matches_feature_matrix(toks: dict[str, Tokenizer], name:
     """encode assigns features chunk by chunk on worker threads; with tiny chunks (so
     series starts and the EWMA restart straddle chunk edges) it must give exactly the
     tokens of the materialized feature matrix, and the same frame as the grouped path."""
-    import candletok.features as feats_mod
+    import candletok.tokenize.features as feats_mod
 
     tok = toks[name]
     bars = random_bars(11, n=300, symbols=("AAA", "BBB", "CCC", "DDD"))

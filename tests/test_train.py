@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from candletok.errors import ModelError
-from candletok.model import BOS, N_SPECIAL, PAD, CandleGPT, GPTConfig
-from candletok.train import (
+from candletok.core.errors import ModelError
+from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.model.evaluate import evaluate_sums
+from candletok.model.train import (
     TrainConfig,
     WindowSampler,
     evaluate,
-    evaluate_sums,
     load_model,
     lr_at,
     read_checkpoint,
@@ -222,7 +223,7 @@ def test_missing_or_foreign_checkpoints_raise_model_error(tmp_path: Path) -> Non
 
 
 def _real_dataset(root: Path, bins: int = 3) -> Path:
-    from candletok.shards import build_dataset
+    from candletok.dataset.build import build_dataset
 
     build_dataset(["AAA", "BBB"], root, scheme="bins", source="synthetic", overwrite=True,
                   tokenizer_kwargs=dict(gap_bins=bins, body_bins=3, upper_bins=2, lower_bins=2))
@@ -230,7 +231,7 @@ def _real_dataset(root: Path, bins: int = 3) -> Path:
 
 
 def test_trains_on_a_real_token_dataset_and_checks_its_vocabulary(tmp_path: Path) -> None:
-    from candletok.dataset import TokenDataset
+    from candletok.dataset.torchdata import TokenDataset
 
     root = _real_dataset(tmp_path / "ds")
     res = train(root, tiny_cfg(steps=20, context=32), out=tmp_path / "m.pt", device="cpu")
@@ -240,7 +241,7 @@ def test_trains_on_a_real_token_dataset_and_checks_its_vocabulary(tmp_path: Path
     assert m.meta["vocab_json"] and m.fingerprint == val.fingerprint
     assert evaluate(m, val) == pytest.approx(res.table[0].val)
     # P(close up | token) learned from the train split's real closes travels with it.
-    from candletok.predict import token_up_rates
+    from candletok.model.updown import token_up_rates
 
     want = token_up_rates(TokenDataset(root, "train", context=32), val.tokenizer())
     assert want is not None and m.meta["token_up_rate"] == pytest.approx(want.tolist())
@@ -291,7 +292,7 @@ def test_a_checkpoint_whose_weights_do_not_fit_is_one_model_error(tmp_path: Path
 
 def test_a_corrupt_val_or_test_shard_stops_training(tmp_path: Path) -> None:
     """A split the manifest lists must open: a damaged one is an error, never skipped."""
-    from candletok.errors import DatasetError
+    from candletok.core.errors import DatasetError
 
     root = _real_dataset(tmp_path / "ds")
     next((root / "test").glob("*.parquet")).write_bytes(b"garbage")

@@ -1,0 +1,165 @@
+"""``candletok encode`` and ``candletok decode``: bars to a token dataset folder and back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from candletok.cli.app import app, console, err_console, fail, table
+from candletok.core.atomic import write_parquet_atomic
+from candletok.dataset.build import EncodeResult, build_dataset
+from candletok.dataset.manifest import decode_dataset, inspect_dataset
+
+
+@contextmanager
+def encode_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A transient progress bar per stage (load, fit, encode) for ``build_dataset``."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage:>6}", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield tick
+
+
+def print_encode(result: EncodeResult) -> None:
+    """The vocabulary line and the per-split summary table of an encode run."""
+    m = result.manifest
+    console.print(
+        f"[bold]{m['scheme']}[/] vocab {m['vocab_size']} tokens, fingerprint {m['fingerprint']}"
+        f"  ·  val from {m['boundaries']['val_from'][:10]}, test from "
+        f"{m['boundaries']['test_from'][:10]}"
+    )
+    console.print(
+        table(
+            f"Dataset {result.root}",
+            ["split", "symbols", "candles", "tokens used", "bits/candle",
+             "close err med bps", "close err p95 bps", "OHLC err p95 bps", "files"],
+            [
+                (s.split, s.symbols, s.candles, s.tokens_used, s.bits_per_candle,
+                 s.close_err_median_bps, s.close_err_p95_bps, s.ohlc_err_p95_bps,
+                 f"{s.path}/")
+                for s in result.stats
+            ],
+        )
+    )
+    sampled = [s for s in result.stats if 0 < s.err_candles < s.candles]
+    if sampled:
+        console.print("error columns measured on a systematic sample: " + ", ".join(
+            f"{s.split} {s.err_candles:,} of {s.candles:,} candles" for s in sampled))
+    if result.errors:
+        console.print(
+            table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())
+        )
+    empty = [s.split for s in result.stats if s.candles == 0]
+    if empty:
+        err_console.print(
+            f"[bold yellow]warning:[/] no candles in {' or '.join(empty)}: no bars fall in "
+            "those dates (val from / test from above); `candletok train` needs val candles "
+            "to pick and score a model.", highlight=False)
+
+
+@app.command()
+def encode(
+    symbols: list[str] = typer.Argument(..., help="Symbols to encode, e.g. AAPL MSFT."),
+    scheme: str = typer.Option("bins", "--scheme", help="Tokenizer scheme: bins or kmeans."),
+    vocab: Path | None = typer.Option(None, "--vocab", help="Use this fitted vocab.json."),
+    source: str = typer.Option(
+        "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
+    ),
+    interval: str = typer.Option("1d", "--interval", help="Bar interval, e.g. 1d, 1h, 5m."),
+    start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD)."),
+    end: str | None = typer.Option(None, "--end", help="Last date (YYYY-MM-DD)."),
+    out: Path = typer.Option(Path("data"), "--out", help="Dataset folder to write."),
+    val_from: str | None = typer.Option(None, "--val-from", help="First date of val."),
+    test_from: str | None = typer.Option(None, "--test-from", help="First date of test."),
+    shard_rows: int = typer.Option(1_000_000, "--shard-rows", help="Rows per Parquet shard."),
+    group_size: int = typer.Option(64, "--group-size", help="Symbols loaded at a time."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first failing symbol."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+) -> None:
+    """Split bars by time, fit the vocabulary on train, and write Parquet token shards."""
+    if scheme not in ("bins", "kmeans"):
+        raise fail(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise fail(f"{out} already exists; pass --overwrite to replace it.")
+    with encode_progress() as tick:
+        result = build_dataset(
+            symbols, out, scheme=scheme, vocab=vocab, source=source, interval=interval,
+            start=start, end=end, val_from=val_from, test_from=test_from,
+            shard_rows=shard_rows, group_size=group_size, strict=strict, overwrite=overwrite,
+            progress=tick,
+        )
+    print_encode(result)
+
+
+@app.command()
+def decode(
+    root: Path = typer.Argument(..., help="A dataset folder written by `candletok encode`."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    out: Path = typer.Option(Path("bars.parquet"), "--out", help="Parquet file to write."),
+) -> None:
+    """Rebuild canonical bars from a dataset split (each candle anchored on its own close)."""
+    bars = decode_dataset(root, split)
+    write_parquet_atomic(bars, out)
+    rows = (
+        bars.group_by("symbol", maintain_order=True)
+        .agg(n=pl.len(), first=pl.col("ts").min(), last=pl.col("ts").max())
+        .iter_rows()
+    )
+    console.print(table(f"Decoded {split} -> {out}", ["symbol", "bars", "first", "last"],
+                        [(s, n, str(a)[:10], str(b)[:10]) for s, n, a, b in rows]))
+
+
+def inspect_dir(root: Path) -> None:
+    """Print a dataset folder's manifest summary after verifying every shard's checksum."""
+    m = inspect_dataset(root)
+    console.print(
+        f"[bold]{root}[/]: {m['format']}, scheme {m['scheme']}, vocab {m['vocab_size']}, "
+        f"fingerprint {m['fingerprint']}, interval {m['interval']}, source {m['source']}"
+    )
+    b = m["boundaries"]
+    console.print(
+        f"time range {b['first'][:10]} .. {b['last'][:10]}; val from {b['val_from'][:10]}, "
+        f"test from {b['test_from'][:10]}; {len(m['symbols'])} symbols"
+    )
+    stats = m.get("stats", {})
+    console.print(
+        table(
+            "Splits (all shard checksums verified)",
+            ["split", "symbols", "candles", "shards", "tokens used", "bits/candle",
+             "close err med bps", "close err p95 bps"],
+            [
+                (s, len(set(sp["symbols"])), sp["rows"], len(sp["shards"]),
+                 stats.get(s, {}).get("tokens_used", 0),
+                 _f(stats.get(s, {}).get("bits_per_candle")),
+                 _f(stats.get(s, {}).get("close_err_median_bps")),
+                 _f(stats.get(s, {}).get("close_err_p95_bps")))
+                for s, sp in m["splits"].items()
+            ],
+        )
+    )
+    if m.get("errors"):
+        console.print(table("Symbols that failed", ["symbol", "error"], m["errors"].items()))
+
+
+def _f(v: float | None) -> float:
+    return float("nan") if v is None else float(v)

@@ -1,0 +1,70 @@
+"""``candletok demo``: the whole pipeline on the bundled sample, offline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from candletok.cli.app import app, console, err_console, table
+from candletok.cli.cmd_data import print_encode
+from candletok.cli.cmd_model import _fmt_bits, print_calibration, print_prediction, print_train
+from candletok.forecast.demo import DemoConfig, run_demo
+from candletok.model.train import StepInfo
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("candletok-demo"), "--out",
+                             help="Folder for everything the demo writes."),
+    steps: int = typer.Option(300, "--steps", help="Training steps (the best-on-val is kept)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the vocabulary, model and samples."),
+) -> None:
+    """Fit, encode, train, score, predict and chart on the bundled sample (no network)."""
+    cfg = DemoConfig(out=out, device=device, seed=seed)
+    cfg.train.steps, cfg.train.seed = steps, seed
+    t0 = time.perf_counter()
+    err_console.print(f"candletok demo: {', '.join(cfg.symbols)} daily bars from the bundled "
+                      f"sample; train < {cfg.val_from} <= val < {cfg.test_from} <= test",
+                      highlight=False)
+    with Progress(
+        TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
+        transient=True,
+    ) as bar:  # one live display for every stage (rich allows only one at a time)
+        tasks: dict[str, TaskID] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="")
+            bar.update(tasks[stage], completed=done, total=total)
+
+        def progress(i: StepInfo) -> None:
+            tick("train", i.step, i.steps)
+            bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {_fmt_bits(i.val_bpc)} "
+                                            f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
+
+        res = run_demo(cfg, encode_progress=tick, train_progress=progress)
+    console.rule("1. vocabulary and dataset")
+    print_encode(res.encode)
+    console.rule("2. CandleGPT against the baselines")
+    print_train(res.train, res.files[2][1])
+    console.rule(f"3. what comes after {cfg.predict_symbol}'s last bar")
+    print_prediction(res.prediction)
+    print_calibration(res.calibration)
+    console.rule(f"4. {cfg.samples} sampled continuations of {cfg.predict_symbol}")
+    console.print(table(f"{cfg.predict_symbol}: {cfg.horizon} candles after "
+                        f"{res.continuation.last_ts:%Y-%m-%d}", ["quantity", "value"],
+                        res.continuation.summary()))
+    console.print(table(f"files ({time.perf_counter() - t0:,.0f} s in all)", ["what", "where"],
+                        [(what, str(p)) for what, p in res.files]))

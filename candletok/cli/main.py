@@ -1,0 +1,54 @@
+"""Entry point of the ``candletok`` console script.
+
+``run()`` turns every :class:`candletok.CandletokError` (and a few predictable OS errors)
+into one sentence on stderr and a non-zero exit; ``--debug`` shows the traceback instead."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer._click.exceptions import ClickException
+
+from candletok.cli import commands  # noqa: F401  (registers every command)
+from candletok.cli.app import STATE, app, err_console
+from candletok.core.errors import CandletokError
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, CandletokError):
+        return str(exc)
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return f"{exc.strerror}: {exc.filename}"
+    if isinstance(exc, MemoryError):
+        return "Out of memory; try fewer symbols or a smaller --shard-rows."
+    return f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def run() -> None:
+    """Run the app; exit 0 on success, 1 with one sentence on error, 2 on usage errors."""
+    if "--debug" in sys.argv[1:]:
+        STATE["debug"] = True
+    try:
+        rv = app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[bold red]aborted[/]")
+        sys.exit(1)
+    except ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]: no partial files were left behind.")
+        sys.exit(130)
+    except Exception as exc:  # the one place that turns errors into sentences
+        if STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {_message(exc)}", highlight=False)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

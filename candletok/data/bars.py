@@ -1,0 +1,337 @@
+"""The canonical bars frame: its schema, how raw tables are mapped onto it, and its rules.
+
+Every source ends in :func:`canonicalize` and :func:`validate_bars`, so the rest of the
+pipeline can trust one shape: ``symbol, ts, open, high, low, close, volume`` sorted by
+``(symbol, ts)``, prices positive and consistent, ``ts`` a UTC microsecond datetime.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from candletok.core.errors import BarsError
+
+log = logging.getLogger(__name__)
+
+PRICE_COLS: tuple[str, ...] = ("open", "high", "low", "close")
+BARS_COLUMNS: tuple[str, ...] = ("symbol", "ts", *PRICE_COLS, "volume")
+BARS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+}
+
+# Raw column names (lower-cased, spaces/underscores removed) -> canonical name.
+_ALIASES: dict[str, str] = {
+    "symbol": "symbol", "ticker": "symbol", "name": "symbol",
+    "ts": "ts", "date": "ts", "datetime": "ts", "timestamp": "ts", "time": "ts",
+    "open": "open", "o": "open",
+    "high": "high", "h": "high",
+    "low": "low", "l": "low",
+    "close": "close", "c": "close",
+    "adjclose": "adj_close", "adjustedclose": "adj_close",
+    "volume": "volume", "vol": "volume", "v": "volume",
+}
+
+Policy = Literal["strict", "repair"]
+
+
+def empty_bars() -> pl.DataFrame:
+    """A zero-row frame with the canonical schema."""
+    return pl.DataFrame(schema=BARS_SCHEMA)
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
+
+
+def _to_utc(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Cast a date/datetime/string/integer column to ``Datetime("us", "UTC")``.
+
+    Naive timestamps are taken as UTC (daily bars carry no time of day anyway)."""
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return col.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype.is_integer():
+        # Epoch seconds if small, else milliseconds.
+        return (
+            pl.when(col.abs() < 10**11)
+            .then(col * 1_000_000)
+            .otherwise(col * 1_000)
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC")
+        )
+    # Strings: let Polars infer the format; mixed offsets are converted to UTC.
+    return col.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+
+
+def canonicalize(
+    raw: pl.DataFrame, symbol: str | None = None, *, adjust: bool = True
+) -> pl.DataFrame:
+    """Map a raw OHLCV table onto the canonical schema (not yet validated).
+
+    Column names are matched case-insensitively (``Date``/``Datetime``/``timestamp``/``time``,
+    ``Adj Close``...). When ``Adj Close`` is present and ``adjust`` is true, O/H/L/C are
+    multiplied by ``Adj Close / Close`` and volume divided by it, so splits do not show up
+    as price jumps. ``symbol`` fills the symbol column when the table has none.
+    """
+    renames: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in raw.columns:
+        canon = _ALIASES.get(_key(name))
+        if canon is not None and canon not in seen:
+            renames[name] = canon
+            seen.add(canon)
+    df = raw.select([pl.col(k).alias(v) for k, v in renames.items()])
+    given = {v: k for k, v in renames.items()}  # messages name the columns as the file does
+    if "symbol" not in df.columns:
+        if symbol is None:
+            raise BarsError(
+                "The table has no symbol/ticker column; pass the symbol it holds.",
+                rule="missing_column",
+            )
+        df = df.with_columns(pl.lit(symbol, dtype=pl.String).alias("symbol"))
+    missing = [c for c in ("ts", *PRICE_COLS) if c not in df.columns]
+    if missing:
+        raise BarsError(
+            f"Missing required column(s) {', '.join(missing)}; found {', '.join(raw.columns)}.",
+            rule="missing_column",
+        )
+    if "volume" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("volume"))
+
+    numeric = [*PRICE_COLS, "volume"] + (["adj_close"] if "adj_close" in df.columns else [])
+    for c in numeric:
+        dt = df.schema[c]
+        if not (dt.is_numeric() or dt == pl.Null):
+            try:
+                df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64))
+            except pl.exceptions.InvalidOperationError as exc:
+                bad = (
+                    df.with_row_index("_i")
+                    .filter(
+                        pl.col(c).is_not_null()
+                        & pl.col(c).cast(pl.String).str.strip_chars()
+                        .cast(pl.Float64, strict=False).is_null()
+                    )
+                    .head(3)
+                )
+                examples = ", ".join(repr(v) for v in bad[c].to_list())
+                raise BarsError(
+                    f"Column '{given.get(c, c)}' must be numeric but holds text such as "
+                    f"{examples}.",
+                    rule="bad_dtype",
+                    rows=bad["_i"].to_list(),
+                ) from exc
+    try:
+        ts = _to_utc(pl.col("ts"), df.schema["ts"])
+        df = df.with_columns(
+            pl.col("symbol").cast(pl.String),
+            ts.alias("ts"),
+            *[pl.col(c).cast(pl.Float64) for c in numeric],
+        )
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+        raise BarsError(
+            f"Column '{given.get('ts', 'ts')}' could not be read as dates or timestamps "
+            "(write them like 2024-01-31 or 2024-01-31 15:30).", rule="bad_dtype"
+        ) from exc
+    if adjust and "adj_close" in df.columns:
+        factor = (
+            pl.when(pl.col("adj_close").is_not_null() & (pl.col("close") > 0))
+            .then(pl.col("adj_close") / pl.col("close"))
+            .otherwise(1.0)
+        )
+        df = df.with_columns(
+            *[(pl.col(c) * factor).alias(c) for c in PRICE_COLS],
+            (pl.col("volume") / factor).alias("volume"),
+        )
+    return df.select(BARS_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What ``repair_bars`` changed, so a repair is never silent."""
+
+    rows_in: int
+    rows_out: int
+    dropped_null: int = 0
+    dropped_non_finite: int = 0
+    dropped_non_positive: int = 0
+    dropped_high_low: int = 0
+    dropped_duplicates: int = 0
+    volume_nulled: int = 0
+    resorted: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.rows_in != self.rows_out or self.volume_nulled > 0 or self.resorted
+
+    def describe(self) -> str:
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.dropped_null, "rows with missing values"),
+                (self.dropped_non_finite, "non-finite rows"),
+                (self.dropped_non_positive, "rows with prices <= 0"),
+                (self.dropped_high_low, "rows with inconsistent high/low"),
+                (self.dropped_duplicates, "duplicate timestamps"),
+                (self.volume_nulled, "invalid volumes set to null"),
+            )
+            if n
+        ]
+        if self.resorted:
+            parts.append("rows re-sorted")
+        return "repaired bars: " + (", ".join(parts) if parts else "nothing to repair")
+
+
+def _check_schema(df: pl.DataFrame) -> None:
+    missing = [c for c in BARS_COLUMNS if c not in df.columns]
+    if missing:
+        raise BarsError(
+            f"Bars frame is missing column(s) {', '.join(missing)}; "
+            f"expected {', '.join(BARS_COLUMNS)}.",
+            rule="missing_column",
+        )
+    for c in BARS_COLUMNS:
+        want, got = BARS_SCHEMA[c], df.schema[c]
+        ok = got == want or (c == "volume" and got == pl.Null)
+        if c == "ts":
+            ok = isinstance(got, pl.Datetime) and got.time_zone == "UTC"
+        if not ok:
+            raise BarsError(
+                f"Column '{c}' has type {got}, expected {want}; "
+                "run candletok.canonicalize() on raw tables first.",
+                rule="bad_dtype",
+            )
+
+
+def _rows(mask: pl.Series) -> list[int]:
+    return mask.arg_true().head(5).to_list()
+
+
+def _rule_masks(df: pl.DataFrame) -> dict[str, pl.Series]:
+    """One boolean Series per broken rule, True where a row breaks it (vectorized)."""
+    o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
+    prices = [o, h, lo, c]
+    out = df.select(
+        null=pl.any_horizontal([p.is_null() for p in prices]) | pl.col("ts").is_null()
+        | pl.col("symbol").is_null(),
+        empty_symbol=pl.col("symbol").str.len_chars() == 0,
+        non_finite=pl.any_horizontal([~p.is_finite() for p in prices]),
+        non_positive=pl.any_horizontal([p <= 0 for p in prices]),
+        high_low=(h < pl.max_horizontal(o, c)) | (lo > pl.min_horizontal(o, c)),
+        negative_volume=v.is_not_null() & (~v.is_finite() | (v < 0)),
+    )
+    return {k: out[k].fill_null(False) for k in out.columns}
+
+
+_RULE_TEXT = {
+    "null": "missing symbol, timestamp or price",
+    "empty_symbol": "an empty symbol",
+    "non_finite": "a price that is NaN or infinite",
+    "non_positive": "a price <= 0",
+    "high_low": "high below max(open, close) or low above min(open, close)",
+    "negative_volume": "a volume that is negative or not finite",
+}
+
+
+def validate_bars(df: pl.DataFrame, policy: Policy = "strict") -> pl.DataFrame:
+    """Check the canonical rules; raise :class:`BarsError` (strict) or fix them (repair).
+
+    Strict mode names the first offending rows and the rule they break. Repair mode sorts,
+    drops duplicate timestamps (keeping the last) and broken rows, sets bad volumes to
+    null, and logs what it did; it never changes a valid price.
+    """
+    if policy not in ("strict", "repair"):
+        raise ValueError(f"policy must be 'strict' or 'repair', not {policy!r}")
+    _check_schema(df)
+    df = df.select(BARS_COLUMNS).with_columns(
+        pl.col("volume").cast(pl.Float64), pl.col("ts").cast(BARS_SCHEMA["ts"])
+    )
+    if df.height == 0:
+        raise BarsError("The bars frame is empty: no rows to work with.", rule="empty")
+    if policy == "repair":
+        out, report = repair_bars(df)
+        if report.changed:
+            log.warning(report.describe())
+        return out
+
+    for rule, mask in _rule_masks(df).items():
+        if mask.any():
+            rows = _rows(mask)
+            raise BarsError(
+                f"{int(mask.sum())} row(s) have {_RULE_TEXT[rule]} (first rows {rows}); "
+                "fix the data or use policy='repair'.",
+                rule=rule,
+                rows=rows,
+            )
+    keys = df.select("symbol", "ts")
+    dup = keys.is_duplicated()
+    if dup.any():
+        rows = _rows(dup)
+        raise BarsError(
+            f"{int(dup.sum())} rows share a (symbol, ts) with another row (first rows {rows}); "
+            "timestamps must be unique per symbol.",
+            rule="duplicate_ts",
+            rows=rows,
+        )
+    order = keys.with_row_index("_i").sort("symbol", "ts")["_i"]
+    if not order.equals(pl.Series("_i", range(df.height), dtype=order.dtype)):
+        unsorted = (order != pl.Series(range(df.height)).cast(order.dtype))
+        rows = _rows(unsorted)
+        raise BarsError(
+            f"Rows are not sorted by (symbol, ts) (first out of place {rows}); "
+            "sort them or use policy='repair'.",
+            rule="unsorted",
+            rows=rows,
+        )
+    return df
+
+
+def repair_bars(df: pl.DataFrame) -> tuple[pl.DataFrame, RepairReport]:
+    """Drop or fix broken rows; return the repaired frame and what was done."""
+    _check_schema(df)
+    n0 = df.height
+    df = df.select(BARS_COLUMNS).with_columns(
+        pl.col("volume").cast(pl.Float64), pl.col("ts").cast(BARS_SCHEMA["ts"])
+    )
+    masks = _rule_masks(df)
+    bad_vol = int(masks["negative_volume"].sum())
+    df = df.with_columns(
+        pl.when(masks["negative_volume"]).then(None).otherwise(pl.col("volume")).alias("volume")
+    )
+    counts: dict[str, int] = {}
+    drop = pl.Series([False] * df.height)
+    for rule in ("null", "empty_symbol", "non_finite", "non_positive", "high_low"):
+        new = masks[rule] & ~drop
+        counts[rule] = int(new.sum())
+        drop = drop | masks[rule]
+    df = df.filter(~drop)
+    sorted_df = df.sort("symbol", "ts", maintain_order=True)
+    resorted = not sorted_df.select("symbol", "ts").equals(df.select("symbol", "ts"))
+    deduped = sorted_df.unique(subset=["symbol", "ts"], keep="last", maintain_order=True)
+    report = RepairReport(
+        rows_in=n0,
+        rows_out=deduped.height,
+        dropped_null=counts["null"] + counts["empty_symbol"],
+        dropped_non_finite=counts["non_finite"],
+        dropped_non_positive=counts["non_positive"],
+        dropped_high_low=counts["high_low"],
+        dropped_duplicates=sorted_df.height - deduped.height,
+        volume_nulled=bad_vol,
+        resorted=resorted,
+    )
+    if deduped.height == 0:
+        raise BarsError("No valid bars are left after repair.", rule="empty")
+    return deduped, report

@@ -1,0 +1,149 @@
+"""Where bars come from: one entry point, :func:`load_bars`, over every source.
+
+Each source ends in the canonical frame checked by ``validate_bars(..., "strict")``, so the
+rest of the pipeline never needs to know whether bars came from Yahoo, a file, the bundled
+sample or the synthetic generator. Sources that can deliver dirty data (Yahoo, files) run
+``repair`` first and log what changed; the sample and the generator are clean by
+construction and are only checked.
+
+Time ranges are half-open, ``[start, end)``, like yfinance: ``end="2024-01-31"`` stops
+before that day.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from candletok.core.errors import SourceError
+from candletok.core.times import normalize_interval, parse_time
+from candletok.data.bars import validate_bars
+from candletok.data.clean import filter_range, finish, normalize_symbols
+from candletok.data.files import load_files
+from candletok.data.sample import load_sample, sample_symbols
+from candletok.data.synthetic import synthetic_bars
+from candletok.data.yahoo import YahooUnreachable, load_yahoo
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "yahoo", "sample", "synthetic")
+SOURCE_HINT = "use --source sample|synthetic|PATH to work offline"
+
+FetchFn = Callable[..., Any]
+
+
+def is_path_source(source: str) -> bool:
+    """A source names a path when it exists on disk or ends like a data file."""
+    s = str(source)
+    low = s.lower()
+    if low.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+        return True
+    if low in SOURCES:
+        return False
+    return Path(s).expanduser().exists()
+
+
+_SAID: set[str] = set()
+
+
+def _say(message: str) -> None:
+    """A warning for a fallback the user must know about, once per process (the CLI
+    prints warnings on stderr)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning("%s", message)
+
+
+def load_bars(
+    symbols: str | Sequence[str],
+    source: str = "auto",
+    interval: str = "1d",
+    start: str | date | datetime | None = None,
+    end: str | date | datetime | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    fetch: FetchFn | None = None,
+    seed: int = 0,
+    n_bars: int | None = None,
+) -> pl.DataFrame:
+    """Load canonical, validated bars for ``symbols`` from ``source``.
+
+    ``source`` is ``auto`` (cache, then Yahoo, then the bundled sample if Yahoo cannot be
+    reached), ``yahoo``, ``sample``, ``synthetic`` or a path to a CSV/Parquet file or folder.
+    ``fetch`` replaces the yfinance download (tests pass recorded frames); ``seed`` and
+    ``n_bars`` drive the synthetic generator. Raises a :class:`CandletokError` subclass with
+    one sentence on any failure a user can fix.
+    """
+    interval = normalize_interval(interval)
+    t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+    if t0 is not None and t1 is not None and t0 >= t1:
+        raise SourceError(f"--start {t0:%Y-%m-%d} is not before --end {t1:%Y-%m-%d}.")
+    syms = normalize_symbols(symbols)
+    src = str(source).strip()
+    if is_path_source(src):
+        return load_files(src, syms, interval=interval, start=t0, end=t1)
+    src = src.lower()
+    if src not in SOURCES:
+        raise SourceError(
+            f"Unknown source {source!r}; use auto, yahoo, sample, synthetic or an existing "
+            "CSV/Parquet path."
+        )
+    if not syms:
+        raise SourceError("Give at least one symbol to load.")
+    if src == "sample":
+        return _load_sample(syms, interval, t0, t1)
+    if src == "synthetic":
+        df = synthetic_bars(
+            syms, n_bars=n_bars, interval=interval, seed=seed, start=t0, end=t1
+        )
+        return validate_bars(df, "strict")
+
+    try:
+        return load_yahoo(syms, interval=interval, start=t0, end=t1, cache_dir=cache_dir,
+                          fetch=fetch)
+    except YahooUnreachable as exc:
+        if src == "yahoo":
+            raise SourceError(
+                f"Yahoo Finance could not be reached ({exc.reason}); check your connection "
+                f"or {SOURCE_HINT}."
+            ) from exc
+        missing = [s for s in syms if s not in set(sample_symbols())]
+        if missing or interval != "1d":
+            why = (
+                f"{', '.join(missing)} not in the bundled sample" if missing
+                else "the bundled sample holds daily bars only"
+            )
+            raise SourceError(
+                f"Yahoo Finance could not be reached ({exc.reason}) and {why}; {SOURCE_HINT}."
+            ) from exc
+        _say(
+            f"Yahoo Finance unreachable ({exc.reason}); using the bundled sample "
+            "(daily bars 2000-2013) instead."
+        )
+        return _load_sample(syms, interval, t0, t1)
+
+
+def _load_sample(
+    syms: list[str], interval: str, start: datetime | None, end: datetime | None
+) -> pl.DataFrame:
+    if interval != "1d":
+        raise SourceError(
+            f"The bundled sample holds daily bars only, not {interval}; use --interval 1d "
+            "or --source synthetic."
+        )
+    df = load_sample(syms)
+    return finish(df, repair=False, what="the bundled sample", start=start, end=end)
+
+
+__all__ = [
+    "SOURCES",
+    "filter_range",
+    "is_path_source",
+    "load_bars",
+    "normalize_symbols",
+]

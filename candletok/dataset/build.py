@@ -1,0 +1,500 @@
+"""Building a dataset folder: load bars, cut by time, fit the vocabulary on train only,
+encode, write shards. The folder is built under a temporary sibling name and renamed into
+place only when the manifest (written last) is complete, so an interrupted run never
+leaves a folder that loads as a dataset.
+
+The work per symbol group is one pure function, :func:`encode_group` (bars in, token rows
+by split plus counts and error samples out). The local build maps it over staged groups on
+this machine; a distributed engine maps the same function elsewhere and hands the results
+to the same :class:`~candletok.dataset.writer.ShardWriter`, so both write the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from candletok.core.atomic import temp_dir_beside, write_json_atomic
+from candletok.core.errors import CandletokError
+from candletok.core.ids import SPLITS
+from candletok.core.times import iso, parse_time
+from candletok.data.sources import load_bars
+from candletok.dataset.manifest import MANIFEST_FORMAT, clean_json
+from candletok.dataset.writer import ShardWriter
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.quality import (
+    anchored_errors,
+    entropy_bits,
+    error_stats,
+    frame_errors,
+    reconstruction_errors,
+)
+from candletok.tokenize.registry import load_tokenizer, make_tokenizer
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)`` — called as symbol groups are loaded and encoded."""
+
+When = str | date | datetime | None
+
+
+@dataclass
+class BuildConfig:
+    """Everything a build needs besides the bars loader and the progress callback.
+
+    Dates may be text (``2011-01-01``), dates or datetimes; naive times are UTC. Without
+    ``val_from``/``test_from`` the cuts fall at the start of the first bar on or after 80%
+    and 90% of the pooled time range (on a bar boundary, never between bars)."""
+
+    symbols: Sequence[str]
+    out: str | Path
+    scheme: str = "bins"
+    vocab: str | Path | Tokenizer | None = None
+    source: str = "auto"
+    interval: str = "1d"
+    start: When = None
+    end: When = None
+    val_from: When = None
+    test_from: When = None
+    shard_rows: int = 1_000_000
+    group_size: int = 64
+    fit_max_candles: int = 1_000_000
+    stats_max_candles: int = 1_000_000
+    strict: bool = False
+    overwrite: bool = False
+    seed: int = 0
+    tokenizer_params: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before anything is loaded or written."""
+        if self.shard_rows < 1 or self.group_size < 1:
+            raise CandletokError("shard_rows and group_size must be positive.")
+        self.symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
+        if not self.symbols:
+            raise CandletokError("Give at least one symbol to encode.")
+        out = Path(self.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not self.overwrite:
+                raise CandletokError(f"{out} already exists; pass overwrite=True to replace it.")
+            if not (out / "manifest.json").exists():
+                raise CandletokError(
+                    f"{out} exists and is not a candletok dataset; choose another output "
+                    "folder (overwrite only replaces a dataset folder)."
+                )
+
+    @classmethod
+    def from_options(cls, symbols: Sequence[str], out: str | Path, **options: Any) -> BuildConfig:
+        """A config from keyword options, naming an unknown one in a clear error."""
+        known = {f.name for f in fields(cls)}
+        if "tokenizer_kwargs" in options:  # the name before BuildConfig existed
+            options["tokenizer_params"] = options.pop("tokenizer_kwargs") or {}
+        bad = sorted(set(options) - known)
+        if bad:
+            raise CandletokError(f"build_dataset got unknown options {', '.join(bad)}.")
+        return cls(symbols=symbols, out=out, **options)
+
+
+@dataclass
+class SplitStats:
+    """Per-split figures printed after ``candletok encode``."""
+
+    split: str
+    symbols: int = 0
+    candles: int = 0
+    tokens_used: int = 0
+    bits_per_candle: float = float("nan")
+    close_err_median_bps: float = float("nan")
+    close_err_p95_bps: float = float("nan")
+    ohlc_err_median_bps: float = float("nan")
+    ohlc_err_p95_bps: float = float("nan")
+    err_candles: int = 0  # candles the error figures are measured on (a systematic sample)
+    path: str = ""
+
+
+@dataclass
+class EncodeResult:
+    root: Path
+    manifest: dict[str, Any]
+    stats: list[SplitStats]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Cuts:
+    """Where val and test begin (aware UTC datetimes)."""
+
+    val_from: datetime
+    test_from: datetime
+
+
+@dataclass
+class EncodedGroup:
+    """What :func:`encode_group` gives back for one symbol group.
+
+    ``rows[split]`` are that split's token rows (``TOKEN_COLUMNS``, sorted by symbol and
+    ts), ``counts[split]`` its token histogram (length ``vocab_size``), and
+    ``errors[split]`` a (4, k) array of O/H/L/C reconstruction errors in bps on every
+    ``stride``-th candle, candles that decode to no price left out."""
+
+    rows: dict[str, pl.DataFrame]
+    counts: dict[str, np.ndarray]
+    errors: dict[str, np.ndarray]
+
+
+def split_boundaries(
+    ts_min: datetime,
+    ts_max: datetime,
+    val_from: datetime | None = None,
+    test_from: datetime | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    bar_times: np.ndarray | None = None,
+) -> tuple[datetime, datetime]:
+    """Cut dates of the time split: by default the last 10% of the pooled time range is test
+    and the 10% before it is val. Explicit dates win; they must be ordered.
+
+    With ``bar_times`` (sorted unique bar open times, int64 microseconds UTC) a default cut
+    moves forward to the first bar at or after it, so it never falls between two bars."""
+    span = ts_max - ts_min
+    if test_from is None:
+        test_from = _snap(ts_max - span * test_frac, bar_times)
+    if val_from is None:
+        val_from = _snap(test_from - span * val_frac, bar_times)
+    if val_from > test_from:
+        raise CandletokError(
+            f"val_from ({val_from.date()}) must not be after test_from ({test_from.date()})."
+        )
+    return val_from, test_from
+
+
+def _snap(t: datetime, bar_times: np.ndarray | None) -> datetime:
+    if bar_times is None or bar_times.size == 0:
+        return t
+    us = int((t - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1_000_000)
+    i = int(np.searchsorted(bar_times, us, side="left"))
+    if i >= bar_times.size:
+        return t
+    return datetime.fromtimestamp(int(bar_times[i]) / 1_000_000, tz=timezone.utc)
+
+
+def is_sorted_by_symbol_ts(bars: pl.DataFrame) -> bool:
+    """True when ``bars`` is already sorted by (symbol, ts) with no repeated (symbol, ts):
+    then ``sort("symbol", "ts")`` could only return the same rows in the same order, and
+    the O(n log n) string sort can be skipped. Checked in O(n)."""
+    sym, ts = bars["symbol"], bars["ts"]
+    if bars.height < 2:
+        return True
+    if sym.null_count() or ts.null_count() or not sym.is_sorted():
+        return False
+    lengths = sym.rle().struct.field("len").to_numpy()
+    step = np.diff(ts.to_physical().to_numpy())
+    ok = step > 0
+    ok[np.cumsum(lengths)[:-1] - 1] = True  # a new symbol may restart its timestamps
+    return bool(ok.all())
+
+
+def _with_close(enc: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """``enc`` plus each candle's own close. On the fast path the encoded rows are the
+    bars' rows minus each series' first, so the closes are a slice; otherwise a join."""
+    lengths = bars["symbol"].rle().struct.field("len").to_numpy().astype(np.int64)
+    if enc.height == bars.height - lengths.size:
+        keep = np.ones(bars.height, dtype=bool)
+        keep[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = False
+        close = bars["close"].filter(pl.Series(keep))
+        if close.len() == enc.height:
+            return enc.with_columns(close.alias("close"))
+    return enc.join(bars.select("symbol", "ts", "close"), on=["symbol", "ts"], how="left")
+
+
+def encode_group(
+    tok: Tokenizer, bars: pl.DataFrame, cuts: Cuts, stride: int = 1,
+    pool: ThreadPoolExecutor | None = None,
+) -> EncodedGroup:
+    """Encode one group of whole series and route its rows to their split.
+
+    Pure: the result depends only on the arguments (``pool`` only lends threads to the
+    error kernel). ``bars`` must be canonical and sorted by (symbol, ts)."""
+    enc = _with_close(tok.encode(bars), bars) if bars.height else tok.encode(bars)
+    errs = None
+    if enc.height:
+        if pool is not None:
+            errs = anchored_errors(tok, enc, bars, pool, stride)
+        if errs is None:
+            errs = frame_errors(reconstruction_errors(tok, enc, bars))[:, ::stride]
+    has_nan = errs is not None and bool(np.isnan(errs).any())
+    ts = enc["ts"]
+    is_test = (ts >= cuts.test_from).to_numpy()
+    is_val = (ts >= cuts.val_from).to_numpy() & ~is_test
+    masks = {"train": ~(is_val | is_test), "val": is_val, "test": is_test}
+    tokens = enc["token"].to_numpy().astype(np.int64)
+    out = EncodedGroup({}, {}, {})
+    for s in SPLITS:
+        m = masks[s]
+        out.counts[s] = np.bincount(tokens[m], minlength=tok.vocab_size)
+        out.rows[s] = enc if m.all() else enc.filter(pl.Series(m))
+        if errs is None:
+            out.errors[s] = np.zeros((4, 0))
+            continue
+        ms = m[::stride]
+        part = errs if ms.all() else errs[:, ms]
+        if has_nan:  # candles that decode to no price: out of every figure
+            part = part[:, ~np.isnan(part).any(axis=0)]
+        out.errors[s] = part
+    return out
+
+
+def build_dataset(
+    symbols: Sequence[str] | BuildConfig,
+    out: str | Path | None = None,
+    *,
+    loader: Callable[..., pl.DataFrame] | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> EncodeResult:
+    """Load bars, split them by time, fit the vocabulary on train only, encode, write shards.
+
+    Pass a :class:`BuildConfig`, or ``symbols``, ``out`` and its fields as keywords.
+    Symbols are handled in groups of ``group_size`` so memory stays bounded: pass 1 loads
+    each group once and stages its canonical bars as Parquet; pass 2 fits the tokenizer on
+    the train part (at most ``fit_max_candles``, whole symbols chosen by ``seed``); pass 3
+    maps :func:`encode_group` over the groups and streams rows into shards. A symbol that
+    fails to load is listed in ``errors`` and skipped, unless ``strict``. The
+    reconstruction-error figures are measured on every candle up to ``stats_max_candles``
+    in all, and above that on a systematic sample (every k-th candle of each group, k the
+    same everywhere) of about that size; ``err_candles`` in each split's stats says how
+    many.
+    """
+    if isinstance(symbols, BuildConfig):
+        cfg = symbols
+    else:
+        if out is None:
+            raise CandletokError("build_dataset needs an output folder (out=...).")
+        cfg = BuildConfig.from_options(symbols, out, **options)
+    cfg.check()
+    out_path = Path(cfg.out)
+    tick = progress or (lambda stage, done, total: None)
+    tmp = temp_dir_beside(out_path, ".partial")
+    try:
+        # One background thread writes files (staged groups, then shards) while the main
+        # thread loads or encodes the next group; leaving the ``with`` waits for it, so
+        # nothing is still writing into ``tmp`` when it is removed or renamed.
+        with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as io:
+            result = _Build(cfg, tmp, io, loader or load_bars, tick).run()
+        _replace(out_path, tmp)
+        result.root = out_path
+        return result
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(out: Path, tmp: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out``, replacing an old dataset there."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(trash)
+        tmp.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def load_group(
+    group: list[str], loader: Callable[..., pl.DataFrame], errors: dict[str, str],
+    strict: bool, **kw: Any,
+) -> list[pl.DataFrame]:
+    """Load one group at once, or symbol by symbol when the group fails."""
+    frames: list[pl.DataFrame] = []
+    try:
+        frames.append(loader(group, **kw))
+    except CandletokError as exc:
+        if strict or len(group) == 1:
+            if strict:
+                raise
+            errors[group[0]] = str(exc)
+        else:
+            for sym in group:
+                try:
+                    frames.append(loader([sym], **kw))
+                except CandletokError as sub:
+                    errors[sym] = str(sub)
+    return [f for f in frames if f.height]
+
+
+class _Build:
+    """The three passes of one local build, sharing their state on ``self``."""
+
+    def __init__(self, cfg: BuildConfig, tmp: Path, io: ThreadPoolExecutor,
+                 loader: Callable[..., pl.DataFrame], tick: Progress) -> None:
+        self.cfg, self.tmp, self.io, self.loader, self.tick = cfg, tmp, io, loader, tick
+        self.errors: dict[str, str] = {}
+        self.staged: list[Path] = []
+        self.loaded: list[str] = []
+        self.bar_times: list[np.ndarray] = []
+
+    def run(self) -> EncodeResult:
+        self.stage()
+        first, last = self.first_last()
+        vf, tf = split_boundaries(
+            first, last, parse_time(self.cfg.val_from, "val_from"),
+            parse_time(self.cfg.test_from, "test_from"),
+            bar_times=np.unique(np.concatenate(self.bar_times)),
+        )
+        self.bar_times = []
+        tok = self.vocabulary(vf)
+        tok.save(self.tmp / "vocab.json")
+        writers, counts, errs = self.encode(tok, Cuts(vf, tf))
+        return finish_manifest(self.tmp, tok, self.cfg, writers, counts, errs,
+                               (first, last, vf, tf), self.loaded, self.errors)
+
+    def stage(self) -> None:
+        """Pass 1: load each group once and stage its sorted bars. Staging files live only
+        for this run and are read back twice, so they are written uncompressed (zstd cost
+        more than the whole encode)."""
+        cfg, syms = self.cfg, list(self.cfg.symbols)
+        staging = self.tmp / ".staging"
+        staging.mkdir()
+        groups = [syms[i : i + cfg.group_size] for i in range(0, len(syms), cfg.group_size)]
+        writing: Future[None] | None = None
+        done = 0
+        for gi, group in enumerate(groups):
+            frames = load_group(group, self.loader, self.errors, cfg.strict, source=cfg.source,
+                                interval=cfg.interval, start=cfg.start, end=cfg.end)
+            done += len(group)
+            self.tick("load", done, len(syms))
+            if not frames:
+                continue
+            bars = pl.concat(frames) if len(frames) > 1 else frames[0]
+            if not is_sorted_by_symbol_ts(bars):
+                bars = bars.sort("symbol", "ts")
+            self.bar_times.append(np.unique(bars["ts"].to_physical().to_numpy()))
+            self.loaded.extend(bars["symbol"].unique(maintain_order=True).to_list())
+            path = staging / f"group-{gi:05d}.parquet"
+            if writing is not None:
+                writing.result()  # at most one group waits to be written: memory stays bounded
+            writing = self.io.submit(bars.write_parquet, path, compression="uncompressed")
+            self.staged.append(path)
+            del bars, frames
+        if writing is not None:
+            writing.result()
+        if not self.staged:
+            detail = "; ".join(f"{s}: {m}" for s, m in list(self.errors.items())[:3])
+            raise CandletokError(f"No symbol could be loaded ({detail}).")
+
+    def first_last(self) -> tuple[datetime, datetime]:
+        span = pl.scan_parquet(self.staged).select(
+            pl.col("ts").min().alias("a"), pl.col("ts").max().alias("b")).collect()
+        return span["a"][0], span["b"][0]
+
+    def vocabulary(self, vf: datetime) -> Tokenizer:
+        """Pass 2: the vocabulary, fit on train bars only (or the one given)."""
+        cfg = self.cfg
+        if cfg.vocab is not None:
+            return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
+        tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
+        train_scan = pl.scan_parquet(self.staged).filter(pl.col("ts") < pl.lit(vf))
+        counts = train_scan.group_by("symbol").len().collect().sort("symbol")
+        if counts.height == 0 or int(counts["len"].sum()) < 2:
+            raise CandletokError(
+                f"No training bars before the validation cut {vf.date()}; "
+                "choose an earlier val_from or load a longer history."
+            )
+        if int(counts["len"].sum()) > cfg.fit_max_candles:
+            rng = np.random.default_rng(cfg.seed)
+            order = rng.permutation(counts.height)
+            keep = np.cumsum(counts["len"].to_numpy()[order]) <= cfg.fit_max_candles
+            keep[0] = True
+            chosen = counts["symbol"].to_numpy()[order][keep].tolist()
+            train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
+        self.tick("fit", 0, 1)
+        tok.fit(train_scan.collect())
+        self.tick("fit", 1, 1)
+        return tok
+
+    def encode(self, tok: Tokenizer, cuts: Cuts) -> tuple[
+            dict[str, ShardWriter], dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+        """Pass 3: :func:`encode_group` over every staged group, rows streamed into shards
+        (written on the io thread while the next group is read and encoded)."""
+        writers = {s: ShardWriter(self.tmp, s, self.cfg.shard_rows, tok.fingerprint,
+                                  pool=self.io) for s in SPLITS}
+        total = int(pl.scan_parquet(self.staged).select(pl.len()).collect().item())
+        stride = max(1, -(-total // max(1, self.cfg.stats_max_candles)))
+        errs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+        counts = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
+        with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
+                ThreadPoolExecutor(2, thread_name_prefix="candletok-err") as cpu:
+            nxt = reader.submit(pl.read_parquet, self.staged[0])
+            for gi in range(len(self.staged)):  # one step per symbol group, not per row
+                bars = nxt.result()
+                if gi + 1 < len(self.staged):
+                    nxt = reader.submit(pl.read_parquet, self.staged[gi + 1])
+                g = encode_group(tok, bars, cuts, stride, cpu)
+                for s in SPLITS:
+                    writers[s].add(g.rows[s])
+                    counts[s] += g.counts[s]
+                    errs[s].append(g.errors[s])
+                del bars, g
+                self.tick("encode", gi + 1, len(self.staged))
+        shutil.rmtree(self.tmp / ".staging")
+        return writers, counts, errs
+
+
+def finish_manifest(
+    tmp: Path, tok: Tokenizer, cfg: BuildConfig, writers: dict[str, ShardWriter],
+    counts: dict[str, np.ndarray], errs: dict[str, list[np.ndarray]],
+    times: tuple[datetime, datetime, datetime, datetime], loaded: list[str],
+    errors: dict[str, str],
+) -> EncodeResult:
+    """Close every split's writer, compute the split figures and write the manifest last
+    (its presence marks a complete folder). Shared by every engine."""
+    first, last, vf, tf = times
+    stats: list[SplitStats] = []
+    splits_meta: dict[str, Any] = {}
+    for s in SPLITS:
+        meta = writers[s].close()
+        c = counts[s]
+        st = SplitStats(split=s, symbols=len(set(meta["symbols"])), candles=int(c.sum()),
+                        tokens_used=int((c > 0).sum()), path=str(Path(cfg.out) / s),
+                        bits_per_candle=entropy_bits(c))
+        parts = [p for p in errs.pop(s) if p.shape[1]]
+        st.err_candles = int(sum(p.shape[1] for p in parts))
+        figures = error_stats(parts)
+        if figures is not None:
+            (st.close_err_median_bps, st.close_err_p95_bps,
+             st.ohlc_err_median_bps, st.ohlc_err_p95_bps) = figures
+        stats.append(st)
+        splits_meta[s] = {
+            "from": iso(None if s == "train" else (vf if s == "val" else tf)),
+            "to": iso(vf if s == "train" else (tf if s == "val" else None)),
+            **meta,
+        }
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": tok.fingerprint,
+        "scheme": tok.scheme,
+        "vocab_size": tok.vocab_size,
+        "vocab": "vocab.json",
+        "source": cfg.source,
+        "interval": cfg.interval,
+        "symbols": loaded,
+        "boundaries": {"val_from": iso(vf), "test_from": iso(tf),
+                       "first": iso(first), "last": iso(last)},
+        "splits": splits_meta,
+        "errors": errors,
+        "stats": {st.split: {k: v for k, v in st.__dict__.items() if k not in ("split", "path")}
+                  for st in stats},
+    }
+    write_json_atomic(tmp / "manifest.json", clean_json(manifest))  # last: marks completion
+    return EncodeResult(root=Path(cfg.out), manifest=manifest, stats=stats, errors=errors)

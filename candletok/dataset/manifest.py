@@ -1,0 +1,179 @@
+"""Token datasets on disk: the folder layout, the manifest, and reading it back.
+
+Layout (see docs/architecture.md)::
+
+    DIR/manifest.json        format, fingerprint, symbols, split boundaries, shards + sha256
+    DIR/vocab.json           the tokenizer (and vocab.txt, its readable table)
+    DIR/<split>/part-00000.parquet ...   rows: symbol, ts, token, prev_close, scale, close
+    DIR/_index/<split>.tokens.npy  the split's tokens, one BOS before each series (memory-
+    DIR/_index/<split>.series.npy  mapped by TokenDataset), and each series' [start, end)
+
+The index lives in ``_index/`` because readers of Parquet folders (pyarrow, Hugging Face
+``datasets``) skip names starting with ``_``; each split folder holds Parquet only.
+
+Format 2 added each candle's own ``close`` (forward outcomes need the last close of a
+series, which ``prev_close`` cannot give); format 1 folders are refused with a message
+that says to re-encode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from candletok.core.atomic import sha256_file
+from candletok.core.errors import DatasetError
+from candletok.core.ids import SPLITS, normalize_split
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.registry import load_tokenizer
+
+MANIFEST_FORMAT = "candletok-dataset/2"
+OLD_FORMATS = ("candletok-dataset/1",)
+FINGERPRINT_KEY = "candletok.fingerprint"
+INDEX_DIR = "_index"
+TOKEN_COLUMNS: tuple[str, ...] = ("symbol", "ts", "token", "prev_close", "scale", "close")
+TOKEN_SCHEMA: dict[str, Any] = {
+    "symbol": pl.String, "ts": pl.Datetime("us", "UTC"), "token": pl.UInt16,
+    "prev_close": pl.Float64, "scale": pl.Float64, "close": pl.Float64,
+}
+
+
+def clean_json(obj: Any) -> Any:
+    """NaN is not JSON: write it as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clean_json(v) for v in obj]
+    return obj
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The dataset's manifest, or a clear :class:`DatasetError` if the folder is not one."""
+    root = Path(root)
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a dataset folder; create one with `candletok encode`.")
+    if not path.exists():
+        raise DatasetError(
+            f"{root} has no manifest.json, so it is not a complete dataset "
+            "(an interrupted `candletok encode`?); run the encode again."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON; re-run `candletok encode`.") from exc
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    if fmt in OLD_FORMATS:
+        raise DatasetError(
+            f"{path} is a {fmt} manifest from an older candletok, whose rows lack each "
+            "candle's close; re-run `candletok encode` to rebuild the dataset."
+        )
+    if fmt != MANIFEST_FORMAT or not isinstance(manifest.get("splits"), dict):
+        raise DatasetError(
+            f"{path} has format {fmt!r} or no splits; this candletok reads "
+            f"{MANIFEST_FORMAT!r} manifests from `candletok encode`."
+        )
+    return manifest
+
+
+def open_dataset(
+    root: str | Path, vocab: str | Path | Tokenizer | None = None
+) -> tuple[dict[str, Any], Tokenizer]:
+    """Manifest and tokenizer of a dataset, refusing any fingerprint mismatch between the
+    manifest, ``vocab.json`` and an optional vocabulary the caller expects."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    try:
+        tok = load_tokenizer(root / manifest.get("vocab", "vocab.json"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{root} has no vocab.json; re-run `candletok encode`.") from exc
+    if tok.fingerprint != manifest["fingerprint"]:
+        raise DatasetError(
+            f"{root}/vocab.json (fingerprint {tok.fingerprint}) does not match the manifest "
+            f"({manifest['fingerprint']}); the folder was mixed from two runs — re-encode it."
+        )
+    if vocab is not None:
+        want = vocab if isinstance(vocab, Tokenizer) else load_tokenizer(vocab)
+        if want.fingerprint != tok.fingerprint:
+            raise DatasetError(
+                f"The dataset {root} was encoded with vocab {tok.fingerprint}, not "
+                f"{want.fingerprint}; encode it with `--vocab` that file or use its own vocab."
+            )
+    return manifest, tok
+
+
+def split_meta(manifest: dict[str, Any], split: str) -> dict[str, Any]:
+    """The manifest's entry for ``split`` (``validation`` is read as ``val``)."""
+    split = normalize_split(split) if split.lower() not in manifest["splits"] else split
+    if split not in manifest["splits"]:
+        raise DatasetError(
+            f"Unknown split {split!r}; the dataset has {', '.join(manifest['splits'])}."
+        )
+    return manifest["splits"][split]
+
+
+def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
+    """Check every shard's presence, sha256 and fingerprint; raise naming the first bad file."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    report = []
+    for split in splits:
+        for shard in split_meta(manifest, split)["shards"]:
+            path = root / shard["path"]
+            if not path.exists():
+                raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
+            if sha256_file(path) != shard["sha256"]:
+                raise DatasetError(
+                    f"Shard {path} is corrupt (its sha256 does not match the manifest); "
+                    "re-run `candletok encode`."
+                )
+            report.append({"split": split, "path": shard["path"], "rows": shard["rows"]})
+    return report
+
+
+def read_split(root: str | Path, split: str = "train", *, verify: bool = False) -> pl.DataFrame:
+    """All rows of one split (:data:`TOKEN_COLUMNS`), sorted by (symbol, ts)."""
+    root = Path(root)
+    manifest, tok = open_dataset(root)
+    if verify:
+        verify_dataset(root, [split])
+    frames = []
+    for shard in split_meta(manifest, split)["shards"]:
+        path = root / shard["path"]
+        if not path.exists():
+            raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
+        try:
+            df = pl.read_parquet(path)
+            meta = pl.read_parquet_metadata(path)
+        except Exception as exc:
+            raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
+        if meta.get(FINGERPRINT_KEY) != tok.fingerprint:
+            raise DatasetError(
+                f"Shard {path} was written with vocab {meta.get(FINGERPRINT_KEY)}, not the "
+                f"dataset's {tok.fingerprint}; re-run `candletok encode`."
+            )
+        frames.append(df)
+    if not frames:
+        return pl.DataFrame(schema=TOKEN_SCHEMA)
+    return pl.concat(frames)
+
+
+def decode_dataset(root: str | Path, split: str = "test") -> pl.DataFrame:
+    """Canonical bars rebuilt from one split's tokens (each anchored on its stored close)."""
+    _, tok = open_dataset(root)
+    return tok.decode(read_split(root, split))
+
+
+def inspect_dataset(root: str | Path) -> dict[str, Any]:
+    """Manifest summary plus a checksum verification of every shard."""
+    manifest = read_manifest(root)
+    open_dataset(root)
+    verify_dataset(root)
+    return manifest

@@ -1,0 +1,264 @@
+"""Torch datasets over a token dataset folder (see :mod:`candletok.dataset.manifest`).
+
+``TokenDataset`` is map-style: item i is ``(x, y)``, two int64 tensors of ``context`` tokens
+with ``y`` = ``x`` shifted by one. Each series (one symbol's candles in one split) starts
+with BOS and windows never cross from one series into another. A series is cut into
+windows of ``context`` targets; the last window is aligned to the series end, and the
+targets it shares with the window before are masked (-1) so that every candle is a target
+exactly once — which makes ``bits per candle`` over a loader an exact figure. A series
+shorter than the context is padded (inputs PAD, targets -1).
+
+The token arrays are memory-mapped ``.npy`` files, so DataLoader workers share pages
+instead of copying the data; pickling drops the map and each worker reopens it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from candletok.core.atomic import sha256_file
+from candletok.core.errors import DatasetError
+from candletok.core.ids import IGNORE_INDEX, with_bos
+from candletok.dataset.manifest import (
+    INDEX_DIR,
+    open_dataset,
+    read_split,
+    split_meta,
+    verify_dataset,
+)
+from candletok.tokenize.base import Tokenizer
+
+"""Target id of padded or already-counted positions; use ``ignore_index=-1`` in the loss."""
+
+
+def window_index(bounds: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorized window layout: for each window its start in the token array, the end of
+    its series, and how many leading targets it must mask because an earlier window of the
+    same series already counted them.
+
+    ``bounds`` is (n_series, 2): [start, end) of each series in the token array, the start
+    holding its BOS."""
+    if context < 1:
+        raise DatasetError("context must be at least 1.")
+    if bounds.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    a, b = bounds[:, 0].astype(np.int64), bounds[:, 1].astype(np.int64)
+    targets = b - a - 1  # candles per series
+    nwin = np.maximum(1, -(-targets // context))  # ceil, at least one window
+    series_of = np.repeat(np.arange(a.size), nwin)
+    first = np.cumsum(nwin) - nwin
+    j = np.arange(series_of.size) - np.repeat(first, nwin)
+    last_start = np.maximum(0, targets - context)
+    offset = np.minimum(j * context, last_start[series_of])
+    start = a[series_of] + offset
+    # Targets of window j are offsets offset+1 .. offset+context; the window before covered
+    # up to (j-1)*context + context = j*context.
+    skip = np.where(j > 0, np.maximum(0, j * context - offset), 0)
+    return start, b[series_of], skip
+
+
+class TokenDataset(Dataset):
+    """Map-style dataset of ``(x, y)`` windows over one split of a token dataset."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        context: int = 128,
+        vocab: str | Path | Tokenizer | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.context = int(context)
+        manifest, tok = open_dataset(self.root, vocab)
+        meta = split_meta(manifest, split)
+        self.fingerprint: str = tok.fingerprint
+        self.vocab_size: int = tok.vocab_size
+        self.scheme: str = tok.scheme
+        self.pad_id, self.bos_id = tok.PAD, tok.BOS
+        self.symbols: list[str] = list(meta["symbols"])
+        self.interval: str | None = manifest.get("interval")  # bar interval, e.g. "1d"
+        self._tokens_path = self.root / INDEX_DIR / f"{split}.tokens.npy"
+        if verify:
+            verify_dataset(self.root, [split])
+            if self._tokens_path.exists() and meta.get("tokens_sha256") not in (
+                None, sha256_file(self._tokens_path)
+            ):
+                raise DatasetError(
+                    f"{self._tokens_path} is corrupt (sha256 differs from the manifest); "
+                    "re-run `candletok encode`."
+                )
+        self._tokens: np.ndarray | None = None
+        if self._tokens_path.exists():
+            self.bounds = np.load(self.root / INDEX_DIR / f"{split}.series.npy")
+        else:  # a folder written by another tool: rebuild the arrays in memory
+            rows = read_split(self.root, split)
+            lens = rows.group_by("symbol", maintain_order=True).len()["len"].to_numpy()
+            self._tokens, self.bounds = with_bos(rows["token"].to_numpy(), lens)
+        self.starts, self.ends, self.skips = window_index(self.bounds, self.context)
+
+    # -- data access ---------------------------------------------------------------------
+    @property
+    def tokens(self) -> np.ndarray:
+        """The split's token array (memory-mapped; opened lazily in each process)."""
+        if self._tokens is None:
+            try:
+                self._tokens = np.load(self._tokens_path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f"{self._tokens_path} is unreadable ({exc}).") from exc
+        return self._tokens
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._tokens_path.exists():
+            state["_tokens"] = None  # never pickle the mapped data; reopen in the worker
+        return state
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def window(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window i as int64 numpy arrays ``(x, y)``."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} out of range for {len(self)} windows")
+        i = i % len(self)
+        s, e, k = int(self.starts[i]), int(self.ends[i]), int(self.skips[i])
+        c = self.context
+        chunk = np.asarray(self.tokens[s : min(e, s + c + 1)], dtype=np.int64)
+        n = chunk.size - 1  # real targets in this window
+        x = np.full(c, self.pad_id, np.int64)
+        y = np.full(c, IGNORE_INDEX, np.int64)
+        x[:n] = chunk[:-1]
+        y[:n] = chunk[1:]
+        y[:k] = IGNORE_INDEX
+        return x, y
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.window(i)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def batch(self, indices: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Many windows at once, vectorized: ``(X, Y)`` int64 arrays of shape (B, context).
+
+        Same content as stacking :meth:`window` (one fancy-indexed read of the memory map
+        instead of B Python calls) — the fast path for training loops and DataLoaders."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"window index out of range for {len(self)} windows")
+        idx = idx % max(len(self), 1)
+        c = self.context
+        s, e, k = self.starts[idx], self.ends[idx], self.skips[idx]
+        pos = s[:, None] + np.arange(c + 1)[None, :]  # (B, c+1)
+        valid = pos < e[:, None]
+        chunk = np.asarray(self.tokens[np.minimum(pos, e[:, None] - 1)], dtype=np.int64)
+        x = np.where(valid[:, 1:], chunk[:, :-1], self.pad_id)  # input only where a target follows
+        tvalid = valid[:, 1:] & (np.arange(c)[None, :] >= k[:, None])
+        y = np.where(tvalid, chunk[:, 1:], IGNORE_INDEX)
+        return x, y
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Batched fetch used by ``DataLoader`` (torch calls it instead of B ``__getitem__``)."""
+        x, y = self.batch(indices)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        return list(zip(tx, ty, strict=True))
+
+    # -- helpers for baselines and evaluation ----------------------------------------------
+    def series(self) -> list[np.ndarray]:
+        """Candle tokens of each series (no BOS), in manifest order."""
+        t = self.tokens
+        return [np.asarray(t[a + 1 : b], dtype=np.int64) for a, b in self.bounds]
+
+    def n_targets(self) -> int:
+        """Candles that are targets in this split (each counted once over all windows)."""
+        return int((self.bounds[:, 1] - self.bounds[:, 0] - 1).sum())
+
+    def tokenizer(self) -> Tokenizer:
+        return open_dataset(self.root)[1]
+
+
+class TokenStream(IterableDataset):
+    """Streaming view of the same windows, split across DataLoader workers *and*
+    ``torch.distributed`` ranks so that each window is seen once per epoch over all of them.
+
+    Windows are cut into contiguous blocks (``block`` windows each, which keeps reads
+    sequential in the memory-mapped array); each epoch the blocks are dealt round-robin, in
+    a seeded order, to the ``world_size * num_workers`` consumers, and each consumer passes
+    its windows through a shuffle buffer of ``shuffle_buffer`` windows (0: no shuffling).
+    Call :meth:`set_epoch` between epochs for a new order.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        context: int = 128,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        block: int = 256,
+        rank: int | None = None,
+        world_size: int | None = None,
+        vocab: str | Path | Tokenizer | None = None,
+    ) -> None:
+        self.ds = TokenDataset(root, split, context, vocab=vocab)
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.seed = int(seed)
+        self.block = max(1, int(block))
+        self.epoch = 0
+        self._rank, self._world = rank, world_size
+        self.vocab_size, self.fingerprint = self.ds.vocab_size, self.ds.fingerprint
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _consumer(self) -> tuple[int, int]:
+        rank, world = self._rank, self._world
+        if rank is None or world is None:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            else:
+                rank, world = 0, 1
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * nw + wid, world * nw
+
+    def window_ids(self) -> np.ndarray:
+        """The window indices this consumer yields this epoch, before buffer shuffling."""
+        cid, n = self._consumer()
+        nblocks = math.ceil(len(self.ds) / self.block)
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(nblocks)
+        mine = order[cid::n]
+        if mine.size == 0:
+            return np.zeros(0, np.int64)
+        ids = (mine[:, None] * self.block + np.arange(self.block)[None, :]).ravel()
+        return ids[ids < len(self.ds)]
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ids = self.window_ids()
+        if self.shuffle_buffer <= 1:
+            for i in ids:
+                yield self.ds[int(i)]
+            return
+        cid, _ = self._consumer()
+        rng = np.random.default_rng((self.seed, self.epoch, cid))
+        buf: list[int] = []
+        for i in ids:
+            buf.append(int(i))
+            if len(buf) >= self.shuffle_buffer:
+                j = int(rng.integers(len(buf)))
+                buf[j], buf[-1] = buf[-1], buf[j]
+                yield self.ds[buf.pop()]
+        rng.shuffle(buf)
+        for i in buf:
+            yield self.ds[i]

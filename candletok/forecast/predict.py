@@ -1,0 +1,298 @@
+"""Trader-readable next-candle forecasts from a trained CandleGPT, and their calibration.
+
+A forecast is the model's next-token distribution (over candle tokens only, renormalized)
+pushed through the vocabulary's representative features: every candle token *is* a
+(gap, body, upper, lower) shape in volatility units, so "probability the next close is
+above this close" is the mass of the tokens whose gap + body > 0, and expected moves are
+probability-weighted averages of the tokens' features, turned into percent with the scale
+the next candle will see.
+
+:func:`calibration` checks whether those probabilities mean what they say on held-out
+data: the Brier score of P(close up) against the best constant forecast, and a reliability
+table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from candletok.core.errors import ModelError
+from candletok.core.ids import BOS, N_SPECIAL
+from candletok.dataset.manifest import read_split
+from candletok.dataset.torchdata import TokenDataset
+from candletok.forecast.plot import plot_fan
+from candletok.model.checkpoint import check_fingerprint
+from candletok.model.evaluate import autocast, eval_windows
+from candletok.model.gpt import CandleGPT
+from candletok.model.updown import candle_feature_table, real_up, up_probability
+from candletok.tokenize.words import GAP_WORDS
+
+NO_GAP = GAP_WORDS[0][0]  # |gap| below this many vol units is described as "no gap"
+
+
+@dataclass
+class Candidate:
+    token: int
+    prob: float
+    words: str
+
+
+@dataclass
+class Prediction:
+    """The next candle of ``symbol`` after ``last_ts``, as probabilities and expectations.
+
+    ``*_vol`` values are in volatility units (the causal scale), ``*_pct`` in percent of
+    price. ``range`` is high/low of the candle, ``body`` close/open."""
+
+    symbol: str
+    last_ts: Any
+    last_close: float
+    scale: float
+    p_close_up: float
+    p_gap_up: float
+    p_gap_down: float
+    exp_body_vol: float
+    exp_body_pct: float
+    exp_range_vol: float
+    exp_range_pct: float
+    top: list[Candidate]
+    probs: np.ndarray = field(repr=False)  # (n_candle_tokens,) next-candle distribution
+    context_candles: int = 0
+
+    @property
+    def p_close_down(self) -> float:
+        return 1.0 - self.p_close_up
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for a two-column table."""
+        return [
+            ("symbol", self.symbol),
+            ("last bar", str(self.last_ts)),
+            ("last close", f"{self.last_close:,.4f}"),
+            ("P(next close above this close)", f"{self.p_close_up:.1%}"),
+            ("P(gap up)", f"{self.p_gap_up:.1%}"),
+            ("P(gap down)", f"{self.p_gap_down:.1%}"),
+            (f"P(no gap, within {NO_GAP:g} vol)", f"{1 - self.p_gap_up - self.p_gap_down:.1%}"),
+            ("expected body", f"{self.exp_body_pct:+.2f}%  ({self.exp_body_vol:+.2f} vol)"),
+            ("expected high-low range",
+             f"{self.exp_range_pct:.2f}%  ({self.exp_range_vol:.2f} vol)"),
+            ("volatility unit (scale)", f"{100 * self.scale:.2f}%"),
+            ("context candles", str(self.context_candles)),
+        ]
+
+
+def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
+    """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
+    encoding the bars with ``tok`` — which must be the vocabulary the model was trained on."""
+    check_fingerprint(model.fingerprint, tok, "this tokenizer")
+    if tok.vocab_size != model.config.vocab_size:
+        raise ModelError("The tokenizer's vocab size differs from the model's; use its vocab.")
+    symbols = bars["symbol"].unique(maintain_order=True).to_list() if bars.height else []
+    if len(symbols) != 1:
+        raise ModelError(f"Pass the bars of exactly one symbol (got {len(symbols)}).")
+    sym = symbols[0]
+    enc = tok.encode(bars)
+    if enc.height == 0:
+        raise ModelError(f"{sym} has too few bars to encode; give it at least two bars.")
+    toks = enc["token"].to_numpy().astype(np.int64)
+    ctx = model.config.context
+    seq = np.concatenate([[BOS], toks])[-ctx:]
+    idx = torch.from_numpy(seq)[None].to(model.device)
+    p = model.next_token_probs(idx)[0, N_SPECIAL:].double().cpu().numpy()
+    p = p / p.sum()  # float round-off only: the model already renormalized
+    F = candle_feature_table(tok)
+    gap, body, upper, lower = F[:, 0], F[:, 1], F[:, 2], F[:, 3]
+    last_close, scale = tok.continuation_state(bars)[sym]
+    rng_vol = upper + lower + np.abs(body)  # ln(high / low) / scale
+    order = np.argsort(-p, kind="stable")[:5]
+    return Prediction(
+        symbol=sym,
+        last_ts=bars["ts"][-1],
+        last_close=float(last_close),
+        scale=float(scale),
+        p_close_up=float(p @ up_probability(model, tok)[N_SPECIAL:]),
+        # A gap is "up"/"down" only beyond the words' "no gap" band, so the three agree
+        # with the descriptions (a "no gap" token whose representative is +0.01 is no gap).
+        p_gap_up=float(p[gap >= NO_GAP].sum()),
+        p_gap_down=float(p[gap <= -NO_GAP].sum()),
+        exp_body_vol=float(p @ body),
+        exp_body_pct=float(100 * (p @ np.expm1(body * scale))),
+        exp_range_vol=float(p @ rng_vol),
+        exp_range_pct=float(100 * (p @ np.expm1(rng_vol * scale))),
+        top=[Candidate(int(i + N_SPECIAL), float(p[i]), tok.describe(int(i + N_SPECIAL)))
+             for i in order],
+        probs=p,
+        context_candles=int(min(toks.size, ctx)),
+    )
+
+
+@dataclass
+class Calibration:
+    """How well P(close up) is calibrated on a split.
+
+    ``brier_base`` is the Brier score of the best constant forecast (the split's own
+    up-frequency, a hindsight reference), so the model helps only if ``brier`` is lower."""
+
+    split: str
+    n: int
+    base_rate: float
+    brier: float
+    brier_base: float
+    table: list[tuple[float, float, float, int]]  # (bin lo, mean predicted, observed, count)
+    outcome: str = "close"  # "close": the real next close; "token": the token's direction
+
+    @property
+    def skill(self) -> float:
+        """Brier skill score: 1 - brier / brier_base (> 0: better than the base rate)."""
+        return 1.0 - self.brier / self.brier_base if self.brier_base > 0 else float("nan")
+
+
+@torch.no_grad()
+def calibration(
+    model: CandleGPT, ds: Any, split: str = "test", bins: int = 10, batch_size: int = 64,
+    tok: Any = None,
+) -> Calibration:
+    """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
+    dataset folder (the ``split`` is opened) or an opened dataset split.
+
+    The outcome is the *real* move: close above the previous close, read from the stored
+    closes (the next row's ``prev_close``), so the quantization of the tokens cannot flatter
+    the score. The last candle of each series has no stored close and is left out. Without
+    the stored rows (a bare in-memory split) the outcome falls back to the direction of the
+    realized token (``outcome="token"``)."""
+    if isinstance(ds, str | Path):
+        ds = TokenDataset(ds, split, context=model.config.context)
+        split_name = split
+    else:
+        split_name = getattr(ds, "split", split)
+    check_fingerprint(model.fingerprint, ds)
+    tok = tok if tok is not None else ds.tokenizer()
+    up = torch.from_numpy(up_probability(model, tok)).float().to(model.device)
+    real = real_up(ds)  # per flat position: 1 up, 0 not, NaN unknown; None: no rows
+    was = model.training
+    model.eval()
+    preds: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    try:
+        n = len(ds)
+        for chunk in np.array_split(np.arange(n), max(1, math.ceil(n / batch_size))):
+            if chunk.size == 0:
+                continue
+            x, y = eval_windows(ds, chunk)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
+            yt = torch.from_numpy(np.ascontiguousarray(y)).to(model.device)
+            with autocast(model.device):
+                logits = model(xt)[0]
+            logits = logits.float()
+            logits[..., :N_SPECIAL] = float("-inf")
+            mask = yt >= N_SPECIAL
+            probs = torch.softmax(logits[mask], dim=-1)  # (n, V)
+            pred = (probs * up).sum(-1).cpu().numpy()
+            if real is None:
+                preds.append(pred)
+                outs.append(up[yt[mask]].cpu().numpy())
+                continue
+            # Flat position of every target: y[k] of window w is token starts[w] + 1 + k.
+            pos = ds.starts[chunk][:, None] + 1 + np.arange(x.shape[1])[None, :]
+            o = real[pos[mask.cpu().numpy()]]
+            keep = ~np.isnan(o)
+            preds.append(pred[keep])
+            outs.append(o[keep])
+    finally:
+        model.train(was)
+    p = np.concatenate(preds) if preds else np.zeros(0)
+    o = np.concatenate(outs).astype(np.float64) if outs else np.zeros(0)
+    if p.size == 0:
+        raise ModelError(f"The {split_name} split holds no candles to check calibration on.")
+    rate = float(o.mean())
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    cnt = np.bincount(b, minlength=bins)
+    mp = np.bincount(b, weights=p, minlength=bins) / np.maximum(cnt, 1)
+    of = np.bincount(b, weights=o, minlength=bins) / np.maximum(cnt, 1)
+    table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
+             for i in np.flatnonzero(cnt)]
+    return Calibration(split_name, int(p.size), rate, float(np.mean((p - o) ** 2)),
+                       float(np.mean((rate - o) ** 2)), table,
+                       outcome="token" if real is None else "close")
+
+
+@dataclass
+class Continuation:
+    """``samples`` sampled continuations of a symbol's real test series.
+
+    ``context`` holds the last real candles (rebuilt from their tokens, each anchored on its
+    own previous close) and ``paths`` the sampled candles, rebuilt free-running from the last
+    close with the causal scale recomputed along each path (arrays of shape (S, n))."""
+
+    symbol: str
+    last_ts: Any
+    last_close: float
+    context: dict[str, np.ndarray]
+    paths: dict[str, np.ndarray]
+    tokens: np.ndarray  # (S, n) sampled candle tokens
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The fan in a few numbers: where the sampled paths end, relative to the last close."""
+        final = self.paths["close"][:, -1]
+        c = self.last_close
+        q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
+        ret = np.log(final / c)
+        return [
+            ("last close (rebuilt)", f"{c:,.4f}"),
+            ("median close at the end", f"{q50:,.4f}"),
+            ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
+            ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
+            ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
+            ("std of log return", f"{100 * float(ret.std()):.2f}%"),
+        ]
+
+    def plot(self, out: str | Path, last: int = 60) -> Path:
+        """Write the candlestick chart: the last ``last`` real candles, then the fan."""
+        k = min(last, self.context["close"].size)
+        ctx = {key: v[-k:] for key, v in self.context.items()}
+        S, n = self.tokens.shape
+        return plot_fan(ctx, self.paths, out, title=f"{self.symbol}: last {k} real candles "
+                        f"+ {S} sampled continuations of {n}")
+
+
+@torch.no_grad()
+def continue_series(
+    model: CandleGPT, dataset: str | Path, symbol: str, n: int = 20, samples: int = 100,
+    temperature: float = 1.0, seed: int = 0, split: str = "test",
+) -> Continuation:
+    """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series."""
+    if n < 1 or samples < 1:
+        raise ModelError("Generate at least one candle (n >= 1) and one sample (samples >= 1).")
+    ds = TokenDataset(dataset, split, context=8)
+    check_fingerprint(model.fingerprint, ds)
+    tok = ds.tokenizer()
+    if symbol not in ds.symbols:  # symbols are stored upper-cased, as every source gives them
+        symbol = symbol.strip().upper()
+    rows = read_split(dataset, split).filter(pl.col("symbol") == symbol)
+    if rows.height == 0:
+        raise ModelError(f"{symbol} has no {split} candles in {dataset}; pick one of "
+                         f"{', '.join(ds.symbols[:10])}.")
+    ctx_bars = tok.decode(rows)  # anchored: each candle from its own prev_close and scale
+    toks = rows["token"].to_numpy().astype(np.int64)
+    # Continue from the rebuilt last bar with the next candle's causal scale.
+    h, lo, c = (float(ctx_bars[k][-1]) for k in ("high", "low", "close"))
+    pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
+    tr = math.log(max(h, pc) / min(lo, pc))
+    f = tok.features
+    next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
+    seq = np.concatenate([[BOS], toks])[-model.config.context:]
+    idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
+    new_np = new.cpu().numpy()
+    paths = tok.rebuild_paths(new_np, c, next_scale)
+    context = {k: ctx_bars[k].to_numpy() for k in ("open", "high", "low", "close")}
+    return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np)

@@ -1,0 +1,116 @@
+"""Checkpoint files: atomic writes, validated reads, and loading a trained CandleGPT.
+
+A checkpoint is one ``torch.save`` dict (``format`` = :data:`CHECKPOINT_FORMAT`) holding
+the model and optimizer state, both configurations, the vocabulary (fingerprint and JSON)
+and what ``predict`` needs (``token_up_rate``, ``interval``), so a model file is enough to
+use the model. Reads are ``weights_only``: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from candletok.core.atomic import atomic_path
+from candletok.core.errors import ModelError
+from candletok.core.times import normalize_interval
+from candletok.model.gpt import CandleGPT, GPTConfig
+
+CHECKPOINT_FORMAT = "candletok-model/1"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Map ``auto``, ``cpu`` or ``cuda`` to a torch device; anything else is one clear error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("CUDA was requested but is not available; use --device cpu or auto.")
+    return dev
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"No model checkpoint at {p}; train one with `candletok train DIR`.")
+    try:
+        ck = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"{p} is not a readable candletok model checkpoint (damaged, or "
+                         "not written by `candletok train`; --debug shows why).") from exc
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{p} is not a {CHECKPOINT_FORMAT} checkpoint; train a new model.")
+    return ck
+
+
+def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset") -> None:
+    """Refuse a dataset or tokenizer whose vocabulary differs from the model's."""
+    fp = getattr(other, "fingerprint", other)
+    if model_fp is not None and fp is not None and fp != model_fp:
+        raise ModelError(
+            f"The model was trained on vocabulary {str(model_fp)[:12]} but {what} uses "
+            f"{str(fp)[:12]}; use data encoded with the model's vocab or train a new model."
+        )
+
+
+def _restore(path: str | Path, ck: dict[str, Any], load: Any,
+             model: CandleGPT | None = None) -> CandleGPT:
+    """The checkpoint's model (or ``model``) after ``load(model)``, as one clear error when
+    the weights do not fit the saved configuration."""
+    try:
+        model = model or CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
+        load(model)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path} holds weights that do not fit its saved configuration; "
+                         "the file is damaged or from another candletok version.") from exc
+    return model
+
+
+def load_model(
+    path: str | Path, dataset: Any = None, device: str | torch.device = "cpu"
+) -> CandleGPT:
+    """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
+    ``fingerprint``: a TokenDataset, a tokenizer), refuse it when its vocabulary differs
+    from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
+    dev = resolve_device(device)
+    ck = read_checkpoint(path, map_location=dev)
+    # The best-on-val weights when the run kept them, else the last step's.
+    model = _restore(path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))
+    model.fingerprint = ck.get("fingerprint")
+    model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
+    if dataset is not None:
+        check_fingerprint(model.fingerprint, dataset)
+        vs = getattr(dataset, "vocab_size", model.config.vocab_size)
+        if vs != model.config.vocab_size:
+            raise ModelError(
+                f"The model has {model.config.vocab_size} tokens but the dataset has {vs}; "
+                "use data encoded with the model's vocab."
+            )
+    return model.to(dev).eval()
+
+
+def model_interval(model: CandleGPT, asked: str | None) -> str:
+    """The bar interval to feed ``model``: ``asked``, or the one it was trained on (saved in
+    the checkpoint; daily when the checkpoint predates that). Asking for another interval
+    than the training one is an error: a daily model has not seen 5-minute candles."""
+
+    trained = getattr(model, "meta", {}).get("interval")
+    trained = normalize_interval(trained) if trained else None
+    if asked is not None and trained is not None and normalize_interval(asked) != trained:
+        raise ModelError(f"The model was trained on {trained} bars, not {asked}; use "
+                         f"--interval {trained} or train a model on {asked} bars.")
+    return asked or trained or "1d"

@@ -1,0 +1,306 @@
+"""CandleGPT: a small decoder-only Transformer over candle tokens (nanoGPT style).
+
+One readable file on purpose: the model is small (a few hundred thousand parameters by
+default) so that it trains in minutes on a laptop CPU, and everything a reader needs to
+audit it — attention, the MLP, the loss, sampling — is on this page.
+
+Token ids follow DESIGN.md §5: ``PAD=0, BOS=1, EOS=2, MISSING=3`` and candle tokens from
+:data:`N_SPECIAL` up. The model sees BOS at the start of each series and may see MISSING as
+context, but it never *emits* a special token: :meth:`CandleGPT.generate` and
+:meth:`CandleGPT.next_token_probs` mask them, so every sampled id decodes to a candle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
+
+from candletok.core.errors import ModelError
+from candletok.core.ids import IGNORE_INDEX, N_SPECIAL
+
+
+@dataclass
+class GPTConfig:
+    """Shape of a CandleGPT. The defaults are sized for CPU training on daily bars:
+    ~0.8M parameters, which is already more than a few stocks' decades of candles can
+    feed without overfitting — more capacity rarely helps on this much data."""
+
+    vocab_size: int = 256
+    context: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.1
+    bias: bool = False
+    n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
+
+    def __init__(self, ndim: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape  # (batch, time, channels)
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class CandleGPT(nn.Module):
+    """Decoder-only Transformer: token + learned position embeddings, ``n_layer`` pre-norm
+    blocks, a final LayerNorm and an LM head tied to the token embedding."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size <= N_SPECIAL:
+            raise ValueError(f"vocab_size must exceed the {N_SPECIAL} special tokens")
+        self.config = cfg
+        self.fingerprint: str | None = None  # vocab fingerprint, set when trained or loaded
+        self.meta: dict[str, Any] = {}  # checkpoint metadata (configs, metrics), set on load
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                wpe=nn.Embedding(cfg.context, cfg.n_embd),
+                drop=nn.Dropout(cfg.dropout),
+                h=nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)]),
+                ln_f=LayerNorm(cfg.n_embd, cfg.bias),
+            )
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        # Weight tying: the output layer scores a token by its input embedding, which halves
+        # the embedding parameters and helps small data (Press & Wolf, 2017).
+        self.transformer.wte.weight = self.lm_head.weight
+        # An output bias that starts at the log unigram (see init_output_bias): with a
+        # thousand tokens and a few thousand candles, learning the frequencies alone eats
+        # most of a small run, and they are known before the first step.
+        self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        # Feature-aware embeddings: each candle token also gets a learned projection of its
+        # representative (gap, body, upper, lower[, vol]) features, shared by the input and
+        # the (tied) output side. Tokens for similar candles then start with similar
+        # vectors, so a rare token borrows strength from its neighbours instead of being
+        # learned from its own few occurrences.
+        if cfg.n_features > 0:
+            self.register_buffer("token_features", torch.zeros(cfg.vocab_size, cfg.n_features))
+            self.feat_proj: nn.Linear | None = nn.Linear(cfg.n_features, cfg.n_embd, bias=False)
+        else:
+            self.feat_proj = None
+        self.apply(self._init_weights)
+        # GPT-2 scaling of residual projections keeps the residual stream's variance flat
+        # with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Parameters, counting the tied embedding once and leaving out positions."""
+        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @torch.no_grad()
+    def init_output_bias(self, counts: np.ndarray | torch.Tensor, alpha: float = 0.5) -> None:
+        """Start the output bias at log P(token) from ``counts`` (length vocab_size,
+        add-``alpha`` smoothed over candle tokens), so step 0 already predicts the unigram."""
+        c = torch.as_tensor(np.asarray(counts, dtype=np.float64)).float()
+        if c.numel() != self.config.vocab_size:
+            raise ValueError("counts must have vocab_size entries")
+        c = c.clone()
+        c[N_SPECIAL:] += alpha
+        logp = torch.log(c / c.sum())
+        floor = float(logp[N_SPECIAL:].min()) - 5.0  # specials: rare, never -inf (stable)
+        self.head_bias.copy_(torch.where(torch.isfinite(logp), logp, torch.tensor(floor)))
+
+    @torch.no_grad()
+    def set_token_features(self, table: np.ndarray) -> None:
+        """Install the (vocab_size, n_features) table of representative token features
+        (NaN rows for specials, as ``Tokenizer.decode_features`` returns them). Columns are
+        standardized over candle tokens and clipped to +-5 so open-ended tail bins cannot
+        dominate; the result is a buffer, saved with the weights."""
+        if self.feat_proj is None:
+            raise ValueError("this model was built with n_features=0")
+        F_ = np.asarray(table, dtype=np.float64)
+        if F_.shape != (self.config.vocab_size, self.config.n_features):
+            want = (self.config.vocab_size, self.config.n_features)
+            raise ValueError(f"feature table must have shape {want}")
+        cand = F_[N_SPECIAL:]
+        mu, sd = np.nanmean(cand, axis=0), np.nanstd(cand, axis=0)
+        Z = np.clip((F_ - mu) / np.where(sd > 0, sd, 1.0), -5.0, 5.0)
+        self.token_features.copy_(torch.from_numpy(np.nan_to_num(Z, nan=0.0)).float())
+
+    def _feature_embeddings(self) -> torch.Tensor | None:
+        """(V, C) feature part of every token's embedding, or None when off."""
+        if self.feat_proj is None:
+            return None
+        return self.feat_proj(self.token_features)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``idx`` (B, T) int64 with T <= context -> logits (B, T, V) and, with ``targets``
+        (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets."""
+        T = idx.shape[1]  # idx: (B, T)
+        ctx = self.config.context
+        if ctx < T:
+            raise ValueError(f"sequence of {T} tokens exceeds the context ({ctx})")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        fe = self._feature_embeddings()  # (V, C) or None
+        tok = self.transformer.wte(idx)  # (B, T, C)
+        if fe is not None:
+            tok = tok + fe[idx]
+        x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x) + self.head_bias  # (B, T, V)
+        if fe is not None:
+            logits = logits + x @ fe.t()  # tied: the output sees the same feature part
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+        return logits, loss
+
+    def _last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) for the token after ``idx`` (cropped to the context), specials
+        masked to -inf."""
+        idx_cond = idx[:, -self.config.context :]  # (B, <=T)
+        logits, _ = self(idx_cond)
+        logits = logits[:, -1, :].float()  # (B, V)
+        logits[:, :N_SPECIAL] = float("-inf")
+        return logits
+
+    @torch.no_grad()
+    def next_token_probs(self, idx: torch.Tensor) -> torch.Tensor:
+        """Distribution (B, V) of the next token after each row of ``idx`` (B, T): zero on
+        the special ids, renormalized over candle tokens, so each row sums to 1."""
+        was_training = self.training
+        self.eval()
+        try:
+            return F.softmax(self._last_logits(idx), dim=-1)
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        n: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append ``n`` sampled candle tokens to each row of ``idx`` (B, T) -> (B, T + n).
+
+        Special tokens are never sampled. ``temperature`` < 1 sharpens the distribution,
+        ``top_k`` keeps only the k most likely candles; ``generator`` makes it reproducible.
+        """
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ModelError(f"The temperature must be a positive number, not {temperature}.")
+        was_training = self.training
+        self.eval()
+        try:
+            for _ in range(int(n)):
+                logits = self._last_logits(idx) / temperature  # (B, V)
+                if top_k is not None:
+                    k = max(1, min(int(top_k), self.config.vocab_size - N_SPECIAL))
+                    kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits, dim=-1)
+                nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                idx = torch.cat([idx, nxt], dim=1)
+        finally:
+            self.train(was_training)
+        return idx
+
+    def configure_optimizer(
+        self, lr: float, weight_decay: float, betas: tuple[float, float]
+    ) -> torch.optim.AdamW:
+        """AdamW with weight decay on matrices only (not on norms, biases or positions'
+        1-d parameters), the usual GPT recipe."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)

@@ -1,0 +1,76 @@
+"""P(close up) per token: the one quantity that ties the token language to the question
+"did the next close rise?". Learned in training from the stored closes and saved in the
+checkpoint; ``predict`` and ``calibration`` read it back. No torch here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from candletok.core.ids import N_SPECIAL
+from candletok.dataset.manifest import read_split
+
+
+def candle_feature_table(tok: Any) -> np.ndarray:
+    """(n_candle_tokens, d) representative features of every candle token."""
+    return np.asarray(tok.decode_features(np.arange(N_SPECIAL, tok.vocab_size)), dtype=np.float64)
+
+
+def up_mask(tok: Any) -> np.ndarray:
+    """Boolean (vocab_size,): the candle tokens whose close is above the previous close."""
+    F = candle_feature_table(tok)
+    return np.concatenate([np.zeros(N_SPECIAL, bool), (F[:, 0] + F[:, 1]) > 0])
+
+
+def real_up(ds: Any) -> np.ndarray | None:
+    """Per position of ``ds``'s flat token array: 1.0 if that candle closed above its
+    previous close, 0.0 if not, NaN where unknown (BOS). None when
+    ``ds`` has no stored rows to read the closes from."""
+    root, split = getattr(ds, "root", None), getattr(ds, "split", None)
+    bounds = getattr(ds, "bounds", None)
+    if root is None or split is None or bounds is None or not hasattr(ds, "starts"):
+        return None
+    rows = read_split(root, split)
+    pc = rows["prev_close"].to_numpy().astype(np.float64)
+    close = rows["close"].to_numpy().astype(np.float64)
+    a, b = bounds[:, 0].astype(np.int64), bounds[:, 1].astype(np.int64)
+    if pc.size != int((b - a - 1).sum()):
+        return None  # rows and index disagree: do not guess
+    out = np.full(int(b.max()) if b.size else 0, np.nan)
+    series = np.repeat(np.arange(a.size), b - a - 1)
+    pos = np.arange(pc.size) + series + 1  # candle r of the split sits after r's BOS count
+    out[pos] = (close > pc).astype(np.float64)
+    return out
+
+
+def token_up_rates(ds: Any, tok: Any, prior_weight: float = 2.0) -> np.ndarray | None:
+    """(vocab_size,) P(real close above previous close | token), learned on ``ds`` (the
+    train split of a dataset folder) from the stored closes.
+
+    Why not the token's representative candle alone: with coarse bins a "doji, no gap"
+    token holds real candles that closed both up and down, and counting it by the sign of
+    its representative biases P(close up) (measured on the demo: 58 % forecast, 49 %
+    observed). Each token's rate is add-``prior_weight`` smoothed toward that sign, so a
+    token never seen in train keeps it. None when ``ds`` has no stored rows."""
+    real = real_up(ds)
+    if real is None:
+        return None
+    flat = np.asarray(ds.tokens, dtype=np.int64)
+    known = ~np.isnan(real)
+    V = int(tok.vocab_size)
+    n = np.bincount(flat[known], minlength=V)[:V].astype(np.float64)
+    ups = np.bincount(flat[known], weights=real[known], minlength=V)[:V]
+    prior = up_mask(tok).astype(np.float64)
+    rate = (ups + prior_weight * prior) / (n + prior_weight)
+    rate[:N_SPECIAL] = 0.0
+    return rate
+
+
+def up_probability(model: Any, tok: Any) -> np.ndarray:
+    """Per token, the probability that its candle closes up: the rates learned in training
+    (saved in the checkpoint) when present, else the sign of the representative candle."""
+    rates = getattr(model, "meta", {}).get("token_up_rate")
+    if rates is not None and len(rates) == tok.vocab_size:
+        return np.asarray(rates, dtype=np.float64)
+    return up_mask(tok).astype(np.float64)
