@@ -1,4 +1,4 @@
-"""Candle features in log space, normalized by a causal volatility scale (DESIGN.md §4).
+"""Candle features in log space, normalized by a causal volatility scale.
 
 For candle t with previous close ``C[t-1]``::
 
