@@ -19,8 +19,8 @@ import torch
 
 from benchmarks._util import machine
 from candletok.core.ids import N_SPECIAL
-from candletok.model.gpt import CandleGPT
 from candletok.model.evaluate import autocast
+from candletok.model.gpt import CandleGPT
 from candletok.model.train import (
     TrainConfig,
     WindowSampler,

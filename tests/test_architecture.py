@@ -78,7 +78,6 @@ def test_import_candletok_loads_no_torch_and_is_quick() -> None:
 
 def test_lazy_names_resolve_to_their_homes() -> None:
     import candletok
-
     from candletok.data.sources import load_bars
     from candletok.tokenize.registry import load_tokenizer
 

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 
 from candletok import DatasetError, load_sample
 from candletok.core.errors import CandletokError
+from candletok.core.ids import IGNORE_INDEX as IGNORE
 from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import decode_dataset, read_split
-from candletok.core.ids import IGNORE_INDEX as IGNORE
 from candletok.dataset.torchdata import TokenDataset, TokenStream, window_index
 from candletok.tokenize.bins import BinsTokenizer
 

@@ -15,8 +15,8 @@ from candletok.core.errors import ModelError
 from candletok.core.ids import BOS, N_SPECIAL, PAD
 from candletok.data.synthetic import synthetic_bars
 from candletok.forecast.predict import calibration, predict_next
-from candletok.model.updown import up_mask
 from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.model.updown import up_mask
 from candletok.tokenize.bins import BinsTokenizer
 
 

@@ -4,7 +4,6 @@ atomic writes. A fake "market" answers fetches in yfinance's shape for the asked
 from __future__ import annotations
 
 import logging
-
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from datetime import date, datetime, timezone
 from importlib import resources
 from pathlib import Path

@@ -14,10 +14,10 @@ from test_features import random_bars
 
 from candletok import TokenizerError, load_sample, validate_bars
 from candletok.tokenize.base import Tokenizer
-from candletok.tokenize.registry import load_tokenizer
 from candletok.tokenize.bins import WICKS, BinsTokenizer
 from candletok.tokenize.features import FeatureConfig, features_from_prices
 from candletok.tokenize.kmeans import KMeansTokenizer, _brute, _Grid
+from candletok.tokenize.registry import load_tokenizer
 
 SCHEMES = ["bins", "bins_vol", "kmeans"]
 

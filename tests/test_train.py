@@ -13,8 +13,8 @@ from torch.nn import functional as F  # noqa: N812
 
 from candletok.core.errors import ModelError
 from candletok.core.ids import BOS, N_SPECIAL, PAD
-from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.evaluate import evaluate_sums
+from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.train import (
     TrainConfig,
     WindowSampler,
