@@ -12,9 +12,13 @@ $(STAMP): pyproject.toml scripts/setup_env.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/candletok demo
+	@echo ""
+	@echo "Run candletok yourself: source $(VENV)/bin/activate, then candletok --help"
+	@echo "(or call $(VENV)/bin/candletok directly)."
 
+# pyproject's addopts already passes -q once: one -q keeps pytest's closing "N passed" line.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check candletok tests benchmarks

@@ -2,19 +2,49 @@
 # Create the virtual environment and install candletok with its dev tools.
 #
 # torch: install the CPU build first when no torch is present (a plain `torch` requirement
-# would pull a several-GB CUDA build). The CPU index is tried first; a local wheel that pip
-# is configured to find is used the same way; plain PyPI is the last resort. Users who want
-# CUDA install torch themselves first; the package itself keeps `torch` unpinned.
+# would pull a several-GB CUDA build on Linux). The PyTorch CPU index is probed first; when
+# it cannot be reached the script says so, installs torch from the package index pip is
+# configured with, and says which build that was. Users who want CUDA install torch
+# themselves first; the package itself keeps `torch` unpinned. pip prints its progress
+# (no -q): set-up takes a minute or more.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+[ -x "$VENV/bin/python" ] || { echo "creating $VENV ..."; "$PYTHON" -m venv "$VENV"; }
 PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --progress-bar on)
+
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  echo "installing the CPU build of torch ..."
-  "$PY" -m pip install -q --retries 1 --timeout 20 \
-      --index-url https://download.pytorch.org/whl/cpu torch \
-    || "$PY" -m pip install -q "torch"
+  if "$PY" - "$TORCH_CPU_INDEX" <<'PROBE'
+import sys
+import urllib.request
+
+try:
+    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=15).close()
+except Exception as exc:  # any failure means: do not wait on this index
+    print(f"  ({type(exc).__name__}: {exc})")
+    sys.exit(1)
+PROBE
+  then
+    echo "installing the CPU build of torch from $TORCH_CPU_INDEX ..."
+    "${PIP[@]}" --index-url "$TORCH_CPU_INDEX" torch
+  else
+    echo "the PyTorch CPU index ($TORCH_CPU_INDEX) cannot be reached;"
+    echo "installing torch from pip's configured index instead (on PyPI for Linux that is"
+    echo "the CUDA build, several GB; install a CPU wheel first to avoid it) ..."
+    "${PIP[@]}" torch
+  fi
 fi
-"$PY" -m pip install -q -e ".[dev]"
-echo "candletok installed in $VENV"
+echo "installing candletok (editable) and its dev tools ..."
+"${PIP[@]}" -e ".[dev]"
+"$PY" - <<'REPORT'
+import torch
+
+cuda = torch.version.cuda
+build = f"CUDA {cuda} build" if cuda else "CPU-only build"
+usable = "a GPU is usable" if torch.cuda.is_available() else "no GPU in use"
+print(f"torch {torch.__version__}: {build} ({usable})")
+REPORT
+echo "candletok installed in $VENV. To run it: source $VENV/bin/activate, then candletok --help"
+echo "(or call $VENV/bin/candletok directly)."

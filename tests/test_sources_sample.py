@@ -90,7 +90,7 @@ def test_auto_without_sample_symbol_is_clear_error(
     with pytest.raises(SourceError) as err:
         load_bars(["AAPL", "TSLA"])
     msg = str(err.value)
-    assert "TSLA not in the bundled sample" in msg and "--source sample|synthetic|PATH" in msg
+    assert "TSLA not in the bundled sample" in msg and "source='sample'" in msg
     with pytest.raises(SourceError, match="daily bars only"):
         load_bars(["AAPL"], interval="1h")
 

@@ -141,16 +141,43 @@ def test_bad_symbol_is_fetch_failed_naming_it() -> None:
     assert df.height == 20 and again.calls == []
 
 
-def test_network_down_retries_then_one_sentence(_isolated: list[float]) -> None:
+def test_offline_gives_up_at_once_with_one_sentence(_isolated: list[float]) -> None:
+    # No DNS: retrying in a few seconds cannot help, so the first failure is the answer.
     fetch = FakeFetch(error=ConnectionError("Could not resolve host"), fail_times=99)
     with pytest.raises(SourceError) as err:
         load_bars("AAPL", source="yahoo", start="2024-01-01", end="2024-02-01", fetch=fetch)
     assert not isinstance(err.value, BarsError)
     msg = str(err.value)
-    assert "could not be reached" in msg and "--source sample|synthetic|PATH" in msg
+    assert "could not be reached" in msg and "source='sample'" in msg  # the API argument
     assert msg.count(". ") == 0 and "\n" not in msg  # one sentence
+    assert len(fetch.calls) == 1 and _isolated == []  # no retry, no wait
+
+
+@pytest.mark.parametrize("error", [
+    OSError("[Errno -3] Temporary failure in name resolution"),
+    ConnectionError("Failed to perform, curl: (7) Couldn't connect to server"),
+    ConnectionRefusedError(111, "Connection refused"),
+])
+def test_every_offline_symptom_is_one_try(error: Exception, _isolated: list[float]) -> None:
+    fetch = FakeFetch(error=error, fail_times=99)
+    with pytest.raises(YahooUnreachable):
+        fetch_with_retry(fetch, ["AAPL"], interval="1d", start=None, end=None)
+    assert len(fetch.calls) == 1 and _isolated == []
+
+
+def test_a_slow_network_is_retried_with_backoff(_isolated: list[float]) -> None:
+    fetch = FakeFetch(error=TimeoutError("read timed out"), fail_times=99)
+    with pytest.raises(SourceError, match="could not be reached"):
+        load_bars("AAPL", source="yahoo", start="2024-01-01", end="2024-02-01", fetch=fetch)
     assert len(fetch.calls) == 4  # first try + 3 retries
     assert _isolated == [0.5, 1.0, 2.0]  # exponential backoff
+
+
+def test_auto_offline_falls_back_to_the_sample_after_one_try(_isolated: list[float]) -> None:
+    fetch = FakeFetch(error=ConnectionError("Could not resolve host"), fail_times=99)
+    df = load_bars("IBM", source="auto", start="2012-01-01", fetch=fetch)
+    assert df["symbol"].unique().to_list() == ["IBM"] and df.height > 200
+    assert len(fetch.calls) == 1 and _isolated == []
 
 
 def test_transient_error_then_success() -> None:

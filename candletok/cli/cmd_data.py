@@ -17,7 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from candletok.cli.app import app, console, err_console, fail, table
+from candletok.cli.app import app, console, err_console, fail, flag_wording, table
+from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
 from candletok.core.atomic import write_parquet_atomic
 from candletok.dataset.build import EncodeResult, build_dataset
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
@@ -66,9 +67,8 @@ def print_encode(result: EncodeResult) -> None:
         console.print("error columns measured on a systematic sample: " + ", ".join(
             f"{s.split} {s.err_candles:,} of {s.candles:,} candles" for s in sampled))
     if result.errors:
-        console.print(
-            table("Symbols that failed (skipped)", ["symbol", "error"], result.errors.items())
-        )
+        console.print(table("Symbols that failed (skipped)", ["symbol", "error"],
+                            [(sym, flag_wording(e)) for sym, e in result.errors.items()]))
     empty = [s.split for s in result.stats if s.candles == 0]
     if empty:
         err_console.print(
@@ -81,6 +81,11 @@ def print_encode(result: EncodeResult) -> None:
 def encode(
     symbols: list[str] = typer.Argument(..., help="Symbols to encode, e.g. AAPL MSFT."),
     scheme: str = typer.Option("bins", "--scheme", help="Tokenizer scheme: bins or kmeans."),
+    k: int | None = typer.Option(None, "--k", help="kmeans: number of clusters."),
+    bins: str | None = typer.Option(None, "--bins",
+                                    help="bins: counts gap,body,upper,lower[,vol]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the kmeans fit and of the symbols "
+                             "sampled for fitting."),
     vocab: Path | None = typer.Option(None, "--vocab", help="Use this fitted vocab.json."),
     source: str = typer.Option(
         "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
@@ -94,11 +99,15 @@ def encode(
     shard_rows: int = typer.Option(1_000_000, "--shard-rows", help="Rows per Parquet shard."),
     group_size: int = typer.Option(64, "--group-size", help="Symbols loaded at a time."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first failing symbol."),
+    strict_bars: bool = typer.Option(False, "--strict-bars/--repair-bars", help=STRICT_HELP),
+    date_format: str | None = typer.Option(None, "--date-format", help=DATE_FORMAT_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
 ) -> None:
     """Split bars by time, fit the vocabulary on train, and write Parquet token shards."""
-    if scheme not in ("bins", "kmeans"):
-        raise fail(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
+    scheme, params = tokenizer_params(scheme, k=k, bins=bins, seed=seed)
+    if vocab is not None and (k is not None or bins is not None):
+        raise fail("--k and --bins set a vocabulary to fit; with --vocab the vocabulary is "
+                   "given, so leave them out.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise fail(f"{out} already exists; pass --overwrite to replace it.")
     with encode_progress() as tick:
@@ -106,7 +115,8 @@ def encode(
             symbols, out, scheme=scheme, vocab=vocab, source=source, interval=interval,
             start=start, end=end, val_from=val_from, test_from=test_from,
             shard_rows=shard_rows, group_size=group_size, strict=strict, overwrite=overwrite,
-            progress=tick,
+            seed=seed, tokenizer_params=params, progress=tick,
+            loader=bars_loader(strict_bars=strict_bars, date_format=date_format),
         )
     print_encode(result)
 
@@ -114,7 +124,7 @@ def encode(
 @app.command()
 def decode(
     root: Path = typer.Argument(..., help="A dataset folder written by `candletok encode`."),
-    split: str = typer.Option("test", "--split", help="train, val or test."),
+    split: str = typer.Option("test", "--split", help="train, val (or validation) or test."),
     out: Path = typer.Option(Path("bars.parquet"), "--out", help="Parquet file to write."),
 ) -> None:
     """Rebuild canonical bars from a dataset split (each candle anchored on its own close)."""
@@ -158,7 +168,8 @@ def inspect_dir(root: Path) -> None:
         )
     )
     if m.get("errors"):
-        console.print(table("Symbols that failed", ["symbol", "error"], m["errors"].items()))
+        console.print(table("Symbols that failed", ["symbol", "error"],
+                            [(sym, flag_wording(e)) for sym, e in m["errors"].items()]))
 
 
 def _f(v: float | None) -> float:

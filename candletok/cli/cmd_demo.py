@@ -15,7 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from candletok.cli.app import app, console, err_console, table
+from candletok.cli.app import app, console, err_console, heading, table
 from candletok.cli.cmd_data import print_encode
 from candletok.cli.cmd_model import _fmt_bits, print_calibration, print_prediction, print_train
 from candletok.forecast.demo import DemoConfig, run_demo
@@ -55,16 +55,18 @@ def demo(
                                             f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
 
         res = run_demo(cfg, encode_progress=tick, train_progress=progress)
-    console.rule("1. vocabulary and dataset")
+    heading("1. vocabulary and dataset")
     print_encode(res.encode)
-    console.rule("2. CandleGPT against the baselines")
+    heading("2. CandleGPT against the baselines")
     print_train(res.train, res.files[2][1])
-    console.rule(f"3. what comes after {cfg.predict_symbol}'s last bar")
+    heading(f"3. what comes after {cfg.predict_symbol}'s last bar")
     print_prediction(res.prediction)
     print_calibration(res.calibration)
-    console.rule(f"4. {cfg.samples} sampled continuations of {cfg.predict_symbol}")
+    heading(f"4. {cfg.samples} sampled continuations of {cfg.predict_symbol}")
     console.print(table(f"{cfg.predict_symbol}: {cfg.horizon} candles after "
                         f"{res.continuation.last_ts:%Y-%m-%d}", ["quantity", "value"],
                         res.continuation.summary()))
     console.print(table(f"files ({time.perf_counter() - t0:,.0f} s in all)", ["what", "where"],
                         [(what, str(p)) for what, p in res.files]))
+    err_console.print(f"next: candletok predict AAPL MSFT --model {out / 'model.pt'} --dataset "
+                      f"{out / 'data'}   (or candletok --help)", highlight=False)

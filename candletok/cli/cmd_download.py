@@ -1,4 +1,5 @@
-"""``candletok download``: load bars from any source and write one canonical Parquet file."""
+"""``candletok download``: load bars from any source and write one canonical Parquet file;
+``candletok sample``: what the bundled sample holds."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import polars as pl
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from candletok.cli.app import app, console, err_console, table
+from candletok.cli.app import app, console, err_console, fail, table
+from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError
-from candletok.data.sources import is_path_source, load_bars, normalize_symbols
+from candletok.data.sources import is_path_source, normalize_symbols
 
 DEFAULT_OUT = Path("bars.parquet")
 
@@ -21,28 +23,51 @@ def _source_label(source: str) -> str:
     return Path(source).name if is_path_source(source) else source.lower()
 
 
+def _day_format(interval: str) -> str:
+    return "%Y-%m-%d" if interval.lower() in ("1d", "1wk", "1mo") else "%Y-%m-%d %H:%M"
+
+
+def print_bars_summary(df: pl.DataFrame, title: str, interval: str, source: str) -> None:
+    """One row per symbol: bars, first and last bar, where they came from."""
+    summary = df.group_by("symbol", maintain_order=True).agg(
+        pl.len().alias("bars"), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")
+    )
+    f = _day_format(interval)
+    console.print(table(title, ["symbol", "bars", "first", "last", "source"],
+                        [(r["symbol"], r["bars"], r["first"].strftime(f), r["last"].strftime(f),
+                          source) for r in summary.iter_rows(named=True)]))
+
+
 @app.command()
 def download(
     symbols: Annotated[list[str], typer.Argument(help="Symbols to load, e.g. AAPL MSFT.")],
     source: str = typer.Option(
-        "auto", "--source", help="auto, yahoo, sample, synthetic or a CSV/Parquet path."
+        "auto", "--source", help="auto, yahoo, sample (see `candletok sample`), synthetic or "
+                                 "a CSV/Parquet path."
     ),
     interval: str = typer.Option("1d", "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD), inclusive."),
     end: str | None = typer.Option(None, "--end", help="End date (YYYY-MM-DD), exclusive."),
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")] = DEFAULT_OUT,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     seed: int = typer.Option(0, "--seed", help="Seed of --source synthetic."),
     bars: int | None = typer.Option(None, "--bars", help="Bars per symbol (synthetic)."),
+    strict_bars: bool = typer.Option(False, "--strict-bars/--repair-bars", help=STRICT_HELP),
+    date_format: str | None = typer.Option(None, "--date-format", help=DATE_FORMAT_HELP),
 ) -> None:
     """Download or generate bars, validate them, and write them as one Parquet file."""
     syms = normalize_symbols(symbols)
     if not syms:
         raise CandletokError("Give at least one symbol, e.g. candletok download AAPL.")
+    if out.exists() and not out.is_dir() and not overwrite:
+        raise fail(f"{out} already exists; pass --overwrite to replace it, or --out another "
+                   "file.")
+    load = bars_loader(strict_bars=strict_bars, date_format=date_format)
     label = _source_label(source)
     frames: list[pl.DataFrame] = []
     if len(syms) == 1:
-        frames.append(load_bars(syms, source=source, interval=interval, start=start, end=end,
-                                seed=seed, n_bars=bars))
+        frames.append(load(syms, source=source, interval=interval, start=start, end=end,
+                           seed=seed, n_bars=bars))
     else:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -51,23 +76,19 @@ def download(
             task = progress.add_task("loading", total=len(syms))
             for sym in syms:  # one symbol at a time so the bar moves; each is cached
                 progress.update(task, description=f"loading {sym}")
-                frames.append(load_bars([sym], source=source, interval=interval, start=start,
-                                        end=end, seed=seed, n_bars=bars))
+                frames.append(load([sym], source=source, interval=interval, start=start,
+                                   end=end, seed=seed, n_bars=bars))
                 progress.advance(task)
     df = pl.concat(frames, how="vertical").sort("symbol", "ts")
     write_parquet_atomic(df, out)
-    summary = df.group_by("symbol", maintain_order=True).agg(
-        pl.len().alias("bars"), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")
-    )
-    fmt = "%Y-%m-%d %H:%M" if interval.lower() not in ("1d", "1wk", "1mo") else "%Y-%m-%d"
-    console.print(
-        table(
-            f"{df.height:,} bars -> {out}",
-            ["symbol", "bars", "first", "last", "source"],
-            [
-                (r["symbol"], r["bars"], r["first"].strftime(fmt), r["last"].strftime(fmt),
-                 label)
-                for r in summary.iter_rows(named=True)
-            ],
-        )
-    )
+    print_bars_summary(df, f"{df.height:,} bars -> {out}", interval, label)
+
+
+@app.command()
+def sample() -> None:
+    """List the symbols of the bundled sample (real daily bars, usable offline with
+    --source sample)."""
+    from candletok.data.sample import load_sample
+
+    df = load_sample()
+    print_bars_summary(df, "the bundled sample (daily, adjusted)", "1d", "sample")

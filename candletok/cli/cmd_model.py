@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candletok.cli.app import app, console, err_console, fail, table
+from candletok.cli.app import app, console, emit_json, err_console, fail, table
 from candletok.core.errors import ModelError
 from candletok.forecast.predict import Calibration, Prediction
 from candletok.model.checkpoint import model_interval
@@ -188,31 +187,31 @@ def generate(
 
 @app.command()
 def predict(
-    symbol: str = typer.Argument(..., help="Symbol to forecast the next candle of."),
+    symbols: list[str] = typer.Argument(..., help="Symbols to forecast the next candle of."),
     model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
-    source: str = typer.Option("auto", "--source", help="auto, yahoo, sample, synthetic or a "
-                               "path."),
+    source: str | None = typer.Option(None, "--source", help="auto, yahoo, sample, synthetic "
+                                      "or a path (default: the --dataset's own, else auto)."),
     interval: str | None = typer.Option(None, "--interval",
                                         help="Bar interval (default: the model's own)."),
     dataset: Path | None = typer.Option(None, "--dataset",
                                         help="Also check calibration on its test split."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print the forecast as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the forecasts as JSON "
+                                 "(probabilities and moves as fractions)."),
 ) -> None:
-    """Next-candle probabilities for a symbol's latest bars, in plain words."""
-    from candletok.data.sources import load_bars
-    from candletok.forecast.predict import calibration, predict_next
+    """Next-candle probabilities for each symbol's latest bars, in plain words."""
+    from candletok.forecast.latest import bars_source, forecast_report, predict_symbols
+    from candletok.forecast.predict import calibration
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
-    bars = load_bars([symbol], source=source, interval=model_interval(model, interval))
-    pr = predict_next(model, tok, bars)
+    preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
+                            interval=model_interval(model, interval))
+    cal = calibration(model, dataset, "test") if dataset is not None else None
     if as_json:
-        d = {k: v for k, v in pr.__dict__.items() if k not in ("probs", "top")}
-        d["last_ts"] = str(pr.last_ts)
-        d["top"] = [c.__dict__ for c in pr.top]
-        console.print_json(json.dumps(d))
+        emit_json(forecast_report(preds, cal))
         return
-    print_prediction(pr)
-    if dataset is not None:
-        print_calibration(calibration(model, dataset, "test"))
+    for pr in preds:
+        print_prediction(pr)
+    if cal is not None:
+        print_calibration(cal)

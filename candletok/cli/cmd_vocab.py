@@ -10,45 +10,14 @@ import typer
 
 from candletok.cli.app import app, console, fail, table
 from candletok.cli.cmd_data import inspect_dir
-from candletok.core.errors import TokenizerError
+from candletok.cli.options import DATE_FORMAT_HELP, _parse_bins, tokenizer_params
 from candletok.data.sources import load_bars
 from candletok.tokenize.quality import entropy_bits
-from candletok.tokenize.registry import load_tokenizer, make_tokenizer, schemes
+from candletok.tokenize.registry import load_tokenizer, make_tokenizer
+
+__all__ = ["_parse_bins", "fit", "inspect", "tokenizer_params"]  # parsing lives in options
 
 DEFAULT_OUT = Path("vocab.json")
-
-
-def _parse_bins(spec: str) -> dict[str, int]:
-    """``"9,13,3,3"`` or ``"9x13x3x3[x5]"`` -> gap/body/upper/lower[/vol] bin counts."""
-    parts = [p for p in spec.replace("x", ",").replace("·", ",").split(",") if p.strip()]
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError as exc:
-        raise TokenizerError(
-            f"--bins {spec!r} is not a list of integers; write e.g. 9,13,3,3."
-        ) from exc
-    if len(nums) not in (4, 5):
-        raise TokenizerError("--bins takes 4 or 5 counts: gap,body,upper,lower[,vol].")
-    names = ("gap_bins", "body_bins", "upper_bins", "lower_bins", "vol_bins")
-    return dict(zip(names, nums, strict=False))
-
-
-def tokenizer_params(scheme: str, k: int | None = None, bins: str | None = None,
-                     seed: int = 0) -> tuple[str, dict[str, object]]:
-    """``--scheme``, ``--k``, ``--bins`` and ``--seed`` as (scheme, parameters) for
-    :func:`candletok.tokenize.registry.make_tokenizer`; any case of the scheme is fine."""
-    scheme = scheme.strip().lower()
-    if scheme not in schemes():
-        raise TokenizerError(f"Unknown --scheme {scheme!r}; use {' or '.join(sorted(schemes()))}.")
-    if scheme == "bins" and k is not None:
-        raise TokenizerError("--k sets the kmeans vocabulary size; with --scheme bins use --bins.")
-    if scheme == "kmeans" and bins is not None:
-        raise TokenizerError("--bins sets the bins counts; with --scheme kmeans use --k.")
-    if k is not None and k < 1:
-        raise TokenizerError(f"--k must be at least 1, not {k}.")
-    if scheme == "bins":
-        return scheme, dict(_parse_bins(bins)) if bins else {}
-    return scheme, {**({"k": k} if k is not None else {}), "seed": seed}
 
 
 @app.command()
@@ -64,12 +33,15 @@ def fit(
     bins: Annotated[str | None, typer.Option(help="bins: counts gap,body,upper,lower[,vol].")]
     = None,
     seed: Annotated[int, typer.Option(help="kmeans: random seed.")] = 0,
+    date_format: Annotated[str | None, typer.Option("--date-format", help=DATE_FORMAT_HELP)]
+    = None,
 ) -> None:
     """Fit a vocabulary on these bars (fit on the training period only: use --end)."""
     scheme, params = tokenizer_params(scheme, k=k, bins=bins, seed=seed)
     tok = make_tokenizer(scheme, **params)
     with console.status(f"loading {len(symbols)} symbol(s) from {source}"):
-        bars = load_bars(symbols, source=source, interval=interval, start=start, end=end)
+        bars = load_bars(symbols, source=source, interval=interval, start=start, end=end,
+                         date_format=date_format)
     with console.status(f"fitting {scheme} on {bars.height:,} bars"):
         tok.fit(bars)
     tok.save(out)
@@ -101,6 +73,12 @@ def inspect(
     if path.is_dir():
         inspect_dir(path)
         return
+    if not path.exists():
+        if path.suffix.lower() == ".json":
+            raise fail(f"No vocab file at {path}; write one with `candletok fit` (or give a "
+                       "dataset folder from `candletok encode`).")
+        raise fail(f"{path} does not exist; give a dataset folder written by `candletok "
+                   "encode` or a vocab.json written by `candletok fit`.")
     tok = load_tokenizer(path)
     console.print(
         f"[bold]{path}[/]: scheme {tok.scheme}, {tok.vocab_size} tokens "

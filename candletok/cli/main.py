@@ -8,16 +8,17 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 from typer._click.exceptions import ClickException
 
 from candletok.cli import commands  # noqa: F401  (registers every command)
-from candletok.cli.app import STATE, app, err_console
+from candletok.cli.app import STATE, app, err_console, flag_wording
 from candletok.core.errors import CandletokError
 
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, CandletokError):
-        return str(exc)
+        return flag_wording(str(exc))
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return f"{exc.strerror}: {exc.filename}"
     if isinstance(exc, MemoryError):
@@ -45,7 +46,7 @@ def run() -> None:
     except Exception as exc:  # the one place that turns errors into sentences
         if STATE["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/] {_message(exc)}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(_message(exc))}", highlight=False)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 

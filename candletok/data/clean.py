@@ -38,18 +38,41 @@ def filter_range(df: pl.DataFrame, start: datetime | None, end: datetime | None)
     return df
 
 
+def strict_bars(df: pl.DataFrame, what: str) -> pl.DataFrame:
+    """``df`` sorted and checked strictly: a broken row (missing or non-finite price,
+    price <= 0, high below the body or low above it, duplicate time) is a
+    :class:`BarsError` naming the rows, never dropped. For callers that asked for
+    ``repair=False``; sorting is not a repair (exports often list the newest bar first)."""
+    try:
+        try:
+            return validate_bars(df, "strict")
+        except BarsError as exc:
+            if exc.rule != "unsorted":
+                raise
+        return validate_bars(df.sort("symbol", "ts", maintain_order=True), "strict")
+    except BarsError as exc:
+        head = str(exc).split(";")[0]
+        raise BarsError(
+            f"{what}: {head}; fix the data, or load it with repair=True to drop such rows "
+            "(with a one-line report).", rule=exc.rule, rows=exc.rows,
+        ) from exc
+
+
 def finish(
     df: pl.DataFrame, *, repair: bool, what: str, start: datetime | None = None,
     end: datetime | None = None,
 ) -> pl.DataFrame:
-    """Range-filter, optionally repair (logging what changed), then validate strictly."""
+    """Range-filter, then repair (logging what changed in one line) and validate, or with
+    ``repair=False`` refuse broken rows (:func:`strict_bars`)."""
     df = filter_range(df, start, end)
     if df.height == 0:
         raise BarsError(
-            f"{what} has no bars in the requested range; widen --start/--end.", rule="empty"
+            f"{what} has no bars in the requested range; widen it (start=, end=).",
+            rule="empty",
         )
-    if repair:
-        df, report = repair_bars(df)
-        if report.changed:
-            log.warning("%s: %s", what, report.describe())
+    if not repair:
+        return strict_bars(df, what)
+    df, report = repair_bars(df)
+    if report.changed:
+        log.warning("%s: %s", what, report.describe())
     return validate_bars(df, "strict")

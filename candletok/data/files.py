@@ -67,8 +67,29 @@ def _has_symbol_column(df: pl.DataFrame) -> bool:
     return any(_ALIASES.get(_key(c)) == "symbol" for c in df.columns)
 
 
-def _canonical(path: Path, symbol: str | None) -> pl.DataFrame:
-    raw = read_table(path)
+def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.DataFrame:
+    """The time column of a raw table read with an explicit ``date_format`` (strftime
+    codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (day-first dates,
+    ``20240131``); without a format, or when the column is not text, nothing changes."""
+    col = next((c for c in raw.columns if _ALIASES.get(_key(c)) == "ts"), None)
+    if date_format is None or col is None or raw.schema[col] != pl.String:
+        return raw
+    try:
+        return raw.with_columns(pl.col(col).str.strip_chars().str.to_datetime(
+            format=date_format, time_unit="us", strict=True))
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+        bad = raw[col].str.strip_chars().str.to_datetime(
+            format=date_format, time_unit="us", strict=False).is_null()
+        examples = ", ".join(repr(v) for v in raw[col].filter(bad).head(2).to_list())
+        raise BarsError(
+            f"{where}: column '{col}' does not match date_format={date_format!r} "
+            f"(for example {examples or 'its values'}); give the format its dates are "
+            "written in, e.g. %d/%m/%Y or %Y%m%d.", rule="bad_dtype",
+        ) from exc
+
+
+def _canonical(path: Path, symbol: str | None, date_format: str | None = None) -> pl.DataFrame:
+    raw = parse_dates(read_table(path), date_format, path.name)
     try:
         df = canonicalize(raw, symbol=None if _has_symbol_column(raw) else symbol, adjust=True)
     except BarsError as exc:
@@ -96,11 +117,15 @@ def load_files(
     interval: str = "1d",
     start: datetime | None = None,
     end: datetime | None = None,
+    repair: bool = True,
+    date_format: str | None = None,
 ) -> pl.DataFrame:
     """Canonical, repaired and validated bars from a file or folder (see module docs).
 
     ``symbols`` may be empty to take everything. ``interval`` is not checked against the
-    data (files carry their own spacing); it only labels messages."""
+    data (files carry their own spacing); it only labels messages. ``repair=False``
+    refuses broken rows instead of dropping them; ``date_format`` (strftime codes) reads
+    a text date column that Polars cannot guess."""
     path = Path(source).expanduser()
     if not path.exists():
         raise SourceError(f"{path} does not exist; give an existing CSV/Parquet file or folder.")
@@ -110,16 +135,16 @@ def load_files(
             raise SourceError(f"{path} holds no .csv or .parquet files.")
         by_stem = {_stem(p): p for p in files}
         if symbols and all(s in by_stem for s in symbols):
-            frames = [_canonical(by_stem[s], s) for s in symbols]
+            frames = [_canonical(by_stem[s], s, date_format) for s in symbols]
             df = pl.concat(frames, how="vertical")
         else:
-            frames = [_canonical(p, _stem(p)) for p in files]
+            frames = [_canonical(p, _stem(p), date_format) for p in files]
             df = _pick(pl.concat(frames, how="vertical"), symbols, str(path))
     else:
         if _suffix(path) is None:
             raise SourceError(f"{path} is not a .csv or .parquet file.")
         raw_symbol = symbols[0] if len(symbols) == 1 else _stem(path)
-        df = _canonical(path, raw_symbol)
+        df = _canonical(path, raw_symbol, date_format)
         if len(symbols) > 1 and df["symbol"].n_unique() == 1 and not _has_symbol_column(
             read_table(path)
         ):
@@ -129,4 +154,4 @@ def load_files(
                 rule="unknown_symbol",
             )
         df = _pick(df, symbols, path.name)
-    return finish(df, repair=True, what=f"{path.name} ({interval})", start=start, end=end)
+    return finish(df, repair=repair, what=f"{path.name} ({interval})", start=start, end=end)

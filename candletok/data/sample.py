@@ -37,7 +37,7 @@ def load_sample(symbols: list[str] | None = None) -> pl.DataFrame:
     if unknown:
         raise BarsError(
             f"{', '.join(unknown)} not in the bundled sample; it has "
-            f"{', '.join(sample_symbols())} (or use --source synthetic).",
+            f"{', '.join(sample_symbols())} (or use source='synthetic').",
             rule="unknown_symbol",
         )
     return df.filter(pl.col("symbol").is_in(wanted))

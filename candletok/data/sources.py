@@ -32,7 +32,7 @@ from candletok.data.yahoo import YahooUnreachable, load_yahoo
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "yahoo", "sample", "synthetic")
-SOURCE_HINT = "use --source sample|synthetic|PATH to work offline"
+SOURCE_HINT = "work offline with source='sample' (or 'synthetic', or a CSV/Parquet path)"
 
 FetchFn = Callable[..., Any]
 
@@ -70,23 +70,30 @@ def load_bars(
     fetch: FetchFn | None = None,
     seed: int = 0,
     n_bars: int | None = None,
+    repair: bool = True,
+    date_format: str | None = None,
 ) -> pl.DataFrame:
     """Load canonical, validated bars for ``symbols`` from ``source``.
 
     ``source`` is ``auto`` (cache, then Yahoo, then the bundled sample if Yahoo cannot be
     reached), ``yahoo``, ``sample``, ``synthetic`` or a path to a CSV/Parquet file or folder.
     ``fetch`` replaces the yfinance download (tests pass recorded frames); ``seed`` and
-    ``n_bars`` drive the synthetic generator. Raises a :class:`CandletokError` subclass with
-    one sentence on any failure a user can fix.
+    ``n_bars`` drive the synthetic generator. Broken rows from Yahoo or a file (missing or
+    non-finite prices, prices <= 0, high below the body or low above it) are dropped with
+    a one-line report; ``repair=False`` refuses them with a :class:`BarsError` instead.
+    ``date_format`` (strftime codes, e.g. ``%d/%m/%Y``) reads a file's text dates that
+    Polars cannot guess. Raises a :class:`CandletokError` subclass with one sentence on any
+    failure a user can fix.
     """
     interval = normalize_interval(interval)
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     if t0 is not None and t1 is not None and t0 >= t1:
-        raise SourceError(f"--start {t0:%Y-%m-%d} is not before --end {t1:%Y-%m-%d}.")
+        raise SourceError(f"start={t0:%Y-%m-%d} is not before end={t1:%Y-%m-%d}.")
     syms = normalize_symbols(symbols)
     src = str(source).strip()
     if is_path_source(src):
-        return load_files(src, syms, interval=interval, start=t0, end=t1)
+        return load_files(src, syms, interval=interval, start=t0, end=t1, repair=repair,
+                          date_format=date_format)
     src = src.lower()
     if src not in SOURCES:
         raise SourceError(
@@ -105,7 +112,7 @@ def load_bars(
 
     try:
         return load_yahoo(syms, interval=interval, start=t0, end=t1, cache_dir=cache_dir,
-                          fetch=fetch)
+                          fetch=fetch, repair=repair)
     except YahooUnreachable as exc:
         if src == "yahoo":
             raise SourceError(
@@ -133,8 +140,8 @@ def _load_sample(
 ) -> pl.DataFrame:
     if interval != "1d":
         raise SourceError(
-            f"The bundled sample holds daily bars only, not {interval}; use --interval 1d "
-            "or --source synthetic."
+            f"The bundled sample holds daily bars only, not {interval}; use interval='1d' "
+            "or source='synthetic'."
         )
     df = load_sample(syms)
     return finish(df, repair=False, what="the bundled sample", start=start, end=end)

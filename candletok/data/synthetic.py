@@ -181,7 +181,7 @@ def synthetic_bars(
     if not syms:
         raise SourceError("Give at least one symbol to generate.")
     if n_bars is not None and n_bars < 1:
-        raise SourceError(f"--bars must be at least 1, not {n_bars}.")
+        raise SourceError(f"n_bars= must be at least 1, not {n_bars}.")
     intraday = INTERVALS[interval] < timedelta(days=1)
     t0 = parse_time(start, "start") or (DEFAULT_START_INTRADAY if intraday else
                                         DEFAULT_START_DAILY)

@@ -31,7 +31,7 @@ from candletok.core.errors import BarsError, SourceError
 from candletok.core.times import INTERVALS, normalize_interval
 from candletok.data import cache as _cache
 from candletok.data.bars import BARS_COLUMNS, canonicalize, repair_bars
-from candletok.data.clean import finish
+from candletok.data.clean import finish, strict_bars
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,15 @@ _NETWORK_PATTERNS = (
     "ssl", "too many requests", "rate limit", "yfratelimiterror", "proxyerror",
 )
 _TRANSIENT_NAMES = ("timeout", "connection", "dnserror", "ratelimit", "proxyerror", "sslerror")
+#: Errors that say the machine is offline (no name resolution, no route, nothing listening):
+#: retrying in a few seconds would not help, so the first one gives up at once.
+_OFFLINE_PATTERNS = (
+    "could not resolve host", "name or service not known", "temporary failure in name "
+    "resolution", "nodename nor servname", "getaddrinfo failed", "failed to resolve",
+    "no address associated", "nameresolutionerror", "network is unreachable",
+    "no route to host", "couldn't connect to server", "could not connect to server",
+    "connection refused", "offline mode",
+)
 
 FetchFn = Callable[..., Any]
 SleepFn = Callable[[float], None]
@@ -151,6 +160,17 @@ def yf_download(
     return frame
 
 
+def looks_offline(exc: BaseException) -> bool:
+    """True when ``exc`` says the machine cannot reach the network at all (DNS failure,
+    no route, connection refused), as opposed to a slow or rate-limited server."""
+    import socket
+
+    if isinstance(exc, (socket.gaierror, ConnectionRefusedError)):
+        return True
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(p in text for p in _OFFLINE_PATTERNS)
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
@@ -173,8 +193,9 @@ def fetch_with_retry(
 ) -> Any:
     """Call ``fetch``; on a transient network error wait ``backoff * 2**k`` and retry.
 
-    After ``retries`` retries the last error becomes :class:`YahooUnreachable`; any other
-    exception becomes a :class:`SourceError`."""
+    After ``retries`` retries the last error becomes :class:`YahooUnreachable`, and so
+    does the first error that says the machine is offline (:func:`looks_offline`: no DNS,
+    no route), without waiting; any other exception becomes a :class:`SourceError`."""
     wait = sleep if sleep is not None else SLEEP
     for attempt in range(retries + 1):
         try:
@@ -185,9 +206,12 @@ def fetch_with_retry(
             if not _is_transient(exc):
                 raise SourceError(
                     f"The Yahoo download failed unexpectedly ({type(exc).__name__}: {exc}); "
-                    "try again or use --source sample|synthetic|PATH."
+                    "try again, or work offline with source='sample' (or 'synthetic', or a "
+                    "CSV/Parquet path)."
                 ) from exc
-            if attempt == retries:
+            if attempt == retries or looks_offline(exc):
+                if attempt < retries:
+                    log.debug("Yahoo fetch failed (%s); offline, so no retry", exc)
                 raise YahooUnreachable(short_reason(str(exc)) if str(exc).strip()
                                        else type(exc).__name__) from exc
             delay = backoff * 2**attempt
@@ -292,8 +316,8 @@ def resolve_range(
     if e <= earliest:
         raise SourceError(
             f"Yahoo keeps {interval} bars only for the last {limit.days} days (from "
-            f"{earliest:%Y-%m-%d}); ask for a later --end, a longer --interval, "
-            "or use --source synthetic."
+            f"{earliest:%Y-%m-%d}); ask for a later end=, a longer interval= "
+            "or source='synthetic'."
         )
     if start is None:
         return earliest, e
@@ -357,6 +381,7 @@ def load_yahoo(
     retries: int = 3,
     sleep: SleepFn | None = None,
     now: datetime | None = None,
+    repair: bool = True,
 ) -> pl.DataFrame:
     """Canonical, validated Yahoo bars for ``symbols``, served from the cache when it covers
     the range and otherwise fetched for the missing head/tail only.
@@ -366,6 +391,10 @@ def load_yahoo(
     ``BarsError(rule="fetch_failed")`` naming it (after caching the others). When Yahoo
     is unreachable but every symbol has cached bars, those are served with one line on
     stderr; otherwise :class:`YahooUnreachable` is raised for the caller to handle.
+
+    Fresh bars with broken rows are repaired (and the repair logged); with
+    ``repair=False`` they are refused instead with a :class:`BarsError` (bars served from
+    the cache were checked when they were fetched).
     """
     fetch = fetch or yf_download
     interval = normalize_interval(interval)
@@ -391,7 +420,8 @@ def load_yahoo(
                     fetch, group, interval, a, b, retries=retries, sleep=sleep
                 )
                 if bars.height:
-                    bars = _repaired(bars)
+                    bars = (_repaired(bars) if repair
+                            else strict_bars(bars, what=f"Yahoo {interval} bars"))
                 for sym in group:
                     if sym in empty and entries[sym] is None:
                         failed[sym] = reasons.get(sym, "")

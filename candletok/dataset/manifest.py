@@ -108,7 +108,7 @@ def open_dataset(
         if want.fingerprint != tok.fingerprint:
             raise DatasetError(
                 f"The dataset {root} was encoded with vocab {tok.fingerprint}, not "
-                f"{want.fingerprint}; encode it with `--vocab` that file or use its own vocab."
+                f"{want.fingerprint}; encode it with vocab= that file or use its own vocab."
             )
     return manifest, tok
 

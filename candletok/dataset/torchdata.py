@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from candletok.core.atomic import sha256_file
 from candletok.core.errors import DatasetError
-from candletok.core.ids import IGNORE_INDEX, with_bos
+from candletok.core.ids import IGNORE_INDEX, normalize_split, with_bos
 from candletok.dataset.manifest import (
     INDEX_DIR,
     open_dataset,
@@ -77,7 +77,7 @@ class TokenDataset(Dataset):
         verify: bool = True,
     ) -> None:
         self.root = Path(root)
-        self.split = split
+        self.split = split = normalize_split(split)  # "validation" (Hugging Face) is "val"
         self.context = int(context)
         manifest, tok = open_dataset(self.root, vocab)
         meta = split_meta(manifest, split)

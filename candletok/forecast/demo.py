@@ -81,11 +81,11 @@ EncodeProgress = Callable[[str, int, int], None]
 def _prepare(out: Path) -> None:
     """Claim ``out`` for the demo: new, empty, or an earlier demo's folder (replaced)."""
     if out.exists() and not out.is_dir():
-        raise CandletokError(f"{out} is a file; pass a folder to --out.")
+        raise CandletokError(f"{out} is a file; give a folder as out= instead.")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
         raise CandletokError(
             f"{out} already holds files that the demo did not write; pass an empty or new "
-            "folder with --out."
+            "folder as out= instead."
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by `candletok demo`; safe to delete\n", encoding="utf-8")

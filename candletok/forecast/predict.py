@@ -87,6 +87,40 @@ class Prediction:
             ("context candles", str(self.context_candles)),
         ]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every row of :meth:`rows` and the top candidates, as JSON-ready values.
+
+        One convention (:data:`UNITS`): probabilities and price moves are fractions
+        (``0.521`` is 52.1 %, ``-0.0001`` is -0.01 %); ``*_vol`` values are in volatility
+        units (multiples of ``scale``)."""
+        ts = self.last_ts
+        return {
+            "symbol": self.symbol,
+            "last_ts": ts.isoformat() if hasattr(ts, "isoformat") else str(ts),
+            "last_close": self.last_close,
+            "p_close_up": self.p_close_up,
+            "p_close_down": self.p_close_down,
+            "p_gap_up": self.p_gap_up,
+            "p_gap_down": self.p_gap_down,
+            "p_no_gap": 1.0 - self.p_gap_up - self.p_gap_down,
+            "no_gap_within_vol": NO_GAP,
+            "exp_body": self.exp_body_pct / 100.0,
+            "exp_body_vol": self.exp_body_vol,
+            "exp_range": self.exp_range_pct / 100.0,
+            "exp_range_vol": self.exp_range_vol,
+            "scale": self.scale,
+            "context_candles": self.context_candles,
+            "top": [{"token": c.token, "prob": c.prob, "candle": c.words} for c in self.top],
+        }
+
+
+UNITS: dict[str, str] = {
+    "p_*, prob, base_rate, observed, mean_predicted": "probability as a fraction 0..1",
+    "exp_body, exp_range, scale": "fraction of price (0.01 = 1%)",
+    "*_vol": "volatility units (multiples of scale)",
+}
+"""The units of every number in :meth:`Prediction.to_dict` and :meth:`Calibration.to_dict`."""
+
 
 def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
     """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
@@ -152,6 +186,17 @@ class Calibration:
     def skill(self) -> float:
         """Brier skill score: 1 - brier / brier_base (> 0: better than the base rate)."""
         return 1.0 - self.brier / self.brier_base if self.brier_base > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reliability table and the scores, as JSON-ready values (:data:`UNITS`)."""
+        skill = self.skill
+        return {
+            "split": self.split, "n": self.n, "outcome": self.outcome,
+            "base_rate": self.base_rate, "brier": self.brier, "brier_base": self.brier_base,
+            "skill": skill if math.isfinite(skill) else None,
+            "bins": [{"from": lo, "mean_predicted": mp, "observed": of, "count": cnt}
+                     for lo, mp, of, cnt in self.table],
+        }
 
 
 @torch.no_grad()
@@ -228,9 +273,12 @@ def calibration(
 class Continuation:
     """``samples`` sampled continuations of a symbol's real test series.
 
-    ``context`` holds the last real candles (rebuilt from their tokens, each anchored on its
-    own previous close) and ``paths`` the sampled candles, rebuilt free-running from the last
-    close with the causal scale recomputed along each path (arrays of shape (S, n))."""
+    ``context`` holds the last real candles (``ts``, ``open``/``high``/``low``/``close`` and
+    ``volume`` as the dataset stores them; from a dataset without stored bars, candles
+    rebuilt from their tokens, each anchored on its own previous close, which
+    ``history`` then says) and ``paths`` the sampled candles, rebuilt free-running from the
+    last real close with the causal scale recomputed along each path (arrays of shape
+    (S, n))."""
 
     symbol: str
     last_ts: Any
@@ -238,6 +286,8 @@ class Continuation:
     context: dict[str, np.ndarray]
     paths: dict[str, np.ndarray]
     tokens: np.ndarray  # (S, n) sampled candle tokens
+    history: str = "real bars from the dataset"
+    interval: str = "1d"
 
     def summary(self) -> list[tuple[str, str]]:
         """The fan in a few numbers: where the sampled paths end, relative to the last close."""
@@ -246,7 +296,7 @@ class Continuation:
         q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
         ret = np.log(final / c)
         return [
-            ("last close (rebuilt)", f"{c:,.4f}"),
+            ("last close", f"{c:,.4f}"),
             ("median close at the end", f"{q50:,.4f}"),
             ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
             ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
@@ -255,12 +305,17 @@ class Continuation:
         ]
 
     def plot(self, out: str | Path, last: int = 60) -> Path:
-        """Write the candlestick chart: the last ``last`` real candles, then the fan."""
+        """Write the fan chart: the last ``last`` real bars (with volume), then the band,
+        the median and a few labelled sampled paths."""
         k = min(last, self.context["close"].size)
         ctx = {key: v[-k:] for key, v in self.context.items()}
         S, n = self.tokens.shape
-        return plot_fan(ctx, self.paths, out, title=f"{self.symbol}: last {k} real candles "
-                        f"+ {S} sampled continuations of {n}")
+        unit = {"1d": "daily", "1wk": "weekly", "1mo": "monthly"}.get(self.interval,
+                                                                      self.interval)
+        return plot_fan(ctx, self.paths, out, symbol=self.symbol, interval=self.interval,
+                        history_label=f"{self.history} ({unit}, last {k})",
+                        title=f"{self.symbol}: last {k} {unit} bars, then {S} sampled "
+                              f"continuations of {n} bars")
 
 
 @torch.no_grad()
@@ -280,12 +335,13 @@ def continue_series(
     if rows.height == 0:
         raise ModelError(f"{symbol} has no {split} candles in {dataset}; pick one of "
                          f"{', '.join(ds.symbols[:10])}.")
-    ctx_bars = tok.decode(rows)  # anchored: each candle from its own prev_close and scale
+    context, history = _real_context(tok, rows)
     toks = rows["token"].to_numpy().astype(np.int64)
-    # Continue from the rebuilt last bar with the next candle's causal scale.
-    h, lo, c = (float(ctx_bars[k][-1]) for k in ("high", "low", "close"))
+    # Continue from the last real close with the next candle's causal scale.
+    h, lo = float(context["high"][-1]), float(context["low"][-1])
+    c = float(rows["close"][-1])
     pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
-    tr = math.log(max(h, pc) / min(lo, pc))
+    tr = math.log(max(h, pc, c) / min(lo, pc, c))
     f = tok.features
     next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
     seq = np.concatenate([[BOS], toks])[-model.config.context:]
@@ -294,5 +350,18 @@ def continue_series(
     new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
     new_np = new.cpu().numpy()
     paths = tok.rebuild_paths(new_np, c, next_scale)
-    context = {k: ctx_bars[k].to_numpy() for k in ("open", "high", "low", "close")}
-    return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np)
+    return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,
+                        ds.interval or "1d")
+
+
+def _real_context(tok: Any, rows: pl.DataFrame) -> tuple[dict[str, np.ndarray], str]:
+    """The split's real bars as the dataset stores them (format 2 rows carry each candle's
+    own bar), or, from rows without them, the candles rebuilt from their tokens."""
+    if all(k in rows.columns for k in ("open", "high", "low", "close")):
+        bars, history = rows, "real bars from the dataset"
+    else:
+        bars, history = tok.decode(rows), "bars rebuilt from their tokens"
+    context = {k: bars[k].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+               for k in ("open", "high", "low", "close", "volume") if k in bars.columns}
+    context["ts"] = bars["ts"].dt.replace_time_zone(None).to_numpy()
+    return context, history
