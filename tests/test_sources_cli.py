@@ -87,3 +87,51 @@ def test_download_from_path_source(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     df = pl.read_parquet(tmp_path / "b.parquet")
     assert df["symbol"].unique().to_list() == ["BBB"] and "in.parquet" in res.output
+
+
+def test_download_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["download", "AAPL", "--source", "sample"]).exit_code == 0
+    before = (tmp_path / "bars.parquet").read_bytes()
+    res = runner.invoke(app, ["download", "MSFT", "--source", "sample"])  # same default --out
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert (tmp_path / "bars.parquet").read_bytes() == before  # untouched
+    res = runner.invoke(app, ["download", "MSFT", "--source", "sample", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_parquet(tmp_path / "bars.parquet")["symbol"].unique().to_list() == ["MSFT"]
+
+
+def test_download_strict_bars_refuses_broken_rows(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("date,open,high,low,close,volume\n"
+                                    "2024-01-02,1,2,0.5,1.5,10\n"
+                                    "2024-01-03,1,0.9,0.5,1.5,10\n")  # high < open
+    res = runner.invoke(app, ["download", "X", "--source", "x.csv", "--strict-bars",
+                              "--out", "s.parquet"])
+    assert res.exit_code != 0 and isinstance(res.exception, BarsError)
+    msg = str(res.exception)
+    assert "high below" in msg and "--repair-bars" in msg and "repair=" not in msg
+    assert not (tmp_path / "s.parquet").exists()
+    res = runner.invoke(app, ["download", "X", "--source", "x.csv", "--out", "r.parquet"])
+    assert res.exit_code == 0, res.output  # the default repairs, with one line on stderr
+    assert pl.read_parquet(tmp_path / "r.parquet").height == 1
+
+
+def test_download_date_format(tmp_path: Path) -> None:
+    (tmp_path / "eu.csv").write_text("Date,Open,High,Low,Close\n"
+                                     "20240131,1,2,0.5,1.5\n20240201,1,2,0.5,1.5\n")
+    res = runner.invoke(app, ["download", "EU", "--source", "eu.csv", "--date-format",
+                              "%Y%m%d", "--out", "eu.parquet"])
+    assert res.exit_code == 0, res.output
+    ts = pl.read_parquet(tmp_path / "eu.parquet")["ts"].dt.strftime("%Y-%m-%d").to_list()
+    assert ts == ["2024-01-31", "2024-02-01"]
+    res = runner.invoke(app, ["download", "EU", "--source", "eu.csv", "--out", "x.parquet"])
+    assert res.exit_code != 0 and not (tmp_path / "x.parquet").exists()
+
+
+def test_sample_lists_the_bundled_symbols() -> None:
+    from candletok.data.sample import sample_symbols
+
+    res = runner.invoke(app, ["sample"])
+    assert res.exit_code == 0, res.output
+    for sym in sample_symbols():
+        assert sym in res.output
+    assert "2013-03-01" in res.output

@@ -144,3 +144,47 @@ def test_path_detection_and_missing_paths(tmp_path: Path) -> None:
         load_bars("X", source=str(tmp_path / "nope.parquet"))
     with pytest.raises(SourceError, match=r"no \.csv or \.parquet"):
         load_bars("X", source=str(tmp_path))
+
+
+DIRTY = ("date,open,high,low,close,volume\n"
+         "2024-01-03,1,2,0.5,1.5,10\n"
+         "2024-01-02,1,2,0.5,1.5,10\n"
+         "2024-01-04,1,0.9,0.5,1.5,10\n"  # high below the open
+         "2024-01-05,0,2,0.5,1.5,4\n"  # a zero price
+         "2024-01-08,NaN,2,0.5,1.5,4\n")  # not a number
+
+
+def test_strict_mode_refuses_broken_rows_instead_of_repairing(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text(DIRTY)
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(p), repair=False)
+    msg = str(err.value)
+    assert err.value.rule in ("non_finite", "non_positive", "high_low") and err.value.rows
+    assert "x.csv" in msg and "repair=True" in msg and "\n" not in msg
+    assert load_bars("X", source=str(p)).height == 2  # the default repairs
+    # Only broken rows are refused: unsorted but sound rows load in strict mode, sorted.
+    p.write_text("date,open,high,low,close\n2024-01-03,1,2,0.5,1.5\n2024-01-02,1,2,0.5,1.5\n")
+    df = load_bars("X", source=str(p), repair=False)
+    assert df.height == 2 and df["ts"].is_sorted()
+
+
+@pytest.mark.parametrize("fmt, text", [("%d/%m/%Y", "31/01/2024"), ("%Y%m%d", "20240131"),
+                                       ("%d.%m.%Y %H:%M", "31.01.2024 15:30")])
+def test_date_format_reads_dates_polars_cannot_guess(tmp_path: Path, fmt: str,
+                                                     text: str) -> None:
+    p = tmp_path / "eu.csv"
+    p.write_text(f"Date,Open,High,Low,Close\n{text},1,2,0.5,1.5\n")
+    df = load_bars("X", source=str(p), date_format=fmt)
+    ts = df["ts"][0]
+    assert (ts.year, ts.month, ts.day) == (2024, 1, 31) and str(df["ts"].dtype.time_zone) == "UTC"
+
+
+def test_a_wrong_date_format_names_the_column_and_an_example(tmp_path: Path) -> None:
+    p = tmp_path / "eu.csv"
+    p.write_text("Date,Open,High,Low,Close\n31/01/2024,1,2,0.5,1.5\n01/02/2024,1,2,0.5,1.5\n")
+    with pytest.raises(BarsError) as err:
+        load_bars("X", source=str(p), date_format="%m/%d/%Y")
+    msg = str(err.value)
+    assert err.value.rule == "bad_dtype" and "'Date'" in msg and "'31/01/2024'" in msg
+    assert "date_format='%m/%d/%Y'" in msg
