@@ -92,3 +92,30 @@ def test_demo_checks_its_settings_before_writing_anything(tmp_path: Path) -> Non
         with pytest.raises(CandletokError):
             run_demo(cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gitignore_covers_what_the_readme_writes_but_no_package_file() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["bars.parquet", "t.parquet", "data/manifest.json", "ds/train/part-0.parquet",
+               "vocab.json", "vocab.txt", "v.json", "v.txt", "model.pt", "fan.png",
+               "candletok-demo/fan.png", ".venv/bin/python"]
+    kept = ["candletok/data/stocks.csv.gz", "candletok/data/ATTRIBUTION.md",
+            "candletok/data/sources.py", "docs/demo_fan.png", "benchmarks/quality.png",
+            "tests/data/yf_single_daily.pkl", "LICENSE", "README.md"]
+    r = subprocess.run(["git", "check-ignore", "--no-index", *written, *kept], cwd=ROOT,
+                       capture_output=True, text=True)
+    ignored = set(r.stdout.split())
+    assert ignored == set(written), (set(written) - ignored, ignored & set(kept))
+
+
+def test_license_is_mit_as_pyproject_says() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "candletok authors" in text
+    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
