@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from candletok.core.errors import CandletokError
-from candletok.dataset.manifest import verify_dataset
+from candletok.dataset.manifest import read_split, verify_dataset
 from candletok.forecast.demo import MARKER, DemoConfig, run_demo
 from candletok.model.train import TrainConfig
 
@@ -42,6 +44,12 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     assert r.prediction.symbol == "AAPL"
     assert abs(float(r.prediction.probs.sum()) - 1.0) < 1e-6
     assert r.continuation.paths["close"].shape == (6, 4)
+    # The fan chart draws the real bars the dataset stores, not bars rebuilt from tokens.
+    rows = read_split(out / "data", "test").filter(pl.col("symbol") == "AAPL")
+    assert r.continuation.history == "real bars from the dataset"
+    for k in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(r.continuation.context[k], rows[k].to_numpy()), k
+    assert r.continuation.last_close == rows["close"][-1]
     # A second run replaces the first one's files instead of refusing or mixing them.
     (out / "model.pt").write_bytes(b"stale")
     r2 = run_demo(tiny(out))
@@ -75,9 +83,23 @@ def test_cli_demo_runs_offline(tmp_path: Path) -> None:
                    "sampled continuations", str(out / "fan.png")):
         assert needle in r.stdout, needle
     assert (out / "summary.md").exists() and (out / "model.pt").exists()
+    assert "next: candletok predict" in r.stderr  # what to run after the demo
     bad = subprocess.run(
         [sys.executable, "-m", "candletok.cli.main", "demo", "--out", str(out / "model.pt")],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "is a file" in bad.stderr
+    assert "is a file" in bad.stderr and "--out" in bad.stderr and "out=" not in bad.stderr
+
+
+def test_make_demo_ends_by_saying_how_to_run_candletok() -> None:
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    r = subprocess.run(["make", "-n", "demo"], cwd=root, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    tail = r.stdout.split("candletok demo", 1)[1]
+    assert "source .venv/bin/activate" in tail and ".venv/bin/candletok" in tail
