@@ -64,6 +64,8 @@ def test_next_bar_times_skip_weekends_for_daily_bars() -> None:
     five = next_bar_times(np.datetime64("2024-01-02T15:55", "us"), 2, "5m")
     assert five.astype(str).tolist() == ["2024-01-02T16:00:00.000000",
                                          "2024-01-02T16:05:00.000000"]
+    hour = next_bar_times(np.datetime64("2024-01-02T15:00", "us"), 1, "1h")  # an alias
+    assert hour.astype(str).tolist() == ["2024-01-02T16:00:00.000000"]
 
 
 def test_pick_sample_paths_are_distinct_and_near_their_quantiles() -> None:

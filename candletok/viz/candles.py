@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.atomic import atomic_path
+from candletok.core.times import INTERVALS, normalize_interval
 
 UP, DOWN = "#26a69a", "#ef5350"
 _US_PER_DAY = 86_400_000_000
@@ -86,6 +87,7 @@ def next_bar_times(last: np.datetime64, n: int, interval: str = "1d") -> np.ndar
     Daily bars skip weekends (exchange holidays are not known here), weekly and monthly
     bars step by a week or a month, intraday bars by the interval (market closes are not
     known here either)."""
+    interval = normalize_interval(interval)
     last = np.datetime64(last, "us")
     k = np.arange(1, n + 1)
     if interval == "1d":
@@ -96,10 +98,8 @@ def next_bar_times(last: np.datetime64, n: int, interval: str = "1d") -> np.ndar
     if interval == "1mo":
         month = last.astype("datetime64[M]")
         return (month + k.astype("timedelta64[M]")).astype("datetime64[us]")
-    step = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30, "60m": 60, "90m": 90}.get(interval)
-    if step is None:
-        raise ValueError(f"unknown interval {interval!r}")
-    return last + (k * step).astype("timedelta64[m]")
+    minutes = int(INTERVALS[interval].total_seconds() // 60)
+    return last + (k * minutes).astype("timedelta64[m]")
 
 
 # Candidate tick periods, finest first: (name, length in microseconds or months, format).
