@@ -17,9 +17,6 @@ from rich.progress import (
 
 from candletok.cli.app import app, console, err_console, heading, table
 from candletok.cli.cmd_data import print_encode
-from candletok.cli.cmd_model import _fmt_bits, print_calibration, print_prediction, print_train
-from candletok.forecast.demo import DemoConfig, run_demo
-from candletok.model.train import StepInfo
 
 
 @app.command()
@@ -31,6 +28,16 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed for the vocabulary, model and samples."),
 ) -> None:
     """Fit, encode, train, score, predict and chart on the bundled sample (no network)."""
+    # torch loads here, when the demo runs, not when any command starts
+    from candletok.cli.cmd_model import (
+        _fmt_bits,
+        print_calibration,
+        print_prediction,
+        print_train,
+    )
+    from candletok.forecast.demo import DemoConfig, run_demo
+    from candletok.model.train import StepInfo
+
     cfg = DemoConfig(out=out, device=device, seed=seed)
     cfg.train.steps, cfg.train.seed = steps, seed
     t0 = time.perf_counter()
