@@ -300,3 +300,20 @@ def test_offline_mode_never_calls_yfinance(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CANDLETOK_OFFLINE", "1")
     with pytest.raises(SourceError, match="could not be reached"):
         load_bars(["AAPL"], source="yahoo", start="2024-01-01", end="2024-02-01")
+
+
+def test_strict_mode_refuses_broken_yahoo_rows_and_caches_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    frame = recorded("single_daily").copy()
+    frame.iloc[3, list(frame.columns).index(("Low", "AAPL"))] = 0.0  # a zero price
+    with pytest.raises(BarsError) as err:
+        load_bars("AAPL", source="yahoo", start="2024-01-01", end="2024-02-01",
+                  fetch=FakeFetch(frame), repair=False)
+    assert err.value.rule == "non_positive" and "repair=True" in str(err.value)
+    # Nothing was cached, and the default repairs the same frame with a one-line report.
+    again = FakeFetch(frame)
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        df = load_bars("AAPL", source="yahoo", start="2024-01-01", end="2024-02-01",
+                       fetch=again)
+    assert len(again.calls) == 1 and df.height == len(frame) - 1
+    assert any("prices <= 0" in r.getMessage() for r in caplog.records)
