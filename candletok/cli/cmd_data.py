@@ -30,6 +30,7 @@ def encode_progress() -> Iterator[Callable[[str, int, int], None]]:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
+        disable=not err_console.is_terminal,
     ) as bar:
         tasks: dict[str, TaskID] = {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import (
@@ -44,10 +45,11 @@ def demo(
     err_console.print(f"candletok demo: {', '.join(cfg.symbols)} daily bars from the bundled "
                       f"sample; train < {cfg.val_from} <= val < {cfg.test_from} <= test",
                       highlight=False)
+    plain = not err_console.is_terminal  # in a pipe or a log: plain lines, not a live bar
     with Progress(
         TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
-        transient=True,
+        transient=True, disable=plain,
     ) as bar:  # one live display for every stage (rich allows only one at a time)
         tasks: dict[str, TaskID] = {}
 
@@ -55,11 +57,25 @@ def demo(
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total, info="")
             bar.update(tasks[stage], completed=done, total=total)
+            if plain and done == total and stage != "train":
+                err_console.print(f"{stage} done ({total:,})", highlight=False)
+
+        said: dict[str, Any] = {"val": None, "step": 0}
 
         def progress(i: StepInfo) -> None:
             tick("train", i.step, i.steps)
             bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {_fmt_bits(i.val_bpc)} "
                                             f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
+            if not plain:
+                return
+            if i.phase == "eval":  # a plain line per check, the val it measures when known
+                said["step"] = i.step
+                err_console.print(f"step {i.step}/{i.steps}  loss {i.loss:.3f}  "
+                                  f"{i.tokens_per_s:,.0f} tok/s", highlight=False)
+            if i.val_bpc is not None and i.val_bpc != said["val"]:
+                said["val"] = i.val_bpc
+                err_console.print(f"val after step {said['step']}: {_fmt_bits(i.val_bpc)} "
+                                  "bits/candle", highlight=False)
 
         res = run_demo(cfg, encode_progress=tick, train_progress=progress)
     heading("1. vocabulary and dataset")

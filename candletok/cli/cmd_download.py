@@ -72,6 +72,7 @@ def download(
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=err_console, transient=True,
+            disable=not err_console.is_terminal,  # no stray lines in logs
         ) as progress:
             task = progress.add_task("loading", total=len(syms))
             for sym in syms:  # one symbol at a time so the bar moves; each is cached
