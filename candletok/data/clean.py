@@ -50,6 +50,7 @@ def finish(
         )
     if repair:
         df, report = repair_bars(df)
-        if report.changed:
-            log.warning("%s: %s", what, report.describe())
+        if not report.changed:  # every rule kept (checked in one pass): nothing more to do
+            return df
+        log.warning("%s: %s", what, report.describe())
     return validate_bars(df, "strict")

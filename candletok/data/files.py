@@ -9,25 +9,37 @@ be repaired -- a missing column, text in a price column, an empty or unreadable 
 ``BarsError`` whose ``rule`` says which.
 
 Layouts: one file with a symbol column (filtered to the requested symbols), one file
-without (it holds the one requested symbol, else the file's stem), or a folder with one
-file per symbol (``AAPL.csv``, ``MSFT.parquet``) or files that carry a symbol column.
+without (it holds the one requested symbol, else the file's stem), or a folder of them:
+one file per symbol (``AAPL.csv``, ``MSFT.parquet``), a Parquet dataset partitioned by
+symbol (``symbol=AAPL/part-0.parquet``, as ``candletok download --out DIR/`` writes it and
+pyarrow/Spark/Polars write hive partitions), or files that carry a symbol column. Files
+and folders whose names start with ``.`` or ``_`` (``_SUCCESS``, ``_metadata``) are skipped.
+
+Speed: each file is read lazily with its numeric columns typed in the reader (no text
+pass), the symbol and date predicates pushed into the scan (Parquet skips row groups), the
+files of a folder collected in parallel, and the bars checked in one pass of expressions.
+A file the fast read cannot take (text in a price column, an empty file...) is read again
+the careful way, whose error names the file, the column and the rows.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 
 from candletok.core.errors import BarsError, SourceError
-from candletok.data.bars import _ALIASES, _key, canonicalize
-from candletok.data.clean import finish
+from candletok.data.bars import _ALIASES, PRICE_COLS, _key, canonicalize
+from candletok.data.clean import filter_range, finish
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+_NUMERIC = (*PRICE_COLS, "volume", "adj_close")
 
 
 def _suffix(path: Path) -> str | None:
@@ -67,26 +79,185 @@ def _has_symbol_column(df: pl.DataFrame) -> bool:
     return any(_ALIASES.get(_key(c)) == "symbol" for c in df.columns)
 
 
+def _roles(columns: list[str]) -> dict[str, str]:
+    """Canonical name -> the file's column, the first match winning (as in canonicalize)."""
+    out: dict[str, str] = {}
+    for name in columns:
+        canon = _ALIASES.get(_key(name))
+        if canon is not None and canon not in out:
+            out[canon] = name
+    return out
+
+
+def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
+    """Strip and upper-case the symbol column, looking at each run's value only: a sorted
+    column of clean symbols (the usual case) costs one run-length pass, not a string op
+    per row."""
+    runs = df["symbol"].rle().struct.field("value")
+    if runs.equals(runs.str.strip_chars().str.to_uppercase()):
+        return df
+    return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
+
+
 def _canonical(path: Path, symbol: str | None) -> pl.DataFrame:
+    """The careful read: every column as text, then ``canonicalize``, whose errors name the
+    file, the column and the rows."""
     raw = read_table(path)
     try:
         df = canonicalize(raw, symbol=None if _has_symbol_column(raw) else symbol, adjust=True)
     except BarsError as exc:
         raise BarsError(f"{path.name}: {exc}", rule=exc.rule, rows=exc.rows) from exc
-    return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
+    return _normalize_symbols(df)
+
+
+@dataclass
+class _Plan:
+    """One file's lazy fast read: the scan with its pushed-down predicates, and what the
+    result still needs (the symbol to fill in, whether the date range is applied)."""
+
+    path: Path
+    symbol: str | None
+    frame: pl.LazyFrame
+    has_symbol: bool
+    range_done: bool
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    """A lazy scan with the price and volume columns typed by the reader itself."""
+    if _suffix(path) in (".parquet", ".pq"):
+        return pl.scan_parquet(path)
+    if _suffix(path) == ".csv.gz":  # the lazy CSV scan takes no compressed files
+        header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    else:
+        header = list(pl.scan_csv(path, infer_schema=False).collect_schema().names())
+    numeric = {raw: pl.Float64 for canon, raw in _roles(header).items() if canon in _NUMERIC}
+    if _suffix(path) == ".csv.gz":
+        return pl.read_csv(path, infer_schema=False, schema_overrides=numeric).lazy()
+    return pl.scan_csv(path, infer_schema=False, schema_overrides=numeric)
+
+
+def _range(col: pl.Expr, dtype: pl.DataType, start: datetime | None,
+           end: datetime | None) -> pl.Expr | None:
+    """``start <= ts < end`` on the file's own datetime column (so Parquet statistics can
+    skip row groups), or None when the column is not a datetime yet."""
+    if not isinstance(dtype, pl.Datetime) or (start is None and end is None):
+        return None
+    tz = dtype.time_zone
+
+    def bound(t: datetime) -> pl.Expr:
+        return pl.lit(t).dt.convert_time_zone(tz) if tz else pl.lit(t.replace(tzinfo=None))
+
+    parts = ([col >= bound(start)] if start else []) + ([col < bound(end)] if end else [])
+    return pl.all_horizontal(parts)
+
+
+def _plan(path: Path, symbol: str | None, symbols: list[str], start: datetime | None,
+          end: datetime | None) -> _Plan:
+    lf = _scan(path)
+    schema = lf.collect_schema()
+    roles = _roles(list(schema.names()))
+    has_symbol = "symbol" in roles
+    if has_symbol and symbols:
+        lf = lf.filter(pl.col(roles["symbol"]).is_in(symbols))
+    when = None
+    if "ts" in roles:
+        when = _range(pl.col(roles["ts"]), schema[roles["ts"]], start, end)
+    if when is not None:
+        lf = lf.filter(when)
+    return _Plan(path, symbol, lf, has_symbol, when is not None or (start is None and end is None))
+
+
+def _complete(plan: _Plan, raw: pl.DataFrame, symbols: list[str], start: datetime | None,
+              end: datetime | None) -> pl.DataFrame | None:
+    """Canonical bars from a fast read, or None when the careful read must decide (no rows
+    left, a requested symbol spelled differently in the file, a cast that failed)."""
+    if raw.height == 0:
+        return None
+    try:
+        df = canonicalize(raw, symbol=None if plan.has_symbol else plan.symbol, adjust=True)
+    except BarsError:
+        return None
+    if plan.has_symbol:
+        df = _normalize_symbols(df)
+        if symbols and not set(symbols) <= _present(df):
+            return None
+    if not plan.range_done:
+        df = filter_range(df, start, end)
+    return df if df.height else None
+
+
+def _read_files(entries: list[tuple[Path, str | None]], symbols: list[str],
+                start: datetime | None, end: datetime | None) -> tuple[pl.DataFrame, bool]:
+    """Canonical bars of several files, read in parallel on the fast path; a file that
+    needs the careful read gets it. Also says whether every file had a symbol column."""
+    plans: list[_Plan | None] = []
+    for path, symbol in entries:
+        try:
+            plans.append(_plan(path, symbol, symbols, start, end))
+        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+            plans.append(None)
+    lazy = [p.frame for p in plans if p is not None]
+    try:
+        raws = iter(pl.collect_all(lazy))
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        raws = iter([None] * len(lazy))  # one bad file: each is collected on its own below
+    frames: list[pl.DataFrame] = []
+    for (path, symbol), plan in zip(entries, plans, strict=True):
+        df = None
+        if plan is not None:
+            raw = next(raws)
+            if raw is None:
+                try:
+                    raw = plan.frame.collect()
+                except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+                    raw = None
+            df = None if raw is None else _complete(plan, raw, symbols, start, end)
+        if df is None:  # the careful read: the same result, or the precise error
+            df = filter_range(_canonical(path, symbol), start, end)
+        frames.append(df)
+    df = pl.concat(frames, how="vertical", rechunk=False) if len(frames) > 1 else frames[0]
+    return df, all(p is not None and p.has_symbol for p in plans)
+
+
+def _present(df: pl.DataFrame) -> set[str]:
+    """The symbols in ``df`` (from its runs: cheap on a sorted column)."""
+    return set(df["symbol"].rle().struct.field("value").unique().to_list())
 
 
 def _pick(df: pl.DataFrame, symbols: list[str], where: str) -> pl.DataFrame:
     if not symbols:
         return df
-    available = sorted(df["symbol"].unique().to_list())
-    unknown = [s for s in symbols if s not in set(available)]
+    present = _present(df)
+    unknown = [s for s in symbols if s not in present]
     if unknown:
+        available = sorted(present)
         shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
         raise BarsError(
             f"{', '.join(unknown)} not found in {where}; it has {shown}.", rule="unknown_symbol"
         )
+    if present <= set(symbols):
+        return df
     return df.filter(pl.col("symbol").is_in(symbols))
+
+
+def folder_files(path: Path) -> list[tuple[Path, str]]:
+    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
+    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
+    else the file's stem. Sorted by that symbol, then path."""
+    out: list[tuple[Path, str]] = []
+    for p in path.rglob("*"):
+        rel = p.relative_to(path)
+        if any(part.startswith((".", "_")) for part in rel.parts):
+            continue
+        if not (_suffix(p) and p.is_file()):
+            continue
+        symbol = _stem(p)
+        for part in rel.parts[:-1]:
+            key, eq, value = part.partition("=")
+            if eq and _ALIASES.get(_key(key)) == "symbol":
+                symbol = unquote(value).strip().upper()
+        out.append((p, symbol))
+    return sorted(out, key=lambda e: (e[1], str(e[0])))
 
 
 def load_files(
@@ -105,23 +276,23 @@ def load_files(
     if not path.exists():
         raise SourceError(f"{path} does not exist; give an existing CSV/Parquet file or folder.")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p))
+        files = folder_files(path)
         if not files:
             raise SourceError(f"{path} holds no .csv or .parquet files.")
-        by_stem = {_stem(p): p for p in files}
-        if symbols and all(s in by_stem for s in symbols):
-            frames = [_canonical(by_stem[s], s) for s in symbols]
-            df = pl.concat(frames, how="vertical")
+        named = {s for _, s in files}
+        if symbols and all(s in named for s in symbols):
+            want = set(symbols)
+            df, _ = _read_files([e for e in files if e[1] in want], symbols, start, end)
         else:
-            frames = [_canonical(p, _stem(p)) for p in files]
-            df = _pick(pl.concat(frames, how="vertical"), symbols, str(path))
+            df, _ = _read_files(files, symbols, start, end)
+        df = _pick(df, symbols, str(path))
     else:
         if _suffix(path) is None:
             raise SourceError(f"{path} is not a .csv or .parquet file.")
         raw_symbol = symbols[0] if len(symbols) == 1 else _stem(path)
-        df = _canonical(path, raw_symbol)
-        if len(symbols) > 1 and df["symbol"].n_unique() == 1 and not _has_symbol_column(
-            read_table(path)
+        df, has_symbol = _read_files([(path, raw_symbol)], symbols, start, end)
+        if len(symbols) > 1 and not has_symbol and df["symbol"].n_unique() == 1 and (
+            not _has_symbol_column(read_table(path))
         ):
             raise BarsError(
                 f"{path.name} has no symbol column, so it holds one symbol; ask for one "
@@ -129,4 +300,4 @@ def load_files(
                 rule="unknown_symbol",
             )
         df = _pick(df, symbols, path.name)
-    return finish(df, repair=True, what=f"{path.name} ({interval})", start=start, end=end)
+    return finish(df, repair=True, what=f"{path.name} ({interval})")
