@@ -99,15 +99,16 @@ def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
 
 
-def _canonical(path: Path, symbol: str | None) -> pl.DataFrame:
+def _canonical(path: Path, symbol: str | None) -> tuple[pl.DataFrame, bool]:
     """The careful read: every column as text, then ``canonicalize``, whose errors name the
-    file, the column and the rows."""
+    file, the column and the rows. Also says whether the file has a symbol column."""
     raw = read_table(path)
+    has_symbol = _has_symbol_column(raw)
     try:
-        df = canonicalize(raw, symbol=None if _has_symbol_column(raw) else symbol, adjust=True)
+        df = canonicalize(raw, symbol=None if has_symbol else symbol, adjust=True)
     except BarsError as exc:
         raise BarsError(f"{path.name}: {exc}", rule=exc.rule, rows=exc.rows) from exc
-    return _normalize_symbols(df)
+    return _normalize_symbols(df), has_symbol
 
 
 @dataclass
@@ -167,10 +168,10 @@ def _plan(path: Path, symbol: str | None, symbols: list[str], start: datetime | 
     return _Plan(path, symbol, lf, has_symbol, when is not None or (start is None and end is None))
 
 
-def _complete(plan: _Plan, raw: pl.DataFrame, symbols: list[str], start: datetime | None,
+def _complete(plan: _Plan, raw: pl.DataFrame, start: datetime | None,
               end: datetime | None) -> pl.DataFrame | None:
     """Canonical bars from a fast read, or None when the careful read must decide (no rows
-    left, a requested symbol spelled differently in the file, a cast that failed)."""
+    left, a cast that failed)."""
     if raw.height == 0:
         return None
     try:
@@ -179,44 +180,53 @@ def _complete(plan: _Plan, raw: pl.DataFrame, symbols: list[str], start: datetim
         return None
     if plan.has_symbol:
         df = _normalize_symbols(df)
-        if symbols and not set(symbols) <= _present(df):
-            return None
     if not plan.range_done:
         df = filter_range(df, start, end)
     return df if df.height else None
 
 
+def _collect(plans: list[_Plan | None]) -> list[pl.DataFrame | None]:
+    """Every plan's raw frame, collected in parallel; None where a read failed."""
+    lazy = [p.frame for p in plans if p is not None]
+    try:
+        raws: list[pl.DataFrame | None] = list(pl.collect_all(lazy))
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        raws = []  # one bad file: collect each on its own to find it
+        for frame in lazy:
+            try:
+                raws.append(frame.collect())
+            except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+                raws.append(None)
+    it = iter(raws)
+    return [None if p is None else next(it) for p in plans]
+
+
 def _read_files(entries: list[tuple[Path, str | None]], symbols: list[str],
-                start: datetime | None, end: datetime | None) -> tuple[pl.DataFrame, bool]:
+                start: datetime | None, end: datetime | None, *, careful: bool = False,
+                ) -> tuple[pl.DataFrame, bool]:
     """Canonical bars of several files, read in parallel on the fast path; a file that
-    needs the careful read gets it. Also says whether every file had a symbol column."""
+    needs the careful read gets it (every file does with ``careful``). ``symbols``
+    filters files that carry a symbol column (pushed into the scan); files chosen by name
+    are passed an empty list. Also says whether any file had a symbol column."""
     plans: list[_Plan | None] = []
     for path, symbol in entries:
         try:
-            plans.append(_plan(path, symbol, symbols, start, end))
+            plans.append(None if careful else _plan(path, symbol, symbols, start, end))
         except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
             plans.append(None)
-    lazy = [p.frame for p in plans if p is not None]
-    try:
-        raws = iter(pl.collect_all(lazy))
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
-        raws = iter([None] * len(lazy))  # one bad file: each is collected on its own below
     frames: list[pl.DataFrame] = []
-    for (path, symbol), plan in zip(entries, plans, strict=True):
-        df = None
-        if plan is not None:
-            raw = next(raws)
-            if raw is None:
-                try:
-                    raw = plan.frame.collect()
-                except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
-                    raw = None
-            df = None if raw is None else _complete(plan, raw, symbols, start, end)
+    any_symbol = False
+    for (path, symbol), plan, raw in zip(entries, plans, _collect(plans), strict=True):
+        df = None if plan is None or raw is None else _complete(plan, raw, start, end)
         if df is None:  # the careful read: the same result, or the precise error
-            df = filter_range(_canonical(path, symbol), start, end)
+            df, has_symbol = _canonical(path, symbol)
+            df = filter_range(df, start, end)
+        else:
+            has_symbol = plan is not None and plan.has_symbol
+        any_symbol = any_symbol or has_symbol
         frames.append(df)
     df = pl.concat(frames, how="vertical", rechunk=False) if len(frames) > 1 else frames[0]
-    return df, all(p is not None and p.has_symbol for p in plans)
+    return df, any_symbol
 
 
 def _present(df: pl.DataFrame) -> set[str]:
@@ -280,20 +290,22 @@ def load_files(
         if not files:
             raise SourceError(f"{path} holds no .csv or .parquet files.")
         named = {s for _, s in files}
-        if symbols and all(s in named for s in symbols):
-            want = set(symbols)
-            df, _ = _read_files([e for e in files if e[1] in want], symbols, start, end)
-        else:
-            df, _ = _read_files(files, symbols, start, end)
+        by_name = bool(symbols) and all(s in named for s in symbols)
+        chosen = [e for e in files if e[1] in set(symbols)] if by_name else list(files)
+        df, filtered = _read_files(chosen, [] if by_name else symbols, start, end)
+        if filtered and not by_name and not set(symbols) <= _present(df):
+            # the scans matched symbols exactly: look again for other spellings (" aapl")
+            df, _ = _read_files(chosen, symbols, start, end, careful=True)
         df = _pick(df, symbols, str(path))
     else:
         if _suffix(path) is None:
             raise SourceError(f"{path} is not a .csv or .parquet file.")
         raw_symbol = symbols[0] if len(symbols) == 1 else _stem(path)
         df, has_symbol = _read_files([(path, raw_symbol)], symbols, start, end)
-        if len(symbols) > 1 and not has_symbol and df["symbol"].n_unique() == 1 and (
-            not _has_symbol_column(read_table(path))
-        ):
+        if has_symbol and not set(symbols) <= _present(df):
+            df, has_symbol = _read_files([(path, raw_symbol)], symbols, start, end,
+                                         careful=True)
+        if len(symbols) > 1 and not has_symbol:
             raise BarsError(
                 f"{path.name} has no symbol column, so it holds one symbol; ask for one "
                 f"symbol, not {len(symbols)}.",
