@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from candletok.core.errors import BarsError, SourceError
+from candletok.core.errors import BarsError, OutputError, SourceError
+from candletok.data.files import bars_file, write_bars_folder
 from candletok.data.sources import is_path_source, load_bars, normalize_symbols
 from candletok.data.synthetic import synthetic_bars
 
@@ -213,3 +214,17 @@ def test_symbol_list_files(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(SourceError, match="names no symbols"):
         normalize_symbols(["@" + str(tmp_path / "empty.txt")])
+
+
+def test_bars_folder_round_trip_with_awkward_symbols(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "EURUSD=X", "^GSPC"], n_bars=20, seed=4)
+    folder = tmp_path / "bars"
+    written = write_bars_folder(bars.filter(pl.col("symbol") != "AAA"), folder)
+    assert [p.parent.name for p in written] == ["symbol=EURUSD%3DX", "symbol=%5EGSPC"]
+    write_bars_folder(bars.filter(pl.col("symbol") == "AAA"), folder)  # the folder grows
+    assert load_bars([], source=str(folder)).equals(bars)
+    assert load_bars(["^gspc"], source=str(folder)).equals(
+        bars.filter(pl.col("symbol") == "^GSPC"))
+    assert bars_file(folder, "AAA").exists()
+    with pytest.raises(OutputError, match="is a file"):
+        write_bars_folder(bars, written[0])

@@ -28,11 +28,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import polars as pl
 
-from candletok.core.errors import BarsError, SourceError
+from candletok.core.atomic import write_parquet_atomic
+from candletok.core.errors import BarsError, OutputError, SourceError
 from candletok.data.bars import _ALIASES, PRICE_COLS, _key, canonicalize
 from candletok.data.clean import filter_range, finish
 
@@ -313,3 +314,27 @@ def load_files(
             )
         df = _pick(df, symbols, path.name)
     return finish(df, repair=True, what=f"{path.name} ({interval})")
+
+
+def bars_file(folder: str | Path, symbol: str) -> Path:
+    """Where a bars folder keeps ``symbol``: ``FOLDER/symbol=SYM/part-0.parquet``, the
+    symbol URL-quoted as hive partitions are (``EURUSD=X`` -> ``symbol=EURUSD%3DX``)."""
+    return Path(folder) / f"symbol={quote(symbol, safe='')}" / "part-0.parquet"
+
+
+def write_bars_folder(bars: pl.DataFrame, folder: str | Path) -> list[Path]:
+    """Write canonical ``bars`` as a bars folder, one Parquet file per symbol (see
+    :func:`bars_file`), each written atomically with every canonical column (the symbol
+    too, so a file stands alone). Files of other symbols already there are kept, so a
+    folder can grow one download at a time; a symbol written again is replaced. Returns
+    the files written, in the bars' symbol order."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"Cannot write a bars folder at {folder}: it is a file; give a "
+                          "folder (end the name with /).")
+    written = []
+    for (symbol,), part in bars.group_by("symbol", maintain_order=True):
+        path = bars_file(folder, str(symbol))
+        write_parquet_atomic(part, path)
+        written.append(path)
+    return written
