@@ -178,3 +178,18 @@ def test_stream_refuses_a_token_index_of_the_wrong_length(big_root: Path,
     np.save(path, np.load(path)[:-3])
     with pytest.raises(DatasetError, match="damaged"):
         TokenStream(root, "val", context=32)
+
+
+def test_scale_benchmark_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark in miniature, so it cannot rot (no timing is asserted)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import scale_speed
+
+    scale_speed.main(["--no-ray", "--symbols", "3", "--bars", "300", "--read-bars", "3000"])
+    out = capsys.readouterr().out
+    assert "local" in out and "900" in out  # 3 x 300 candles encoded
+    for what in ("CSV file", "Parquet file", "Parquet folder"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(what))
+        assert line.rstrip().endswith("x") and float(line.split()[-1][:-1]) > 0

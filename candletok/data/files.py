@@ -117,16 +117,17 @@ class _Plan:
     """One file's lazy fast read: the scan with its pushed-down predicates, and what the
     result still needs (the symbol to fill in, whether the date range is applied)."""
 
-    path: Path
+    path: Path | list[Path]
     symbol: str | None
     frame: pl.LazyFrame
     has_symbol: bool
     range_done: bool
 
 
-def _scan(path: Path) -> pl.LazyFrame:
-    """A lazy scan with the price and volume columns typed by the reader itself."""
-    if _suffix(path) in (".parquet", ".pq"):
+def _scan(path: Path | list[Path]) -> pl.LazyFrame:
+    """A lazy scan with the price and volume columns typed by the reader itself (a list:
+    Parquet files of one schema, scanned as one)."""
+    if isinstance(path, list) or _suffix(path) in (".parquet", ".pq"):
         return pl.scan_parquet(path)
     if _suffix(path) == ".csv.gz":  # the lazy CSV scan takes no compressed files
         header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
@@ -153,8 +154,8 @@ def _range(col: pl.Expr, dtype: pl.DataType, start: datetime | None,
     return pl.all_horizontal(parts)
 
 
-def _plan(path: Path, symbol: str | None, symbols: list[str], start: datetime | None,
-          end: datetime | None) -> _Plan:
+def _plan(path: Path | list[Path], symbol: str | None, symbols: list[str],
+          start: datetime | None, end: datetime | None) -> _Plan:
     lf = _scan(path)
     schema = lf.collect_schema()
     roles = _roles(list(schema.names()))
@@ -189,8 +190,9 @@ def _complete(plan: _Plan, raw: pl.DataFrame, start: datetime | None,
 def _collect(plans: list[_Plan | None]) -> list[pl.DataFrame | None]:
     """Every plan's raw frame, collected in parallel; None where a read failed."""
     lazy = [p.frame for p in plans if p is not None]
-    try:
-        raws: list[pl.DataFrame | None] = list(pl.collect_all(lazy))
+    try:  # collect_all runs the scans side by side; one scan alone is faster on its own
+        raws: list[pl.DataFrame | None] = (
+            list(pl.collect_all(lazy)) if len(lazy) > 1 else [f.collect() for f in lazy])
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
         raws = []  # one bad file: collect each on its own to find it
         for frame in lazy:
@@ -202,6 +204,24 @@ def _collect(plans: list[_Plan | None]) -> list[pl.DataFrame | None]:
     return [None if p is None else next(it) for p in plans]
 
 
+def _read_together(paths: list[Path], symbols: list[str], start: datetime | None,
+                   end: datetime | None) -> pl.DataFrame | None:
+    """Parquet files that carry a symbol column, in one scan (a folder of a thousand
+    files costs one read, not a thousand), or None when they cannot be read that way:
+    CSV among them, no symbol column, schemas that differ, a bad file, no rows. The
+    file-by-file read then decides."""
+    if not all(_suffix(p) in (".parquet", ".pq") for p in paths):
+        return None
+    try:
+        plan = _plan(paths, None, symbols, start, end)
+        if not plan.has_symbol:
+            return None
+        raw = plan.frame.collect()
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        return None
+    return _complete(plan, raw, start, end)
+
+
 def _read_files(entries: list[tuple[Path, str | None]], symbols: list[str],
                 start: datetime | None, end: datetime | None, *, careful: bool = False,
                 ) -> tuple[pl.DataFrame, bool]:
@@ -209,6 +229,10 @@ def _read_files(entries: list[tuple[Path, str | None]], symbols: list[str],
     needs the careful read gets it (every file does with ``careful``). ``symbols``
     filters files that carry a symbol column (pushed into the scan); files chosen by name
     are passed an empty list. Also says whether any file had a symbol column."""
+    if not careful and len(entries) > 1:
+        together = _read_together([p for p, _ in entries], symbols, start, end)
+        if together is not None:
+            return together, True
     plans: list[_Plan | None] = []
     for path, symbol in entries:
         try:
