@@ -193,3 +193,40 @@ def test_scale_benchmark_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
     for what in ("CSV file", "Parquet file", "Parquet folder"):
         line = next(ln for ln in out.splitlines() if ln.startswith(what))
         assert line.rstrip().endswith("x") and float(line.split()[-1][:-1]) > 0
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def cli(*args: str, cwd: Path) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "candletok.cli.main", *args], cwd=cwd, capture_output=True,
+        text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "200",
+             "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd)})
+
+
+def test_download_to_a_folder_then_encode_from_it_with_a_symbol_list(tmp_path: Path) -> None:
+    (tmp_path / "syms.txt").write_text("# two tickers\naaa\nbbb\n")
+    r = cli("download", "@syms.txt", "--source", "synthetic", "--bars", "400", "--out", "bars/",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for sym in ("AAA", "BBB"):
+        part = pl.read_parquet(tmp_path / "bars" / f"symbol={sym}" / "part-0.parquet")
+        assert part["symbol"].unique().to_list() == [sym] and part.height == 400
+    r = cli("encode", "@syms.txt", "--source", "bars", "--out", "ds", "--engine", "local",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert m["symbols"] == ["AAA", "BBB"] and m["splits"]["train"]["rows"] > 0
+
+
+def test_encode_engine_flags_are_checked(tmp_path: Path) -> None:
+    r = cli("encode", "AAPL", "--source", "sample", "--engine", "spark", cwd=tmp_path)
+    assert r.returncode != 0 and "--engine" in r.stderr and "Traceback" not in r.stderr
+    r = cli("encode", "AAPL", "--source", "sample", "--ray-address", "auto", cwd=tmp_path)
+    assert r.returncode != 0 and "--engine ray" in r.stderr
+    assert not (tmp_path / "data").exists()

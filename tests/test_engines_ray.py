@@ -100,3 +100,16 @@ def test_ray_uses_a_given_vocabulary(local_ray: None, bars_dir: Path, tmp_path: 
     assert res.manifest["fingerprint"] == first.manifest["fingerprint"]
     rows = pl.read_parquet(tmp_path / "b" / "train" / "*.parquet")
     assert set(rows["symbol"].unique()) == set(SYMBOLS[3:6])
+
+
+def test_encode_command_with_the_ray_engine(local_ray: None, bars_dir: Path,
+                                            tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from candletok.cli.main import app
+
+    args = ["encode", *SYMBOLS[:4], "--source", str(bars_dir), "--shard-rows", "500"]
+    for engine in ("ray", "local"):
+        r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / engine), "--engine", engine])
+        assert r.exit_code == 0, r.output
+    assert digests(tmp_path / "ray") == digests(tmp_path / "local")
