@@ -228,3 +228,7 @@ def test_bars_folder_round_trip_with_awkward_symbols(tmp_path: Path) -> None:
     assert bars_file(folder, "AAA").exists()
     with pytest.raises(OutputError, match="is a file"):
         write_bars_folder(bars, written[0])
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "manifest.json").write_text("{}")
+    with pytest.raises(OutputError, match="dataset folder"):
+        write_bars_folder(bars, tmp_path / "ds")

@@ -356,6 +356,9 @@ def write_bars_folder(bars: pl.DataFrame, folder: str | Path) -> list[Path]:
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"Cannot write a bars folder at {folder}: it is a file; give a "
                           "folder (end the name with /).")
+    if (folder / "manifest.json").exists():
+        raise OutputError(f"{folder} is a token dataset folder; write the bars to another "
+                          "folder.")
     written = []
     for (symbol,), part in bars.group_by("symbol", maintain_order=True):
         path = bars_file(folder, str(symbol))
