@@ -390,7 +390,7 @@ def _count_task(batch: pa.Table, cuts: Cuts) -> pa.Table:
     """Stage 3: train bars per symbol and the token rows of each split, for one group."""
     gi = int(batch.column("gi")[0].as_py())
     with _captured() as logs:
-        if batch.column("bars")[0].as_py() is None:
+        if not batch.column("bars")[0].is_valid:
             return _out(gi, logs, symbols=([], pa.list_(pa.string())),
                         lens=([], pa.list_(pa.int64())),
                         **{s: (0, pa.int64()) for s in SPLITS})
@@ -407,6 +407,8 @@ def _train_task(batch: pa.Table, vf: datetime, chosen: list[str] | None) -> pa.T
     """Stage 4: one group's train bars of the chosen symbols, for the fit."""
     gi = int(batch.column("gi")[0].as_py())
     with _captured() as logs:
+        if not batch.column("bars")[0].is_valid:  # every symbol of the group failed
+            return _out(gi, logs, bars=(None, pa.large_binary()), rows=(0, pa.int64()))
         bars = _bars_of(batch).filter(pl.col("ts") < pl.lit(vf))
         if chosen is not None:
             bars = bars.filter(pl.col("symbol").is_in(chosen))
@@ -422,7 +424,7 @@ def _encode_task(batch: pa.Table, tok: Any, cuts: Cuts, stride: int) -> pa.Table
 
     gi = int(batch.column("gi")[0].as_py())
     with _captured() as logs:
-        if batch.column("bars")[0].as_py() is None:
+        if not batch.column("bars")[0].is_valid:
             return _out(gi, logs, payload=(None, pa.large_binary()))
         key = tok.hex()
         if key not in _TOKENIZERS:  # one fetch of the broadcast vocabulary per worker
