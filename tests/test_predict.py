@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError
-from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
 from candletok.data.synthetic import synthetic_bars
 from candletok.forecast.predict import calibration, predict_next
 from candletok.model.gpt import CandleGPT, GPTConfig
@@ -84,10 +84,16 @@ def test_refuses_another_vocabulary_and_many_symbols(bars: pl.DataFrame,
 
 
 class Windows:
-    """A split stand-in: fixed windows and the tokenizer, like TokenDataset offers."""
+    """A split stand-in (a SplitSource without a dataset folder): one window per series
+    and the tokenizer, like TokenDataset offers."""
+
+    split, root, interval = "test", None, None
 
     def __init__(self, tok: BinsTokenizer, series: list[np.ndarray], context: int) -> None:
-        self.tok, self.fingerprint, self.split = tok, tok.fingerprint, "test"
+        self.tok, self.fingerprint, self.vocab_size = tok, tok.fingerprint, tok.vocab_size
+        self._series = series
+        self.tokens, self.bounds = series_with_bos(series)
+        self.starts = self.bounds[:, 0].copy()
         xs, ys = [], []
         for s in series:
             t = np.concatenate([[BOS], s])[: context + 1]
@@ -96,6 +102,9 @@ class Windows:
             xs.append(x)
             ys.append(y)
         self.X, self.Y = np.stack(xs), np.stack(ys)
+
+    def series(self) -> list[np.ndarray]:
+        return self._series
 
     def __len__(self) -> int:
         return len(self.X)

@@ -12,18 +12,11 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from candletok.core.errors import ModelError
-from candletok.core.ids import BOS, N_SPECIAL, PAD
-from candletok.model.evaluate import evaluate_sums
+from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
+from candletok.model.checkpoint import load_model, read_checkpoint
+from candletok.model.evaluate import evaluate, evaluate_sums
 from candletok.model.gpt import CandleGPT, GPTConfig
-from candletok.model.train import (
-    TrainConfig,
-    WindowSampler,
-    evaluate,
-    load_model,
-    lr_at,
-    read_checkpoint,
-    train,
-)
+from candletok.model.train import TrainConfig, WindowSampler, lr_at, train
 
 
 @pytest.fixture(autouse=True)
@@ -35,16 +28,21 @@ def _one_thread():  # type: ignore[no-untyped-def]
 
 
 class MemDataset(torch.utils.data.Dataset):
-    """In-memory stand-in for TokenDataset: non-overlapping windows per series, each
-    candle a target once (targets already counted by the previous window masked)."""
+    """In-memory stand-in for TokenDataset (a SplitSource without a folder or a
+    vocabulary): non-overlapping windows per series, each candle a target once (targets
+    already counted by the previous window masked). Written independently of the library's
+    window layout, so that the scores are checked against a second implementation."""
+
+    split, root, interval = "mem", None, None
 
     def __init__(self, series: list[np.ndarray], vocab_size: int, context: int,
                  fingerprint: str = "fp-test") -> None:
         self._series = [np.asarray(s, dtype=np.int64) for s in series]
         self.vocab_size, self.context, self.fingerprint = vocab_size, context, fingerprint
-        self.root = None
+        self.tokens, self.bounds = series_with_bos(self._series)
         self.windows: list[tuple[np.ndarray, np.ndarray]] = []
-        for s in self._series:
+        starts: list[int] = []
+        for s, (a, _) in zip(self._series, self.bounds, strict=True):
             t = np.concatenate([[BOS], s])
             n = s.size
             for j in range(max(1, math.ceil(n / context))):
@@ -56,12 +54,21 @@ class MemDataset(torch.utils.data.Dataset):
                 y[:chunk.size - 1] = chunk[1:]
                 y[:max(0, j * context - off) if j else 0] = -1
                 self.windows.append((x, y))
+                starts.append(int(a) + off)
+        self.starts = np.array(starts, dtype=np.int64)
 
     def series(self) -> list[np.ndarray]:
         return self._series
 
+    def tokenizer(self) -> None:
+        return None
+
     def __len__(self) -> int:
         return len(self.windows)
+
+    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = zip(*(self.windows[int(i)] for i in ids), strict=True)
+        return np.stack(xs), np.stack(ys)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.windows[i]
