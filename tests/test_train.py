@@ -371,18 +371,28 @@ def test_early_stopping_ends_the_run_without_changing_the_best_weights(tmp_path:
 
 
 def test_default_steps_are_sized_to_the_training_candles(tmp_path: Path) -> None:
-    from candletok.model.train import AUTO_MAX_STEPS, AUTO_MIN_STEPS, AUTO_PASSES, auto_steps
+    from candletok.model.train import (
+        AUTO_MAX_STEPS,
+        AUTO_MIN_STEPS,
+        AUTO_PASSES,
+        auto_eval_every,
+        auto_steps,
+    )
 
     assert auto_steps(10, 32, 128) == AUTO_MIN_STEPS
     assert auto_steps(10**9, 32, 128) == AUTO_MAX_STEPS
     n = 2_000_000
     assert auto_steps(n, 32, 128) == math.ceil(AUTO_PASSES * n / (32 * 128))
     assert auto_steps(n, 64, 128) < auto_steps(n, 32, 128) < auto_steps(2 * n, 32, 128)
-    res = train(splits(), tiny_cfg(steps=None), out=tmp_path / "m.pt", device="cpu", until=3)
+    assert [auto_eval_every(s) for s in (50, 200, 1000, 10**6)] == [10, 10, 50, 500]
+    res = train(splits(), tiny_cfg(steps=None, eval_every=None), out=tmp_path / "m.pt",
+                device="cpu", until=12)
     candles = sum(s.size for s in splits()["train"].series())
-    assert res.steps == auto_steps(candles, 16, 16) and res.step == 3
+    assert res.steps == auto_steps(candles, 16, 16) and res.step == 12
     assert res.stop_reason == "until"
-    assert read_checkpoint(tmp_path / "m.pt")["train_config"]["steps"] == res.steps
+    assert [h["step"] for h in res.history] == [10, 12]  # auto_eval_every(200) == 10
+    saved = read_checkpoint(tmp_path / "m.pt")["train_config"]
+    assert (saved["steps"], saved["eval_every"]) == (res.steps, 10)  # a resume keeps them
     explicit = train(splits(), tiny_cfg(steps=7), out=tmp_path / "x.pt", device="cpu")
     assert explicit.steps == explicit.step == 7
 

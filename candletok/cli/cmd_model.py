@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,11 @@ def print_scores(res: TrainResult) -> None:
     console.print(f"[{style}]{res.summary}[/]", highlight=False)
 
 
+def loss_bits(nats: float) -> float:
+    """The training loss (cross-entropy in nats) in bits, the unit of val beside it."""
+    return nats / math.log(2)
+
+
 def _val_label(i: StepInfo) -> str:
     """What the progress "val" is: the last periodic evaluation while training, the table's
     (best weights, every val window) once done."""
@@ -67,7 +73,7 @@ def train_bar(steps: int) -> Iterator[Callable[[StepInfo], None]]:
         def progress(i: StepInfo) -> None:
             desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
             bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
-                       loss=f"{i.loss:.3f}", val=fmt_bits(i.val_bpc),
+                       loss=f"{loss_bits(i.loss):.3f}", val=fmt_bits(i.val_bpc),
                        rate=f"{i.tokens_per_s:,.0f}", vlabel=_val_label(i))
 
         yield progress
@@ -81,8 +87,8 @@ def plain_line(i: StepInfo) -> str | None:
                 f"{_val_label(i)} {fmt_bits(i.val_bpc)} bits/candle")
     if not i.boundary:
         return None
-    return (f"step {i.step}/{i.steps} loss {i.loss:.3f} val {fmt_bits(i.val_bpc)} "
-            f"bits/candle tok/s {i.tokens_per_s:,.0f}")
+    return (f"step {i.step}/{i.steps} loss {loss_bits(i.loss):.3f} val "
+            f"{fmt_bits(i.val_bpc)} bits/candle tok/s {i.tokens_per_s:,.0f}")
 
 
 @contextmanager
@@ -153,9 +159,9 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
-    eval_every: int | None = typer.Option(None, "--eval-every",
-                                          help="Steps between val checks and checkpoints "
-                                          "(default 50)."),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Steps between val checks and checkpoints (default: "
+        "steps / 20, between 10 and 500)."),
     patience: int | None = typer.Option(
         None, "--patience", help="Stop after this many val checks without a better val "
         "(default 5; 0 never stops early)."),

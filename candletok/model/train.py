@@ -71,7 +71,8 @@ from candletok.model.split import Splits, SplitSource, vocab_json
 from candletok.model.updown import token_up_rates
 
 __all__ = [
-    "StepInfo", "TrainConfig", "TrainResult", "WindowSampler", "auto_steps", "evaluate",
+    "StepInfo", "TrainConfig", "TrainResult", "WindowSampler", "auto_eval_every",
+    "auto_steps", "evaluate",
     "load_model", "lr_at", "read_checkpoint", "resolve_device", "resume_config", "train",
 ]
 
@@ -79,6 +80,19 @@ __all__ = [
 AUTO_PASSES = 25  # default steps: this many passes over the training candles ...
 AUTO_MIN_STEPS = 200  # ... but at least this many (warm-up and a few evaluations) ...
 AUTO_MAX_STEPS = 20_000  # ... and at most this many (early stopping usually ends sooner)
+
+
+AUTO_EVALS = 20  # default eval interval: this many evaluations per run, ...
+AUTO_EVAL_EVERY = (10, 500)  # ... every 10 to 500 steps
+
+
+def auto_eval_every(steps: int) -> int:
+    """The default eval (and checkpoint) interval of a ``steps``-step run: about
+    :data:`AUTO_EVALS` evaluations per run, every 10 to 500 steps. Early stopping counts
+    evaluations, so this is also what makes the default patience mean the same share of
+    a short run and of a long one."""
+    lo, hi = AUTO_EVAL_EVERY
+    return int(min(hi, max(lo, round(steps / AUTO_EVALS))))
 
 
 def auto_steps(n_candles: int, batch_size: int, context: int) -> int:
@@ -112,7 +126,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
-    eval_every: int = 50  # also the checkpoint interval
+    eval_every: int | None = None  # also the checkpoint interval; None: auto_eval_every
     eval_windows: int = 512  # cap on val windows for periodic evals (0: all); final is full
     eval_batch: int = 64
     patience: int = 5  # stop after this many evaluations without a better val (0: never)
@@ -129,7 +143,8 @@ class TrainConfig:
         ints = {"number of steps": 1 if self.steps is None else self.steps,
                 "batch size": self.batch_size, "context": self.context,
                 "number of layers": self.n_layer, "number of heads": self.n_head,
-                "width": self.n_embd, "eval interval": self.eval_every}
+                "width": self.n_embd,
+                "eval interval": 1 if self.eval_every is None else self.eval_every}
         for name, v in ints.items():
             if v < 1:
                 raise ModelError(f"The {name} must be at least 1, not {v}.")
@@ -154,12 +169,20 @@ class TrainConfig:
             raise ModelError("The number of steps is not fixed yet; call sized_for() first.")
         return self.steps
 
+    @property
+    def eval_interval(self) -> int:
+        """``eval_every`` once fixed."""
+        if self.eval_every is None:
+            raise ModelError("The eval interval is not fixed yet; call sized_for() first.")
+        return self.eval_every
+
     def sized_for(self, n_candles: int) -> TrainConfig:
-        """This configuration with ``steps`` fixed: as given, or :func:`auto_steps`."""
-        if self.steps is not None:
-            return self
-        return dataclasses.replace(
-            self, steps=auto_steps(n_candles, self.batch_size, self.context))
+        """This configuration with ``steps`` and ``eval_every`` fixed: as given, or sized
+        to ``n_candles`` training candles (:func:`auto_steps`, :func:`auto_eval_every`)."""
+        steps = (auto_steps(n_candles, self.batch_size, self.context) if self.steps is None
+                 else self.steps)
+        every = auto_eval_every(steps) if self.eval_every is None else self.eval_every
+        return dataclasses.replace(self, steps=steps, eval_every=every)
 
     def merged_for_resume(self, **changes: int | None) -> TrainConfig:
         """This (saved) configuration with only what a resume may change replaced:
@@ -222,7 +245,8 @@ class StepInfo:
     tokens_per_s: float
     val_bpc: float | None
     phase: str = "train"  # "train", "eval", "baselines", "done"
-    boundary: bool = False  # an evaluation + checkpoint boundary was just completed
+    boundary: bool = False  # an evaluation + checkpoint boundary was just completed; then
+    # ``loss`` is the mean over the steps since the previous boundary
     best_step: int | None = None  # step of the best-on-val weights so far
     stop_reason: str | None = None  # on "done": a key of STOP_REASONS
 
@@ -579,7 +603,7 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
         stats.rate = now if stats.rate == 0 else 0.9 * stats.rate + 0.1 * now
         stats.losses.append(lv)
         lr = lr_at(run.step - 1, cfg)
-        scheduled = run.step % cfg.eval_every == 0
+        scheduled = run.step % cfg.eval_interval == 0
         if not (scheduled or run.step == stop_at or stop.is_set()):
             emit(StepInfo(run.step, cfg.total_steps, lv, lr, stats.rate, run.last_val,
                           best_step=run.best.step or None))
@@ -592,8 +616,8 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
                             "tokens_per_s": stats.rate})
         stats.losses = []
         save_checkpoint(out, checkpoint_state(run, {"history": run.history}, rng_state(dev)))
-        emit(StepInfo(run.step, cfg.total_steps, lv, lr, stats.rate, run.last_val,
-                      boundary=True, best_step=run.best.step or None))
+        emit(StepInfo(run.step, cfg.total_steps, run.history[-1]["loss"], lr, stats.rate,
+                      run.last_val, boundary=True, best_step=run.best.step or None))
         if stop.is_set() and run.step < stop_at:
             stats.stop_reason = "interrupted"
             break
