@@ -110,7 +110,8 @@ def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
 
 def print_train(res: TrainResult, out: Path) -> None:
     """One line on the run, then the model-vs-baselines table and its verdict."""
-    threads = f" ({res.threads} threads)" if res.device == "cpu" and res.threads else ""
+    threads = (f" ({res.threads} thread{'s' if res.threads != 1 else ''})"
+               if res.device == "cpu" and res.threads else "")
     why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
     console.print(
         f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps{why} on "
