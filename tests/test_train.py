@@ -494,3 +494,31 @@ def test_a_resume_keeps_the_saved_configuration_but_the_four_run_knobs(tmp_path:
     assert (cfg.steps, cfg.eval_every, cfg.patience, cfg.lr, cfg.threads) == (9, 10, 1, 5e-3, 1)
     with pytest.raises(ModelError, match="keeps its saved lr"):
         cfg.merged_for_resume(lr=1.0)
+
+
+def test_the_pieces_run_as_one_rank_of_several(tmp_path: Path) -> None:
+    """The seams DDP plugs into: rank 1 draws its own batches, its evaluation sums go
+    through ``reduce`` (here: adding rank 0's share, as an all-reduce would), and it
+    writes no checkpoint."""
+    import threading
+
+    from candletok.model.train import Ranks, init_run, open_splits, run_steps
+
+    sp = open_splits(splits(), 16)
+    cfg = tiny_cfg(steps=6, eval_every=3, eval_windows=0).sized_for(0)
+    run = init_run(sp, cfg, tmp_path / "r1.pt", torch.device("cpu"), None)
+    val = sp["val"]
+    assert val is not None
+
+    def all_reduce(mine: tuple[float, int]) -> tuple[float, int]:
+        other = evaluate_sums(run.model, val, cfg.eval_batch, 0, rank=0, world_size=2)
+        return mine[0] + other[0], mine[1] + other[1]
+
+    stats = run_steps(run, sp, tmp_path / "r1.pt", torch.device("cpu"), 6, threading.Event(),
+                      lambda i: None, Ranks(rank=1, world_size=2, reduce=all_reduce))
+    assert stats.stop_reason == "steps" and run.step == 6
+    assert not (tmp_path / "r1.pt").exists()  # only rank 0 writes
+    assert run.last_val == pytest.approx(evaluate(run.model, val, cfg.eval_batch))
+    solo = train(splits(), tiny_cfg(steps=6, eval_every=3), out=tmp_path / "r0.pt",
+                 device="cpu")
+    assert solo.history[-1]["loss"] != run.history[-1]["loss"]  # other batches on rank 1

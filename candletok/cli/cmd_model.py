@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,11 +45,6 @@ def print_scores(res: TrainResult) -> None:
     console.print(f"[{style}]{res.summary}[/]", highlight=False)
 
 
-def loss_bits(nats: float) -> float:
-    """The training loss (cross-entropy in nats) in bits, the unit of val beside it."""
-    return nats / math.log(2)
-
-
 def _val_label(i: StepInfo) -> str:
     """What the progress "val" is: the last periodic evaluation while training, the table's
     (best weights, every val window) once done."""
@@ -73,7 +67,7 @@ def train_bar(steps: int) -> Iterator[Callable[[StepInfo], None]]:
         def progress(i: StepInfo) -> None:
             desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
             bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
-                       loss=f"{loss_bits(i.loss):.3f}", val=fmt_bits(i.val_bpc),
+                       loss=f"{i.loss_bits:.3f}", val=fmt_bits(i.val_bpc),
                        rate=f"{i.tokens_per_s:,.0f}", vlabel=_val_label(i))
 
         yield progress
@@ -87,7 +81,7 @@ def plain_line(i: StepInfo) -> str | None:
                 f"{_val_label(i)} {fmt_bits(i.val_bpc)} bits/candle")
     if not i.boundary:
         return None
-    return (f"step {i.step}/{i.steps} loss {loss_bits(i.loss):.3f} val "
+    return (f"step {i.step}/{i.steps} loss {i.loss_bits:.3f} val "
             f"{fmt_bits(i.val_bpc)} bits/candle tok/s {i.tokens_per_s:,.0f}")
 
 

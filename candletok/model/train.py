@@ -27,6 +27,9 @@ The pieces, each usable on its own, and where distributed training (DDP) plugs i
   the best weights and the early-stopping count.
 - :func:`checkpoint_state` and :func:`~candletok.model.checkpoint.save_checkpoint`: under
   DDP only rank 0 writes.
+- :func:`run_steps` ties the step, the evaluation and the checkpoint together for one
+  process; its ``ranks`` (:class:`Ranks`) carries the rank, the world size and the
+  all-reduce of the evaluation sums.
 - :func:`final_scores`: the best weights next to every baseline (rank 0).
 """
 
@@ -249,6 +252,11 @@ class StepInfo:
     # ``loss`` is the mean over the steps since the previous boundary
     best_step: int | None = None  # step of the best-on-val weights so far
     stop_reason: str | None = None  # on "done": a key of STOP_REASONS
+
+    @property
+    def loss_bits(self) -> float:
+        """The training loss (cross-entropy, nats) in bits, the unit of ``val_bpc``."""
+        return self.loss / math.log(2)
 
 
 @dataclass
@@ -587,16 +595,34 @@ class LoopStats:
     stop_reason: str = "steps"
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits in a distributed run; the defaults are a single process.
+
+    ``reduce`` combines the ranks' ``(bits, count)`` evaluation sums (an all-reduce);
+    only the writer (rank 0) saves checkpoints. The stop decisions (early stop, Ctrl-C)
+    must agree across ranks: the reduced val makes early stopping agree; a DDP driver
+    must also agree on ``stop``."""
+
+    rank: int = 0
+    world_size: int = 1
+    reduce: Reduce | None = None
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+
 def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
               dev: torch.device, stop_at: int, stop: threading.Event,
-              emit: Progress) -> LoopStats:
+              emit: Progress, ranks: Ranks = Ranks()) -> LoopStats:
     """Steps until ``stop_at``, an early stop or ``stop`` (Ctrl-C); at every ``eval_every``
     boundary (and the last step) evaluate, record the history and write a checkpoint."""
     cfg, stats = run.cfg, LoopStats()
     sampler = WindowSampler(run.train_split, cfg.context)
     run.model.train()
     while run.step < stop_at:
-        lv, t_data, t_step, n = train_step(run, sampler, dev)
+        lv, t_data, t_step, n = train_step(run, sampler, dev, ranks.rank)
         stats.t_data, stats.t_train, stats.tokens = (
             stats.t_data + t_data, stats.t_train + t_step, stats.tokens + n)
         now = n / max(t_step, 1e-9)
@@ -610,12 +636,15 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
             continue
         if splits.get("val") is not None:
             emit(StepInfo(run.step, cfg.total_steps, lv, lr, stats.rate, run.last_val, "eval"))
-        evaluate_at_boundary(run, splits.get("val"), scheduled)
+        evaluate_at_boundary(run, splits.get("val"), scheduled, ranks.reduce, ranks.rank,
+                             ranks.world_size)
         run.history.append({"step": run.step, "loss": float(np.mean(stats.losses)), "lr": lr,
                             "val_bpc": math.nan if run.last_val is None else run.last_val,
                             "tokens_per_s": stats.rate})
         stats.losses = []
-        save_checkpoint(out, checkpoint_state(run, {"history": run.history}, rng_state(dev)))
+        if ranks.is_writer:
+            save_checkpoint(out, checkpoint_state(run, {"history": run.history},
+                                                  rng_state(dev)))
         emit(StepInfo(run.step, cfg.total_steps, run.history[-1]["loss"], lr, stats.rate,
                       run.last_val, boundary=True, best_step=run.best.step or None))
         if stop.is_set() and run.step < stop_at:
