@@ -18,13 +18,7 @@ from candletok.model.evaluate import evaluate, evaluate_sums
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.train import TrainConfig, WindowSampler, lr_at, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 class MemDataset(torch.utils.data.Dataset):
