@@ -156,14 +156,17 @@ class SearchIndex:
     _sid: np.ndarray | None = field(default=None, repr=False)
     _logc: np.ndarray | None = field(default=None, repr=False)
     _days: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _tok: Tokenizer | None = field(default=None, repr=False)
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
     def from_arrays(
         cls, symbols: list[str], starts: np.ndarray, tokens: np.ndarray, ts: np.ndarray,
-        close: np.ndarray, prev_close: np.ndarray, scale: np.ndarray, radix: int, **meta: Any,
+        close: np.ndarray, prev_close: np.ndarray, scale: np.ndarray, radix: int,
+        tokenizer: Tokenizer | None = None, **meta: Any,
     ) -> SearchIndex:
-        """Build the n-gram array over ready flat arrays (series contiguous, time order)."""
+        """Build the n-gram array over ready flat arrays (series contiguous, time order).
+        ``tokenizer`` (the vocabulary of the tokens) is what the searches decode with."""
         t0 = time.perf_counter()
         starts = np.asarray(starts, dtype=np.int64)
         tokens = np.ascontiguousarray(tokens, dtype=np.uint16)
@@ -181,7 +184,7 @@ class SearchIndex:
                   ts=np.asarray(ts, dtype=np.int64), close=np.asarray(close, np.float64),
                   prev_close=np.asarray(prev_close, np.float64),
                   scale=np.asarray(scale, np.float64), grams=keys, radix=int(radix),
-                  order=order, **meta)
+                  order=order, _tok=tokenizer, **meta)
         idx.build_seconds = time.perf_counter() - t0
         return idx
 
@@ -192,7 +195,7 @@ class SearchIndex:
         manifest, tok = open_dataset(root)
         t0 = time.perf_counter()
         cols = read_series(root, manifest)
-        idx = cls.from_arrays(radix=tok.vocab_size, key=dataset_key(manifest),
+        idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
                               fingerprint=tok.fingerprint,
                               interval=str(manifest.get("interval", "1d")), root=root, **cols)
         idx.build_seconds = time.perf_counter() - t0
@@ -308,10 +311,12 @@ class SearchIndex:
         return self._days
 
     def tokenizer(self) -> Tokenizer:
-        """The dataset's tokenizer (needs ``root``)."""
-        if self.root is None:
-            raise DatasetError("This index was built from arrays; pass the tokenizer.")
-        return open_dataset(self.root)[1]
+        """The vocabulary of the tokens (read from the dataset folder once)."""
+        if self._tok is None:
+            if self.root is None:
+                raise DatasetError("This index was built from arrays without a tokenizer.")
+            self._tok = open_dataset(self.root)[1]
+        return self._tok
 
 
 def read_meta(path: Path) -> dict[str, Any] | None:

@@ -158,7 +158,8 @@ def _wide(motif_df: pl.DataFrame, outcomes: pl.DataFrame, hs: tuple[int, ...]) -
 
 def _summary_words(n_sig: int, tests: int, n_motifs: int, n: int) -> str:
     if tests == 0:
-        return f"None of the {n_motifs} most frequent {n}-candle motifs has a forward window to test."
+        return (f"None of the {n_motifs} most frequent {n}-candle motifs has a forward "
+                "window to test.")
     if n_sig == 0:
         return (f"None of the {n_motifs} most frequent {n}-candle motifs moves differently "
                 f"from the base rate at 5% after the Benjamini-Hochberg correction "

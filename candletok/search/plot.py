@@ -120,7 +120,7 @@ def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
     fw = res.forward[h]
     m = 100.0 * np.expm1(fw["matches"])
     base = 100.0 * np.expm1(fw["base"])
-    row = res.outcomes.filter((pl.col("horizon") == h)).rows_by_key("who", named=True)
+    row = res.outcomes.filter(pl.col("horizon") == h).rows_by_key("who", named=True)
     pm, pb = row["matches"][0]["p_up"], row["base"][0]["p_up"]
     lo, hi = np.quantile(base, [0.005, 0.995]) if base.size else (-1.0, 1.0)
     if m.size:

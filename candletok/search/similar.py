@@ -68,7 +68,7 @@ class Found:
     raw: int  # candidates before the time rule and thinning (exact: occurrences)
     eligible: int  # after the time rule, before thinning
     notes: list[str] = field(default_factory=list)
-    scanned: int = 0
+    search: str = ""  # how the search went (a diagnostic, not part of the answer)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
         r = rule.with_window(used)
         cut = Cut.of(idx, r)
         e = idx.suffix_positions(q.tokens[-used:])
-        raw = int(e.size)
+        raw = int(cut.available(e, 0).sum())  # occurrences ending by T
         e = e[cut.eligible(e)]
         elig = int(e.size)
         kept = thin_chronological(idx, e, r.zone)
@@ -145,11 +145,12 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
 def _nearest(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int) -> Found:
     C = query_costs(tok, q.feats[-rule.window :])
     cut = Cut.of(idx, rule)
-    res = nearest(idx, cut, C, q.tokens[-rule.window :], top)
+    res = nearest(idx, cut, C, top)
     how = "a full scan" if res.full_scan else "the n-gram filter"
-    return Found(res.e, res.dist, rule.window, res.scanned, res.scanned,
-                 [f"exact {top} nearest by weighted features via {how} "
-                  f"({res.scanned:,} windows compared)"], res.scanned)
+    n_ok = cut.count_eligible()
+    return Found(res.e, res.dist, rule.window, n_ok, n_ok,
+                 [f"the {top} nearest windows by weighted candle features"],
+                 f"exact search via {how}: {res.scanned:,} windows compared")
 
 
 def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
@@ -169,9 +170,10 @@ def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
     r = NumpyFlatIndex(vecs).search_masked(qv, M, ok)
     e = ends[r.indices]
     kept = thin_by_distance(e, r.scores, idx.sid[e], rule.zone, top)
-    return Found(e[kept], r.scores[kept], n, int(ends.size), int(ok.sum()),
-                 [f"exact {top} nearest by CandleGPT hidden state ({Path(model_path).name})"],
-                 int(ends.size))
+    return Found(e[kept], r.scores[kept], n, int(ok.sum()), int(ok.sum()),
+                 [f"the {top} nearest windows by CandleGPT hidden state "
+                  f"({Path(model_path).name})"],
+                 f"exact search over {int(ok.sum()):,} eligible window vectors")
 
 
 def similar(
@@ -253,6 +255,7 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
         "origin": q.origin, "mode": mode, "last": last, "window": found.window,
         "backed_off": found.window < last, "matches": int(found.e.size),
         "candidates": found.raw, "eligible": found.eligible, "zone": rule.zone,
+        "search": found.search or f"sorted n-gram lookup of the last {found.window} tokens",
         "n_eff": n_eff, "clusters": clusters, "rho": rho, "horizons": list(rule.horizons),
         "index_candles": idx.n, "symbols": len(idx.symbols),
         "query_tokens": [int(t) for t in q.tokens[-last:]],

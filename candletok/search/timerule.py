@@ -107,6 +107,11 @@ class Cut:
             hi[r.q_sid] = min(int(hi[r.q_sid]), r.q_end - r.zone + 1)
         return lo, np.maximum(hi, lo)
 
+    def count_eligible(self) -> int:
+        """How many windows the rule lets answer (without listing them)."""
+        lo, hi = self.window_ranges(self.rule.h0)
+        return int((hi - lo).sum())
+
     def all_eligible(self) -> np.ndarray:
         """Every eligible window end, ascending (a full scan's candidates)."""
         return ranges_to_indices(*self.window_ranges(self.rule.h0))
