@@ -3,6 +3,7 @@ forward statistics against hand computations, motifs against a brute-force count
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from scipy.stats import binomtest
 
 from candletok.core.ids import MISSING
 from candletok.data.synthetic import synthetic_bars
+from candletok.search import nearest as nearest_mod
 from candletok.search import stats
 from candletok.search.index import SearchIndex, gram_order
 from candletok.search.motifs import motifs
@@ -53,9 +55,8 @@ def make_index(tok: BinsTokenizer, lens: list[int], seed: int = 0, tokens: np.nd
     ts = np.concatenate([T0 + (off + np.arange(m)) * DAY for m, off in zip(lens, offsets,
                                                                              strict=True)])
     r = rng.normal(0.0, 0.01, n)
-    close = np.concatenate([100 * np.exp(np.cumsum(r[a:b])) for a, b in zip(starts[:-1],
-                                                                           starts[1:],
-                                                                           strict=True)])
+    close = np.concatenate([100 * np.exp(np.cumsum(r[a:b]))
+                            for a, b in itertools.pairwise(starts.tolist())])
     prev = close * np.exp(-r)
     scale = 0.01 + 0.005 * rng.random(n)
     return SearchIndex.from_arrays([f"S{i}" for i in range(len(lens))], starts,
@@ -156,8 +157,12 @@ def test_exact_backs_off_and_says_so(tok: BinsTokenizer) -> None:
     assert none.summary["window"] == 6 and not none.summary["backed_off"]
 
 
+@pytest.mark.parametrize("path", ["auto", "cascade"])
 @pytest.mark.parametrize("seed", range(6))
-def test_nearest_equals_brute_force(tok: BinsTokenizer, seed: int) -> None:
+def test_nearest_equals_brute_force(tok: BinsTokenizer, seed: int, path: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if path == "cascade":  # small data normally takes the full scan: force the filter
+        monkeypatch.setattr(nearest_mod, "SMALL", 0)
     rng = np.random.default_rng(100 + seed)
     lens = rng.integers(50, 700, size=4).tolist()
     idx = make_index(tok, lens, seed=seed, pool=np.arange(4, 4 + int(rng.integers(6, 36))),
@@ -179,15 +184,17 @@ def test_nearest_equals_brute_force(tok: BinsTokenizer, seed: int) -> None:
         assert cut.eligible(got.e).all()
 
 
-def test_nearest_uses_the_filter_on_larger_data(tok: BinsTokenizer) -> None:
-    idx = make_index(tok, [20_000, 20_000], seed=9)
-    q_end = int(idx.starts[1]) + 19_999
-    rule = TimeRule(int(idx.ts[q_end]), 5, (1, 5), 1, q_end)
+@pytest.mark.parametrize("n_win", [1, 2, 5, 12])
+def test_nearest_uses_the_filter_on_larger_data(tok: BinsTokenizer, n_win: int) -> None:
+    idx = make_index(tok, [60_000, 60_000], seed=9)
+    q_end = int(idx.starts[1]) + 59_999
+    rule = TimeRule(int(idx.ts[q_end]), n_win, (1, 5), 1, q_end)
     cut = Cut.of(idx, rule)
-    qfeat = tok.decode_features(idx.tokens[q_end - 4 : q_end + 1])
+    qfeat = tok.decode_features(idx.tokens[q_end - n_win + 1 : q_end + 1])
     got = nearest(idx, cut, query_costs(tok, qfeat), 10)
     ref = brute_force(idx, tok, qfeat, cut, 10)
-    assert not got.full_scan and got.scanned < idx.n // 4
+    if n_win <= 5:  # longer random windows are all far apart: scanning is then right
+        assert not got.full_scan and got.scanned < idx.n // 3
     assert got.e.tolist() == ref.e.tolist()
 
 

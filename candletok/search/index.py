@@ -157,6 +157,8 @@ class SearchIndex:
     _logc: np.ndarray | None = field(default=None, repr=False)
     _days: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _tok: Tokenizer | None = field(default=None, repr=False)
+    _counts: np.ndarray | None = field(default=None, repr=False)
+    _pairs: np.ndarray | None = field(default=None, repr=False)
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
@@ -265,6 +267,32 @@ class SearchIndex:
         if self._logc is None:
             self._logc = np.log(np.asarray(self.close))
         return self._logc
+
+    @property
+    def token_counts(self) -> np.ndarray:
+        """How many candles carry each token id (length ``radix``), computed once."""
+        if self._counts is None:
+            self._counts = np.bincount(np.asarray(self.tokens), minlength=self.radix)
+        return self._counts
+
+    @property
+    def token_offsets(self) -> np.ndarray:
+        """Run bounds in ``grams`` of the positions whose own (newest) token is t:
+        ``grams[off[t]:off[t + 1]]``. The array is sorted by newest token first."""
+        return np.concatenate([[0], np.cumsum(self.token_counts)]).astype(np.int64)
+
+    @property
+    def pair_offsets(self) -> np.ndarray:
+        """Run bounds in ``grams`` of each (newest, previous) token pair, dense over
+        ``radix ** 2`` pairs (9 MiB for the default vocabulary), computed once."""
+        if self._pairs is None:
+            if self.radix**2 > 1 << 24:
+                raise DatasetError("The vocabulary is too large for pair runs.")
+            pref = (np.asarray(self.grams) >> np.uint64(POS_BITS)) // np.uint64(
+                self.radix ** (self.order - 2))
+            c = np.bincount(pref.astype(np.int64), minlength=self.radix**2)
+            self._pairs = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
+        return self._pairs
 
     def series_of(self, symbol: str) -> int | None:
         try:

@@ -7,22 +7,25 @@ weighs gap and body twice); a vocabulary without weights uses the kmeans default
 
 Because a candle's cost depends only on its token and its lag, the query becomes a
 table ``C[lag, token]`` and a window's distance is N table lookups: nothing of size
-n x N x d is ever materialized. The search is exact (it returns what a brute-force scan
-over every window returns) and usually touches a tiny part of the data:
+n x N x d is ever materialized. The search is exact -- it returns what a brute-force scan
+of every window returns (:func:`brute_force`, which the tests compare against) -- and on
+large data it touches a small part of it:
 
-1. **Upper bound.** The windows sharing the query's last tokens (one run of the sorted
-   n-gram array) give real distances; the M-th smallest of any set of real windows is an
-   upper bound tau of the M-th smallest overall.
-2. **Pigeonhole filter.** Split the N lags into G groups of ``order`` consecutive lags.
-   With per-lag minima m, a window with distance <= tau has total excess
-   ``sum(C - m) <= tau - sum(m) = slack``, so at least one group has excess <= slack / G.
-   The token combinations of a group under that bound are enumerated (with pruning) and
-   each is one run of the n-gram array: the union of those runs holds every window within
-   tau.
-3. **Verify.** Exact distances of the candidates, the time rule, then thinning in
-   distance order. With M = k (2 Z - 1) (Z the exclusion zone), the top M windows always
-   contain the first k kept after thinning; if fewer than k survive, tau grows and step
-   2 repeats. When the candidates would be most of the data it scans everything instead.
+1. **A threshold.** tau is guessed from the distances of a sample of eligible windows
+   (about a few k windows should fall under it).
+2. **A necessary condition.** With per-lag minima m, a window within tau has, at *every*
+   pair of adjacent lags, an excess ``C - m`` of at most ``slack = tau - sum(m)``. Of all
+   single lags and adjacent pairs, the one whose allowed tokens cover the fewest windows
+   (counted from token and token-pair frequencies) is used: its allowed pairs are runs
+   of the sorted n-gram array, so the candidates are gathered without a scan.
+3. **A cascade.** The other lags are added in order of selectivity, dropping a candidate
+   as soon as its excess passes the slack; the survivors get their exact distance.
+4. **Thinning.** Windows within tau, in distance order, thinned; if fewer than k remain,
+   tau grows and 2-4 repeat. Every window within tau was considered, so the k kept are
+   exactly the first k a brute force keeps.
+
+When the candidates would be a large part of the data, a vectorized full scan (one table
+lookup per lag over the contiguous token array) is cheaper and is used instead.
 """
 
 from __future__ import annotations
@@ -31,20 +34,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candletok.search.index import (
-    POS_MASK,
-    SearchIndex,
-    prefix_bounds,
-    ranges_to_indices,
-)
+from candletok.search.index import POS_MASK, SearchIndex, ranges_to_indices
 from candletok.search.timerule import Cut, thin_by_distance
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.kmeans import DEFAULT_WEIGHTS
 
 DECIMALS = 9  # distances are ranked at this precision (see window_distance)
 EPS = 2 * 10.0**-DECIMALS
-MAX_COMBOS = 1 << 18
-SEARCH_COST = 20  # one binary search over the n-gram array ~ this many table lookups  # token combinations of one group before a full scan is cheaper
+MAX_PAIRS = 1 << 20  # token pairs of one stage before single lags are cheaper
+FULL_SCAN_SHARE = 0.3  # candidates above this share of the windows: scan everything
+SAMPLE = 1 << 15  # windows whose distances guess tau
+TARGET = 4  # tau should admit about TARGET * k windows
+SMALL = 1 << 16  # below this many windows a full scan is the fastest path
 
 
 def feature_weights(tok: Tokenizer) -> np.ndarray:
@@ -95,147 +96,152 @@ class Nearest:
 
     e: np.ndarray
     dist: np.ndarray
-    scanned: int  # windows whose distance was computed
+    scanned: int  # windows whose distance (or partial distance) was computed
     full_scan: bool
     tau: float
 
 
-def _group_combos(C: np.ndarray, mins: np.ndarray, lags: range, thr: float, radix: int
-                  ) -> np.ndarray | None:
-    """Prefix values (newest lag first) of the token combinations of ``lags`` whose excess
-    over the per-lag minima is <= thr; None when there are more than MAX_COMBOS. Each step
-    counts the extensions first (a sorted search per combination) and only then builds
-    them, so an overflow costs nothing."""
-    vals = np.zeros(1, dtype=np.int64)
-    sums = np.zeros(1)
-    for lag in lags:
-        ex = C[lag] - mins[lag]
-        ok = np.flatnonzero(np.isfinite(ex) & (ex <= thr))  # never a special token
-        ok = ok[np.argsort(ex[ok], kind="stable")]
-        exs = ex[ok]
-        cnt = np.searchsorted(exs, thr - sums, side="right")
-        if int(cnt.sum()) > MAX_COMBOS:
-            return None
-        rep = np.repeat(np.arange(vals.size), cnt)
-        j = ranges_to_indices(np.zeros(cnt.size, dtype=np.int64), cnt)
-        vals = vals[rep] * radix + ok[j]
-        sums = sums[rep] + exs[j]
-    return vals
+def _finish(idx: SearchIndex, cut: Cut, C: np.ndarray, e: np.ndarray, k: int, tau: float,
+            scanned: int, full: bool) -> tuple[Nearest, bool]:
+    """Exact distances of candidates ``e``, those within tau, thinned: (result, enough)."""
+    d = window_distance(idx, e, C)
+    within = np.isfinite(d) & (d <= tau + EPS)
+    e, d = e[within], d[within]
+    kept = thin_by_distance(e, d, idx.sid[e], cut.rule.zone, k)
+    return Nearest(e[kept], d[kept], scanned, full, tau), kept.size >= k
 
 
-def _group_runs(idx: SearchIndex, C: np.ndarray, mins: np.ndarray, lags: range, thr: float
-                ) -> tuple[np.ndarray, np.ndarray] | None:
-    """[a, b) runs of the n-gram array holding every window whose candles at ``lags`` have
-    excess <= thr; None when the combinations are too many."""
-    vals = _group_combos(C, mins, lags, thr, idx.radix)
-    if vals is None:
+def full_scan(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
+    """Every eligible window: one table lookup per lag over the contiguous token array,
+    the best k (2 Z - 1) kept for the exact distances and the thinning."""
+    N, n = C.shape[0], idx.n
+    tok = np.asarray(idx.tokens)
+    D = np.zeros(n)
+    for lag in range(N):
+        D[lag:] += np.take(C[lag], tok[: n - lag])
+    lo, hi = cut.window_ranges(cut.rule.h0)
+    delta = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
+    D[np.cumsum(delta)[:n] <= 0] = np.inf  # outside the time rule's window ranges
+    n_ok = int(np.isfinite(D).sum())
+    M = min(n_ok, k * (2 * cut.rule.zone - 1))
+    if M == 0:
+        return Nearest(np.zeros(0, np.int64), np.zeros(0), 0, True, float("inf"))
+    bound = float(np.partition(D, M - 1)[M - 1])
+    limit = bound + 1e-6 * (1.0 + abs(bound))  # margin: the summation order differs
+    e = np.flatnonzero(np.less_equal(D, limit))
+    return _finish(idx, cut, C, e, k, float("inf"), n_ok, True)[0]
+
+
+def _guess_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, want: int, n_ok: int) -> float:
+    """The distance under which about ``want`` of the ``n_ok`` eligible windows fall,
+    read off a sample (a guess: the search stays exact whatever it is)."""
+    lo, hi = cut.window_ranges(cut.rule.h0)
+    lens = hi - lo
+    rng = np.random.default_rng(0)
+    ranks = np.sort(rng.choice(n_ok, size=min(SAMPLE, n_ok), replace=False))
+    cum = np.cumsum(lens)
+    s = np.searchsorted(cum, ranks, side="right")
+    e = lo[s] + ranks - (cum[s] - lens[s])
+    d = np.sort(window_distance(idx, e, C))
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("inf")
+    j = min(d.size - 1, max(0, int(np.ceil(d.size * want / n_ok)) - 1))
+    return float(d[j])
+
+
+def _pair_stage(idx: SearchIndex, ex: np.ndarray, slack: float, lag: int
+                ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Allowed (token at lag, token at lag + 1) pairs: their run bounds in the n-gram
+    array and excess sums, and how many windows they cover; None when too many pairs."""
+    counts = idx.token_counts
+    a = np.flatnonzero((ex[lag] <= slack) & (counts > 0))
+    b = np.flatnonzero((ex[lag + 1] <= slack) & (counts > 0))
+    b = b[np.argsort(ex[lag + 1][b], kind="stable")]
+    exb = ex[lag + 1][b]
+    cnt = np.searchsorted(exb, slack - ex[lag][a], side="right")
+    if int(cnt.sum()) > MAX_PAIRS:
         return None
-    vals.sort()  # ascending keys: numpy's binary search reuses the previous answer
-    lo, hi = prefix_bounds(vals, len(lags), idx.radix, idx.order)
-    return np.searchsorted(idx.grams, lo), np.searchsorted(idx.grams, hi)
+    rep = np.repeat(np.arange(a.size), cnt)
+    j = ranges_to_indices(np.zeros(cnt.size, dtype=np.int64), cnt)
+    pa, pb = a[rep], b[j]
+    off = idx.pair_offsets
+    key = pa * idx.radix + pb
+    start, stop = off[key], off[key + 1]
+    return np.stack([start, stop]), ex[lag][pa] + exb[j], int((stop - start).sum())
 
 
-def _run_ends(idx: SearchIndex, a: np.ndarray, b: np.ndarray, lag0: int) -> np.ndarray:
-    """Window ends of the runs' positions, shifted by the group's first lag (the
-    window's newest candle must lie in the same series)."""
-    p = (np.asarray(idx.grams[ranges_to_indices(a, b)]) & POS_MASK).astype(np.int64)
-    if not lag0:
-        return p
-    e = p + lag0
-    ok = e < idx.n
-    e, p = e[ok], p[ok]
-    return e[idx.sid[e] == idx.sid[p]]
-
-
-def candidates(idx: SearchIndex, C: np.ndarray, tau: float) -> np.ndarray | None:
-    """Every window end whose distance can be <= tau (a superset, ascending), or None
-    when the filter would keep too much and a full scan is cheaper. Of the group lengths
-    one key allows, the cheapest (searches plus candidates) is used."""
+def _cascade(idx: SearchIndex, cut: Cut, C: np.ndarray, tau: float, n_ok: int
+             ) -> tuple[np.ndarray, int] | None:
+    """Every eligible window whose exact distance may be <= tau, through the most
+    selective lag or lag pair and then the other lags; None when a full scan is cheaper."""
     N = C.shape[0]
     mins = C.min(axis=1)
-    slack = tau - float(mins.sum())
+    slack = tau - float(mins.sum()) + EPS
     if slack < 0:
-        return np.zeros(0, dtype=np.int64)
-    best: tuple[float, list[range], list[tuple[np.ndarray, np.ndarray]]] | None = None
-    for size in range(min(idx.order, N), 0, -1):
-        groups = [range(a, min(a + size, N)) for a in range(0, N, size)]
-        thr = slack / len(groups) * (1 + 1e-12) + 1e-300  # rounding never drops a window
-        runs = []
-        for lags in groups:
-            r = _group_runs(idx, C, mins, lags, thr)
-            if r is None:
-                break
-            runs.append(r)
-        if len(runs) < len(groups):
-            continue
-        total = sum(int((b - a).sum()) for a, b in runs)
-        if total > idx.n // 2:
-            continue
-        # what it costs: a binary search per combination, N lookups per candidate
-        cost = SEARCH_COST * sum(a.size for a, _ in runs) + N * total
-        if best is None or cost < best[0]:
-            best = (cost, groups, runs)
-    if best is None:
+        return np.zeros(0, dtype=np.int64), 0
+    ex = C - mins[:, None]
+    counts = idx.token_counts
+    single = [int(counts[ex[lag] <= slack].sum()) for lag in range(N)]
+    best: tuple[int, int, tuple[np.ndarray, np.ndarray] | None] = (
+        min(single), int(np.argmin(single)), None)
+    pairs_ok = idx.radix**2 <= 1 << 24
+    for lag in np.argsort(single)[:3].tolist() if pairs_ok else []:  # around the best lags
+        for first in (lag - 1, lag):
+            if 0 <= first < N - 1:
+                st = _pair_stage(idx, ex, slack, first)
+                if st is not None and st[2] < best[0]:
+                    best = (st[2], first, (st[0], st[1]))
+    covered, first, pairs = best
+    if covered > FULL_SCAN_SHARE * n_ok:
         return None
-    parts = [_run_ends(idx, a, b, lags.start) for (a, b), lags in zip(best[2], best[1],
-                                                                      strict=True)]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-
-
-def _seed_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, M: int) -> float:
-    """An upper bound of the M-th smallest eligible distance: the M-th smallest among real
-    windows whose newest candles fit the query best (the best token combinations of the
-    newest lags, threshold doubled until at least M eligible windows; fewer lags when
-    the combinations grow too many); inf when none."""
-    N = C.shape[0]
-    mins = C.min(axis=1)
-    unit = _unit(C)
-    for size in range(min(idx.order, N), 0, -1):
-        lags = range(0, size)
-        thr = unit / 4
-        for _ in range(64):
-            runs = _group_runs(idx, C, mins, lags, thr)
-            if runs is None:
-                break  # too many combinations: try fewer lags
-            count = int((runs[1] - runs[0]).sum())
-            if count > idx.n // 2:
-                return float("inf")
-            if count >= M:
-                e = _run_ends(idx, runs[0], runs[1], 0)
-                d = window_distance(idx, e[cut.eligible(e)], C)
-                d = d[np.isfinite(d)]
-                if d.size >= M:
-                    return float(np.partition(d, M - 1)[M - 1])
-            thr *= 2
-    return float("inf")
-
-
-def _unit(C: np.ndarray) -> float:
-    """A natural step of the distance: the median positive excess of one candle."""
-    ex = C - C.min(axis=1, keepdims=True)
-    pos = ex[np.isfinite(ex) & (ex > 0)]
-    return float(np.median(pos)) if pos.size else 1.0
+    if pairs is None:  # one lag: its tokens' runs by newest token
+        t = np.flatnonzero(ex[first] <= slack)
+        runs = np.stack([idx.token_offsets[t], idx.token_offsets[t + 1]])
+        part = ex[first][t]
+        done = {first}
+    else:
+        runs, part = pairs
+        done = {first, first + 1}
+    pos = ranges_to_indices(runs[0], runs[1])
+    p = (np.asarray(idx.grams[pos]) & POS_MASK).astype(np.int64)
+    s = np.repeat(part, runs[1] - runs[0])
+    e = p + first
+    ok = e < idx.n
+    e, p, s = e[ok], p[ok], s[ok]
+    ok = cut.eligible(e)
+    if first:
+        ok &= idx.sid[e] == idx.sid[p]
+    e, s = e[ok], s[ok]
+    scanned = int(e.size)
+    for lag in np.argsort(single).tolist():
+        if lag in done:
+            continue
+        s = s + ex[lag][np.asarray(idx.tokens[e - lag]).astype(np.int64)]
+        keep = s <= slack
+        e, s = e[keep], s[keep]
+    return np.sort(e), scanned
 
 
 def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
     """The k nearest eligible windows after thinning (exact; see the module docstring)."""
-    zone = cut.rule.zone
-    M = max(1, k * (2 * zone - 1))
-    tau = _seed_tau(idx, cut, C, M)
+    n_ok = cut.count_eligible()
+    if n_ok <= SMALL:
+        return full_scan(idx, cut, C, k)
+    tau = _guess_tau(idx, cut, C, TARGET * k, n_ok)
     floor = float(C.min(axis=1).sum())
     scanned = 0
-    while True:
-        cand = candidates(idx, C, tau + EPS)  # rounding moves a distance by < EPS
-        full = cand is None
-        cand = cut.all_eligible() if cand is None else cand[cut.eligible(cand)]
-        d = window_distance(idx, cand, C)
-        scanned += int(cand.size)
-        within = np.isfinite(d) if full else d <= tau + EPS
-        cand, d = cand[within], d[within]
-        kept = thin_by_distance(cand, d, idx.sid[cand], zone, k)
-        if kept.size >= k or full:
-            return Nearest(cand[kept], d[kept], scanned, full, tau)
-        tau = floor + max(2.0 * (tau - floor), _unit(C))  # inf stays inf: a full scan
+    while np.isfinite(tau):
+        got = _cascade(idx, cut, C, tau, n_ok)
+        if got is None:
+            break
+        e, cost = got
+        scanned += cost
+        res, enough = _finish(idx, cut, C, e, k, tau, scanned, False)
+        if enough:
+            return res
+        tau = floor + 2.0 * max(tau - floor, 1e-3)
+    return full_scan(idx, cut, C, k)
 
 
 def brute_force(idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray, cut: Cut, k: int,

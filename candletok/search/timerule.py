@@ -156,7 +156,13 @@ def thin_by_distance(e: np.ndarray, dist: np.ndarray, sid: np.ndarray, zone: int
 
     The loop runs over candidates, at most ``k * (2 * zone - 1)`` of them before k are
     kept (each kept window blocks at most 2 * (zone - 1) others), not over candles."""
-    order = np.lexsort((e, dist))
+    m = e.size if k is None else min(e.size, int(k) * (2 * zone - 1))
+    if m < e.size:  # only the m best can be kept first: sort those (and every tie of the last)
+        part = np.argpartition(dist, m - 1)[:m]
+        sel = np.flatnonzero(dist <= dist[part].max())
+        order = sel[np.lexsort((e[sel], dist[sel]))]
+    else:
+        order = np.lexsort((e, dist))
     kept: list[int] = []
     taken: dict[int, list[int]] = {}
     limit = len(order) if k is None else int(k)
