@@ -101,7 +101,7 @@ def bench_build(root: Path) -> tuple[SearchIndex, list[dict[str, str]]]:
     cols = read_series(root, manifest)
     mem = measure(lambda: SearchIndex.from_arrays(radix=tok.vocab_size, tokenizer=tok, **cols))
     nbytes = sum(np.asarray(getattr(idx, a)).nbytes for a in
-                 ("tokens", "ts", "close", "prev_close", "scale", "starts", "grams"))
+                 ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams"))
     nbytes += n * 4  # the series id array, derived on first use
     gib = nbytes / 2**30
     return idx, [
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candles", type=int, default=200_000, help="dataset size (10M: issue)")
     ap.add_argument("--queries", type=int, default=20, help="random queries per method")
-    ap.add_argument("--hnsw-max", type=int, default=200_000, help="windows for HNSW (0: off)")
+    ap.add_argument("--hnsw-max", type=int, default=50_000, help="windows for HNSW (0: off)")
     ap.add_argument("--no-faiss", action="store_true")
     ap.add_argument("--no-stumpy", action="store_true")
     args = ap.parse_args(argv)

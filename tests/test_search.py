@@ -42,9 +42,12 @@ def tok() -> BinsTokenizer:
 
 
 def make_index(tok: BinsTokenizer, lens: list[int], seed: int = 0, tokens: np.ndarray | None = None,
-               offsets: list[int] | None = None, pool: np.ndarray | None = None) -> SearchIndex:
+               offsets: list[int] | None = None, pool: np.ndarray | None = None,
+               close: np.ndarray | None = None, scale: np.ndarray | None = None) -> SearchIndex:
     """An index of random series: series s starts ``offsets[s]`` days after T0 (default 0,
-    so the calendars line up), tokens drawn from ``pool`` (default every candle token)."""
+    so the calendars line up), tokens drawn from ``pool`` (default every candle token);
+    ``close`` and ``scale`` replace the random ones (each series' anchor close: 99% of
+    its first close)."""
     rng = np.random.default_rng(seed)
     n = int(sum(lens))
     if tokens is None:
@@ -55,10 +58,17 @@ def make_index(tok: BinsTokenizer, lens: list[int], seed: int = 0, tokens: np.nd
     ts = np.concatenate([T0 + (off + np.arange(m)) * DAY for m, off in zip(lens, offsets,
                                                                              strict=True)])
     r = rng.normal(0.0, 0.01, n)
-    close = np.concatenate([100 * np.exp(np.cumsum(r[a:b]))
-                            for a, b in itertools.pairwise(starts.tolist())])
-    prev = close * np.exp(-r)
-    scale = 0.01 + 0.005 * rng.random(n)
+    close_r = np.concatenate([100 * np.exp(np.cumsum(r[a:b]))
+                              for a, b in itertools.pairwise(starts.tolist())])
+    prev = close_r * np.exp(-r)
+    scale_r = 0.01 + 0.005 * rng.random(n)
+    if close is not None:
+        close = np.asarray(close, dtype=np.float64)
+        prev = np.concatenate([[0.0], close[:-1]])
+        prev[starts[:-1]] = 0.99 * close[starts[:-1]]
+    else:
+        close = close_r
+    scale = scale_r if scale is None else np.asarray(scale, dtype=np.float64)
     return SearchIndex.from_arrays([f"S{i}" for i in range(len(lens))], starts,
                                    np.asarray(tokens, dtype=np.uint16), ts, close, prev, scale,
                                    radix=tok.vocab_size, tokenizer=tok)
@@ -108,12 +118,10 @@ def test_chronological_thinning_is_the_greedy(tok: BinsTokenizer) -> None:
 
 
 def test_rho_and_effective_n(tok: BinsTokenizer) -> None:
-    idx = make_index(tok, [100, 100], seed=4)
-    # make the second series move exactly like the first: same scaled returns, same times
-    idx.close[100:] = idx.close[:100]
-    idx.prev_close[100:] = idx.prev_close[:100]
-    idx.scale[100:] = idx.scale[:100]
-    idx._days = None
+    one = make_index(tok, [100], seed=4)
+    # the second series moves exactly like the first: same scaled returns, same times
+    idx = make_index(tok, [100, 100], seed=4, close=np.tile(np.asarray(one.close), 2),
+                     scale=np.tile(np.asarray(one.scale), 2))
     rho, mbar = cross_correlation(idx, int(idx.ts[-1]))
     assert rho == pytest.approx(1.0) and mbar == pytest.approx(2.0)
     # two matches on the same dates in two series: one independent observation
@@ -212,10 +220,7 @@ def test_wilson_matches_published_values() -> None:
 
 def test_forward_statistics_by_hand(tok: BinsTokenizer) -> None:
     close = np.array([100.0, 101, 99, 102, 103, 101, 104, 106])
-    idx = make_index(tok, [8], seed=10)
-    idx.close[:] = close
-    idx.prev_close[1:] = close[:-1]
-    idx.scale[:] = 0.02
+    idx = make_index(tok, [8], seed=10, close=close, scale=np.full(8, 0.02))
     rule = TimeRule(int(idx.ts[-1]), 1, (1, 2))
     cut = Cut.of(idx, rule)
     base2 = stats.base_outcome(cut, 2, 0.0, 1.0)

@@ -44,12 +44,12 @@ from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "candletok-search/1"
+INDEX_FORMAT = "candletok-search/2"
 SEARCH_DIR = "search"
 POS_BITS = 32
 POS_MASK = np.uint64((1 << POS_BITS) - 1)
 KEY_LIMIT = 1 << 32  # keys must fit the high 32 bits of a packed value
-ARRAYS = ("tokens", "ts", "close", "prev_close", "scale", "starts", "grams")
+ARRAYS = ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams")
 
 
 def index_dir(root: str | Path) -> Path:
@@ -143,7 +143,7 @@ class SearchIndex:
     tokens: np.ndarray
     ts: np.ndarray
     close: np.ndarray
-    prev_close: np.ndarray
+    first_prev: np.ndarray  # each series' anchor close (the bar before its first candle)
     scale: np.ndarray
     grams: np.ndarray
     radix: int
@@ -159,6 +159,8 @@ class SearchIndex:
     _tok: Tokenizer | None = field(default=None, repr=False)
     _counts: np.ndarray | None = field(default=None, repr=False)
     _pairs: np.ndarray | None = field(default=None, repr=False)
+    _ti: np.ndarray | None = field(default=None, repr=False)
+    _prev: np.ndarray | None = field(default=None, repr=False)
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
@@ -184,7 +186,7 @@ class SearchIndex:
         keys.sort()  # SIMD sort of uint64; (key, position) makes it stable by construction
         idx = cls(symbols=list(symbols), starts=starts, tokens=tokens,
                   ts=np.asarray(ts, dtype=np.int64), close=np.asarray(close, np.float64),
-                  prev_close=np.asarray(prev_close, np.float64),
+                  first_prev=np.asarray(prev_close, np.float64)[starts[:-1]],
                   scale=np.asarray(scale, np.float64), grams=keys, radix=int(radix),
                   order=order, _tok=tokenizer, **meta)
         idx.build_seconds = time.perf_counter() - t0
@@ -262,6 +264,19 @@ class SearchIndex:
         return self._sid
 
     @property
+    def prev_close(self) -> np.ndarray:
+        """Each candle's previous close: the close before it in its series, or the
+        series' anchor close (stored) for its first candle."""
+        if self._prev is None:
+            c = np.asarray(self.close)
+            prev = np.empty_like(c)
+            prev[1:] = c[:-1]
+            prev[np.asarray(self.starts[:-1])[np.diff(self.starts) > 0]] = np.asarray(
+                self.first_prev)[np.diff(self.starts) > 0]
+            self._prev = prev
+        return self._prev
+
+    @property
     def log_close(self) -> np.ndarray:
         """ln(close) of every position, computed once (forward returns are differences)."""
         if self._logc is None:
@@ -274,6 +289,14 @@ class SearchIndex:
         if self._counts is None:
             self._counts = np.bincount(np.asarray(self.tokens), minlength=self.radix)
         return self._counts
+
+    @property
+    def tokens_intp(self) -> np.ndarray:
+        """The tokens as numpy's index type, made once: a table lookup with them skips
+        the per-call conversion a uint16 index costs (8 bytes a candle)."""
+        if self._ti is None:
+            self._ti = np.asarray(self.tokens).astype(np.intp)
+        return self._ti
 
     @property
     def token_offsets(self) -> np.ndarray:
@@ -392,9 +415,11 @@ def read_series(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     def col(name: str, dtype: Any) -> np.ndarray:
         return df[name].to_physical().to_numpy().astype(dtype, copy=False)[gather]
 
+    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
+    prev[starts[:-1]] = df["prev_close"].to_numpy()[gather[starts[:-1]]]
     out = {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16),
            "ts": col("ts", np.int64), "close": col("close", np.float64),
-           "prev_close": col("prev_close", np.float64), "scale": col("scale", np.float64)}
+           "prev_close": prev, "scale": col("scale", np.float64)}
     step = np.diff(out["ts"])
     within = np.ones(step.size, dtype=bool)
     within[starts[1:-1] - 1] = False
@@ -448,7 +473,13 @@ def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
     fresh = meta is not None and meta.get("key") == dataset_key(manifest)
     if fresh and rebuild is not True and meta is not None and \
             _shards_unchanged(root, manifest, meta):
-        return SearchIndex.load(path, manifest)
+        try:
+            return SearchIndex.load(path, manifest)
+        except (OSError, ValueError) as exc:  # a damaged or incomplete saved index
+            if rebuild is False:
+                raise DatasetError(f"The search index in {path} is damaged ({exc}); pass "
+                                   "rebuild=True to build it again.") from exc
+            log.warning("the search index in %s is damaged (%s); rebuilding it", path, exc)
     if rebuild is False:
         what = "no search index" if meta is None else "a search index built from other data"
         raise DatasetError(f"{root} has {what}; pass rebuild=True to build it.")

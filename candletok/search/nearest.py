@@ -111,25 +111,41 @@ def _finish(idx: SearchIndex, cut: Cut, C: np.ndarray, e: np.ndarray, k: int, ta
     return Nearest(e[kept], d[kept], scanned, full, tau), kept.size >= k
 
 
-def full_scan(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
-    """Every eligible window: one table lookup per lag over the contiguous token array,
-    the best k (2 Z - 1) kept for the exact distances and the thinning."""
+def scan_distances(idx: SearchIndex, cut: Cut, C: np.ndarray) -> tuple[np.ndarray, float]:
+    """float32 distance of every window (inf outside the time rule's window ranges): one
+    table lookup per lag over the contiguous token array, no index arrays. Returns the
+    distances and a bound of their float32 error (what a threshold must add)."""
     N, n = C.shape[0], idx.n
-    tok = np.asarray(idx.tokens)
-    D = np.zeros(n)
+    ti = idx.tokens_intp
+    C32 = C.astype(np.float32)
+    D = np.zeros(n, dtype=np.float32)
+    buf = np.empty(n, dtype=np.float32)
     for lag in range(N):
-        D[lag:] += np.take(C[lag], tok[: n - lag])
+        np.take(C32[lag], ti[: n - lag], out=buf[: n - lag])
+        D[lag:] += buf[: n - lag]
     lo, hi = cut.window_ranges(cut.rule.h0)
     delta = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
-    D[np.cumsum(delta)[:n] <= 0] = np.inf  # outside the time rule's window ranges
-    n_ok = int(np.isfinite(D).sum())
-    M = min(n_ok, k * (2 * cut.rule.zone - 1))
-    if M == 0:
-        return Nearest(np.zeros(0, np.int64), np.zeros(0), 0, True, float("inf"))
-    bound = float(np.partition(D, M - 1)[M - 1])
-    limit = bound + 1e-6 * (1.0 + abs(bound))  # margin: the summation order differs
-    e = np.flatnonzero(np.less_equal(D, limit))
-    return _finish(idx, cut, C, e, k, float("inf"), n_ok, True)[0]
+    D[np.cumsum(delta)[:n] <= 0] = np.inf
+    finite = C[np.isfinite(C)]
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    return D, 4.0 * N * N * top * 2.0**-24 + 1e-30
+
+
+def full_scan(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int, tau: float = np.inf
+              ) -> Nearest:
+    """Every eligible window by :func:`scan_distances`, then the windows within tau (the
+    float32 error allowed for) get exact distances and are thinned; tau grows until k
+    are kept (the scan is not repeated)."""
+    D, margin = scan_distances(idx, cut, C)
+    finite = np.isfinite(D)
+    n_ok = int(finite.sum())
+    floor = float(C.min(axis=1).sum())
+    while True:
+        e = np.flatnonzero(finite if not np.isfinite(tau) else np.less_equal(D, tau + margin))
+        res, enough = _finish(idx, cut, C, e, k, tau, n_ok, True)
+        if enough or e.size >= n_ok:
+            return res
+        tau = floor + 2.0 * max(tau - floor, 1e-3)
 
 
 def _guess_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, want: int, n_ok: int) -> float:
@@ -171,10 +187,59 @@ def _pair_stage(idx: SearchIndex, ex: np.ndarray, slack: float, lag: int
     return np.stack([start, stop]), ex[lag][pa] + exb[j], int((stop - start).sum())
 
 
+def _stage_runs(idx: SearchIndex, ex: np.ndarray, slack: float, lags: tuple[int, ...]
+                ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Runs of the n-gram array (bounds (2, r) and excess sums) of the windows whose
+    ``lags`` (one lag, or two adjacent ones) have excess <= slack, and how many windows
+    that is; None when the pairs are too many."""
+    if len(lags) == 2:
+        return _pair_stage(idx, ex, slack, lags[0])
+    t = np.flatnonzero(ex[lags[0]] <= slack)
+    runs = np.stack([idx.token_offsets[t], idx.token_offsets[t + 1]])
+    return runs, ex[lags[0]][t], int((runs[1] - runs[0]).sum())
+
+
+def _gather(idx: SearchIndex, runs: np.ndarray, part: np.ndarray, first: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Window ends (and the stage's excess) of the runs' positions shifted by the
+    stage's first lag, keeping windows whose newest candle is in the same series."""
+    pos = ranges_to_indices(runs[0], runs[1])
+    p = (np.asarray(idx.grams[pos]) & POS_MASK).astype(np.int64)
+    s = np.repeat(part, runs[1] - runs[0])
+    if not first:
+        return p, s
+    e = p + first
+    ok = e < idx.n
+    e, p, s = e[ok], p[ok], s[ok]
+    ok = idx.sid[e] == idx.sid[p]
+    return e[ok], s[ok]
+
+
+def _plans(N: int, pairs_ok: bool) -> list[list[tuple[int, ...]]]:
+    """Ways to split the lags into disjoint stages for the pigeonhole union: pairs from
+    the newest lag, or a single newest lag then pairs (and singles without pairs)."""
+    if not pairs_ok or N == 1:
+        return [[(lag,) for lag in range(N)]]
+    plans = []
+    for shift in (0, 1):
+        plan: list[tuple[int, ...]] = [(0,)] if shift else []
+        lag = shift
+        while lag < N:
+            plan.append((lag, lag + 1) if lag + 1 < N else (lag,))
+            lag += 2
+        plans.append(plan)
+    return plans
+
+
 def _cascade(idx: SearchIndex, cut: Cut, C: np.ndarray, tau: float, n_ok: int
              ) -> tuple[np.ndarray, int] | None:
-    """Every eligible window whose exact distance may be <= tau, through the most
-    selective lag or lag pair and then the other lags; None when a full scan is cheaper."""
+    """Every eligible window whose exact distance may be <= tau; None when a full scan
+    is cheaper. Two kinds of necessary condition are priced by the windows they admit:
+    one lag or lag pair within the whole slack (every window within tau passes it), or a
+    split of the lags into G disjoint stages each within slack / G (every window within
+    tau passes at least one: the pigeonhole principle). The cheapest is gathered from the
+    n-gram runs, then every lag is added in order of selectivity, a window dropped as
+    soon as its excess passes the slack."""
     N = C.shape[0]
     mins = C.min(axis=1)
     slack = tau - float(mins.sum()) + EPS
@@ -183,35 +248,37 @@ def _cascade(idx: SearchIndex, cut: Cut, C: np.ndarray, tau: float, n_ok: int
     ex = C - mins[:, None]
     counts = idx.token_counts
     single = [int(counts[ex[lag] <= slack].sum()) for lag in range(N)]
-    best: tuple[int, int, tuple[np.ndarray, np.ndarray] | None] = (
-        min(single), int(np.argmin(single)), None)
     pairs_ok = idx.radix**2 <= 1 << 24
-    for lag in np.argsort(single)[:3].tolist() if pairs_ok else []:  # around the best lags
+    options: list[tuple[int, list[tuple[int, ...]], float]] = []  # (windows, stages, bound)
+    best_lag = int(np.argmin(single))
+    options.append((single[best_lag], [(best_lag,)], slack))
+    for lag in np.argsort(single)[:3].tolist() if pairs_ok else []:
         for first in (lag - 1, lag):
             if 0 <= first < N - 1:
-                st = _pair_stage(idx, ex, slack, first)
-                if st is not None and st[2] < best[0]:
-                    best = (st[2], first, (st[0], st[1]))
-    covered, first, pairs = best
+                st = _stage_runs(idx, ex, slack, (first, first + 1))
+                if st is not None:
+                    options.append((st[2], [(first, first + 1)], slack))
+    for plan in _plans(N, pairs_ok) if N > 1 else []:
+        thr = slack / len(plan)
+        sizes = [_stage_runs(idx, ex, thr, stage) for stage in plan]
+        if all(z is not None for z in sizes):
+            options.append((sum(z[2] for z in sizes if z is not None), plan, thr))
+    covered, plan, thr = min(options, key=lambda o: o[0])
     if covered > FULL_SCAN_SHARE * n_ok:
         return None
-    if pairs is None:  # one lag: its tokens' runs by newest token
-        t = np.flatnonzero(ex[first] <= slack)
-        runs = np.stack([idx.token_offsets[t], idx.token_offsets[t + 1]])
-        part = ex[first][t]
-        done = {first}
-    else:
-        runs, part = pairs
-        done = {first, first + 1}
-    pos = ranges_to_indices(runs[0], runs[1])
-    p = (np.asarray(idx.grams[pos]) & POS_MASK).astype(np.int64)
-    s = np.repeat(part, runs[1] - runs[0])
-    e = p + first
-    ok = e < idx.n
-    e, p, s = e[ok], p[ok], s[ok]
+    parts = []
+    for stage in plan:
+        st = _stage_runs(idx, ex, thr, stage)
+        assert st is not None
+        parts.append(_gather(idx, st[0], st[1], stage[0]))
+    if len(plan) == 1:
+        e, s = parts[0]
+        done = set(plan[0])
+    else:  # a union: excess is recomputed over every lag
+        e = np.unique(np.concatenate([p[0] for p in parts]))
+        s = np.zeros(e.size)
+        done = set()
     ok = cut.eligible(e)
-    if first:
-        ok &= idx.sid[e] == idx.sid[p]
     e, s = e[ok], s[ok]
     scanned = int(e.size)
     for lag in np.argsort(single).tolist():
@@ -226,12 +293,12 @@ def _cascade(idx: SearchIndex, cut: Cut, C: np.ndarray, tau: float, n_ok: int
 def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
     """The k nearest eligible windows after thinning (exact; see the module docstring)."""
     n_ok = cut.count_eligible()
-    if n_ok <= SMALL:
-        return full_scan(idx, cut, C, k)
+    if n_ok == 0:
+        return Nearest(np.zeros(0, np.int64), np.zeros(0), 0, False, float("nan"))
     tau = _guess_tau(idx, cut, C, TARGET * k, n_ok)
     floor = float(C.min(axis=1).sum())
     scanned = 0
-    while np.isfinite(tau):
+    while n_ok > SMALL and np.isfinite(tau):
         got = _cascade(idx, cut, C, tau, n_ok)
         if got is None:
             break
@@ -241,7 +308,7 @@ def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
         if enough:
             return res
         tau = floor + 2.0 * max(tau - floor, 1e-3)
-    return full_scan(idx, cut, C, k)
+    return full_scan(idx, cut, C, k, tau)
 
 
 def brute_force(idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray, cut: Cut, k: int,
