@@ -61,6 +61,19 @@ def test_manifest_and_splits_respect_time_per_symbol(ds_root: Path) -> None:
     assert meta["candletok.fingerprint"] == m["fingerprint"]
 
 
+def test_rows_carry_each_candles_own_bar(ds_root: Path) -> None:
+    """Format 2: every row holds its candle's real bar, so the dataset alone gives forward
+    outcomes, ranges and charts; only each series' first (anchor) bar has no row."""
+    rows = pl.concat([read_split(ds_root, s) for s in ("train", "val", "test")])
+    bars = load_sample(SYMS)
+    joined = rows.join(bars, on=["symbol", "ts"], suffix="_bar")
+    assert joined.height == rows.height == bars.height - len(SYMS)
+    for c in ("open", "high", "low", "close", "volume"):
+        assert joined[c].equals(joined[f"{c}_bar"].alias(c)), c
+    for _, g in rows.sort("symbol", "ts").group_by("symbol", maintain_order=True):
+        assert g["close"][:-1].equals(g["prev_close"][1:].alias("close"))
+
+
 def test_vocab_is_fit_on_train_bars_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[pl.DataFrame] = []
     orig = BinsTokenizer.fit

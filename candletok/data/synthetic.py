@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -170,6 +172,9 @@ def synthetic_bars(
     ``n_bars`` bars per symbol from ``start`` (default 1,000 from 2000-01-03 for daily and
     longer, 2024-01-02 for intraday); with ``end`` and no ``n_bars``, every bar in
     ``[start, end)``. Same arguments, same frame; a different seed or symbol, other bars.
+
+    The arrays are (symbols x time) throughout: every step below is whole-array numpy
+    work, one pass per symbol at most (its own random stream), never one per bar.
     """
     interval = normalize_interval(interval)
     syms = sorted(normalize_symbols(symbols))
@@ -187,36 +192,75 @@ def synthetic_bars(
     T, S = len(ts), len(syms)
     if T == 0:
         raise SourceError("The requested synthetic range holds no trading bars; widen it.")
-
     # Per-bar volatility scale: daily vol shrunk to the bar's share of a session.
-    if intraday:
-        minutes = INTERVALS[interval].total_seconds() / 60
-        bar_days = minutes / SESSION_MINUTES
-    else:
-        bar_days = TRADING_DAYS[interval]
+    minutes = INTERVALS[interval].total_seconds() / 60
+    bar_days = minutes / SESSION_MINUTES if intraday else TRADING_DAYS[interval]
 
-    # Per-symbol parameters and innovations, each from the symbol's own stream.
     rngs = [np.random.default_rng(symbol_seed(seed, s)) for s in syms]
-    params = np.array([
-        [r.uniform(0.6, 1.6), r.uniform(0.05, 0.10), r.uniform(0.86, 0.92),
-         r.uniform(4.0, 7.0), r.uniform(np.log(8), np.log(400)), r.uniform(-0.3, 0.5),
-         r.uniform(np.log(2e5), np.log(5e7))]
-        for r in rngs
-    ])
-    vol_mult, alpha, beta, nu, logp0, drift_ann, logv0 = params.T
-    beta = np.minimum(beta, 0.98 - alpha)  # alpha + beta < 1: stationary, omega > 0
-    sigma = DAILY_VOL * vol_mult * np.sqrt(bar_days)  # unconditional per-bar sd
-    omega = sigma**2 * (1 - alpha - beta)
+    p = _Params.draw(rngs, bar_days)
+    z, zg, e_up, e_dn, nv = _innovations(rngs, T, p.nu)
+    # The recursion runs (time x symbols); transpose back so every later op is contiguous.
+    h = np.ascontiguousarray(
+        _garch(np.ascontiguousarray(z.T), p.omega, p.alpha, p.beta, p.sigma**2).T)
+    session = _session_profile(first, minutes) if intraday else None
+    if session is not None:  # intraday volatility is U-shaped across the session
+        h *= (_vol_profile(session) ** 2)[None, :]
+    body, r_total, logc = _returns(z, zg, h, p, first if intraday else None, bar_days)
+    open_, high, low, close = _candles(body, logc, h, e_up, e_dn)
+    volume = _volume(r_total, nv, p, bar_days, session)
 
-    # Innovations, each symbol from its own stream, laid out (symbols x time) so every
-    # row is contiguous. Student-t as a normal over a shared chi-square mixing variable:
-    # a "news" bar gets both a large gap and a large body, and it costs one gamma draw.
-    z = np.empty((S, T))
-    zg = np.empty((S, T))
-    w = np.empty((S, T))
-    e_up = np.empty((S, T))
-    e_dn = np.empty((S, T))
-    nv = np.empty((S, T))
+    # Row-major flatten of (symbols x time): all bars of symbol 0, then symbol 1...
+    ts_all = pl.concat([ts] * S) if S > 1 else ts
+    df = pl.DataFrame({
+        "symbol": pl.Series("symbol", syms).gather(np.repeat(np.arange(S), T)),
+        "ts": ts_all,
+        "open": open_.ravel(),
+        "high": high.ravel(),
+        "low": low.ravel(),
+        "close": close.ravel(),
+        "volume": volume.ravel(),
+    })
+    return df.select(BARS_COLUMNS)
+
+
+@dataclass
+class _Params:
+    """Per-symbol parameters (each an (S,) array), drawn from each symbol's own stream."""
+
+    vol_mult: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    nu: np.ndarray
+    logp0: np.ndarray
+    drift_ann: np.ndarray
+    logv0: np.ndarray
+    sigma: np.ndarray  # unconditional per-bar sd
+    omega: np.ndarray
+
+    @classmethod
+    def draw(cls, rngs: list[np.random.Generator], bar_days: float) -> _Params:
+        params = np.array([
+            [r.uniform(0.6, 1.6), r.uniform(0.05, 0.10), r.uniform(0.86, 0.92),
+             r.uniform(4.0, 7.0), r.uniform(np.log(8), np.log(400)), r.uniform(-0.3, 0.5),
+             r.uniform(np.log(2e5), np.log(5e7))]
+            for r in rngs
+        ])
+        vol_mult, alpha, beta, nu, logp0, drift_ann, logv0 = params.T
+        beta = np.minimum(beta, 0.98 - alpha)  # alpha + beta < 1: stationary, omega > 0
+        sigma = DAILY_VOL * vol_mult * np.sqrt(bar_days)
+        omega = sigma**2 * (1 - alpha - beta)
+        return cls(vol_mult, alpha, beta, nu, logp0, drift_ann, logv0, sigma, omega)
+
+
+def _innovations(rngs: list[np.random.Generator], T: int, nu: np.ndarray) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Body and gap shocks (Student-t), two Exp(1) draws for the wicks and volume noise,
+    each symbol from its own stream, laid out (symbols x time) so every row is contiguous.
+
+    Student-t as a normal over a shared chi-square mixing variable: a "news" bar gets both
+    a large gap and a large body, and it costs one gamma draw."""
+    S = len(rngs)
+    z, zg, w, e_up, e_dn, nv = (np.empty((S, T)) for _ in range(6))
     for j, r in enumerate(rngs):  # one pass per symbol (not per bar): its own stream
         r.standard_normal(T, out=z[j])
         r.standard_normal(T, out=zg[j])
@@ -229,18 +273,24 @@ def synthetic_bars(
     np.sqrt(w, out=w)
     z *= w
     zg *= w
-    del w
+    return z, zg, e_up, e_dn, nv
 
-    # The recursion runs (time x symbols); transpose back so every later op is contiguous.
-    h = np.ascontiguousarray(_garch(np.ascontiguousarray(z.T), omega, alpha, beta, sigma**2).T)
+
+_COL = (slice(None), None)  # per-symbol parameters broadcast over time
+
+
+def _returns(z: np.ndarray, zg: np.ndarray, h: np.ndarray, p: _Params,
+             first: np.ndarray | None, bar_days: float) -> tuple[
+                 np.ndarray, np.ndarray, np.ndarray]:
+    """Body, total log return and log close from the shocks and the GARCH variance ``h``.
+
+    The gap (open vs previous close) is small inside a session and overnight-sized at its
+    open (``first`` marks session opens; None for daily and longer bars)."""
     sd = np.sqrt(h)
-    col = (slice(None), None)  # per-symbol parameters broadcast over time
-    mu = ((drift_ann / 252.0) * bar_days - 0.5 * sigma**2)[col]
-
-    # Gap (open vs previous close): small inside a session, overnight-sized at its open.
-    if intraday:
-        overnight = (DAILY_VOL * vol_mult * 0.5 / sigma)[col]  # about half a day's vol
-        gap_scale = np.where(first[None, :], overnight, 0.05)
+    mu = ((p.drift_ann / 252.0) * bar_days - 0.5 * p.sigma**2)[_COL]
+    if first is not None:
+        overnight = (DAILY_VOL * p.vol_mult * 0.5 / p.sigma)[_COL]  # about half a day's vol
+        gap_scale: Any = np.where(first[None, :], overnight, 0.05)
     else:
         gap_scale = 0.35
     gap = zg
@@ -251,13 +301,17 @@ def synthetic_bars(
     body *= sd
     body += mu
     r_total = gap + body
-
     logc = np.cumsum(r_total, axis=1)
-    logc += logp0[col]
+    logc += p.logp0[_COL]
+    return body, r_total, logc
 
-    # Brownian bridge extremes between open (0) and close (b) with variance sd**2:
-    # P(max >= m) = exp(-2 m (m - b) / sd**2) => m = (b + sqrt(b**2 + 2 sd**2 E)) / 2,
-    # E ~ Exp(1); the wick above max(0, b) and below min(0, b) follow, exactly.
+
+def _candles(body: np.ndarray, logc: np.ndarray, h: np.ndarray, e_up: np.ndarray,
+             e_dn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Open, high, low, close. Brownian bridge extremes between open (0) and close (b) with
+    variance sd**2: P(max >= m) = exp(-2 m (m - b) / sd**2) => m = (b + sqrt(b**2 + 2 sd**2
+    E)) / 2, E ~ Exp(1); the wick above max(0, b) and below min(0, b) follow, exactly.
+    ``h``, ``e_up`` and ``e_dn`` are overwritten."""
     b2 = body * body
     h *= 2.0  # 2 * sd**2, in place
     e_up *= h
@@ -275,42 +329,48 @@ def synthetic_bars(
     lower *= 0.5
     np.maximum(upper, 0.0, out=upper)
     np.maximum(lower, 0.0, out=lower)
-
     close = np.exp(logc)
     open_ = np.exp(logc - body)
     high = np.maximum(open_, close)
     high *= np.exp(upper)
     low = np.minimum(open_, close)
     low *= np.exp(-lower)
+    return open_, high, low, close
 
-    # Volume: lognormal noise, more on big moves, U-shaped across an intraday session.
+
+def _session_profile(first: np.ndarray, minutes: float) -> np.ndarray:
+    """(T,) position of each intraday bar in its session, from -1 (open) to +1 (close)."""
+    T = first.size
+    session_id = np.cumsum(first) - 1
+    pos = np.arange(T) - np.flatnonzero(first)[session_id]
+    per = max(1, -(-SESSION_MINUTES // int(minutes)))
+    return (pos / max(per - 1, 1) - 0.5) * 2
+
+
+def _vol_profile(session: np.ndarray) -> np.ndarray:
+    """(T,) multiplier of each intraday bar's volatility: U-shaped across the session, as
+    in real markets (busy open and close, quiet lunch: about 1.9x the midday level at the
+    open and close), normalized to a mean square of 1 over a full session so the daily
+    volatility is unchanged."""
+    g = 0.7 + 0.65 * session * session
+    full = np.linspace(-1.0, 1.0, 79)  # a dense session grid: the normalization is fixed
+    return g / np.sqrt(np.mean((0.7 + 0.65 * full * full) ** 2))
+
+
+def _volume(r_total: np.ndarray, nv: np.ndarray, p: _Params, bar_days: float,
+            session: np.ndarray | None) -> np.ndarray:
+    """Volume: lognormal noise, more on big moves, U-shaped across an intraday session.
+    ``r_total`` and ``nv`` are overwritten."""
     k = 0.8
-    base = (np.exp(logv0) * bar_days)[col]
-    if intraday:
-        session_id = np.cumsum(first) - 1
-        pos = np.arange(T) - np.flatnonzero(first)[session_id]
-        per = max(1, -(-SESSION_MINUTES // int(INTERVALS[interval].total_seconds() // 60)))
-        x = (pos / max(per - 1, 1) - 0.5) * 2
-        base = base * (0.6 + 0.9 * x * x)[None, :]
+    base = (np.exp(p.logv0) * bar_days)[_COL]
+    if session is not None:
+        base = base * (0.6 + 0.9 * session * session)[None, :]
     np.abs(r_total, out=r_total)
-    r_total *= (k / sigma)[col]
+    r_total *= (k / p.sigma)[_COL]
     r_total += 1.0
     nv *= 0.35
     nv -= 0.06
     np.exp(nv, out=nv)
     nv *= r_total
     nv *= base
-    volume = np.round(nv, out=nv)
-
-    # Row-major flatten of (symbols x time): all bars of symbol 0, then symbol 1...
-    ts_all = pl.concat([ts] * S) if S > 1 else ts
-    df = pl.DataFrame({
-        "symbol": pl.Series("symbol", syms).gather(np.repeat(np.arange(S), T)),
-        "ts": ts_all,
-        "open": open_.ravel(),
-        "high": high.ravel(),
-        "low": low.ravel(),
-        "close": close.ravel(),
-        "volume": volume.ravel(),
-    })
-    return df.select(BARS_COLUMNS)
+    return np.round(nv, out=nv)

@@ -29,7 +29,7 @@ from candletok.core.errors import CandletokError
 from candletok.core.ids import SPLITS
 from candletok.core.times import iso, parse_time
 from candletok.data.sources import load_bars
-from candletok.dataset.manifest import MANIFEST_FORMAT, clean_json
+from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.quality import (
@@ -204,17 +204,19 @@ def is_sorted_by_symbol_ts(bars: pl.DataFrame) -> bool:
     return bool(ok.all())
 
 
-def _with_close(enc: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
-    """``enc`` plus each candle's own close. On the fast path the encoded rows are the
-    bars' rows minus each series' first, so the closes are a slice; otherwise a join."""
+def _with_bars(enc: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """``enc`` plus each candle's own bar (:data:`BAR_COLUMNS`). On the fast path the
+    encoded rows are the bars' rows minus each series' first, so the bars are one filter;
+    otherwise a join."""
     lengths = bars["symbol"].rle().struct.field("len").to_numpy().astype(np.int64)
     if enc.height == bars.height - lengths.size:
         keep = np.ones(bars.height, dtype=bool)
         keep[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = False
-        close = bars["close"].filter(pl.Series(keep))
-        if close.len() == enc.height:
-            return enc.with_columns(close.alias("close"))
-    return enc.join(bars.select("symbol", "ts", "close"), on=["symbol", "ts"], how="left")
+        kept = bars.select(BAR_COLUMNS).filter(pl.Series(keep))
+        if kept.height == enc.height:
+            return pl.concat([enc, kept], how="horizontal")
+    return enc.join(bars.select("symbol", "ts", *BAR_COLUMNS), on=["symbol", "ts"],
+                    how="left")
 
 
 def encode_group(
@@ -225,7 +227,7 @@ def encode_group(
 
     Pure: the result depends only on the arguments (``pool`` only lends threads to the
     error kernel). ``bars`` must be canonical and sorted by (symbol, ts)."""
-    enc = _with_close(tok.encode(bars), bars) if bars.height else tok.encode(bars)
+    enc = _with_bars(tok.encode(bars), bars) if bars.height else tok.encode(bars)
     errs = None
     if enc.height:
         if pool is not None:

@@ -4,16 +4,18 @@ Layout (see docs/architecture.md)::
 
     DIR/manifest.json        format, fingerprint, symbols, split boundaries, shards + sha256
     DIR/vocab.json           the tokenizer (and vocab.txt, its readable table)
-    DIR/<split>/part-00000.parquet ...   rows: symbol, ts, token, prev_close, scale, close
+    DIR/<split>/part-00000.parquet ...   rows: symbol, ts, token, prev_close, scale,
+                                         open, high, low, close, volume
     DIR/_index/<split>.tokens.npy  the split's tokens, one BOS before each series (memory-
     DIR/_index/<split>.series.npy  mapped by TokenDataset), and each series' [start, end)
 
 The index lives in ``_index/`` because readers of Parquet folders (pyarrow, Hugging Face
 ``datasets``) skip names starting with ``_``; each split folder holds Parquet only.
 
-Format 2 added each candle's own ``close`` (forward outcomes need the last close of a
-series, which ``prev_close`` cannot give); format 1 folders are refused with a message
-that says to re-encode.
+Format 2 added each candle's own bar (``open, high, low, close, volume``): forward
+outcomes need the last close of a series, which ``prev_close`` cannot give, and range
+forecasts and charts need the real high and low, which the tokens only approximate.
+Format 1 folders are refused with a message that says to re-encode.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ MANIFEST_FORMAT = "candletok-dataset/2"
 OLD_FORMATS = ("candletok-dataset/1",)
 FINGERPRINT_KEY = "candletok.fingerprint"
 INDEX_DIR = "_index"
-TOKEN_COLUMNS: tuple[str, ...] = ("symbol", "ts", "token", "prev_close", "scale", "close")
+BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+TOKEN_COLUMNS: tuple[str, ...] = ("symbol", "ts", "token", "prev_close", "scale", *BAR_COLUMNS)
 TOKEN_SCHEMA: dict[str, Any] = {
     "symbol": pl.String, "ts": pl.Datetime("us", "UTC"), "token": pl.UInt16,
-    "prev_close": pl.Float64, "scale": pl.Float64, "close": pl.Float64,
+    "prev_close": pl.Float64, "scale": pl.Float64, "open": pl.Float64, "high": pl.Float64,
+    "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64,
 }
 
 
@@ -73,7 +77,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if fmt in OLD_FORMATS:
         raise DatasetError(
             f"{path} is a {fmt} manifest from an older candletok, whose rows lack each "
-            "candle's close; re-run `candletok encode` to rebuild the dataset."
+            "candle's own bar; re-run `candletok encode` to rebuild the dataset."
         )
     if fmt != MANIFEST_FORMAT or not isinstance(manifest.get("splits"), dict):
         raise DatasetError(

@@ -97,6 +97,61 @@ def _brute(Z: np.ndarray, C: np.ndarray, chunk: int = 256) -> np.ndarray:
     return out
 
 
+def _grid_bounds(C: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Coarse cell bounds (centroid quantiles plus one outer cell each side as wide as the
+    centroid range), fine bounds (each coarse interval cut into equal parts) and the
+    refinement factor per dimension (doubled round-robin while the grid stays small)."""
+    d = C.shape[1]
+    coarse = []
+    for j, n in enumerate(GRID_SHAPES.get(d, (4,) * d)):
+        q = np.unique(np.quantile(C[:, j], np.linspace(0, 1, n + 1)))
+        span = float(q[-1] - q[0])
+        R = span if span > 0 else max(1.0, abs(float(q[0])))
+        coarse.append(np.concatenate([[q[0] - R], q, [q[-1] + R]]))
+    cshape = tuple(b.size - 1 for b in coarse)
+    r = [1] * d
+    j = 0
+    while math.prod(cs * rr for cs, rr in zip(cshape, r, strict=True)) * 2 <= GRID_MAX_CELLS:
+        r[j] *= 2
+        j = (j + 1) % d
+    fine = []
+    for b, rr in zip(coarse, r, strict=True):
+        parts = [b[i] + (b[i + 1] - b[i]) * np.arange(rr) / rr for i in range(b.size - 1)]
+        fine.append(np.concatenate([*parts, b[-1:]]))
+    return coarse, fine, r
+
+
+def _boxes(bounds: list[np.ndarray], shape: tuple[int, ...], ids: np.ndarray,
+           ext: np.ndarray, pad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell indices and padded [lo, hi] boxes of the cells ``ids`` of a grid."""
+    d = len(bounds)
+    q = np.stack(np.unravel_index(ids, shape), axis=1)
+    lo = np.stack([bounds[j][q[:, j]] for j in range(d)], axis=1) - pad
+    hi = np.stack([bounds[j][q[:, j] + 1] for j in range(d)], axis=1) + ext + pad
+    return q, lo, hi
+
+
+def _coarse_candidates(C: np.ndarray, coarse: list[np.ndarray], cshape: tuple[int, ...],
+                       width: np.ndarray, pad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse level: per cell, every centroid that can be nearest to a point of the cell
+    (count, and the ids ascending in a table as wide as the largest count)."""
+    K, d = C.shape
+    n_coarse = math.prod(cshape)
+    ccount = np.empty(n_coarse, dtype=np.int64)
+    ctab = np.empty((n_coarse, K), dtype=np.uint16)
+    allc = np.arange(K)
+    step = max(1, 1_000_000 // (K * d))
+    for s in range(0, n_coarse, step):
+        ids = np.arange(s, min(s + step, n_coarse))
+        _, lo, hi = _boxes(coarse, cshape, ids, width, pad)
+        keep = _keep(C, lo, hi, np.broadcast_to(allc, (ids.size, K)))
+        cnt = keep.sum(axis=1)
+        ccount[ids] = cnt
+        srt = np.argsort(~keep, axis=1, kind="stable")  # kept ids first, ascending
+        ctab[ids] = np.where(allc[None, :] < cnt[:, None], srt, srt[:, :1])
+    return ccount, np.ascontiguousarray(ctab[:, : int(ccount.max())])
+
+
 class _Grid:
     """A fine grid over the weighted feature space with, per cell, the centroids that can
     be nearest to some point of the cell; derived from the centroids (never saved).
@@ -120,92 +175,14 @@ class _Grid:
         C = np.ascontiguousarray(C, dtype=np.float64)
         K, d = C.shape
         self.K, self.d = K, d
-        shape_req = GRID_SHAPES.get(d, (4,) * d)
-        coarse = []
-        for j, n in enumerate(shape_req):
-            q = np.unique(np.quantile(C[:, j], np.linspace(0, 1, n + 1)))
-            span = float(q[-1] - q[0])
-            R = span if span > 0 else max(1.0, abs(float(q[0])))
-            coarse.append(np.concatenate([[q[0] - R], q, [q[-1] + R]]))
+        coarse, fine, r = _grid_bounds(C)
         cshape = tuple(b.size - 1 for b in coarse)
-        # refinement factor per dimension: double round-robin while the grid stays small
-        r = [1] * d
-        j = 0
-        while math.prod(cs * rr for cs, rr in zip(cshape, r, strict=True)) * 2 <= GRID_MAX_CELLS:
-            r[j] *= 2
-            j = (j + 1) % d
-        fine = []
-        for b, rr in zip(coarse, r, strict=True):
-            parts = [b[i] + (b[i + 1] - b[i]) * np.arange(rr) / rr for i in range(b.size - 1)]
-            fine.append(np.concatenate([*parts, b[-1:]]))
         self.shape = tuple(f.size - 1 for f in fine)
-        # lookup tables: bucket k+1 covers [B0 + k w, B0 + (k+1) w); 0 and L+1 are outside
-        L = LUT_BUCKETS
-        self.b0 = np.array([f[0] for f in fine])
-        width = np.array([(f[-1] - f[0]) / L for f in fine])
-        self.inv_w = 1.0 / width
-        strides = [math.prod(self.shape[j + 1 :]) for j in range(d)]
-        outside = -(1 << 28)
-        self.luts = []
-        for j, f in enumerate(fine):
-            lower = f[0] + np.arange(L) * width[j]
-            q = np.clip(np.searchsorted(f, lower, side="right") - 1, 0, self.shape[j] - 1)
-            lut = np.full(L + 2, outside, dtype=np.int32)
-            lut[1 : L + 1] = q * strides[j]
-            self.luts.append(lut)
+        width = self._build_luts(fine)
         big = max(float(np.abs(f).max()) for f in fine)
         pad = 1e-6 * width + 1e-12 * (1.0 + big)
-
-        def boxes(bounds: list[np.ndarray], shape: tuple[int, ...], ids: np.ndarray,
-                  ext: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            q = np.stack(np.unravel_index(ids, shape), axis=1)
-            lo = np.stack([bounds[j][q[:, j]] for j in range(d)], axis=1) - pad
-            hi = np.stack([bounds[j][q[:, j] + 1] for j in range(d)], axis=1) + ext + pad
-            return q, lo, hi
-
-        # coarse level: all centroids
-        n_coarse = math.prod(cshape)
-        ccount = np.empty(n_coarse, dtype=np.int64)
-        ctab = np.empty((n_coarse, K), dtype=np.uint16)
-        allc = np.arange(K)
-        step = max(1, 1_000_000 // (K * d))
-        for s in range(0, n_coarse, step):
-            ids = np.arange(s, min(s + step, n_coarse))
-            _, lo, hi = boxes(coarse, cshape, ids, width)
-            keep = _keep(C, lo, hi, np.broadcast_to(allc, (ids.size, K)))
-            cnt = keep.sum(axis=1)
-            ccount[ids] = cnt
-            srt = np.argsort(~keep, axis=1, kind="stable")  # kept ids first, ascending
-            ctab[ids] = np.where(allc[None, :] < cnt[:, None], srt, srt[:, :1])
-        ctab = np.ascontiguousarray(ctab[:, : int(ccount.max())])
-        # fine level: candidates from the parent, cells grouped by the parent's count
-        n_cells = math.prod(self.shape)
-        ids_all = np.arange(n_cells)
-        qf = np.unravel_index(ids_all, self.shape)
-        parent = np.ravel_multi_index(tuple(qf[j] // r[j] for j in range(d)), cshape)
-        del qf
-        order = np.argsort(ccount[parent], kind="stable")
-        cand = np.full((n_cells + 1, GRID_CAP), K, dtype=np.uint16)  # pad: K, a far dummy
-        count = np.full(n_cells + 1, GRID_CAP + 1, dtype=np.int64)  # last row: outside
-        pc = ccount[parent[order]]
-        budget = 1_000_000
-        s = 0
-        while s < n_cells:
-            e = min(n_cells, s + max(1, budget // (int(pc[s]) * d)))
-            e = min(e, s + max(1, budget // (int(pc[e - 1]) * d)))
-            ids, W = order[s:e], int(pc[e - 1])
-            par = parent[ids]
-            plist = ctab[par, :W].astype(np.int64)  # padded with repeats of the first
-            _, lo, hi = boxes(fine, self.shape, ids, width)
-            keep = _keep(C, lo, hi, plist)
-            keep &= np.arange(W)[None, :] < ccount[par][:, None]  # drop the repeats
-            cnt = keep.sum(axis=1)
-            count[ids] = cnt
-            srt = np.argsort(~keep, axis=1, kind="stable")[:, :GRID_CAP]  # ascending ids
-            vals = np.take_along_axis(plist, srt, axis=1)
-            vals = np.where(np.arange(vals.shape[1])[None, :] < cnt[:, None], vals, K)
-            cand[ids, : vals.shape[1]] = vals
-            s = e
+        ccount, ctab = _coarse_candidates(C, coarse, cshape, width, pad)
+        cand, count = self._fine_candidates(C, ccount, ctab, cshape, r, fine, width, pad)
         ok = count <= GRID_CAP
         cand[~ok] = K
         self.cand = cand
@@ -221,6 +198,58 @@ class _Grid:
         self.C = C
         self.tol = 2.0 * (d + 8) * 2.0**-24
         self._local = threading.local()
+
+    def _build_luts(self, fine: list[np.ndarray]) -> np.ndarray:
+        """Lookup tables: bucket k+1 covers [B0 + k w, B0 + (k+1) w); 0 and L+1 are
+        outside. Returns the bucket width per dimension."""
+        L = LUT_BUCKETS
+        self.b0 = np.array([f[0] for f in fine])
+        width = np.array([(f[-1] - f[0]) / L for f in fine])
+        self.inv_w = 1.0 / width
+        strides = [math.prod(self.shape[j + 1 :]) for j in range(self.d)]
+        outside = -(1 << 28)
+        self.luts = []
+        for j, f in enumerate(fine):
+            lower = f[0] + np.arange(L) * width[j]
+            q = np.clip(np.searchsorted(f, lower, side="right") - 1, 0, self.shape[j] - 1)
+            lut = np.full(L + 2, outside, dtype=np.int32)
+            lut[1 : L + 1] = q * strides[j]
+            self.luts.append(lut)
+        return width
+
+    def _fine_candidates(self, C: np.ndarray, ccount: np.ndarray, ctab: np.ndarray,
+                         cshape: tuple[int, ...], r: list[int], fine: list[np.ndarray],
+                         width: np.ndarray, pad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fine level: candidates filtered from the parent's list, cells grouped by the
+        parent's count so each block is one rectangular array operation."""
+        K, d = self.K, self.d
+        n_cells = math.prod(self.shape)
+        qf = np.unravel_index(np.arange(n_cells), self.shape)
+        parent = np.ravel_multi_index(tuple(qf[j] // r[j] for j in range(d)), cshape)
+        del qf
+        order = np.argsort(ccount[parent], kind="stable")
+        cand = np.full((n_cells + 1, GRID_CAP), K, dtype=np.uint16)  # pad: K, a far dummy
+        count = np.full(n_cells + 1, GRID_CAP + 1, dtype=np.int64)  # last row: outside
+        pc = ccount[parent[order]]
+        budget = 1_000_000
+        s = 0
+        while s < n_cells:
+            e = min(n_cells, s + max(1, budget // (int(pc[s]) * d)))
+            e = min(e, s + max(1, budget // (int(pc[e - 1]) * d)))
+            ids, W = order[s:e], int(pc[e - 1])
+            par = parent[ids]
+            plist = ctab[par, :W].astype(np.int64)  # padded with repeats of the first
+            _, lo, hi = _boxes(fine, self.shape, ids, width, pad)
+            keep = _keep(C, lo, hi, plist)
+            keep &= np.arange(W)[None, :] < ccount[par][:, None]  # drop the repeats
+            cnt = keep.sum(axis=1)
+            count[ids] = cnt
+            srt = np.argsort(~keep, axis=1, kind="stable")[:, :GRID_CAP]  # ascending ids
+            vals = np.take_along_axis(plist, srt, axis=1)
+            vals = np.where(np.arange(vals.shape[1])[None, :] < cnt[:, None], vals, K)
+            cand[ids, : vals.shape[1]] = vals
+            s = e
+        return cand, count
 
     # ---- assignment ---------------------------------------------------------------------
     def _bufs(self) -> Any:

@@ -1,0 +1,185 @@
+"""Proper scores, their baselines and their uncertainty: the yardsticks of every forecast.
+
+Everything here is a plain function of numpy arrays so that each can be checked against a
+hand computation. Intervals come from a circular block bootstrap over *dates* (forecasts
+of one date across symbols share the market, and overlapping horizons share bars, so
+neither rows nor dates are independent); scipy has no block bootstrap, and the one in
+``arch`` would bring pandas and statsmodels for thirty lines of index arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+def brier(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-forecast Brier loss ``(p - y)**2`` of a probability ``p`` for a 0/1 outcome."""
+    return (np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[float, float,
+                                                                           float, int]]:
+    """Reliability table over equal-width probability bins: ``(bin lower edge, mean
+    forecast, observed frequency, count)`` for every non-empty bin."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    cnt = np.bincount(b, minlength=bins)
+    mp = np.bincount(b, weights=p, minlength=bins) / np.maximum(cnt, 1)
+    of = np.bincount(b, weights=y, minlength=bins) / np.maximum(cnt, 1)
+    return [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
+            for i in np.flatnonzero(cnt)]
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted mean |mean forecast - frequency|
+    over the reliability bins."""
+    table = reliability(p, y, bins)
+    n = sum(r[3] for r in table)
+    return float(sum(r[3] * abs(r[1] - r[2]) for r in table) / n) if n else float("nan")
+
+
+def qlike(forecast_var: np.ndarray, realized_var: np.ndarray) -> np.ndarray:
+    """QLIKE loss ``r/f - ln(r/f) - 1`` of a variance forecast ``f`` for a realized
+    variance proxy ``r`` (0 when equal; robust to noise in the proxy, Patton 2011)."""
+    ratio = np.asarray(realized_var, dtype=np.float64) / np.asarray(forecast_var, np.float64)
+    return ratio - np.log(ratio) - 1.0
+
+
+def pinball(q_pred: np.ndarray, y: np.ndarray, level: float) -> np.ndarray:
+    """Pinball (quantile) loss of the ``level`` quantile forecast ``q_pred``."""
+    u = np.asarray(y, dtype=np.float64) - np.asarray(q_pred, dtype=np.float64)
+    return np.maximum(level * u, (level - 1.0) * u)
+
+
+def wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n`` (NaNs when n = 0)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ph = k / n
+    den = 1 + z * z / n
+    mid = (ph + z * z / (2 * n)) / den
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+@dataclass(frozen=True)
+class DMTest:
+    """Diebold–Mariano test of equal expected loss. ``mean_diff`` is the mean of
+    ``loss_a - loss_b`` (negative: a is better), ``stat`` the HAC t-statistic and
+    ``p_value`` its two-sided p-value (Student t with n - 1 degrees of freedom after the
+    Harvey–Leybourne–Newbold small-sample correction)."""
+
+    mean_diff: float
+    stat: float
+    p_value: float
+    n: int
+
+
+def hac_variance(d: np.ndarray, lag: int) -> float:
+    """Newey–West (Bartlett kernel) long-run variance of the series ``d``."""
+    d = np.asarray(d, dtype=np.float64)
+    n = d.size
+    e = d - d.mean()
+    v = float(e @ e) / n
+    for k in range(1, min(lag, n - 1) + 1):  # lag <= horizon: a handful of array ops
+        v += 2.0 * (1.0 - k / (lag + 1)) * float(e[k:] @ e[:-k]) / n
+    return v
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) -> DMTest:
+    """DM test of ``loss_a`` against ``loss_b`` (one loss per date, in time order).
+
+    Forecasts ``horizon`` steps ahead overlap, so the loss differential is MA(h-1): its
+    variance is the Newey–West estimate with ``horizon - 1`` lags (at least the plain
+    variance)."""
+    d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
+    n = d.size
+    if n < 3:
+        return DMTest(float(d.mean()) if n else float("nan"), float("nan"), float("nan"), n)
+    h = max(1, int(horizon))
+    var = hac_variance(d, h - 1)
+    if var <= 0:
+        return DMTest(float(d.mean()), float("nan"), float("nan"), n)
+    dm = float(d.mean()) / math.sqrt(var / n)
+    hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat = dm * hln
+    return DMTest(float(d.mean()), stat, float(2 * stats.t.sf(abs(stat), df=n - 1)), n)
+
+
+def block_bootstrap_indices(n: int, n_boot: int = 1000, block: int | None = None,
+                            seed: int = 0) -> np.ndarray:
+    """(n_boot, n) indices of circular block bootstrap resamples of a length-``n`` series:
+    blocks of ``block`` consecutive positions (default ``ceil(n ** (1/3))``) starting at
+    uniform positions, wrapped around the end. Vectorized: one array, no loop per draw."""
+    if n <= 0:
+        return np.zeros((n_boot, 0), dtype=np.int64)
+    b = max(1, int(block) if block else math.ceil(n ** (1 / 3)))
+    n_blocks = -(-n // b)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(b)[None, None, :]) % n
+    return idx.reshape(n_boot, n_blocks * b)[:, :n]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its 95% block-bootstrap interval."""
+
+    value: float
+    lo: float
+    hi: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return bool(self.lo > 0 or self.hi < 0)
+
+
+def bootstrap(stat: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int = 1000,
+              block: int | None = None, seed: int = 0) -> Estimate:
+    """``stat`` on the full sample and a 95% percentile interval from a circular block
+    bootstrap over its ``n`` dates. ``stat`` maps an (n_boot, n) index array (or one
+    (1, n) row of ``arange(n)``) to one value per row, so every resample is computed in
+    one vectorized call."""
+    full = float(stat(np.arange(n)[None, :])[0])
+    if n < 2:
+        return Estimate(full, float("nan"), float("nan"))
+    vals = np.asarray(stat(block_bootstrap_indices(n, n_boot, block, seed)), np.float64)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return Estimate(full, float("nan"), float("nan"))
+    lo, hi = np.quantile(vals, [0.025, 0.975])
+    return Estimate(full, float(lo), float(hi))
+
+
+def mean_estimate(per_date: np.ndarray, **kw: int) -> Estimate:
+    """Mean of a per-date series with its block-bootstrap interval."""
+    x = np.asarray(per_date, dtype=np.float64)
+    return bootstrap(lambda idx: x[idx].mean(axis=1), x.size, **kw)
+
+
+def skill_estimate(loss: np.ndarray, loss_ref: np.ndarray, **kw: int) -> Estimate:
+    """Skill ``1 - sum(loss) / sum(loss_ref)`` over dates (positive: better than the
+    reference), with its block-bootstrap interval (dates resampled jointly)."""
+    a = np.asarray(loss, dtype=np.float64)
+    r = np.asarray(loss_ref, dtype=np.float64)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        return 1.0 - a[idx].sum(axis=1) / r[idx].sum(axis=1)
+
+    return bootstrap(stat, a.size, **kw)
+
+
+def per_date(dates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``values`` per unique date (sorted), and the count per date: the unit the
+    bootstrap and the DM test resample, since a date's forecasts share one market."""
+    uniq, inv = np.unique(np.asarray(dates), return_inverse=True)
+    sums = np.bincount(inv, weights=np.asarray(values, dtype=np.float64), minlength=uniq.size)
+    counts = np.bincount(inv, minlength=uniq.size)
+    return sums, counts

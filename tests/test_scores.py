@@ -1,0 +1,109 @@
+"""Every score against a hand computation on a tiny case, and the bootstrap's behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from candletok.forecast.scores import (
+    block_bootstrap_indices,
+    brier,
+    diebold_mariano,
+    ece,
+    hac_variance,
+    mean_estimate,
+    per_date,
+    pinball,
+    qlike,
+    reliability,
+    skill_estimate,
+    wilson,
+)
+
+
+def test_brier_reliability_and_ece_by_hand() -> None:
+    p = np.array([0.1, 0.2, 0.8, 0.9])
+    y = np.array([0, 1, 1, 1])
+    assert brier(p, y).tolist() == pytest.approx([0.01, 0.64, 0.04, 0.01])
+    table = reliability(p, y, bins=2)  # bins [0, .5) and [.5, 1]
+    assert table == [(0.0, pytest.approx(0.15), 0.5, 2), (0.5, pytest.approx(0.85), 1.0, 2)]
+    # ECE = (2 * |0.15 - 0.5| + 2 * |0.85 - 1.0|) / 4
+    assert ece(p, y, bins=2) == pytest.approx((2 * 0.35 + 2 * 0.15) / 4)
+
+
+def test_qlike_and_pinball_by_hand() -> None:
+    assert qlike(np.array([1.0]), np.array([1.0]))[0] == pytest.approx(0.0)
+    assert qlike(np.array([2.0]), np.array([1.0]))[0] == pytest.approx(0.5 - math.log(0.5) - 1)
+    # quantile 0.9: under-prediction by 2 costs 0.9 * 2, over-prediction by 2 costs 0.1 * 2
+    assert pinball(np.array([0.0, 4.0]), np.array([2.0, 2.0]), 0.9).tolist() == \
+        pytest.approx([1.8, 0.2])
+
+
+def test_wilson_matches_the_textbook_formula() -> None:
+    lo, hi = wilson(7, 10)
+    z = 1.959964
+    ph, n = 0.7, 10
+    mid = (ph + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (lo, hi) == pytest.approx((mid - half, mid + half))
+    assert wilson(0, 0) != wilson(0, 0)  # NaNs: no data, no interval
+
+
+def test_hac_variance_by_hand() -> None:
+    d = np.array([1.0, -1.0, 2.0, 0.0])
+    e = d - d.mean()
+    g0 = (e @ e) / 4
+    g1 = (e[1:] @ e[:-1]) / 4
+    assert hac_variance(d, 0) == pytest.approx(g0)
+    assert hac_variance(d, 1) == pytest.approx(g0 + 2 * 0.5 * g1)
+
+
+def test_diebold_mariano_by_hand_and_direction() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(1.0, 1.0, 400)
+    b = a + 0.5 + rng.normal(0, 0.2, 400)  # b is worse everywhere
+    t = diebold_mariano(a, b, horizon=1)
+    d = a - b
+    dm = d.mean() / math.sqrt(hac_variance(d, 0) / d.size)
+    hln = math.sqrt((400 + 1 - 2 + 0) / 400)
+    assert t.stat == pytest.approx(dm * hln)
+    assert t.p_value == pytest.approx(2 * stats.t.sf(abs(dm * hln), 399))
+    assert t.mean_diff < 0 and t.p_value < 1e-6
+    same = diebold_mariano(a, a + rng.normal(0, 1, 400), horizon=5)
+    assert same.p_value > 0.01
+
+
+def test_block_bootstrap_keeps_blocks_and_covers_a_known_mean() -> None:
+    idx = block_bootstrap_indices(10, n_boot=50, block=3, seed=1)
+    assert idx.shape == (50, 10) and idx.min() >= 0 and idx.max() <= 9
+    steps = np.diff(idx, axis=1) % 10
+    assert (steps[:, :2] == 1).all()  # inside the first block, consecutive (wrapped)
+    rng = np.random.default_rng(3)
+    est = mean_estimate(rng.normal(0.3, 1.0, 2000), n_boot=400)
+    assert est.lo < 0.3 < est.hi and est.excludes_zero
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 60), st.integers(1, 8), st.integers(0, 10_000))
+def test_bootstrap_indices_are_valid(n: int, block: int, seed: int) -> None:
+    idx = block_bootstrap_indices(n, n_boot=7, block=block, seed=seed)
+    assert idx.shape == (7, n) and ((idx >= 0) & (idx < n)).all()
+
+
+def test_skill_is_positive_only_when_the_loss_is_lower() -> None:
+    rng = np.random.default_rng(5)
+    ref = rng.uniform(0.2, 0.3, 500)
+    better = skill_estimate(ref * 0.9, ref, n_boot=300)
+    assert better.value == pytest.approx(0.1) and better.lo > 0
+    noise = skill_estimate(ref * rng.uniform(0.8, 1.2, 500), ref, n_boot=300)
+    assert noise.lo < 0 < noise.hi
+
+
+def test_per_date_sums_rows_of_one_date() -> None:
+    sums, counts = per_date(np.array([3, 1, 3, 2]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert sums.tolist() == [2.0, 4.0, 4.0] and counts.tolist() == [1, 1, 2]
