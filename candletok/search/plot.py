@@ -117,9 +117,11 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
 
 def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
     """Histogram of the matches' h-bar forward returns over the base rate's (densities)."""
-    fw = res.forward[h]
-    m = 100.0 * np.expm1(fw["matches"])
-    base = 100.0 * np.expm1(fw["base"])
+    from candletok.search.similar import base_sample
+
+    assert res._idx is not None and res._rule is not None
+    m = 100.0 * np.expm1(res.forward[h]["matches"])
+    base = 100.0 * np.expm1(base_sample(res._idx, res._rule, h))
     row = res.outcomes.filter(pl.col("horizon") == h).rows_by_key("who", named=True)
     pm, pb = row["matches"][0]["p_up"], row["base"][0]["p_up"]
     lo, hi = np.quantile(base, [0.005, 0.995]) if base.size else (-1.0, 1.0)

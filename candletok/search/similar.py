@@ -24,7 +24,7 @@ import polars as pl
 
 from candletok.core.errors import CandletokError
 from candletok.search import stats
-from candletok.search.index import SearchIndex, open_index, ranges_to_indices
+from candletok.search.index import SearchIndex, open_index
 from candletok.search.nearest import nearest, query_costs, window_distance
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
 from candletok.search.timerule import (
@@ -242,8 +242,7 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
         m = stats.match_outcome(cut, found.e, h, rho, base)
         rows += [m.row(), base.row()]
         ok = cut.available(found.e, h)
-        fwd[h] = {"matches": stats.forward(idx, found.e[ok], h)[0],
-                  "base": _base_sample(cut, h)}
+        fwd[h] = {"matches": stats.forward(idx, found.e[ok], h)[0]}
     outcomes = pl.DataFrame(rows)
     words = list(found.notes)
     words += [stats.verdict(*_pair(outcomes, h)) for h in rule.horizons]
@@ -276,21 +275,20 @@ def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]
     return one("matches"), one("base")
 
 
-def _base_sample(cut: Cut, h: int, size: int = 200_000) -> np.ndarray:
-    """Forward returns of (at most ``size``, evenly strided) base windows, for charts."""
-    e = ranges_to_indices(*cut.window_ranges(h))
-    if e.size > size:
-        e = e[:: e.size // size]
-    return stats.forward(cut.idx, e, h)[0]
+def base_sample(idx: SearchIndex, rule: TimeRule, h: int, size: int = 200_000
+                ) -> np.ndarray:
+    """Forward log returns of (at most ``size``, evenly strided) base-rate windows at h:
+    what a chart draws the base distribution from."""
+    r = stats.base_forward(Cut.of(idx, rule), h)[0]
+    return r[:: max(1, r.size // size)]
 
 
 def _next_range(idx: SearchIndex, tok: Tokenizer, cut: Cut, e: np.ndarray) -> pl.DataFrame:
     """The next candle's range for the matches and for every base window."""
     D = tok.decode_features(np.arange(tok.vocab_size))
     range_vol = D[:, 2] + D[:, 3] + np.abs(D[:, 1])
-    base_e = ranges_to_indices(*cut.window_ranges(1))
     return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e, range_vol)},
-                         {"who": "base", **stats.next_range(idx, base_e, range_vol)}])
+                         {"who": "base", **stats.next_range(idx, None, range_vol, cut)}])
 
 
 def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, mode: str, top: int

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from candletok.search.index import SearchIndex, ranges_to_indices
+from candletok.search.index import SearchIndex
 from candletok.search.timerule import Cut, effective_n
 
 Z95 = 1.959963984540054  # the 97.5% normal quantile
@@ -87,11 +87,21 @@ def forward(idx: SearchIndex, e: np.ndarray, h: int) -> tuple[np.ndarray, np.nda
     return r, r / np.asarray(idx.scale[e + 1])
 
 
-def _quantiles(x: np.ndarray) -> tuple[float, float, float]:
-    if x.size == 0:
-        return (float("nan"),) * 3  # type: ignore[return-value]
-    q = np.quantile(x, QUANTILES)
-    return float(q[0]), float(q[1]), float(q[2])
+def quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.quantile(x, qs)`` (linear interpolation) with one partition for all of them:
+    the base rate runs over every window, where each separate pass shows."""
+    n = x.size
+    if n == 0:
+        return [float("nan")] * len(qs)
+    pos = [q * (n - 1) for q in qs]
+    kth = sorted({min(n - 1, math.floor(p) + d) for p in pos for d in (0, 1)})
+    part = np.partition(x, kth)
+    out = []
+    for p in pos:
+        a = math.floor(p)
+        lo, hi = float(part[a]), float(part[min(n - 1, a + 1)])
+        out.append(lo + (p - a) * (hi - lo))
+    return out
 
 
 def summarize(r: np.ndarray, rv: np.ndarray, horizon: int, who: str, truncated: int,
@@ -101,14 +111,14 @@ def summarize(r: np.ndarray, rv: np.ndarray, horizon: int, who: str, truncated: 
     up = float((r > 0).sum())
     p = up / n if n else float("nan")
     lo, hi = wilson(p * n_eff, n_eff) if n else (float("nan"), float("nan"))
-    qs = _quantiles(r)
+    qs = quantiles(r, QUANTILES)  # QUANTILES holds 0.5: the median comes with them
     return Outcome(
         horizon=horizon, who=who, n=n, truncated=truncated, n_eff=n_eff, p_up=p,
         p_lo=lo, p_hi=hi, mean_log=float(r.mean()) if n else float("nan"),
-        median_log=float(np.median(r)) if n else float("nan"),
+        median_log=qs[QUANTILES.index(0.5)],
         q_pct=tuple(100.0 * math.expm1(v) if math.isfinite(v) else v  # type: ignore[misc]
                     for v in qs),
-        q_vol=_quantiles(rv),
+        q_vol=tuple(quantiles(rv, QUANTILES)),  # type: ignore[arg-type]
     )
 
 
@@ -124,33 +134,63 @@ def match_outcome(cut: Cut, e: np.ndarray, h: int, rho: float, base: Outcome) ->
     return out
 
 
+def range_mask(idx: SearchIndex, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Boolean mask over positions of the union of per-series ranges [lo, hi)."""
+    n = idx.n
+    lo = np.minimum(lo, n)
+    hi = np.minimum(np.maximum(hi, lo), n)
+    delta = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
+    return np.cumsum(delta[:n]) > 0
+
+
+def base_forward(cut: Cut, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward log returns (and in vol units) of every window of the base rate at h,
+    from contiguous differences of the whole arrays (no index arrays)."""
+    idx = cut.idx
+    n = idx.n
+    if n <= h:
+        return np.zeros(0), np.zeros(0)
+    logc = idx.log_close
+    m = range_mask(idx, *cut.window_ranges(h))[: n - h]
+    r = (logc[h:] - logc[: n - h])[m]
+    return r, r / np.asarray(idx.scale[1 : n - h + 1])[m]
+
+
 def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
     """Every window of the same history under the same rule at horizon h. Its effective
     size divides by h (overlapping h-bar windows of one series) and by the cross-symbol
     design effect 1 + (m - 1) rho (m symbols share a bar time on average)."""
-    lo, hi = cut.window_ranges(h)
-    e = ranges_to_indices(lo, hi)
-    r, rv = forward(cut.idx, e, h)
+    r, rv = base_forward(cut, h)
     lo0, hi0 = cut.window_ranges(cut.rule.h0)
-    truncated = int(np.maximum(hi0 - lo0, 0).sum()) - int(e.size)
-    n_eff = e.size / (h * (1.0 + (mbar - 1.0) * rho)) if e.size else 0.0
+    truncated = int(np.maximum(hi0 - lo0, 0).sum()) - int(r.size)
+    n_eff = r.size / (h * (1.0 + (mbar - 1.0) * rho)) if r.size else 0.0
     return summarize(r, rv, h, "base", max(truncated, 0), n_eff)
 
 
-def next_range(idx: SearchIndex, e: np.ndarray, range_vol: np.ndarray) -> dict[str, float]:
+def next_range(idx: SearchIndex, e: np.ndarray | None, range_vol: np.ndarray,
+               cut: Cut | None = None) -> dict[str, float]:
     """The next candle's range (high/low, from its token's representative candle): median
-    and mean in percent and in vol units. ``range_vol`` maps a token to its range in scale
-    units (NaN for specials)."""
-    e1 = np.asarray(e, dtype=np.int64) + 1
-    rv = range_vol[np.asarray(idx.tokens[e1]).astype(np.int64)]
+    and mean in percent and in vol units, after windows ``e`` -- or, with ``e`` None,
+    after every base-rate window of ``cut`` (contiguous slices). ``range_vol`` maps a
+    token to its range in scale units (NaN for specials)."""
+    if e is None:
+        assert cut is not None
+        m = range_mask(idx, *cut.window_ranges(1))[: idx.n - 1]
+        tok1 = idx.tokens_intp[1:][m]
+        sc1 = np.asarray(idx.scale[1:])[m]
+    else:
+        e1 = np.asarray(e, dtype=np.int64) + 1
+        tok1 = np.asarray(idx.tokens[e1]).astype(np.int64)
+        sc1 = np.asarray(idx.scale[e1])
+    rv = range_vol[tok1]
     ok = np.isfinite(rv)
-    rv = rv[ok]
-    pct = 100.0 * np.expm1(rv * np.asarray(idx.scale[e1])[ok])
+    rv, sc1 = rv[ok], sc1[ok]
     if rv.size == 0:
         nan = float("nan")
         return {"n": 0, "median_pct": nan, "mean_pct": nan, "median_vol": nan, "mean_vol": nan}
-    return {"n": int(rv.size), "median_pct": float(np.median(pct)),
-            "mean_pct": float(pct.mean()), "median_vol": float(np.median(rv)),
+    pct = 100.0 * np.expm1(rv * sc1)
+    return {"n": int(rv.size), "median_pct": quantiles(pct, (0.5,))[0],
+            "mean_pct": float(pct.mean()), "median_vol": quantiles(rv, (0.5,))[0],
             "mean_vol": float(rv.mean())}
 
 
