@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok.core.atomic import sha256_file, temp_dir_beside, write_json_atomic
+from candletok.core.atomic import atomic_path, sha256_file, temp_dir_beside, write_json_atomic
 from candletok.core.errors import DatasetError
 from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest
@@ -347,6 +347,8 @@ class SearchIndex:
         [m, sum z, sum z^2, (sum z)^2, m(m-1)] over times <= each, z = the 1-bar log return in scale
         units. What :func:`candletok.search.timerule.cross_correlation` needs, computed
         once per index (a group-by over every candle)."""
+        if self._days is None and self.root is not None:
+            self._days = _load_days(index_dir(self.root), self.key)
         if self._days is None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.log(np.asarray(self.close) / np.asarray(self.prev_close))
@@ -359,6 +361,8 @@ class SearchIndex:
             sz = g["s"].to_numpy()
             sums = np.stack([m, sz, g["q"].to_numpy(), sz * sz, m * (m - 1)])
             self._days = (g["ts"].to_numpy().astype(np.int64), np.cumsum(sums, axis=1))
+            if self.root is not None:
+                _save_days(index_dir(self.root), self.key, self._days)
         return self._days
 
     def tokenizer(self) -> Tokenizer:
@@ -368,6 +372,29 @@ class SearchIndex:
                 raise DatasetError("This index was built from arrays without a tokenizer.")
             self._tok = open_dataset(self.root)[1]
         return self._tok
+
+
+def _load_days(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-time sums cached beside the index (None when absent or for other data)."""
+    try:
+        with np.load(path / "days.npz") as z:
+            if str(z["key"]) != key:
+                return None
+            return z["times"], z["cums"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> None:
+    """Cache the per-time sums beside the index (a rebuild replaces the folder, and the
+    key guards against a stale file); a read-only dataset simply recomputes them."""
+    if not path.is_dir() or not key:
+        return
+    try:
+        with atomic_path(path / "days.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, key=np.array(key), times=days[0], cums=days[1])
+    except OSError as exc:
+        log.debug("could not cache %s/days.npz (%s)", path, exc)
 
 
 def read_meta(path: Path) -> dict[str, Any] | None:
