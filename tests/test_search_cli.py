@@ -156,6 +156,10 @@ def test_model_mode_equals_brute_force_over_hidden_states(ds: Path) -> None:
     tiny_model(ds / "other.pt", tok.vocab_size, "0" * 16)
     with pytest.raises(ModelError, match="vocabulary"):
         similar(root, "CC", last=n, mode="model", model=ds / "other.pt")
+    pytest.importorskip("faiss")
+    approx = similar(root, "CC", last=n, mode="model", model=ds / "m.pt", top=k,
+                     horizons=(1, 3), approximate=True)
+    assert len(set(approx._e.tolist()) & set(kept)) >= k - 1  # HNSW: near-perfect recall
 
 
 def test_query_from_bars_uses_only_bars_up_to_at(ds: Path) -> None:

@@ -89,13 +89,14 @@ def print_similar(res: SimilarResult) -> None:
         console.print(f"· {w}", highlight=False)
     if res.matches.height:
         hs = s["horizons"]
+        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # every distance is 0
         mrows = [(r["rank"], r["symbol"], f"{r['start']:%Y-%m-%d}", f"{r['end']:%Y-%m-%d}",
-                  r["distance"],
+                  *([] if exact else [r["distance"]]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
                     for h in hs]) for r in res.matches.iter_rows(named=True)]
         title = ("most recent matches" if s["mode"] == "exact" else "nearest matches")
         console.print(table(f"{title} (of {s['matches']})",
-                            ["#", "symbol", "from", "to", "distance",
+                            ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
                              *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
 
 
@@ -116,6 +117,8 @@ def similar_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Write a chart (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     device: str = typer.Option("cpu", "--device", help="Device for --mode model."),
+    approximate: bool = typer.Option(False, "--approximate",
+                                     help="--mode model: faiss HNSW (needs candletok[search])."),
 ) -> None:
     """What followed the windows of history most like SYMBOL's last candles."""
     if mode not in MODES:
@@ -125,7 +128,8 @@ def similar_cmd(
     if last < 1 or top < 1 or min_matches < 0:
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
     res = similar(dataset, symbol, last=last, mode=mode, top=top, horizons=_horizons(horizon),
-                  at=at, source=source, min_matches=min_matches, model=model, device=device)
+                  at=at, source=source, min_matches=min_matches, model=model, device=device,
+                  approximate=approximate)
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
     else:
@@ -145,17 +149,13 @@ def print_motifs(res: MotifResult) -> None:
         f"windows ({s['distinct']:,} distinct) to {s['T'][:10]} · outcomes thinned with a "
         f"{s['zone']}-bar zone · Benjamini-Hochberg over {s['tests']} tests", highlight=False)
     base = {r["horizon"]: r for r in res.base.iter_rows(named=True)}
-    head = ["#", "count", "used", "motif (oldest → newest)"]
-    for h in hs:
-        head += [f"P(up) +{h}", f"q +{h}"]
+    head = ["#", "count", "used", "motif (oldest → newest)",
+            *[f"+{h} bar{'s' if h > 1 else ''}: P(up), q" for h in hs]]
     rows = [("", "", "", "base rate (every window)",
-             *[x for h in hs for x in (_prob(base[h]["p_up"], base[h]["p_lo"],
-                                             base[h]["p_hi"]), "")])]
+             *[_prob(base[h]["p_up"], base[h]["p_lo"], base[h]["p_hi"]) for h in hs])]
     for r in res.motifs.iter_rows(named=True):
-        cells = []
-        for h in hs:
-            cells += [_prob(r[f"p_up_{h}"], r[f"p_lo_{h}"], r[f"p_hi_{h}"])
-                      if r[f"n_{h}"] else "-", _p(r[f"q_{h}"])]
+        cells = [f"{_prob(r[f'p_up_{h}'], r[f'p_lo_{h}'], r[f'p_hi_{h}'])}\nq = {_p(r[f'q_{h}'])}"
+                 if r[f"n_{h}"] else "-" for h in hs]
         rows.append((r["rank"], r["count"], r["matches"], r["words"].replace(" → ", "\n→ "),
                      *cells))
     console.print(table("motifs", head, rows))

@@ -120,7 +120,7 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
            min_matches: int) -> tuple[Found, TimeRule]:
     """Windows with the same last n tokens, backing off one candle at a time while the
     thinned matches are fewer than ``min_matches``."""
-    notes: list[str] = []
+    tried: list[tuple[int, int]] = []  # (candles, independent matches) that were too few
     used = n
     while True:
         r = rule.with_window(used)
@@ -132,12 +132,14 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
         kept = thin_chronological(idx, e, r.zone)
         if kept.size >= min_matches or used == 1:
             break
-        notes.append(f"the {used}-candle sequence has {kept.size} independent match"
-                     f"{'es' if kept.size != 1 else ''} before T (fewer than min_matches="
-                     f"{min_matches}); backing off to the last {used - 1}")
+        tried.append((used, int(kept.size)))
         used -= 1
-    if used < n:
-        notes.append(f"answered with the last {used} of the {n} candles")
+    notes = []
+    if tried:
+        notes.append(
+            f"the last {', '.join(str(u) for u, _ in tried)} candles had "
+            f"{', '.join(str(k) for _, k in tried)} independent matches before T (fewer "
+            f"than min_matches={min_matches}): answered with the last {used} of {n}")
     C = query_costs(tok, q.feats[-used:])
     return Found(kept, window_distance(idx, kept, C), used, raw, elig, notes), r
 
@@ -154,11 +156,14 @@ def _nearest(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: in
 
 
 def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
-           model_path: str | Path | None, device: str) -> Found:
+           model_path: str | Path | None, device: str, approximate: bool) -> Found:
+    """The nearest windows by hidden state: exact (numpy, every distance) by default;
+    ``approximate`` uses a faiss HNSW graph (optional extra) for data too large to scan,
+    at the recall ``benchmarks/search_speed.py`` measures."""
     if model_path is None:
         raise CandletokError("mode='model' needs a trained checkpoint: pass model=FILE.")
     from candletok.search.embed import dataset_embeddings, embed_tokens, load_search_model
-    from candletok.search.vectors import NumpyFlatIndex
+    from candletok.search.vectors import FaissIndex, NumpyFlatIndex, search_filtered
 
     n = rule.window
     model = load_search_model(model_path, tok, n, device)
@@ -167,13 +172,17 @@ def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
     cut = Cut.of(idx, rule)
     ok = cut.eligible(ends)
     M = max(1, top * (2 * rule.zone - 1))
-    r = NumpyFlatIndex(vecs).search_masked(qv, M, ok)
+    if approximate:
+        r = search_filtered(FaissIndex(vecs, kind="hnsw"), qv, M, lambda i: ok[i])
+    else:
+        r = NumpyFlatIndex(vecs).search_masked(qv, M, ok)
     e = ends[r.indices]
     kept = thin_by_distance(e, r.scores, idx.sid[e], rule.zone, top)
+    how = "approximate (faiss HNSW)" if approximate else "exact"
     return Found(e[kept], r.scores[kept], n, int(ok.sum()), int(ok.sum()),
                  [f"the {top} nearest windows by CandleGPT hidden state "
-                  f"({Path(model_path).name})"],
-                 f"exact search over {int(ok.sum()):,} eligible window vectors")
+                  f"({Path(model_path).name}){', approximately' if approximate else ''}"],
+                 f"{how} search over {int(ok.sum()):,} eligible window vectors")
 
 
 def similar(
@@ -189,6 +198,7 @@ def similar(
     min_matches: int = 10,
     model: str | Path | None = None,
     device: str = "cpu",
+    approximate: bool = False,
 ) -> SimilarResult:
     """What followed the windows of history most like the query's last ``last`` candles.
 
@@ -198,7 +208,8 @@ def similar(
     ``mode``: ``exact`` (same tokens; all matches count, the ``top`` most recent are
     listed; backs off to fewer candles while there are fewer than ``min_matches``),
     ``nearest`` (the ``top`` nearest windows in weighted feature space) or ``model``
-    (the ``top`` nearest by the hidden state of the checkpoint ``model``)."""
+    (the ``top`` nearest by the hidden state of the checkpoint ``model``; exact, or with
+    ``approximate=True`` through a faiss HNSW graph, the optional ``candletok[search]``)."""
     if mode not in MODES:
         raise CandletokError(f"Unknown mode {mode!r}; use exact, nearest or model.")
     if last < 1 or top < 1 or min_matches < 0:
@@ -216,7 +227,7 @@ def similar(
     elif mode == "nearest":
         found = _nearest(idx, tok, q, rule, top)
     else:
-        found = _model(idx, tok, q, rule, top, model, device)
+        found = _model(idx, tok, q, rule, top, model, device, approximate)
     return _result(idx, tok, q, rule, found, mode, last, top, at)
 
 
