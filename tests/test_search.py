@@ -193,7 +193,9 @@ def test_nearest_equals_brute_force(tok: BinsTokenizer, seed: int, path: str,
 
 
 @pytest.mark.parametrize("n_win", [1, 2, 5, 12])
-def test_nearest_uses_the_filter_on_larger_data(tok: BinsTokenizer, n_win: int) -> None:
+def test_nearest_uses_the_filter_on_larger_data(tok: BinsTokenizer, n_win: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nearest_mod, "SMALL", 100_000)  # these 120k windows count as large
     idx = make_index(tok, [60_000, 60_000], seed=9)
     q_end = int(idx.starts[1]) + 59_999
     rule = TimeRule(int(idx.ts[q_end]), n_win, (1, 5), 1, q_end)
