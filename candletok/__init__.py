@@ -39,6 +39,8 @@ _LAZY: dict[str, str] = {
     "train": "candletok.model.train",
     "load_model": "candletok.model.checkpoint",
     "predict_next": "candletok.forecast.predict",
+    "similar": "candletok.search.similar",
+    "motifs": "candletok.search.motifs",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -69,9 +71,11 @@ __all__ = [
     "load_model",
     "load_sample",
     "load_tokenizer",
+    "motifs",
     "predict_next",
     "read_split",
     "sample_symbols",
+    "similar",
     "synthetic_bars",
     "train",
     "validate_bars",
@@ -104,6 +108,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig
     from candletok.model.train import TrainConfig, train
+    from candletok.search.motifs import motifs
+    from candletok.search.similar import similar
     from candletok.tokenize.base import Tokenizer
     from candletok.tokenize.bins import BinsTokenizer
     from candletok.tokenize.kmeans import KMeansTokenizer

@@ -5,5 +5,6 @@ from candletok.cli import (
     cmd_demo,  # noqa: F401
     cmd_download,  # noqa: F401
     cmd_model,  # noqa: F401
+    cmd_search,  # noqa: F401
     cmd_vocab,  # noqa: F401
 )
