@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "train": "candletok.model.train",
     "load_model": "candletok.model.checkpoint",
     "predict_next": "candletok.forecast.predict",
+    "evaluate_forecasts": "candletok.forecast.evaluate",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -65,6 +66,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "build_dataset",
+    "evaluate_forecasts",
     "load_bars",
     "load_model",
     "load_sample",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.dataset.build import BuildConfig, build_dataset
     from candletok.dataset.manifest import read_split
     from candletok.dataset.torchdata import TokenDataset, TokenStream
+    from candletok.forecast.evaluate import evaluate_forecasts
     from candletok.forecast.predict import predict_next
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig
