@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from candletok.core.errors import CandletokError
 from candletok.data.synthetic import synthetic_bars
+from candletok.forecast.analogues import AnalogueAnswer, AnalogueForecaster
 from candletok.forecast.calibrate import (
     CalibrationMap,
     choose_map,
@@ -145,6 +146,43 @@ def test_range_scores_rank_a_forecaster_that_knows_the_volatility() -> None:
     assert all(r.skill["EWMA"].hi < 0.05 for r in ng)
 
 
+def exact_query(last: int) -> object:
+    """A brute-force stand-in for the pattern search: every window of any series whose
+    last ``last`` tokens equal the origin's and whose forward window closed by the
+    origin's time. It reads only rows up to that time."""
+    def query(hist: History, row: int, horizons: tuple[int, ...]) -> dict[int, AnalogueAnswer]:
+        ctx = hist.contexts(np.array([row]), last)[0]
+        e = np.arange(hist.n)
+        out = {}
+        for h in horizons:
+            ok = (e + h < hist.ends[hist.series]) & (hist.pos() >= last - 1)
+            j = np.minimum(e + h, hist.n - 1)
+            ok &= hist.ts[j] <= hist.ts[row]  # the outcome was known at the origin
+            for k in range(last):  # the same tokens, oldest first
+                ok &= hist.token[np.maximum(e - (last - 1 - k), 0)] == ctx[k]
+            m = e[ok]
+            if m.size:
+                ret = np.log(hist.close[m + h] / hist.close[m]) / hist.next_scale[m]
+                out[h] = AnalogueAnswer(float((ret > 0).mean()), float(m.size),
+                                        tuple(np.quantile(ret, (0.1, 0.5, 0.9))))
+        return out
+
+    return query
+
+
+def test_an_analogue_forecaster_plugs_in(planted: History) -> None:
+    exact = AnalogueForecaster("exact-1", exact_query(1), horizons=(1,), subsample=250)
+    rep = evaluate_forecasts(planted, horizons=(1,), forecasters=[exact], n_boot=300)
+    row = next(r for r in rep.direction if r.forecaster == "exact-1")
+    assert row.n == 250 and row.skill.lo > 0.05 and row.verdict == "beats the base rate"
+    assert any(q.forecaster == "exact-1" for q in rep.quantiles)
+    fc = exact.forecast(planted, planted.origins("test", 1)[0], 1)
+    assert fc is not None and (fc.n_eff > 100).all()
+    # shrunk toward the base rate: never further from it than the raw match frequency
+    base = rep.direction[0].reliability[0][1]
+    assert (np.abs(fc.p_up - base) < 0.5).all()
+
+
 # ---- causality ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def causal_setup() -> tuple[pl.DataFrame, History, list]:
@@ -152,13 +190,14 @@ def causal_setup() -> tuple[pl.DataFrame, History, list]:
     hist = make_history(bars, gap_bins=3, body_bins=3)
     fcs = [BaseRate(), EWMAVol(), HistVol(), NGram(),
            GPTForecaster(tiny_gpt(hist), samples=4, subsample=12, sample_context=8,
-                         max_horizon=3, seed=1)]
+                         max_horizon=3, seed=1),
+           AnalogueForecaster("exact-2", exact_query(2), horizons=(1, 3), subsample=10)]
     for f in fcs:
         f.fit(hist)
     return bars, hist, fcs
 
 
-@settings(max_examples=6, deadline=None,
+@settings(max_examples=5, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(900, 1580), factor=st.floats(0.5, 2.0), seed=st.integers(0, 99))
 def test_changing_bars_after_t_changes_no_forecast_at_t(causal_setup: tuple, cut: int,

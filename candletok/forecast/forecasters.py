@@ -91,6 +91,18 @@ def shrink_to_base(p: np.ndarray, n_eff: np.ndarray, base: float,
     return (n * np.asarray(p, dtype=np.float64) + prior * base) / (n + prior)
 
 
+def pick_subsample(hist: History, rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded subsample of origins for costly forecasters: the ``size`` rows with the
+    smallest fixed random key (one key per row of the history), so the choice does not
+    depend on which horizon or which other rows are asked, and mostly overlaps between
+    horizons."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size <= size:
+        return np.sort(rows)
+    key = np.random.default_rng(seed).random(hist.n)
+    return np.sort(rows[np.argsort(key[rows], kind="stable")[:size]])
+
+
 def train_quantiles(hist: History, horizon: int, unit: np.ndarray) -> np.ndarray:
     """Unconditional quantiles (at :data:`LEVELS`) of the train forward log return at
     ``horizon``, in units of ``unit`` (a per-row volatility known at the origin)."""

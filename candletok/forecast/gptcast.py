@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from candletok.core.ids import BOS, N_SPECIAL, PAD
-from candletok.forecast.forecasters import LEVELS, Forecast, TokenTable, token_forecast
+from candletok.forecast.forecasters import (
+    LEVELS,
+    Forecast,
+    TokenTable,
+    pick_subsample,
+    token_forecast,
+)
 from candletok.forecast.history import History
 from candletok.model.checkpoint import check_fingerprint
 from candletok.model.evaluate import MODEL_NAME
@@ -98,15 +104,6 @@ class GPTForecaster:
         return out
 
     # -- h > 1 ---------------------------------------------------------------------------
-    def pick(self, hist: History, rows: np.ndarray) -> np.ndarray:
-        """The seeded subsample of origins that are sampled: the ``subsample`` rows with
-        the smallest fixed random key (one key per row of the history, so the choice does
-        not depend on which horizon or which other rows are asked)."""
-        key = np.random.default_rng(self.seed).random(hist.n)
-        if rows.size <= self.subsample:
-            return np.sort(rows)
-        return np.sort(rows[np.argsort(key[rows], kind="stable")[: self.subsample]])
-
     @torch.no_grad()
     def sample_returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
         """(n, samples, max_horizon) forward log returns of sampled continuations.
@@ -162,7 +159,7 @@ class GPTForecaster:
                                   hist.next_scale[rows])
         if horizon > self.max_horizon:
             self.max_horizon, self._paths_of = horizon, None
-        sub = self.pick(hist, rows)
+        sub = pick_subsample(hist, rows, self.subsample, self.seed)
         ret = self._returns(hist, sub)[:, :, horizon - 1]
         return Forecast(sub, p_up=(ret > 0).mean(axis=1),
                         quantiles=np.quantile(ret, LEVELS, axis=1).T.reshape(-1, len(LEVELS)))
