@@ -114,6 +114,15 @@ def test_a_planted_pattern_gives_skill_with_an_interval_above_zero(planted: Hist
     assert all(r.horizon == 1 for r in rep.direction if r.forecaster == ng.forecaster)
     assert rep.dropped[1] == 3 and rep.dropped[2] == 6  # one / two per symbol at the end
     json.dumps(rep.to_dict())  # the whole report is JSON
+    # bits per candle: -log2 of the n-gram's probability of the candle that came
+    ngram = NGram()
+    ngram.fit(planted)
+    rows, _ = planted.origins("test", 1)
+    ctx = planted.contexts(rows, max(1, ngram.model.order))
+    want = -np.log2(ngram.model.prob(ctx, planted.token[rows + 1]))
+    assert ngram.bits(planted, rows) == pytest.approx(want)
+    b = next(r for r in rep.bits if r.forecaster == ng.forecaster)
+    assert b.bits.value == pytest.approx(want.mean())
 
 
 def test_a_random_walk_gives_an_interval_that_contains_zero(walk: History) -> None:
@@ -224,7 +233,7 @@ def test_changing_bars_after_t_changes_no_forecast_at_t(causal_setup: tuple, cut
                 continue
             ka, kb = early[np.searchsorted(rows, a.rows)], early[np.searchsorted(rows, b.rows)]
             assert np.array_equal(a.rows[ka], b.rows[kb]), f.name
-            for fld in ("p_up", "range_mean", "range_sq", "quantiles", "dist"):
+            for fld in ("p_up", "range_mean", "range_sq", "quantiles", "n_eff"):
                 x, y = getattr(a, fld), getattr(b, fld)
                 if x is not None:
                     np.testing.assert_array_equal(x[ka], y[kb], err_msg=f"{f.name}.{fld}")

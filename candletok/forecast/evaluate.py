@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from candletok.core.errors import CandletokError
-from candletok.core.ids import N_SPECIAL, normalize_split
+from candletok.core.ids import normalize_split
 from candletok.forecast import scores as sc
 from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
 from candletok.forecast.forecasters import (
@@ -327,30 +327,22 @@ def quantile_row(name: str, panel: Panel, dates_all: np.ndarray, boot: Boot) -> 
                        skill, coverage, verdict)
 
 
-def bits_rows(panel: Panel, hist: History, dates_all: np.ndarray, boot: Boot,
-              ref: str | None) -> list[BitsRow]:
+def bits_rows(panel: Panel, hist: History, forecasters: Sequence[Forecaster],
+              dates_all: np.ndarray, boot: Boot, ref: str | None) -> list[BitsRow]:
     """Bits per candle of every forecaster with a token distribution, and each one's
     difference to ``ref`` (the best n-gram) on the same candles."""
-    nxt = hist.token[panel.rows + 1] - N_SPECIAL
-    bits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, fc in panel.fc.items():
-        if fc.dist is None:
-            continue
-        pos = panel.pos(name)
-        p = fc.dist[np.arange(pos.size), nxt[pos]]
-        bits[name] = (pos, -np.log2(np.maximum(p, 1e-300)))
+    bits = {f.name: f.bits(hist, panel.rows) for f in forecasters  # type: ignore[attr-defined]
+            if callable(getattr(f, "bits", None))}
     out = []
-    for name, (pos, b) in bits.items():
-        s, c = _by_date(dates_all[pos], b)
+    dates = dates_all[panel.rows]
+    for name, b in bits.items():
+        s, c = _by_date(dates, b)
         kw = boot.kw(c.size, 1)
         diff = None
         if ref is not None and ref in bits and ref != name:
-            rpos, rb = bits[ref]
-            common, i, j = np.intersect1d(pos, rpos, return_indices=True)
-            ds, dc = _by_date(dates_all[common], b[i] - rb[j])
+            ds, dc = _by_date(dates, b - bits[ref])
             diff = sc.ratio_estimate(ds, dc, **kw)
-        out.append(BitsRow(name, int(pos.size), sc.ratio_estimate(s, c, **kw),
-                           ref or "", diff))
+        out.append(BitsRow(name, int(b.size), sc.ratio_estimate(s, c, **kw), ref or "", diff))
     return out
 
 
@@ -513,7 +505,7 @@ def _score(hist: History, fcs: Sequence[Forecaster], ev: dict[int, Panel],
             if h == 1 and f.name in consts and fc.range_mean is not None:
                 ranges.append(range_row(f.name, panel, dates, consts, fit_on[f.name], boot))
         if h == 1:
-            bits = bits_rows(panel, hist, dates, boot, ngram)
+            bits = bits_rows(panel, hist, fcs, dates, boot, ngram)
     return EvalReport(
         split=split, horizons=hs, origins={h: int(ev[h].rows.size) for h in hs},
         dropped={h: ev[h].dropped for h in hs}, direction=direction, range=ranges,

@@ -13,7 +13,11 @@ Each forecast is a :class:`Forecast` holding whichever quantities the forecaster
   range, ``b * range_sq`` for its variance), so that a forecaster is not judged on a
   scale it never had the chance to learn;
 * ``quantiles``: the 10/50/90% quantiles of the forward log return;
-* ``dist``: the next-token distribution (h = 1), for bits per candle.
+
+Forecasters with a next-token distribution (n-gram, CandleGPT) also offer
+``bits(hist, rows)``: -log2 P of the candle that came next, a score rather than a
+forecast. Distributions are handled in chunks of origins and never kept, so memory stays
+bounded on a long test split.
 
 Pattern-search analogues plug in the same way: they return ``p_up`` (and quantiles) from
 their matches with ``n_eff`` (the effective number of independent matches), and
@@ -23,7 +27,7 @@ their matches with ``n_eff`` (the effective number of independent matches), and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -50,7 +54,6 @@ class Forecast:
     range_mean: np.ndarray | None = None
     range_sq: np.ndarray | None = None
     quantiles: np.ndarray | None = None  # (n, len(LEVELS))
-    dist: np.ndarray | None = None  # (n, n_candle_tokens), h = 1 only
     n_eff: np.ndarray | None = None
 
     def select(self, keep: np.ndarray) -> Forecast:
@@ -59,8 +62,7 @@ class Forecast:
             return None if a is None else a[keep]
 
         return Forecast(self.rows[keep], pick(self.p_up), pick(self.range_mean),
-                        pick(self.range_sq), pick(self.quantiles), pick(self.dist),
-                        pick(self.n_eff))
+                        pick(self.range_sq), pick(self.quantiles), pick(self.n_eff))
 
 
 @runtime_checkable
@@ -276,7 +278,41 @@ def token_forecast(rows: np.ndarray, dist: np.ndarray, table: TokenTable,
     d = np.asarray(dist, dtype=np.float64)
     return Forecast(rows, p_up=d @ table.up, range_mean=(d @ table.rng) * scale,
                     range_sq=(d @ table.rng_sq) * scale ** 2,
-                    quantiles=mixture_quantiles(d, table) * scale[:, None], dist=d)
+                    quantiles=mixture_quantiles(d, table) * scale[:, None])
+
+
+DistChunks = Iterator[tuple[slice, np.ndarray]]
+"""Next-token distributions of consecutive slices of the origins, chunk by chunk."""
+
+CHUNK_CELLS = 4_000_000  # origins x tokens per chunk (32 MB of float64)
+
+
+def chunk_size(n_candles: int) -> int:
+    return max(1, CHUNK_CELLS // max(1, n_candles))
+
+
+def forecast_from(rows: np.ndarray, chunks: DistChunks, table: TokenTable,
+                  scale: np.ndarray) -> Forecast:
+    """:func:`token_forecast` over chunks of origins, glued back together."""
+    parts = [token_forecast(rows[sl], d, table, scale[sl]) for sl, d in chunks]
+    if not parts:
+        return Forecast(rows, np.zeros(0), np.zeros(0), np.zeros(0),
+                        np.zeros((0, len(LEVELS))))
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return Forecast(rows, cat("p_up"), cat("range_mean"), cat("range_sq"), cat("quantiles"))
+
+
+def bits_from(hist: History, rows: np.ndarray, chunks: DistChunks) -> np.ndarray:
+    """-log2 P(the candle that came after each origin), chunk by chunk."""
+    out = np.empty(rows.size)
+    nxt = hist.token[np.minimum(rows + 1, hist.n - 1)] - N_SPECIAL
+    for sl, d in chunks:
+        p = d[np.arange(d.shape[0]), nxt[sl]]
+        out[sl] = -np.log2(np.maximum(p, 1e-300))
+    return out
 
 
 class NGram:
@@ -303,16 +339,21 @@ class NGram:
         self.name = best
         self.table = TokenTable.build(hist)
 
+    def dists(self, hist: History, rows: np.ndarray) -> DistChunks:
+        """Next-token distributions at ``rows``, chunk by chunk."""
+        assert self.model is not None
+        k = max(1, self.model.order)
+        step = chunk_size(self.model.n_candles)
+        for a in range(0, rows.size, step):
+            yield slice(a, a + step), self.model.distribution(hist.contexts(rows[a:a + step], k))
+
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
         if horizon != 1 or self.model is None or self.table is None:
             return None
-        k = max(1, self.model.order)
-        chunk = max(1, 2_000_000 // max(1, self.model.n_candles))
-        parts = []
-        for a in range(0, rows.size, chunk):  # bounded memory: chunks of origins
-            parts.append(self.model.distribution(hist.contexts(rows[a:a + chunk], k)))
-        dist = np.concatenate(parts) if parts else np.zeros((0, self.model.n_candles))
-        return token_forecast(rows, dist, self.table, hist.next_scale[rows])
+        return forecast_from(rows, self.dists(hist, rows), self.table, hist.next_scale[rows])
+
+    def bits(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        return bits_from(hist, rows, self.dists(hist, rows))
 
 
 def default_forecasters() -> list[Forecaster]:

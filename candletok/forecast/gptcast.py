@@ -24,10 +24,13 @@ import torch
 from candletok.core.ids import BOS, N_SPECIAL, PAD
 from candletok.forecast.forecasters import (
     LEVELS,
+    DistChunks,
     Forecast,
     TokenTable,
+    bits_from,
+    chunk_size,
+    forecast_from,
     pick_subsample,
-    token_forecast,
 )
 from candletok.forecast.history import History
 from candletok.model.checkpoint import check_fingerprint
@@ -84,9 +87,8 @@ class GPTForecaster:
         return inv, q - w, toks.astype(np.int64)
 
     @torch.no_grad()
-    def next_dist(self, hist: History, rows: np.ndarray) -> np.ndarray:
+    def _dist(self, hist: History, rows: np.ndarray) -> np.ndarray:
         """(n, n_candle_tokens) next-candle distributions at the origins ``rows``."""
-        rows = np.asarray(rows, dtype=np.int64)
         V = self.model.config.vocab_size
         out = np.zeros((rows.size, V - N_SPECIAL))
         if rows.size == 0:
@@ -103,6 +105,16 @@ class GPTForecaster:
             out[sel] = torch.softmax(lg, dim=-1)[:, N_SPECIAL:].cpu().numpy()
         return out
 
+    def dists(self, hist: History, rows: np.ndarray) -> DistChunks:
+        """Next-candle distributions at ``rows``, chunk by chunk (bounded memory)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        step = chunk_size(self.model.config.vocab_size - N_SPECIAL)
+        for a in range(0, rows.size, step):
+            yield slice(a, a + step), self._dist(hist, rows[a:a + step])
+
+    def bits(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        return bits_from(hist, rows, self.dists(hist, rows))
+
     # -- h > 1 ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample_returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
@@ -117,7 +129,7 @@ class GPTForecaster:
         out = np.empty((rows.size, S, H))
         dev = self.model.device
         gen = torch.Generator(device=dev).manual_seed(self.seed)
-        first = torch.from_numpy(self.next_dist(hist, rows)).to(dev)
+        first = torch.from_numpy(self._dist(hist, rows)).to(dev)  # a subsample: small
         chunk = max(1, 2048 // S)  # origins per generate call: bounded memory
         for length in np.unique(lens):  # a few groups: full contexts, and series starts
             grp = np.flatnonzero(lens == length)
@@ -155,8 +167,8 @@ class GPTForecaster:
         assert self.table is not None
         rows = np.asarray(rows, dtype=np.int64)
         if horizon == 1:
-            return token_forecast(rows, self.next_dist(hist, rows), self.table,
-                                  hist.next_scale[rows])
+            return forecast_from(rows, self.dists(hist, rows), self.table,
+                                 hist.next_scale[rows])
         if horizon > self.max_horizon:
             self.max_horizon, self._paths_of = horizon, None
         sub = pick_subsample(hist, rows, self.subsample, self.seed)
