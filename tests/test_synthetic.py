@@ -87,6 +87,21 @@ def test_intraday_sessions_and_open_gaps() -> None:
     assert np.median(gap[session_open]) > 5 * np.median(gap[~session_open])
 
 
+def test_intraday_volatility_is_u_shaped_across_the_session() -> None:
+    """The stylized fact calendar-aware models should find: bars near the open and the
+    close move more than bars at midday (measured on |log return| and the log range)."""
+    df = synthetic_bars(["A", "B", "C"], n_bars=78 * 60, interval="5m", seed=11)
+    local = df["ts"].dt.convert_time_zone("America/New_York")
+    minute = (local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute().cast(pl.Int32)
+              - (9 * 60 + 30)).to_numpy()
+    rng = np.log(df["high"] / df["low"]).to_numpy()
+    body = np.abs(np.log(df["close"] / df["open"])).to_numpy()
+    edge = (minute < 30) | (minute >= 360)
+    mid = (minute >= 150) & (minute < 240)
+    assert rng[edge].mean() > 1.4 * rng[mid].mean()
+    assert body[edge].mean() > 1.4 * body[mid].mean()
+
+
 def test_daily_and_weekly_calendars() -> None:
     d = synthetic_bars("A", n_bars=30, interval="1d", start="2024-01-01")
     assert d["ts"].dt.weekday().max() <= 5

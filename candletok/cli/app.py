@@ -6,6 +6,7 @@ holds no pipeline logic."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -76,6 +77,11 @@ def fmt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def fmt_bits(v: float | None) -> str:
+    """Bits per candle as every command prints them: four decimals, "-" when missing."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

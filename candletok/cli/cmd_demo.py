@@ -15,9 +15,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from candletok.cli.app import app, console, err_console, table
+from candletok.cli.app import app, console, err_console, fmt_bits, table
 from candletok.cli.cmd_data import print_encode
-from candletok.cli.cmd_model import _fmt_bits, print_calibration, print_prediction, print_train
+from candletok.cli.cmd_model import print_calibration, print_prediction, print_train
 from candletok.forecast.demo import DemoConfig, run_demo
 from candletok.model.train import StepInfo
 
@@ -51,7 +51,7 @@ def demo(
 
         def progress(i: StepInfo) -> None:
             tick("train", i.step, i.steps)
-            bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {_fmt_bits(i.val_bpc)} "
+            bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {fmt_bits(i.val_bpc)} "
                                             f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
 
         res = run_demo(cfg, encode_progress=tick, train_progress=progress)

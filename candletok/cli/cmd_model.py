@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import (
@@ -20,20 +17,27 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candletok.cli.app import app, console, err_console, fail, table
+from candletok.cli.app import app, console, err_console, fail, fmt_bits, table
 from candletok.core.errors import ModelError
 from candletok.forecast.predict import Calibration, Prediction
-from candletok.model.checkpoint import model_interval
-from candletok.model.train import StepInfo, TrainConfig, TrainResult, load_model, train
+from candletok.model.checkpoint import check_fingerprint, load_model, model_interval
+from candletok.model.gpt import CandleGPT
+from candletok.model.train import (
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    describe_stop,
+    resume_config,
+    train,
+)
+from candletok.tokenize.base import Tokenizer
 
-
-def _fmt_bits(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
 
 
 def print_scores(res: TrainResult) -> None:
     """The model next to every baseline, and the verdict."""
-    rows = [(r.name, _fmt_bits(r.val), _fmt_bits(r.test),
+    rows = [(r.name, fmt_bits(r.val), fmt_bits(r.test),
              ", ".join(f"{k}={v:g}" for k, v in r.params.items())) for r in res.table]
     console.print(table("bits per candle (lower is better)",
                         ["model", "val", "test", "smoothing"], rows))
@@ -41,31 +45,72 @@ def print_scores(res: TrainResult) -> None:
     console.print(f"[{style}]{res.summary}[/]", highlight=False)
 
 
+def _val_label(i: StepInfo) -> str:
+    """What the progress "val" is: the last periodic evaluation while training, the table's
+    (best weights, every val window) once done."""
+    if i.phase != "done":
+        return "val"
+    return "val (best weights)" if i.best_step is None else f"val (step {i.best_step} weights)"
+
+
 @contextmanager
-def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
-    """A live bar for ``train``: step, loss, val bits/candle and tokens/s."""
+def train_bar(steps: int) -> Iterator[Callable[[StepInfo], None]]:
+    """A live bar for ``train`` on a terminal: step, loss, val bits/candle and tokens/s."""
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val {task.fields[val]} bits/candle  "
-                   "{task.fields[rate]} tok/s"),
+        TextColumn("loss {task.fields[loss]}  {task.fields[vlabel]} {task.fields[val]} "
+                   "bits/candle  {task.fields[rate]} tok/s"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
     ) as bar:
-        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-")
+        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-", vlabel="val")
 
         def progress(i: StepInfo) -> None:
             desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
             bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
-                       loss=f"{i.loss:.3f}", val=_fmt_bits(i.val_bpc),
-                       rate=f"{i.tokens_per_s:,.0f}")
+                       loss=f"{i.loss_bits:.3f}", val=fmt_bits(i.val_bpc),
+                       rate=f"{i.tokens_per_s:,.0f}", vlabel=_val_label(i))
 
         yield progress
 
 
+def plain_line(i: StepInfo) -> str | None:
+    """The log line for a pipe or a log file: one per evaluation boundary and one at the
+    end, None for every other step."""
+    if i.phase == "done":
+        return (f"done step {i.step}/{i.steps} ({describe_stop(i.stop_reason or 'steps')}) "
+                f"{_val_label(i)} {fmt_bits(i.val_bpc)} bits/candle")
+    if not i.boundary:
+        return None
+    return (f"step {i.step}/{i.steps} loss {i.loss_bits:.3f} val "
+            f"{fmt_bits(i.val_bpc)} bits/candle tok/s {i.tokens_per_s:,.0f}")
+
+
+@contextmanager
+def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
+    """A live bar when stdout is a terminal; plain lines on stdout otherwise (a pipe, a
+    log file, CI), where a redrawn bar would arrive as one truncated line at the end."""
+    if console.is_terminal:
+        with train_bar(steps) as progress:
+            yield progress
+        return
+
+    def log(i: StepInfo) -> None:
+        line = plain_line(i)
+        if line is not None:
+            console.print(line, highlight=False, soft_wrap=True)
+
+    yield log
+
+
 def print_train(res: TrainResult, out: Path) -> None:
     """One line on the run, then the model-vs-baselines table and its verdict."""
+    threads = (f" ({res.threads} thread{'s' if res.threads != 1 else ''})"
+               if res.device == "cpu" and res.threads else "")
+    why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
     console.print(
-        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps on {res.device} · "
-        f"{res.tokens_per_s:,.0f} tokens/s · data wait {res.data_wait_share:.1%} · saved {out}",
+        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps{why} on "
+        f"{res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
+        f"{res.data_wait_share:.1%} · saved {out}",
         highlight=False,
     )
     print_scores(res)
@@ -96,7 +141,9 @@ def print_calibration(cal: Calibration) -> None:
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 1000)."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Optimizer steps (default: 25 passes over the training "
+        "candles, at least 200 and at most 20,000; early stopping usually ends sooner)."),
     context: int = typer.Option(128, "--context", help="Tokens of context per window."),
     layers: int = typer.Option(2, "--layers", help="Transformer blocks."),
     heads: int = typer.Option(4, "--heads", help="Attention heads."),
@@ -107,55 +154,53 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
-    eval_every: int | None = typer.Option(None, "--eval-every",
-                                          help="Steps between val checks and checkpoints."),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Steps between val checks and checkpoints (default: "
+        "steps / 20, between 10 and 500)."),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Stop after this many val checks without a better val "
+        "(default 5; 0 never stops early)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: OMP_NUM_THREADS if set, else "
+        "torch's setting, at most the available cores)."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, dropout and data order."),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
-    defaults = TrainConfig()
-    cfg = TrainConfig(
-        steps=defaults.steps if steps is None else steps, context=context, n_layer=layers,
-        n_head=heads, n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
-        eval_every=defaults.eval_every if eval_every is None else eval_every,
-    )
+    changes = {"steps": steps, "eval_every": eval_every, "patience": patience,
+               "threads": threads}
     if resume:
+        cfg = resume_config(out, **changes)
         err_console.print(f"resuming {out} with its saved configuration"
                           + (f", now for {steps} steps" if steps else ""), highlight=False)
-        if steps is None or eval_every is None:  # keep the saved values unless given
-            from candletok.model.train import read_checkpoint
-
-            saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
-            cfg.steps = saved.steps if steps is None else steps
-            cfg.eval_every = saved.eval_every if eval_every is None else eval_every
+    else:
+        given = {k: v for k, v in changes.items() if v is not None}  # None: the default
+        cfg = TrainConfig(context=context, n_layer=layers, n_head=heads, n_embd=width, lr=lr,
+                          batch_size=batch, dropout=dropout, seed=seed, **given)
     cfg.check()
-    with train_progress(cfg.steps) as progress:
+    with train_progress(cfg.steps or 0) as progress:
         res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
+    print_train(res, out)
     if res.interrupted:
         err_console.print(f"stopped at step {res.step}; continue with `candletok train "
                           f"{dataset} --out {out} --resume`", highlight=False)
-    print_train(res, out)
+        raise typer.Exit(INTERRUPTED_EXIT)
 
 
-def _tokenizer_for(model: Any, dataset: Path | None) -> Any:
+def _tokenizer_for(model: CandleGPT, dataset: Path | None) -> Tokenizer:
     """The model's vocabulary: from the dataset (fingerprint-checked) or the checkpoint."""
-    from candletok.tokenize.registry import load_tokenizer
-
     if dataset is not None:
         from candletok.dataset.manifest import open_dataset
 
         tok = open_dataset(dataset)[1]
     else:
+        from candletok.tokenize.registry import loads_tokenizer
+
         text = model.meta.get("vocab_json")
         if not text:
             raise ModelError("This checkpoint holds no vocabulary; pass --dataset DIR.")
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "vocab.json"
-            p.write_text(text, encoding="utf-8")
-            tok = load_tokenizer(p)
-    from candletok.model.train import check_fingerprint
-
+        tok = loads_tokenizer(text)
     check_fingerprint(model.fingerprint, tok, "this vocabulary")
     return tok
 
@@ -208,10 +253,7 @@ def predict(
     bars = load_bars([symbol], source=source, interval=model_interval(model, interval))
     pr = predict_next(model, tok, bars)
     if as_json:
-        d = {k: v for k, v in pr.__dict__.items() if k not in ("probs", "top")}
-        d["last_ts"] = str(pr.last_ts)
-        d["top"] = [c.__dict__ for c in pr.top]
-        console.print_json(json.dumps(d))
+        console.print_json(json.dumps(pr.to_dict()))
         return
     print_prediction(pr)
     if dataset is not None:

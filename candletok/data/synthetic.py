@@ -202,9 +202,11 @@ def synthetic_bars(
     # The recursion runs (time x symbols); transpose back so every later op is contiguous.
     h = np.ascontiguousarray(
         _garch(np.ascontiguousarray(z.T), p.omega, p.alpha, p.beta, p.sigma**2).T)
+    session = _session_profile(first, minutes) if intraday else None
+    if session is not None:  # intraday volatility is U-shaped across the session
+        h *= (_vol_profile(session) ** 2)[None, :]
     body, r_total, logc = _returns(z, zg, h, p, first if intraday else None, bar_days)
     open_, high, low, close = _candles(body, logc, h, e_up, e_dn)
-    session = _session_profile(first, minutes) if intraday else None
     volume = _volume(r_total, nv, p, bar_days, session)
 
     # Row-major flatten of (symbols x time): all bars of symbol 0, then symbol 1...
@@ -343,6 +345,16 @@ def _session_profile(first: np.ndarray, minutes: float) -> np.ndarray:
     pos = np.arange(T) - np.flatnonzero(first)[session_id]
     per = max(1, -(-SESSION_MINUTES // int(minutes)))
     return (pos / max(per - 1, 1) - 0.5) * 2
+
+
+def _vol_profile(session: np.ndarray) -> np.ndarray:
+    """(T,) multiplier of each intraday bar's volatility: U-shaped across the session, as
+    in real markets (busy open and close, quiet lunch: about 1.9x the midday level at the
+    open and close), normalized to a mean square of 1 over a full session so the daily
+    volatility is unchanged."""
+    g = 0.7 + 0.65 * session * session
+    full = np.linspace(-1.0, 1.0, 79)  # a dense session grid: the normalization is fixed
+    return g / np.sqrt(np.mean((0.7 + 0.65 * full * full) ** 2))
 
 
 def _volume(r_total: np.ndarray, nv: np.ndarray, p: _Params, bar_days: float,
