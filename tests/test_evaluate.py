@@ -379,3 +379,20 @@ def test_bad_arguments_are_one_sentence(planted: History) -> None:
         evaluate_forecasts(planted, split="train")
     with pytest.raises(CandletokError, match="positive"):
         evaluate_forecasts(planted, horizons=(0,))
+
+
+def test_predict_applies_the_saved_map_and_reports_the_val_skill() -> None:
+    from candletok.forecast.calibrate import calibrate_probability
+
+    cal = {"forecasters": {"CandleGPT": {"p_up": {"1": {
+        "map": {"kind": "shrink", "base": 0.5, "lam": 0.25}, "base_rate": 0.5,
+        "val_skill": {"value": 0.004, "lo": -0.01, "hi": 0.02}}}}}}
+    cp = calibrate_probability(0.7, cal)
+    assert cp.value == pytest.approx(0.5 + 0.25 * 0.2) and cp.raw == 0.7
+    assert cp.calibrated and not cp.shows_skill  # the interval includes zero
+    assert cp.skill_text() == "val skill +0.004 [-0.010, +0.020]"
+    cal["forecasters"]["CandleGPT"]["p_up"]["1"]["val_skill"]["lo"] = 0.001
+    assert calibrate_probability(0.7, cal).shows_skill
+    none = calibrate_probability(0.7, None)
+    assert none.value == 0.7 and not none.calibrated and not none.shows_skill
+    assert calibrate_probability(0.7, cal, horizon=5).kind == "none"

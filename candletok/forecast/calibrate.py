@@ -183,3 +183,52 @@ def load_calibration(model_path: str | Path) -> dict[str, Any] | None:
     if d.get("model_sha256") != sha256_file(model_path):
         return None
     return d
+
+
+@dataclass
+class CalibratedProbability:
+    """One probability as ``predict`` shows it: calibrated on val when a map exists, with
+    the val skill of the calibrated forecasts (out-of-fold) and the base rate beside it."""
+
+    raw: float
+    value: float
+    kind: str  # the map, or "none" when there is no calibration for this model
+    base_rate: float | None = None
+    skill: dict[str, float] | None = None  # {"value", "lo", "hi"}
+
+    @property
+    def calibrated(self) -> bool:
+        return self.kind != "none"
+
+    @property
+    def shows_skill(self) -> bool:
+        """True only when the val skill's whole interval is above zero."""
+        s = self.skill
+        return bool(s and s.get("lo") is not None and s["lo"] > 0)
+
+    def skill_text(self) -> str:
+        s = self.skill
+        if not s or s.get("value") is None:
+            return "val skill unknown"
+        lo, hi = s.get("lo"), s.get("hi")
+        iv = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
+        return f"val skill {s['value']:+.3f}{iv}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"raw": self.raw, "value": self.value, "calibration": self.kind,
+                "base_rate": self.base_rate, "val_skill": self.skill,
+                "skill_shown": self.shows_skill}
+
+
+def calibrate_probability(p_raw: float, calibration: dict[str, Any] | None,
+                          forecaster: str = "CandleGPT", horizon: int = 1,
+                          quantity: str = "p_up") -> CalibratedProbability:
+    """Apply the saved map of ``forecaster``'s ``quantity`` at ``horizon`` to ``p_raw``
+    (no map: the raw number, marked ``kind="none"``)."""
+    entry = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {})
+    fit = (entry.get(quantity) or {}).get(str(horizon))
+    if not fit:
+        return CalibratedProbability(float(p_raw), float(p_raw), "none")
+    m = CalibrationMap.from_dict(fit["map"])
+    return CalibratedProbability(float(p_raw), float(m.apply(np.array([p_raw]))[0]), m.kind,
+                                 fit.get("base_rate"), fit.get("val_skill"))
