@@ -50,6 +50,13 @@ def test_evaluate_prints_every_table_and_writes_the_chart_and_the_calibration(
     cal = load_calibration(work / "m.pt")
     assert cal is not None and "CandleGPT" in cal["forecasters"]
     assert str(calibration_path(work / "m.pt").name) in out
+    # predict now shows the calibrated P(close up), its val skill and the base rate
+    r = cli("predict", "AAA", "--model", "m.pt", "--source", "synthetic", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "calibrated, val skill" in r.stdout and "base rate" in r.stdout
+    fit = cal["forecasters"]["CandleGPT"]["p_up"]["1"]
+    if fit["val_skill"]["lo"] <= 0:
+        assert "has shown no skill for P(next close up)" in " ".join(r.stdout.split())
 
 
 def test_evaluate_json_holds_every_row(work: Path) -> None:

@@ -70,6 +70,16 @@ class CalibrationMap:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.params}
 
+    def describe(self) -> str:
+        """The map in a few characters: ``shrink lam=0.21`` (0: the base rate itself)."""
+        if self.kind == "shrink":
+            return f"shrink lam={self.params['lam']:.2f}"
+        if self.kind == "platt":
+            return f"platt a={self.params['a']:.2f}"
+        if self.kind == "isotonic":
+            return f"isotonic, {len(set(self.params['y']))} steps"
+        return self.kind
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CalibrationMap:
         d = dict(d)

@@ -462,6 +462,9 @@ def evaluate_forecasts(
                           "folds": folds, "split_from": report.split_from,
                           "forecasters": saved}
     report.notes += _notes(fcs, choices, val)
+    if split == "val":
+        report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "
+                            "forecasters' range constants (one each) were fit on val itself.")
     if model is not None and isinstance(model, str | Path) and save_calibration_map:
         report.calibration_file = str(save_calibration(model, _clean(report.calibration)))
     return report
@@ -477,7 +480,7 @@ def _calibrated(f: Forecaster, fc: Forecast, ch: MapChoice | None, split: str
         return fc.p_up, "none (no val forecasts)"
     if split == "val":
         return ch.oof, f"{ch.map.kind}, out-of-fold"
-    return ch.map.apply(fc.p_up), ch.map.kind
+    return ch.map.apply(fc.p_up), ch.map.describe()
 
 
 def _score(hist: History, fcs: Sequence[Forecaster], ev: dict[int, Panel],
