@@ -13,7 +13,6 @@ row's stored ``scale``; for a series' last row the same recursion, one step on).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +213,3 @@ def split_dates(hist: History) -> dict[str, str]:
             out[s] = str(np.datetime64(us, "us").astype("datetime64[D]"))
     return out
 
-
-def finite_or_nan(x: float) -> float:
-    return x if math.isfinite(x) else float("nan")
