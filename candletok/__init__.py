@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "predict_next": "candletok.forecast.predict",
     "similar": "candletok.search.similar",
     "motifs": "candletok.search.motifs",
+    "evaluate_forecasts": "candletok.forecast.evaluate",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -67,6 +68,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "build_dataset",
+    "evaluate_forecasts",
     "load_bars",
     "load_model",
     "load_sample",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.dataset.build import BuildConfig, build_dataset
     from candletok.dataset.manifest import read_split
     from candletok.dataset.torchdata import TokenDataset, TokenStream
+    from candletok.forecast.evaluate import evaluate_forecasts
     from candletok.forecast.predict import predict_next
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import (
@@ -31,6 +32,9 @@ from candletok.model.train import (
     train,
 )
 from candletok.tokenize.base import Tokenizer
+
+if TYPE_CHECKING:
+    from candletok.forecast.calibrate import CalibratedProbability
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
 
@@ -116,12 +120,34 @@ def print_train(res: TrainResult, out: Path) -> None:
     print_scores(res)
 
 
-def print_prediction(pr: Prediction) -> None:
-    """The forecast table and the five most likely next candles."""
+def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None) -> None:
+    """The forecast table and the five most likely next candles. With ``cp`` (what
+    ``candletok evaluate`` fit on val), P(close up) is the calibrated number with its val
+    skill, and a forecast without shown skill says so beside the base rate."""
+    rows = pr.rows()
+    if cp is not None:
+        rows = [(k, _p_up_text(cp) if k == "P(next close above this close)" else
+                 f"{v}  (raw; not evaluated)" if k.startswith("P(") else v) for k, v in rows]
     console.print(table(f"{pr.symbol}: next candle after {pr.last_ts:%Y-%m-%d}",
-                        ["", "forecast"], pr.rows()))
+                        ["", "forecast"], rows))
     console.print(table("5 most likely next candles", ["token", "prob", "candle"],
                         [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
+    if cp is None:
+        return
+    if not cp.calibrated:
+        console.print("P(close up) is the model's raw number, not calibrated: run `candletok "
+                      "evaluate DIR --model FILE` to fit and check it on val.", highlight=False)
+    elif not cp.shows_skill:
+        console.print(f"[bold yellow]The model has shown no skill for P(next close up) on val "
+                      f"({cp.skill_text()} includes zero); the base rate is "
+                      f"{cp.base_rate:.1%}.[/]", highlight=False)
+
+
+def _p_up_text(cp: CalibratedProbability) -> str:
+    if not cp.calibrated:
+        return f"{cp.raw:.1%}  (raw, uncalibrated)"
+    return (f"{cp.value:.1%}  (calibrated, {cp.skill_text()}; raw {cp.raw:.1%}; "
+            f"base rate {cp.base_rate:.1%})")
 
 
 def print_calibration(cal: Calibration) -> None:
@@ -246,15 +272,17 @@ def predict(
 ) -> None:
     """Next-candle probabilities for a symbol's latest bars, in plain words."""
     from candletok.data.sources import load_bars
+    from candletok.forecast.calibrate import calibrate_probability, load_calibration
     from candletok.forecast.predict import calibration, predict_next
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
     bars = load_bars([symbol], source=source, interval=model_interval(model, interval))
     pr = predict_next(model, tok, bars)
+    cp = calibrate_probability(pr.p_close_up, load_calibration(model_path))
     if as_json:
-        console.print_json(json.dumps(pr.to_dict()))
+        console.print_json(json.dumps({**pr.to_dict(), "p_close_up_calibrated": cp.to_dict()}))
         return
-    print_prediction(pr)
+    print_prediction(pr, cp)
     if dataset is not None:
         print_calibration(calibration(model, dataset, "test"))
