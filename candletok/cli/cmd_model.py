@@ -21,8 +21,8 @@ from rich.progress import (
 from candletok.cli.app import app, console, err_console, fail, fmt_bits, table
 from candletok.core.errors import ModelError
 from candletok.forecast.predict import Calibration, Prediction
-from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
 from candletok.model.checkpoint import check_fingerprint, load_model, model_interval
+from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
 from candletok.model.gpt import CandleGPT
 from candletok.model.train import (
     StepInfo,

@@ -643,7 +643,7 @@ class Ranks:
             return sums
         t = torch.tensor([sums[0], float(sums[1])], dtype=torch.float64, device=self.comm)
         torch.distributed.all_reduce(t)
-        return float(t[0]), int(round(float(t[1])))
+        return float(t[0]), round(float(t[1]))
 
     def agree(self, loss: float, stop: bool) -> tuple[float, bool]:
         """The mean loss over the ranks (the loss of the global batch when every window
