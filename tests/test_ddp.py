@@ -39,9 +39,10 @@ def test_two_gloo_processes_follow_the_one_process_run(tmp_path: Path,
     root = _dataset(tmp_path / "ds")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("WORLD_SIZE", None)
-    r = subprocess.run([sys.executable, "-m", "candletok.cli", "train", str(root), *FLAGS,
-                        "--out", str(tmp_path / "ddp.pt"), "--nproc", "2"],
-                       env=env, capture_output=True, text=True, timeout=240)
+    # Exactly what `candletok train ... --nproc 2` launches (without its own start-up).
+    cmd = torchrun_command(2, [str(root), *FLAGS, "--out", str(tmp_path / "ddp.pt")],
+                           sys.executable)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "× 2 processes" in r.stdout and r.stdout.count("parameters") == 1  # rank 0 prints
 
