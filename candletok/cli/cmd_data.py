@@ -19,8 +19,9 @@ from rich.progress import (
 
 from candletok.cli.app import app, console, err_console, fail, table
 from candletok.core.atomic import write_parquet_atomic
-from candletok.dataset.build import EncodeResult, build_dataset
+from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
+from candletok.engines import ENGINES, build
 
 
 @contextmanager
@@ -95,19 +96,27 @@ def encode(
     group_size: int = typer.Option(64, "--group-size", help="Symbols loaded at a time."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first failing symbol."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this machine) or ray (Ray Data; candletok[ray])."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster for --engine ray, e.g. auto (default: local)."),
 ) -> None:
     """Split bars by time, fit the vocabulary on train, and write Parquet token shards."""
     if scheme not in ("bins", "kmeans"):
         raise fail(f"Unknown --scheme {scheme!r}; use bins or kmeans.")
+    if engine not in ENGINES:
+        raise fail(f"Unknown --engine {engine!r}; use local or ray.")
+    if ray_address and engine != "ray":
+        raise fail("--ray-address needs --engine ray.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise fail(f"{out} already exists; pass --overwrite to replace it.")
     with encode_progress() as tick:
-        result = build_dataset(
+        cfg = BuildConfig.from_options(
             symbols, out, scheme=scheme, vocab=vocab, source=source, interval=interval,
             start=start, end=end, val_from=val_from, test_from=test_from,
             shard_rows=shard_rows, group_size=group_size, strict=strict, overwrite=overwrite,
-            progress=tick,
         )
+        result = build(cfg, engine=engine, ray_address=ray_address, progress=tick)
     print_encode(result)
 
 

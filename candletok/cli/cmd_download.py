@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from candletok.cli.app import app, console, err_console, table
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError
+from candletok.data.files import write_bars_folder
 from candletok.data.sources import is_path_source, load_bars, normalize_symbols
 
 DEFAULT_OUT = Path("bars.parquet")
@@ -30,7 +31,9 @@ def download(
     interval: str = typer.Option("1d", "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD), inclusive."),
     end: str | None = typer.Option(None, "--end", help="End date (YYYY-MM-DD), exclusive."),
-    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")] = DEFAULT_OUT,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Parquet file to write, or a folder (DIR/): one file per symbol.",
+    )] = DEFAULT_OUT,
     seed: int = typer.Option(0, "--seed", help="Seed of --source synthetic."),
     bars: int | None = typer.Option(None, "--bars", help="Bars per symbol (synthetic)."),
 ) -> None:
@@ -55,14 +58,18 @@ def download(
                                         end=end, seed=seed, n_bars=bars))
                 progress.advance(task)
     df = pl.concat(frames, how="vertical").sort("symbol", "ts")
-    write_parquet_atomic(df, out)
+    folder = out.is_dir() or not out.suffix  # --out DIR/ (typer drops the slash)
+    if folder:  # DIR/symbol=SYM/part-0.parquet, read back by --source DIR/
+        write_bars_folder(df, out)
+    else:
+        write_parquet_atomic(df, out)
     summary = df.group_by("symbol", maintain_order=True).agg(
         pl.len().alias("bars"), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")
     )
     fmt = "%Y-%m-%d %H:%M" if interval.lower() not in ("1d", "1wk", "1mo") else "%Y-%m-%d"
     console.print(
         table(
-            f"{df.height:,} bars -> {out}",
+            f"{df.height:,} bars -> {out}{'/ (one file per symbol)' if folder else ''}",
             ["symbol", "bars", "first", "last", "source"],
             [
                 (r["symbol"], r["bars"], r["first"].strftime(fmt), r["last"].strftime(fmt),
