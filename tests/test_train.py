@@ -302,19 +302,24 @@ def test_a_corrupt_val_or_test_shard_stops_training(tmp_path: Path) -> None:
 
 
 # -- the seams for distributed training ---------------------------------------------------
-def test_rank_zero_draws_the_single_process_batches_and_other_ranks_differ() -> None:
+def test_ranks_read_contiguous_shares_of_the_single_process_batch() -> None:
+    """Rank r of w reads rows [r*n/w, (r+1)*n/w) of the (seed, step) global draw, so the
+    ranks' batches laid end to end are the one-process batch (DDP follows it exactly)."""
     ds = splits()["train"]
     smp = WindowSampler(ds, 16)
-    x0, _ = smp.batch(7, 123, 64, rank=0)
-    assert np.array_equal(x0, smp.batch(7, 123, 64)[0])
+    x0, y0 = smp.batch(7, 123, 64)
     # The (seed, step) stream: the window starts it draws are the batch's first inputs.
     u = np.random.default_rng((7, 123)).integers(0, int(smp.cum[-1]), size=64)
     s = np.searchsorted(smp.cum, u, side="right")
     start = smp.a[s] + (u - smp.first[s])
     assert np.array_equal(x0[:, 0], ds.tokens[start])
-    x1, _ = smp.batch(7, 123, 64, rank=1)
-    assert not np.array_equal(x0, x1)
-    assert np.array_equal(x1, smp.batch(7, 123, 64, rank=1)[0])
+    for w in (2, 4):
+        parts = [smp.batch(7, 123, 64, rank=r, world_size=w) for r in range(w)]
+        assert all(p[0].shape == (64 // w, 16) for p in parts)
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), x0)
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), y0)
+    with pytest.raises(ModelError, match="multiple of the number of processes"):
+        smp.batch(7, 123, 10, rank=0, world_size=4)
 
 
 def test_ranks_together_score_every_window_once() -> None:
@@ -491,8 +496,8 @@ def test_a_resume_keeps_the_saved_configuration_but_the_four_run_knobs(tmp_path:
 
 
 def test_the_pieces_run_as_one_rank_of_several(tmp_path: Path) -> None:
-    """The seams DDP plugs into: rank 1 draws its own batches, its evaluation sums go
-    through ``reduce`` (here: adding rank 0's share, as an all-reduce would), and it
+    """The seams DDP plugs into: rank 1 steps on its half of the batch, its evaluation
+    sums go through ``reduce`` (here: adding rank 0's share, as an all-reduce would), and it
     writes no checkpoint."""
     import threading
 
@@ -515,4 +520,4 @@ def test_the_pieces_run_as_one_rank_of_several(tmp_path: Path) -> None:
     assert run.last_val == pytest.approx(evaluate(run.model, val, cfg.eval_batch))
     solo = train(splits(), tiny_cfg(steps=6, eval_every=3), out=tmp_path / "r0.pt",
                  device="cpu")
-    assert solo.history[-1]["loss"] != run.history[-1]["loss"]  # other batches on rank 1
+    assert solo.history[-1]["loss"] != run.history[-1]["loss"]  # half the batch on rank 1

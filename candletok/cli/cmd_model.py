@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from candletok.cli.app import app, console, err_console, fail, fmt_bits, table
 from candletok.core.errors import ModelError
 from candletok.forecast.predict import Calibration, Prediction
 from candletok.model.checkpoint import check_fingerprint, load_model, model_interval
+from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
 from candletok.model.gpt import CandleGPT
 from candletok.model.train import (
     StepInfo,
@@ -111,6 +113,8 @@ def print_train(res: TrainResult, out: Path) -> None:
     threads = (f" ({res.threads} thread{'s' if res.threads != 1 else ''})"
                if res.device == "cpu" and res.threads else "")
     why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
+    if res.processes > 1:
+        threads += f" × {res.processes} processes"
     console.print(
         f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps{why} on "
         f"{res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
@@ -190,10 +194,21 @@ def train_cmd(
         None, "--threads", help="CPU threads (default: OMP_NUM_THREADS if set, else "
         "torch's setting, at most the available cores)."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, dropout and data order."),
+    nproc: int = typer.Option(
+        1, "--nproc", help="Processes (DDP via torchrun: gloo on CPU, nccl with one GPU "
+        "each); --batch is the global batch and must be a multiple of it."),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
+    if nproc > 1:
+        if is_distributed():
+            raise fail("--nproc starts torchrun itself; under torchrun leave it out.")
+        err_console.print(f"starting {nproc} processes with torchrun", highlight=False)
+        code = launch(nproc, forwarded_args(sys.argv), sys.executable)
+        if code:
+            raise typer.Exit(code)
+        return
     changes = {"steps": steps, "eval_every": eval_every, "patience": patience,
                "threads": threads}
     if resume:
@@ -205,8 +220,13 @@ def train_cmd(
         cfg = TrainConfig(context=context, n_layer=layers, n_head=heads, n_embd=width, lr=lr,
                           batch_size=batch, dropout=dropout, seed=seed, **given)
     cfg.check()
-    with train_progress(cfg.steps or 0) as progress:
-        res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
+    with process_group(device) as ranks:
+        if not ranks.is_writer:  # the other ranks train silently; rank 0 reports
+            res = train(dataset, cfg, out=out, device=device, resume=resume, ranks=ranks)
+            raise typer.Exit(INTERRUPTED_EXIT if res.interrupted else 0)
+        with train_progress(cfg.steps or 0) as progress:
+            res = train(dataset, cfg, out=out, device=device, resume=resume,
+                        progress=progress, ranks=ranks)
     print_train(res, out)
     if res.interrupted:
         err_console.print(f"stopped at step {res.step}; continue with `candletok train "

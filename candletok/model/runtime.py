@@ -57,22 +57,28 @@ def torch_threads(requested: int, dev: torch.device) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def stop_on_sigint() -> Iterator[threading.Event]:
+def stop_on_sigint(sigterm: bool = False) -> Iterator[threading.Event]:
     """The first Ctrl-C (SIGINT) sets the yielded event, so the loop stops at the next step
-    boundary with a checkpoint; a second one interrupts at once. Outside the main thread
-    (where signals cannot be handled) the event is only set by the caller."""
+    boundary with a checkpoint; a second one interrupts at once. With ``sigterm`` a
+    SIGTERM sets the event too (``torchrun`` forwards Ctrl-C to its workers as SIGTERM
+    after the terminal's SIGINT; only a repeat of the same signal interrupts). Outside the
+    main thread (where signals cannot be handled) the event is only set by the caller."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    seen: set[int] = set()
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if signum in seen:
             raise KeyboardInterrupt
+        seen.add(signum)
         stop.set()
 
-    old = signal.signal(signal.SIGINT, handler)
+    sigs = [signal.SIGINT] + ([signal.SIGTERM] if sigterm else [])
+    old = {s: signal.signal(s, handler) for s in sigs}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)

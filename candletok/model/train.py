@@ -5,10 +5,11 @@ gradient clipping, periodic validation in bits per candle, early stopping on val
 atomic checkpoints.
 
 Exact resume is a design goal, not a best effort: the batch at step ``s`` is a pure
-function of ``(seed, s, rank)`` (:meth:`WindowSampler.batch`), the learning rate a pure
-function of ``s`` (:func:`lr_at`), and the checkpoint holds the model, the optimizer, the
-step, the early-stopping count and the torch RNG state (for dropout). So ``N`` steps
-straight and ``N/2`` steps, then ``--resume`` for the rest, end with the same weights.
+function of ``(seed, s)`` (:meth:`WindowSampler.batch`; under DDP rank ``r`` reads its
+share of it), the learning rate a pure function of ``s`` (:func:`lr_at`), and the
+checkpoint holds the model, the optimizer, the step, the early-stopping count and the
+torch RNG state (for dropout). So ``N`` steps straight and ``N/2`` steps, then
+``--resume`` for the rest, end with the same weights.
 
 Training windows start at random offsets inside a series (many more distinct windows than
 the dataset's fixed, non-overlapping ones); evaluation uses the dataset's own windows, in
@@ -18,19 +19,27 @@ The pieces, each usable on its own, and where distributed training (DDP) plugs i
 
 - :func:`init_run`: the model, optimizer, best-so-far weights, step and RNG, new
   (:func:`new_run`) or restored from a checkpoint (:func:`resume_run`). Under DDP every
-  rank builds the same :class:`RunState` (same seed), then wraps ``run.model``.
-- :func:`train_step`: one optimizer step on ``sampler.batch(seed, step, size, rank)``;
-  each rank passes its own ``rank`` (rank 0 draws exactly the single-process batches).
+  rank builds the same :class:`RunState` (same seed), then wraps ``run.model`` in
+  ``run.wrapped`` (the DistributedDataParallel module the steps run through); ``run.model``
+  stays the plain module that is evaluated and saved (nanoGPT's ``raw_model``).
+- :func:`train_step`: one optimizer step on ``sampler.batch(seed, step, batch_size,
+  rank, world_size)``: ``batch_size`` is the *global* batch, each rank reads its
+  ``batch_size / world_size`` windows of it, so the ranks together take exactly the
+  single-process step (DDP averages their gradients).
 - :func:`evaluate_at_boundary`: val bits per candle as ``(bits, count)`` sums from
   :func:`~candletok.model.evaluate.evaluate_sums`, passed through ``reduce`` (identity
   here; an all-reduce under DDP, with each rank scoring its share of the windows), then
   the best weights and the early-stopping count.
 - :func:`checkpoint_state` and :func:`~candletok.model.checkpoint.save_checkpoint`: under
   DDP only rank 0 writes.
-- :func:`run_steps` ties the step, the evaluation and the checkpoint together for one
-  process; its ``ranks`` (:class:`Ranks`) carries the rank, the world size and the
-  all-reduce of the evaluation sums.
+- :func:`run_steps` ties the step, the evaluation and the checkpoint together; its
+  ``ranks`` (:class:`Ranks`) carries the rank, the world size, the all-reduce of the
+  evaluation sums and, under a process group, the per-step agreement on the loss and on
+  stopping, and the barrier after rank 0's checkpoint.
 - :func:`final_scores`: the best weights next to every baseline (rank 0).
+
+:mod:`candletok.model.ddp` starts the process group (``torchrun``) and hands
+:func:`train` its :class:`Ranks`.
 """
 
 from __future__ import annotations
@@ -277,7 +286,8 @@ class TrainResult:
     model: CandleGPT | None = None
     stop_reason: str = "steps"  # a key of STOP_REASONS
     best_step: int | None = None  # step of the weights in the table (None: the last step)
-    threads: int = 0  # CPU threads used
+    threads: int = 0  # CPU threads used (per process)
+    processes: int = 1  # DDP world size; tokens_per_s counts every process's windows
 
 
 Progress = Callable[[StepInfo], None]
@@ -304,15 +314,24 @@ class WindowSampler:
         if self.cum.size == 0:
             raise ModelError("The training split holds no candles; encode more data first.")
 
-    def batch(self, seed: int, step: int, size: int,
-              rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)`` int64 arrays (size, context); padded inputs PAD, padded targets -1.
+    def batch(self, seed: int, step: int, size: int, rank: int = 0,
+              world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` int64 arrays (size / world_size, context); padded inputs PAD, padded
+        targets -1.
 
-        Rank 0 draws from the seed ``(seed, step)``, exactly the single-process batches;
-        rank r > 0 from ``(seed, step, r)``, independent of every other rank's."""
-        key = (int(seed), int(step)) if rank == 0 else (int(seed), int(step), int(rank))
-        rng = np.random.default_rng(key)
-        u = rng.integers(0, int(self.cum[-1]), size=size)
+        ``size`` is the global batch: its window starts are drawn from the seed
+        ``(seed, step)`` and rank ``r`` of ``world_size`` reads only its contiguous share,
+        rows ``[r * size / world_size, (r + 1) * size / world_size)``. So the ranks'
+        batches laid end to end are exactly the single-process batch of the same step (a
+        DDP run follows the one-process run), drawing the starts costs a few integers,
+        and no rank reads another's windows."""
+        if world_size < 1 or not 0 <= rank < world_size or size % world_size:
+            raise ModelError(f"A batch of {size} windows cannot be split evenly between "
+                             f"{world_size} processes (rank {rank}); give a batch size that "
+                             "is a multiple of the number of processes.")
+        share = size // world_size
+        rng = np.random.default_rng((int(seed), int(step)))
+        u = rng.integers(0, int(self.cum[-1]), size=size)[rank * share:(rank + 1) * share]
         s = np.searchsorted(self.cum, u, side="right")
         start = self.a[s] + (u - self.first[s])
         c = self.context
@@ -383,6 +402,7 @@ class RunState:
     last_val: float | None = None
     up_rate: list[float] | None = None
     vocab_text: str | None = None
+    wrapped: torch.nn.Module | None = None  # the DDP wrapper the steps run through, if any
 
 
 def _token_feature_table(ds: SplitSource) -> np.ndarray | None:
@@ -473,21 +493,22 @@ def init_run(splits: Mapping[str, SplitSource | None], cfg: TrainConfig, out: Pa
 
 
 # -- one step, one evaluation, one checkpoint -----------------------------------------------
-def train_step(run: RunState, sampler: WindowSampler, dev: torch.device,
-               rank: int = 0) -> tuple[float, float, float, int]:
-    """One optimizer step at ``run.step`` (then advanced): returns the loss, the seconds
-    spent getting the batch to the device, the seconds of the whole step, and the tokens
-    read. A non-finite loss is a :class:`ModelError` (the run diverged)."""
+def train_step(run: RunState, sampler: WindowSampler, dev: torch.device, rank: int = 0,
+               world_size: int = 1) -> tuple[float, float, float, int]:
+    """One optimizer step at ``run.step`` (then advanced) on this rank's share of the
+    global batch, through ``run.wrapped`` (DDP) when set: returns this rank's loss, the
+    seconds spent getting the batch to the device, the seconds of the whole step, and the
+    tokens read. A non-finite loss is a :class:`ModelError` (the run diverged)."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    x, y = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank)
+    x, y = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank, world_size)
     xt = torch.from_numpy(x).to(dev, non_blocking=True)
     yt = torch.from_numpy(y).to(dev, non_blocking=True)
     t1 = time.perf_counter()
     for g in run.opt.param_groups:
         g["lr"] = lr_at(run.step, cfg)
     with autocast(dev):
-        _, loss = run.model(xt, yt)
+        _, loss = (run.wrapped or run.model)(xt, yt)
     assert loss is not None
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -599,30 +620,90 @@ class LoopStats:
 class Ranks:
     """Where this process sits in a distributed run; the defaults are a single process.
 
-    ``reduce`` combines the ranks' ``(bits, count)`` evaluation sums (an all-reduce);
-    only the writer (rank 0) saves checkpoints. The stop decisions (early stop, Ctrl-C)
-    must agree across ranks: the reduced val makes early stopping agree; a DDP driver
-    must also agree on ``stop``."""
+    ``reduce`` combines the ranks' ``(bits, count)`` evaluation sums; without it, and with
+    ``comm`` set (the device a running ``torch.distributed`` process group communicates
+    on), they are all-reduced. Only the writer (rank 0) saves checkpoints; the others
+    wait at a barrier. The stop decisions agree across ranks: early stopping through the
+    reduced val, Ctrl-C through :meth:`agree`, which all-reduces a stop flag every step."""
 
     rank: int = 0
     world_size: int = 1
     reduce: Reduce | None = None
+    comm: torch.device | None = None  # set only when a process group is running
 
     @property
     def is_writer(self) -> bool:
         return self.rank == 0
 
+    def reduce_sums(self, sums: tuple[float, int]) -> tuple[float, int]:
+        """The evaluation sums over every rank."""
+        if self.reduce is not None:
+            return self.reduce(sums)
+        if self.comm is None:
+            return sums
+        t = torch.tensor([sums[0], float(sums[1])], dtype=torch.float64, device=self.comm)
+        torch.distributed.all_reduce(t)
+        return float(t[0]), round(float(t[1]))
+
+    def agree(self, loss: float, stop: bool) -> tuple[float, bool]:
+        """The mean loss over the ranks (the loss of the global batch when every window
+        is full) and whether any rank was asked to stop: one all-reduce per step, so that
+        every rank logs the same loss and stops at the same step."""
+        if self.comm is None:
+            return loss, stop
+        t = torch.tensor([loss, float(stop)], dtype=torch.float64, device=self.comm)
+        torch.distributed.all_reduce(t)
+        return float(t[0]) / self.world_size, bool(t[1] > 0)
+
+    def barrier(self) -> None:
+        """Wait for every rank (after rank 0 writes a checkpoint)."""
+        if self.comm is not None:
+            torch.distributed.barrier()
+
+    def seed_dropout(self, seed: int, step: int) -> None:
+        """Under DDP, the dropout RNG of a step is re-derived from ``(seed, step, rank)``:
+        ranks draw different masks, and a resume with any number of processes needs no
+        per-rank state from the checkpoint. A single process keeps one torch stream (and
+        the checkpoint's saved state) instead."""
+        if self.world_size > 1:
+            key = np.random.SeedSequence((int(seed), int(step), self.rank))
+            torch.manual_seed(int(key.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+
+def _boundary(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
+              dev: torch.device, stats: LoopStats, scheduled: bool, lr: float,
+              emit: Progress, ranks: Ranks) -> None:
+    """Evaluate, record the history and write the checkpoint (rank 0; the others wait)."""
+    if splits.get("val") is not None:
+        emit(StepInfo(run.step, run.cfg.total_steps, stats.losses[-1], lr, stats.rate,
+                      run.last_val, "eval"))
+    evaluate_at_boundary(run, splits.get("val"), scheduled, ranks.reduce_sums, ranks.rank,
+                         ranks.world_size)
+    run.history.append({"step": run.step, "loss": float(np.mean(stats.losses)), "lr": lr,
+                        "val_bpc": math.nan if run.last_val is None else run.last_val,
+                        "tokens_per_s": stats.rate})
+    stats.losses = []
+    if ranks.is_writer:
+        save_checkpoint(out, checkpoint_state(run, {"history": run.history}, rng_state(dev)))
+    ranks.barrier()
+    emit(StepInfo(run.step, run.cfg.total_steps, run.history[-1]["loss"], lr, stats.rate,
+                  run.last_val, boundary=True, best_step=run.best.step or None))
+
 
 def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
               dev: torch.device, stop_at: int, stop: threading.Event,
               emit: Progress, ranks: Ranks = Ranks()) -> LoopStats:
-    """Steps until ``stop_at``, an early stop or ``stop`` (Ctrl-C); at every ``eval_every``
-    boundary (and the last step) evaluate, record the history and write a checkpoint."""
+    """Steps until ``stop_at``, an early stop or ``stop`` (Ctrl-C, on any rank); at every
+    ``eval_every`` boundary (and the last step) evaluate, record the history and write a
+    checkpoint. Tokens and tokens/s count every rank's windows (the global batch)."""
     cfg, stats = run.cfg, LoopStats()
     sampler = WindowSampler(run.train_split, cfg.context)
-    run.model.train()
+    (run.wrapped or run.model).train()
     while run.step < stop_at:
-        lv, t_data, t_step, n = train_step(run, sampler, dev, ranks.rank)
+        ranks.seed_dropout(cfg.seed, run.step)
+        lv, t_data, t_step, n = train_step(run, sampler, dev, ranks.rank, ranks.world_size)
+        lv, stopping = ranks.agree(lv, stop.is_set())
+        n *= ranks.world_size
         stats.t_data, stats.t_train, stats.tokens = (
             stats.t_data + t_data, stats.t_train + t_step, stats.tokens + n)
         now = n / max(t_step, 1e-9)
@@ -630,24 +711,12 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
         stats.losses.append(lv)
         lr = lr_at(run.step - 1, cfg)
         scheduled = run.step % cfg.eval_interval == 0
-        if not (scheduled or run.step == stop_at or stop.is_set()):
+        if not (scheduled or run.step == stop_at or stopping):
             emit(StepInfo(run.step, cfg.total_steps, lv, lr, stats.rate, run.last_val,
                           best_step=run.best.step or None))
             continue
-        if splits.get("val") is not None:
-            emit(StepInfo(run.step, cfg.total_steps, lv, lr, stats.rate, run.last_val, "eval"))
-        evaluate_at_boundary(run, splits.get("val"), scheduled, ranks.reduce, ranks.rank,
-                             ranks.world_size)
-        run.history.append({"step": run.step, "loss": float(np.mean(stats.losses)), "lr": lr,
-                            "val_bpc": math.nan if run.last_val is None else run.last_val,
-                            "tokens_per_s": stats.rate})
-        stats.losses = []
-        if ranks.is_writer:
-            save_checkpoint(out, checkpoint_state(run, {"history": run.history},
-                                                  rng_state(dev)))
-        emit(StepInfo(run.step, cfg.total_steps, run.history[-1]["loss"], lr, stats.rate,
-                      run.last_val, boundary=True, best_step=run.best.step or None))
-        if stop.is_set() and run.step < stop_at:
+        _boundary(run, splits, out, dev, stats, scheduled, lr, emit, ranks)
+        if stopping and run.step < stop_at:
             stats.stop_reason = "interrupted"
             break
         if early_stop_due(run) and run.step < stop_at:
@@ -666,6 +735,7 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     until: int | None = None,
+    ranks: Ranks | None = None,
 ) -> TrainResult:
     """Train CandleGPT on a token dataset folder and return the scores.
 
@@ -676,8 +746,16 @@ def train(
     ``threads``). ``until`` stops at that step (with a checkpoint) without changing the
     schedule. Ctrl-C also stops at the next step with a checkpoint (``interrupted``).
     Training ends early when val has not improved for ``cfg.patience`` evaluations; the
-    returned model and the table are the best-on-val weights."""
+    returned model and the table are the best-on-val weights.
+
+    ``ranks`` (from :func:`candletok.model.ddp.process_group`) makes this one process of
+    a DistributedDataParallel run: ``cfg.batch_size`` stays the global batch (each rank
+    steps on ``batch_size / world_size`` windows of it), rank 0 alone writes and scores,
+    and the other ranks return a result without a table."""
+    ranks = ranks or Ranks()
     dev, out = resolve_device(device), Path(out)
+    if ranks.comm is not None and ranks.comm.type == "cuda":
+        dev = ranks.comm  # one GPU per rank
     ck = read_checkpoint(out, map_location="cpu") if resume else None
     if ck is not None:
         saved = TrainConfig.from_dict(ck["train_config"])
@@ -685,10 +763,18 @@ def train(
             **{k: getattr(cfg, k) for k in TrainConfig.RESUMABLE})
     cfg = cfg or TrainConfig()
     cfg.check()
+    if cfg.batch_size % ranks.world_size:
+        raise ModelError(f"The batch size ({cfg.batch_size}) is the global batch and must be "
+                         f"a multiple of the number of processes ({ranks.world_size}).")
     splits = open_splits(dataset_root, cfg.context)
     assert splits["train"] is not None
     cfg = cfg.sized_for(count_candles(splits["train"]))
     run = init_run(splits, cfg, out, dev, ck)
+    if ranks.comm is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        run.wrapped = DistributedDataParallel(
+            run.model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     def emit(info: StepInfo) -> None:
         if progress is not None:
@@ -696,21 +782,35 @@ def train(
 
     stop_at = cfg.total_steps if until is None else min(cfg.total_steps, int(until))
     with torch_threads(cfg.threads, dev) as threads:
-        with stop_on_sigint() as stop:  # Ctrl-C while scoring below interrupts at once
-            stats = run_steps(run, splits, out, dev, stop_at, stop, emit)
-        rng_at_stop = rng_state(dev)  # what a resume must restore, whatever scoring does
-        last_loss = run.history[-1]["loss"] if run.history else math.nan
-        emit(StepInfo(run.step, cfg.total_steps, last_loss, lr_at(run.step, cfg), stats.rate,
-                      run.last_val, "baselines"))
-        final, rows, best_name, beats, summary = final_scores(run, splits, dev)
-    metrics = {"history": run.history, "table": [asdict(r) for r in rows], "summary": summary,
-               "best_ngram": best_name, "beats_best_ngram": beats,
-               "stop_reason": stats.stop_reason, "best_step": run.best.step}
-    if run.step > 0:
-        save_checkpoint(out, checkpoint_state(run, metrics, rng_at_stop))
+        with stop_on_sigint(sigterm=ranks.world_size > 1) as stop:
+            stats = run_steps(run, splits, out, dev, stop_at, stop, emit, ranks)
+        return _finish(run, splits, out, dev, stats, emit, ranks, threads)
+
+
+def _finish(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
+            dev: torch.device, stats: LoopStats, emit: Progress, ranks: Ranks,
+            threads: int) -> TrainResult:
+    """After the steps: (rank 0) score the best weights next to the baselines, write the
+    final checkpoint with the table; every rank then meets at a barrier."""
+    cfg = run.cfg
+    rng_at_stop = rng_state(dev)  # what a resume must restore, whatever scoring does
+    last_loss = run.history[-1]["loss"] if run.history else math.nan
     best_step = run.best.step if run.best.state is not None else None
-    emit(StepInfo(run.step, cfg.total_steps, last_loss, lr_at(run.step, cfg), stats.rate,
-                  rows[0].val, "done", best_step=best_step, stop_reason=stats.stop_reason))
+    rows: list[ScoreRow] = []
+    final, best_name, beats, summary = None, "", False, ""
+    if ranks.is_writer:
+        emit(StepInfo(run.step, cfg.total_steps, last_loss, lr_at(run.step, cfg),
+                      stats.rate, run.last_val, "baselines"))
+        final, rows, best_name, beats, summary = final_scores(run, splits, dev)
+        metrics = {"history": run.history, "table": [asdict(r) for r in rows],
+                   "summary": summary, "best_ngram": best_name, "beats_best_ngram": beats,
+                   "stop_reason": stats.stop_reason, "best_step": run.best.step}
+        if run.step > 0:
+            save_checkpoint(out, checkpoint_state(run, metrics, rng_at_stop))
+        emit(StepInfo(run.step, cfg.total_steps, last_loss, lr_at(run.step, cfg),
+                      stats.rate, rows[0].val, "done", best_step=best_step,
+                      stop_reason=stats.stop_reason))
+    ranks.barrier()
     return TrainResult(
         path=out, step=run.step, steps=cfg.total_steps, device=str(dev),
         n_params=run.model.num_params(),
@@ -719,4 +819,5 @@ def train(
         history=run.history, table=rows, best_ngram=best_name, beats_best_ngram=beats,
         summary=summary, interrupted=stats.stop_reason == "interrupted", model=final,
         stop_reason=stats.stop_reason, best_step=best_step, threads=threads,
+        processes=ranks.world_size,
     )
