@@ -11,71 +11,60 @@ device), on a synthetic token dataset of the bundled vocabulary size.
 from __future__ import annotations
 
 import argparse
-import time
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks._util import machine
-from candletok.core.ids import N_SPECIAL
-from candletok.model.evaluate import autocast
+from candletok.core.ids import N_SPECIAL, series_with_bos
+from candletok.model.checkpoint import resolve_device
 from candletok.model.gpt import CandleGPT
-from candletok.model.train import (
-    TrainConfig,
-    WindowSampler,
-    _threads,
-    lr_at,
-    resolve_device,
-)
+from candletok.model.runtime import torch_threads
+from candletok.model.train import RunState, TrainConfig, WindowSampler, train_step
 
 
 class _Series:
-    """Random-token series: throughput does not depend on what the tokens mean."""
+    """Random-token series: throughput does not depend on what the tokens mean. Offers
+    what :class:`~candletok.model.train.WindowSampler` reads of a split."""
 
     def __init__(self, n_series: int, length: int, vocab: int) -> None:
         rng = np.random.default_rng(0)
         self._s = [rng.integers(N_SPECIAL, vocab, length) for _ in range(n_series)]
+        self.tokens, self.bounds = series_with_bos(self._s)
 
     def series(self) -> list[np.ndarray]:
         return self._s
 
 
 def bench(cfg: TrainConfig, device: str, steps: int, vocab: int = 1057) -> dict[str, Any]:
+    """Time ``steps`` of :func:`candletok.model.train.train_step`, the library's own step
+    (after 3 untimed warm-up steps)."""
     dev = resolve_device(device)
+    cfg = dataclasses.replace(cfg, steps=steps + 3)
     torch.manual_seed(0)
     model = CandleGPT(cfg.gpt_config(vocab, n_features=4)).to(dev)
     opt = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    sampler = WindowSampler(_Series(50, 5000, vocab), cfg.context)
+    data = _Series(50, 5000, vocab)
+    run = RunState(cfg, model.config, model, opt, data)  # type: ignore[arg-type]
+    sampler = WindowSampler(data, cfg.context)  # type: ignore[arg-type]
     t_data = t_total = 0.0
     tokens = 0
-    with _threads(cfg.threads, dev):
+    model.train()
+    with torch_threads(cfg.threads, dev) as threads:
         for step in range(steps + 3):  # 3 warm-up steps are not timed
-            t0 = time.perf_counter()
-            x, y = sampler.batch(cfg.seed, step, cfg.batch_size)
-            xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-            t1 = time.perf_counter()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            with autocast(dev):
-                _, loss = model(xt, yt)
-            assert loss is not None
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            loss.item()
-            t2 = time.perf_counter()
+            _, wait, took, n = train_step(run, sampler, dev)
             if step >= 3:
-                t_data += t1 - t0
-                t_total += t2 - t0
-                tokens += x.size
+                t_data += wait
+                t_total += took
+                tokens += n
     return {
         "device": str(dev),
         "config": f"{cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}W ctx {cfg.context} "
                   f"batch {cfg.batch_size}",
         "params": model.num_params(),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "steps": steps,
         "tokens_per_s": tokens / t_total,
         "step_ms": 1000 * t_total / steps,

@@ -39,6 +39,9 @@ _LAZY: dict[str, str] = {
     "train": "candletok.model.train",
     "load_model": "candletok.model.checkpoint",
     "predict_next": "candletok.forecast.predict",
+    "similar": "candletok.search.similar",
+    "motifs": "candletok.search.motifs",
+    "evaluate_forecasts": "candletok.forecast.evaluate",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -65,13 +68,16 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "build_dataset",
+    "evaluate_forecasts",
     "load_bars",
     "load_model",
     "load_sample",
     "load_tokenizer",
+    "motifs",
     "predict_next",
     "read_split",
     "sample_symbols",
+    "similar",
     "synthetic_bars",
     "train",
     "validate_bars",
@@ -100,10 +106,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.dataset.build import BuildConfig, build_dataset
     from candletok.dataset.manifest import read_split
     from candletok.dataset.torchdata import TokenDataset, TokenStream
+    from candletok.forecast.evaluate import evaluate_forecasts
     from candletok.forecast.predict import predict_next
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig
     from candletok.model.train import TrainConfig, train
+    from candletok.search.motifs import motifs
+    from candletok.search.similar import similar
     from candletok.tokenize.base import Tokenizer
     from candletok.tokenize.bins import BinsTokenizer
     from candletok.tokenize.kmeans import KMeansTokenizer

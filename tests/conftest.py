@@ -9,6 +9,20 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
+
 os.environ["CANDLETOK_OFFLINE"] = "1"
 os.environ.setdefault("CANDLETOK_CACHE", tempfile.mkdtemp(prefix="candletok-test-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def one_torch_thread():  # type: ignore[no-untyped-def]
+    """Tiny models run fastest on one thread, and more threads thrash on a shared 2-core
+    box; the caller's setting is restored after the test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

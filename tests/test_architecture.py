@@ -38,7 +38,7 @@ def _graph(*edges: tuple[str, str]) -> grimp.ImportGraph:
     g = grimp.ImportGraph()
     g.add_module("candletok")
     for stage in ("cli", "forecast", "search", "model", "engines", "dataset", "tokenize",
-                  "data", "core"):
+                  "data", "viz", "core"):
         g.add_module(f"candletok.{stage}")
         g.add_module(f"candletok.{stage}.m")
     for a, b in edges:
@@ -60,6 +60,7 @@ def test_layers_contract_accepts_downward_imports() -> None:
     ("candletok.core.m", "candletok.data.m"),
     ("candletok.model.m", "candletok.forecast.m"),  # the old train -> predict import
     ("candletok.model.m", "candletok.engines.m"),  # siblings stay independent
+    ("candletok.data.m", "candletok.viz.m"),
 ])
 def test_layers_contract_refuses_a_back_arrow(low: str, high: str) -> None:
     check = _layers_contract().check(_graph((low, high)), verbose=False)

@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import BarsError
-from candletok.data.bars import BARS_SCHEMA, canonicalize, repair_bars, validate_bars
+from candletok.data.bars import (
+    BARS_SCHEMA,
+    bar_problems,
+    canonicalize,
+    repair_bars,
+    validate_bars,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -233,3 +239,36 @@ def test_repair_output_always_passes_strict(
         return
     assert validate_bars(out, "strict").height == out.height == report.rows_out
     assert report.rows_out <= report.rows_in == df.height
+
+
+# ------------------------------------------------------------------ the one-pass check
+
+
+@settings(max_examples=60, deadline=None)
+@given(valid_bars(), st.sampled_from(sorted(CORRUPTIONS)), st.data())
+def test_one_pass_check_never_misses_a_broken_rule(df: pl.DataFrame, kind: str,
+                                                   data: st.DataObject) -> None:
+    assert bar_problems(df) == []
+    row = data.draw(st.integers(0, df.height - 1))
+    col, value, rule = CORRUPTIONS[kind]
+    assert rule in bar_problems(_set(df, row, col, value))
+
+
+@settings(max_examples=40, deadline=None)
+@given(valid_bars(), st.data())
+def test_one_pass_check_finds_disorder_and_repeats(df: pl.DataFrame, data: st.DataObject
+                                                   ) -> None:
+    if df.height < 2:
+        return
+    i = data.draw(st.integers(0, df.height - 2))
+    swapped = pl.concat([df[:i], df[i + 1 : i + 2], df[i : i + 1], df[i + 2 :]])
+    assert bar_problems(swapped) == ["order"]
+    assert bar_problems(pl.concat([df, df[i : i + 1]]).sort("symbol", "ts")) == ["order"]
+    # a symbol split into two runs is out of order too, even with rising times
+    if df["symbol"].n_unique() > 1:
+        first = df["symbol"][0]
+        split = pl.concat([df.filter(pl.col("symbol") == first).head(1),
+                           df.filter(pl.col("symbol") != first),
+                           df.filter(pl.col("symbol") == first).slice(1)])
+        if split["symbol"][-1] == first:
+            assert bar_problems(split) == ["order"]

@@ -272,7 +272,7 @@ def test_stream_workers_and_ranks_cover_every_window_once(ds_root: Path) -> None
     world = 2
     for rank in range(world):
         stream = TokenStream(ds_root, "train", context=16, shuffle_buffer=8, seed=3, block=5,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world, even=False)
         loader = DataLoader(stream, batch_size=None, num_workers=2)
         for x, y in loader:
             got[key(x, y)] += 1

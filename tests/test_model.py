@@ -10,14 +10,7 @@ from torch.nn import functional as F  # noqa: N812
 from candletok.core.ids import N_SPECIAL
 from candletok.model.gpt import CandleGPT, GPTConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread, and more threads thrash on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def tiny(vocab: int = 12, context: int = 16, dropout: float = 0.0) -> CandleGPT:

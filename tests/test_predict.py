@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError
-from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
 from candletok.data.synthetic import synthetic_bars
 from candletok.forecast.predict import calibration, predict_next
 from candletok.model.gpt import CandleGPT, GPTConfig
@@ -84,10 +85,16 @@ def test_refuses_another_vocabulary_and_many_symbols(bars: pl.DataFrame,
 
 
 class Windows:
-    """A split stand-in: fixed windows and the tokenizer, like TokenDataset offers."""
+    """A split stand-in (a SplitSource without a dataset folder): one window per series
+    and the tokenizer, like TokenDataset offers."""
+
+    split, root, interval = "test", None, None
 
     def __init__(self, tok: BinsTokenizer, series: list[np.ndarray], context: int) -> None:
-        self.tok, self.fingerprint, self.split = tok, tok.fingerprint, "test"
+        self.tok, self.fingerprint, self.vocab_size = tok, tok.fingerprint, tok.vocab_size
+        self._series = series
+        self.tokens, self.bounds = series_with_bos(series)
+        self.starts = self.bounds[:, 0].copy()
         xs, ys = [], []
         for s in series:
             t = np.concatenate([[BOS], s])[: context + 1]
@@ -96,6 +103,9 @@ class Windows:
             xs.append(x)
             ys.append(y)
         self.X, self.Y = np.stack(xs), np.stack(ys)
+
+    def series(self) -> list[np.ndarray]:
+        return self._series
 
     def __len__(self) -> int:
         return len(self.X)
@@ -221,6 +231,15 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
                   str(ds)])
     assert r.exit_code == 0, r.output
     assert "P(next close above this close)" in r.output and "Brier" in r.output
+    # without --dataset the vocabulary comes from the checkpoint; JSON holds the table's rows
+    r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["symbol"] == "AAA" and len(d["top"]) == 5
+    assert d["p_close_up"] + d["p_close_down"] == pytest.approx(1.0)
+    assert d["p_gap_up"] + d["p_gap_down"] + d["p_no_gap"] == pytest.approx(1.0)
+    assert {"last_ts", "last_close", "scale", "exp_body_pct", "exp_range_pct",
+            "context_candles"} <= set(d)
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "ZZZ"])
     assert r.exit_code != 0
     # the checkpoint knows the dataset's bar interval; other bars are refused
@@ -232,3 +251,23 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "aaa", "--n",
                   "2", "--samples", "2"])  # symbols are matched as every source writes them
     assert r.exit_code == 0, r.output
+
+
+def test_the_ewma_scale_step_is_the_encoders_scale(bars: pl.DataFrame,
+                                                  tok: BinsTokenizer) -> None:
+    """The one EWMA step that generation and ``continue_series`` use reproduces the causal
+    scale the encoder stores, bar after bar (up to float rounding)."""
+    from candletok.tokenize.features import ewma_scale_step, floor_scale
+
+    one = bars.filter(pl.col("symbol") == "AAA")
+    h, lo, c = (one[k].to_numpy() for k in ("high", "low", "close"))
+    enc = tok.encode(one)
+    ew = np.log(h[0] / lo[0])  # a series' first bar seeds the EWMA with its own range
+    got = []
+    for t in range(1, one.height):
+        got.append(float(floor_scale(ew, tok.features)))
+        ew = ewma_scale_step(ew, h[t], lo[t], c[t - 1], tok.features)
+    np.testing.assert_allclose(got, enc["scale"].to_numpy(), rtol=1e-12)
+    last_close, next_scale = tok.continuation_state(one)["AAA"]
+    assert last_close == c[-1]
+    assert float(floor_scale(ew, tok.features)) == pytest.approx(next_scale, rel=1e-12)

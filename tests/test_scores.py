@@ -107,3 +107,21 @@ def test_skill_is_positive_only_when_the_loss_is_lower() -> None:
 def test_per_date_sums_rows_of_one_date() -> None:
     sums, counts = per_date(np.array([3, 1, 3, 2]), np.array([1.0, 2.0, 3.0, 4.0]))
     assert sums.tolist() == [2.0, 4.0, 4.0] and counts.tolist() == [1, 1, 2]
+
+
+def test_ratio_and_ece_estimates_by_hand() -> None:
+    from candletok.forecast.scores import ece_estimate, ratio_estimate
+
+    num = np.array([1.0, 2.0, 3.0, 6.0])
+    den = np.array([1.0, 1.0, 2.0, 2.0])
+    e = ratio_estimate(num, den, n_boot=200, seed=1)
+    assert e.value == pytest.approx(12 / 6)  # sum over sum, not a mean of ratios
+    assert e.lo <= e.value <= e.hi
+    p = np.array([0.1, 0.2, 0.8, 0.9, 0.85])
+    y = np.array([0, 1, 1, 1, 0])
+    dates = np.array([1, 1, 2, 2, 3])
+    est = ece_estimate(p, y, dates, bins=2, n_boot=200)
+    assert est.value == pytest.approx(ece(p, y, bins=2))
+    # bins [0, .5): mean p .15, freq .5; [.5, 1]: mean p .85, freq 2/3
+    assert est.value == pytest.approx((2 * 0.35 + 3 * abs(0.85 - 2 / 3)) / 5)
+    assert est.lo <= est.value <= est.hi

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from candletok.core.errors import BarsError, SourceError
-from candletok.data.sources import is_path_source, load_bars
+from candletok.core.errors import BarsError, OutputError, SourceError
+from candletok.data.files import bars_file, write_bars_folder
+from candletok.data.sources import is_path_source, load_bars, normalize_symbols
 from candletok.data.synthetic import synthetic_bars
 
 
@@ -188,3 +190,89 @@ def test_a_wrong_date_format_names_the_column_and_an_example(tmp_path: Path) -> 
     msg = str(err.value)
     assert err.value.rule == "bad_dtype" and "'Date'" in msg and "'31/01/2024'" in msg
     assert "date_format='%m/%d/%Y'" in msg
+
+
+# ------------------------------------------------------------- folders, fast path, @lists
+
+
+def test_partitioned_folder_with_and_without_symbol_column(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "BBB", "CCC"], n_bars=40, seed=3)
+    own = tmp_path / "own"  # as `candletok download --out DIR/` writes it
+    bare = tmp_path / "bare"  # as pyarrow/Spark write hive partitions: no symbol inside
+    for (sym,), part in bars.group_by("symbol"):
+        (own / f"symbol={sym}").mkdir(parents=True)
+        part.write_parquet(own / f"symbol={sym}" / "part-0.parquet")
+        (bare / f"Ticker={sym.lower()}").mkdir(parents=True)
+        part.drop("symbol").write_parquet(bare / f"Ticker={sym.lower()}" / "data.parquet")
+    (own / "_SUCCESS").write_text("")
+    for folder in (own, bare):
+        assert load_bars([], source=str(folder)).equals(bars)
+        got = load_bars(["CCC", "AAA"], source=str(folder), start="2000-01-20")
+        want = bars.filter(pl.col("symbol").is_in(["AAA", "CCC"]), pl.col("ts") >= got["ts"].min())
+        assert got.equals(want) and got["ts"].min().day == 20
+    with pytest.raises(BarsError) as err:
+        load_bars(["ZZZ"], source=str(own))
+    assert err.value.rule == "unknown_symbol" and "AAA, BBB, CCC" in str(err.value)
+
+
+def test_symbol_spelled_otherwise_in_the_file_is_still_found(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "BBB"], n_bars=10, seed=1)
+    odd = bars.with_columns(pl.col("symbol").str.to_lowercase().map_elements(
+        lambda s: f" {s}", return_dtype=pl.String))
+    odd.write_parquet(tmp_path / "odd.parquet")
+    assert load_bars(["bbb"], source=str(tmp_path / "odd.parquet")).equals(
+        bars.filter(pl.col("symbol") == "BBB"))
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "America/New_York"])
+def test_date_range_pushed_into_parquet_scans(tmp_path: Path, tz: str | None) -> None:
+    bars = synthetic_bars(["AAA", "BBB"], n_bars=60, interval="1h", seed=2)
+    raw = bars.with_columns(pl.col("ts").dt.replace_time_zone(None) if tz is None
+                            else pl.col("ts").dt.convert_time_zone(tz))
+    raw.write_parquet(tmp_path / "x.parquet")
+    got = load_bars([], source=str(tmp_path / "x.parquet"), start="2024-01-03 15:00",
+                    end="2024-01-05")
+    lo = datetime(2024, 1, 3, 15, tzinfo=timezone.utc)
+    hi = datetime(2024, 1, 5, tzinfo=timezone.utc)
+    assert got.equals(bars.filter(pl.col("ts") >= lo, pl.col("ts") < hi)) and got.height
+
+
+def test_csv_and_parquet_of_the_same_bars_load_the_same(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "BBB"], n_bars=50, seed=9)
+    bars.write_csv(tmp_path / "b.csv")
+    bars.write_parquet(tmp_path / "b.parquet")
+    a = load_bars([], source=str(tmp_path / "b.csv"))
+    assert a.equals(load_bars([], source=str(tmp_path / "b.parquet")))
+    assert a.equals(bars)
+
+
+def test_symbol_list_files(tmp_path: Path) -> None:
+    lst = tmp_path / "symbols.txt"
+    lst.write_text("# my universe\naaa\n\nBBB  # a comment\nccc, AAA\n")
+    assert normalize_symbols(["@" + str(lst), "ddd"]) == ["AAA", "BBB", "CCC", "DDD"]
+    assert normalize_symbols("@" + str(lst)) == ["AAA", "BBB", "CCC"]
+    df = load_bars("@" + str(lst), source="synthetic", n_bars=5)
+    assert df["symbol"].unique().sort().to_list() == ["AAA", "BBB", "CCC"]
+    with pytest.raises(SourceError, match="does not exist"):
+        normalize_symbols(["@" + str(tmp_path / "nope.txt")])
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(SourceError, match="names no symbols"):
+        normalize_symbols(["@" + str(tmp_path / "empty.txt")])
+
+
+def test_bars_folder_round_trip_with_awkward_symbols(tmp_path: Path) -> None:
+    bars = synthetic_bars(["AAA", "EURUSD=X", "^GSPC"], n_bars=20, seed=4)
+    folder = tmp_path / "bars"
+    written = write_bars_folder(bars.filter(pl.col("symbol") != "AAA"), folder)
+    assert [p.parent.name for p in written] == ["symbol=EURUSD%3DX", "symbol=%5EGSPC"]
+    write_bars_folder(bars.filter(pl.col("symbol") == "AAA"), folder)  # the folder grows
+    assert load_bars([], source=str(folder)).equals(bars)
+    assert load_bars(["^gspc"], source=str(folder)).equals(
+        bars.filter(pl.col("symbol") == "^GSPC"))
+    assert bars_file(folder, "AAA").exists()
+    with pytest.raises(OutputError, match="is a file"):
+        write_bars_folder(bars, written[0])
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "manifest.json").write_text("{}")
+    with pytest.raises(OutputError, match="dataset folder"):
+        write_bars_folder(bars, tmp_path / "ds")

@@ -12,39 +12,31 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from candletok.core.errors import ModelError
-from candletok.core.ids import BOS, N_SPECIAL, PAD
-from candletok.model.evaluate import evaluate_sums
+from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
+from candletok.model.checkpoint import load_model, read_checkpoint
+from candletok.model.evaluate import evaluate, evaluate_sums
 from candletok.model.gpt import CandleGPT, GPTConfig
-from candletok.model.train import (
-    TrainConfig,
-    WindowSampler,
-    evaluate,
-    load_model,
-    lr_at,
-    read_checkpoint,
-    train,
-)
+from candletok.model.train import TrainConfig, WindowSampler, lr_at, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 class MemDataset(torch.utils.data.Dataset):
-    """In-memory stand-in for TokenDataset: non-overlapping windows per series, each
-    candle a target once (targets already counted by the previous window masked)."""
+    """In-memory stand-in for TokenDataset (a SplitSource without a folder or a
+    vocabulary): non-overlapping windows per series, each candle a target once (targets
+    already counted by the previous window masked). Written independently of the library's
+    window layout, so that the scores are checked against a second implementation."""
+
+    split, root, interval = "mem", None, None
 
     def __init__(self, series: list[np.ndarray], vocab_size: int, context: int,
                  fingerprint: str = "fp-test") -> None:
         self._series = [np.asarray(s, dtype=np.int64) for s in series]
         self.vocab_size, self.context, self.fingerprint = vocab_size, context, fingerprint
-        self.root = None
+        self.tokens, self.bounds = series_with_bos(self._series)
         self.windows: list[tuple[np.ndarray, np.ndarray]] = []
-        for s in self._series:
+        starts: list[int] = []
+        for s, (a, _) in zip(self._series, self.bounds, strict=True):
             t = np.concatenate([[BOS], s])
             n = s.size
             for j in range(max(1, math.ceil(n / context))):
@@ -56,12 +48,21 @@ class MemDataset(torch.utils.data.Dataset):
                 y[:chunk.size - 1] = chunk[1:]
                 y[:max(0, j * context - off) if j else 0] = -1
                 self.windows.append((x, y))
+                starts.append(int(a) + off)
+        self.starts = np.array(starts, dtype=np.int64)
 
     def series(self) -> list[np.ndarray]:
         return self._series
 
+    def tokenizer(self) -> None:
+        return None
+
     def __len__(self) -> int:
         return len(self.windows)
+
+    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = zip(*(self.windows[int(i)] for i in ids), strict=True)
+        return np.stack(xs), np.stack(ys)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.windows[i]
@@ -298,3 +299,225 @@ def test_a_corrupt_val_or_test_shard_stops_training(tmp_path: Path) -> None:
     next((root / "test").glob("*.parquet")).write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="test"):
         train(root, tiny_cfg(steps=2, context=16), out=tmp_path / "m.pt", device="cpu")
+
+
+# -- the seams for distributed training ---------------------------------------------------
+def test_ranks_read_contiguous_shares_of_the_single_process_batch() -> None:
+    """Rank r of w reads rows [r*n/w, (r+1)*n/w) of the (seed, step) global draw, so the
+    ranks' batches laid end to end are the one-process batch (DDP follows it exactly)."""
+    ds = splits()["train"]
+    smp = WindowSampler(ds, 16)
+    x0, y0 = smp.batch(7, 123, 64)
+    # The (seed, step) stream: the window starts it draws are the batch's first inputs.
+    u = np.random.default_rng((7, 123)).integers(0, int(smp.cum[-1]), size=64)
+    s = np.searchsorted(smp.cum, u, side="right")
+    start = smp.a[s] + (u - smp.first[s])
+    assert np.array_equal(x0[:, 0], ds.tokens[start])
+    for w in (2, 4):
+        parts = [smp.batch(7, 123, 64, rank=r, world_size=w) for r in range(w)]
+        assert all(p[0].shape == (64 // w, 16) for p in parts)
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), x0)
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), y0)
+    with pytest.raises(ModelError, match="multiple of the number of processes"):
+        smp.batch(7, 123, 10, rank=0, world_size=4)
+
+
+def test_ranks_together_score_every_window_once() -> None:
+    ds = splits(context=8)["val"]
+    torch.manual_seed(0)
+    m = CandleGPT(GPTConfig(vocab_size=16, context=8, n_layer=1, n_head=1, n_embd=16))
+    for cap in (0, 5):
+        bits, n = evaluate_sums(m, ds, batch_size=2, max_windows=cap)
+        parts = [evaluate_sums(m, ds, 2, cap, rank=r, world_size=3) for r in range(3)]
+        assert sum(c for _, c in parts) == n
+        assert sum(b for b, _ in parts) == pytest.approx(bits, rel=1e-6)
+
+
+# -- how a run stops ----------------------------------------------------------------------
+def unlearnable(context: int = 16) -> dict[str, MemDataset]:
+    """Train on the sticky chain, validate on uniform noise: the better the model learns
+    the chain, the worse its val, so val is best early and early stopping must fire."""
+    rng = np.random.default_rng(5)
+    out = splits(context)
+    out["val"] = MemDataset([rng.integers(N_SPECIAL, 16, 120)], 16, context)
+    return out
+
+
+def test_early_stopping_ends_the_run_without_changing_the_best_weights(tmp_path: Path) -> None:
+    cfg = tiny_cfg(steps=80, eval_every=5, patience=2)
+    early = train(unlearnable(), cfg, out=tmp_path / "e.pt", device="cpu")
+    assert early.stop_reason == "early_stop" and not early.interrupted
+    assert early.best_step is not None
+    assert early.step == early.best_step + cfg.patience * cfg.eval_every < cfg.steps
+    full = train(unlearnable(), tiny_cfg(steps=80, eval_every=5, patience=0),
+                 out=tmp_path / "f.pt", device="cpu")
+    assert full.stop_reason == "steps" and full.step == 80
+    # the same run up to the stop (the schedule is the full one), so the same best weights
+    def same(h: list[dict[str, float]]) -> list[tuple[float, ...]]:
+        return [(e["step"], e["loss"], e["lr"], e["val_bpc"]) for e in h]  # not the timings
+
+    assert same(early.history) == same(full.history[: len(early.history)])
+    vals = [h["val_bpc"] for h in early.history]
+    assert min(vals) == pytest.approx(vals[early.best_step // cfg.eval_every - 1])
+    ck = read_checkpoint(tmp_path / "e.pt")
+    assert ck["metrics"]["stop_reason"] == "early_stop" and ck["stale_evals"] == 2
+    # resuming an early-stopped run asks for more patience instead of stopping again
+    with pytest.raises(ModelError, match="patience"):
+        train(unlearnable(), None, out=tmp_path / "e.pt", device="cpu", resume=True)
+    more = train(unlearnable(), tiny_cfg(steps=80, eval_every=5, patience=0),
+                 out=tmp_path / "e.pt", device="cpu", resume=True)
+    assert more.step == 80 and more.stop_reason == "steps"
+
+
+def test_default_steps_are_sized_to_the_training_candles(tmp_path: Path) -> None:
+    from candletok.model.train import (
+        AUTO_MAX_STEPS,
+        AUTO_MIN_STEPS,
+        AUTO_PASSES,
+        auto_eval_every,
+        auto_steps,
+    )
+
+    assert auto_steps(10, 32, 128) == AUTO_MIN_STEPS
+    assert auto_steps(10**9, 32, 128) == AUTO_MAX_STEPS
+    n = 2_000_000
+    assert auto_steps(n, 32, 128) == math.ceil(AUTO_PASSES * n / (32 * 128))
+    assert auto_steps(n, 64, 128) < auto_steps(n, 32, 128) < auto_steps(2 * n, 32, 128)
+    assert [auto_eval_every(s) for s in (50, 200, 1000, 10**6)] == [10, 10, 50, 500]
+    res = train(splits(), tiny_cfg(steps=None, eval_every=None), out=tmp_path / "m.pt",
+                device="cpu", until=12)
+    candles = sum(s.size for s in splits()["train"].series())
+    assert res.steps == auto_steps(candles, 16, 16) and res.step == 12
+    assert res.stop_reason == "until"
+    assert [h["step"] for h in res.history] == [10, 12]  # auto_eval_every(200) == 10
+    saved = read_checkpoint(tmp_path / "m.pt")["train_config"]
+    assert (saved["steps"], saved["eval_every"]) == (res.steps, 10)  # a resume keeps them
+    explicit = train(splits(), tiny_cfg(steps=7), out=tmp_path / "x.pt", device="cpu")
+    assert explicit.steps == explicit.step == 7
+
+
+def test_ctrl_c_stops_at_the_next_step_with_a_checkpoint(tmp_path: Path) -> None:
+    import signal
+
+    def press_ctrl_c(info: object) -> None:
+        if getattr(info, "step", 0) == 3 and getattr(info, "phase", "") == "train":
+            signal.raise_signal(signal.SIGINT)
+
+    res = train(splits(), tiny_cfg(steps=40, eval_every=10), out=tmp_path / "m.pt",
+                device="cpu", progress=press_ctrl_c)
+    assert res.interrupted and res.stop_reason == "interrupted"
+    assert res.step == 4 and res.history[-1]["step"] == 4  # evaluated and saved there
+    ck = read_checkpoint(tmp_path / "m.pt")
+    assert ck["step"] == 4 and ck["metrics"]["stop_reason"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+# -- threads -------------------------------------------------------------------------------
+def test_thread_count_rule() -> None:
+    from candletok.model.runtime import resolve_threads
+
+    assert resolve_threads(3, {"OMP_NUM_THREADS": "2"}, 8, 8) == 3  # --threads wins
+    assert resolve_threads(0, {"OMP_NUM_THREADS": "2"}, 8, 8) == 2  # then OMP_NUM_THREADS
+    assert resolve_threads(0, {}, 4, 8) == 4  # then torch's (user-set) count
+    assert resolve_threads(0, {}, 16, 8) == 8  # never more than the cores we may use
+    for bad in ("", "0", "-2", "four", " "):
+        assert resolve_threads(0, {"OMP_NUM_THREADS": bad}, 3, 8) == 3
+
+
+def test_training_honours_omp_num_threads(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from candletok.model.runtime import available_cores
+
+    want = available_cores() + 1  # differs from every other rule's answer
+    monkeypatch.setenv("OMP_NUM_THREADS", str(want))
+    seen: set[int] = set()
+    res = train(splits(), tiny_cfg(steps=2, threads=0), out=tmp_path / "m.pt", device="cpu",
+                progress=lambda i: i.phase == "done" or seen.add(torch.get_num_threads()))
+    assert res.threads == want and seen == {want}
+    assert torch.get_num_threads() == 1  # the caller's setting is back
+    res = train(splits(), tiny_cfg(steps=2, threads=2), out=tmp_path / "m.pt", device="cpu")
+    assert res.threads == 2
+
+
+# -- the command line under a pipe -----------------------------------------------------------
+def _cli(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "candletok.cli.main", *args]
+
+
+def test_cli_train_logs_plain_lines_and_exits_130_when_interrupted(tmp_path: Path) -> None:
+    """Under a pipe, ``train`` writes one plain line per evaluation and a last line whose
+    val is the table's; Ctrl-C (SIGINT) saves a checkpoint and exits 130."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    root = _real_dataset(tmp_path / "ds")
+    m = str(tmp_path / "m.pt")
+    env = {**os.environ, "CANDLETOK_OFFLINE": "1", "COLUMNS": "200"}
+    p = subprocess.Popen(
+        _cli("train", str(root), "--steps", "100000", "--eval-every", "2", "--patience", "0",
+             "--context", "16", "--layers", "1", "--width", "16", "--heads", "2",
+             "--threads", "1", "--device", "cpu", "--out", m),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout is not None
+        first = [p.stdout.readline() for _ in range(3)]  # training is under way: Ctrl-C
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    pat = r"step (\d+)/100000 loss \d+\.\d{3} val \d+\.\d{4} bits/candle tok/s [\d,]+"
+    steps = [re.fullmatch(pat, ln.rstrip("\n")) for ln in first]
+    assert [s.group(1) for s in steps if s] == ["2", "4", "6"], first
+    out = "".join(first) + rest
+    ck = read_checkpoint(m)
+    assert 6 <= ck["step"] < 100000 and ck["metrics"]["stop_reason"] == "interrupted"
+    assert f"step {ck['step']}/100000" in out  # the last line before the stop
+    done = re.search(r"^done step (\d+)/100000 \(interrupted.*\) val \(step \d+ weights\) "
+                     r"(\d+\.\d{4}) bits/candle$", out, re.M)
+    row = re.search(r"CandleGPT\W+(\d+\.\d{4})", out)
+    assert done and row and int(done.group(1)) == ck["step"]
+    assert done.group(2) == row.group(1)  # one number, labelled
+
+
+def test_a_resume_keeps_the_saved_configuration_but_the_four_run_knobs(tmp_path: Path) -> None:
+    from candletok.model.train import resume_config
+
+    train(splits(), tiny_cfg(steps=4, lr=5e-3), out=tmp_path / "m.pt", device="cpu")
+    cfg = resume_config(tmp_path / "m.pt", steps=9, eval_every=None, patience=1, threads=None)
+    assert (cfg.steps, cfg.eval_every, cfg.patience, cfg.lr, cfg.threads) == (9, 10, 1, 5e-3, 1)
+    with pytest.raises(ModelError, match="keeps its saved lr"):
+        cfg.merged_for_resume(lr=1.0)
+
+
+def test_the_pieces_run_as_one_rank_of_several(tmp_path: Path) -> None:
+    """The seams DDP plugs into: rank 1 steps on its half of the batch, its evaluation
+    sums go through ``reduce`` (here: adding rank 0's share, as an all-reduce would), and it
+    writes no checkpoint."""
+    import threading
+
+    from candletok.model.train import Ranks, init_run, open_splits, run_steps
+
+    sp = open_splits(splits(), 16)
+    cfg = tiny_cfg(steps=6, eval_every=3, eval_windows=0).sized_for(0)
+    run = init_run(sp, cfg, tmp_path / "r1.pt", torch.device("cpu"), None)
+    val = sp["val"]
+    assert val is not None
+
+    def all_reduce(mine: tuple[float, int]) -> tuple[float, int]:
+        other = evaluate_sums(run.model, val, cfg.eval_batch, 0, rank=0, world_size=2)
+        return mine[0] + other[0], mine[1] + other[1]
+
+    stats = run_steps(run, sp, tmp_path / "r1.pt", torch.device("cpu"), 6, threading.Event(),
+                      lambda i: None, Ranks(rank=1, world_size=2, reduce=all_reduce))
+    assert stats.stop_reason == "steps" and run.step == 6
+    assert not (tmp_path / "r1.pt").exists()  # only rank 0 writes
+    assert run.last_val == pytest.approx(evaluate(run.model, val, cfg.eval_batch))
+    solo = train(splits(), tiny_cfg(steps=6, eval_every=3), out=tmp_path / "r0.pt",
+                 device="cpu")
+    assert solo.history[-1]["loss"] != run.history[-1]["loss"]  # half the batch on rank 1

@@ -273,6 +273,11 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def fmt_bits(v: float | None) -> str:
+    """Bits per candle as every command prints them: four decimals, "-" when missing."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
 # API argument -> the flag that sets it, for library errors shown by the CLI.
 FLAGS: dict[str, str] = {
     "overwrite": "--overwrite", "source": "--source", "start": "--start", "end": "--end",

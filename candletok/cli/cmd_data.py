@@ -20,8 +20,9 @@ from rich.progress import (
 from candletok.cli.app import app, console, err_console, fail, flag_wording, table
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
 from candletok.core.atomic import write_parquet_atomic
-from candletok.dataset.build import EncodeResult, build_dataset
+from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
+from candletok.engines import ENGINES, build
 
 
 @contextmanager
@@ -103,22 +104,31 @@ def encode(
     strict_bars: bool = typer.Option(False, "--strict-bars/--repair-bars", help=STRICT_HELP),
     date_format: str | None = typer.Option(None, "--date-format", help=DATE_FORMAT_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this machine) or ray (Ray Data; candletok[ray])."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster for --engine ray, e.g. auto (default: local)."),
 ) -> None:
     """Split bars by time, fit the vocabulary on train, and write Parquet token shards."""
     scheme, params = tokenizer_params(scheme, k=k, bins=bins, seed=seed)
     if vocab is not None and (k is not None or bins is not None):
         raise fail("--k and --bins set a vocabulary to fit; with --vocab the vocabulary is "
                    "given, so leave them out.")
+    if engine not in ENGINES:
+        raise fail(f"Unknown --engine {engine!r}; use local or ray.")
+    if ray_address and engine != "ray":
+        raise fail("--ray-address needs --engine ray.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise fail(f"{out} already exists; pass --overwrite to replace it.")
     with encode_progress() as tick:
-        result = build_dataset(
+        cfg = BuildConfig.from_options(
             symbols, out, scheme=scheme, vocab=vocab, source=source, interval=interval,
             start=start, end=end, val_from=val_from, test_from=test_from,
             shard_rows=shard_rows, group_size=group_size, strict=strict, overwrite=overwrite,
-            seed=seed, tokenizer_params=params, progress=tick,
-            loader=bars_loader(strict_bars=strict_bars, date_format=date_format),
+            seed=seed, tokenizer_params=params,
         )
+        result = build(cfg, engine=engine, ray_address=ray_address, progress=tick,
+                       loader=bars_loader(strict_bars=strict_bars, date_format=date_format))
     print_encode(result)
 
 

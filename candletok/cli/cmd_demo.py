@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from candletok.cli.app import app, console, err_console, heading, table
+from candletok.cli.app import app, console, err_console, fmt_bits, heading, table
 from candletok.cli.cmd_data import print_encode
 
 
@@ -30,12 +30,7 @@ def demo(
 ) -> None:
     """Fit, encode, train, score, predict and chart on the bundled sample (no network)."""
     # torch loads here, when the demo runs, not when any command starts
-    from candletok.cli.cmd_model import (
-        _fmt_bits,
-        print_calibration,
-        print_prediction,
-        print_train,
-    )
+    from candletok.cli.cmd_model import print_calibration, print_prediction, print_train
     from candletok.forecast.demo import DemoConfig, run_demo
     from candletok.model.train import StepInfo
 
@@ -64,7 +59,7 @@ def demo(
 
         def progress(i: StepInfo) -> None:
             tick("train", i.step, i.steps)
-            bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {_fmt_bits(i.val_bpc)} "
+            bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {fmt_bits(i.val_bpc)} "
                                             f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
             if not plain:
                 return
@@ -74,7 +69,7 @@ def demo(
                                   f"{i.tokens_per_s:,.0f} tok/s", highlight=False)
             if i.val_bpc is not None and i.val_bpc != said["val"]:
                 said["val"] = i.val_bpc
-                err_console.print(f"val after step {said['step']}: {_fmt_bits(i.val_bpc)} "
+                err_console.print(f"val after step {said['step']}: {fmt_bits(i.val_bpc)} "
                                   "bits/candle", highlight=False)
 
         res = run_demo(cfg, encode_progress=tick, train_progress=progress)

@@ -14,6 +14,7 @@ from candletok.cli.app import app, console, err_console, fail, table
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError
+from candletok.data.files import bars_file, write_bars_folder
 from candletok.data.sources import is_path_source, normalize_symbols
 
 DEFAULT_OUT = Path("bars.parquet")
@@ -48,8 +49,11 @@ def download(
     interval: str = typer.Option("1d", "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD), inclusive."),
     end: str | None = typer.Option(None, "--end", help="End date (YYYY-MM-DD), exclusive."),
-    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")] = DEFAULT_OUT,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Parquet file to write, or a folder (DIR/): one file per symbol.",
+    )] = DEFAULT_OUT,
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --out file (or symbol files)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --source synthetic."),
     bars: int | None = typer.Option(None, "--bars", help="Bars per symbol (synthetic)."),
     strict_bars: bool = typer.Option(False, "--strict-bars/--repair-bars", help=STRICT_HELP),
@@ -59,9 +63,12 @@ def download(
     syms = normalize_symbols(symbols)
     if not syms:
         raise CandletokError("Give at least one symbol, e.g. candletok download AAPL.")
-    if out.exists() and not out.is_dir() and not overwrite:
-        raise fail(f"{out} already exists; pass --overwrite to replace it, or --out another "
-                   "file.")
+    folder = out.is_dir() or not out.suffix  # --out DIR/ (typer drops the slash)
+    there = ([bars_file(out, s) for s in syms if bars_file(out, s).exists()] if folder
+             else [out] if out.exists() else [])
+    if there and not overwrite:
+        raise fail(f"{there[0]} already exists; pass --overwrite to replace it, or --out "
+                   "another file.")
     load = bars_loader(strict_bars=strict_bars, date_format=date_format)
     label = _source_label(source)
     frames: list[pl.DataFrame] = []
@@ -81,8 +88,12 @@ def download(
                                    end=end, seed=seed, n_bars=bars))
                 progress.advance(task)
     df = pl.concat(frames, how="vertical").sort("symbol", "ts")
-    write_parquet_atomic(df, out)
-    print_bars_summary(df, f"{df.height:,} bars -> {out}", interval, label)
+    if folder:  # DIR/symbol=SYM/part-0.parquet, read back by --source DIR/
+        write_bars_folder(df, out)
+    else:
+        write_parquet_atomic(df, out)
+    print_bars_summary(df, f"{df.height:,} bars -> {out}"
+                       f"{'/ (one file per symbol)' if folder else ''}", interval, label)
 
 
 @app.command()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import tempfile
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import (
@@ -19,20 +18,31 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candletok.cli.app import app, console, emit_json, err_console, fail, table
+from candletok.cli.app import app, console, emit_json, err_console, fail, fmt_bits, table
 from candletok.core.errors import ModelError
 from candletok.forecast.predict import Calibration, Prediction
-from candletok.model.checkpoint import model_interval
-from candletok.model.train import StepInfo, TrainConfig, TrainResult, load_model, train
+from candletok.model.checkpoint import check_fingerprint, load_model, model_interval
+from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
+from candletok.model.gpt import CandleGPT
+from candletok.model.train import (
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    describe_stop,
+    resume_config,
+    train,
+)
+from candletok.tokenize.base import Tokenizer
 
+if TYPE_CHECKING:
+    from candletok.forecast.calibrate import CalibratedProbability
 
-def _fmt_bits(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
 
 
 def print_scores(res: TrainResult) -> None:
     """The model next to every baseline, and the verdict."""
-    rows = [(r.name, _fmt_bits(r.val), _fmt_bits(r.test),
+    rows = [(r.name, fmt_bits(r.val), fmt_bits(r.test),
              ", ".join(f"{k}={v:g}" for k, v in r.params.items())) for r in res.table]
     console.print(table("bits per candle (lower is better)",
                         ["model", "val", "test", "smoothing"], rows))
@@ -40,42 +50,107 @@ def print_scores(res: TrainResult) -> None:
     console.print(f"[{style}]{res.summary}[/]", highlight=False)
 
 
+def _val_label(i: StepInfo) -> str:
+    """What the progress "val" is: the last periodic evaluation while training, the table's
+    (best weights, every val window) once done."""
+    if i.phase != "done":
+        return "val"
+    return "val (best weights)" if i.best_step is None else f"val (step {i.best_step} weights)"
+
+
 @contextmanager
-def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
-    """A live bar for ``train``: step, loss, val bits/candle and tokens/s."""
+def train_bar(steps: int) -> Iterator[Callable[[StepInfo], None]]:
+    """A live bar for ``train`` on a terminal: step, loss, val bits/candle and tokens/s."""
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val {task.fields[val]} bits/candle  "
-                   "{task.fields[rate]} tok/s"),
+        TextColumn("loss {task.fields[loss]}  {task.fields[vlabel]} {task.fields[val]} "
+                   "bits/candle  {task.fields[rate]} tok/s"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
     ) as bar:
-        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-")
+        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-", vlabel="val")
 
         def progress(i: StepInfo) -> None:
             desc = {"train": "train", "eval": "val", "baselines": "baselines", "done": "done"}
             bar.update(task, completed=i.step, total=i.steps, description=desc[i.phase],
-                       loss=f"{i.loss:.3f}", val=_fmt_bits(i.val_bpc),
-                       rate=f"{i.tokens_per_s:,.0f}")
+                       loss=f"{i.loss_bits:.3f}", val=fmt_bits(i.val_bpc),
+                       rate=f"{i.tokens_per_s:,.0f}", vlabel=_val_label(i))
 
         yield progress
 
 
+def plain_line(i: StepInfo) -> str | None:
+    """The log line for a pipe or a log file: one per evaluation boundary and one at the
+    end, None for every other step."""
+    if i.phase == "done":
+        return (f"done step {i.step}/{i.steps} ({describe_stop(i.stop_reason or 'steps')}) "
+                f"{_val_label(i)} {fmt_bits(i.val_bpc)} bits/candle")
+    if not i.boundary:
+        return None
+    return (f"step {i.step}/{i.steps} loss {i.loss_bits:.3f} val "
+            f"{fmt_bits(i.val_bpc)} bits/candle tok/s {i.tokens_per_s:,.0f}")
+
+
+@contextmanager
+def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
+    """A live bar when stdout is a terminal; plain lines on stdout otherwise (a pipe, a
+    log file, CI), where a redrawn bar would arrive as one truncated line at the end."""
+    if console.is_terminal:
+        with train_bar(steps) as progress:
+            yield progress
+        return
+
+    def log(i: StepInfo) -> None:
+        line = plain_line(i)
+        if line is not None:
+            console.print(line, highlight=False, soft_wrap=True)
+
+    yield log
+
+
 def print_train(res: TrainResult, out: Path) -> None:
     """One line on the run, then the model-vs-baselines table and its verdict."""
+    threads = (f" ({res.threads} thread{'s' if res.threads != 1 else ''})"
+               if res.device == "cpu" and res.threads else "")
+    why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
+    if res.processes > 1:
+        threads += f" × {res.processes} processes"
     console.print(
-        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps on {res.device} · "
-        f"{res.tokens_per_s:,.0f} tokens/s · data wait {res.data_wait_share:.1%} · saved {out}",
+        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps{why} on "
+        f"{res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
+        f"{res.data_wait_share:.1%} · saved {out}",
         highlight=False,
     )
     print_scores(res)
 
 
-def print_prediction(pr: Prediction) -> None:
-    """The forecast table and the five most likely next candles."""
+def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None) -> None:
+    """The forecast table and the five most likely next candles. With ``cp`` (what
+    ``candletok evaluate`` fit on val), P(close up) is the calibrated number with its val
+    skill, and a forecast without shown skill says so beside the base rate."""
+    rows = pr.rows()
+    if cp is not None:
+        rows = [(k, _p_up_text(cp) if k == "P(next close above this close)" else
+                 f"{v}  (raw; not evaluated)" if k.startswith("P(") else v) for k, v in rows]
     console.print(table(f"{pr.symbol}: next candle after {pr.last_ts:%Y-%m-%d}",
-                        ["", "forecast"], pr.rows()))
+                        ["", "forecast"], rows))
     console.print(table("5 most likely next candles", ["token", "prob", "candle"],
                         [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
+    if cp is None:
+        return
+    if not cp.calibrated:
+        console.print("P(close up) is the model's raw number, not calibrated: run `candletok "
+                      "evaluate DIR --model FILE` to fit and check it on val.", highlight=False)
+    elif not cp.shows_skill:
+        console.print(f"[bold yellow]The model has shown no skill for P(next close up) on val "
+                      f"({cp.skill_text()} includes zero); the base rate is "
+                      f"{cp.base_rate:.1%}.[/]", highlight=False)
+
+
+def _p_up_text(cp: CalibratedProbability) -> str:
+    if not cp.calibrated:
+        return f"{cp.raw:.1%}  (raw, uncalibrated)"
+    return (f"{cp.value:.1%}  (calibrated, {cp.skill_text()}; raw {cp.raw:.1%}; "
+            f"base rate {cp.base_rate:.1%})")
 
 
 def print_calibration(cal: Calibration) -> None:
@@ -95,7 +170,9 @@ def print_calibration(cal: Calibration) -> None:
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 1000)."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Optimizer steps (default: 25 passes over the training "
+        "candles, at least 200 and at most 20,000; early stopping usually ends sooner)."),
     context: int = typer.Option(128, "--context", help="Tokens of context per window."),
     layers: int = typer.Option(2, "--layers", help="Transformer blocks."),
     heads: int = typer.Option(4, "--heads", help="Attention heads."),
@@ -106,55 +183,69 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
-    eval_every: int | None = typer.Option(None, "--eval-every",
-                                          help="Steps between val checks and checkpoints."),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Steps between val checks and checkpoints (default: "
+        "steps / 20, between 10 and 500)."),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Stop after this many val checks without a better val "
+        "(default 5; 0 never stops early)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: OMP_NUM_THREADS if set, else "
+        "torch's setting, at most the available cores)."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, dropout and data order."),
+    nproc: int = typer.Option(
+        1, "--nproc", help="Processes (DDP via torchrun: gloo on CPU, nccl with one GPU "
+        "each); --batch is the global batch and must be a multiple of it."),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
-    defaults = TrainConfig()
-    cfg = TrainConfig(
-        steps=defaults.steps if steps is None else steps, context=context, n_layer=layers,
-        n_head=heads, n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
-        eval_every=defaults.eval_every if eval_every is None else eval_every,
-    )
+    if nproc > 1:
+        if is_distributed():
+            raise fail("--nproc starts torchrun itself; under torchrun leave it out.")
+        err_console.print(f"starting {nproc} processes with torchrun", highlight=False)
+        code = launch(nproc, forwarded_args(sys.argv), sys.executable)
+        if code:
+            raise typer.Exit(code)
+        return
+    changes = {"steps": steps, "eval_every": eval_every, "patience": patience,
+               "threads": threads}
     if resume:
+        cfg = resume_config(out, **changes)
         err_console.print(f"resuming {out} with its saved configuration"
                           + (f", now for {steps} steps" if steps else ""), highlight=False)
-        if steps is None or eval_every is None:  # keep the saved values unless given
-            from candletok.model.train import read_checkpoint
-
-            saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
-            cfg.steps = saved.steps if steps is None else steps
-            cfg.eval_every = saved.eval_every if eval_every is None else eval_every
+    else:
+        given = {k: v for k, v in changes.items() if v is not None}  # None: the default
+        cfg = TrainConfig(context=context, n_layer=layers, n_head=heads, n_embd=width, lr=lr,
+                          batch_size=batch, dropout=dropout, seed=seed, **given)
     cfg.check()
-    with train_progress(cfg.steps) as progress:
-        res = train(dataset, cfg, out=out, device=device, resume=resume, progress=progress)
+    with process_group(device) as ranks:
+        if not ranks.is_writer:  # the other ranks train silently; rank 0 reports
+            res = train(dataset, cfg, out=out, device=device, resume=resume, ranks=ranks)
+            raise typer.Exit(INTERRUPTED_EXIT if res.interrupted else 0)
+        with train_progress(cfg.steps or 0) as progress:
+            res = train(dataset, cfg, out=out, device=device, resume=resume,
+                        progress=progress, ranks=ranks)
+    print_train(res, out)
     if res.interrupted:
         err_console.print(f"stopped at step {res.step}; continue with `candletok train "
                           f"{dataset} --out {out} --resume`", highlight=False)
-    print_train(res, out)
+        raise typer.Exit(INTERRUPTED_EXIT)
 
 
-def _tokenizer_for(model: Any, dataset: Path | None) -> Any:
+def _tokenizer_for(model: CandleGPT, dataset: Path | None) -> Tokenizer:
     """The model's vocabulary: from the dataset (fingerprint-checked) or the checkpoint."""
-    from candletok.tokenize.registry import load_tokenizer
-
     if dataset is not None:
         from candletok.dataset.manifest import open_dataset
 
         tok = open_dataset(dataset)[1]
     else:
+        from candletok.tokenize.registry import loads_tokenizer
+
         text = model.meta.get("vocab_json")
         if not text:
             raise ModelError("This checkpoint holds no vocabulary; pass --dataset DIR.")
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "vocab.json"
-            p.write_text(text, encoding="utf-8")
-            tok = load_tokenizer(p)
-    from candletok.model.train import check_fingerprint
-
+        tok = loads_tokenizer(text)
     check_fingerprint(model.fingerprint, tok, "this vocabulary")
     return tok
 
@@ -200,6 +291,7 @@ def predict(
                                  "(probabilities and moves as fractions)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
+    from candletok.forecast.calibrate import calibrate_probability, load_calibration
     from candletok.forecast.latest import bars_source, forecast_report, predict_symbols
     from candletok.forecast.predict import calibration
 
@@ -207,11 +299,13 @@ def predict(
     tok = _tokenizer_for(model, dataset)
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
                             interval=model_interval(model, interval))
+    saved = load_calibration(model_path)
+    cps = [calibrate_probability(pr.p_close_up, saved) for pr in preds]
     cal = calibration(model, dataset, "test") if dataset is not None else None
     if as_json:
-        emit_json(forecast_report(preds, cal))
+        emit_json(forecast_report(preds, cal, cps))
         return
-    for pr in preds:
-        print_prediction(pr)
+    for pr, cp in zip(preds, cps, strict=True):
+        print_prediction(pr, cp)
     if cal is not None:
         print_calibration(cal)

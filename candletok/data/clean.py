@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
-from candletok.core.errors import BarsError
+from candletok.core.errors import BarsError, SourceError
 from candletok.data.bars import repair_bars, validate_bars
 
 log = logging.getLogger(__name__)
@@ -20,13 +21,39 @@ log = logging.getLogger(__name__)
 def normalize_symbols(symbols: str | Sequence[str] | None) -> list[str]:
     """Upper-cased, stripped, de-duplicated symbols in the given order.
 
-    A single string may hold several symbols separated by commas or spaces."""
+    A single string may hold several symbols separated by commas or spaces. An item
+    ``@FILE`` stands for the symbols listed in that text file: one per line (commas and
+    spaces also separate), ``#`` starts a comment, blank lines are skipped -- so a list of
+    thousands of tickers never has to go on a command line."""
     if symbols is None:
         return []
     if isinstance(symbols, str):
         symbols = symbols.replace(",", " ").split()
-    out = [str(s).strip().upper() for s in symbols if str(s).strip()]
-    return list(dict.fromkeys(out))
+    out: list[str] = []
+    for item in symbols:
+        text = str(item).strip()
+        if text.startswith("@") and len(text) > 1:
+            out.extend(_symbols_file(Path(text[1:]).expanduser()))
+        else:
+            out.extend(text.replace(",", " ").split())
+    return list(dict.fromkeys(s.upper() for s in out))
+
+
+def _symbols_file(path: Path) -> list[str]:
+    """The symbols listed in ``path`` (see :func:`normalize_symbols`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SourceError(f"Symbol list @{path} does not exist; give a text file with "
+                          "one symbol per line.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"Symbol list @{path} could not be read ({type(exc).__name__}); "
+                          "give a UTF-8 text file with one symbol per line.") from exc
+    found = [s for line in text.splitlines()
+             for s in line.split("#", 1)[0].replace(",", " ").split()]
+    if not found:
+        raise SourceError(f"Symbol list @{path} names no symbols.")
+    return found
 
 
 def filter_range(df: pl.DataFrame, start: datetime | None, end: datetime | None) -> pl.DataFrame:
@@ -73,6 +100,7 @@ def finish(
     if not repair:
         return strict_bars(df, what)
     df, report = repair_bars(df)
-    if report.changed:
-        log.warning("%s: %s", what, report.describe())
+    if not report.changed:  # every rule kept (checked in one pass): nothing more to do
+        return df
+    log.warning("%s: %s", what, report.describe())
     return validate_bars(df, "strict")

@@ -9,25 +9,38 @@ be repaired -- a missing column, text in a price column, an empty or unreadable 
 ``BarsError`` whose ``rule`` says which.
 
 Layouts: one file with a symbol column (filtered to the requested symbols), one file
-without (it holds the one requested symbol, else the file's stem), or a folder with one
-file per symbol (``AAPL.csv``, ``MSFT.parquet``) or files that carry a symbol column.
+without (it holds the one requested symbol, else the file's stem), or a folder of them:
+one file per symbol (``AAPL.csv``, ``MSFT.parquet``), a Parquet dataset partitioned by
+symbol (``symbol=AAPL/part-0.parquet``, as ``candletok download --out DIR/`` writes it and
+pyarrow/Spark/Polars write hive partitions), or files that carry a symbol column. Files
+and folders whose names start with ``.`` or ``_`` (``_SUCCESS``, ``_metadata``) are skipped.
+
+Speed: each file is read lazily with its numeric columns typed in the reader (no text
+pass), the symbol and date predicates pushed into the scan (Parquet skips row groups), the
+files of a folder collected in parallel, and the bars checked in one pass of expressions.
+A file the fast read cannot take (text in a price column, an empty file...) is read again
+the careful way, whose error names the file, the column and the rows.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import polars as pl
 
-from candletok.core.errors import BarsError, SourceError
-from candletok.data.bars import _ALIASES, _key, canonicalize
-from candletok.data.clean import finish
+from candletok.core.atomic import write_parquet_atomic
+from candletok.core.errors import BarsError, OutputError, SourceError
+from candletok.data.bars import _ALIASES, PRICE_COLS, _key, canonicalize
+from candletok.data.clean import filter_range, finish
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+_NUMERIC = (*PRICE_COLS, "volume", "adj_close")
 
 
 def _suffix(path: Path) -> str | None:
@@ -67,11 +80,32 @@ def _has_symbol_column(df: pl.DataFrame) -> bool:
     return any(_ALIASES.get(_key(c)) == "symbol" for c in df.columns)
 
 
+def _roles(columns: list[str]) -> dict[str, str]:
+    """Canonical name -> the file's column, the first match winning (as in canonicalize)."""
+    out: dict[str, str] = {}
+    for name in columns:
+        canon = _ALIASES.get(_key(name))
+        if canon is not None and canon not in out:
+            out[canon] = name
+    return out
+
+
+def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
+    """Strip and upper-case the symbol column, looking at each run's value only: a sorted
+    column of clean symbols (the usual case) costs one run-length pass, not a string op
+    per row."""
+    runs = df["symbol"].rle().struct.field("value")
+    if runs.equals(runs.str.strip_chars().str.to_uppercase()):
+        return df
+    return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
+
+
 def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.DataFrame:
     """The time column of a raw table read with an explicit ``date_format`` (strftime
-    codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (day-first dates,
-    ``20240131``); without a format, or when the column is not text, nothing changes."""
-    col = next((c for c in raw.columns if _ALIASES.get(_key(c)) == "ts"), None)
+    codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (month-first
+    dates, ``20240131``); without a format, or when the column is not text, nothing
+    changes."""
+    col = _roles(raw.columns).get("ts")
     if date_format is None or col is None or raw.schema[col] != pl.String:
         return raw
     try:
@@ -88,26 +122,204 @@ def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.Da
         ) from exc
 
 
-def _canonical(path: Path, symbol: str | None, date_format: str | None = None) -> pl.DataFrame:
+def _canonical(path: Path, symbol: str | None,
+               date_format: str | None = None) -> tuple[pl.DataFrame, bool]:
+    """The careful read: every column as text, then ``canonicalize``, whose errors name the
+    file, the column and the rows. Also says whether the file has a symbol column."""
     raw = parse_dates(read_table(path), date_format, path.name)
+    has_symbol = _has_symbol_column(raw)
     try:
-        df = canonicalize(raw, symbol=None if _has_symbol_column(raw) else symbol, adjust=True)
+        df = canonicalize(raw, symbol=None if has_symbol else symbol, adjust=True)
     except BarsError as exc:
         raise BarsError(f"{path.name}: {exc}", rule=exc.rule, rows=exc.rows) from exc
-    return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
+    return _normalize_symbols(df), has_symbol
+
+
+@dataclass
+class _Plan:
+    """One file's lazy fast read: the scan with its pushed-down predicates, and what the
+    result still needs (the symbol to fill in, whether the date range is applied)."""
+
+    path: Path | list[Path]
+    symbol: str | None
+    frame: pl.LazyFrame
+    has_symbol: bool
+    range_done: bool
+
+
+def _scan(path: Path | list[Path]) -> pl.LazyFrame:
+    """A lazy scan with the price and volume columns typed by the reader itself (a list:
+    Parquet files of one schema, scanned as one)."""
+    if isinstance(path, list) or _suffix(path) in (".parquet", ".pq"):
+        return pl.scan_parquet(path)
+    if _suffix(path) == ".csv.gz":  # the lazy CSV scan takes no compressed files
+        header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    else:
+        header = list(pl.scan_csv(path, infer_schema=False).collect_schema().names())
+    numeric = {raw: pl.Float64 for canon, raw in _roles(header).items() if canon in _NUMERIC}
+    if _suffix(path) == ".csv.gz":
+        return pl.read_csv(path, infer_schema=False, schema_overrides=numeric).lazy()
+    return pl.scan_csv(path, infer_schema=False, schema_overrides=numeric)
+
+
+def _range(col: pl.Expr, dtype: pl.DataType, start: datetime | None,
+           end: datetime | None) -> pl.Expr | None:
+    """``start <= ts < end`` on the file's own datetime column (so Parquet statistics can
+    skip row groups), or None when the column is not a datetime yet."""
+    if not isinstance(dtype, pl.Datetime) or (start is None and end is None):
+        return None
+    tz = dtype.time_zone
+
+    def bound(t: datetime) -> pl.Expr:
+        return pl.lit(t).dt.convert_time_zone(tz) if tz else pl.lit(t.replace(tzinfo=None))
+
+    parts = ([col >= bound(start)] if start else []) + ([col < bound(end)] if end else [])
+    return pl.all_horizontal(parts)
+
+
+def _plan(path: Path | list[Path], symbol: str | None, symbols: list[str],
+          start: datetime | None, end: datetime | None) -> _Plan:
+    lf = _scan(path)
+    schema = lf.collect_schema()
+    roles = _roles(list(schema.names()))
+    has_symbol = "symbol" in roles
+    if has_symbol and symbols:
+        lf = lf.filter(pl.col(roles["symbol"]).is_in(symbols))
+    when = None
+    if "ts" in roles:
+        when = _range(pl.col(roles["ts"]), schema[roles["ts"]], start, end)
+    if when is not None:
+        lf = lf.filter(when)
+    return _Plan(path, symbol, lf, has_symbol, when is not None or (start is None and end is None))
+
+
+def _complete(plan: _Plan, raw: pl.DataFrame, start: datetime | None,
+              end: datetime | None, date_format: str | None = None) -> pl.DataFrame | None:
+    """Canonical bars from a fast read, or None when the careful read must decide (no rows
+    left, a cast that failed, dates that do not match ``date_format``)."""
+    if raw.height == 0:
+        return None
+    try:
+        raw = parse_dates(raw, date_format, "")
+        df = canonicalize(raw, symbol=None if plan.has_symbol else plan.symbol, adjust=True)
+    except BarsError:
+        return None
+    if plan.has_symbol:
+        df = _normalize_symbols(df)
+    if not plan.range_done:
+        df = filter_range(df, start, end)
+    return df if df.height else None
+
+
+def _collect(plans: list[_Plan | None]) -> list[pl.DataFrame | None]:
+    """Every plan's raw frame, collected in parallel; None where a read failed."""
+    lazy = [p.frame for p in plans if p is not None]
+    try:  # collect_all runs the scans side by side; one scan alone is faster on its own
+        raws: list[pl.DataFrame | None] = (
+            list(pl.collect_all(lazy)) if len(lazy) > 1 else [f.collect() for f in lazy])
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        raws = []  # one bad file: collect each on its own to find it
+        for frame in lazy:
+            try:
+                raws.append(frame.collect())
+            except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+                raws.append(None)
+    it = iter(raws)
+    return [None if p is None else next(it) for p in plans]
+
+
+def _read_together(paths: list[Path], symbols: list[str], start: datetime | None,
+                   end: datetime | None, date_format: str | None = None
+                   ) -> pl.DataFrame | None:
+    """Parquet files that carry a symbol column, in one scan (a folder of a thousand
+    files costs one read, not a thousand), or None when they cannot be read that way:
+    CSV among them, no symbol column, schemas that differ, a bad file, no rows. The
+    file-by-file read then decides."""
+    if not all(_suffix(p) in (".parquet", ".pq") for p in paths):
+        return None
+    try:
+        plan = _plan(paths, None, symbols, start, end)
+        if not plan.has_symbol:
+            return None
+        raw = plan.frame.collect()
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+        return None
+    return _complete(plan, raw, start, end, date_format)
+
+
+def _read_files(entries: list[tuple[Path, str | None]], symbols: list[str],
+                start: datetime | None, end: datetime | None, *, careful: bool = False,
+                date_format: str | None = None) -> tuple[pl.DataFrame, bool]:
+    """Canonical bars of several files, read in parallel on the fast path; a file that
+    needs the careful read gets it (every file does with ``careful``). ``symbols``
+    filters files that carry a symbol column (pushed into the scan); files chosen by name
+    are passed an empty list. Also says whether any file had a symbol column."""
+    if not careful and len(entries) > 1:
+        together = _read_together([p for p, _ in entries], symbols, start, end,
+                                  date_format)
+        if together is not None:
+            return together, True
+    plans: list[_Plan | None] = []
+    for path, symbol in entries:
+        try:
+            plans.append(None if careful else _plan(path, symbol, symbols, start, end))
+        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError):
+            plans.append(None)
+    frames: list[pl.DataFrame] = []
+    any_symbol = False
+    for (path, symbol), plan, raw in zip(entries, plans, _collect(plans), strict=True):
+        df = (None if plan is None or raw is None
+              else _complete(plan, raw, start, end, date_format))
+        if df is None:  # the careful read: the same result, or the precise error
+            df, has_symbol = _canonical(path, symbol, date_format)
+            df = filter_range(df, start, end)
+        else:
+            has_symbol = plan is not None and plan.has_symbol
+        any_symbol = any_symbol or has_symbol
+        frames.append(df)
+    df = pl.concat(frames, how="vertical", rechunk=False) if len(frames) > 1 else frames[0]
+    return df, any_symbol
+
+
+def _present(df: pl.DataFrame) -> set[str]:
+    """The symbols in ``df`` (from its runs: cheap on a sorted column)."""
+    return set(df["symbol"].rle().struct.field("value").unique().to_list())
 
 
 def _pick(df: pl.DataFrame, symbols: list[str], where: str) -> pl.DataFrame:
     if not symbols:
         return df
-    available = sorted(df["symbol"].unique().to_list())
-    unknown = [s for s in symbols if s not in set(available)]
+    present = _present(df)
+    unknown = [s for s in symbols if s not in present]
     if unknown:
+        available = sorted(present)
         shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
         raise BarsError(
             f"{', '.join(unknown)} not found in {where}; it has {shown}.", rule="unknown_symbol"
         )
+    if present <= set(symbols):
+        return df
     return df.filter(pl.col("symbol").is_in(symbols))
+
+
+def folder_files(path: Path) -> list[tuple[Path, str]]:
+    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
+    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
+    else the file's stem. Sorted by that symbol, then path."""
+    out: list[tuple[Path, str]] = []
+    for p in path.rglob("*"):
+        rel = p.relative_to(path)
+        if any(part.startswith((".", "_")) for part in rel.parts):
+            continue
+        if not (_suffix(p) and p.is_file()):
+            continue
+        symbol = _stem(p)
+        for part in rel.parts[:-1]:
+            key, eq, value = part.partition("=")
+            if eq and _ALIASES.get(_key(key)) == "symbol":
+                symbol = unquote(value).strip().upper()
+        out.append((p, symbol))
+    return sorted(out, key=lambda e: (e[1], str(e[0])))
 
 
 def load_files(
@@ -126,32 +338,64 @@ def load_files(
     data (files carry their own spacing); it only labels messages. ``repair=False``
     refuses broken rows instead of dropping them; ``date_format`` (strftime codes) reads
     a text date column that Polars cannot guess."""
+    fmt = {"date_format": date_format}
     path = Path(source).expanduser()
     if not path.exists():
         raise SourceError(f"{path} does not exist; give an existing CSV/Parquet file or folder.")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p))
+        files = folder_files(path)
         if not files:
             raise SourceError(f"{path} holds no .csv or .parquet files.")
-        by_stem = {_stem(p): p for p in files}
-        if symbols and all(s in by_stem for s in symbols):
-            frames = [_canonical(by_stem[s], s, date_format) for s in symbols]
-            df = pl.concat(frames, how="vertical")
-        else:
-            frames = [_canonical(p, _stem(p), date_format) for p in files]
-            df = _pick(pl.concat(frames, how="vertical"), symbols, str(path))
+        named = {s for _, s in files}
+        by_name = bool(symbols) and all(s in named for s in symbols)
+        chosen = [e for e in files if e[1] in set(symbols)] if by_name else list(files)
+        df, filtered = _read_files(chosen, [] if by_name else symbols, start, end, **fmt)
+        if filtered and not by_name and not set(symbols) <= _present(df):
+            # the scans matched symbols exactly: look again for other spellings (" aapl")
+            df, _ = _read_files(chosen, symbols, start, end, careful=True, **fmt)
+        df = _pick(df, symbols, str(path))
     else:
         if _suffix(path) is None:
             raise SourceError(f"{path} is not a .csv or .parquet file.")
         raw_symbol = symbols[0] if len(symbols) == 1 else _stem(path)
-        df = _canonical(path, raw_symbol, date_format)
-        if len(symbols) > 1 and df["symbol"].n_unique() == 1 and not _has_symbol_column(
-            read_table(path)
-        ):
+        df, has_symbol = _read_files([(path, raw_symbol)], symbols, start, end, **fmt)
+        if has_symbol and not set(symbols) <= _present(df):
+            df, has_symbol = _read_files([(path, raw_symbol)], symbols, start, end,
+                                         careful=True, **fmt)
+        if len(symbols) > 1 and not has_symbol:
             raise BarsError(
                 f"{path.name} has no symbol column, so it holds one symbol; ask for one "
                 f"symbol, not {len(symbols)}.",
                 rule="unknown_symbol",
             )
         df = _pick(df, symbols, path.name)
-    return finish(df, repair=repair, what=f"{path.name} ({interval})", start=start, end=end)
+    if df.n_chunks() > 8:  # one piece per file or row group: one copy makes every check
+        df = df.rechunk()  # and every later pass over the columns faster than it costs
+    return finish(df, repair=repair, what=f"{path.name} ({interval})")
+
+
+def bars_file(folder: str | Path, symbol: str) -> Path:
+    """Where a bars folder keeps ``symbol``: ``FOLDER/symbol=SYM/part-0.parquet``, the
+    symbol URL-quoted as hive partitions are (``EURUSD=X`` -> ``symbol=EURUSD%3DX``)."""
+    return Path(folder) / f"symbol={quote(symbol, safe='')}" / "part-0.parquet"
+
+
+def write_bars_folder(bars: pl.DataFrame, folder: str | Path) -> list[Path]:
+    """Write canonical ``bars`` as a bars folder, one Parquet file per symbol (see
+    :func:`bars_file`), each written atomically with every canonical column (the symbol
+    too, so a file stands alone). Files of other symbols already there are kept, so a
+    folder can grow one download at a time; a symbol written again is replaced. Returns
+    the files written, in the bars' symbol order."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"Cannot write a bars folder at {folder}: it is a file; give a "
+                          "folder (end the name with /).")
+    if (folder / "manifest.json").exists():
+        raise OutputError(f"{folder} is a token dataset folder; write the bars to another "
+                          "folder.")
+    written = []
+    for (symbol,), part in bars.group_by("symbol", maintain_order=True):
+        path = bars_file(folder, str(symbol))
+        write_parquet_atomic(part, path)
+        written.append(path)
+    return written

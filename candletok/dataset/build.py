@@ -28,7 +28,7 @@ from candletok.core.atomic import temp_dir_beside, write_json_atomic
 from candletok.core.errors import CandletokError
 from candletok.core.ids import SPLITS
 from candletok.core.times import iso, parse_time
-from candletok.data.sources import load_bars
+from candletok.data.sources import load_bars, normalize_symbols
 from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
@@ -80,7 +80,7 @@ class BuildConfig:
         """Refuse settings that cannot work, before anything is loaded or written."""
         if self.shard_rows < 1 or self.group_size < 1:
             raise CandletokError("shard_rows and group_size must be positive.")
-        self.symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
+        self.symbols = normalize_symbols(self.symbols)  # also expands @FILE lists
         if not self.symbols:
             raise CandletokError("Give at least one symbol to encode.")
         out = Path(self.out)
@@ -186,6 +186,48 @@ def _snap(t: datetime, bar_times: np.ndarray | None) -> datetime:
     if i >= bar_times.size:
         return t
     return datetime.fromtimestamp(int(bar_times[i]) / 1_000_000, tz=timezone.utc)
+
+
+def symbol_groups(symbols: Sequence[str], group_size: int) -> list[list[str]]:
+    """The symbol groups of a build, in order: every engine loads and encodes the same
+    groups, so their rows reach the shard writers in the same order."""
+    syms = list(symbols)
+    return [syms[i : i + group_size] for i in range(0, len(syms), group_size)]
+
+
+def fit_symbols(counts: pl.DataFrame, fit_max_candles: int, seed: int) -> list[str] | None:
+    """The symbols whose train bars fit the vocabulary, from ``counts`` (``symbol``,
+    ``len``: train bars per symbol): all (None) when they hold at most ``fit_max_candles``,
+    else whole symbols in an order drawn from ``seed`` while they fit (at least one). A
+    bounded, deterministic sample that any engine draws the same way."""
+    counts = counts.sort("symbol")
+    if int(counts["len"].sum()) <= fit_max_candles:
+        return None
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(counts.height)
+    keep = np.cumsum(counts["len"].to_numpy()[order]) <= fit_max_candles
+    keep[0] = True
+    return counts["symbol"].to_numpy()[order][keep].tolist()
+
+
+def stats_stride(total: int, stats_max_candles: int) -> int:
+    """Every how many candles the error figures are measured (1: all of them)."""
+    return max(1, -(-total // max(1, stats_max_candles)))
+
+
+def expected_split_rows(bars: pl.DataFrame | pl.LazyFrame, cuts: Cuts) -> dict[str, int]:
+    """The token rows each split will get from ``bars`` (sorted by (symbol, ts)): its bars
+    less each series' first, which only anchors the next candle. Known before anything is
+    encoded, so shard counts can be chosen in advance (see
+    :func:`candletok.dataset.writer.shard_sizes`)."""
+    ts = pl.col("ts")
+    split = pl.when(ts >= pl.lit(cuts.test_from)).then(2).when(
+        ts >= pl.lit(cuts.val_from)).then(1).otherwise(0)
+    first = pl.col("symbol").rle_id().diff().fill_null(1) != 0
+    got = (bars.lazy().filter(~first).select(split.alias("split"))
+           .group_by("split").len().collect())
+    n = dict(zip(got["split"].to_list(), got["len"].to_list(), strict=True))
+    return {s: int(n.get(i, 0)) for i, s in enumerate(SPLITS)}
 
 
 def is_sorted_by_symbol_ts(bars: pl.DataFrame) -> bool:
@@ -367,7 +409,7 @@ class _Build:
         cfg, syms = self.cfg, list(self.cfg.symbols)
         staging = self.tmp / ".staging"
         staging.mkdir()
-        groups = [syms[i : i + cfg.group_size] for i in range(0, len(syms), cfg.group_size)]
+        groups = symbol_groups(syms, cfg.group_size)
         writing: Future[None] | None = None
         done = 0
         for gi, group in enumerate(groups):
@@ -412,12 +454,8 @@ class _Build:
                 f"No training bars before the validation cut {vf.date()}; "
                 "choose an earlier val_from or load a longer history."
             )
-        if int(counts["len"].sum()) > cfg.fit_max_candles:
-            rng = np.random.default_rng(cfg.seed)
-            order = rng.permutation(counts.height)
-            keep = np.cumsum(counts["len"].to_numpy()[order]) <= cfg.fit_max_candles
-            keep[0] = True
-            chosen = counts["symbol"].to_numpy()[order][keep].tolist()
+        chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
+        if chosen is not None:
             train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
         self.tick("fit", 0, 1)
         tok.fit(train_scan.collect())
@@ -428,10 +466,11 @@ class _Build:
             dict[str, ShardWriter], dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
         """Pass 3: :func:`encode_group` over every staged group, rows streamed into shards
         (written on the io thread while the next group is read and encoded)."""
+        expected = expected_split_rows(pl.scan_parquet(self.staged), cuts)
         writers = {s: ShardWriter(self.tmp, s, self.cfg.shard_rows, tok.fingerprint,
-                                  pool=self.io) for s in SPLITS}
+                                  pool=self.io, expected_rows=expected[s]) for s in SPLITS}
         total = int(pl.scan_parquet(self.staged).select(pl.len()).collect().item())
-        stride = max(1, -(-total // max(1, self.cfg.stats_max_candles)))
+        stride = stats_stride(total, self.cfg.stats_max_candles)
         errs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
         counts = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \

@@ -187,13 +187,23 @@ class TokenDataset(Dataset):
 
 class TokenStream(IterableDataset):
     """Streaming view of the same windows, split across DataLoader workers *and*
-    ``torch.distributed`` ranks so that each window is seen once per epoch over all of them.
+    ``torch.distributed`` ranks.
 
     Windows are cut into contiguous blocks (``block`` windows each, which keeps reads
-    sequential in the memory-mapped array); each epoch the blocks are dealt round-robin, in
-    a seeded order, to the ``world_size * num_workers`` consumers, and each consumer passes
-    its windows through a shuffle buffer of ``shuffle_buffer`` windows (0: no shuffling).
-    Call :meth:`set_epoch` between epochs for a new order.
+    sequential in the memory-mapped array) and the blocks put in a seeded order each
+    epoch. With ``even`` (the default) that sequence is cut into ``world_size *
+    num_workers`` equal, contiguous shares: every (rank, worker) pair yields exactly
+    ``ceil(windows / consumers)`` windows, the last share wrapping round to the start for
+    the few it lacks, so no rank waits for another at the end of an epoch (distributed
+    training needs equal step counts). ``even=False`` deals the blocks round-robin
+    instead: every window exactly once per epoch over all consumers, shares differing by
+    up to a block. Each consumer passes its windows through a shuffle buffer of
+    ``shuffle_buffer`` windows (0: no shuffling). Call :meth:`set_epoch` between epochs.
+
+    Each consumer reads only the pages of its own windows. Checksums would read the whole
+    split on every node, so the stream checks only that the token index has the length
+    the manifest gives (``verify=True`` checks every checksum; ``candletok inspect`` does
+    it once for a folder).
     """
 
     def __init__(
@@ -207,14 +217,32 @@ class TokenStream(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         vocab: str | Path | Tokenizer | None = None,
+        even: bool = True,
+        verify: bool = False,
     ) -> None:
-        self.ds = TokenDataset(root, split, context, vocab=vocab)
+        self.ds = TokenDataset(root, split, context, vocab=vocab, verify=verify)
         self.shuffle_buffer = int(shuffle_buffer)
         self.seed = int(seed)
         self.block = max(1, int(block))
+        self.even = bool(even)
         self.epoch = 0
         self._rank, self._world = rank, world_size
         self.vocab_size, self.fingerprint = self.ds.vocab_size, self.ds.fingerprint
+        if not verify:
+            self._check_length()
+
+    def _check_length(self) -> None:
+        """The token index holds one BOS per series plus one token per row: a header read."""
+        path = self.ds._tokens_path
+        if not path.exists():
+            return
+        meta = split_meta(open_dataset(self.ds.root)[0], self.ds.split)
+        want = int(meta["rows"]) + len(meta["symbols"])
+        if self.ds.tokens.shape[0] != want:
+            raise DatasetError(
+                f"{path} holds {self.ds.tokens.shape[0]} tokens where the manifest implies "
+                f"{want}; the folder is damaged, re-run `candletok encode`."
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -233,13 +261,24 @@ class TokenStream(IterableDataset):
     def window_ids(self) -> np.ndarray:
         """The window indices this consumer yields this epoch, before buffer shuffling."""
         cid, n = self._consumer()
-        nblocks = math.ceil(len(self.ds) / self.block)
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(nblocks)
-        mine = order[cid::n]
-        if mine.size == 0:
+        total = len(self.ds)
+        if total == 0:
             return np.zeros(0, np.int64)
-        ids = (mine[:, None] * self.block + np.arange(self.block)[None, :]).ravel()
-        return ids[ids < len(self.ds)]
+        nblocks = math.ceil(total / self.block)
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(nblocks)
+        if not self.even:
+            mine = order[cid::n]
+            ids = (mine[:, None] * self.block + np.arange(self.block)[None, :]).ravel()
+            return ids[ids < total]
+        # Positions cid*per .. (cid+1)*per - 1 of the sequence of windows in block order
+        # (wrapped), mapped back to window ids without building the whole sequence.
+        per = -(-total // n)
+        sizes = np.full(nblocks, self.block, np.int64)
+        sizes[-1] = total - self.block * (nblocks - 1)
+        ends = np.cumsum(sizes[order])
+        pos = np.arange(cid * per, (cid + 1) * per, dtype=np.int64) % total
+        k = np.searchsorted(ends, pos, side="right")
+        return order[k] * self.block + pos - (ends[k] - sizes[order[k]])
 
     def __len__(self) -> int:
         return len(self.ds)

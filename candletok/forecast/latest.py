@@ -48,11 +48,17 @@ def predict_symbols(model: Any, tok: Any, symbols: Sequence[str], *, source: str
 
 
 def forecast_report(predictions: Sequence[Prediction],
-                    calibration: Calibration | None = None) -> dict[str, Any]:
-    """Every forecast (and the calibration, when checked) as one JSON-ready document,
-    with the units of its numbers."""
+                    calibration: Calibration | None = None,
+                    calibrated: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Every forecast (with its calibrated P(close up), when given: one
+    :class:`~candletok.forecast.calibrate.CalibratedProbability` per forecast) and the
+    test-split calibration check, when made, as one JSON-ready document with the units of
+    its numbers."""
+    rows = [p.to_dict() for p in predictions]
+    for row, cp in zip(rows, calibrated or [], strict=False):
+        row["p_close_up_calibrated"] = cp.to_dict()
     return {
         "units": dict(UNITS),
-        "predictions": [p.to_dict() for p in predictions],
+        "predictions": rows,
         "calibration": None if calibration is None else calibration.to_dict(),
     }

@@ -14,8 +14,8 @@ table.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,12 @@ from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
 from candletok.forecast.plot import plot_fan
 from candletok.model.checkpoint import check_fingerprint
-from candletok.model.evaluate import autocast, eval_windows
+from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
+from candletok.model.split import SplitSource
 from candletok.model.updown import candle_feature_table, real_up, up_probability
+from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.features import ewma_scale_step, floor_scale
 from candletok.tokenize.words import GAP_WORDS
 
 NO_GAP = GAP_WORDS[0][0]  # |gap| below this many vol units is described as "no gap"
@@ -52,7 +55,7 @@ class Prediction:
     price. ``range`` is high/low of the candle, ``body`` close/open."""
 
     symbol: str
-    last_ts: Any
+    last_ts: datetime
     last_close: float
     scale: float
     p_close_up: float
@@ -70,6 +73,33 @@ class Prediction:
     def p_close_down(self) -> float:
         return 1.0 - self.p_close_up
 
+    @property
+    def p_no_gap(self) -> float:
+        """P(|gap| within the words' "no gap" band)."""
+        return 1.0 - self.p_gap_up - self.p_gap_down
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number the table shows, JSON-ready: probabilities (``p_*``) as fractions
+        in [0, 1], ``*_pct`` in percent of price, ``*_vol`` in volatility units, ``scale``
+        as a fraction, ``last_ts`` in ISO 8601, and the five likeliest next candles."""
+        return {
+            "symbol": self.symbol,
+            "last_ts": self.last_ts.isoformat(),
+            "last_close": self.last_close,
+            "scale": self.scale,
+            "p_close_up": self.p_close_up,
+            "p_close_down": self.p_close_down,
+            "p_gap_up": self.p_gap_up,
+            "p_gap_down": self.p_gap_down,
+            "p_no_gap": self.p_no_gap,
+            "exp_body_vol": self.exp_body_vol,
+            "exp_body_pct": self.exp_body_pct,
+            "exp_range_vol": self.exp_range_vol,
+            "exp_range_pct": self.exp_range_pct,
+            "context_candles": self.context_candles,
+            "top": [asdict(c) for c in self.top],
+        }
+
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a two-column table."""
         return [
@@ -79,7 +109,7 @@ class Prediction:
             ("P(next close above this close)", f"{self.p_close_up:.1%}"),
             ("P(gap up)", f"{self.p_gap_up:.1%}"),
             ("P(gap down)", f"{self.p_gap_down:.1%}"),
-            (f"P(no gap, within {NO_GAP:g} vol)", f"{1 - self.p_gap_up - self.p_gap_down:.1%}"),
+            (f"P(no gap, within {NO_GAP:g} vol)", f"{self.p_no_gap:.1%}"),
             ("expected body", f"{self.exp_body_pct:+.2f}%  ({self.exp_body_vol:+.2f} vol)"),
             ("expected high-low range",
              f"{self.exp_range_pct:.2f}%  ({self.exp_range_vol:.2f} vol)"),
@@ -87,42 +117,17 @@ class Prediction:
             ("context candles", str(self.context_candles)),
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Every row of :meth:`rows` and the top candidates, as JSON-ready values.
-
-        One convention (:data:`UNITS`): probabilities and price moves are fractions
-        (``0.521`` is 52.1 %, ``-0.0001`` is -0.01 %); ``*_vol`` values are in volatility
-        units (multiples of ``scale``)."""
-        ts = self.last_ts
-        return {
-            "symbol": self.symbol,
-            "last_ts": ts.isoformat() if hasattr(ts, "isoformat") else str(ts),
-            "last_close": self.last_close,
-            "p_close_up": self.p_close_up,
-            "p_close_down": self.p_close_down,
-            "p_gap_up": self.p_gap_up,
-            "p_gap_down": self.p_gap_down,
-            "p_no_gap": 1.0 - self.p_gap_up - self.p_gap_down,
-            "no_gap_within_vol": NO_GAP,
-            "exp_body": self.exp_body_pct / 100.0,
-            "exp_body_vol": self.exp_body_vol,
-            "exp_range": self.exp_range_pct / 100.0,
-            "exp_range_vol": self.exp_range_vol,
-            "scale": self.scale,
-            "context_candles": self.context_candles,
-            "top": [{"token": c.token, "prob": c.prob, "candle": c.words} for c in self.top],
-        }
-
 
 UNITS: dict[str, str] = {
     "p_*, prob, base_rate, observed, mean_predicted": "probability as a fraction 0..1",
-    "exp_body, exp_range, scale": "fraction of price (0.01 = 1%)",
+    "*_pct": "percent of price (1.5 = 1.5%)",
+    "scale": "fraction of price (0.024 = 2.4%)",
     "*_vol": "volatility units (multiples of scale)",
 }
 """The units of every number in :meth:`Prediction.to_dict` and :meth:`Calibration.to_dict`."""
 
 
-def predict_next(model: CandleGPT, tok: Any, bars: pl.DataFrame) -> Prediction:
+def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Prediction:
     """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
     encoding the bars with ``tok`` — which must be the vocabulary the model was trained on."""
     check_fingerprint(model.fingerprint, tok, "this tokenizer")
@@ -193,69 +198,57 @@ class Calibration:
         return {
             "split": self.split, "n": self.n, "outcome": self.outcome,
             "base_rate": self.base_rate, "brier": self.brier, "brier_base": self.brier_base,
-            "skill": skill if math.isfinite(skill) else None,
+            "skill": skill if np.isfinite(skill) else None,
             "bins": [{"from": lo, "mean_predicted": mp, "observed": of, "count": cnt}
                      for lo, mp, of, cnt in self.table],
         }
 
 
-@torch.no_grad()
 def calibration(
-    model: CandleGPT, ds: Any, split: str = "test", bins: int = 10, batch_size: int = 64,
-    tok: Any = None,
+    model: CandleGPT, ds: str | Path | SplitSource, split: str = "test", bins: int = 10,
+    batch_size: int = 64, tok: Tokenizer | None = None,
 ) -> Calibration:
     """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
     dataset folder (the ``split`` is opened) or an opened dataset split.
 
     The outcome is the *real* move: close above the previous close, read from the stored
-    closes (the next row's ``prev_close``), so the quantization of the tokens cannot flatter
-    the score. The last candle of each series has no stored close and is left out. Without
-    the stored rows (a bare in-memory split) the outcome falls back to the direction of the
-    realized token (``outcome="token"``)."""
+    closes, so the quantization of the tokens cannot flatter the score. Without the stored
+    rows (a bare in-memory split) the outcome falls back to the direction of the realized
+    token (``outcome="token"``). The windows and logits come from the same loop that scores
+    bits per candle (:func:`candletok.model.evaluate.window_logits`)."""
     if isinstance(ds, str | Path):
         ds = TokenDataset(ds, split, context=model.config.context)
-        split_name = split
-    else:
-        split_name = getattr(ds, "split", split)
+    split_name = ds.split
     check_fingerprint(model.fingerprint, ds)
     tok = tok if tok is not None else ds.tokenizer()
+    if tok is None:
+        raise ModelError(f"The {split_name} split has no vocabulary; pass tok=.")
     up = torch.from_numpy(up_probability(model, tok)).float().to(model.device)
     real = real_up(ds)  # per flat position: 1 up, 0 not, NaN unknown; None: no rows
-    was = model.training
-    model.eval()
     preds: list[np.ndarray] = []
     outs: list[np.ndarray] = []
-    try:
-        n = len(ds)
-        for chunk in np.array_split(np.arange(n), max(1, math.ceil(n / batch_size))):
-            if chunk.size == 0:
-                continue
-            x, y = eval_windows(ds, chunk)
-            xt = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
-            yt = torch.from_numpy(np.ascontiguousarray(y)).to(model.device)
-            with autocast(model.device):
-                logits = model(xt)[0]
-            logits = logits.float()
-            logits[..., :N_SPECIAL] = float("-inf")
-            mask = yt >= N_SPECIAL
-            probs = torch.softmax(logits[mask], dim=-1)  # (n, V)
-            pred = (probs * up).sum(-1).cpu().numpy()
-            if real is None:
-                preds.append(pred)
-                outs.append(up[yt[mask]].cpu().numpy())
-                continue
-            # Flat position of every target: y[k] of window w is token starts[w] + 1 + k.
-            pos = ds.starts[chunk][:, None] + 1 + np.arange(x.shape[1])[None, :]
-            o = real[pos[mask.cpu().numpy()]]
-            keep = ~np.isnan(o)
-            preds.append(pred[keep])
-            outs.append(o[keep])
-    finally:
-        model.train(was)
+    for w in window_logits(model, ds, window_ids(len(ds)), batch_size):
+        pred = (torch.softmax(w.logits, dim=-1) * up).sum(-1).cpu().numpy()
+        if real is None:
+            preds.append(pred)
+            outs.append(up[w.targets].cpu().numpy())
+            continue
+        # Flat position of every target: y[k] of window w is token starts[w] + 1 + k.
+        pos = ds.starts[w.ids][:, None] + 1 + np.arange(w.mask.shape[1])[None, :]
+        o = real[pos[w.mask]]
+        keep = ~np.isnan(o)
+        preds.append(pred[keep])
+        outs.append(o[keep])
     p = np.concatenate(preds) if preds else np.zeros(0)
     o = np.concatenate(outs).astype(np.float64) if outs else np.zeros(0)
     if p.size == 0:
         raise ModelError(f"The {split_name} split holds no candles to check calibration on.")
+    return _reliability(split_name, p, o, bins, "token" if real is None else "close")
+
+
+def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
+                 outcome: str) -> Calibration:
+    """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``."""
     rate = float(o.mean())
     edges = np.linspace(0.0, 1.0, bins + 1)
     b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
@@ -264,9 +257,8 @@ def calibration(
     of = np.bincount(b, weights=o, minlength=bins) / np.maximum(cnt, 1)
     table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
              for i in np.flatnonzero(cnt)]
-    return Calibration(split_name, int(p.size), rate, float(np.mean((p - o) ** 2)),
-                       float(np.mean((rate - o) ** 2)), table,
-                       outcome="token" if real is None else "close")
+    return Calibration(split, int(p.size), rate, float(np.mean((p - o) ** 2)),
+                       float(np.mean((rate - o) ** 2)), table, outcome=outcome)
 
 
 @dataclass
@@ -281,7 +273,7 @@ class Continuation:
     (S, n))."""
 
     symbol: str
-    last_ts: Any
+    last_ts: datetime
     last_close: float
     context: dict[str, np.ndarray]
     paths: dict[str, np.ndarray]
@@ -341,9 +333,8 @@ def continue_series(
     h, lo = float(context["high"][-1]), float(context["low"][-1])
     c = float(rows["close"][-1])
     pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
-    tr = math.log(max(h, pc, c) / min(lo, pc, c))
-    f = tok.features
-    next_scale = max(f.alpha * tr + (1 - f.alpha) * s_last, f.min_scale)
+    next_scale = float(floor_scale(ewma_scale_step(s_last, h, lo, pc, tok.features),
+                                   tok.features))
     seq = np.concatenate([[BOS], toks])[-model.config.context:]
     idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
     g = torch.Generator(device=model.device).manual_seed(seed)

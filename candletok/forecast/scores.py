@@ -183,3 +183,39 @@ def per_date(dates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     sums = np.bincount(inv, weights=np.asarray(values, dtype=np.float64), minlength=uniq.size)
     counts = np.bincount(inv, minlength=uniq.size)
     return sums, counts
+
+
+def ratio_estimate(num: np.ndarray, den: np.ndarray, **kw: int) -> Estimate:
+    """``sum(num) / sum(den)`` over dates (a mean per forecast when ``den`` counts the
+    forecasts of each date), with its block-bootstrap interval (dates resampled jointly)."""
+    a = np.asarray(num, dtype=np.float64)
+    b = np.asarray(den, dtype=np.float64)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return a[idx].sum(axis=1) / b[idx].sum(axis=1)
+
+    return bootstrap(stat, a.size, **kw)
+
+
+def ece_estimate(p: np.ndarray, y: np.ndarray, dates: np.ndarray, bins: int = 10,
+                 **kw: int) -> Estimate:
+    """:func:`ece` with its block-bootstrap interval over dates: per date and bin the
+    count, forecast sum and outcome sum, so that a resample of dates is three sums."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    uniq, inv = np.unique(np.asarray(dates), return_inverse=True)
+    b = np.clip(np.searchsorted(np.linspace(0.0, 1.0, bins + 1), p, side="right") - 1,
+                0, bins - 1)
+    cell = inv * bins + b
+    size = uniq.size * bins
+    cnt = np.bincount(cell, minlength=size).reshape(uniq.size, bins).astype(np.float64)
+    sp = np.bincount(cell, weights=p, minlength=size).reshape(uniq.size, bins)
+    sy = np.bincount(cell, weights=y, minlength=size).reshape(uniq.size, bins)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        c, P, Y = cnt[idx].sum(axis=1), sp[idx].sum(axis=1), sy[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(P - Y).sum(axis=1) / c.sum(axis=1)  # sum_b n_b |mean p - freq|
+
+    return bootstrap(stat, uniq.size, **kw)

@@ -8,6 +8,7 @@ use the model. Reads are ``weights_only``: a checkpoint cannot run code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from candletok.core.atomic import atomic_path
 from candletok.core.errors import ModelError
 from candletok.core.times import normalize_interval
 from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.model.split import Vocabulary
 
 CHECKPOINT_FORMAT = "candletok-model/1"
 
@@ -57,9 +59,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ck
 
 
-def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset") -> None:
-    """Refuse a dataset or tokenizer whose vocabulary differs from the model's."""
-    fp = getattr(other, "fingerprint", other)
+def check_fingerprint(model_fp: str | None, other: Vocabulary | str | None,
+                      what: str = "the dataset") -> None:
+    """Refuse a dataset or tokenizer (or a fingerprint) whose vocabulary differs from the
+    model's; an unknown fingerprint (None) on either side is not a mismatch."""
+    fp = other if other is None or isinstance(other, str) else other.fingerprint
     if model_fp is not None and fp is not None and fp != model_fp:
         raise ModelError(
             f"The model was trained on vocabulary {str(model_fp)[:12]} but {what} uses "
@@ -67,10 +71,11 @@ def check_fingerprint(model_fp: str | None, other: Any, what: str = "the dataset
         )
 
 
-def _restore(path: str | Path, ck: dict[str, Any], load: Any,
-             model: CandleGPT | None = None) -> CandleGPT:
+def restore_weights(path: str | Path, ck: dict[str, Any], load: Callable[[CandleGPT], Any],
+                    model: CandleGPT | None = None) -> CandleGPT:
     """The checkpoint's model (or ``model``) after ``load(model)``, as one clear error when
-    the weights do not fit the saved configuration."""
+    the weights (or the optimizer state ``load`` also restores) do not fit the saved
+    configuration."""
     try:
         model = model or CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
         load(model)
@@ -81,20 +86,22 @@ def _restore(path: str | Path, ck: dict[str, Any], load: Any,
 
 
 def load_model(
-    path: str | Path, dataset: Any = None, device: str | torch.device = "cpu"
+    path: str | Path, dataset: Vocabulary | None = None, device: str | torch.device = "cpu"
 ) -> CandleGPT:
     """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
-    ``fingerprint``: a TokenDataset, a tokenizer), refuse it when its vocabulary differs
-    from the one the model was trained on. The checkpoint's metadata is on ``model.meta``."""
+    ``fingerprint`` and a ``vocab_size``: a TokenDataset, a tokenizer), refuse it when its
+    vocabulary differs from the one the model was trained on. The checkpoint's metadata is
+    on ``model.meta``."""
     dev = resolve_device(device)
     ck = read_checkpoint(path, map_location=dev)
     # The best-on-val weights when the run kept them, else the last step's.
-    model = _restore(path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))
+    model = restore_weights(
+        path, ck, lambda m: m.load_state_dict(ck.get("best_model") or ck["model"]))
     model.fingerprint = ck.get("fingerprint")
     model.meta = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "rng")}
     if dataset is not None:
         check_fingerprint(model.fingerprint, dataset)
-        vs = getattr(dataset, "vocab_size", model.config.vocab_size)
+        vs = dataset.vocab_size
         if vs != model.config.vocab_size:
             raise ModelError(
                 f"The model has {model.config.vocab_size} tokens but the dataset has {vs}; "
@@ -108,7 +115,7 @@ def model_interval(model: CandleGPT, asked: str | None) -> str:
     the checkpoint; daily when the checkpoint predates that). Asking for another interval
     than the training one is an error: a daily model has not seen 5-minute candles."""
 
-    trained = getattr(model, "meta", {}).get("interval")
+    trained = model.meta.get("interval")
     trained = normalize_interval(trained) if trained else None
     if asked is not None and trained is not None and normalize_interval(asked) != trained:
         raise ModelError(f"The model was trained on {trained} bars, not {asked}; use "

@@ -1,11 +1,18 @@
 """Scoring a model: bits per candle on a split, summed so that ranks can all-reduce the
-sums, and the table of the model next to every baseline."""
+sums, and the table of the model next to every baseline.
+
+:func:`window_logits` is the one evaluation loop: it runs the model over a split's fixed
+windows (eval mode, no gradients, bf16 autocast on a GPU) and hands back the logits of
+every candle target. :func:`evaluate_sums` turns them into bits; the forecast stage's
+calibration turns them into P(close up). For distributed evaluation each rank passes its
+``rank``/``world_size`` (it then scores every ``world_size``-th window) and the caller
+all-reduces the ``(bits, count)`` pair."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +23,7 @@ from torch.nn import functional as F  # noqa: N812
 from candletok.core.ids import N_SPECIAL
 from candletok.model.baselines import fit_baselines, score_baselines
 from candletok.model.gpt import CandleGPT
+from candletok.model.split import SplitSource
 
 MODEL_NAME = "CandleGPT"
 
@@ -30,76 +38,114 @@ class ScoreRow:
     params: dict[str, float] = field(default_factory=dict)
 
 
-def eval_windows(ds: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(ds, "batch"):
-        return ds.batch(ids)
-    xs, ys = zip(*(ds[int(i)] for i in ids), strict=True)
-    return torch.stack(xs).numpy(), torch.stack(ys).numpy()
+@dataclass
+class WindowLogits:
+    """One batch of evaluation windows and the model's logits at their candle targets.
+
+    ``mask`` (B, context) marks the positions whose target is a candle; ``logits`` (n, V)
+    and ``targets`` (n,) hold those positions only, in row-major order of ``mask``, with the
+    special tokens' logits at -inf (every score is over candle tokens only)."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+    targets: torch.Tensor
+    logits: torch.Tensor
+
+
+def window_ids(n: int, max_windows: int = 0, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """The windows to score of ``n``: all of them, or ``max_windows`` evenly spaced ones;
+    then this rank's share (every ``world_size``-th, starting at ``rank``), so that the
+    ranks together score each chosen window once."""
+    ids = np.arange(n, dtype=np.int64)
+    if 0 < max_windows < n:
+        ids = np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
+    return ids[rank::world_size]
+
+
+def eval_windows(ds: SplitSource, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``ids`` of ``ds`` as contiguous int64 ``(x, y)`` arrays."""
+    x, y = ds.batch(ids)
+    return np.ascontiguousarray(x, dtype=np.int64), np.ascontiguousarray(y, dtype=np.int64)
 
 
 @torch.no_grad()
-def evaluate_sums(
-    model: CandleGPT, ds: Any, batch_size: int = 64, max_windows: int = 0
-) -> tuple[float, int]:
-    """Total bits and number of candle targets of ``model`` on ``ds``'s windows (or an
-    evenly spaced subset of ``max_windows`` of them)."""
-    n = len(ds)
-    if n == 0:
-        return 0.0, 0
-    ids = np.arange(n)
-    if 0 < max_windows < n:
-        ids = np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
+def window_logits(
+    model: CandleGPT, ds: SplitSource, ids: np.ndarray, batch_size: int = 64
+) -> Iterator[WindowLogits]:
+    """The model's candle-target logits over windows ``ids`` of ``ds``, ``batch_size``
+    windows at a time. The model is in eval mode while the iterator runs and gets its
+    previous mode back when it ends (or is closed)."""
     was_training = model.training
     model.eval()
     dev = model.device
-    total, count = 0.0, 0
     try:
-        for chunk in np.array_split(ids, math.ceil(ids.size / batch_size)):
+        for chunk in np.array_split(ids, max(1, math.ceil(ids.size / batch_size))):
+            if chunk.size == 0:
+                continue
             x, y = eval_windows(ds, chunk)
-            xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
-            yt = torch.from_numpy(np.ascontiguousarray(y)).to(dev)
+            xt = torch.from_numpy(x).to(dev)
+            yt = torch.from_numpy(y).to(dev)
             with autocast(dev):
                 logits, _ = model(xt)
             logits = logits.float()
             logits[..., :N_SPECIAL] = float("-inf")  # score over candle tokens only
             mask = yt >= N_SPECIAL
-            logp = F.log_softmax(logits[mask], dim=-1)  # (n, V)
-            nll = -logp.gather(1, yt[mask][:, None]).squeeze(1)
-            total += float(nll.sum()) / math.log(2)
-            count += int(mask.sum())
+            yield WindowLogits(chunk, mask.cpu().numpy(), yt[mask], logits[mask])
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate_sums(
+    model: CandleGPT, ds: SplitSource, batch_size: int = 64, max_windows: int = 0,
+    rank: int = 0, world_size: int = 1,
+) -> tuple[float, int]:
+    """Total bits and number of candle targets of ``model`` on ``ds``'s windows (or an
+    evenly spaced subset of ``max_windows`` of them; this rank's share of them). Sums, not
+    a mean, so that ranks can all-reduce them before dividing."""
+    total, count = 0.0, 0
+    for w in window_logits(model, ds, window_ids(len(ds), max_windows, rank, world_size),
+                           batch_size):
+        logp = F.log_softmax(w.logits, dim=-1)  # (n, V)
+        nll = -logp.gather(1, w.targets[:, None]).squeeze(1)
+        total += float(nll.sum()) / math.log(2)
+        count += int(w.targets.numel())
     return total, count
 
 
-def evaluate(model: CandleGPT, ds: Any, batch_size: int = 64, max_windows: int = 0) -> float:
-    """Bits per candle of ``model`` on a dataset split: mean -log2 P(next candle), with the
-    distribution renormalized over candle tokens and padded targets ignored (NaN if the
-    split holds no candles)."""
-    total, count = evaluate_sums(model, ds, batch_size, max_windows)
+def bits_per_candle(total: float, count: int) -> float:
+    """Mean bits per candle from summed bits and candle count (NaN when there are none)."""
     return total / count if count else float("nan")
 
 
+def evaluate(model: CandleGPT, ds: SplitSource, batch_size: int = 64,
+             max_windows: int = 0) -> float:
+    """Bits per candle of ``model`` on a dataset split: mean -log2 P(next candle), with the
+    distribution renormalized over candle tokens and padded targets ignored (NaN if the
+    split holds no candles)."""
+    return bits_per_candle(*evaluate_sums(model, ds, batch_size, max_windows))
+
+
 def autocast(dev: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on a GPU that has it; nothing on CPU (fp32 is faster there)."""
     if dev.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-
-
 def compare_to_baselines(
-    model: CandleGPT, splits: Mapping[str, Any], batch_size: int = 64
+    model: CandleGPT, splits: Mapping[str, SplitSource | None], batch_size: int = 64
 ) -> tuple[list[ScoreRow], str, bool, str]:
     """Score the model and every baseline (fit on train, tuned on val) on val and test.
 
     Returns the table rows (model first), the best n-gram of orders 0-3 (chosen on val),
-    whether the
-    model beats it (on test, or val when there is no test split) and a one-line verdict."""
+    whether the model beats it (on test, or val when there is no test split) and a
+    one-line verdict."""
     tr, va, te = splits["train"], splits.get("val"), splits.get("test")
+    assert tr is not None
     vocab = model.config.vocab_size
 
-    def ser(ds: Any) -> list[np.ndarray]:
+    def ser(ds: SplitSource | None) -> list[np.ndarray]:
         return ds.series() if ds is not None else []
 
     val_s, test_s = ser(va), ser(te)

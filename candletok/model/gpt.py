@@ -209,24 +209,33 @@ class CandleGPT(nn.Module):
             return None
         return self.feat_proj(self.token_features)
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``idx`` (B, T) int64 with T <= context -> logits (B, T, V) and, with ``targets``
-        (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets."""
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final-layer-norm hidden states (B, T, C) of ``idx`` (B, T): what the LM head
+        reads at each position, so what the model "thinks" after each candle (pattern
+        search compares windows by the state at their last candle)."""
+        return self._hidden(idx, self._feature_embeddings())
+
+    def _hidden(self, idx: torch.Tensor, fe: torch.Tensor | None) -> torch.Tensor:
         T = idx.shape[1]  # idx: (B, T)
         ctx = self.config.context
         if ctx < T:
             raise ValueError(f"sequence of {T} tokens exceeds the context ({ctx})")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        fe = self._feature_embeddings()  # (V, C) or None
         tok = self.transformer.wte(idx)  # (B, T, C)
         if fe is not None:
             tok = tok + fe[idx]
         x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x)
-        x = self.transformer.ln_f(x)
+        return self.transformer.ln_f(x)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``idx`` (B, T) int64 with T <= context -> logits (B, T, V) and, with ``targets``
+        (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets."""
+        fe = self._feature_embeddings()  # (V, C) or None
+        x = self._hidden(idx, fe)  # (B, T, C)
         logits = self.lm_head(x) + self.head_bias  # (B, T, V)
         if fe is not None:
             logits = logits + x @ fe.t()  # tied: the output sees the same feature part

@@ -4,34 +4,41 @@ checkpoint; ``predict`` and ``calibration`` read it back. No torch here."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from candletok.core.ids import N_SPECIAL
 from candletok.dataset.manifest import read_split
+from candletok.model.split import SplitSource
+from candletok.tokenize.base import Tokenizer
 
 
-def candle_feature_table(tok: Any) -> np.ndarray:
+class HasMeta(Protocol):
+    """A model with checkpoint metadata (CandleGPT's ``meta``), typed without torch."""
+
+    meta: dict[str, Any]
+
+
+def candle_feature_table(tok: Tokenizer) -> np.ndarray:
     """(n_candle_tokens, d) representative features of every candle token."""
     return np.asarray(tok.decode_features(np.arange(N_SPECIAL, tok.vocab_size)), dtype=np.float64)
 
 
-def up_mask(tok: Any) -> np.ndarray:
+def up_mask(tok: Tokenizer) -> np.ndarray:
     """Boolean (vocab_size,): the candle tokens whose close is above the previous close."""
     F = candle_feature_table(tok)
     return np.concatenate([np.zeros(N_SPECIAL, bool), (F[:, 0] + F[:, 1]) > 0])
 
 
-def real_up(ds: Any) -> np.ndarray | None:
+def real_up(ds: SplitSource) -> np.ndarray | None:
     """Per position of ``ds``'s flat token array: 1.0 if that candle closed above its
     previous close, 0.0 if not, NaN where unknown (BOS). None when
-    ``ds`` has no stored rows to read the closes from."""
-    root, split = getattr(ds, "root", None), getattr(ds, "split", None)
-    bounds = getattr(ds, "bounds", None)
-    if root is None or split is None or bounds is None or not hasattr(ds, "starts"):
+    ``ds`` has no stored rows to read the closes from (no dataset folder)."""
+    if ds.root is None:
         return None
-    rows = read_split(root, split)
+    bounds = ds.bounds
+    rows = read_split(ds.root, ds.split)
     pc = rows["prev_close"].to_numpy().astype(np.float64)
     close = rows["close"].to_numpy().astype(np.float64)
     a, b = bounds[:, 0].astype(np.int64), bounds[:, 1].astype(np.int64)
@@ -44,7 +51,8 @@ def real_up(ds: Any) -> np.ndarray | None:
     return out
 
 
-def token_up_rates(ds: Any, tok: Any, prior_weight: float = 2.0) -> np.ndarray | None:
+def token_up_rates(ds: SplitSource, tok: Tokenizer,
+                   prior_weight: float = 2.0) -> np.ndarray | None:
     """(vocab_size,) P(real close above previous close | token), learned on ``ds`` (the
     train split of a dataset folder) from the stored closes.
 
@@ -67,10 +75,10 @@ def token_up_rates(ds: Any, tok: Any, prior_weight: float = 2.0) -> np.ndarray |
     return rate
 
 
-def up_probability(model: Any, tok: Any) -> np.ndarray:
+def up_probability(model: HasMeta, tok: Tokenizer) -> np.ndarray:
     """Per token, the probability that its candle closes up: the rates learned in training
     (saved in the checkpoint) when present, else the sign of the representative candle."""
-    rates = getattr(model, "meta", {}).get("token_up_rate")
+    rates = model.meta.get("token_up_rate")
     if rates is not None and len(rates) == tok.vocab_size:
         return np.asarray(rates, dtype=np.float64)
     return up_mask(tok).astype(np.float64)

@@ -1,2 +1,22 @@
 """Pattern search over a dataset folder: takes the last N candles of a query and a time T,
-gives the matches whose forward windows end by T, with their outcomes next to the base rate."""
+gives the matches whose forward windows end by T, with their outcomes next to the base rate.
+
+    from candletok.search import similar, motifs
+    res = similar("ds", "AAPL", last=5)              # exact | nearest | model
+    res.outcomes, res.matches, res.words
+    motifs("ds", n=3).motifs
+
+Modules: ``index`` (the saved index, keyed to the manifest), ``timerule`` (what may
+answer a query at time T), ``nearest`` (exact feature-space search), ``vectors`` (dense
+vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states),
+``stats`` (outcomes, intervals, tests), ``similar``, ``motifs``, ``plot``. No torch is
+imported unless the ``model`` mode is used.
+"""
+
+from candletok.search.index import SearchIndex, open_index
+from candletok.search.motifs import MotifResult, motifs
+from candletok.search.similar import SimilarResult, similar
+from candletok.search.vectors import BaseIndex, FaissIndex, NumpyFlatIndex
+
+__all__ = ["BaseIndex", "FaissIndex", "MotifResult", "NumpyFlatIndex", "SearchIndex",
+           "SimilarResult", "motifs", "open_index", "similar"]

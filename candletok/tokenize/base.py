@@ -31,6 +31,8 @@ from candletok.tokenize.features import (
     FeatureConfig,
     candle_feature_arrays,
     candle_features_grouped,
+    ewma_scale_step,
+    floor_scale,
     frame_from_arrays,
     rebuild_bars,
     scale_state,
@@ -319,15 +321,13 @@ class Tokenizer:
         S, n = T2.shape
         assert self._table is not None
         D = self._table[T2]  # (S, n, d)
-        a, floor = self.features.alpha, self.features.min_scale
         prev = np.broadcast_to(np.asarray(first_close, dtype=np.float64), (S,)).copy()
         ew = np.broadcast_to(np.asarray(scale, dtype=np.float64), (S,)).copy()
         out = {k: np.empty((S, n)) for k in ("open", "high", "low", "close", "scale")}
         for t in range(n):  # time steps: inherently sequential
-            s = np.maximum(ew, floor)
+            s = floor_scale(ew, self.features)
             o, h, lo, c = rebuild_bars(D[:, t, :], prev, s)
-            tr = np.log(np.maximum(h, prev) / np.minimum(lo, prev))
-            ew = a * tr + (1.0 - a) * ew
+            ew = ewma_scale_step(ew, h, lo, prev, self.features)
             out["open"][:, t], out["high"][:, t], out["low"][:, t] = o, h, lo
             out["close"][:, t], out["scale"][:, t] = c, s
             prev = c

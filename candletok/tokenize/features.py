@@ -489,14 +489,31 @@ def rebuild_bars(
 
 
 def true_range(
-    high: np.ndarray, low: np.ndarray, prev_close: np.ndarray
+    high: np.ndarray | float, low: np.ndarray | float, prev_close: np.ndarray | float
 ) -> np.ndarray:
     """Log true range ``ln(max(H, C[t-1]) / min(L, C[t-1]))`` (numpy, for generation)."""
     return np.log(np.maximum(high, prev_close) / np.minimum(low, prev_close))
 
 
-def next_scale(ewma: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """The scale a candle sees, from the EWMA state after the previous bar."""
+def ewma_scale_step(
+    ewma: np.ndarray | float,
+    high: np.ndarray | float,
+    low: np.ndarray | float,
+    prev_close: np.ndarray | float,
+    cfg: FeatureConfig,
+) -> np.ndarray:
+    """The scale EWMA after one more bar: ``alpha * true_range + (1 - alpha) * ewma``.
+
+    The one home of the causal scale's step outside the vectorized encoder: free-running
+    generation (:meth:`~candletok.tokenize.base.Tokenizer.rebuild_paths`) and continuing a
+    real series (:func:`candletok.forecast.predict.continue_series`) both step with it.
+    The scale the next candle sees is :func:`floor_scale` of the result."""
+    return cfg.alpha * true_range(high, low, prev_close) + (1.0 - cfg.alpha) * np.asarray(ewma)
+
+
+def floor_scale(ewma: np.ndarray | float, cfg: FeatureConfig) -> np.ndarray:
+    """The scale a candle sees from the EWMA state after the previous bar: floored at
+    ``min_scale`` so that a flat stretch never divides by zero."""
     return np.maximum(ewma, cfg.min_scale)
 
 

@@ -1,0 +1,126 @@
+"""``candletok evaluate``: every forecaster replayed point in time, scored with intervals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from candletok.cli.app import app, console, fail, table
+
+
+def _iv(e: Any, signed: bool = False, digits: int = 4) -> str:
+    """A value with its 95% interval: ``+0.012 [-0.004, +0.028]``."""
+    if e is None or not math.isfinite(e.value):
+        return "-"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
+        return f.format(e.value)
+    return f"{f.format(e.value)} [{f.format(e.lo)}, {f.format(e.hi)}]"
+
+
+def _p(dm: Any) -> str:
+    return "-" if dm is None or not math.isfinite(dm.p_value) else f"{dm.p_value:.3f}"
+
+
+def _horizons(text: str) -> list[int]:
+    try:
+        hs = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise fail(f"--horizon takes bar counts separated by commas (1,5,10), not "
+                   f"{text!r}.") from None
+    if not hs or min(hs) < 1:
+        raise fail(f"--horizon takes positive bar counts (1,5,10), not {text!r}.")
+    return hs
+
+
+def print_report(rep: Any) -> None:
+    """The four tables, the reliability of the learned forecasters, and the notes."""
+    origins = ", ".join(f"h={h}: {rep.origins[h]:,} (dropped {rep.dropped[h]})"
+                        for h in rep.horizons)
+    console.print(f"[bold]{rep.split}[/] split from {rep.split_from.get(rep.split, '?')} · "
+                  f"forecast origins {origins} · intervals: 95% block bootstrap over dates",
+                  highlight=False)
+    console.print(table(
+        "P(close up at t+h): Brier score, skill vs the base rate (calibrated on val)",
+        ["forecaster", "h", "n", "Brier", "skill vs base [95%]", "raw skill", "ECE [95%]",
+         "DM p", "calibration", "verdict"],
+        [(r.forecaster, r.horizon, r.n, _iv(r.brier),
+          *(("-", "-") if r.forecaster == "base rate" else
+            (_iv(r.skill, True), f"{r.skill_raw.value:+.4f}")),
+          _iv(r.ece), _p(r.dm), r.calibration, r.verdict) for r in rep.direction]))
+    refs = ("EWMA", "HistVol20")
+    console.print(table(
+        "next candle's range ln(H/L): QLIKE (lower is better) and skill vs the volatility "
+        "baselines",
+        ["forecaster", "n", "QLIKE [95%]", "MSE x1e4", *(f"skill vs {k} [95%]" for k in refs),
+         *(f"DM p vs {k}" for k in refs), "verdict"],
+        [(r.forecaster, r.n, _iv(r.qlike), f"{1e4 * r.mse.value:.3f}",
+          *(_iv(r.skill.get(k), True) for k in refs), *(_p(r.dm.get(k)) for k in refs),
+          r.verdict) for r in rep.range]))
+    console.print(table(
+        "forward log return quantiles (10/50/90%): pinball loss and 80% interval coverage",
+        ["forecaster", "h", "n", "pinball x1e3", "skill vs base [95%]", "coverage [95%]",
+         "verdict"],
+        [(r.forecaster, r.horizon, r.n, f"{1e3 * r.pinball.value:.4f}",
+          "-" if r.forecaster == "base rate" else _iv(r.skill, True),
+          _iv(r.coverage, digits=3), r.verdict) for r in rep.quantiles]))
+    if rep.bits:
+        console.print(table(
+            "bits per candle (next token; lower is better)",
+            ["forecaster", "n", "bits [95%]", "minus the n-gram [95%]"],
+            [(b.forecaster, b.n, _iv(b.bits, digits=3),
+              _iv(b.diff, True, 3) if b.diff is not None else "-") for b in rep.bits]))
+    for r in rep.direction:
+        if r.horizon == 1 and r.forecaster != "base rate" and r.reliability:
+            console.print(table(
+                f"reliability of {r.forecaster}, h=1 ({r.calibration})",
+                ["bin", "mean forecast", "observed", "count"],
+                [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", n) for lo, mp, of, n in
+                 r.reliability]))
+    for note in rep.notes:
+        console.print(f"· {note}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
+    model: Path | None = typer.Option(None, "--model", help="Checkpoint from `candletok "
+                                      "train` (without it: the baselines only)."),
+    split: str = typer.Option("test", "--split", help="val or test."),
+    horizon: str = typer.Option("1,5,10", "--horizon", help="Horizons in bars, e.g. 1,5,10."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the reliability diagram "
+                                     "and the range chart to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    samples: int = typer.Option(32, "--samples", help="Sampled paths per origin for "
+                                "CandleGPT's h > 1 forecasts."),
+    subsample: int = typer.Option(100, "--subsample", help="Origins sampled per split for "
+                                  "CandleGPT's h > 1 forecasts."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the bootstrap."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Score every forecaster against the base rate and the volatility baselines."""
+    from candletok.forecast.evaluate import evaluate_forecasts
+
+    if split.strip().lower() not in ("val", "validation", "test"):
+        raise fail(f"--split takes val or test, not {split!r}.")
+    if samples < 1 or subsample < 1:
+        raise fail("--samples and --subsample must be at least 1.")
+    rep = evaluate_forecasts(dataset, model, split=split, horizons=_horizons(horizon),
+                             samples=samples, subsample=subsample, seed=seed, device=device)
+    if plot is not None:
+        from candletok.forecast.evalplot import plot_evaluation
+
+        plot_evaluation(rep, plot)
+    if as_json:
+        console.print_json(json.dumps(rep.to_dict()))
+        return
+    print_report(rep)
+    if rep.calibration_file:
+        console.print(f"calibration maps (fit on val) saved to {rep.calibration_file}",
+                      highlight=False)
+    if plot is not None:
+        console.print(f"chart written to {plot}", highlight=False)

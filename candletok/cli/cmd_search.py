@@ -1,0 +1,184 @@
+"""``candletok similar`` and ``candletok motifs``: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import typer
+
+from candletok.cli.app import app, console, fail, table
+from candletok.core.errors import CandletokError
+from candletok.search.motifs import MotifResult, motifs
+from candletok.search.similar import MODES, SimilarResult, check_horizons, similar
+
+
+def _pct(v: float | None, signed: bool = True) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:+.2f}%" if signed else f"{v:.2f}%"
+
+
+def _prob(p: float, lo: float, hi: float) -> str:
+    if not math.isfinite(p):
+        return "-"
+    return f"{p:.0%} [{lo:.0%}-{hi:.0%}]"
+
+
+def _p(v: float) -> str:
+    return "-" if not math.isfinite(v) else f"{v:.2g}"
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    try:
+        return check_horizons(text)
+    except CandletokError as exc:
+        raise fail(f"--horizon takes bar counts like 1,5,10 ({exc})") from exc
+
+
+def print_similar(res: SimilarResult) -> None:
+    """Header, query, outcome tables with the base rate, verdicts, then the matches."""
+    s = res.summary
+    how = f"answered with the last {s['window']}" if s["backed_off"] else ""
+    console.print(
+        f"[bold]{s['symbol']}[/]: last {s['last']} candles to {s['T'][:10]} (T) · "
+        f"mode {s['mode']}{' · ' + how if how else ''} · {s['index_candles']:,} candles of "
+        f"{s['symbols']} symbols searched · query from {s['origin']}", highlight=False)
+    tok = res._tok
+    q = res.query
+    toks = s["query_tokens"]
+    used = [i >= len(toks) - s["window"] for i in range(len(toks))]
+    words = [(tok.describe(t) if tok else str(t)) + ("" if u else "  (not matched)")
+             for t, u in zip(toks, used, strict=True)]
+    console.print(table("query candles", ["date", "close", "token", "candle"],
+                        [(r["ts"].strftime("%Y-%m-%d"), r["close"], t, w) for r, t, w in
+                         zip(q.iter_rows(named=True), toks, words, strict=True)]))
+    o = res.outcomes
+    rows = []
+    for h in s["horizons"]:
+        m = o.filter((pl.col("horizon") == h) & (pl.col("who") == "matches")).row(0, named=True)
+        b = o.filter((pl.col("horizon") == h) & (pl.col("who") == "base")).row(0, named=True)
+        rows.append((h, m["n"], m["truncated"], f"{m['n_eff']:.1f}",
+                     _prob(m["p_up"], m["p_lo"], m["p_hi"]),
+                     _prob(b["p_up"], b["p_lo"], b["p_hi"]), _p(m["p_value"])))
+    console.print(table(
+        f"P(close up after h bars): {s['matches']} matches (zone {s['zone']} bars, "
+        f"cross-symbol rho {s['rho']:.2f}) vs base rate",
+        ["h", "matches", "truncated", "eff. n", "P(up) [95% CI]", "base P(up) [95% CI]",
+         "binomial p"], rows))
+    rrows = []
+    for r in o.iter_rows(named=True):
+        rrows.append((r["horizon"], r["who"], r["n"], _pct(100 * math.expm1(r["mean_log"])
+                                                           if math.isfinite(r["mean_log"])
+                                                           else float("nan")),
+                      _pct(r["q10_pct"]), _pct(r["q50_pct"]), _pct(r["q90_pct"]),
+                      f"{r['q10_vol']:+.2f} / {r['q50_vol']:+.2f} / {r['q90_vol']:+.2f}"
+                      if math.isfinite(r["q50_vol"]) else "-"))
+    console.print(table("forward return (geometric mean; 10/50/90% quantiles)",
+                        ["h", "", "n", "geo mean", "q10", "q50", "q90", "q10/q50/q90 in vol units"],
+                        rrows))
+    nr = {r["who"]: r for r in res.next_range.iter_rows(named=True)}
+    console.print(
+        f"next candle's range: median {_pct(nr['matches']['median_pct'], False)} "
+        f"({nr['matches']['median_vol']:.2f} vol units) after the matches vs "
+        f"{_pct(nr['base']['median_pct'], False)} ({nr['base']['median_vol']:.2f}) base",
+        highlight=False)
+    for w in res.words:
+        console.print(f"· {w}", highlight=False)
+    if res.matches.height:
+        hs = s["horizons"]
+        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # every distance is 0
+        mrows = [(r["rank"], r["symbol"], f"{r['start']:%Y-%m-%d}", f"{r['end']:%Y-%m-%d}",
+                  *([] if exact else [r["distance"]]),
+                  *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
+                    for h in hs]) for r in res.matches.iter_rows(named=True)]
+        title = ("most recent matches" if s["mode"] == "exact" else "nearest matches")
+        console.print(table(f"{title} (of {s['matches']})",
+                            ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
+                             *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
+
+
+@app.command("similar")
+def similar_cmd(
+    symbol: str = typer.Argument(..., help="Symbol whose last candles are the query."),
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder to search."),
+    last: int = typer.Option(5, "--last", help="Candles in the query window."),
+    mode: str = typer.Option("exact", "--mode", help="exact, nearest or model."),
+    model: Path | None = typer.Option(None, "--model", help="Checkpoint for --mode model."),
+    top: int = typer.Option(20, "--top", help="Neighbours (nearest/model); matches listed."),
+    horizon: str = typer.Option("1,5,10", "--horizon", help="Forward horizons in bars."),
+    at: str | None = typer.Option(None, "--at", help="Ask as of this date (YYYY-MM-DD)."),
+    source: str | None = typer.Option(None, "--source",
+                                      help="Load the query bars from here, not the dataset."),
+    min_matches: int = typer.Option(10, "--min-matches",
+                                    help="exact: back off to fewer candles below this."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a chart (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    device: str = typer.Option("cpu", "--device", help="Device for --mode model."),
+    approximate: bool = typer.Option(False, "--approximate",
+                                     help="--mode model: faiss HNSW (needs candletok[search])."),
+) -> None:
+    """What followed the windows of history most like SYMBOL's last candles."""
+    if mode not in MODES:
+        raise fail(f"Unknown --mode {mode!r}; use exact, nearest or model.")
+    if mode == "model" and model is None:
+        raise fail("--mode model needs a trained checkpoint: --model FILE.")
+    if last < 1 or top < 1 or min_matches < 0:
+        raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
+    res = similar(dataset, symbol, last=last, mode=mode, top=top, horizons=_horizons(horizon),
+                  at=at, source=source, min_matches=min_matches, model=model, device=device,
+                  approximate=approximate)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2))
+    else:
+        print_similar(res)
+    if plot is not None:
+        path = res.plot(plot)
+        if not as_json:
+            console.print(f"chart: {path}", highlight=False)
+
+
+def print_motifs(res: MotifResult) -> None:
+    """The base rate, then one row per motif with P(up) per horizon and its q-value."""
+    s = res.summary
+    hs = s["horizons"]
+    console.print(
+        f"[bold]{s['top']} most frequent {s['n']}-candle motifs[/] among {s['windows']:,} "
+        f"windows ({s['distinct']:,} distinct) to {s['T'][:10]} · outcomes thinned with a "
+        f"{s['zone']}-bar zone · Benjamini-Hochberg over {s['tests']} tests", highlight=False)
+    base = {r["horizon"]: r for r in res.base.iter_rows(named=True)}
+    head = ["#", "count", "used", "motif (oldest → newest)",
+            *[f"+{h} bar{'s' if h > 1 else ''}: P(up), q" for h in hs]]
+    rows = [("", "", "", "base rate (every window)",
+             *[_prob(base[h]["p_up"], base[h]["p_lo"], base[h]["p_hi"]) for h in hs])]
+    for r in res.motifs.iter_rows(named=True):
+        cells = [f"{_prob(r[f'p_up_{h}'], r[f'p_lo_{h}'], r[f'p_hi_{h}'])}\nq = {_p(r[f'q_{h}'])}"
+                 if r[f"n_{h}"] else "-" for h in hs]
+        rows.append((r["rank"], r["count"], r["matches"], r["words"].replace(" → ", "\n→ "),
+                     *cells))
+    console.print(table("motifs", head, rows))
+    for w in res.words:
+        console.print(f"· {w}", highlight=False)
+
+
+@app.command("motifs")
+def motifs_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
+    n: int = typer.Option(3, "--n", help="Candles per motif (1-8)."),
+    top: int = typer.Option(20, "--top", help="How many of the most frequent motifs."),
+    horizon: str = typer.Option("1,5,10", "--horizon", help="Forward horizons in bars."),
+    at: str | None = typer.Option(None, "--at", help="Use only bars up to this date."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """The most frequent token n-grams in words, with what followed them."""
+    if not 1 <= n <= 8:
+        raise fail("--n must be between 1 and 8 candles.")
+    if top < 1:
+        raise fail("--top must be at least 1.")
+    res = motifs(dataset, n=n, top=top, horizons=_horizons(horizon), at=at)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2))
+    else:
+        print_motifs(res)

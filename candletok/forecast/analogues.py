@@ -1,0 +1,98 @@
+"""Pattern-search analogues as forecasters: "what followed candles like these?" turned into
+a probability, shrunk toward the base rate by how much evidence the matches hold.
+
+A search answers one query at a time (the last N candles of one symbol at its time T), so
+an analogue forecaster asks it at a seeded subsample of origins (reported, like
+CandleGPT's sampled horizons) and caches each answer. What it needs from a search is an
+:data:`AnalogueQuery`: given the history and an origin row, the outcomes of the matches
+at each horizon, using only windows whose forward outcome was known by the origin's time
+(the search's time rule). The answer becomes
+
+* ``p_up = (n_eff * p_matches + prior * base) / (n_eff + prior)``
+  (:func:`~candletok.forecast.forecasters.shrink_to_base`), where ``n_eff`` is the
+  effective number of independent matches: ten overlapping matches of one market day are
+  not ten observations;
+* the matches' 10/50/90% forward-return quantiles in volatility units, times the scale
+  known at the origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from candletok.forecast.forecasters import (
+    LEVELS,
+    BaseRate,
+    Forecast,
+    pick_subsample,
+    shrink_to_base,
+)
+from candletok.forecast.history import History
+
+
+@dataclass(frozen=True)
+class AnalogueAnswer:
+    """What the matches of one query did at one horizon."""
+
+    p_up: float  # share of matches whose close h bars on was above their last close
+    n_eff: float  # effective number of independent matches (0: none)
+    quantiles_vol: tuple[float, ...] | None = None  # 10/50/90% forward return / scale
+
+
+AnalogueQuery = Callable[[History, int, Sequence[int]], dict[int, AnalogueAnswer]]
+"""``query(hist, row, horizons) -> {h: answer}``; a horizon with no usable match may be
+left out. It must read nothing after ``hist.ts[row]``."""
+
+
+class AnalogueForecaster:
+    """A pattern search as a :class:`~candletok.forecast.forecasters.Forecaster`."""
+
+    learned = True  # the shrinkage and the calibration map are fit on val
+
+    def __init__(self, name: str, query: AnalogueQuery, horizons: Sequence[int],
+                 subsample: int = 100, prior: float = 20.0, seed: int = 0) -> None:
+        self.name = name
+        self.query = query
+        self.horizons = tuple(sorted({int(h) for h in horizons}))
+        self.subsample = max(1, int(subsample))
+        self.prior = float(prior)
+        self.seed = int(seed)
+        self.base = BaseRate()
+        self._of: History | None = None
+        self._answers: dict[int, dict[int, AnalogueAnswer]] = {}
+
+    def fit(self, hist: History) -> None:
+        self.base.fit(hist)
+        self._of, self._answers = None, {}
+
+    def answers(self, hist: History, rows: np.ndarray) -> list[dict[int, AnalogueAnswer]]:
+        """The search's answers at ``rows``, asked once per origin (a search per query is
+        the unit of work the search offers; the subsample bounds how many)."""
+        if self._of is not hist:
+            self._of, self._answers = hist, {}
+        for r in rows.tolist():
+            if r not in self._answers:
+                self._answers[r] = self.query(hist, r, self.horizons)
+        return [self._answers[r] for r in rows.tolist()]
+
+    def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
+        if horizon not in self.horizons:
+            return None
+        sub = pick_subsample(hist, rows, self.subsample, self.seed)
+        got = [a.get(horizon) for a in self.answers(hist, sub)]
+        keep = np.array([a is not None and a.n_eff > 0 for a in got], dtype=bool)
+        ans = [a for a in got if a is not None and a.n_eff > 0]
+        sub = sub[keep]
+        if sub.size == 0:
+            return None
+        p = np.array([a.p_up for a in ans])
+        n_eff = np.array([a.n_eff for a in ans])
+        base, _ = self.base.rate(hist, horizon)
+        fc = Forecast(sub, p_up=shrink_to_base(p, n_eff, base, self.prior), n_eff=n_eff)
+        if all(a.quantiles_vol is not None for a in ans):
+            q = np.array([a.quantiles_vol for a in ans], dtype=np.float64).reshape(-1, len(LEVELS))
+            fc.quantiles = q * hist.next_scale[sub][:, None]
+        return fc

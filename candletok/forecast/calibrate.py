@@ -1,0 +1,244 @@
+"""Calibration maps for P(up): fit on val only, chosen by time-blocked cross-validation.
+
+A probability is only worth printing if "60%" comes true about 60% of the time. Four maps
+compete, simplest first:
+
+* ``identity``: the forecaster's own number;
+* ``shrink``: ``base + lam * (p - base)`` with ``0 <= lam <= 1`` (least squares), which
+  keeps the ranking and pulls an overconfident forecaster toward the train base rate;
+* ``platt``: ``sigmoid(logit(base) + a * (logit(p) - logit(base)))``, ``a >= 0`` by
+  maximum likelihood (scipy): Platt scaling about the base rate;
+* ``isotonic``: the monotone least-squares step function
+  (:func:`scipy.optimize.isotonic_regression`) of the outcomes less val's excess
+  up-frequency, interpolated between its points.
+
+Why every map keeps the *level* at the train base rate: the share of up moves drifts from
+one period to the next (on the bundled sample, 50% in train, 54% in val, 49% in test), and
+a map that learned val's level carried it into test and lost to the base rate it was meant
+to beat. Val teaches the shape (how far to trust a forecaster's deviations from the base
+rate); years of train set the level.
+
+Val is cut into ``folds`` contiguous blocks of dates; each block is predicted by the map
+fit on the other blocks, and the map with the lowest out-of-fold Brier score wins (a
+more complex one must be strictly better). The winner is refit on all of val. The
+out-of-fold predictions are kept: their skill is the honest "val skill" ``predict`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+from scipy.special import expit, logit
+
+from candletok.core.atomic import sha256_file, write_json_atomic
+from candletok.core.errors import ModelError
+from candletok.dataset.manifest import clean_json
+
+MAP_KINDS: tuple[str, ...] = ("identity", "shrink", "platt", "isotonic")
+CALIBRATION_FORMAT = "candletok-calibration/1"
+_EPS = 1e-6
+
+
+@dataclass
+class CalibrationMap:
+    """A fitted map from a raw probability to a calibrated one."""
+
+    kind: str = "identity"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+        if self.kind == "identity":
+            return p
+        if self.kind == "shrink":
+            b = self.params["base"]
+            return b + self.params["lam"] * (p - b)
+        if self.kind == "platt":
+            lb = logit(np.clip(self.params["base"], _EPS, 1 - _EPS))
+            return expit(lb + self.params["a"] * (logit(np.clip(p, _EPS, 1 - _EPS)) - lb))
+        if self.kind == "isotonic":
+            return np.interp(p, self.params["x"], self.params["y"])
+        raise ModelError(f"Unknown calibration map {self.kind!r}; re-run `candletok evaluate`.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.params}
+
+    def describe(self) -> str:
+        """The map in a few characters: ``shrink lam=0.21`` (0: the base rate itself)."""
+        if self.kind == "shrink":
+            return f"shrink lam={self.params['lam']:.2f}"
+        if self.kind == "platt":
+            return f"platt a={self.params['a']:.2f}"
+        if self.kind == "isotonic":
+            return f"isotonic, {len(set(self.params['y']))} steps"
+        return self.kind
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalibrationMap:
+        d = dict(d)
+        kind = d.pop("kind", "identity")
+        if kind not in MAP_KINDS:
+            raise ModelError(f"Unknown calibration map {kind!r}; re-run `candletok evaluate`.")
+        return cls(kind, d)
+
+
+def fit_map(kind: str, p: np.ndarray, y: np.ndarray, base: float) -> CalibrationMap:
+    """Fit one map of ``kind`` to raw probabilities ``p`` and 0/1 outcomes ``y``."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    y = np.asarray(y, dtype=np.float64)
+    if kind == "identity" or p.size == 0:
+        return CalibrationMap("identity")
+    if kind == "shrink":
+        d = p - base
+        den = float(d @ d)
+        lam = float(np.clip((y - base) @ d / den, 0.0, 1.0)) if den > 0 else 0.0
+        return CalibrationMap("shrink", {"base": float(base), "lam": lam})
+    if kind == "platt":
+        lb = float(logit(np.clip(base, _EPS, 1 - _EPS)))
+        z = logit(np.clip(p, _EPS, 1 - _EPS)) - lb
+
+        def nll(w: np.ndarray) -> tuple[float, np.ndarray]:
+            q = np.clip(expit(lb + w[0] * z), 1e-12, 1 - 1e-12)
+            loss = -float(np.sum(y * np.log(q) + (1 - y) * np.log1p(-q)))
+            return loss, np.array([float((q - y) @ z)])
+
+        res = optimize.minimize(nll, np.array([1.0]), jac=True, method="L-BFGS-B",
+                                bounds=[(0.0, 20.0)])
+        return CalibrationMap("platt", {"base": float(base), "a": float(res.x[0])})
+    if kind == "isotonic":
+        order = np.argsort(p, kind="stable")
+        xs = p[order]
+        ys = y[order] - (y.mean() - base)  # the level stays the train base rate's
+        ux, start, cnt = np.unique(xs, return_index=True, return_counts=True)
+        ym = np.add.reduceat(ys, start) / cnt  # tied probabilities: one point, weighted
+        fitted = optimize.isotonic_regression(ym, weights=cnt.astype(np.float64)).x
+        return CalibrationMap("isotonic", {"x": ux.tolist(),
+                                           "y": np.clip(fitted, 0.0, 1.0).tolist()})
+    raise ModelError(f"Unknown calibration map {kind!r}; use one of {', '.join(MAP_KINDS)}.")
+
+
+def date_blocks(dates: np.ndarray, folds: int) -> np.ndarray:
+    """Fold number (0..folds-1) of every forecast: contiguous blocks of unique dates."""
+    uniq, inv = np.unique(np.asarray(dates), return_inverse=True)
+    k = max(1, min(int(folds), uniq.size))
+    block_of_date = (np.arange(uniq.size) * k) // max(uniq.size, 1)
+    return block_of_date[inv]
+
+
+@dataclass
+class MapChoice:
+    """The map val prefers, refit on all of val, with the out-of-fold evidence."""
+
+    map: CalibrationMap
+    cv_brier: dict[str, float]
+    oof: np.ndarray  # out-of-fold calibrated probabilities of the chosen kind, val order
+
+
+def choose_map(p: np.ndarray, y: np.ndarray, dates: np.ndarray, base: float,
+               folds: int = 5, kinds: Sequence[str] = MAP_KINDS) -> MapChoice:
+    """Time-blocked cross-validation over ``kinds`` on val forecasts; see the module doc."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    block = date_blocks(dates, folds)
+    oofs: dict[str, np.ndarray] = {}
+    for kind in kinds:
+        out = np.empty_like(p)
+        for b in np.unique(block):  # a handful of folds
+            held = block == b
+            m = fit_map(kind, p[~held], y[~held], base) if (~held).any() else CalibrationMap()
+            out[held] = m.apply(p[held])
+        oofs[kind] = out
+    cv = {k: float(np.mean((v - y) ** 2)) if y.size else math.nan for k, v in oofs.items()}
+    best = kinds[0]
+    for k in kinds[1:]:  # simplest first: a more complex map must be strictly better
+        if cv[k] < cv[best] - 1e-12:
+            best = k
+    return MapChoice(fit_map(best, p, y, base), cv, oofs[best])
+
+
+def calibration_path(model_path: str | Path) -> Path:
+    """Where a model's calibration lives: ``model.pt`` -> ``model.calibration.json``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".calibration.json")
+
+
+def save_calibration(model_path: str | Path, content: dict[str, Any]) -> Path:
+    """Write the calibration beside the checkpoint (atomically), bound to the checkpoint's
+    sha256 so that a retrained model never meets an old map."""
+    out = calibration_path(model_path)
+    body = {"format": CALIBRATION_FORMAT, "model_sha256": sha256_file(model_path), **content}
+    write_json_atomic(out, clean_json(body))
+    return out
+
+
+def load_calibration(model_path: str | Path) -> dict[str, Any] | None:
+    """The calibration saved beside ``model_path``, or None when there is none or it was
+    made for another checkpoint (retrained since)."""
+    path = calibration_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(d, dict) or d.get("format") != CALIBRATION_FORMAT:
+        return None
+    if d.get("model_sha256") != sha256_file(model_path):
+        return None
+    return d
+
+
+@dataclass
+class CalibratedProbability:
+    """One probability as ``predict`` shows it: calibrated on val when a map exists, with
+    the val skill of the calibrated forecasts (out-of-fold) and the base rate beside it."""
+
+    raw: float
+    value: float
+    kind: str  # the map, or "none" when there is no calibration for this model
+    base_rate: float | None = None
+    skill: dict[str, float] | None = None  # {"value", "lo", "hi"}
+
+    @property
+    def calibrated(self) -> bool:
+        return self.kind != "none"
+
+    @property
+    def shows_skill(self) -> bool:
+        """True only when the val skill's whole interval is above zero."""
+        s = self.skill
+        return bool(s and s.get("lo") is not None and s["lo"] > 0)
+
+    def skill_text(self) -> str:
+        s = self.skill
+        if not s or s.get("value") is None:
+            return "val skill unknown"
+        lo, hi = s.get("lo"), s.get("hi")
+        iv = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
+        return f"val skill {s['value']:+.3f}{iv}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"raw": self.raw, "value": self.value, "calibration": self.kind,
+                "base_rate": self.base_rate, "val_skill": self.skill,
+                "skill_shown": self.shows_skill}
+
+
+def calibrate_probability(p_raw: float, calibration: dict[str, Any] | None,
+                          forecaster: str = "CandleGPT", horizon: int = 1,
+                          quantity: str = "p_up") -> CalibratedProbability:
+    """Apply the saved map of ``forecaster``'s ``quantity`` at ``horizon`` to ``p_raw``
+    (no map: the raw number, marked ``kind="none"``)."""
+    entry = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {})
+    fit = (entry.get(quantity) or {}).get(str(horizon))
+    if not fit:
+        return CalibratedProbability(float(p_raw), float(p_raw), "none")
+    m = CalibrationMap.from_dict(fit["map"])
+    return CalibratedProbability(float(p_raw), float(m.apply(np.array([p_raw]))[0]), m.kind,
+                                 fit.get("base_rate"), fit.get("val_skill"))

@@ -1,0 +1,105 @@
+"""The evaluation chart: reliability diagrams of P(close up) and the range forecasts.
+
+One PNG. The top row holds one reliability diagram per horizon: each forecaster's
+calibrated probabilities, binned, against how often the close was up, with 95% Wilson
+intervals on the observed frequencies, the diagonal of perfect calibration and the base
+rate. The bottom panel follows the project's chart conventions: trading days without gaps
+on the x axis, labelled with dates, and the symbol on the value axis; it shows the next
+candle's realized high-low range against each range forecaster's (calibrated) forecast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from candletok.core.atomic import atomic_path
+from candletok.forecast.scores import wilson
+
+COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
+          "CandleGPT": "#1565c0"}
+OTHER = ("#2e7d32", "#c62828", "#00838f", "#6d4c41")
+
+
+def _color(name: str, i: int) -> str:
+    return COLORS.get(name, OTHER[i % len(OTHER)])
+
+
+def _reliability(ax: Any, report: Any, horizon: int) -> None:
+    rows = [r for r in report.direction if r.horizon == horizon]
+    base = next((r for r in rows if r.forecaster == "base rate"), None)
+    lo, hi = 0.5, 0.5
+    for i, r in enumerate(r for r in rows if r.forecaster != "base rate"):
+        t = np.array([(mp, of, n) for _, mp, of, n in r.reliability], dtype=np.float64)
+        if t.size == 0:
+            continue
+        ci = np.array([wilson(of * n, n) for _, of, n in t])
+        err = np.abs(ci - t[:, 1:2])
+        ax.errorbar(t[:, 0], t[:, 1], yerr=err.T, fmt="o-", ms=4, lw=1, capsize=2,
+                    color=_color(r.forecaster, i),
+                    label=f"{r.forecaster} ({r.calibration}; skill {r.skill.value:+.3f})")
+        lo, hi = min(lo, t[:, 0].min(), ci[:, 0].min()), max(hi, t[:, 0].max(), ci[:, 1].max())
+    pad = 0.05
+    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls=":", label="perfect calibration")
+    if base is not None:
+        b = base.reliability[0][1] if base.reliability else 0.5
+        ax.axhline(b, color=_color("base rate", 0), lw=0.8, ls="--", label=f"base rate {b:.1%}")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"forecast P(close up in {horizon} bar{'s' if horizon > 1 else ''})")
+    ax.set_ylabel("observed frequency (95% Wilson)")
+    ax.set_title(f"reliability, h = {horizon} ({report.split})", fontsize=10)
+    ax.legend(fontsize=6.5, loc="upper left")
+
+
+def _range_chart(ax: Any, report: Any) -> None:
+    d = report.plot_data
+    if not d:
+        ax.set_axis_off()
+        return
+    n = d["realized"].size
+    x = np.arange(n)
+    ax.bar(x, 100 * d["realized"], width=1.0, color="#cfd8dc", label="realized ln(H/L)")
+    skill = {r.forecaster: r for r in report.range}
+    for i, (name, series) in enumerate(d["forecasts"].items()):
+        r = skill.get(name)
+        tail = "" if r is None or not r.skill else "; QLIKE skill " + ", ".join(
+            f"vs {k} {v.value:+.3f}" for k, v in r.skill.items())
+        ax.plot(x, 100 * series, lw=1.1, color=_color(name, i), label=f"{name}{tail}")
+    dates = np.asarray(d["ts"]).astype("datetime64[us]").astype("datetime64[D]")
+    ticks = np.unique(np.linspace(0, n - 1, min(n, 9)).round().astype(int))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(dates[t]) for t in ticks], rotation=0, fontsize=8)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylabel(f"{d['symbol']}  high-low range (%)")
+    ax.set_xlabel("date of the forecast candle (trading days, no gaps)")
+    ax.set_title(f"{d['symbol']}: next candle's range, forecast at the previous close "
+                 f"({report.split} split)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+              frameon=False)
+
+
+def plot_evaluation(report: Any, out: str | Path) -> Path:
+    """Write the evaluation chart of an :class:`~candletok.forecast.evaluate.EvalReport`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hs = list(report.horizons)
+    fig = plt.figure(figsize=(4.2 * max(len(hs), 2), 9), dpi=110)
+    grid = fig.add_gridspec(2, len(hs), height_ratios=[1.1, 1.0])
+    try:
+        for j, h in enumerate(hs):
+            _reliability(fig.add_subplot(grid[0, j]), report, h)
+        _range_chart(fig.add_subplot(grid[1, :]), report)
+        fig.tight_layout()
+        out = Path(out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return out

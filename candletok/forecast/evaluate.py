@@ -1,0 +1,561 @@
+"""``evaluate_forecasts``: every forecaster replayed point in time, scored against the base
+rate and the volatility baselines, with block-bootstrap intervals over dates.
+
+The replay (see :mod:`candletok.forecast.history`): at the close of every candle t of the
+evaluated split, each forecaster sees the history up to t and forecasts
+
+* the direction at each horizon h: P(close[t + h] > close[t]);
+* the next candle's range ln(H/L) (h = 1);
+* the 10/50/90% quantiles of the forward log return at each horizon.
+
+Forward windows that would leave the series or the split are dropped and counted, so a
+val target never reaches into test. Fitting follows the time order: every forecaster
+learns on train; calibration maps (P(up)) and range constants of the *learned*
+forecasters (n-gram, CandleGPT, analogues) are fit on val; those of EWMA and HistVol20 on
+train. On ``split="val"`` the calibrated figures are out-of-fold (time-blocked
+cross-validation), so no val forecast is scored by a map that saw its outcome.
+
+Every score comes with a 95% circular block-bootstrap interval over dates (a date's
+forecasts share one market; blocks cover at least h dates because h-step windows
+overlap) and a baseline beside it; each row ends in a verdict in words.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from candletok.core.errors import CandletokError
+from candletok.core.ids import normalize_split
+from candletok.forecast import scores as sc
+from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
+from candletok.forecast.forecasters import (
+    LEVELS,
+    Forecast,
+    Forecaster,
+    NGram,
+    default_forecasters,
+)
+from candletok.forecast.history import History, load_history, split_dates
+from candletok.forecast.scores import DMTest, Estimate
+
+log = logging.getLogger(__name__)
+
+BASE = "base rate"
+RANGE_REFS: tuple[str, ...] = ("EWMA", "HistVol20")
+
+
+@dataclass
+class Panel:
+    """Targets and every forecaster's forecasts at the origins of one split and horizon."""
+
+    split: str
+    horizon: int
+    rows: np.ndarray
+    dropped: int
+    target: dict[str, np.ndarray]
+    fc: dict[str, Forecast] = field(default_factory=dict)
+
+    def pos(self, name: str) -> np.ndarray:
+        """Positions in :attr:`rows` of the origins ``name`` forecast."""
+        return np.searchsorted(self.rows, self.fc[name].rows)
+
+
+def make_panel(hist: History, forecasters: Sequence[Forecaster], split: str,
+               horizon: int) -> Panel:
+    rows, dropped = hist.origins(split, horizon)
+    panel = Panel(split, horizon, rows, dropped, hist.forward(rows, horizon))
+    for f in forecasters:
+        fc = f.forecast(hist, rows, horizon)
+        if fc is not None and fc.rows.size:
+            panel.fc[f.name] = fc
+    return panel
+
+
+# ---- rows of the report -------------------------------------------------------------------
+@dataclass
+class DirectionRow:
+    """P(close up at t + h): Brier score, its skill against the base rate, calibration."""
+
+    forecaster: str
+    horizon: int
+    n: int
+    dates: int
+    brier: Estimate
+    brier_base: float
+    skill: Estimate  # calibrated forecast vs the base rate (the verdict's figure)
+    skill_raw: Estimate  # the forecaster's own numbers
+    ece: Estimate
+    dm: DMTest
+    calibration: str  # the map val chose ("-" for the base rate)
+    reliability: list[tuple[float, float, float, int]]
+    verdict: str
+
+
+@dataclass
+class RangeRow:
+    """The next candle's ln(H/L): QLIKE of its square and MSE, against EWMA and HistVol20."""
+
+    forecaster: str
+    n: int
+    qlike: Estimate
+    mse: Estimate
+    skill: dict[str, Estimate]  # QLIKE skill against each reference
+    dm: dict[str, DMTest]
+    constants: tuple[float, float]  # (a, b): range = a * raw, variance = b * raw square
+    fit_on: str
+    verdict: str
+
+
+@dataclass
+class QuantileRow:
+    """The 10/50/90% forward-return quantiles: pinball loss and the 80% interval's coverage."""
+
+    forecaster: str
+    horizon: int
+    n: int
+    pinball: Estimate
+    skill: Estimate  # pinball skill vs the base rate's quantiles
+    coverage: Estimate
+    verdict: str
+
+
+@dataclass
+class BitsRow:
+    """Bits per candle of a token forecaster (-log2 P of the candle that came)."""
+
+    forecaster: str
+    n: int
+    bits: Estimate
+    vs: str
+    diff: Estimate | None  # this minus ``vs`` (negative: fewer bits)
+
+
+@dataclass
+class EvalReport:
+    """Everything ``candletok evaluate`` prints; :meth:`to_dict` is its JSON."""
+
+    split: str
+    horizons: tuple[int, ...]
+    origins: dict[int, int]
+    dropped: dict[int, int]
+    direction: list[DirectionRow]
+    range: list[RangeRow]
+    quantiles: list[QuantileRow]
+    bits: list[BitsRow]
+    calibration: dict[str, Any]
+    notes: list[str]
+    split_from: dict[str, str]
+    plot_data: dict[str, Any] = field(default_factory=dict, repr=False)
+    calibration_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("plot_data")
+        d["origins"] = {str(k): v for k, v in self.origins.items()}
+        d["dropped"] = {str(k): v for k, v in self.dropped.items()}
+        return _clean(d)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-ready: NaN -> None, tuples -> lists, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ---- scoring helpers ----------------------------------------------------------------------
+@dataclass
+class Boot:
+    """Bootstrap settings shared by every interval of one report."""
+
+    n_boot: int = 1000
+    seed: int = 0
+
+    def kw(self, n_dates: int, horizon: int) -> dict[str, int]:
+        block = max(math.ceil(max(n_dates, 1) ** (1 / 3)), int(horizon))
+        return {"n_boot": self.n_boot, "block": block, "seed": self.seed}
+
+
+def _by_date(dates: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-date sums of each of ``values`` and the per-date counts (dates sorted)."""
+    sums = [sc.per_date(dates, v)[0] for v in values]
+    counts = sc.per_date(dates, np.ones(dates.size))[1].astype(np.float64)
+    return (*sums, counts)
+
+
+def _dm(loss: np.ndarray, ref: np.ndarray, dates: np.ndarray, horizon: int) -> DMTest:
+    """Diebold-Mariano on per-date mean losses (HAC with h - 1 lags)."""
+    a, b, c = _by_date(dates, loss, ref)
+    return sc.diebold_mariano(a / c, b / c, horizon)
+
+
+def _skill_verdict(skill: Estimate, what: str) -> str:
+    if not math.isfinite(skill.lo):
+        return "too few dates for an interval"
+    if skill.lo > 0:
+        return f"beats {what}"
+    if skill.hi < 0:
+        return f"worse than {what}"
+    return "no skill: interval includes zero"
+
+
+def direction_row(name: str, panel: Panel, dates_all: np.ndarray, p_cal: np.ndarray,
+                  kind: str, boot: Boot) -> DirectionRow:
+    """Score one forecaster's P(up) (raw and calibrated) against the base rate."""
+    pos = panel.pos(name)
+    y = panel.target["up"][pos]
+    dates = dates_all[pos]
+    p_raw = panel.fc[name].p_up
+    assert p_raw is not None
+    base = panel.fc[BASE].p_up[np.searchsorted(panel.fc[BASE].rows, panel.rows[pos])]
+    l_cal, l_raw, l_base = sc.brier(p_cal, y), sc.brier(p_raw, y), sc.brier(base, y)
+    a, r, b, c = _by_date(dates, l_cal, l_raw, l_base)
+    kw = boot.kw(c.size, panel.horizon)
+    skill = sc.skill_estimate(a, b, **kw)
+    row = DirectionRow(
+        forecaster=name, horizon=panel.horizon, n=int(pos.size), dates=int(c.size),
+        brier=sc.ratio_estimate(a, c, **kw), brier_base=float(b.sum() / c.sum()),
+        skill=skill, skill_raw=sc.skill_estimate(r, b, **kw),
+        ece=sc.ece_estimate(p_cal, y, dates, **kw), dm=_dm(l_cal, l_base, dates, panel.horizon),
+        calibration=kind, reliability=sc.reliability(p_cal, y), verdict="")
+    row.verdict = ("reference (train frequency of an up move)" if name == BASE
+                   else _skill_verdict(skill, "the base rate"))
+    return row
+
+
+def range_constants(fc: Forecast, realized: np.ndarray) -> tuple[float, float]:
+    """One constant per loss: ``a`` minimizes the squared error of ``a * range_mean``;
+    ``b`` minimizes the QLIKE of ``b * range_sq`` for the realized squared range."""
+    m, v, r = fc.range_mean, fc.range_sq, realized
+    assert m is not None and v is not None
+    ok = (r > 0) & np.isfinite(m) & (m > 0) & np.isfinite(v) & (v > 0)
+    if not ok.any():
+        return 1.0, 1.0
+    a = float((r[ok] @ m[ok]) / (m[ok] @ m[ok]))
+    b = float(np.mean(r[ok] ** 2 / v[ok]))
+    return a, b
+
+
+def _range_losses(panel: Panel, name: str, const: tuple[float, float]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (realized range > 0), QLIKE and squared error of one range forecaster."""
+    fc = panel.fc[name]
+    pos = panel.pos(name)
+    r = panel.target["range"][pos]
+    ok = r > 0  # a zero range has no log: left out, and counted by the caller
+    a, b = const
+    q = sc.qlike(b * fc.range_sq[ok], r[ok] ** 2)
+    se = (a * fc.range_mean[ok] - r[ok]) ** 2
+    return pos[ok], q, se
+
+
+def range_row(name: str, panel: Panel, dates_all: np.ndarray,
+              consts: dict[str, tuple[float, float]], fit_on: str, boot: Boot) -> RangeRow:
+    pos, q, se = _range_losses(panel, name, consts[name])
+    dates = dates_all[pos]
+    a, m, c = _by_date(dates, q, se)
+    kw = boot.kw(c.size, 1)
+    skills: dict[str, Estimate] = {}
+    dms: dict[str, DMTest] = {}
+    for ref in RANGE_REFS:
+        if ref == name or ref not in panel.fc:
+            continue
+        rpos, rq, _ = _range_losses(panel, ref, consts[ref])
+        common, i, j = np.intersect1d(pos, rpos, return_indices=True)
+        d = dates_all[common]
+        x, y, _ = _by_date(d, q[i], rq[j])
+        skills[ref] = sc.skill_estimate(x, y, **boot.kw(x.size, 1))
+        dms[ref] = _dm(q[i], rq[j], d, 1)
+    return RangeRow(name, int(pos.size), sc.ratio_estimate(a, c, **kw),
+                    sc.ratio_estimate(m, c, **kw), skills, dms, consts[name], fit_on,
+                    _range_verdict(skills))
+
+
+def _range_verdict(skills: dict[str, Estimate]) -> str:
+    if not skills:
+        return "reference"
+    beats = [k for k, s in skills.items() if s.lo > 0]
+    loses = [k for k, s in skills.items() if s.hi < 0]
+    parts = []
+    if beats:
+        parts.append(f"beats {' and '.join(beats)} on the range")
+    if loses:
+        parts.append(f"loses to {' and '.join(loses)} on the range")
+    ties = [k for k in skills if k not in beats and k not in loses]
+    if ties:
+        parts.append(f"no better than {' and '.join(ties)} (interval includes zero)")
+    return "; ".join(parts)
+
+
+def quantile_row(name: str, panel: Panel, dates_all: np.ndarray, boot: Boot) -> QuantileRow:
+    fc = panel.fc[name]
+    pos = panel.pos(name)
+    y = panel.target["ret"][pos]
+    qs = fc.quantiles
+    assert qs is not None
+    ok = np.isfinite(qs).all(axis=1)
+    pos, y, qs = pos[ok], y[ok], qs[ok]
+    base = panel.fc[BASE]
+    bq = base.quantiles[np.searchsorted(base.rows, panel.rows[pos])]
+    pin = np.mean([sc.pinball(qs[:, k], y, lv) for k, lv in enumerate(LEVELS)], axis=0)
+    pin_b = np.mean([sc.pinball(bq[:, k], y, lv) for k, lv in enumerate(LEVELS)], axis=0)
+    inside = ((y >= qs[:, 0]) & (y <= qs[:, -1])).astype(np.float64)
+    dates = dates_all[pos]
+    a, b, cov, c = _by_date(dates, pin, pin_b, inside)
+    kw = boot.kw(c.size, panel.horizon)
+    skill = sc.skill_estimate(a, b, **kw)
+    coverage = sc.ratio_estimate(cov, c, **kw)
+    want = LEVELS[-1] - LEVELS[0]
+    cov_words = (f"covers {coverage.value:.0%} (target {want:.0%})"
+                 + ("" if coverage.lo <= want <= coverage.hi else ", outside its interval"))
+    verdict = cov_words if name == BASE else (
+        f"{_skill_verdict(skill, 'the base rate')}; {cov_words}")
+    return QuantileRow(name, panel.horizon, int(pos.size), sc.ratio_estimate(a, c, **kw),
+                       skill, coverage, verdict)
+
+
+def bits_rows(panel: Panel, hist: History, forecasters: Sequence[Forecaster],
+              dates_all: np.ndarray, boot: Boot, ref: str | None) -> list[BitsRow]:
+    """Bits per candle of every forecaster with a token distribution, and each one's
+    difference to ``ref`` (the best n-gram) on the same candles."""
+    bits = {f.name: f.bits(hist, panel.rows) for f in forecasters  # type: ignore[attr-defined]
+            if callable(getattr(f, "bits", None))}
+    out = []
+    dates = dates_all[panel.rows]
+    for name, b in bits.items():
+        s, c = _by_date(dates, b)
+        kw = boot.kw(c.size, 1)
+        diff = None
+        if ref is not None and ref in bits and ref != name:
+            ds, dc = _by_date(dates, b - bits[ref])
+            diff = sc.ratio_estimate(ds, dc, **kw)
+        out.append(BitsRow(name, int(b.size), sc.ratio_estimate(s, c, **kw), ref or "", diff))
+    return out
+
+
+# ---- fitting on val -----------------------------------------------------------------------
+def _est(e: Estimate) -> dict[str, float]:
+    return {"value": e.value, "lo": e.lo, "hi": e.hi}
+
+
+def fit_calibration(val: dict[int, Panel], forecasters: Sequence[Forecaster],
+                    dates_all: np.ndarray, folds: int, boot: Boot
+                    ) -> tuple[dict[str, dict[int, MapChoice]], dict[str, Any]]:
+    """Choose and fit a P(up) map per learned forecaster and horizon on val, and measure
+    the out-of-fold skill of the calibrated val forecasts against the base rate (the
+    honest val skill that ``predict`` prints)."""
+    choices: dict[str, dict[int, MapChoice]] = {}
+    saved: dict[str, Any] = {}
+    for f in forecasters:
+        if not f.learned:
+            continue
+        for h, panel in val.items():
+            fc = panel.fc.get(f.name)
+            if fc is None or fc.p_up is None or BASE not in panel.fc:
+                continue
+            pos = panel.pos(f.name)
+            y = panel.target["up"][pos]
+            base_p = float(panel.fc[BASE].p_up[0])
+            ch = choose_map(fc.p_up, y, dates_all[panel.rows[pos]], base_p, folds)
+            choices.setdefault(f.name, {})[h] = ch
+            dates = dates_all[panel.rows[pos]]
+            a, r, b, c = _by_date(dates, sc.brier(ch.oof, y), sc.brier(fc.p_up, y),
+                                  sc.brier(np.full(y.size, base_p), y))
+            kw = boot.kw(c.size, h)
+            saved.setdefault(f.name, {}).setdefault("p_up", {})[str(h)] = {
+                "map": ch.map.to_dict(), "cv_brier": ch.cv_brier, "base_rate": base_p,
+                "n": int(y.size), "val_skill": _est(sc.skill_estimate(a, b, **kw)),
+                "val_skill_raw": _est(sc.skill_estimate(r, b, **kw)),
+            }
+    return choices, saved
+
+
+def _forecasters(model: Any, extra: Sequence[Forecaster], horizons: Sequence[int],
+                 samples: int, subsample: int, seed: int, device: str) -> list[Forecaster]:
+    fcs: list[Forecaster] = list(default_forecasters())
+    if model is not None:
+        from candletok.forecast.gptcast import GPTForecaster
+        from candletok.model.checkpoint import load_model
+
+        m = load_model(model, device=device) if isinstance(model, str | Path) else model
+        fcs.append(GPTForecaster(m, samples=samples, subsample=subsample,
+                                 max_horizon=max(horizons), seed=seed))
+    fcs.extend(extra)
+    names = [f.name for f in fcs]
+    if len(set(names)) != len(names):
+        raise CandletokError(f"Two forecasters share a name ({', '.join(names)}); give each "
+                             "its own name.")
+    return fcs
+
+
+def _check_args(split: str, horizons: Sequence[int]) -> tuple[str, tuple[int, ...]]:
+    s = normalize_split(split)
+    if s == "train":
+        raise CandletokError("Evaluate on split='val' or split='test'; train is what every "
+                             "forecaster learned from.")
+    hs = tuple(sorted({int(h) for h in horizons}))
+    if not hs or hs[0] < 1:
+        raise CandletokError(f"horizons must be positive numbers of bars, not {list(horizons)}.")
+    return s, hs
+
+
+def evaluate_forecasts(
+    dataset: str | Path | History,
+    model: Any = None,
+    split: str = "test",
+    horizons: Sequence[int] = (1, 5, 10),
+    *,
+    forecasters: Sequence[Forecaster] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    samples: int = 32,
+    subsample: int = 100,
+    folds: int = 5,
+    save_calibration_map: bool = True,
+    device: str = "cpu",
+) -> EvalReport:
+    """Replay ``split`` of a dataset point in time and score every forecaster.
+
+    ``model`` is a checkpoint path or a loaded CandleGPT (None: baselines only);
+    ``forecasters`` adds more (anything with the :class:`Forecaster` interface, e.g. the
+    pattern-search analogues). CandleGPT's h > 1 forecasts come from ``samples`` sampled
+    paths at ``subsample`` seeded origins per split. The calibration maps are fit on val
+    and, when ``model`` is a path and ``save_calibration_map``, written beside it as
+    ``<model>.calibration.json`` for ``predict``."""
+    split, hs = _check_args(split, horizons)
+    hist = dataset if isinstance(dataset, History) else load_history(dataset)
+    fcs = _forecasters(model, forecasters, hs, samples, subsample, seed, device)
+    for f in fcs:
+        f.fit(hist)
+    boot = Boot(n_boot, seed)
+    dates = hist.ts
+    base_only = [f for f in fcs if not f.learned]
+    train1 = make_panel(hist, base_only, "train", 1)
+    val = {h: make_panel(hist, fcs, "val", h) for h in hs}
+    ev = val if split == "val" else {h: make_panel(hist, fcs, split, h) for h in hs}
+    choices, saved = fit_calibration(val, fcs, dates, folds, boot)
+    consts: dict[str, tuple[float, float]] = {}
+    fit_on: dict[str, str] = {}
+    for f in fcs:
+        src = val.get(1) if f.learned else train1
+        if src is not None and f.name in src.fc and src.fc[f.name].range_mean is not None:
+            consts[f.name] = range_constants(src.fc[f.name],
+                                             src.target["range"][src.pos(f.name)])
+            fit_on[f.name] = "val" if f.learned else "train"
+            saved.setdefault(f.name, {})["range"] = {
+                "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
+    report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
+    report.calibration = {"fingerprint": hist.tok.fingerprint, "fit_on": "val",
+                          "folds": folds, "split_from": report.split_from,
+                          "forecasters": saved}
+    report.notes += _notes(fcs, choices, val)
+    if split == "val":
+        report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "
+                            "forecasters' range constants (one each) were fit on val itself.")
+    if model is not None and isinstance(model, str | Path) and save_calibration_map:
+        report.calibration_file = str(save_calibration(model, _clean(report.calibration)))
+    return report
+
+
+# ---- scoring the evaluated split ---------------------------------------------------------
+def _calibrated(f: Forecaster, fc: Forecast, ch: MapChoice | None, split: str
+                ) -> tuple[np.ndarray, str]:
+    assert fc.p_up is not None
+    if not f.learned:
+        return fc.p_up, "-"
+    if ch is None:
+        return fc.p_up, "none (no val forecasts)"
+    if split == "val":
+        return ch.oof, f"{ch.map.kind}, out-of-fold"
+    return ch.map.apply(fc.p_up), ch.map.describe()
+
+
+def _score(hist: History, fcs: Sequence[Forecaster], ev: dict[int, Panel],
+           choices: dict[str, dict[int, MapChoice]], consts: dict[str, tuple[float, float]],
+           fit_on: dict[str, str], split: str, hs: tuple[int, ...], boot: Boot) -> EvalReport:
+    dates = hist.ts
+    direction: list[DirectionRow] = []
+    ranges: list[RangeRow] = []
+    quants: list[QuantileRow] = []
+    bits: list[BitsRow] = []
+    ngram = next((f.name for f in fcs if isinstance(f, NGram)), None)
+    for h in hs:
+        panel = ev[h]
+        if BASE not in panel.fc:
+            continue
+        for f in fcs:
+            fc = panel.fc.get(f.name)
+            if fc is None:
+                continue
+            if fc.p_up is not None:
+                p_cal, kind = _calibrated(f, fc, choices.get(f.name, {}).get(h), split)
+                direction.append(direction_row(f.name, panel, dates, p_cal, kind, boot))
+            if fc.quantiles is not None:
+                quants.append(quantile_row(f.name, panel, dates, boot))
+            if h == 1 and f.name in consts and fc.range_mean is not None:
+                ranges.append(range_row(f.name, panel, dates, consts, fit_on[f.name], boot))
+        if h == 1:
+            bits = bits_rows(panel, hist, fcs, dates, boot, ngram)
+    return EvalReport(
+        split=split, horizons=hs, origins={h: int(ev[h].rows.size) for h in hs},
+        dropped={h: ev[h].dropped for h in hs}, direction=direction, range=ranges,
+        quantiles=quants, bits=bits, calibration={}, notes=[],
+        split_from=split_dates(hist), plot_data=_plot_data(hist, ev.get(1), consts))
+
+
+def _plot_data(hist: History, panel: Panel | None, consts: dict[str, tuple[float, float]]
+               ) -> dict[str, Any]:
+    """The range chart's series: the symbol with the most forecasts, the realized range of
+    each forecast candle by its date, and each range forecaster's calibrated forecast."""
+    if panel is None or panel.rows.size == 0:
+        return {}
+    sym = hist.symbol[panel.rows]
+    names, counts = np.unique(sym, return_counts=True)
+    pick = names[int(np.argmax(counts))]
+    keep = sym == pick
+    rows = panel.rows[keep]
+    out: dict[str, Any] = {"symbol": str(pick), "ts": hist.ts[rows + 1],
+                           "realized": panel.target["range"][keep], "forecasts": {}}
+    for name, fc in panel.fc.items():
+        if name not in consts or fc.range_mean is None:
+            continue
+        at = np.searchsorted(fc.rows, rows)
+        at = np.minimum(at, fc.rows.size - 1)
+        have = fc.rows[at] == rows
+        series = np.full(rows.size, np.nan)
+        series[have] = consts[name][0] * fc.range_mean[at[have]]
+        out["forecasts"][name] = series
+    return out
+
+
+def _notes(fcs: Sequence[Forecaster], choices: dict[str, dict[int, MapChoice]],
+           val: dict[int, Panel]) -> list[str]:
+    notes = []
+    for f in fcs:
+        bits = getattr(f, "val_bits", None)
+        if bits:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in bits.items())
+            notes.append(f"n-gram order chosen on val by bits per candle: {f.name} ({shown}).")
+        describe = getattr(f, "describe", None)
+        if callable(describe):
+            sub = {h: p.fc[f.name].rows.size for h, p in val.items()
+                   if h > 1 and f.name in p.fc}
+            notes.append(f"{f.name}: {describe()}; val origins sampled per horizon: "
+                         f"{', '.join(f'h={h}: {n}' for h, n in sub.items()) or 'none'}.")
+    for name, by_h in choices.items():
+        chosen = ", ".join(f"h={h}: {c.map.kind}" for h, c in sorted(by_h.items()))
+        notes.append(f"calibration of {name} chosen on val by time-blocked CV: {chosen}.")
+    return notes

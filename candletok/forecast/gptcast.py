@@ -1,0 +1,182 @@
+"""CandleGPT as a forecaster for the point-in-time replay.
+
+h = 1 comes from the model's next-token distribution at every origin, pushed through the
+token table (per-token up rates learned on train, representative ranges and returns). To
+score every origin without one forward pass per candle, each series is cut into windows
+of ``context`` tokens that start every ``context / 2`` tokens, and each origin's forecast
+is read from the window where it has at least half a context of history (the first
+window of a series serves its first half). Attention is causal, so later tokens in a
+window never reach an earlier position's output: the forecast at t reads only tokens up
+to t.
+
+h > 1 comes from sampled continuations on a seeded subsample of origins (``subsample``
+origins, ``samples`` paths each, the last ``sample_context`` tokens as context), rebuilt
+into prices with the causal scale recomputed along each path; P(up) and the return
+quantiles are the sample frequencies. Sampling is costly without a key-value cache, which
+is why it runs on a subsample, reported with the scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.forecast.forecasters import (
+    LEVELS,
+    DistChunks,
+    Forecast,
+    TokenTable,
+    bits_from,
+    chunk_size,
+    forecast_from,
+    pick_subsample,
+)
+from candletok.forecast.history import History
+from candletok.model.checkpoint import check_fingerprint
+from candletok.model.evaluate import MODEL_NAME
+from candletok.model.gpt import CandleGPT
+from candletok.model.updown import up_probability
+
+
+class GPTForecaster:
+    """CandleGPT at h = 1 for every origin, and at h > 1 by sampling on a subsample."""
+
+    learned = True
+
+    def __init__(self, model: CandleGPT, samples: int = 32, subsample: int = 100,
+                 sample_context: int = 24, max_horizon: int = 10, seed: int = 0,
+                 batch: int = 64, name: str = MODEL_NAME) -> None:
+        self.model = model
+        self.name = name
+        self.samples = max(1, int(samples))
+        self.subsample = max(1, int(subsample))
+        self.max_horizon = max(1, int(max_horizon))
+        # context + sampled candles stay inside the trained context: no position shifts
+        self.sample_context = max(1, min(int(sample_context),
+                                         model.config.context - self.max_horizon))
+        self.seed = int(seed)
+        self.batch = max(1, int(batch))
+        self.table: TokenTable | None = None
+        self._paths_of: History | None = None
+        self._paths: dict[int, np.ndarray] = {}
+
+    def fit(self, hist: History) -> None:
+        check_fingerprint(getattr(self.model, "fingerprint", None), hist.tok)
+        self.table = TokenTable.build(hist, up_probability(self.model, hist.tok))
+        self._paths_of, self._paths = None, {}
+
+    # -- h = 1 ---------------------------------------------------------------------------
+    def _windows(self, hist: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+        """For each origin, the index of its window among the unique windows, and its
+        position in it; and the unique windows' token matrix (W, context)."""
+        ctx = self.model.config.context
+        half = max(1, ctx // 2)
+        k = hist.series[rows]
+        q = rows - hist.starts[k] + 1  # position of the origin's candle after the BOS
+        w = np.where(q < ctx, 0, ((q - ctx) // half + 1) * half)
+        key = k * (hist.n + 1) + w
+        ukey, inv = np.unique(key, return_inverse=True)
+        uk, uw = ukey // (hist.n + 1), ukey % (hist.n + 1)
+        j = uw[:, None] + np.arange(ctx)[None, :]  # positions in the BOS-led sequence
+        src = hist.starts[uk][:, None] + j - 1
+        seq_len = (hist.ends - hist.starts + 1)[uk][:, None]
+        toks = np.where(j == 0, BOS, hist.token[np.clip(src, 0, hist.n - 1)])
+        toks = np.where(j < seq_len, toks, PAD)
+        return inv, q - w, toks.astype(np.int64)
+
+    @torch.no_grad()
+    def _dist(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, n_candle_tokens) next-candle distributions at the origins ``rows``."""
+        V = self.model.config.vocab_size
+        out = np.zeros((rows.size, V - N_SPECIAL))
+        if rows.size == 0:
+            return out
+        inv, at, toks = self._windows(hist, rows)
+        dev = self.model.device
+        self.model.eval()
+        for a in range(0, toks.shape[0], self.batch):
+            xb = torch.from_numpy(toks[a:a + self.batch]).to(dev)
+            logits = self.model(xb)[0].double()  # float64 softmax: probabilities sum to 1
+            sel = np.flatnonzero((inv >= a) & (inv < a + self.batch))
+            lg = logits[torch.from_numpy(inv[sel] - a).to(dev), torch.from_numpy(at[sel]).to(dev)]
+            lg[:, :N_SPECIAL] = float("-inf")
+            out[sel] = torch.softmax(lg, dim=-1)[:, N_SPECIAL:].cpu().numpy()
+        return out
+
+    def dists(self, hist: History, rows: np.ndarray) -> DistChunks:
+        """Next-candle distributions at ``rows``, chunk by chunk (bounded memory)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        step = chunk_size(self.model.config.vocab_size - N_SPECIAL)
+        for a in range(0, rows.size, step):
+            yield slice(a, a + step), self._dist(hist, rows[a:a + step])
+
+    def bits(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        return bits_from(hist, rows, self.dists(hist, rows))
+
+    # -- h > 1 ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, samples, max_horizon) forward log returns of sampled continuations.
+
+        The first candle is drawn from the h = 1 distribution (read with the long
+        context); the rest by the model on the last ``sample_context`` tokens, which
+        stays within the trained context so positions never shift."""
+        L, S, H = self.sample_context, self.samples, self.max_horizon
+        q = rows - hist.starts[hist.series[rows]] + 1
+        lens = np.minimum(L, q + 1)
+        out = np.empty((rows.size, S, H))
+        dev = self.model.device
+        gen = torch.Generator(device=dev).manual_seed(self.seed)
+        first = torch.from_numpy(self._dist(hist, rows)).to(dev)  # a subsample: small
+        chunk = max(1, 2048 // S)  # origins per generate call: bounded memory
+        for length in np.unique(lens):  # a few groups: full contexts, and series starts
+            grp = np.flatnonzero(lens == length)
+            for a in range(0, grp.size, chunk):
+                g = grp[a:a + chunk]
+                # the last L candles, or the BOS and every candle near a series' start
+                ctx = torch.from_numpy(hist.contexts(rows[g], int(length))).to(dev)
+                t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
+                                       generator=gen) + N_SPECIAL  # (g, S)
+                idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
+                if H > 1:
+                    idx = self.model.generate(idx, H - 1, generator=gen)
+                new = idx[:, ctx.shape[1]:].cpu().numpy()
+                c0 = np.repeat(hist.close[rows[g]], S)
+                s0 = np.repeat(hist.next_scale[rows[g]], S)
+                paths = hist.tok.rebuild_paths(new, c0, s0)
+                out[g] = np.log(paths["close"] / c0[:, None]).reshape(g.size, S, H)
+        return out
+
+    def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """Sampled returns at ``rows``, generated once per origin and history (every
+        horizon reads the same paths)."""
+        if self._paths_of is not hist:
+            self._paths_of, self._paths = hist, {}
+        todo = np.array([r for r in rows.tolist() if r not in self._paths], dtype=np.int64)
+        if todo.size:
+            for r, v in zip(todo.tolist(), self.sample_returns(hist, todo), strict=True):
+                self._paths[r] = v
+        return np.stack([self._paths[r] for r in rows.tolist()]) if rows.size else \
+            np.zeros((0, self.samples, self.max_horizon))
+
+    def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
+        if self.table is None:
+            self.fit(hist)
+        assert self.table is not None
+        rows = np.asarray(rows, dtype=np.int64)
+        if horizon == 1:
+            return forecast_from(rows, self.dists(hist, rows), self.table,
+                                 hist.next_scale[rows])
+        if horizon > self.max_horizon:
+            self.max_horizon, self._paths_of = horizon, None
+        sub = pick_subsample(hist, rows, self.subsample, self.seed)
+        ret = self._returns(hist, sub)[:, :, horizon - 1]
+        return Forecast(sub, p_up=(ret > 0).mean(axis=1),
+                        quantiles=np.quantile(ret, LEVELS, axis=1).T.reshape(-1, len(LEVELS)))
+
+    def describe(self) -> str:
+        return (f"h>1 from {self.samples} sampled paths at up to {self.subsample} origins "
+                f"per split ({self.sample_context}-token context, seed {self.seed})")
+

@@ -1,0 +1,528 @@
+"""The search index of a dataset folder: every candle of every split, one series per
+symbol in time order, as flat numpy arrays, plus one sorted array of packed n-gram keys.
+
+Why this layout: a split is a cut in time, not in history, so pattern search joins the
+splits back into whole series (the time rule, not the split, decides what may be used).
+Flat arrays make every question a handful of vectorized gathers over positions.
+
+The n-gram array holds, for each candle position ``e``, the key of the ``order`` tokens
+ending at ``e`` -- newest token most significant, mixed radix ``vocab_size``, PAD (0) for
+slots before the series start -- packed with ``e`` as ``key << 32 | e`` and sorted. So
+
+* the windows whose last ``m <= order`` tokens equal a query form one contiguous run,
+  found with two binary searches (an exact N-gram lookup costs microseconds);
+* shorter suffixes (back-off to fewer candles) are nested runs of the same array;
+* sorting the packed values is a plain SIMD ``np.sort`` of uint64 (no argsort), and
+  within one key the positions come out in time order.
+
+The index lives in ``DIR/_index/search/`` and records a digest of the manifest's shards
+(path, rows, sha256) and the vocabulary fingerprint: :func:`open_index` rebuilds it when
+the dataset changed and :meth:`SearchIndex.load` refuses one that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from candletok.core.atomic import atomic_path, sha256_file, temp_dir_beside, write_json_atomic
+from candletok.core.errors import DatasetError
+from candletok.core.ids import N_SPECIAL, SPLITS
+from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest
+from candletok.tokenize.base import Tokenizer
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = "candletok-search/2"
+SEARCH_DIR = "search"
+POS_BITS = 32
+POS_MASK = np.uint64((1 << POS_BITS) - 1)
+KEY_LIMIT = 1 << 32  # keys must fit the high 32 bits of a packed value
+ARRAYS = ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams")
+
+
+def index_dir(root: str | Path) -> Path:
+    """Where the search index of dataset ``root`` lives."""
+    return Path(root) / INDEX_DIR / SEARCH_DIR
+
+
+def dataset_key(manifest: dict[str, Any]) -> str:
+    """A digest of what the index is built from: the vocabulary fingerprint and every
+    shard's path, rows and sha256 (the manifest's own checksums)."""
+    shards = [
+        [split, s["path"], int(s["rows"]), s["sha256"]]
+        for split in SPLITS if split in manifest["splits"]
+        for s in manifest["splits"][split]["shards"]
+    ]
+    body = json.dumps({"format": INDEX_FORMAT, "fingerprint": manifest["fingerprint"],
+                       "shards": shards}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def gram_order(radix: int) -> int:
+    """How many tokens one 32-bit key holds: the largest L with radix**L <= 2**32."""
+    order = 1
+    while radix ** (order + 1) <= KEY_LIMIT:
+        order += 1
+    return order
+
+
+def gram_keys(tokens: np.ndarray, starts: np.ndarray, radix: int, order: int) -> np.ndarray:
+    """uint64 key of the ``order`` tokens ending at each position (newest most
+    significant); slots before the series start hold PAD (0). Vectorized: ``order``
+    passes over the array, plus a fix-up of the first ``order - 1`` rows of each series."""
+    n = tokens.size
+    key = tokens.astype(np.uint64)
+    first = starts[:-1]
+    lens = np.diff(starts)
+    for lag in range(1, order):
+        shifted = np.zeros(n, dtype=np.uint64)
+        shifted[lag:] = tokens[:-lag]
+        # the first `lag` positions of each series look back past its start: PAD there
+        j = np.arange(lag)
+        bad = (first[:, None] + j[None, :])[j[None, :] < lens[:, None]]
+        shifted[bad] = 0
+        key *= np.uint64(radix)
+        key += shifted
+    return key
+
+
+def prefix_bounds(prefix: np.ndarray, m: int, radix: int, order: int) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Packed-value bounds [lo, hi) of the runs whose key starts with ``prefix`` (the
+    mixed-radix value of m tokens, newest first)."""
+    span = np.uint64(radix ** (order - m))
+    p = np.asarray(prefix, dtype=np.uint64)
+    return (p * span) << np.uint64(POS_BITS), ((p + np.uint64(1)) * span) << np.uint64(POS_BITS)
+
+
+def suffix_value(tokens_newest_first: np.ndarray, radix: int) -> int:
+    """Mixed-radix value of a token suffix given newest first."""
+    v = 0
+    for t in np.asarray(tokens_newest_first, dtype=np.int64).tolist():
+        v = v * radix + int(t)
+    return v
+
+
+def ranges_to_indices(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(lo[i], hi[i])`` for every i, without a Python loop."""
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    lens = np.maximum(hi - lo, 0)
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = lens > 0
+    lo, lens = lo[keep], lens[keep]
+    offs = np.cumsum(lens) - lens
+    return np.repeat(lo - offs, lens) + np.arange(total, dtype=np.int64)
+
+
+@dataclass
+class SearchIndex:
+    """Flat arrays of a dataset's candles (see the module docstring).
+
+    ``starts`` has one entry per series plus the end; series ``s`` is the symbol
+    ``symbols[s]`` and occupies positions ``starts[s]:starts[s+1]`` in time order. ``ts``
+    is the bar open time in microseconds UTC. ``grams`` is the sorted packed n-gram array.
+    """
+
+    symbols: list[str]
+    starts: np.ndarray
+    tokens: np.ndarray
+    ts: np.ndarray
+    close: np.ndarray
+    first_prev: np.ndarray  # each series' anchor close (the bar before its first candle)
+    scale: np.ndarray
+    grams: np.ndarray
+    radix: int
+    order: int
+    key: str = ""
+    fingerprint: str = ""
+    interval: str = "1d"
+    root: Path | None = None
+    build_seconds: float = float("nan")
+    _sid: np.ndarray | None = field(default=None, repr=False)
+    _logc: np.ndarray | None = field(default=None, repr=False)
+    _days: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _tok: Tokenizer | None = field(default=None, repr=False)
+    _counts: np.ndarray | None = field(default=None, repr=False)
+    _pairs: np.ndarray | None = field(default=None, repr=False)
+    _ti: np.ndarray | None = field(default=None, repr=False)
+    _prev: np.ndarray | None = field(default=None, repr=False)
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls, symbols: list[str], starts: np.ndarray, tokens: np.ndarray, ts: np.ndarray,
+        close: np.ndarray, prev_close: np.ndarray, scale: np.ndarray, radix: int,
+        tokenizer: Tokenizer | None = None, **meta: Any,
+    ) -> SearchIndex:
+        """Build the n-gram array over ready flat arrays (series contiguous, time order).
+        ``tokenizer`` (the vocabulary of the tokens) is what the searches decode with."""
+        t0 = time.perf_counter()
+        starts = np.asarray(starts, dtype=np.int64)
+        tokens = np.ascontiguousarray(tokens, dtype=np.uint16)
+        n = tokens.size
+        if n >= 1 << POS_BITS:
+            raise DatasetError(f"The search index holds at most {1 << POS_BITS:,} candles.")
+        if int(starts[-1]) != n or starts[0] != 0:
+            raise DatasetError("Series bounds do not cover the candles; rebuild the dataset.")
+        order = gram_order(radix)
+        keys = gram_keys(tokens, starts, radix, order)
+        keys <<= np.uint64(POS_BITS)
+        keys |= np.arange(n, dtype=np.uint64)
+        keys.sort()  # SIMD sort of uint64; (key, position) makes it stable by construction
+        idx = cls(symbols=list(symbols), starts=starts, tokens=tokens,
+                  ts=np.asarray(ts, dtype=np.int64), close=np.asarray(close, np.float64),
+                  first_prev=np.asarray(prev_close, np.float64)[starts[:-1]],
+                  scale=np.asarray(scale, np.float64), grams=keys, radix=int(radix),
+                  order=order, _tok=tokenizer, **meta)
+        idx.build_seconds = time.perf_counter() - t0
+        return idx
+
+    @classmethod
+    def build(cls, root: str | Path) -> SearchIndex:
+        """Read every split of dataset ``root`` and build its index in memory."""
+        root = Path(root)
+        manifest, tok = open_dataset(root)
+        t0 = time.perf_counter()
+        cols = read_series(root, manifest)
+        idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
+                              fingerprint=tok.fingerprint,
+                              interval=str(manifest.get("interval", "1d")), root=root, **cols)
+        idx.build_seconds = time.perf_counter() - t0
+        return idx
+
+    # ---- files --------------------------------------------------------------------------
+    def save(self, path: str | Path, shard_stats: dict[str, list[int]] | None = None) -> Path:
+        """Write the arrays and ``meta.json`` (last) into a fresh folder and move it onto
+        ``path`` atomically (an old index there is replaced)."""
+        path = Path(path)
+        tmp = temp_dir_beside(path, ".partial")
+        try:
+            for name in ARRAYS:
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+            meta = {"format": INDEX_FORMAT, "key": self.key, "fingerprint": self.fingerprint,
+                    "interval": self.interval, "symbols": self.symbols, "radix": self.radix,
+                    "order": self.order, "candles": int(self.tokens.size),
+                    "build_seconds": self.build_seconds, "shard_stats": shard_stats or {}}
+            write_json_atomic(tmp / "meta.json", meta)
+            if path.exists():
+                trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                path.rename(trash)
+                tmp.rename(path)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, manifest: dict[str, Any] | None = None) -> SearchIndex:
+        """Memory-map a saved index. With ``manifest``, refuse one built from other data."""
+        path = Path(path)
+        meta = read_meta(path)
+        if meta is None:
+            raise DatasetError(f"{path} holds no search index; build one with open_index().")
+        if manifest is not None and meta.get("key") != dataset_key(manifest):
+            raise DatasetError(
+                f"The search index in {path} was built from other data than the dataset "
+                "beside it (its shard checksums differ); rebuild it with "
+                "open_index(dataset, rebuild=True)."
+            )
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        return cls(symbols=list(meta["symbols"]), radix=int(meta["radix"]),
+                   order=int(meta["order"]), key=meta["key"], fingerprint=meta["fingerprint"],
+                   interval=meta.get("interval", "1d"), root=path.parent.parent,
+                   build_seconds=float(meta.get("build_seconds", float("nan"))), **arrays)
+
+    # ---- derived arrays -------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.tokens.size)
+
+    @property
+    def sid(self) -> np.ndarray:
+        """Series id of every position (int32), computed once."""
+        if self._sid is None:
+            lens = np.diff(self.starts)
+            self._sid = np.repeat(np.arange(lens.size, dtype=np.int32), lens)
+        return self._sid
+
+    @property
+    def prev_close(self) -> np.ndarray:
+        """Each candle's previous close: the close before it in its series, or the
+        series' anchor close (stored) for its first candle."""
+        if self._prev is None:
+            c = np.asarray(self.close)
+            prev = np.empty_like(c)
+            prev[1:] = c[:-1]
+            prev[np.asarray(self.starts[:-1])[np.diff(self.starts) > 0]] = np.asarray(
+                self.first_prev)[np.diff(self.starts) > 0]
+            self._prev = prev
+        return self._prev
+
+    @property
+    def log_close(self) -> np.ndarray:
+        """ln(close) of every position, computed once (forward returns are differences)."""
+        if self._logc is None:
+            self._logc = np.log(np.asarray(self.close))
+        return self._logc
+
+    @property
+    def token_counts(self) -> np.ndarray:
+        """How many candles carry each token id (length ``radix``), computed once."""
+        if self._counts is None:
+            self._counts = np.bincount(np.asarray(self.tokens), minlength=self.radix)
+        return self._counts
+
+    @property
+    def tokens_intp(self) -> np.ndarray:
+        """The tokens as numpy's index type, made once: a table lookup with them skips
+        the per-call conversion a uint16 index costs (8 bytes a candle)."""
+        if self._ti is None:
+            self._ti = np.asarray(self.tokens).astype(np.intp)
+        return self._ti
+
+    @property
+    def token_offsets(self) -> np.ndarray:
+        """Run bounds in ``grams`` of the positions whose own (newest) token is t:
+        ``grams[off[t]:off[t + 1]]``. The array is sorted by newest token first."""
+        return np.concatenate([[0], np.cumsum(self.token_counts)]).astype(np.int64)
+
+    @property
+    def pair_offsets(self) -> np.ndarray:
+        """Run bounds in ``grams`` of each (newest, previous) token pair, dense over
+        ``radix ** 2`` pairs (9 MiB for the default vocabulary), computed once."""
+        if self._pairs is None:
+            if self.radix**2 > 1 << 24:
+                raise DatasetError("The vocabulary is too large for pair runs.")
+            pref = (np.asarray(self.grams) >> np.uint64(POS_BITS)) // np.uint64(
+                self.radix ** (self.order - 2))
+            c = np.bincount(pref.astype(np.int64), minlength=self.radix**2)
+            self._pairs = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
+        return self._pairs
+
+    def series_of(self, symbol: str) -> int | None:
+        try:
+            return self.symbols.index(symbol)
+        except ValueError:
+            return None
+
+    def suffix_positions(self, suffix: np.ndarray) -> np.ndarray:
+        """Every position whose last ``len(suffix)`` tokens (within its series) equal
+        ``suffix`` (given oldest first), ascending."""
+        q = np.asarray(suffix, dtype=np.int64)
+        m = q.size
+        head = q[::-1][: min(m, self.order)]
+        lo, hi = prefix_bounds(np.array([suffix_value(head, self.radix)]), head.size,
+                               self.radix, self.order)
+        a = int(np.searchsorted(self.grams, lo[0]))
+        b = int(np.searchsorted(self.grams, hi[0]))
+        pos = (np.asarray(self.grams[a:b]) & POS_MASK).astype(np.int64)
+        if head.size < self.order:
+            pos.sort()  # several full keys: each run is in time order, the union is not
+        if m > self.order:
+            pos = pos[pos - self.starts[self.sid[pos]] >= m - 1]
+            for lag in range(self.order, m):
+                pos = pos[self.tokens[pos - lag] == q[m - 1 - lag]]
+        return pos
+
+    def day_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per bar time: ``times`` (sorted int64) and cumulative sums (5, len) of
+        [m, sum z, sum z^2, (sum z)^2, m(m-1)] over times <= each, z = the 1-bar log return in scale
+        units. What :func:`candletok.search.timerule.cross_correlation` needs, computed
+        once per index (a group-by over every candle)."""
+        if self._days is None and self.root is not None:
+            self._days = _load_days(index_dir(self.root), self.key)
+        if self._days is None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.log(np.asarray(self.close) / np.asarray(self.prev_close))
+                z = z / np.asarray(self.scale)
+            ok = np.isfinite(z)
+            df = pl.DataFrame({"ts": np.asarray(self.ts)[ok], "z": z[ok]})
+            g = df.group_by("ts").agg(pl.len().alias("m"), pl.col("z").sum().alias("s"),
+                                      (pl.col("z") ** 2).sum().alias("q")).sort("ts")
+            m = g["m"].to_numpy().astype(np.float64)
+            sz = g["s"].to_numpy()
+            sums = np.stack([m, sz, g["q"].to_numpy(), sz * sz, m * (m - 1)])
+            self._days = (g["ts"].to_numpy().astype(np.int64), np.cumsum(sums, axis=1))
+            if self.root is not None:
+                _save_days(index_dir(self.root), self.key, self._days)
+        return self._days
+
+    def tokenizer(self) -> Tokenizer:
+        """The vocabulary of the tokens (read from the dataset folder once)."""
+        if self._tok is None:
+            if self.root is None:
+                raise DatasetError("This index was built from arrays without a tokenizer.")
+            self._tok = open_dataset(self.root)[1]
+        return self._tok
+
+
+def _load_days(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-time sums cached beside the index (None when absent or for other data)."""
+    try:
+        with np.load(path / "days.npz") as z:
+            if str(z["key"]) != key:
+                return None
+            return z["times"], z["cums"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> None:
+    """Cache the per-time sums beside the index (a rebuild replaces the folder, and the
+    key guards against a stale file); a read-only dataset simply recomputes them."""
+    if not path.is_dir() or not key:
+        return
+    try:
+        with atomic_path(path / "days.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, key=np.array(key), times=days[0], cums=days[1])
+    except OSError as exc:
+        log.debug("could not cache %s/days.npz (%s)", path, exc)
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """The index's meta.json, or None when there is no complete index at ``path``."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+        return None
+    return meta
+
+
+def read_series(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Every split's rows joined into one series per symbol, as flat arrays.
+
+    Each split is sorted by (symbol, ts) and the splits are consecutive in time, so a
+    symbol's series is its runs taken in split order: the gather order is computed per
+    run (a few per symbol), never per row, and no string column is sorted."""
+    paths = [root / s["path"] for split in SPLITS if split in manifest["splits"]
+             for s in manifest["splits"][split]["shards"]]
+    for p in paths:
+        if not p.exists():
+            raise DatasetError(f"Shard {p} is missing; re-run `candletok encode`.")
+    cols = ["symbol", "ts", "token", "prev_close", "scale", "close"]
+    if not paths:
+        raise DatasetError(f"{root} holds no candles to search.")
+    try:
+        df = pl.concat([pl.read_parquet(p, columns=cols) for p in paths], rechunk=False)
+    except Exception as exc:
+        raise DatasetError(f"A shard of {root} is unreadable ({exc}); re-run encode.") from exc
+    runs = df["symbol"].rle()
+    run_sym = runs.struct.field("value").to_numpy().astype(str)
+    run_len = runs.struct.field("len").to_numpy().astype(np.int64)
+    run_start = np.cumsum(run_len) - run_len
+    order = np.argsort(run_sym, kind="stable")  # runs grouped by symbol, split order kept
+    gather = ranges_to_indices(run_start[order], run_start[order] + run_len[order])
+    sym_sorted = run_sym[order]
+    new = np.ones(sym_sorted.size, dtype=bool)
+    new[1:] = sym_sorted[1:] != sym_sorted[:-1]
+    symbols = sym_sorted[new].tolist()
+    series_len = np.add.reduceat(run_len[order], np.flatnonzero(new)) if new.size else run_len
+    starts = np.concatenate([[0], np.cumsum(series_len)]).astype(np.int64)
+
+    def col(name: str, dtype: Any) -> np.ndarray:
+        return df[name].to_physical().to_numpy().astype(dtype, copy=False)[gather]
+
+    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
+    prev[starts[:-1]] = df["prev_close"].to_numpy()[gather[starts[:-1]]]
+    out = {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16),
+           "ts": col("ts", np.int64), "close": col("close", np.float64),
+           "prev_close": prev, "scale": col("scale", np.float64)}
+    step = np.diff(out["ts"])
+    within = np.ones(step.size, dtype=bool)
+    within[starts[1:-1] - 1] = False
+    if step.size and bool((step[within] <= 0).any()):
+        raise DatasetError(f"{root} has a symbol whose bars are not in time order across "
+                           "its splits; re-run `candletok encode`.")
+    return out
+
+
+def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """(size, mtime_ns) of every shard: a cheap way to notice a shard edited in place."""
+    stats = {}
+    for split in SPLITS:
+        for s in manifest["splits"].get(split, {}).get("shards", []):
+            st = os.stat(root / s["path"])
+            stats[s["path"]] = [st.st_size, st.st_mtime_ns]
+    return stats
+
+
+def _shards_unchanged(root: Path, manifest: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """True when every shard has the size and mtime it had at build time. A shard that
+    changed is hashed: if it no longer matches the manifest the dataset itself is corrupt
+    (one clear error); if it still matches (only touched), the index stays valid."""
+    recorded = meta.get("shard_stats") or {}
+    try:
+        now = _shard_stats(root, manifest)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"Shard {exc.filename} is missing; re-run `candletok encode`.") \
+            from exc
+    sha = {s["path"]: s["sha256"] for split in SPLITS
+           for s in manifest["splits"].get(split, {}).get("shards", [])}
+    for path, st in now.items():
+        if recorded.get(path) != st and sha256_file(root / path) != sha[path]:
+            raise DatasetError(
+                f"Shard {root / path} changed since the manifest was written (its sha256 "
+                "no longer matches); re-run `candletok encode`."
+            )
+    return True
+
+
+def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
+    """The search index of dataset ``root``: loaded when it matches the manifest, built
+    (and saved beside the shards) when it is missing or stale.
+
+    ``rebuild=True`` always rebuilds; ``rebuild=False`` never does and raises instead when
+    the saved index is missing or does not match; ``None`` (default) rebuilds as needed."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    path = index_dir(root)
+    meta = read_meta(path)
+    fresh = meta is not None and meta.get("key") == dataset_key(manifest)
+    if fresh and rebuild is not True and meta is not None and \
+            _shards_unchanged(root, manifest, meta):
+        try:
+            return SearchIndex.load(path, manifest)
+        except (OSError, ValueError) as exc:  # a damaged or incomplete saved index
+            if rebuild is False:
+                raise DatasetError(f"The search index in {path} is damaged ({exc}); pass "
+                                   "rebuild=True to build it again.") from exc
+            log.warning("the search index in %s is damaged (%s); rebuilding it", path, exc)
+    if rebuild is False:
+        what = "no search index" if meta is None else "a search index built from other data"
+        raise DatasetError(f"{root} has {what}; pass rebuild=True to build it.")
+    idx = SearchIndex.build(root)
+    try:
+        idx.save(path, _shard_stats(root, manifest))
+    except OSError as exc:  # a read-only dataset still answers, it only rebuilds each time
+        log.warning("could not save the search index in %s (%s); using it from memory",
+                    path, exc)
+    log.info("built the search index of %s: %d candles in %.2fs", root, idx.n,
+             idx.build_seconds)
+    return idx
+
+
+def candle_token_mask(radix: int) -> np.ndarray:
+    """True for candle tokens (not PAD/BOS/EOS/MISSING) among ids 0..radix-1."""
+    m = np.ones(radix, dtype=bool)
+    m[:N_SPECIAL] = False
+    return m

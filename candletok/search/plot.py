@@ -1,0 +1,187 @@
+"""The ``similar`` chart: the query, its best matches with what followed, and the
+distribution of forward returns against the base rate.
+
+Chart conventions of the project: dates on the x axis with trading days drawn without
+gaps (x is the bar number, labelled with its date), the symbol on the price axis.
+Candles come from the dataset's tokens drawn to their stored closes (the dataset keeps
+closes, not wicks), so the title says so. Drawn with the Agg backend as vectorized
+collections (one LineCollection of wicks, one PolyCollection of bodies per panel).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from candletok.core.atomic import atomic_path
+from candletok.search.query import candles
+from candletok.search.timerule import series_limits
+
+if TYPE_CHECKING:
+    from candletok.search.similar import SimilarResult
+
+UP, DOWN = "#26a69a", "#ef5350"
+
+
+def draw_candles(ax: Any, x: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray,
+                 c: np.ndarray, width: float = 0.6, alpha: float = 1.0) -> None:
+    """Candles at positions x as two collections (no Python loop per candle)."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    colors = np.where(c >= o, UP, DOWN)
+    wicks = np.stack([np.stack([x, lo], 1), np.stack([x, h], 1)], 1)
+    ax.add_collection(LineCollection(wicks, colors=colors, linewidths=0.8, alpha=alpha))
+    y0, y1 = np.minimum(o, c), np.maximum(o, c)
+    y1 = np.where(y1 - y0 < 1e-9 * np.abs(y0), y0 + 1e-3 * np.abs(y0), y1)  # dojis visible
+    hw = width / 2
+    boxes = np.stack([np.stack([x - hw, y0], 1), np.stack([x - hw, y1], 1),
+                      np.stack([x + hw, y1], 1), np.stack([x + hw, y0], 1)], 1)
+    ax.add_collection(PolyCollection(boxes, facecolors=colors, edgecolors=colors, alpha=alpha))
+
+
+def date_ticks(ax: Any, x: np.ndarray, ts: pl.Series, most: int = 6, fmt: str = "%Y-%m-%d",
+               must: tuple[int, ...] = ()) -> None:
+    """Label about ``most`` bars (always the ``must`` ones) with their dates: trading days
+    stay evenly spaced, every label is a real bar's date, and no two labels crowd."""
+    n = x.size
+    if n == 0:
+        return
+    gap = max(1, n // (2 * max(most, 1)))
+    keep = sorted({i for i in must if 0 <= i < n})
+    for i in np.linspace(0, n - 1, min(most, n)).round().astype(int).tolist():
+        if all(abs(i - j) > gap for j in keep):
+            keep.append(i)
+    keep.sort()
+    labels = [ts[i].strftime(fmt) for i in keep]
+    ax.set_xticks(x[keep])
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+
+
+def _ohlc(df: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    return tuple(df[c].to_numpy().astype(np.float64) for c in ("open", "high", "low", "close"))
+
+
+def _query_panel(ax: Any, res: SimilarResult) -> None:
+    ctx = res.context if res.context is not None else res.query
+    n_q = res.summary["window"]
+    x = np.arange(ctx.height, dtype=np.float64)
+    draw_candles(ax, x, *_ohlc(ctx))
+    ax.axvspan(ctx.height - n_q - 0.5, ctx.height - 0.5, color="#ffd54f", alpha=0.25,
+               label=f"query: last {n_q} candle{'s' if n_q > 1 else ''}")
+    ax.autoscale_view()
+    ax.set_xlim(-1, ctx.height)
+    date_ticks(ax, x, ctx["ts"], most=8, must=(ctx.height - n_q, ctx.height - 1))
+    s = res.summary
+    ax.set_ylabel(f"{s['symbol']} price")
+    ax.set_title(f"{s['symbol']} to {s['T'][:10]} (T): the query, {s['mode']} mode",
+                 loc="left", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndarray) -> None:
+    """One match: its window and forward bars (cut at T), as % from its last close."""
+    idx, tok, rule = res._idx, res._tok, res._rule
+    assert idx is not None and tok is not None and rule is not None
+    n, H = rule.window, max(rule.horizons)
+    sid = int(idx.sid[e])
+    a = max(int(idx.starts[sid]), e - n + 1 - 2)  # two bars of lead-in
+    b = min(int(limits[sid]), e + H + 1)
+    df = candles(idx, tok, a, b)
+    last = float(idx.close[e])
+    o, h, lo, c = (100.0 * (v / last - 1.0) for v in _ohlc(df))
+    x = np.arange(df.height, dtype=np.float64)
+    end = e - a
+    draw_candles(ax, x, o, h, lo, c, width=0.7)
+    ax.axvspan(end - n + 0.5, end + 0.5, color="#ffd54f", alpha=0.25)
+    if b - 1 > e:
+        ax.axvspan(end + 0.5, x[-1] + 0.5, color="#90caf9", alpha=0.18)
+    q = res.query.tail(n)["close"].to_numpy()
+    ax.plot(np.arange(end - q.size + 1, end + 1), 100.0 * (q / q[-1] - 1.0), color="#424242",
+            lw=1.0, ls="--", label="query closes")
+    ax.axhline(0.0, color="grey", lw=0.6, ls=":")
+    ax.autoscale_view()
+    ax.set_xlim(-1, max(df.height, end + H + 1))
+    date_ticks(ax, x, df["ts"], most=3, fmt="%Y-%m-%d", must=(end,))
+    m = res.matches.row(rank - 1, named=True)
+    dist = m["distance"]
+    ax.set_title(f"#{rank} {m['symbol']} to {m['end']:%Y-%m-%d}"
+                 + (f"  d={dist:.2f}" if math.isfinite(dist) and res.summary["mode"] != "exact"
+                    else ""), fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylabel(f"% from {m['symbol']}'s last close", fontsize=7)
+
+
+def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
+    """Histogram of the matches' h-bar forward returns over the base rate's (densities)."""
+    from candletok.search.similar import base_sample
+
+    assert res._idx is not None and res._rule is not None
+    m = 100.0 * np.expm1(res.forward[h]["matches"])
+    base = 100.0 * np.expm1(base_sample(res._idx, res._rule, h))
+    row = res.outcomes.filter(pl.col("horizon") == h).rows_by_key("who", named=True)
+    pm, pb = row["matches"][0]["p_up"], row["base"][0]["p_up"]
+    lo, hi = np.quantile(base, [0.005, 0.995]) if base.size else (-1.0, 1.0)
+    if m.size:
+        lo, hi = min(lo, float(m.min())), max(hi, float(m.max()))
+    bins = np.linspace(lo, hi, 41)
+    if base.size:
+        ax.hist(np.clip(base, lo, hi), bins=bins, density=True, histtype="stepfilled",
+                color="#b0bec5", alpha=0.7, label=f"base rate: up {pb:.0%}")
+    if m.size:
+        ax.hist(m, bins=bins, density=True, histtype="step", color="#1565c0", lw=1.6,
+                label=f"{m.size} matches: up {pm:.0%}")
+    ax.axvline(0.0, color="black", lw=0.7)
+    ax.set_title(f"{h}-bar forward return (%)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.tick_params(labelsize=7)
+
+
+def plot_similar(res: SimilarResult, out: str | Path, n_matches: int = 8) -> Path:
+    """Write the chart as PNG: query on top, up to ``n_matches`` match panels, then one
+    forward-return histogram per horizon (matches over the base rate)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx, rule = res._idx, res._rule
+    assert idx is not None and rule is not None and res._e is not None
+    shown = res._e[:n_matches]
+    cols = 4
+    mrows = max(1, math.ceil(shown.size / cols))
+    hs = list(rule.horizons)[:4]
+    fig = plt.figure(figsize=(14, 3.2 + 2.6 * mrows + 2.8), dpi=100)
+    gs = fig.add_gridspec(2 + mrows, max(cols, len(hs)),
+                          height_ratios=[1.4] + [1.0] * mrows + [1.0], hspace=0.75, wspace=0.3)
+    try:
+        _query_panel(fig.add_subplot(gs[0, :]), res)
+        limits = series_limits(idx, rule.T)
+        for i, e in enumerate(shown.tolist()):
+            ax = fig.add_subplot(gs[1 + i // cols, i % cols])
+            _match_panel(ax, res, int(e), i + 1, limits)
+            if i == 0:
+                ax.legend(fontsize=6, loc="lower left")
+        if shown.size == 0:
+            ax = fig.add_subplot(gs[1, :])
+            ax.text(0.5, 0.5, "no match before T", ha="center", va="center")
+            ax.set_axis_off()
+        for j, h in enumerate(hs):
+            _returns_panel(fig.add_subplot(gs[1 + mrows, j]), res, h)
+        s = res.summary
+        asked = f" (asked {s['last']}, backed off)" if s["backed_off"] else ""
+        fig.suptitle(
+            f"What followed {s['symbol']}'s last {s['window']} candle"
+            f"{'s' if s['window'] > 1 else ''}{asked}: {s['matches']} matches before "
+            f"{s['T'][:10]} "
+            f"(effective n {s['n_eff']:.1f}); candles rebuilt from tokens, drawn to the "
+            "stored closes", fontsize=11)
+        out = Path(out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return out

@@ -1,0 +1,127 @@
+"""The query: the last N candles of a symbol as of a time, from the dataset itself or
+from bars the caller brings, and the time T that every answer must respect.
+
+From the dataset, the query candles are the symbol's stored rows up to ``at`` (tokens
+and their representative features). From bars (``source=`` or a frame), they are
+encoded with the dataset's vocabulary; the nearest mode then compares the bars' own
+features, not only their tokens. Either way only bars up to T are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+
+from candletok.core.errors import CandletokError
+from candletok.core.times import parse_time
+from candletok.search.index import SearchIndex
+from candletok.search.timerule import series_limits
+from candletok.tokenize.base import Tokenizer
+
+When = str | date | datetime | None
+
+
+def to_us(when: When, name: str = "at") -> int | None:
+    """A user time as int64 microseconds UTC (None stays None)."""
+    dt = parse_time(when, name)
+    if dt is None:
+        return None
+    return int(pl.Series([dt]).cast(pl.Datetime("us", "UTC")).to_physical()[0])
+
+
+def from_us(us: int) -> datetime:
+    return pl.Series([int(us)]).cast(pl.Datetime("us", "UTC")).to_list()[0]
+
+
+@dataclass
+class Query:
+    """The query's candles (oldest first), their time T and where its series sits in the
+    index (so its own window and neighbours are excluded)."""
+
+    symbol: str
+    tokens: np.ndarray  # every candle token up to T available for the query, oldest first
+    feats: np.ndarray  # (len(tokens), d) features of those candles
+    T: int
+    candles: pl.DataFrame  # ts, open, high, low, close of the query candles (for charts)
+    q_sid: int | None
+    q_end: int | None
+    origin: str  # "dataset" or the source the bars came from
+
+    def last(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.tokens[-n:], self.feats[-n:]
+
+
+def candles(idx: SearchIndex, tok: Tokenizer, a: int, b: int) -> pl.DataFrame:
+    """Positions [a, b) of the index as candles: each rebuilt from its token, its stored
+    previous close and scale, and then drawn to its true stored close (the dataset keeps
+    closes, not opens or wicks: those are the token's representative values)."""
+    t = np.asarray(idx.tokens[a:b])
+    D = tok.decode_features(t)
+    pc = np.asarray(idx.prev_close[a:b])
+    s = np.asarray(idx.scale[a:b])
+    c = np.asarray(idx.close[a:b])
+    o = pc * np.exp(D[:, 0] * s)
+    o = np.where(np.isfinite(o), o, pc)
+    up = np.where(np.isfinite(D[:, 2]), D[:, 2], 0.0)
+    dn = np.where(np.isfinite(D[:, 3]), D[:, 3], 0.0)
+    h = np.maximum(o, c) * np.exp(up * s)
+    lo = np.minimum(o, c) * np.exp(-dn * s)
+    ts = pl.Series("ts", np.asarray(idx.ts[a:b])).cast(pl.Datetime("us", "UTC"))
+    return pl.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c})
+
+
+def _limit(idx: SearchIndex, sid: int, T: int | None) -> int:
+    """One past the series' last position with ts <= T (the series end without T)."""
+    if T is None:
+        return int(idx.starts[sid + 1])
+    return int(series_limits(idx, T)[sid])
+
+
+def from_dataset(idx: SearchIndex, tok: Tokenizer, symbol: str, at: When) -> Query:
+    """The symbol's stored candles up to ``at`` (all of them without it)."""
+    sid = idx.series_of(symbol)
+    if sid is None:
+        shown = ", ".join(idx.symbols[:10]) + (" ..." if len(idx.symbols) > 10 else "")
+        raise CandletokError(
+            f"{symbol} is not in the dataset (it has {shown}); pass source= to load its bars."
+        )
+    start = int(idx.starts[sid])
+    end = _limit(idx, sid, to_us(at))
+    if end <= start:
+        raise CandletokError(f"{symbol} has no candle at or before {at} in the dataset.")
+    tokens = np.asarray(idx.tokens[start:end])
+    return Query(symbol=symbol, tokens=tokens, feats=tok.decode_features(tokens),
+                 T=int(idx.ts[end - 1]), candles=candles(idx, tok, start, end), q_sid=sid,
+                 q_end=end - 1, origin="dataset")
+
+
+def from_bars(idx: SearchIndex, tok: Tokenizer, bars: pl.DataFrame, at: When,
+              origin: str) -> Query:
+    """Canonical bars of one symbol, cut at ``at``, encoded with the dataset's vocabulary."""
+    if bars.height == 0:
+        raise CandletokError("The query bars are empty.")
+    syms = bars["symbol"].unique().to_list()
+    if len(syms) != 1:
+        raise CandletokError(f"The query bars hold {len(syms)} symbols; give one symbol.")
+    cut = to_us(at)
+    if cut is not None:
+        bars = bars.filter(pl.col("ts").dt.epoch("us") <= cut)
+    bars = bars.sort("ts")
+    if bars.height < 2:
+        raise CandletokError(f"{syms[0]} has fewer than 2 bars at or before {at}; the first "
+                             "bar only anchors the next, so there is no candle to match.")
+    enc = tok.encode(bars)
+    _, X = tok.feature_matrix(bars)
+    T = int(enc["ts"].dt.epoch("us")[-1])
+    sid = idx.series_of(syms[0])
+    q_end = None
+    if sid is not None:
+        lim = _limit(idx, sid, T)
+        q_end = lim - 1 if lim > int(idx.starts[sid]) else None
+    c = bars.tail(enc.height).select("ts", "open", "high", "low", "close")
+    return Query(symbol=syms[0], tokens=enc["token"].to_numpy(), feats=np.asarray(X),
+                 T=T, candles=c, q_sid=sid if q_end is not None else None, q_end=q_end,
+                 origin=origin)

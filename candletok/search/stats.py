@@ -1,0 +1,215 @@
+"""Forward outcomes of a set of windows, their base rate, and how sure we can be.
+
+Every probability comes with a 95% Wilson interval computed on the *effective* number of
+independent windows, and every figure of the matches stands beside the same figure for
+the base rate (all windows of the same history under the same time rule). The
+difference in P(close up) is tested with an exact binomial test against the base rate,
+on the effective counts; a result that is not significant says so in words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from candletok.search.index import SearchIndex
+from candletok.search.timerule import Cut, effective_n
+
+Z95 = 1.959963984540054  # the 97.5% normal quantile
+ALPHA = 0.05
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (k and n may be effective, non-integer
+    counts). (nan, nan) when n is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def binom_pvalue(k: float, n: float, p0: float) -> float:
+    """Two-sided exact binomial test of k up-moves in n (effective counts, rounded) against
+    the base rate p0; nan when there is nothing to test."""
+    ni = round(float(n))
+    if ni < 1 or not (0.0 < p0 < 1.0):
+        return float("nan")
+    ki = int(min(ni, max(0, round(k))))
+    return float(sps.binomtest(ki, ni, p0).pvalue)
+
+
+@dataclass
+class Outcome:
+    """The figures of one set of windows at one horizon."""
+
+    horizon: int
+    who: str  # "matches" or "base"
+    n: int  # windows with this forward window inside the data and by T
+    truncated: int  # windows whose forward window runs past T or the series end
+    n_eff: float
+    p_up: float
+    p_lo: float
+    p_hi: float
+    mean_log: float
+    median_log: float
+    q_pct: tuple[float, float, float]  # 10/50/90% of the simple return, in percent
+    q_vol: tuple[float, float, float]  # the same quantiles of the log return / scale
+    p_value: float = float("nan")  # matches only: binomial test against the base rate
+    q_value: float = float("nan")  # motifs only: Benjamini-Hochberg adjusted
+
+    def row(self) -> dict[str, float | int | str]:
+        d: dict[str, float | int | str] = {
+            "horizon": self.horizon, "who": self.who, "n": self.n,
+            "truncated": self.truncated, "n_eff": self.n_eff, "p_up": self.p_up,
+            "p_lo": self.p_lo, "p_hi": self.p_hi, "mean_log": self.mean_log,
+            "median_log": self.median_log,
+        }
+        for q, a, b in zip(QUANTILES, self.q_pct, self.q_vol, strict=True):
+            d[f"q{int(q * 100)}_pct"] = a
+            d[f"q{int(q * 100)}_vol"] = b
+        d["p_value"] = self.p_value
+        d["q_value"] = self.q_value
+        return d
+
+
+def forward(idx: SearchIndex, e: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log return, log return / scale) from the close of ``e`` to the close h bars on.
+    The scale is that of candle e + 1: the causal volatility known when e closed."""
+    logc = idx.log_close
+    r = logc[e + h] - logc[e]
+    return r, r / np.asarray(idx.scale[e + 1])
+
+
+def quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.quantile(x, qs)`` (linear interpolation) with one partition for all of them:
+    the base rate runs over every window, where each separate pass shows."""
+    n = x.size
+    if n == 0:
+        return [float("nan")] * len(qs)
+    pos = [q * (n - 1) for q in qs]
+    kth = sorted({min(n - 1, math.floor(p) + d) for p in pos for d in (0, 1)})
+    part = np.partition(x, kth)
+    out = []
+    for p in pos:
+        a = math.floor(p)
+        lo, hi = float(part[a]), float(part[min(n - 1, a + 1)])
+        out.append(lo + (p - a) * (hi - lo))
+    return out
+
+
+def summarize(r: np.ndarray, rv: np.ndarray, horizon: int, who: str, truncated: int,
+              n_eff: float) -> Outcome:
+    """An :class:`Outcome` from forward log returns ``r`` and their vol-unit version."""
+    n = int(r.size)
+    up = float((r > 0).sum())
+    p = up / n if n else float("nan")
+    lo, hi = wilson(p * n_eff, n_eff) if n else (float("nan"), float("nan"))
+    qs = quantiles(r, QUANTILES)  # QUANTILES holds 0.5: the median comes with them
+    return Outcome(
+        horizon=horizon, who=who, n=n, truncated=truncated, n_eff=n_eff, p_up=p,
+        p_lo=lo, p_hi=hi, mean_log=float(r.mean()) if n else float("nan"),
+        median_log=qs[QUANTILES.index(0.5)],
+        q_pct=tuple(100.0 * math.expm1(v) if math.isfinite(v) else v  # type: ignore[misc]
+                    for v in qs),
+        q_vol=tuple(quantiles(rv, QUANTILES)),  # type: ignore[arg-type]
+    )
+
+
+def match_outcome(cut: Cut, e: np.ndarray, h: int, rho: float, base: Outcome) -> Outcome:
+    """Outcomes of matches ``e`` at horizon h, tested against ``base``."""
+    ok = cut.available(e, h)
+    eh = e[ok]
+    r, rv = forward(cut.idx, eh, h)
+    n_eff, _ = effective_n(cut.idx, eh, h, rho)
+    out = summarize(r, rv, h, "matches", int((~ok).sum()), n_eff)
+    if out.n:
+        out.p_value = binom_pvalue(out.p_up * n_eff, n_eff, base.p_up)
+    return out
+
+
+def range_mask(idx: SearchIndex, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Boolean mask over positions of the union of per-series ranges [lo, hi)."""
+    n = idx.n
+    lo = np.minimum(lo, n)
+    hi = np.minimum(np.maximum(hi, lo), n)
+    delta = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
+    return np.cumsum(delta[:n]) > 0
+
+
+def base_forward(cut: Cut, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward log returns (and in vol units) of every window of the base rate at h,
+    from contiguous differences of the whole arrays (no index arrays)."""
+    idx = cut.idx
+    n = idx.n
+    if n <= h:
+        return np.zeros(0), np.zeros(0)
+    logc = idx.log_close
+    m = range_mask(idx, *cut.window_ranges(h))[: n - h]
+    r = (logc[h:] - logc[: n - h])[m]
+    return r, r / np.asarray(idx.scale[1 : n - h + 1])[m]
+
+
+def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
+    """Every window of the same history under the same rule at horizon h. Its effective
+    size divides by h (overlapping h-bar windows of one series) and by the cross-symbol
+    design effect 1 + (m - 1) rho (m symbols share a bar time on average)."""
+    r, rv = base_forward(cut, h)
+    lo0, hi0 = cut.window_ranges(cut.rule.h0)
+    truncated = int(np.maximum(hi0 - lo0, 0).sum()) - int(r.size)
+    n_eff = r.size / (h * (1.0 + (mbar - 1.0) * rho)) if r.size else 0.0
+    return summarize(r, rv, h, "base", max(truncated, 0), n_eff)
+
+
+def next_range(idx: SearchIndex, e: np.ndarray | None, range_vol: np.ndarray,
+               cut: Cut | None = None) -> dict[str, float]:
+    """The next candle's range (high/low, from its token's representative candle): median
+    and mean in percent and in vol units, after windows ``e`` -- or, with ``e`` None,
+    after every base-rate window of ``cut`` (contiguous slices). ``range_vol`` maps a
+    token to its range in scale units (NaN for specials)."""
+    if e is None:
+        assert cut is not None
+        m = range_mask(idx, *cut.window_ranges(1))[: idx.n - 1]
+        tok1 = idx.tokens_intp[1:][m]
+        sc1 = np.asarray(idx.scale[1:])[m]
+    else:
+        e1 = np.asarray(e, dtype=np.int64) + 1
+        tok1 = np.asarray(idx.tokens[e1]).astype(np.int64)
+        sc1 = np.asarray(idx.scale[e1])
+    rv = range_vol[tok1]
+    ok = np.isfinite(rv)
+    rv, sc1 = rv[ok], sc1[ok]
+    if rv.size == 0:
+        nan = float("nan")
+        return {"n": 0, "median_pct": nan, "mean_pct": nan, "median_vol": nan, "mean_vol": nan}
+    pct = 100.0 * np.expm1(rv * sc1)
+    return {"n": int(rv.size), "median_pct": quantiles(pct, (0.5,))[0],
+            "mean_pct": float(pct.mean()), "median_vol": quantiles(rv, (0.5,))[0],
+            "mean_vol": float(rv.mean())}
+
+
+def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:
+    """One sentence on a horizon: the matches' P(up) with its interval, the base rate and
+    whether the difference is significant."""
+    if m.n == 0:
+        return (f"{m.horizon} bar{'s' if m.horizon > 1 else ''}: no match has a forward "
+                f"window by T ({m.truncated} truncated); nothing to compare with the base "
+                f"rate {b.p_up:.1%}.")
+    bars = f"{m.horizon} bar{'s' if m.horizon > 1 else ''}"
+    head = (f"{bars}: up in {m.p_up:.0%} of {m.n} matches (95% CI {m.p_lo:.0%}-{m.p_hi:.0%}, "
+            f"effective n {m.n_eff:.1f}) vs {b.p_up:.1%} base rate")
+    p = m.q_value if math.isfinite(m.q_value) else m.p_value
+    what = "BH-adjusted q" if math.isfinite(m.q_value) else "binomial p"
+    if not math.isfinite(p):
+        return head + "; too few matches to test the difference."
+    if p < alpha:
+        side = "more" if m.p_up > b.p_up else "less"
+        return head + f": significant ({what} = {p:.3g}); up {side} often than the base rate."
+    return head + (f": not significant ({what} = {p:.2g}); these matches do not move "
+                   "differently from the base rate.")

@@ -1,0 +1,180 @@
+"""Vector indexes for dense embeddings (the ``model`` mode's hidden states), behind one
+small interface in the spirit of Hugging Face ``datasets``' ``BaseIndex``: ``search``,
+``search_batch``, ``save`` and ``load``.
+
+:class:`NumpyFlatIndex` is exact and the default. :class:`FaissIndex` (optional extra
+``candletok[search]``) is for data too large to scan on every query; with ``kind="hnsw"``
+it is approximate, and ``benchmarks/search_speed.py`` measures its recall against the
+exact index.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from candletok.core.atomic import atomic_path, write_json_atomic
+from candletok.core.errors import CandletokError
+
+
+class SearchResults(NamedTuple):
+    """Squared L2 distances (ascending) and the row ids they belong to."""
+
+    scores: np.ndarray
+    indices: np.ndarray
+
+
+class BaseIndex(ABC):
+    """k nearest rows of a fixed (n, d) float32 matrix by squared L2 distance."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Rows indexed."""
+
+    @abstractmethod
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (q, k), ids (q, k)) for each query row; ids -1 past the index size."""
+
+    def search(self, query: np.ndarray, k: int) -> SearchResults:
+        s, i = self.search_batch(np.asarray(query, dtype=np.float32).reshape(1, -1), k)
+        keep = i[0] >= 0
+        return SearchResults(s[0][keep], i[0][keep])
+
+    @abstractmethod
+    def save(self, path: str | Path) -> Path:
+        """Write the index to ``path`` (atomically)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> BaseIndex:
+        """Read an index written by :meth:`save`."""
+
+
+class NumpyFlatIndex(BaseIndex):
+    """Exact search: every distance, in blocks, with numpy. Also takes a row mask."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def distances(self, query: np.ndarray) -> np.ndarray:
+        """Squared L2 distance of every row to ``query`` (float64 accumulation)."""
+        q = np.asarray(query, dtype=np.float64).reshape(-1)
+        out = np.empty(self.size)
+        for s in range(0, self.size, self.BLOCK):
+            blk = self.vectors[s : s + self.BLOCK].astype(np.float64)
+            out[s : s + self.BLOCK] = np.square(blk - q[None, :]).sum(axis=1)
+        return out
+
+    def search_masked(self, query: np.ndarray, k: int, mask: np.ndarray | None = None
+                      ) -> SearchResults:
+        """The k nearest rows among those where ``mask`` is True (ties: lower id)."""
+        d = self.distances(query)
+        ids = np.arange(self.size) if mask is None else np.flatnonzero(mask)
+        d = d[ids]
+        if ids.size > k:
+            part = np.argpartition(d, k - 1)[:k]
+            kth = d[part].max()
+            sel = np.flatnonzero(d <= kth)  # every tie of the k-th, then cut by id
+            ids, d = ids[sel], d[sel]
+        o = np.lexsort((ids, d))[:k]
+        return SearchResults(d[o], ids[o])
+
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        qs = np.atleast_2d(queries)
+        scores = np.full((qs.shape[0], k), np.inf)
+        ids = np.full((qs.shape[0], k), -1, dtype=np.int64)
+        for j, q in enumerate(qs):
+            r = self.search_masked(q, k)
+            scores[j, : r.scores.size], ids[j, : r.indices.size] = r.scores, r.indices
+        return scores, ids
+
+    def save(self, path: str | Path) -> Path:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, self.vectors)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NumpyFlatIndex:
+        return cls(np.load(path))
+
+
+class FaissIndex(BaseIndex):
+    """faiss ``IndexFlatL2`` (exact) or ``IndexHNSWFlat`` (approximate); optional extra."""
+
+    def __init__(self, vectors: np.ndarray | None = None, kind: str = "flat",
+                 hnsw_m: int = 32, index: Any = None) -> None:
+        faiss = _faiss()
+        if index is None:
+            v = np.ascontiguousarray(vectors, dtype=np.float32)
+            if kind == "flat":
+                index = faiss.IndexFlatL2(v.shape[1])
+            elif kind == "hnsw":
+                index = faiss.IndexHNSWFlat(v.shape[1], hnsw_m)
+            else:
+                raise CandletokError(f"Unknown faiss index kind {kind!r}; use flat or hnsw.")
+            index.add(v)
+        self.index = index
+        self.kind = kind
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        s, i = self.index.search(q, int(k))
+        return s.astype(np.float64), i.astype(np.int64)
+
+    def save(self, path: str | Path) -> Path:
+        faiss = _faiss()
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        write_json_atomic(f"{path}.json", {"kind": self.kind})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FaissIndex:
+        faiss = _faiss()
+        kind = "flat"
+        meta = Path(f"{path}.json")
+        if meta.exists():
+            kind = json.loads(meta.read_text(encoding="utf-8")).get("kind", "flat")
+        return cls(index=faiss.read_index(str(path)), kind=kind)
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise CandletokError(
+            "faiss is not installed; install the optional extra: pip install 'candletok[search]'."
+        ) from exc
+    return faiss
+
+
+def search_filtered(index: BaseIndex, query: np.ndarray, k: int,
+                    keep: Callable[[np.ndarray], np.ndarray]) -> SearchResults:
+    """The k nearest rows that pass ``keep`` (a vectorized row filter): asks the index
+    for more and more rows until k pass or the index is exhausted."""
+    if isinstance(index, NumpyFlatIndex):
+        mask = keep(np.arange(index.size))
+        return index.search_masked(query, k, mask)
+    want = max(k, 16)
+    while True:
+        r = index.search(query, min(want, index.size))
+        ok = keep(r.indices)
+        if int(ok.sum()) >= k or want >= index.size:
+            return SearchResults(r.scores[ok][:k], r.indices[ok][:k])
+        want *= 4
