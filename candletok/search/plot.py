@@ -19,10 +19,11 @@ import polars as pl
 
 from candletok.core.atomic import atomic_path
 from candletok.search.query import candles
+from candletok.search.stats import base_sample
 from candletok.search.timerule import series_limits
 
 if TYPE_CHECKING:
-    from candletok.search.similar import SimilarResult
+    from candletok.search.result import SimilarResult
 
 UP, DOWN = "#26a69a", "#ef5350"
 
@@ -117,7 +118,6 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
 
 def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
     """Histogram of the matches' h-bar forward returns over the base rate's (densities)."""
-    from candletok.search.similar import base_sample
 
     assert res._idx is not None and res._rule is not None
     m = 100.0 * np.expm1(res.forward[h]["matches"])
