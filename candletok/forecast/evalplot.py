@@ -3,9 +3,10 @@
 One PNG. The top row holds one reliability diagram per horizon: each forecaster's
 calibrated probabilities, binned, against how often the close was up, with 95% Wilson
 intervals on the observed frequencies, the diagonal of perfect calibration and the base
-rate. The bottom panel follows the project's chart conventions: trading days without gaps
-on the x axis, labelled with dates, and the symbol on the value axis; it shows the next
-candle's realized high-low range against each range forecaster's (calibrated) forecast.
+rate. The bottom panel follows the project's chart conventions (:mod:`candletok.viz`):
+trading days without gaps on the x axis, ticks at the first bar of each period, and the
+symbol on the value axis; it shows the next candle's realized high-low range against each
+range forecaster's (calibrated) forecast.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from candletok.core.atomic import atomic_path
 from candletok.forecast.scores import wilson
+from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
           "CandleGPT": "#1565c0"}
@@ -69,10 +71,9 @@ def _range_chart(ax: Any, report: Any) -> None:
         tail = "" if r is None or not r.skill else "; QLIKE skill " + ", ".join(
             f"vs {k} {v.value:+.3f}" for k, v in r.skill.items())
         ax.plot(x, 100 * series, lw=1.1, color=_color(name, i), label=f"{name}{tail}")
-    dates = np.asarray(d["ts"]).astype("datetime64[us]").astype("datetime64[D]")
-    ticks = np.unique(np.linspace(0, n - 1, min(n, 9)).round().astype(int))
+    ticks, labels = date_ticks(np.asarray(d["ts"]).astype("datetime64[us]"))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([str(dates[t]) for t in ticks], rotation=0, fontsize=8)
+    ax.set_xticklabels(labels, rotation=0, fontsize=8)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylabel(f"{d['symbol']}  high-low range (%)")
     ax.set_xlabel("date of the forecast candle (trading days, no gaps)")
@@ -84,22 +85,16 @@ def _range_chart(ax: Any, report: Any) -> None:
 
 def plot_evaluation(report: Any, out: str | Path) -> Path:
     """Write the evaluation chart of an :class:`~candletok.forecast.evaluate.EvalReport`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global figure state
 
     hs = list(report.horizons)
-    fig = plt.figure(figsize=(4.2 * max(len(hs), 2), 9), dpi=110)
+    fig = Figure(figsize=(4.2 * max(len(hs), 2), 9), dpi=110)
     grid = fig.add_gridspec(2, len(hs), height_ratios=[1.1, 1.0])
-    try:
-        for j, h in enumerate(hs):
-            _reliability(fig.add_subplot(grid[0, j]), report, h)
-        _range_chart(fig.add_subplot(grid[1, :]), report)
-        fig.tight_layout()
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    for j, h in enumerate(hs):
+        _reliability(fig.add_subplot(grid[0, j]), report, h)
+    _range_chart(fig.add_subplot(grid[1, :]), report)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     return out
