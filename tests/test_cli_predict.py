@@ -66,17 +66,20 @@ def test_json_holds_every_row_with_one_convention(trained: tuple[Path, Path],
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert [p["symbol"] for p in doc["predictions"]] == ["AAPL", "MSFT"]
-    assert "fraction" in " ".join(doc["units"].values())
+    assert "fraction" in doc["units"]["p_*, prob, base_rate, observed, mean_predicted"]
+    assert "percent" in doc["units"]["*_pct"]
     for p in doc["predictions"]:
         for key in ("p_close_up", "p_close_down", "p_gap_up", "p_gap_down", "p_no_gap"):
             assert 0.0 <= p[key] <= 1.0, key
         assert p["p_close_up"] + p["p_close_down"] == pytest.approx(1.0)
         assert p["p_gap_up"] + p["p_gap_down"] + p["p_no_gap"] == pytest.approx(1.0)
-        assert abs(p["exp_range"]) < 1 and abs(p["exp_body"]) < 1 and 0 < p["scale"] < 1
+        assert 0 < p["exp_range_pct"] < 100 and 0 < p["scale"] < 1  # percent vs fraction
+        assert p["exp_range_pct"] > 100 * p["scale"] * p["exp_range_vol"] * 0.5
+        assert "raw" in p["p_close_up_calibrated"]
         assert p["last_ts"].startswith("2013-03-01") and p["last_close"] > 0
         assert len(p["top"]) == 5 and all(0 <= c["prob"] <= 1 for c in p["top"])
         # every row of the table is there
-        for key in ("exp_body_vol", "exp_range_vol", "context_candles", "no_gap_within_vol"):
+        for key in ("exp_body_vol", "exp_body_pct", "exp_range_vol", "context_candles"):
             assert key in p
     cal = doc["calibration"]
     assert cal["split"] == "test" and cal["n"] > 0 and 0 <= cal["base_rate"] <= 1

@@ -84,7 +84,7 @@ def test_cli_demo_runs_offline(tmp_path: Path) -> None:
         assert needle in r.stdout, needle
     assert (out / "summary.md").exists() and (out / "model.pt").exists()
     assert "next: candletok predict" in r.stderr  # what to run after the demo
-    assert "step 3/3  loss" in r.stderr and "encode done" in r.stderr  # plain lines in a log
+    assert "done step 3/3" in r.stderr and "encode done" in r.stderr  # plain lines in a log
     bad = subprocess.run(
         [sys.executable, "-m", "candletok.cli.main", "demo", "--out", str(out / "model.pt")],
         capture_output=True, text=True, env=env, timeout=600,

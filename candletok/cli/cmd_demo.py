@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import (
@@ -30,7 +29,12 @@ def demo(
 ) -> None:
     """Fit, encode, train, score, predict and chart on the bundled sample (no network)."""
     # torch loads here, when the demo runs, not when any command starts
-    from candletok.cli.cmd_model import print_calibration, print_prediction, print_train
+    from candletok.cli.cmd_model import (
+        plain_line,
+        print_calibration,
+        print_prediction,
+        print_train,
+    )
     from candletok.forecast.demo import DemoConfig, run_demo
     from candletok.model.train import StepInfo
 
@@ -55,22 +59,13 @@ def demo(
             if plain and done == total and stage != "train":
                 err_console.print(f"{stage} done ({total:,})", highlight=False)
 
-        said: dict[str, Any] = {"val": None, "step": 0}
-
         def progress(i: StepInfo) -> None:
             tick("train", i.step, i.steps)
             bar.update(tasks["train"], info=f"loss {i.loss:.3f}  val {fmt_bits(i.val_bpc)} "
                                             f"bits/candle  {i.tokens_per_s:,.0f} tok/s  {i.phase}")
-            if not plain:
-                return
-            if i.phase == "eval":  # a plain line per check, the val it measures when known
-                said["step"] = i.step
-                err_console.print(f"step {i.step}/{i.steps}  loss {i.loss:.3f}  "
-                                  f"{i.tokens_per_s:,.0f} tok/s", highlight=False)
-            if i.val_bpc is not None and i.val_bpc != said["val"]:
-                said["val"] = i.val_bpc
-                err_console.print(f"val after step {said['step']}: {fmt_bits(i.val_bpc)} "
-                                  "bits/candle", highlight=False)
+            line = plain_line(i) if plain else None  # the same lines as `train` in a log
+            if line is not None:
+                err_console.print(line, highlight=False, soft_wrap=True)
 
         res = run_demo(cfg, encode_progress=tick, train_progress=progress)
     heading("1. vocabulary and dataset")
