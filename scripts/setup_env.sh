@@ -3,8 +3,9 @@
 #
 # torch: install the CPU build first when no torch is present (a plain `torch` requirement
 # would pull a several-GB CUDA build on Linux). The PyTorch CPU index is probed first; when
-# it cannot be reached the script says so, installs torch from the package index pip is
-# configured with, and says which build that was. Users who want CUDA install torch
+# it cannot be reached the script says so, tries a CPU wheel among the files pip is
+# configured to find (find-links), then the package index pip is configured with, and says
+# which build it installed. Users who want CUDA install torch
 # themselves first; the package itself keeps `torch` unpinned. pip prints its progress
 # (no -q): set-up takes a minute or more.
 set -euo pipefail
@@ -31,9 +32,12 @@ PROBE
     "${PIP[@]}" --index-url "$TORCH_CPU_INDEX" torch
   else
     echo "the PyTorch CPU index ($TORCH_CPU_INDEX) cannot be reached;"
-    echo "installing torch from pip's configured index instead (on PyPI for Linux that is"
-    echo "the CUDA build, several GB; install a CPU wheel first to avoid it) ..."
-    "${PIP[@]}" torch
+    echo "looking for a CPU wheel of torch among the files pip is configured to find ..."
+    if ! "${PIP[@]}" --retries 0 --timeout 5 --index-url "$TORCH_CPU_INDEX" torch; then
+      echo "no CPU wheel of torch was found; installing torch from pip's configured index"
+      echo "instead (on PyPI for Linux that is the CUDA build, several GB) ..."
+      "${PIP[@]}" torch
+    fi
   fi
 fi
 echo "installing candletok (editable) and its dev tools ..."

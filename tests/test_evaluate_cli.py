@@ -40,11 +40,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_evaluate_prints_every_table_and_writes_the_chart_and_the_calibration(
         work: Path) -> None:
     r = cli("evaluate", "ds", "--model", "m.pt", "--horizon", "1,3", "--samples", "4",
-            "--subsample", "10", "--plot", "e.png", cwd=work)
+            "--subsample", "10", "--analogue-subsample", "20", "--plot", "e.png", cwd=work)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for words in ("P(close up at t+h)", "next candle's range", "quantiles", "bits per candle",
-                  "base rate", "EWMA", "HistVol20", "CandleGPT", "verdict", "sampled paths"):
+                  "base rate", "EWMA", "HistVol20", "CandleGPT", "verdict", "sampled paths",
+                  "exact analogues", "nearest analogues", "model analogues", "median n_eff"):
         assert words in out, words
     assert (work / "e.png").stat().st_size > 10_000
     cal = load_calibration(work / "m.pt")
@@ -60,7 +61,8 @@ def test_evaluate_prints_every_table_and_writes_the_chart_and_the_calibration(
 
 
 def test_evaluate_json_holds_every_row(work: Path) -> None:
-    r = cli("evaluate", "ds", "--split", "val", "--horizon", "1", "--json", cwd=work)
+    r = cli("evaluate", "ds", "--split", "val", "--horizon", "1", "--json", "--analogues",
+            "none", cwd=work)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["split"] == "val" and d["horizons"] == [1]
@@ -75,6 +77,7 @@ def test_evaluate_json_holds_every_row(work: Path) -> None:
     (("--horizon", "1,x"), "--horizon"),
     (("--horizon", "0"), "positive"),
     (("--samples", "0"), "--samples"),
+    (("--analogues", "exact,fuzzy"), "--analogues takes"),
 ])
 def test_bad_options_are_one_sentence(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
     from typer.testing import CliRunner

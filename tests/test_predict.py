@@ -234,7 +234,7 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     # without --dataset the vocabulary comes from the checkpoint; JSON holds the table's rows
     r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--json"])
     assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
+    d = json.loads(r.output)["predictions"][0]  # one entry per symbol asked
     assert d["symbol"] == "AAA" and len(d["top"]) == 5
     assert d["p_close_up"] + d["p_close_down"] == pytest.approx(1.0)
     assert d["p_gap_up"] + d["p_gap_down"] + d["p_no_gap"] == pytest.approx(1.0)

@@ -65,7 +65,9 @@ def test_unreachable_cpu_index_is_said_with_the_build_installed(tmp_path: Path) 
     assert "cannot be reached" in r.stdout and "127.0.0.1:9" in r.stdout
     assert f"torch {torch.__version__}" in r.stdout
     assert ("CPU-only build" in r.stdout) == (torch.version.cuda is None)
-    assert pip[0].split()[-1] == "torch" and "--index-url" not in pip[0]
+    # first a CPU wheel among pip's configured files (the stub says it found one)
+    assert pip[0].split()[-1] == "torch" and "--retries 0" in pip[0]
+    assert "CPU wheel" in r.stdout and pip[1].endswith("-e .[dev]")
     assert all("-q" not in line.split() and "--progress-bar on" in line for line in pip)
     assert "source" in r.stdout and "bin/activate" in r.stdout and "bin/candletok" in r.stdout
 

@@ -99,6 +99,12 @@ def evaluate_cmd(
                                 "CandleGPT's h > 1 forecasts."),
     subsample: int = typer.Option(100, "--subsample", help="Origins sampled per split for "
                                   "CandleGPT's h > 1 forecasts."),
+    analogues: str = typer.Option("exact,nearest,model", "--analogues",
+                                  help="Pattern-search analogues to score: exact, nearest, "
+                                  "model (needs --model), or none."),
+    analogue_subsample: int = typer.Option(300, "--analogue-subsample",
+                                           help="Origins searched per split for the exact "
+                                           "and nearest analogues."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the bootstrap."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
@@ -107,10 +113,16 @@ def evaluate_cmd(
 
     if split.strip().lower() not in ("val", "validation", "test"):
         raise fail(f"--split takes val or test, not {split!r}.")
-    if samples < 1 or subsample < 1:
-        raise fail("--samples and --subsample must be at least 1.")
+    if samples < 1 or subsample < 1 or analogue_subsample < 1:
+        raise fail("--samples, --subsample and --analogue-subsample must be at least 1.")
+    modes = [] if analogues.strip().lower() == "none" else [
+        m for m in analogues.replace(" ", "").lower().split(",") if m]
+    bad = [m for m in modes if m not in ("exact", "nearest", "model")]
+    if bad:
+        raise fail(f"--analogues takes exact, nearest, model or none, not {', '.join(bad)}.")
     rep = evaluate_forecasts(dataset, model, split=split, horizons=_horizons(horizon),
-                             samples=samples, subsample=subsample, seed=seed, device=device)
+                             samples=samples, subsample=subsample, analogues=modes,
+                             analogue_subsample=analogue_subsample, seed=seed, device=device)
     if plot is not None:
         from candletok.forecast.evalplot import plot_evaluation
 

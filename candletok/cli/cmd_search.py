@@ -12,6 +12,7 @@ import typer
 from candletok.cli.app import app, console, fail, table
 from candletok.core.errors import CandletokError
 from candletok.search.motifs import MotifResult, motifs
+from candletok.search.plot import plot_similar
 from candletok.search.similar import MODES, SimilarResult, check_horizons, similar
 
 
@@ -49,9 +50,9 @@ def print_similar(res: SimilarResult) -> None:
     tok = res._tok
     q = res.query
     toks = s["query_tokens"]
-    used = [i >= len(toks) - s["window"] for i in range(len(toks))]
-    words = [(tok.describe(t) if tok else str(t)) + ("" if u else "  (not matched)")
-             for t, u in zip(toks, used, strict=True)]
+    first_used = len(toks) - s["window"]  # a back-off matches only the last candles
+    words = [(tok.describe(t) if tok else str(t)) + ("" if i >= first_used else "  (not matched)")
+             for i, t in enumerate(toks)]
     console.print(table("query candles", ["date", "close", "token", "candle"],
                         [(r["ts"].strftime("%Y-%m-%d"), r["close"], t, w) for r, t, w in
                          zip(q.iter_rows(named=True), toks, words, strict=True)]))
@@ -135,7 +136,7 @@ def similar_cmd(
     else:
         print_similar(res)
     if plot is not None:
-        path = res.plot(plot)
+        path = plot_similar(res, plot)
         if not as_json:
             console.print(f"chart: {path}", highlight=False)
 

@@ -10,12 +10,12 @@ import typer
 
 from candletok.cli.app import app, console, fail, table
 from candletok.cli.cmd_data import inspect_dir
-from candletok.cli.options import DATE_FORMAT_HELP, _parse_bins, tokenizer_params
+from candletok.cli.options import DATE_FORMAT_HELP, parse_bins, tokenizer_params
 from candletok.data.sources import load_bars
 from candletok.tokenize.quality import entropy_bits
 from candletok.tokenize.registry import load_tokenizer, make_tokenizer
 
-__all__ = ["_parse_bins", "fit", "inspect", "tokenizer_params"]  # parsing lives in options
+__all__ = ["fit", "inspect", "parse_bins", "tokenizer_params"]  # parsing lives in options
 
 DEFAULT_OUT = Path("vocab.json")
 

@@ -21,7 +21,7 @@ DATE_FORMAT_HELP = ("strftime format of a CSV's dates when they are not ISO, e.g
                     "or %Y%m%d.")
 
 
-def _parse_bins(spec: str) -> dict[str, int]:
+def parse_bins(spec: str) -> dict[str, int]:
     """``"9,13,3,3"`` or ``"9x13x3x3[x5]"`` -> gap/body/upper/lower[/vol] bin counts."""
     parts = [p for p in spec.replace("x", ",").replace("·", ",").split(",") if p.strip()]
     try:
@@ -50,7 +50,7 @@ def tokenizer_params(scheme: str, k: int | None = None, bins: str | None = None,
     if k is not None and k < 1:
         raise TokenizerError(f"--k must be at least 1, not {k}.")
     if scheme == "bins":
-        return scheme, dict(_parse_bins(bins)) if bins else {}
+        return scheme, dict(parse_bins(bins)) if bins else {}
     return scheme, {**({"k": k} if k is not None else {}), "seed": seed}
 
 

@@ -33,7 +33,7 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 # Raw column names (lower-cased, spaces/underscores removed) -> canonical name.
-_ALIASES: dict[str, str] = {
+COLUMN_ALIASES: dict[str, str] = {
     "symbol": "symbol", "ticker": "symbol", "name": "symbol",
     "ts": "ts", "date": "ts", "datetime": "ts", "timestamp": "ts", "time": "ts",
     "open": "open", "o": "open",
@@ -47,12 +47,7 @@ _ALIASES: dict[str, str] = {
 Policy = Literal["strict", "repair"]
 
 
-def empty_bars() -> pl.DataFrame:
-    """A zero-row frame with the canonical schema."""
-    return pl.DataFrame(schema=BARS_SCHEMA)
-
-
-def _key(name: str) -> str:
+def column_key(name: str) -> str:
     return name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
 
 
@@ -98,6 +93,32 @@ def _parse_times(s: pl.Series) -> pl.Series:
     return s.str.to_datetime(time_unit="us", time_zone="UTC")
 
 
+def _as_number(df: pl.DataFrame, c: str, shown: str) -> pl.DataFrame:
+    """Column ``c`` as Float64; text that is not a number is one error naming the column
+    as the file does (``shown``) and a few of its values."""
+    dt = df.schema[c]
+    if dt.is_numeric() or dt == pl.Null:
+        return df
+    try:
+        return df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64))
+    except pl.exceptions.InvalidOperationError as exc:
+        bad = (
+            df.with_row_index("_i")
+            .filter(
+                pl.col(c).is_not_null()
+                & pl.col(c).cast(pl.String).str.strip_chars()
+                .cast(pl.Float64, strict=False).is_null()
+            )
+            .head(3)
+        )
+        examples = ", ".join(repr(v) for v in bad[c].to_list())
+        raise BarsError(
+            f"Column '{shown}' must be numeric but holds text such as {examples}.",
+            rule="bad_dtype",
+            rows=bad["_i"].to_list(),
+        ) from exc
+
+
 def canonicalize(
     raw: pl.DataFrame, symbol: str | None = None, *, adjust: bool = True
 ) -> pl.DataFrame:
@@ -111,7 +132,7 @@ def canonicalize(
     renames: dict[str, str] = {}
     seen: set[str] = set()
     for name in raw.columns:
-        canon = _ALIASES.get(_key(name))
+        canon = COLUMN_ALIASES.get(column_key(name))
         if canon is not None and canon not in seen:
             renames[name] = canon
             seen.add(canon)
@@ -135,27 +156,7 @@ def canonicalize(
 
     numeric = [*PRICE_COLS, "volume"] + (["adj_close"] if "adj_close" in df.columns else [])
     for c in numeric:
-        dt = df.schema[c]
-        if not (dt.is_numeric() or dt == pl.Null):
-            try:
-                df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64))
-            except pl.exceptions.InvalidOperationError as exc:
-                bad = (
-                    df.with_row_index("_i")
-                    .filter(
-                        pl.col(c).is_not_null()
-                        & pl.col(c).cast(pl.String).str.strip_chars()
-                        .cast(pl.Float64, strict=False).is_null()
-                    )
-                    .head(3)
-                )
-                examples = ", ".join(repr(v) for v in bad[c].to_list())
-                raise BarsError(
-                    f"Column '{given.get(c, c)}' must be numeric but holds text such as "
-                    f"{examples}.",
-                    rule="bad_dtype",
-                    rows=bad["_i"].to_list(),
-                ) from exc
+        df = _as_number(df, c, given.get(c, c))
     try:
         ts = _to_utc(pl.col("ts"), df.schema["ts"])
         df = df.with_columns(

@@ -34,7 +34,7 @@ import polars as pl
 
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import BarsError, OutputError, SourceError
-from candletok.data.bars import _ALIASES, PRICE_COLS, _key, canonicalize
+from candletok.data.bars import COLUMN_ALIASES, PRICE_COLS, canonicalize, column_key
 from candletok.data.clean import filter_range, finish
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,14 @@ def read_table(path: Path) -> pl.DataFrame:
 
 
 def _has_symbol_column(df: pl.DataFrame) -> bool:
-    return any(_ALIASES.get(_key(c)) == "symbol" for c in df.columns)
+    return any(COLUMN_ALIASES.get(column_key(c)) == "symbol" for c in df.columns)
 
 
 def _roles(columns: list[str]) -> dict[str, str]:
     """Canonical name -> the file's column, the first match winning (as in canonicalize)."""
     out: dict[str, str] = {}
     for name in columns:
-        canon = _ALIASES.get(_key(name))
+        canon = COLUMN_ALIASES.get(column_key(name))
         if canon is not None and canon not in out:
             out[canon] = name
     return out
@@ -316,7 +316,7 @@ def folder_files(path: Path) -> list[tuple[Path, str]]:
         symbol = _stem(p)
         for part in rel.parts[:-1]:
             key, eq, value = part.partition("=")
-            if eq and _ALIASES.get(_key(key)) == "symbol":
+            if eq and COLUMN_ALIASES.get(column_key(key)) == "symbol":
                 symbol = unquote(value).strip().upper()
         out.append((p, symbol))
     return sorted(out, key=lambda e: (e[1], str(e[0])))

@@ -476,10 +476,11 @@ class _Build:
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
                 ThreadPoolExecutor(2, thread_name_prefix="candletok-err") as cpu:
             nxt = reader.submit(pl.read_parquet, self.staged[0])
-            for gi in range(len(self.staged)):  # one step per symbol group, not per row
+            upcoming = [*self.staged[1:], None]  # read group i + 1 while group i encodes
+            for gi, after in enumerate(upcoming):  # one step per symbol group, not per row
                 bars = nxt.result()
-                if gi + 1 < len(self.staged):
-                    nxt = reader.submit(pl.read_parquet, self.staged[gi + 1])
+                if after is not None:
+                    nxt = reader.submit(pl.read_parquet, after)
                 g = encode_group(tok, bars, cuts, stride, cpu)
                 for s in SPLITS:
                     writers[s].add(g.rows[s])

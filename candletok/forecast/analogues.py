@@ -18,11 +18,17 @@ at each horizon, using only windows whose forward outcome was known by the origi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import polars as pl
 
+from candletok.core.errors import CandletokError
 from candletok.forecast.forecasters import (
     LEVELS,
     BaseRate,
@@ -78,6 +84,11 @@ class AnalogueForecaster:
                 self._answers[r] = self.query(hist, r, self.horizons)
         return [self._answers[r] for r in rows.tolist()]
 
+    def describe(self) -> str:
+        return (f"the search's matches at up to {self.subsample} seeded origins per split, "
+                f"P(up) shrunk toward the base rate with a prior worth {self.prior:g} "
+                "independent matches")
+
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
         if horizon not in self.horizons:
             return None
@@ -96,3 +107,59 @@ class AnalogueForecaster:
             q = np.array([a.quantiles_vol for a in ans], dtype=np.float64).reshape(-1, len(LEVELS))
             fc.quantiles = q * hist.next_scale[sub][:, None]
         return fc
+
+
+SEARCH_MODES: tuple[str, ...] = ("exact", "nearest", "model")
+
+
+def search_query(index: Any, mode: str, last: int = 5, top: int = 20, min_matches: int = 10,
+                 model: str | Path | None = None, device: str = "cpu") -> AnalogueQuery:
+    """An :data:`AnalogueQuery` answered by :func:`candletok.search.similar.similar` on a
+    dataset's search index: the last ``last`` candles of the origin's symbol asked as of
+    the origin's time, so the search's time rule admits only matches whose forward
+    windows had closed by then, in every symbol."""
+    from candletok.search.similar import similar
+
+    def query(hist: History, row: int, horizons: Sequence[int]) -> dict[int, AnalogueAnswer]:
+        at = datetime.fromtimestamp(int(hist.ts[row]) / 1e6, tz=timezone.utc)
+        try:
+            res = similar(index, str(hist.symbol[row]), last=last, mode=mode, top=top,
+                          horizons=tuple(horizons), at=at, min_matches=min_matches,
+                          model=model, device=device)
+        except CandletokError:  # too little history before this origin: no answer
+            return {}
+        out = {}
+        for r in res.outcomes.filter(pl.col("who") == "matches").iter_rows(named=True):
+            if r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"]):
+                out[int(r["horizon"])] = AnalogueAnswer(
+                    float(r["p_up"]), float(r["n_eff"]),
+                    (r["q10_vol"], r["q50_vol"], r["q90_vol"]))
+        return out
+
+    return query
+
+
+def search_forecasters(root: str | Path, modes: Sequence[str], horizons: Sequence[int],
+                       subsample: int, model_subsample: int, model: str | Path | None = None,
+                       last: int = 5, seed: int = 0, device: str = "cpu"
+                       ) -> list[AnalogueForecaster]:
+    """The pattern-search analogues of a dataset folder, one forecaster per mode
+    (``model`` only with a checkpoint path; it runs the model per query, so it gets the
+    smaller ``model_subsample``)."""
+    from candletok.search.index import open_index
+
+    bad = [m for m in modes if m not in SEARCH_MODES]
+    if bad:
+        raise CandletokError(f"Unknown analogue mode {', '.join(bad)}; use exact, nearest "
+                             "or model.")
+    index = open_index(root)
+    out = []
+    for mode in modes:
+        if mode == "model" and model is None:
+            continue
+        q = search_query(index, mode, last, model=model if mode == "model" else None,
+                         device=device)
+        out.append(AnalogueForecaster(f"{mode} analogues", q, horizons,
+                                      model_subsample if mode == "model" else subsample,
+                                      seed=seed))
+    return out

@@ -3,9 +3,10 @@
 One PNG. The top row holds one reliability diagram per horizon: each forecaster's
 calibrated probabilities, binned, against how often the close was up, with 95% Wilson
 intervals on the observed frequencies, the diagonal of perfect calibration and the base
-rate. The bottom panel follows the project's chart conventions: trading days without gaps
-on the x axis, labelled with dates, and the symbol on the value axis; it shows the next
-candle's realized high-low range against each range forecaster's (calibrated) forecast.
+rate. The bottom panel follows the project's chart conventions (:mod:`candletok.viz`):
+trading days without gaps on the x axis, ticks at the first bar of each period, and the
+symbol on the value axis; it shows the next candle's realized high-low range against each
+range forecaster's (calibrated) forecast.
 """
 
 from __future__ import annotations
@@ -17,45 +18,53 @@ import numpy as np
 
 from candletok.core.atomic import atomic_path
 from candletok.forecast.scores import wilson
+from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
-          "CandleGPT": "#1565c0"}
-OTHER = ("#2e7d32", "#c62828", "#00838f", "#6d4c41")
+          "CandleGPT": "#1565c0", "exact analogues": "#c62828",
+          "nearest analogues": "#00838f", "model analogues": "#6d4c41"}
+OTHER = ("#2e7d32", "#ad1457", "#f9a825", "#37474f", "#7cb342")
+MIN_BIN = 10  # reliability bins with fewer forecasts are left out of the diagram
 
 
-def _color(name: str, i: int) -> str:
-    return COLORS.get(name, OTHER[i % len(OTHER)])
+def _color(name: str, names: list[str]) -> str:
+    """One color per forecaster in every panel: its own, or the next free one by name."""
+    if name in COLORS:
+        return COLORS[name]
+    others = sorted(n for n in names if n not in COLORS)
+    return OTHER[others.index(name) % len(OTHER)] if name in others else OTHER[0]
 
 
-def _reliability(ax: Any, report: Any, horizon: int) -> None:
+def _reliability(ax: Any, report: Any, horizon: int, names: list[str]) -> None:
     rows = [r for r in report.direction if r.horizon == horizon]
     base = next((r for r in rows if r.forecaster == "base rate"), None)
-    lo, hi = 0.5, 0.5
-    for i, r in enumerate(r for r in rows if r.forecaster != "base rate"):
-        t = np.array([(mp, of, n) for _, mp, of, n in r.reliability], dtype=np.float64)
+    lo, hi = 0.45, 0.55
+    for r in rows:
+        if r.forecaster == "base rate":
+            continue
+        t = np.array([(mp, of, n) for _, mp, of, n in r.reliability if n >= MIN_BIN],
+                     dtype=np.float64).reshape(-1, 3)
         if t.size == 0:
             continue
         ci = np.array([wilson(of * n, n) for _, of, n in t])
         err = np.abs(ci - t[:, 1:2])
         ax.errorbar(t[:, 0], t[:, 1], yerr=err.T, fmt="o-", ms=4, lw=1, capsize=2,
-                    color=_color(r.forecaster, i),
-                    label=f"{r.forecaster} ({r.calibration}; skill {r.skill.value:+.3f})")
+                    color=_color(r.forecaster, names), label=r.forecaster, alpha=0.85)
         lo, hi = min(lo, t[:, 0].min(), ci[:, 0].min()), max(hi, t[:, 0].max(), ci[:, 1].max())
-    pad = 0.05
+    pad = 0.03
     lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls=":", label="perfect calibration")
     if base is not None:
         b = base.reliability[0][1] if base.reliability else 0.5
-        ax.axhline(b, color=_color("base rate", 0), lw=0.8, ls="--", label=f"base rate {b:.1%}")
+        ax.axhline(b, color=COLORS["base rate"], lw=0.8, ls="--", label="base rate")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel(f"forecast P(close up in {horizon} bar{'s' if horizon > 1 else ''})")
     ax.set_ylabel("observed frequency (95% Wilson)")
-    ax.set_title(f"reliability, h = {horizon} ({report.split})", fontsize=10)
-    ax.legend(fontsize=6.5, loc="upper left")
+    ax.set_title(f"h = {horizon}: calibrated on val, scored on {report.split}", fontsize=9)
 
 
-def _range_chart(ax: Any, report: Any) -> None:
+def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
     d = report.plot_data
     if not d:
         ax.set_axis_off()
@@ -64,15 +73,14 @@ def _range_chart(ax: Any, report: Any) -> None:
     x = np.arange(n)
     ax.bar(x, 100 * d["realized"], width=1.0, color="#cfd8dc", label="realized ln(H/L)")
     skill = {r.forecaster: r for r in report.range}
-    for i, (name, series) in enumerate(d["forecasts"].items()):
+    for name, series in d["forecasts"].items():
         r = skill.get(name)
         tail = "" if r is None or not r.skill else "; QLIKE skill " + ", ".join(
             f"vs {k} {v.value:+.3f}" for k, v in r.skill.items())
-        ax.plot(x, 100 * series, lw=1.1, color=_color(name, i), label=f"{name}{tail}")
-    dates = np.asarray(d["ts"]).astype("datetime64[us]").astype("datetime64[D]")
-    ticks = np.unique(np.linspace(0, n - 1, min(n, 9)).round().astype(int))
+        ax.plot(x, 100 * series, lw=1.1, color=_color(name, names), label=f"{name}{tail}")
+    ticks, labels = date_ticks(np.asarray(d["ts"]).astype("datetime64[us]"))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([str(dates[t]) for t in ticks], rotation=0, fontsize=8)
+    ax.set_xticklabels(labels, rotation=0, fontsize=8)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylabel(f"{d['symbol']}  high-low range (%)")
     ax.set_xlabel("date of the forecast candle (trading days, no gaps)")
@@ -84,22 +92,24 @@ def _range_chart(ax: Any, report: Any) -> None:
 
 def plot_evaluation(report: Any, out: str | Path) -> Path:
     """Write the evaluation chart of an :class:`~candletok.forecast.evaluate.EvalReport`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global figure state
 
     hs = list(report.horizons)
-    fig = plt.figure(figsize=(4.2 * max(len(hs), 2), 9), dpi=110)
+    fig = Figure(figsize=(4.2 * max(len(hs), 2), 9), dpi=110)
     grid = fig.add_gridspec(2, len(hs), height_ratios=[1.1, 1.0])
-    try:
-        for j, h in enumerate(hs):
-            _reliability(fig.add_subplot(grid[0, j]), report, h)
-        _range_chart(fig.add_subplot(grid[1, :]), report)
-        fig.tight_layout()
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    names = sorted({r.forecaster for r in report.direction} | {r.forecaster for r in report.range})
+    handles: dict[str, Any] = {}
+    for j, h in enumerate(hs):
+        ax = fig.add_subplot(grid[0, j])
+        _reliability(ax, report, h, names)
+        for hd, lb in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lb, hd)
+    _range_chart(fig.add_subplot(grid[1, :]), report, names)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=4, fontsize=8,
+               frameon=False, title=f"reliability of P(close up) (bins of fewer than {MIN_BIN} "
+               "forecasts left out)", title_fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     return out

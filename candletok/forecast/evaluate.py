@@ -34,6 +34,7 @@ import numpy as np
 from candletok.core.errors import CandletokError
 from candletok.core.ids import normalize_split
 from candletok.forecast import scores as sc
+from candletok.forecast.analogues import SEARCH_MODES, search_forecasters
 from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
 from candletok.forecast.forecasters import (
     LEVELS,
@@ -383,16 +384,35 @@ def fit_calibration(val: dict[int, Panel], forecasters: Sequence[Forecaster],
     return choices, saved
 
 
-def _forecasters(model: Any, extra: Sequence[Forecaster], horizons: Sequence[int],
-                 samples: int, subsample: int, seed: int, device: str) -> list[Forecaster]:
+@dataclass
+class Costly:
+    """How much of the costly forecasters to run: CandleGPT's sampled paths (``samples``
+    paths at ``subsample`` origins per split), and the pattern-search analogues (``modes``
+    at ``analogue_subsample`` origins; the model mode, which runs the model per query,
+    at ``subsample``)."""
+
+    samples: int = 32
+    subsample: int = 100
+    analogues: Sequence[str] = SEARCH_MODES
+    analogue_subsample: int = 300
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _forecasters(dataset: Any, model: Any, extra: Sequence[Forecaster],
+                 horizons: Sequence[int], c: Costly) -> list[Forecaster]:
     fcs: list[Forecaster] = list(default_forecasters())
     if model is not None:
         from candletok.forecast.gptcast import GPTForecaster
         from candletok.model.checkpoint import load_model
 
-        m = load_model(model, device=device) if isinstance(model, str | Path) else model
-        fcs.append(GPTForecaster(m, samples=samples, subsample=subsample,
-                                 max_horizon=max(horizons), seed=seed))
+        m = load_model(model, device=c.device) if isinstance(model, str | Path) else model
+        fcs.append(GPTForecaster(m, samples=c.samples, subsample=c.subsample,
+                                 max_horizon=max(horizons), seed=c.seed))
+    if c.analogues and isinstance(dataset, str | Path):  # the search needs the folder
+        fcs.extend(search_forecasters(
+            dataset, c.analogues, horizons, c.analogue_subsample, c.subsample,
+            model if isinstance(model, str | Path) else None, seed=c.seed, device=c.device))
     fcs.extend(extra)
     names = [f.name for f in fcs]
     if len(set(names)) != len(names):
@@ -423,21 +443,27 @@ def evaluate_forecasts(
     seed: int = 0,
     samples: int = 32,
     subsample: int = 100,
+    analogues: Sequence[str] = SEARCH_MODES,
+    analogue_subsample: int = 300,
     folds: int = 5,
     save_calibration_map: bool = True,
     device: str = "cpu",
 ) -> EvalReport:
     """Replay ``split`` of a dataset point in time and score every forecaster.
 
-    ``model`` is a checkpoint path or a loaded CandleGPT (None: baselines only);
-    ``forecasters`` adds more (anything with the :class:`Forecaster` interface, e.g. the
-    pattern-search analogues). CandleGPT's h > 1 forecasts come from ``samples`` sampled
-    paths at ``subsample`` seeded origins per split. The calibration maps are fit on val
-    and, when ``model`` is a path and ``save_calibration_map``, written beside it as
-    ``<model>.calibration.json`` for ``predict``."""
+    ``model`` is a checkpoint path or a loaded CandleGPT (None: baselines only). The
+    pattern-search ``analogues`` (``exact``, ``nearest``, ``model``; the last needs a
+    checkpoint path) run when ``dataset`` is a folder, at ``analogue_subsample`` seeded
+    origins per split; ``forecasters`` adds any other :class:`Forecaster`. CandleGPT's
+    h > 1 forecasts come from ``samples`` sampled paths at ``subsample`` seeded origins
+    per split. The calibration maps are fit on val and, when ``model`` is a path and
+    ``save_calibration_map``, written beside it as ``<model>.calibration.json`` for
+    ``predict``."""
     split, hs = _check_args(split, horizons)
     hist = dataset if isinstance(dataset, History) else load_history(dataset)
-    fcs = _forecasters(model, forecasters, hs, samples, subsample, seed, device)
+    fcs = _forecasters(dataset, model, forecasters, hs,
+                       Costly(samples, subsample, tuple(analogues), analogue_subsample, seed,
+                              device))
     for f in fcs:
         f.fit(hist)
     boot = Boot(n_boot, seed)
@@ -551,10 +577,12 @@ def _notes(fcs: Sequence[Forecaster], choices: dict[str, dict[int, MapChoice]],
             notes.append(f"n-gram order chosen on val by bits per candle: {f.name} ({shown}).")
         describe = getattr(f, "describe", None)
         if callable(describe):
-            sub = {h: p.fc[f.name].rows.size for h, p in val.items()
-                   if h > 1 and f.name in p.fc}
-            notes.append(f"{f.name}: {describe()}; val origins sampled per horizon: "
-                         f"{', '.join(f'h={h}: {n}' for h, n in sub.items()) or 'none'}.")
+            sub = {h: p.fc[f.name] for h, p in val.items() if f.name in p.fc}
+            sizes = ", ".join(f"h={h}: {fc.rows.size}" + (
+                f" (median n_eff {np.median(fc.n_eff):.1f})" if fc.n_eff is not None else "")
+                for h, fc in sub.items())
+            notes.append(f"{f.name}: {describe()}; val origins per horizon: "
+                         f"{sizes or 'none'}.")
     for name, by_h in choices.items():
         chosen = ", ".join(f"h={h}: {c.map.kind}" for h, c in sorted(by_h.items()))
         notes.append(f"calibration of {name} chosen on val by time-blocked CV: {chosen}.")

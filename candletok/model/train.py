@@ -44,20 +44,19 @@ The pieces, each usable on its own, and where distributed training (DDP) plugs i
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from candletok.core.errors import CandletokError, ModelError
-from candletok.core.ids import IGNORE_INDEX, N_SPECIAL, PAD, SPLITS
+from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import read_manifest
 from candletok.dataset.torchdata import TokenDataset
 from candletok.model.checkpoint import (
@@ -69,6 +68,17 @@ from candletok.model.checkpoint import (
     restore_weights,
     save_checkpoint,
 )
+from candletok.model.config import (  # noqa: F401  (re-exported)
+    AUTO_PASSES,
+    Progress,
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    auto_eval_every,
+    auto_steps,
+    describe_stop,
+    resume_config,
+)
 from candletok.model.evaluate import (
     ScoreRow,
     autocast,
@@ -79,6 +89,7 @@ from candletok.model.evaluate import (
 )
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.runtime import stop_on_sigint, torch_threads
+from candletok.model.sampler import WindowSampler, count_candles, lr_at
 from candletok.model.split import Splits, SplitSource, vocab_json
 from candletok.model.updown import token_up_rates
 
@@ -87,281 +98,6 @@ __all__ = [
     "auto_steps", "evaluate",
     "load_model", "lr_at", "read_checkpoint", "resolve_device", "resume_config", "train",
 ]
-
-# -- configuration ------------------------------------------------------------------------
-AUTO_PASSES = 25  # default steps: this many passes over the training candles ...
-AUTO_MIN_STEPS = 200  # ... but at least this many (warm-up and a few evaluations) ...
-AUTO_MAX_STEPS = 20_000  # ... and at most this many (early stopping usually ends sooner)
-
-
-AUTO_EVALS = 20  # default eval interval: this many evaluations per run, ...
-AUTO_EVAL_EVERY = (10, 500)  # ... every 10 to 500 steps
-
-
-def auto_eval_every(steps: int) -> int:
-    """The default eval (and checkpoint) interval of a ``steps``-step run: about
-    :data:`AUTO_EVALS` evaluations per run, every 10 to 500 steps. Early stopping counts
-    evaluations, so this is also what makes the default patience mean the same share of
-    a short run and of a long one."""
-    lo, hi = AUTO_EVAL_EVERY
-    return int(min(hi, max(lo, round(steps / AUTO_EVALS))))
-
-
-def auto_steps(n_candles: int, batch_size: int, context: int) -> int:
-    """The default number of steps for ``n_candles`` training candles: enough for
-    :data:`AUTO_PASSES` passes over them (a step reads ``batch_size * context`` tokens),
-    clamped to [:data:`AUTO_MIN_STEPS`, :data:`AUTO_MAX_STEPS`]. Early stopping ends a run
-    sooner when val stops improving, so this is a budget, not a target."""
-    passes = math.ceil(AUTO_PASSES * max(0, n_candles) / max(1, batch_size * context))
-    return int(min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, passes)))
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes a training run. Saved in every checkpoint."""
-
-    # Defaults measured on the bundled sample (10k train candles, ~1,000 tokens): larger or
-    # longer-trained models only overfit sooner (val is best after ~40 steps there); the
-    # best-on-val weights are kept and early stopping ends the run.
-    steps: int | None = None  # None: sized to the data (auto_steps), fixed at the start
-    batch_size: int = 32
-    context: int = 128
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    dropout: float = 0.2
-    bias: bool = False
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    eval_every: int | None = None  # also the checkpoint interval; None: auto_eval_every
-    eval_windows: int = 512  # cap on val windows for periodic evals (0: all); final is full
-    eval_batch: int = 64
-    patience: int = 5  # stop after this many evaluations without a better val (0: never)
-    seed: int = 0
-    threads: int = 0  # CPU threads; 0: OMP_NUM_THREADS if set, else torch's (see runtime)
-    token_features: bool = True  # feature-aware embeddings when the vocab is available
-    keep_best: bool = True  # the model you load is the one with the best val score
-
-    MAX_CONTEXT: ClassVar[int] = 8192
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "patience", "threads")
-
-    def check(self) -> None:
-        """One :class:`ModelError` for the first setting that cannot train (fail fast)."""
-        ints = {"number of steps": 1 if self.steps is None else self.steps,
-                "batch size": self.batch_size, "context": self.context,
-                "number of layers": self.n_layer, "number of heads": self.n_head,
-                "width": self.n_embd,
-                "eval interval": 1 if self.eval_every is None else self.eval_every}
-        for name, v in ints.items():
-            if v < 1:
-                raise ModelError(f"The {name} must be at least 1, not {v}.")
-        for name, v in {"patience": self.patience, "number of threads": self.threads}.items():
-            if v < 0:
-                raise ModelError(f"The {name} must be 0 or more, not {v}.")
-        if self.n_embd % self.n_head:
-            raise ModelError(f"The width ({self.n_embd}) must be a multiple of the number of "
-                             f"heads ({self.n_head}).")
-        if self.context > self.MAX_CONTEXT:
-            raise ModelError(f"The context must be at most {self.MAX_CONTEXT} tokens, not "
-                             f"{self.context}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ModelError(f"Dropout must be in [0, 1), not {self.dropout}.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ModelError(f"The learning rate must be a positive number, not {self.lr}.")
-
-    @property
-    def total_steps(self) -> int:
-        """``steps`` once fixed (the schedule needs a number)."""
-        if self.steps is None:
-            raise ModelError("The number of steps is not fixed yet; call sized_for() first.")
-        return self.steps
-
-    @property
-    def eval_interval(self) -> int:
-        """``eval_every`` once fixed."""
-        if self.eval_every is None:
-            raise ModelError("The eval interval is not fixed yet; call sized_for() first.")
-        return self.eval_every
-
-    def sized_for(self, n_candles: int) -> TrainConfig:
-        """This configuration with ``steps`` and ``eval_every`` fixed: as given, or sized
-        to ``n_candles`` training candles (:func:`auto_steps`, :func:`auto_eval_every`)."""
-        steps = (auto_steps(n_candles, self.batch_size, self.context) if self.steps is None
-                 else self.steps)
-        every = auto_eval_every(steps) if self.eval_every is None else self.eval_every
-        return dataclasses.replace(self, steps=steps, eval_every=every)
-
-    def merged_for_resume(self, **changes: int | None) -> TrainConfig:
-        """This (saved) configuration with only what a resume may change replaced:
-        ``steps``, ``eval_every``, ``patience`` and ``threads``; a ``None`` keeps the saved
-        value. Anything else would change the run being continued."""
-        bad = set(changes) - set(self.RESUMABLE)
-        if bad:
-            raise ModelError(f"A resumed run keeps its saved {', '.join(sorted(bad))}; only "
-                             f"{', '.join(self.RESUMABLE)} may change.")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def gpt_config(self, vocab_size: int, n_features: int = 0) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
-                         bias=self.bias, n_features=n_features)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def resume_config(out: str | Path, **changes: int | None) -> TrainConfig:
-    """The configuration saved in the checkpoint at ``out``, with the changes a resume
-    allows (:meth:`TrainConfig.merged_for_resume`)."""
-    saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
-    return saved.merged_for_resume(**changes)
-
-
-StopReason = Literal["steps", "early_stop", "until", "interrupted"]
-STOP_REASONS: dict[str, str] = {
-    "steps": "all steps done",
-    "early_stop": "early stop: val stopped improving",
-    "until": "stopped at the requested step",
-    "interrupted": "interrupted; the checkpoint holds the last step",
-}
-
-
-def describe_stop(reason: str, patience: int | None = None) -> str:
-    """Why a run stopped, in words (with the patience, for an early stop, when given)."""
-    text = STOP_REASONS.get(reason, reason)
-    if reason == "early_stop" and patience:
-        text += f" for {patience} evaluations"
-    return text
-
-
-@dataclass
-class StepInfo:
-    """What the progress callback receives after every step (and at phase changes).
-
-    ``val_bpc`` is the latest periodic evaluation of the weights being trained (on at
-    most ``eval_windows`` val windows) during ``train``/``eval``; on ``done`` it is the
-    model's val in the final table, which scores the best-on-val weights (from
-    ``best_step``) on every val window."""
-
-    step: int
-    steps: int
-    loss: float
-    lr: float
-    tokens_per_s: float
-    val_bpc: float | None
-    phase: str = "train"  # "train", "eval", "baselines", "done"
-    boundary: bool = False  # an evaluation + checkpoint boundary was just completed; then
-    # ``loss`` is the mean over the steps since the previous boundary
-    best_step: int | None = None  # step of the best-on-val weights so far
-    stop_reason: str | None = None  # on "done": a key of STOP_REASONS
-
-    @property
-    def loss_bits(self) -> float:
-        """The training loss (cross-entropy, nats) in bits, the unit of ``val_bpc``."""
-        return self.loss / math.log(2)
-
-
-@dataclass
-class TrainResult:
-    path: Path
-    step: int
-    steps: int
-    device: str
-    n_params: int
-    tokens_per_s: float
-    data_wait_share: float
-    history: list[dict[str, float]]
-    table: list[ScoreRow]
-    best_ngram: str
-    beats_best_ngram: bool
-    summary: str
-    interrupted: bool = False
-    model: CandleGPT | None = None
-    stop_reason: str = "steps"  # a key of STOP_REASONS
-    best_step: int | None = None  # step of the weights in the table (None: the last step)
-    threads: int = 0  # CPU threads used (per process)
-    processes: int = 1  # DDP world size; tokens_per_s counts every process's windows
-
-
-Progress = Callable[[StepInfo], None]
-
-
-# -- data and schedule --------------------------------------------------------------------
-class WindowSampler:
-    """Random training windows of ``context`` inputs, a pure function of
-    ``(seed, step, rank)``.
-
-    A window may start at any token of a series (BOS included) such that its ``context + 1``
-    tokens stay inside the series; series shorter than that give one padded window. Series
-    are weighted by how many windows they hold, so every start is equally likely."""
-
-    def __init__(self, ds: SplitSource, context: int) -> None:
-        self.tokens = ds.tokens
-        bounds = np.asarray(ds.bounds, dtype=np.int64).reshape(-1, 2)
-        bounds = bounds[(bounds[:, 1] - bounds[:, 0]) >= 2]  # series with >= 1 candle
-        self.a, self.b = bounds[:, 0], bounds[:, 1]
-        self.context = int(context)
-        n_starts = np.maximum(1, (self.b - self.a) - self.context)
-        self.cum = np.cumsum(n_starts)
-        self.first = self.cum - n_starts  # first global start number of each series
-        if self.cum.size == 0:
-            raise ModelError("The training split holds no candles; encode more data first.")
-
-    def batch(self, seed: int, step: int, size: int, rank: int = 0,
-              world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)`` int64 arrays (size / world_size, context); padded inputs PAD, padded
-        targets -1.
-
-        ``size`` is the global batch: its window starts are drawn from the seed
-        ``(seed, step)`` and rank ``r`` of ``world_size`` reads only its contiguous share,
-        rows ``[r * size / world_size, (r + 1) * size / world_size)``. So the ranks'
-        batches laid end to end are exactly the single-process batch of the same step (a
-        DDP run follows the one-process run), drawing the starts costs a few integers,
-        and no rank reads another's windows."""
-        if world_size < 1 or not 0 <= rank < world_size or size % world_size:
-            raise ModelError(f"A batch of {size} windows cannot be split evenly between "
-                             f"{world_size} processes (rank {rank}); give a batch size that "
-                             "is a multiple of the number of processes.")
-        share = size // world_size
-        rng = np.random.default_rng((int(seed), int(step)))
-        u = rng.integers(0, int(self.cum[-1]), size=size)[rank * share:(rank + 1) * share]
-        s = np.searchsorted(self.cum, u, side="right")
-        start = self.a[s] + (u - self.first[s])
-        c = self.context
-        pos = start[:, None] + np.arange(c + 1)[None, :]
-        end = self.b[s][:, None]
-        valid = pos < end
-        chunk = np.asarray(self.tokens[np.minimum(pos, end - 1)], dtype=np.int64)
-        x = np.where(valid[:, 1:], chunk[:, :-1], PAD)  # an input only where it has a target
-        y = np.where(valid[:, 1:], chunk[:, 1:], IGNORE_INDEX)
-        return x, y
-
-
-def count_candles(ds: SplitSource) -> int:
-    """Candles in a split (its series' lengths, the BOS before each not counted)."""
-    b = np.asarray(ds.bounds, dtype=np.int64).reshape(-1, 2)
-    return int((b[:, 1] - b[:, 0] - 1).sum())
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to
-    ``lr * min_lr_ratio`` at ``steps``."""
-    steps = cfg.total_steps
-    min_lr = cfg.lr * cfg.min_lr_ratio
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if step >= steps:
-        return min_lr
-    ratio = (step - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
-
 
 def open_splits(root: str | Path | Splits, context: int) -> dict[str, SplitSource | None]:
     """The train/val/test splits of a dataset folder (or the mapping given, for tests and

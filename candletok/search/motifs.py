@@ -25,7 +25,8 @@ from candletok.core.ids import N_SPECIAL
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index, ranges_to_indices
 from candletok.search.query import When, from_us, to_us
-from candletok.search.similar import DEFAULT_HORIZONS, _clean, check_horizons
+from candletok.search.result import clean_json
+from candletok.search.similar import DEFAULT_HORIZONS, check_horizons
 from candletok.search.timerule import (
     Cut,
     TimeRule,
@@ -48,9 +49,9 @@ class MotifResult:
 
     def to_dict(self) -> dict[str, Any]:
         def rows(df: pl.DataFrame) -> list[dict[str, Any]]:
-            return [{k: _clean(v) for k, v in r.items()} for r in df.to_dicts()]
+            return [{k: clean_json(v) for k, v in r.items()} for r in df.to_dicts()]
 
-        return {"summary": {k: _clean(v) for k, v in self.summary.items()},
+        return {"summary": {k: clean_json(v) for k, v in self.summary.items()},
                 "words": self.words, "motifs": rows(self.motifs),
                 "outcomes": rows(self.outcomes), "base": rows(self.base)}
 

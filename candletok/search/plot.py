@@ -1,11 +1,12 @@
 """The ``similar`` chart: the query, its best matches with what followed, and the
 distribution of forward returns against the base rate.
 
-Chart conventions of the project: dates on the x axis with trading days drawn without
-gaps (x is the bar number, labelled with its date), the symbol on the price axis.
+Chart conventions of the project (``candletok.viz``): dates on the x axis with trading
+days drawn without gaps (x is the bar number, ticks on the first bar of a natural period),
+the symbol on the price axis; the candle drawing and the date ticks are viz's own.
 Candles come from the dataset's tokens drawn to their stored closes (the dataset keeps
-closes, not wicks), so the title says so. Drawn with the Agg backend as vectorized
-collections (one LineCollection of wicks, one PolyCollection of bodies per panel).
+closes, not wicks), so the title says so. The figure is made without pyplot (no global
+backend, no display).
 """
 
 from __future__ import annotations
@@ -19,46 +20,29 @@ import polars as pl
 
 from candletok.core.atomic import atomic_path
 from candletok.search.query import candles
+from candletok.search.stats import base_sample
 from candletok.search.timerule import series_limits
+from candletok.viz.candles import date_ticks, draw_candles
 
 if TYPE_CHECKING:
-    from candletok.search.similar import SimilarResult
+    from candletok.search.result import SimilarResult
 
-UP, DOWN = "#26a69a", "#ef5350"
-
-
-def draw_candles(ax: Any, x: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray,
-                 c: np.ndarray, width: float = 0.6, alpha: float = 1.0) -> None:
-    """Candles at positions x as two collections (no Python loop per candle)."""
-    from matplotlib.collections import LineCollection, PolyCollection
-
-    colors = np.where(c >= o, UP, DOWN)
-    wicks = np.stack([np.stack([x, lo], 1), np.stack([x, h], 1)], 1)
-    ax.add_collection(LineCollection(wicks, colors=colors, linewidths=0.8, alpha=alpha))
-    y0, y1 = np.minimum(o, c), np.maximum(o, c)
-    y1 = np.where(y1 - y0 < 1e-9 * np.abs(y0), y0 + 1e-3 * np.abs(y0), y1)  # dojis visible
-    hw = width / 2
-    boxes = np.stack([np.stack([x - hw, y0], 1), np.stack([x - hw, y1], 1),
-                      np.stack([x + hw, y1], 1), np.stack([x + hw, y0], 1)], 1)
-    ax.add_collection(PolyCollection(boxes, facecolors=colors, edgecolors=colors, alpha=alpha))
-
-
-def date_ticks(ax: Any, x: np.ndarray, ts: pl.Series, most: int = 6, fmt: str = "%Y-%m-%d",
-               must: tuple[int, ...] = ()) -> None:
-    """Label about ``most`` bars (always the ``must`` ones) with their dates: trading days
-    stay evenly spaced, every label is a real bar's date, and no two labels crowd."""
-    n = x.size
-    if n == 0:
-        return
-    gap = max(1, n // (2 * max(most, 1)))
-    keep = sorted({i for i in must if 0 <= i < n})
-    for i in np.linspace(0, n - 1, min(most, n)).round().astype(int).tolist():
-        if all(abs(i - j) > gap for j in keep):
-            keep.append(i)
-    keep.sort()
-    labels = [ts[i].strftime(fmt) for i in keep]
-    ax.set_xticks(x[keep])
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+def _ticks(ax: Any, ts: pl.Series, most: int, must: int | None = None) -> None:
+    """Date labels on the bar-index axis by the shared convention (the first bar of a
+    natural period), plus the bar ``must`` (a match's last candle) when given."""
+    times = ts.dt.replace_time_zone(None).cast(pl.Datetime("us")).to_numpy()
+    pos, labels = date_ticks(times, max_ticks=most)
+    ticks = list(zip(pos.tolist(), labels, strict=True))
+    if must is not None and 0 <= must < times.size:
+        ticks.append((must, str(times[must].astype("datetime64[D]"))))
+    gap = max(1, times.size // (2 * most + 1))
+    kept: list[tuple[int, str]] = []
+    for p, lab in sorted(ticks, key=lambda t: (t[0] != must, t[0])):  # `must` first
+        if all(abs(p - q) > gap for q, _ in kept):
+            kept.append((p, lab))
+    kept.sort()
+    ax.set_xticks([p for p, _ in kept], [lab for _, lab in kept], rotation=30, ha="right",
+                  fontsize=7)
 
 
 def _ohlc(df: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -74,7 +58,7 @@ def _query_panel(ax: Any, res: SimilarResult) -> None:
                label=f"query: last {n_q} candle{'s' if n_q > 1 else ''}")
     ax.autoscale_view()
     ax.set_xlim(-1, ctx.height)
-    date_ticks(ax, x, ctx["ts"], most=8, must=(ctx.height - n_q, ctx.height - 1))
+    _ticks(ax, ctx["ts"], most=8)
     s = res.summary
     ax.set_ylabel(f"{s['symbol']} price")
     ax.set_title(f"{s['symbol']} to {s['T'][:10]} (T): the query, {s['mode']} mode",
@@ -105,7 +89,7 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
     ax.axhline(0.0, color="grey", lw=0.6, ls=":")
     ax.autoscale_view()
     ax.set_xlim(-1, max(df.height, end + H + 1))
-    date_ticks(ax, x, df["ts"], most=3, fmt="%Y-%m-%d", must=(end,))
+    _ticks(ax, df["ts"], most=2, must=end)
     m = res.matches.row(rank - 1, named=True)
     dist = m["distance"]
     ax.set_title(f"#{rank} {m['symbol']} to {m['end']:%Y-%m-%d}"
@@ -117,7 +101,6 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
 
 def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
     """Histogram of the matches' h-bar forward returns over the base rate's (densities)."""
-    from candletok.search.similar import base_sample
 
     assert res._idx is not None and res._rule is not None
     m = 100.0 * np.expm1(res.forward[h]["matches"])
@@ -143,10 +126,7 @@ def _returns_panel(ax: Any, res: SimilarResult, h: int) -> None:
 def plot_similar(res: SimilarResult, out: str | Path, n_matches: int = 8) -> Path:
     """Write the chart as PNG: query on top, up to ``n_matches`` match panels, then one
     forward-return histogram per horizon (matches over the base rate)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     idx, rule = res._idx, res._rule
     assert idx is not None and rule is not None and res._e is not None
@@ -154,34 +134,31 @@ def plot_similar(res: SimilarResult, out: str | Path, n_matches: int = 8) -> Pat
     cols = 4
     mrows = max(1, math.ceil(shown.size / cols))
     hs = list(rule.horizons)[:4]
-    fig = plt.figure(figsize=(14, 3.2 + 2.6 * mrows + 2.8), dpi=100)
+    fig = Figure(figsize=(14, 3.2 + 2.6 * mrows + 2.8), dpi=100)
     gs = fig.add_gridspec(2 + mrows, max(cols, len(hs)),
                           height_ratios=[1.4] + [1.0] * mrows + [1.0], hspace=0.75, wspace=0.3)
-    try:
-        _query_panel(fig.add_subplot(gs[0, :]), res)
-        limits = series_limits(idx, rule.T)
-        for i, e in enumerate(shown.tolist()):
-            ax = fig.add_subplot(gs[1 + i // cols, i % cols])
-            _match_panel(ax, res, int(e), i + 1, limits)
-            if i == 0:
-                ax.legend(fontsize=6, loc="lower left")
-        if shown.size == 0:
-            ax = fig.add_subplot(gs[1, :])
-            ax.text(0.5, 0.5, "no match before T", ha="center", va="center")
-            ax.set_axis_off()
-        for j, h in enumerate(hs):
-            _returns_panel(fig.add_subplot(gs[1 + mrows, j]), res, h)
-        s = res.summary
-        asked = f" (asked {s['last']}, backed off)" if s["backed_off"] else ""
-        fig.suptitle(
-            f"What followed {s['symbol']}'s last {s['window']} candle"
-            f"{'s' if s['window'] > 1 else ''}{asked}: {s['matches']} matches before "
-            f"{s['T'][:10]} "
-            f"(effective n {s['n_eff']:.1f}); candles rebuilt from tokens, drawn to the "
-            "stored closes", fontsize=11)
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    _query_panel(fig.add_subplot(gs[0, :]), res)
+    limits = series_limits(idx, rule.T)
+    for i, e in enumerate(shown.tolist()):
+        ax = fig.add_subplot(gs[1 + i // cols, i % cols])
+        _match_panel(ax, res, int(e), i + 1, limits)
+        if i == 0:
+            ax.legend(fontsize=6, loc="lower left")
+    if shown.size == 0:
+        ax = fig.add_subplot(gs[1, :])
+        ax.text(0.5, 0.5, "no match before T", ha="center", va="center")
+        ax.set_axis_off()
+    for j, h in enumerate(hs):
+        _returns_panel(fig.add_subplot(gs[1 + mrows, j]), res, h)
+    s = res.summary
+    asked = f" (asked {s['last']}, backed off)" if s["backed_off"] else ""
+    fig.suptitle(
+        f"What followed {s['symbol']}'s last {s['window']} candle"
+        f"{'s' if s['window'] > 1 else ''}{asked}: {s['matches']} matches before "
+        f"{s['T'][:10]} "
+        f"(effective n {s['n_eff']:.1f}); candles rebuilt from tokens, drawn to the "
+        "stored closes", fontsize=11)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     return out

@@ -13,7 +13,6 @@ the query's own window, thinned so that no two overlap.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
 from candletok.search.nearest import nearest, query_costs, window_distance
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
+from candletok.search.result import SimilarResult
 from candletok.search.timerule import (
     Cut,
     TimeRule,
@@ -69,51 +69,6 @@ class Found:
     eligible: int  # after the time rule, before thinning
     notes: list[str] = field(default_factory=list)
     search: str = ""  # how the search went (a diagnostic, not part of the answer)
-
-
-@dataclass
-class SimilarResult:
-    """Matches, outcomes per horizon beside the base rate, and the summary in words."""
-
-    matches: pl.DataFrame
-    outcomes: pl.DataFrame
-    summary: dict[str, Any]
-    words: list[str]
-    query: pl.DataFrame
-    next_range: pl.DataFrame
-    forward: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
-    _idx: SearchIndex | None = field(default=None, repr=False)
-    _tok: Tokenizer | None = field(default=None, repr=False)
-    _e: np.ndarray | None = field(default=None, repr=False)
-    _rule: TimeRule | None = field(default=None, repr=False)
-    context: pl.DataFrame | None = field(default=None, repr=False)  # candles before the query
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything printable, JSON-ready (times as ISO text, NaN as None)."""
-        def rows(df: pl.DataFrame) -> list[dict[str, Any]]:
-            out = df.with_columns(pl.col(pl.Datetime).dt.to_string("%Y-%m-%dT%H:%M:%S%z"))
-            return [{k: _clean(v) for k, v in r.items()} for r in out.to_dicts()]
-
-        return {"summary": {k: _clean(v) for k, v in self.summary.items()},
-                "words": self.words, "outcomes": rows(self.outcomes),
-                "next_range": rows(self.next_range), "matches": rows(self.matches),
-                "query": rows(self.query)}
-
-    def plot(self, out: str | Path, n_matches: int = 8) -> Path:
-        """Draw the query, the best matches and the forward returns (see plot.py)."""
-        from candletok.search.plot import plot_similar
-
-        return plot_similar(self, out, n_matches)
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    return v
 
 
 def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
@@ -284,14 +239,6 @@ def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]
                              (r["q10_pct"], r["q50_pct"], r["q90_pct"]),
                              (r["q10_vol"], r["q50_vol"], r["q90_vol"]), r["p_value"])
     return one("matches"), one("base")
-
-
-def base_sample(idx: SearchIndex, rule: TimeRule, h: int, size: int = 200_000
-                ) -> np.ndarray:
-    """Forward log returns of (at most ``size``, evenly strided) base-rate windows at h:
-    what a chart draws the base distribution from."""
-    r = stats.base_forward(Cut.of(idx, rule), h)[0]
-    return r[:: max(1, r.size // size)]
 
 
 def _next_range(idx: SearchIndex, tok: Tokenizer, cut: Cut, e: np.ndarray) -> pl.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats as sps
 
 from candletok.search.index import SearchIndex
-from candletok.search.timerule import Cut, effective_n
+from candletok.search.timerule import Cut, TimeRule, effective_n
 
 Z95 = 1.959963984540054  # the 97.5% normal quantile
 ALPHA = 0.05
@@ -213,3 +213,11 @@ def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:
         return head + f": significant ({what} = {p:.3g}); up {side} often than the base rate."
     return head + (f": not significant ({what} = {p:.2g}); these matches do not move "
                    "differently from the base rate.")
+
+
+def base_sample(idx: SearchIndex, rule: TimeRule, h: int, size: int = 200_000
+                ) -> np.ndarray:
+    """Forward log returns of (at most ``size``, evenly strided) base-rate windows at h:
+    what a chart draws the base distribution from."""
+    r = base_forward(Cut.of(idx, rule), h)[0]
+    return r[:: max(1, r.size // size)]

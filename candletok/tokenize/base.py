@@ -530,7 +530,7 @@ class Tokenizer:
                 "candletok can read."
             )
         scheme = str(content.get("scheme"))
-        known = _schemes(Tokenizer)
+        known = known_schemes(Tokenizer)
         klass = known.get(scheme)
         if klass is None or (cls is not Tokenizer and klass is not cls):
             raise TokenizerError(
@@ -565,7 +565,7 @@ class Tokenizer:
         return cls.loads(text, str(path))
 
 
-def _schemes(root: type[Tokenizer]) -> dict[str, type[Tokenizer]]:
+def known_schemes(root: type[Tokenizer]) -> dict[str, type[Tokenizer]]:
     """Every imported subclass of ``root`` by scheme name (subclasses register simply by
     being defined; :mod:`candletok.tokenize.registry` imports the built-in ones)."""
     out: dict[str, type[Tokenizer]] = {}

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from candletok.core.errors import TokenizerError
-from candletok.tokenize.base import Tokenizer, _schemes
+from candletok.tokenize.base import Tokenizer, known_schemes
 from candletok.tokenize.bins import BinsTokenizer
 from candletok.tokenize.kmeans import KMeansTokenizer
 
@@ -18,7 +18,7 @@ BUILTIN: tuple[type[Tokenizer], ...] = (BinsTokenizer, KMeansTokenizer)
 
 def schemes() -> dict[str, type[Tokenizer]]:
     """Every known scheme by name (the built-ins and any imported subclass)."""
-    return _schemes(Tokenizer)
+    return known_schemes(Tokenizer)
 
 
 def scheme_class(scheme: str) -> type[Tokenizer]:

@@ -1,0 +1,55 @@
+"""What :func:`candletok.search.similar.similar` returns: frames, the summary in words,
+and what a chart needs. On its own so that the chart module can name it without
+importing the search itself."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from candletok.search.index import SearchIndex
+from candletok.search.timerule import TimeRule
+from candletok.tokenize.base import Tokenizer
+
+
+@dataclass
+class SimilarResult:
+    """Matches, outcomes per horizon beside the base rate, and the summary in words."""
+
+    matches: pl.DataFrame
+    outcomes: pl.DataFrame
+    summary: dict[str, Any]
+    words: list[str]
+    query: pl.DataFrame
+    next_range: pl.DataFrame
+    forward: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _idx: SearchIndex | None = field(default=None, repr=False)
+    _tok: Tokenizer | None = field(default=None, repr=False)
+    _e: np.ndarray | None = field(default=None, repr=False)
+    _rule: TimeRule | None = field(default=None, repr=False)
+    context: pl.DataFrame | None = field(default=None, repr=False)  # candles before the query
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything printable, JSON-ready (times as ISO text, NaN as None)."""
+        def rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+            out = df.with_columns(pl.col(pl.Datetime).dt.to_string("%Y-%m-%dT%H:%M:%S%z"))
+            return [{k: clean_json(v) for k, v in r.items()} for r in out.to_dicts()]
+
+        return {"summary": {k: clean_json(v) for k, v in self.summary.items()},
+                "words": self.words, "outcomes": rows(self.outcomes),
+                "next_range": rows(self.next_range), "matches": rows(self.matches),
+                "query": rows(self.query)}
+
+def clean_json(v: Any) -> Any:
+    """NaN as None, recursively: JSON has no NaN."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (list, tuple)):
+        return [clean_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: clean_json(x) for k, x in v.items()}
+    return v
