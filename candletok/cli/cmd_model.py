@@ -20,22 +20,16 @@ from rich.progress import (
 
 from candletok.cli.app import app, console, emit_json, err_console, fail, fmt_bits, table
 from candletok.core.errors import ModelError
-from candletok.forecast.predict import Calibration, Prediction
-from candletok.model.checkpoint import check_fingerprint, load_model, model_interval
-from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
-from candletok.model.gpt import CandleGPT
-from candletok.model.train import (
-    StepInfo,
-    TrainConfig,
-    TrainResult,
-    describe_stop,
-    resume_config,
-    train,
-)
 from candletok.tokenize.base import Tokenizer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
     from candletok.forecast.calibrate import CalibratedProbability
+    from candletok.forecast.predict import Calibration, Prediction
+    from candletok.model.gpt import CandleGPT
+    from candletok.model.train import (
+        StepInfo,
+        TrainResult,
+    )
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
 
@@ -81,6 +75,7 @@ def train_bar(steps: int) -> Iterator[Callable[[StepInfo], None]]:
 def plain_line(i: StepInfo) -> str | None:
     """The log line for a pipe or a log file: one per evaluation boundary and one at the
     end, None for every other step."""
+    from candletok.model.train import describe_stop
     if i.phase == "done":
         return (f"done step {i.step}/{i.steps} ({describe_stop(i.stop_reason or 'steps')}) "
                 f"{_val_label(i)} {fmt_bits(i.val_bpc)} bits/candle")
@@ -109,6 +104,7 @@ def train_progress(steps: int) -> Iterator[Callable[[StepInfo], None]]:
 
 def print_train(res: TrainResult, out: Path) -> None:
     """One line on the run, then the model-vs-baselines table and its verdict."""
+    from candletok.model.train import describe_stop
     threads = (f" ({res.threads} thread{'s' if res.threads != 1 else ''})"
                if res.device == "cpu" and res.threads else "")
     why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
@@ -198,6 +194,8 @@ def train_cmd(
         "each); --batch is the global batch and must be a multiple of it."),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
+    from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
+    from candletok.model.train import TrainConfig, resume_config, train
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
     if nproc > 1:
@@ -235,6 +233,7 @@ def train_cmd(
 
 def _tokenizer_for(model: CandleGPT, dataset: Path | None) -> Tokenizer:
     """The model's vocabulary: from the dataset (fingerprint-checked) or the checkpoint."""
+    from candletok.model.checkpoint import check_fingerprint
     if dataset is not None:
         from candletok.dataset.manifest import open_dataset
 
@@ -264,6 +263,7 @@ def generate(
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
     from candletok.forecast.predict import continue_series
+    from candletok.model.checkpoint import load_model
 
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,
@@ -294,6 +294,7 @@ def predict(
     from candletok.forecast.calibrate import calibrate_probability, load_calibration
     from candletok.forecast.latest import bars_source, forecast_report, predict_symbols
     from candletok.forecast.predict import calibration
+    from candletok.model.checkpoint import load_model, model_interval
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
