@@ -85,3 +85,12 @@ def test_lazy_names_resolve_to_their_homes() -> None:
     assert candletok.load_bars is load_bars and candletok.load_tokenizer is load_tokenizer
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         candletok.nope  # noqa: B018
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """`candletok --help`, `--version` and the data commands never pay for torch; the model
+    commands import it when they run."""
+    code = "import sys, candletok.cli.main; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
