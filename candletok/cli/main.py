@@ -5,6 +5,7 @@ into one sentence on stderr and a non-zero exit; ``--debug`` shows the traceback
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -28,8 +29,9 @@ def _message(exc: BaseException) -> str:
 
 def run() -> None:
     """Run the app; exit 0 on success, 1 with one sentence on error, 2 on usage errors."""
-    if "--debug" in sys.argv[1:]:
-        STATE["debug"] = True
+    args = sys.argv[1:]
+    STATE["debug"] = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    STATE["debug"] = STATE["debug"] or bool(os.environ.get("CANDLETOK_DEBUG"))
     try:
         rv = app(standalone_mode=False)
     except typer.Exit as exc:
