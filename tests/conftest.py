@@ -26,3 +26,16 @@ def one_torch_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cli_state():  # type: ignore[no-untyped-def]
+    """Each test starts with the CLI's defaults: a CliRunner call with --debug or --format
+    in one test must not change how another test's commands print."""
+    from candletok.cli import app
+
+    saved = dict(app.STATE)
+    app.STATE.update(debug=False, format="table")
+    yield
+    app.STATE.clear()
+    app.STATE.update(saved)

@@ -370,7 +370,7 @@ def test_early_stopping_ends_the_run_without_changing_the_best_weights(tmp_path:
 
 
 def test_default_steps_are_sized_to_the_training_candles(tmp_path: Path) -> None:
-    from candletok.model.train import (
+    from candletok.model.config import (
         AUTO_MAX_STEPS,
         AUTO_MIN_STEPS,
         AUTO_PASSES,

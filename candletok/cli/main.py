@@ -29,9 +29,9 @@ def _message(exc: BaseException) -> str:
 
 def run() -> None:
     """Run the app; exit 0 on success, 1 with one sentence on error, 2 on usage errors."""
-    args = sys.argv[1:]
-    STATE["debug"] = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
-    STATE["debug"] = STATE["debug"] or bool(os.environ.get("CANDLETOK_DEBUG"))
+    # every run starts from the environment and its own arguments (an earlier in-process
+    # run's --debug must not leak into this one)
+    STATE["debug"] = "--debug" in sys.argv[1:] or bool(os.environ.get("CANDLETOK_DEBUG"))
     try:
         rv = app(standalone_mode=False)
     except typer.Exit as exc:
