@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import candletok
 from candletok.cli import commands  # noqa: F401  (registers every command)
-from candletok.cli.app import app, flag_wording, hoist_global_options
+from candletok.cli.app import STATE, app, flag_wording, hoist_global_options
 from candletok.core.errors import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +87,9 @@ def test_debug_and_format_anywhere() -> None:
     r = runner.invoke(app, ["sample", "--debug"])
     assert r.exit_code == 0, r.output
     assert "AAPL" in r.output and "No such option" not in r.output
+    assert STATE["debug"]
+    runner.invoke(app, ["sample"])
+    assert not STATE["debug"]  # one command's --debug does not carry into the next
 
 
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:

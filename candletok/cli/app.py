@@ -160,8 +160,9 @@ def _main(
                                  help="Print the version and exit."),
 ) -> None:
     """candletok — market candles as tokens."""
-    if debug:
-        STATE["debug"] = True
+    # Set on every invocation (not only switched on): a process that runs several commands,
+    # as tests do, must not carry one command's --debug into the next.
+    STATE["debug"] = debug or bool(os.environ.get("CANDLETOK_DEBUG"))
     setup_logging(STATE["debug"])
     fmt = output.strip().lower()
     if fmt not in FORMATS:
