@@ -9,7 +9,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,19 @@ def output_error(final: Path, exc: OSError) -> OutputError:
     why = exc.strerror or type(exc).__name__
     return OutputError(f"Cannot write {final}: {why.lower()} (check the folder exists "
                        "and is writable).")
+
+
+def replace_dir(final: Path, tmp: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing an old folder there: the
+    old one is renamed aside first and removed only after the new one is in place, so a
+    crash leaves one complete folder under ``final`` (or the old one beside it)."""
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        final.rename(trash)
+        tmp.rename(final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(final)
 
 
 def temp_dir_beside(final: Path, suffix: str) -> Path:

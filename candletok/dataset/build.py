@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok.core.atomic import temp_dir_beside, write_json_atomic
+from candletok.core.atomic import replace_dir, temp_dir_beside, write_json_atomic
 from candletok.core.errors import CandletokError
 from candletok.core.ids import SPLITS
 from candletok.core.times import iso, parse_time
@@ -335,23 +334,12 @@ def build_dataset(
         # nothing is still writing into ``tmp`` when it is removed or renamed.
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as io:
             result = _Build(cfg, tmp, io, loader or load_bars, tick).run()
-        _replace(out_path, tmp)
+        replace_dir(out_path, tmp)
         result.root = out_path
         return result
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _replace(out: Path, tmp: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out``, replacing an old dataset there."""
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def load_group(

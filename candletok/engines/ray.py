@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from candletok.core.atomic import temp_dir_beside
+from candletok.core.atomic import replace_dir, temp_dir_beside
 from candletok.core.errors import CandletokError
 from candletok.core.ids import SPLITS
 from candletok.core.times import parse_time
@@ -57,7 +57,6 @@ from candletok.dataset.build import (
     Cuts,
     EncodeResult,
     Progress,
-    _replace,
     encode_group,
     expected_split_rows,
     finish_manifest,
@@ -99,7 +98,7 @@ def build_ray(
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as pool:
             result = _RayBuild(ray, cfg, tmp, pool, loader or load_bars, tick).run()
-        _replace(out_path, tmp)
+        replace_dir(out_path, tmp)
         result.root = out_path
         return result
     finally:

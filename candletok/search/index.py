@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok.core.atomic import atomic_path, sha256_file, temp_dir_beside, write_json_atomic
+from candletok.core.atomic import (
+    atomic_path,
+    replace_dir,
+    sha256_file,
+    temp_dir_beside,
+    write_json_atomic,
+)
 from candletok.core.errors import DatasetError
 from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest
@@ -219,13 +224,7 @@ class SearchIndex:
                     "order": self.order, "candles": int(self.tokens.size),
                     "build_seconds": self.build_seconds, "shard_stats": shard_stats or {}}
             write_json_atomic(tmp / "meta.json", meta)
-            if path.exists():
-                trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                path.rename(trash)
-                tmp.rename(path)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                tmp.rename(path)
+            replace_dir(path, tmp)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
