@@ -145,6 +145,40 @@ def bench_engines(work: Path, n_symbols: int, n_bars: int, ray_too: bool) -> lis
     return out
 
 
+def bench_writer(dataset: Path) -> dict[str, Any]:
+    """The serial part of either engine: the shard writer on the driver, alone.
+
+    Re-writes the local engine's rows (every split, 64 symbols at a time, as the engines
+    hand them over) through :class:`ShardWriter` with its background write thread. The
+    Ray engine encodes on the workers but writes here, so this rate bounds it on a cluster.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from candletok.dataset.writer import ShardWriter
+
+    parts = {s: pl.read_parquet(dataset / s / "*.parquet") for s in ("train", "val", "test")}
+    rows = sum(df.height for df in parts.values())
+    chunks = {s: [g for _, g in df.group_by((pl.col("symbol").rank("dense") - 1) // 64,
+                                             maintain_order=True)]
+              for s, df in parts.items()}
+    out = dataset.parent / "rewrite"
+
+    def run() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            for s, groups in chunks.items():
+                w = ShardWriter(out, s, 1_000_000, "bench", pool=pool,
+                                expected_rows=parts[s].height)
+                for g in groups:
+                    w.add(g)
+                w.close()
+
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    return {"rows": rows, "seconds": seconds, "per_s": rows / seconds}
+
+
 def bench_read(work: Path, n_bars: int) -> list[dict[str, Any]]:
     n_symbols = 100
     bars = synthetic_bars([f"R{i:03d}" for i in range(n_symbols)], n_bars=n_bars // n_symbols,
@@ -204,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['per_s']:>14,.0f}{r['peak_mib']:>11,.0f}{r['startup_s']:>12.1f}")
         if ray_too:
             print("same dataset bytes from both engines:", engines[0]["same_bytes"])
+        wr = bench_writer(work / "local")
+        print(f"shard writer alone (the driver's serial part): {wr['rows']:,} rows in "
+              f"{wr['seconds']:.2f} s = {wr['per_s']:,.0f} rows/s")
         reads = bench_read(work, args.read_bars)
         print(f"\nReading {args.read_bars:,} bars: load_bars (read + canonical + checks) "
               "vs plain Polars read, best of 3 (target <= 2x)")
