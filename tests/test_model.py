@@ -78,8 +78,8 @@ def test_overfits_a_repeating_sequence() -> None:
 class FavoursSpecials(CandleGPT):
     """A model whose raw logits put almost all mass on the special tokens."""
 
-    def forward(self, idx, targets=None):  # type: ignore[no-untyped-def]
-        logits, loss = super().forward(idx, targets)
+    def forward(self, idx, targets=None, cal=None):  # type: ignore[no-untyped-def]
+        logits, loss = super().forward(idx, targets, cal)
         logits = logits.clone()
         logits[..., :N_SPECIAL] += 50.0
         return logits, loss

@@ -10,6 +10,11 @@ shorter than the context is padded (inputs PAD, targets -1).
 
 The token arrays are memory-mapped ``.npy`` files, so DataLoader workers share pages
 instead of copying the data; pickling drops the map and each worker reopens it.
+
+With ``calendar`` (a :class:`~candletok.tokenize.calendar.CalendarSpec`) items are
+``(x, y, cal)``: ``cal`` (context, n_fields) the calendar ids of each input position,
+computed once per split from the shards' ``ts`` column (:meth:`TokenDataset.calendar_ids`)
+and kept in memory; BOS and PAD positions hold the unknown ids.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from candletok.core.atomic import sha256_file
 from candletok.core.errors import DatasetError
-from candletok.core.ids import IGNORE_INDEX, normalize_split, with_bos
+from candletok.core.ids import IGNORE_INDEX, PAD, normalize_split, with_bos
 from candletok.dataset.manifest import (
     INDEX_DIR,
     open_dataset,
@@ -34,6 +40,7 @@ from candletok.dataset.manifest import (
     verify_dataset,
 )
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.calendar import CalendarSpec, calendar_layout
 
 """Target id of padded or already-counted positions; use ``ignore_index=-1`` in the loss."""
 
@@ -65,6 +72,17 @@ def window_index(bounds: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarr
     return start, b[series_of], skip
 
 
+def window_calendar(cal: np.ndarray, starts: np.ndarray, x: np.ndarray,
+                    spec: CalendarSpec) -> np.ndarray:
+    """(B, context, n_fields) int64 calendar ids of windows whose first input is the flat
+    position ``starts`` (B,), from the split's flat ids ``cal`` (:func:`calendar_layout`):
+    a window is a contiguous slice of the flat layout, so input k is position
+    ``starts + k``; padded inputs (``x == PAD``) get the unknown ids."""
+    pos = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(x.shape[1])[None, :]
+    ids = np.asarray(cal[np.minimum(pos, cal.shape[0] - 1)], dtype=np.int64)
+    return np.where((x == PAD)[..., None], spec.unknown[None, None, :], ids)
+
+
 class TokenDataset(Dataset):
     """Map-style dataset of ``(x, y)`` windows over one split of a token dataset."""
 
@@ -75,8 +93,11 @@ class TokenDataset(Dataset):
         context: int = 128,
         vocab: str | Path | Tokenizer | None = None,
         verify: bool = True,
+        calendar: CalendarSpec | None = None,
     ) -> None:
         self.root = Path(root)
+        self.calendar = calendar  # items are (x, y, cal) when set
+        self._cal: dict[CalendarSpec, np.ndarray] = {}
         self.split = split = normalize_split(split)  # "validation" (Hugging Face) is "val"
         self.context = int(context)
         manifest, tok = open_dataset(self.root, vocab)
@@ -126,8 +147,20 @@ class TokenDataset(Dataset):
     def __len__(self) -> int:
         return int(self.starts.size)
 
-    def window(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Window i as int64 numpy arrays ``(x, y)``."""
+    def calendar_ids(self, spec: CalendarSpec) -> np.ndarray:
+        """(len(tokens), n_fields) int16 calendar ids of every position of the token array
+        (BOS: unknown), from the shards' ``ts`` column; computed once per spec, then kept."""
+        if spec not in self._cal:
+            ts = _split_times(self.root, self.split)
+            lens = self.bounds[:, 1] - self.bounds[:, 0] - 1
+            if ts.len() != int(lens.sum()):
+                raise DatasetError(f"The {self.split} shards hold {ts.len()} rows but its token "
+                                   f"index {int(lens.sum())} candles; re-run `candletok encode`.")
+            self._cal[spec] = calendar_layout(ts, lens, spec)
+        return self._cal[spec]
+
+    def window(self, i: int) -> tuple[np.ndarray, ...]:
+        """Window i as int64 numpy arrays ``(x, y)`` (``(x, y, cal)`` with a calendar)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"window {i} out of range for {len(self)} windows")
         i = i % len(self)
@@ -140,14 +173,18 @@ class TokenDataset(Dataset):
         x[:n] = chunk[:-1]
         y[:n] = chunk[1:]
         y[:k] = IGNORE_INDEX
-        return x, y
+        if self.calendar is None:
+            return x, y
+        cal = window_calendar(self.calendar_ids(self.calendar), np.array([s]), x[None],
+                              self.calendar)
+        return x, y, cal[0]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.window(i)
-        return torch.from_numpy(x), torch.from_numpy(y)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a) for a in self.window(i))
 
-    def batch(self, indices: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Many windows at once, vectorized: ``(X, Y)`` int64 arrays of shape (B, context).
+    def batch(self, indices: np.ndarray | list[int]) -> tuple[np.ndarray, ...]:
+        """Many windows at once, vectorized: ``(X, Y)`` int64 arrays of shape (B, context)
+        (and ``CAL`` (B, context, n_fields) with a calendar).
 
         Same content as stacking :meth:`window` (one fancy-indexed read of the memory map
         instead of B Python calls) — the fast path for training loops and DataLoaders."""
@@ -163,13 +200,14 @@ class TokenDataset(Dataset):
         x = np.where(valid[:, 1:], chunk[:, :-1], self.pad_id)  # input only where a target follows
         tvalid = valid[:, 1:] & (np.arange(c)[None, :] >= k[:, None])
         y = np.where(tvalid, chunk[:, 1:], IGNORE_INDEX)
-        return x, y
+        if self.calendar is None:
+            return x, y
+        return x, y, window_calendar(self.calendar_ids(self.calendar), s, x, self.calendar)
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
         """Batched fetch used by ``DataLoader`` (torch calls it instead of B ``__getitem__``)."""
-        x, y = self.batch(indices)
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        return list(zip(tx, ty, strict=True))
+        arrays = [torch.from_numpy(a) for a in self.batch(indices)]
+        return list(zip(*arrays, strict=True))
 
     # -- helpers for baselines and evaluation ----------------------------------------------
     def series(self) -> list[np.ndarray]:
@@ -183,6 +221,16 @@ class TokenDataset(Dataset):
 
     def tokenizer(self) -> Tokenizer:
         return open_dataset(self.root)[1]
+
+
+def _split_times(root: Path, split: str) -> pl.Series:
+    """The ``ts`` column of a split's shards, in row (and token index) order; only that
+    column is read (the shards were verified when the split was opened)."""
+    shards = split_meta(open_dataset(root)[0], split)["shards"]
+    frames = [pl.read_parquet(root / sh["path"], columns=["ts"]) for sh in shards]
+    if not frames:
+        return pl.Series("ts", [], dtype=pl.Datetime("us", "UTC"))
+    return pl.concat(frames)["ts"]
 
 
 class TokenStream(IterableDataset):
@@ -219,8 +267,10 @@ class TokenStream(IterableDataset):
         vocab: str | Path | Tokenizer | None = None,
         even: bool = True,
         verify: bool = False,
+        calendar: CalendarSpec | None = None,
     ) -> None:
-        self.ds = TokenDataset(root, split, context, vocab=vocab, verify=verify)
+        self.ds = TokenDataset(root, split, context, vocab=vocab, verify=verify,
+                               calendar=calendar)
         self.shuffle_buffer = int(shuffle_buffer)
         self.seed = int(seed)
         self.block = max(1, int(block))
@@ -283,7 +333,7 @@ class TokenStream(IterableDataset):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         ids = self.window_ids()
         if self.shuffle_buffer <= 1:
             for i in ids:

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from candletok.core.errors import ModelError
+from candletok.core.errors import CandletokError, ModelError
+from candletok.core.times import interval_delta
 from candletok.model.checkpoint import read_checkpoint
 from candletok.model.evaluate import ScoreRow
 from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.tokenize.calendar import CalendarSpec
 
 # -- configuration ------------------------------------------------------------------------
 AUTO_PASSES = 25  # default steps: this many passes over the training candles ...
@@ -42,6 +46,48 @@ def auto_steps(n_candles: int, batch_size: int, context: int) -> int:
     sooner when val stops improving, so this is a budget, not a target."""
     passes = math.ceil(AUTO_PASSES * max(0, n_candles) / max(1, batch_size * context))
     return int(min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, passes)))
+
+
+CALENDAR_SETTINGS = ("auto", "on", "off")
+#: The default of ``TrainConfig.calendar``.
+CALENDAR_DEFAULT = "auto"
+#: Whether ``calendar="auto"`` turns calendar inputs on for bars of a day or longer too
+#: (intraday bars always get them): the one switch to flip once daily runs show they do
+#: not hurt there.
+CALENDAR_AUTO_DAILY = False
+#: The time zone of daily and longer bars' calendar: such bars are stamped with their date
+#: at 00:00 UTC (a date without a time is read as UTC), which New York time would move to
+#: the evening before.
+DAILY_TZ = "UTC"
+
+
+def is_intraday(interval: str | None) -> bool:
+    """Whether bars of ``interval`` are shorter than a day (None: unknown, no)."""
+    if interval is None:
+        return False
+    try:
+        return interval_delta(interval) < timedelta(days=1)
+    except CandletokError:
+        return False
+
+
+def calendar_spec(setting: str, interval: str | None,
+                  tz: str | None = None) -> CalendarSpec | None:
+    """The calendar a run's model reads, or None for none: ``setting`` ``off``; ``on``;
+    ``auto``: on for intraday bars (and for daily and longer ones when
+    :data:`CALENDAR_AUTO_DAILY`), off when the interval is unknown. The time zone is
+    ``tz``, else the exchange's (:class:`CalendarSpec`'s default) for intraday bars and
+    :data:`DAILY_TZ` for longer ones."""
+    if setting not in CALENDAR_SETTINGS:
+        raise ModelError(f"calendar must be one of {', '.join(CALENDAR_SETTINGS)}, not "
+                         f"{setting!r}.")
+    intraday = is_intraday(interval)
+    if setting == "off" or (setting == "auto" and not (
+            intraday or (interval is not None and CALENDAR_AUTO_DAILY))):
+        return None
+    if tz:
+        return CalendarSpec(tz)
+    return CalendarSpec() if intraday or interval is None else CalendarSpec(DAILY_TZ)
 
 
 @dataclass
@@ -74,6 +120,8 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0: OMP_NUM_THREADS if set, else torch's (see runtime)
     token_features: bool = True  # feature-aware embeddings when the vocab is available
     keep_best: bool = True  # the model you load is the one with the best val score
+    calendar: str = CALENDAR_DEFAULT  # calendar inputs: auto, on or off (see calendar_spec)
+    calendar_tz: str | None = None  # their time zone; None: by interval (calendar_spec)
 
     MAX_CONTEXT: ClassVar[int] = 8192
     RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "patience", "threads")
@@ -101,6 +149,13 @@ class TrainConfig:
             raise ModelError(f"Dropout must be in [0, 1), not {self.dropout}.")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ModelError(f"The learning rate must be a positive number, not {self.lr}.")
+        calendar_spec(self.calendar, None)  # a bad setting is an error before any data
+        if self.calendar_tz:
+            try:
+                zoneinfo.ZoneInfo(self.calendar_tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise ModelError(f"Unknown calendar time zone {self.calendar_tz!r}; use an "
+                                 "IANA name such as America/New_York.") from exc
 
     @property
     def total_steps(self) -> int:
@@ -134,10 +189,12 @@ class TrainConfig:
                              f"{', '.join(self.RESUMABLE)} may change.")
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def gpt_config(self, vocab_size: int, n_features: int = 0) -> GPTConfig:
+    def gpt_config(self, vocab_size: int, n_features: int = 0,
+                   calendar: CalendarSpec | None = None) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
-                         bias=self.bias, n_features=n_features)
+                         bias=self.bias, n_features=n_features,
+                         calendar=None if calendar is None else calendar.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -216,6 +273,7 @@ class TrainResult:
     best_step: int | None = None  # step of the weights in the table (None: the last step)
     threads: int = 0  # CPU threads used (per process)
     processes: int = 1  # DDP world size; tokens_per_s counts every process's windows
+    calendar: str | None = None  # the calendar inputs' time zone, None: no calendar inputs
 
 
 Progress = Callable[[StepInfo], None]

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from candletok.core.errors import ModelError
 from candletok.core.ids import N_SPECIAL
+from candletok.dataset.torchdata import window_calendar
 from candletok.model.baselines import fit_baselines, score_baselines
 from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
@@ -64,8 +66,21 @@ def window_ids(n: int, max_windows: int = 0, rank: int = 0, world_size: int = 1)
 
 def eval_windows(ds: SplitSource, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windows ``ids`` of ``ds`` as contiguous int64 ``(x, y)`` arrays."""
-    x, y = ds.batch(ids)
+    x, y = ds.batch(ids)[:2]  # a TokenDataset opened with a calendar also gives its ids
     return np.ascontiguousarray(x, dtype=np.int64), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def split_calendar(model: CandleGPT, ds: SplitSource) -> np.ndarray | None:
+    """The flat calendar ids of ``ds`` (:meth:`SplitSource.calendar_ids`) when ``model``
+    reads calendar inputs, None when it does not; a split without timestamps is an
+    error then."""
+    if model.calendar is None:
+        return None
+    cal = ds.calendar_ids(model.calendar)
+    if cal is None:
+        raise ModelError(f"The model reads calendar inputs but the {ds.split} split has no "
+                         "timestamps to compute them from.")
+    return cal
 
 
 @torch.no_grad()
@@ -78,6 +93,7 @@ def window_logits(
     was_training = model.training
     model.eval()
     dev = model.device
+    cal = split_calendar(model, ds)
     try:
         for chunk in np.array_split(ids, max(1, math.ceil(ids.size / batch_size))):
             if chunk.size == 0:
@@ -85,8 +101,12 @@ def window_logits(
             x, y = eval_windows(ds, chunk)
             xt = torch.from_numpy(x).to(dev)
             yt = torch.from_numpy(y).to(dev)
+            ct = None
+            if cal is not None and model.calendar is not None:
+                ct = torch.from_numpy(window_calendar(cal, ds.starts[chunk], x,
+                                                      model.calendar)).to(dev)
             with autocast(dev):
-                logits, _ = model(xt)
+                logits, _ = model(xt, cal=ct)
             logits = logits.float()
             logits[..., :N_SPECIAL] = float("-inf")  # score over candle tokens only
             mask = yt >= N_SPECIAL

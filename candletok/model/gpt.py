@@ -8,6 +8,13 @@ Token ids (see docs/architecture.md): ``PAD=0, BOS=1, EOS=2, MISSING=3`` and can
 :data:`N_SPECIAL` up. The model sees BOS at the start of each series and may see MISSING as
 context, but it never *emits* a special token: :meth:`CandleGPT.generate` and
 :meth:`CandleGPT.next_token_probs` mask them, so every sampled id decodes to a candle.
+
+Calendar inputs (optional, ``GPTConfig.calendar``): each position also reads the
+calendar ids of its own candle (:mod:`candletok.tokenize.calendar`: time of day, weekday,
+month), one learned embedding per field added to the token embedding. The ids come in as
+``cal`` (B, T, n_fields) beside ``idx``; BOS and PAD positions carry each field's unknown
+id. A model built with them refuses to run without ``cal`` (a silent fallback would hide a
+caller that forgot them); a model without them ignores ``cal``.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 
-from candletok.core.errors import ModelError
+from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import IGNORE_INDEX, N_SPECIAL
+from candletok.tokenize.calendar import CalendarSpec
 
 
 @dataclass
@@ -39,6 +47,7 @@ class GPTConfig:
     dropout: float = 0.1
     bias: bool = False
     n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
+    calendar: dict[str, Any] | None = None  # CalendarSpec.to_dict() of the inputs; None: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +158,16 @@ class CandleGPT(nn.Module):
             self.feat_proj: nn.Linear | None = nn.Linear(cfg.n_features, cfg.n_embd, bias=False)
         else:
             self.feat_proj = None
+        # Calendar inputs: one table per field, its last row the unknown id (BOS, PAD).
+        self.calendar: CalendarSpec | None = None
+        self.cal_emb: nn.ModuleList | None = None
+        if cfg.calendar is not None:
+            try:
+                self.calendar = CalendarSpec.from_dict(cfg.calendar)
+            except CandletokError as exc:
+                raise ModelError(str(exc)) from exc
+            self.cal_emb = nn.ModuleList(
+                [nn.Embedding(n + 1, cfg.n_embd) for n in self.calendar.sizes])
         self.apply(self._init_weights)
         # GPT-2 scaling of residual projections keeps the residual stream's variance flat
         # with depth.
@@ -209,13 +228,33 @@ class CandleGPT(nn.Module):
             return None
         return self.feat_proj(self.token_features)
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-layer-norm hidden states (B, T, C) of ``idx`` (B, T): what the LM head
-        reads at each position, so what the model "thinks" after each candle (pattern
-        search compares windows by the state at their last candle)."""
-        return self._hidden(idx, self._feature_embeddings())
+    def _calendar_embeddings(self, idx: torch.Tensor, cal: torch.Tensor | None
+                             ) -> torch.Tensor | None:
+        """(B, T, C) sum of the calendar fields' embeddings of ``cal`` (B, T, n_fields), or
+        None when the model has no calendar inputs (``cal`` is then ignored)."""
+        if self.cal_emb is None:
+            return None
+        if cal is None:
+            raise ModelError("This model reads calendar inputs (each candle's time of day, "
+                             "weekday and month); pass cal= beside the tokens.")
+        want = (*idx.shape, len(self.cal_emb))
+        if tuple(cal.shape) != want:
+            raise ValueError(f"cal must have shape {want} (tokens' shape, then one id per "
+                             f"calendar field), not {tuple(cal.shape)}")
+        out = self.cal_emb[0](cal[..., 0])
+        for i in range(1, len(self.cal_emb)):
+            out = out + self.cal_emb[i](cal[..., i])
+        return out
 
-    def _hidden(self, idx: torch.Tensor, fe: torch.Tensor | None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cal: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-layer-norm hidden states (B, T, C) of ``idx`` (B, T) (and its calendar ids
+        ``cal`` (B, T, n_fields) when the model reads them): what the LM head reads at each
+        position, so what the model "thinks" after each candle (pattern search compares
+        windows by the state at their last candle)."""
+        return self._hidden(idx, self._feature_embeddings(), cal)
+
+    def _hidden(self, idx: torch.Tensor, fe: torch.Tensor | None,
+                cal: torch.Tensor | None = None) -> torch.Tensor:
         T = idx.shape[1]  # idx: (B, T)
         ctx = self.config.context
         if ctx < T:
@@ -224,18 +263,24 @@ class CandleGPT(nn.Module):
         tok = self.transformer.wte(idx)  # (B, T, C)
         if fe is not None:
             tok = tok + fe[idx]
+        ce = self._calendar_embeddings(idx, cal)  # (B, T, C) or None
+        if ce is not None:
+            tok = tok + ce
         x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x)
         return self.transformer.ln_f(x)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+        cal: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``idx`` (B, T) int64 with T <= context -> logits (B, T, V) and, with ``targets``
-        (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets."""
+        (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets.
+        ``cal`` (B, T, n_fields) int64: each position's calendar ids (models with calendar
+        inputs only)."""
         fe = self._feature_embeddings()  # (V, C) or None
-        x = self._hidden(idx, fe)  # (B, T, C)
+        x = self._hidden(idx, fe, cal)  # (B, T, C)
         logits = self.lm_head(x) + self.head_bias  # (B, T, V)
         if fe is not None:
             logits = logits + x @ fe.t()  # tied: the output sees the same feature part
@@ -248,23 +293,26 @@ class CandleGPT(nn.Module):
         )
         return logits, loss
 
-    def _last_logits(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, V) for the token after ``idx`` (cropped to the context), specials
-        masked to -inf."""
+    def _last_logits(self, idx: torch.Tensor, cal: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, V) for the token after ``idx`` (cropped to the context, and ``cal``
+        with it), specials masked to -inf."""
         idx_cond = idx[:, -self.config.context :]  # (B, <=T)
-        logits, _ = self(idx_cond)
+        cal_cond = None if cal is None else cal[:, -self.config.context :]
+        logits, _ = self(idx_cond, cal=cal_cond)
         logits = logits[:, -1, :].float()  # (B, V)
         logits[:, :N_SPECIAL] = float("-inf")
         return logits
 
     @torch.no_grad()
-    def next_token_probs(self, idx: torch.Tensor) -> torch.Tensor:
-        """Distribution (B, V) of the next token after each row of ``idx`` (B, T): zero on
-        the special ids, renormalized over candle tokens, so each row sums to 1."""
+    def next_token_probs(self, idx: torch.Tensor, cal: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """Distribution (B, V) of the next token after each row of ``idx`` (B, T) (with its
+        calendar ids ``cal`` (B, T, n_fields) when the model reads them): zero on the
+        special ids, renormalized over candle tokens, so each row sums to 1."""
         was_training = self.training
         self.eval()
         try:
-            return F.softmax(self._last_logits(idx), dim=-1)
+            return F.softmax(self._last_logits(idx, cal), dim=-1)
         finally:
             self.train(was_training)
 
@@ -276,19 +324,29 @@ class CandleGPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        cal: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Append ``n`` sampled candle tokens to each row of ``idx`` (B, T) -> (B, T + n).
 
         Special tokens are never sampled. ``temperature`` < 1 sharpens the distribution,
         ``top_k`` keeps only the k most likely candles; ``generator`` makes it reproducible.
+        A model with calendar inputs needs ``cal`` (B, T + n, n_fields): the ids of the
+        given tokens and of the ``n`` bars to come (their times are known in advance:
+        :func:`candletok.tokenize.calendar.next_times`); a sampled token at position i is
+        read with ``cal[:, i]``.
         """
         if not (math.isfinite(temperature) and temperature > 0):
             raise ModelError(f"The temperature must be a positive number, not {temperature}.")
+        T = idx.shape[1]
+        if self.cal_emb is not None and (cal is None or cal.shape[1] < T + int(n)):
+            raise ModelError(f"This model reads calendar inputs; pass cal= with the ids of "
+                             f"the {T} given and the {int(n)} generated bars.")
         was_training = self.training
         self.eval()
         try:
-            for _ in range(int(n)):
-                logits = self._last_logits(idx) / temperature  # (B, V)
+            for i in range(int(n)):
+                c = None if cal is None or self.cal_emb is None else cal[:, : T + i]
+                logits = self._last_logits(idx, c) / temperature  # (B, V)
                 if top_k is not None:
                     k = max(1, min(int(top_k), self.config.vocab_size - N_SPECIAL))
                     kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)

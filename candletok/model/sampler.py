@@ -9,8 +9,10 @@ import numpy as np
 
 from candletok.core.errors import ModelError
 from candletok.core.ids import IGNORE_INDEX, PAD
+from candletok.dataset.torchdata import window_calendar
 from candletok.model.config import TrainConfig
 from candletok.model.split import SplitSource
+from candletok.tokenize.calendar import CalendarSpec
 
 
 class WindowSampler:
@@ -19,10 +21,18 @@ class WindowSampler:
 
     A window may start at any token of a series (BOS included) such that its ``context + 1``
     tokens stay inside the series; series shorter than that give one padded window. Series
-    are weighted by how many windows they hold, so every start is equally likely."""
+    are weighted by how many windows they hold, so every start is equally likely. With
+    ``calendar`` the batches are ``(x, y, cal)``, ``cal`` the calendar ids of each input
+    (:meth:`SplitSource.calendar_ids`)."""
 
-    def __init__(self, ds: SplitSource, context: int) -> None:
+    def __init__(self, ds: SplitSource, context: int,
+                 calendar: CalendarSpec | None = None) -> None:
         self.tokens = ds.tokens
+        self.calendar = calendar
+        self.cal = None if calendar is None else ds.calendar_ids(calendar)
+        if calendar is not None and self.cal is None:
+            raise ModelError("The training split has no timestamps for calendar inputs; "
+                             "train with calendar='off'.")
         bounds = np.asarray(ds.bounds, dtype=np.int64).reshape(-1, 2)
         bounds = bounds[(bounds[:, 1] - bounds[:, 0]) >= 2]  # series with >= 1 candle
         self.a, self.b = bounds[:, 0], bounds[:, 1]
@@ -34,9 +44,9 @@ class WindowSampler:
             raise ModelError("The training split holds no candles; encode more data first.")
 
     def batch(self, seed: int, step: int, size: int, rank: int = 0,
-              world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+              world_size: int = 1) -> tuple[np.ndarray, ...]:
         """``(x, y)`` int64 arrays (size / world_size, context); padded inputs PAD, padded
-        targets -1.
+        targets -1 (and ``cal`` (size / world_size, context, n_fields) with a calendar).
 
         ``size`` is the global batch: its window starts are drawn from the seed
         ``(seed, step)`` and rank ``r`` of ``world_size`` reads only its contiguous share,
@@ -60,7 +70,9 @@ class WindowSampler:
         chunk = np.asarray(self.tokens[np.minimum(pos, end - 1)], dtype=np.int64)
         x = np.where(valid[:, 1:], chunk[:, :-1], PAD)  # an input only where it has a target
         y = np.where(valid[:, 1:], chunk[:, 1:], IGNORE_INDEX)
-        return x, y
+        if self.calendar is None or self.cal is None:
+            return x, y
+        return x, y, window_calendar(self.cal, start, x, self.calendar)
 
 
 def count_candles(ds: SplitSource) -> int:

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.calendar import CalendarSpec
 
 
 class Vocabulary(Protocol):
@@ -45,6 +46,9 @@ class SplitSource(Vocabulary, Protocol):
     - ``series()``: the candle tokens of each series (no BOS), for the baselines.
     - ``tokenizer()``, ``root``, ``interval``: the vocabulary, the dataset folder and the
       bar interval, or ``None`` for a bare in-memory split.
+    - ``calendar_ids(spec)``: (len(tokens), n_fields) calendar ids of every position of
+      ``tokens`` (:func:`candletok.tokenize.calendar.calendar_layout`; BOS unknown), or
+      ``None`` when the split has no timestamps. Only models with calendar inputs ask.
     """
 
     @property
@@ -72,6 +76,8 @@ class SplitSource(Vocabulary, Protocol):
     def series(self) -> list[np.ndarray]: ...
 
     def tokenizer(self) -> Tokenizer | None: ...
+
+    def calendar_ids(self, spec: CalendarSpec) -> np.ndarray | None: ...
 
 
 Splits = Mapping[str, SplitSource | None]

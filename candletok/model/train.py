@@ -70,12 +70,14 @@ from candletok.model.checkpoint import (
 )
 from candletok.model.config import (  # noqa: F401  (re-exported)
     AUTO_PASSES,
+    CALENDAR_DEFAULT,
     Progress,
     StepInfo,
     TrainConfig,
     TrainResult,
     auto_eval_every,
     auto_steps,
+    calendar_spec,
     describe_stop,
     resume_config,
 )
@@ -92,6 +94,7 @@ from candletok.model.runtime import stop_on_sigint, torch_threads
 from candletok.model.sampler import WindowSampler, count_candles, lr_at
 from candletok.model.split import Splits, SplitSource, vocab_json
 from candletok.model.updown import token_up_rates
+from candletok.tokenize.calendar import CalendarSpec
 
 __all__ = [
     "StepInfo", "TrainConfig", "TrainResult", "WindowSampler", "auto_eval_every",
@@ -162,12 +165,26 @@ def _up_rates(ds: SplitSource) -> list[float] | None:
     return None if rates is None else [float(x) for x in rates]
 
 
+def _calendar(tr: SplitSource, cfg: TrainConfig) -> CalendarSpec | None:
+    """The calendar the new model reads (:func:`calendar_spec`); ``auto`` turns it off for
+    a split without timestamps, ``on`` refuses one."""
+    spec = calendar_spec(cfg.calendar, tr.interval, cfg.calendar_tz)
+    if spec is None or tr.calendar_ids(spec) is not None:  # computed once, kept by tr
+        return spec
+    if cfg.calendar == "on":
+        raise ModelError("calendar='on' needs timestamps, and the training split has none; "
+                         "use calendar='off'.")
+    return None
+
+
 def new_run(tr: SplitSource, cfg: TrainConfig) -> RunState:
     """A fresh model (output bias at the train unigram, feature-aware embeddings when the
-    vocabulary is known) and its optimizer, seeded by ``cfg.seed``."""
+    vocabulary is known, calendar inputs as ``cfg.calendar`` says) and its optimizer,
+    seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     table = _token_feature_table(tr) if cfg.token_features else None
-    gcfg = cfg.gpt_config(int(tr.vocab_size), 0 if table is None else table.shape[1])
+    gcfg = cfg.gpt_config(int(tr.vocab_size), 0 if table is None else table.shape[1],
+                          _calendar(tr, cfg))
     model = CandleGPT(gcfg)
     counts = np.bincount(np.asarray(tr.tokens, dtype=np.int64), minlength=gcfg.vocab_size)
     counts[:N_SPECIAL] = 0  # BOS starts series; it is never a target
@@ -237,14 +254,15 @@ def train_step(run: RunState, sampler: WindowSampler, dev: torch.device, rank: i
     tokens read. A non-finite loss is a :class:`ModelError` (the run diverged)."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    x, y = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank, world_size)
+    x, y, *cal = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank, world_size)
     xt = torch.from_numpy(x).to(dev, non_blocking=True)
     yt = torch.from_numpy(y).to(dev, non_blocking=True)
+    ct = torch.from_numpy(cal[0]).to(dev, non_blocking=True) if cal else None
     t1 = time.perf_counter()
     for g in run.opt.param_groups:
         g["lr"] = lr_at(run.step, cfg)
     with autocast(dev):
-        _, loss = (run.wrapped or run.model)(xt, yt)
+        _, loss = (run.wrapped or run.model)(xt, yt, cal=ct)
     assert loss is not None
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -433,7 +451,7 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
     ``eval_every`` boundary (and the last step) evaluate, record the history and write a
     checkpoint. Tokens and tokens/s count every rank's windows (the global batch)."""
     cfg, stats = run.cfg, LoopStats()
-    sampler = WindowSampler(run.train_split, cfg.context)
+    sampler = WindowSampler(run.train_split, cfg.context, run.model.calendar)
     (run.wrapped or run.model).train()
     while run.step < stop_at:
         ranks.seed_dropout(cfg.seed, run.step)
@@ -556,4 +574,5 @@ def _finish(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
         summary=summary, interrupted=stats.stop_reason == "interrupted", model=final,
         stop_reason=stats.stop_reason, best_step=best_step, threads=threads,
         processes=ranks.world_size,
+        calendar=None if run.model.calendar is None else run.model.calendar.tz,
     )
