@@ -110,8 +110,9 @@ def print_train(res: TrainResult, out: Path) -> None:
     why = "" if res.stop_reason == "steps" else f" ({describe_stop(res.stop_reason)})"
     if res.processes > 1:
         threads += f" × {res.processes} processes"
+    cal = f"calendar inputs ({res.calendar})" if res.calendar else "no calendar inputs"
     console.print(
-        f"CandleGPT {res.n_params:,} parameters · {res.step}/{res.steps} steps{why} on "
+        f"CandleGPT {res.n_params:,} parameters · {cal} · {res.step}/{res.steps} steps{why} on "
         f"{res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
         f"{res.data_wait_share:.1%} · saved {out}",
         highlight=False,
@@ -192,12 +193,20 @@ def train_cmd(
     nproc: int = typer.Option(
         1, "--nproc", help="Processes (DDP via torchrun: gloo on CPU, nccl with one GPU "
         "each); --batch is the global batch and must be a multiple of it."),
+    calendar: str | None = typer.Option(
+        None, "--calendar", help="Calendar inputs (each candle's time of day, weekday and "
+        "month): auto (on for intraday bars), on or off."),
+    calendar_tz: str | None = typer.Option(
+        None, "--calendar-tz", help="Time zone of the calendar inputs (default: "
+        "America/New_York for intraday bars, UTC for daily ones)."),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
     from candletok.model.train import TrainConfig, resume_config, train
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
+    if calendar is not None and calendar not in ("auto", "on", "off"):
+        raise fail(f"Unknown --calendar {calendar!r}; use auto, on or off.")
     if nproc > 1:
         if is_distributed():
             raise fail("--nproc starts torchrun itself; under torchrun leave it out.")
@@ -213,7 +222,8 @@ def train_cmd(
         err_console.print(f"resuming {out} with its saved configuration"
                           + (f", now for {steps} steps" if steps else ""), highlight=False)
     else:
-        given = {k: v for k, v in changes.items() if v is not None}  # None: the default
+        given = {k: v for k, v in {**changes, "calendar": calendar,
+                                    "calendar_tz": calendar_tz}.items() if v is not None}
         cfg = TrainConfig(context=context, n_layer=layers, n_head=heads, n_embd=width, lr=lr,
                           batch_size=batch, dropout=dropout, seed=seed, **given)
     cfg.check()

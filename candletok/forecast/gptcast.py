@@ -14,6 +14,11 @@ origins, ``samples`` paths each, the last ``sample_context`` tokens as context),
 into prices with the causal scale recomputed along each path; P(up) and the return
 quantiles are the sample frequencies. Sampling is costly without a key-value cache, which
 is why it runs on a subsample, reported with the scores.
+
+A checkpoint with calendar inputs reads each candle's calendar ids beside its token
+(computed from the history's timestamps); the sampled bars get the ids of the times
+:func:`~candletok.tokenize.calendar.next_times` derives from the origin's own history up
+to t, so nothing after t is read.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from candletok.model.checkpoint import check_fingerprint
 from candletok.model.evaluate import MODEL_NAME
 from candletok.model.gpt import CandleGPT
 from candletok.model.updown import up_probability
+from candletok.tokenize.calendar import calendar_ids, next_times
 
 
 class GPTForecaster:
@@ -60,17 +66,53 @@ class GPTForecaster:
         self.table: TokenTable | None = None
         self._paths_of: History | None = None
         self._paths: dict[int, np.ndarray] = {}
+        self._cal_of: History | None = None
+        self._cal = np.zeros((0, 0), np.int64)
 
     def fit(self, hist: History) -> None:
         check_fingerprint(getattr(self.model, "fingerprint", None), hist.tok)
         self.table = TokenTable.build(hist, up_probability(self.model, hist.tok))
         self._paths_of, self._paths = None, {}
 
+    # -- calendar ids ----------------------------------------------------------------------
+    def _row_calendar(self, hist: History) -> np.ndarray | None:
+        """(hist.n, n_fields) calendar ids of every candle (each from its own timestamp),
+        computed once per history; None when the model reads no calendar inputs."""
+        spec = self.model.calendar
+        if spec is None:
+            return None
+        if self._cal_of is not hist:
+            self._cal_of, self._cal = hist, calendar_ids(hist.ts, spec)
+        return self._cal
+
+    def _gather_calendar(self, hist: History, src: np.ndarray, real: np.ndarray
+                         ) -> torch.Tensor | None:
+        """Calendar ids of history rows ``src`` where ``real`` (unknown elsewhere: BOS,
+        PAD), as a (..., n_fields) tensor on the model's device; None without them."""
+        rows_cal = self._row_calendar(hist)
+        if rows_cal is None or self.model.calendar is None:
+            return None
+        ids = rows_cal[np.clip(src, 0, hist.n - 1)]
+        ids = np.where(real[..., None], ids, self.model.calendar.unknown)
+        return torch.from_numpy(ids.astype(np.int64)).to(self.model.device)
+
+    def _future_calendar(self, hist: History, rows: np.ndarray, n: int) -> torch.Tensor:
+        """(len(rows), n, n_fields) ids of the ``n`` bars after each origin, their times
+        from the origin's own series up to the origin (one small call per origin: this
+        runs on the sampled subsample only)."""
+        spec = self.model.calendar
+        assert spec is not None
+        first = hist.starts[hist.series[rows]]
+        ids = [calendar_ids(next_times(hist.ts[a:r + 1], n, spec), spec)
+               for a, r in zip(first.tolist(), rows.tolist(), strict=True)]
+        return torch.from_numpy(np.stack(ids)).to(self.model.device)
+
     # -- h = 1 ---------------------------------------------------------------------------
-    def _windows(self, hist: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
+    def _windows(self, hist: History, rows: np.ndarray) -> tuple[
+            np.ndarray, np.ndarray, np.ndarray, torch.Tensor | None]:
         """For each origin, the index of its window among the unique windows, and its
-        position in it; and the unique windows' token matrix (W, context)."""
+        position in it; the unique windows' token matrix (W, context) and their calendar
+        ids (W, context, n_fields; None without calendar inputs)."""
         ctx = self.model.config.context
         half = max(1, ctx // 2)
         k = hist.series[rows]
@@ -84,7 +126,8 @@ class GPTForecaster:
         seq_len = (hist.ends - hist.starts + 1)[uk][:, None]
         toks = np.where(j == 0, BOS, hist.token[np.clip(src, 0, hist.n - 1)])
         toks = np.where(j < seq_len, toks, PAD)
-        return inv, q - w, toks.astype(np.int64)
+        cal = self._gather_calendar(hist, src, (j > 0) & (j < seq_len))
+        return inv, q - w, toks.astype(np.int64), cal
 
     @torch.no_grad()
     def _dist(self, hist: History, rows: np.ndarray) -> np.ndarray:
@@ -93,12 +136,13 @@ class GPTForecaster:
         out = np.zeros((rows.size, V - N_SPECIAL))
         if rows.size == 0:
             return out
-        inv, at, toks = self._windows(hist, rows)
+        inv, at, toks, cal = self._windows(hist, rows)
         dev = self.model.device
         self.model.eval()
         for a in range(0, toks.shape[0], self.batch):
             xb = torch.from_numpy(toks[a:a + self.batch]).to(dev)
-            logits = self.model(xb)[0].double()  # float64 softmax: probabilities sum to 1
+            cb = None if cal is None else cal[a:a + self.batch]
+            logits = self.model(xb, cal=cb)[0].double()  # float64: probabilities sum to 1
             sel = np.flatnonzero((inv >= a) & (inv < a + self.batch))
             lg = logits[torch.from_numpy(inv[sel] - a).to(dev), torch.from_numpy(at[sel]).to(dev)]
             lg[:, :N_SPECIAL] = float("-inf")
@@ -140,14 +184,28 @@ class GPTForecaster:
                 t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
                                        generator=gen) + N_SPECIAL  # (g, S)
                 idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
+                cal = self._path_calendar(hist, rows[g], int(length), H)
                 if H > 1:
-                    idx = self.model.generate(idx, H - 1, generator=gen)
+                    idx = self.model.generate(
+                        idx, H - 1, generator=gen,
+                        cal=None if cal is None else cal.repeat_interleave(S, dim=0))
                 new = idx[:, ctx.shape[1]:].cpu().numpy()
                 c0 = np.repeat(hist.close[rows[g]], S)
                 s0 = np.repeat(hist.next_scale[rows[g]], S)
                 paths = hist.tok.rebuild_paths(new, c0, s0)
                 out[g] = np.log(paths["close"] / c0[:, None]).reshape(g.size, S, H)
         return out
+
+    def _path_calendar(self, hist: History, rows: np.ndarray, length: int,
+                       H: int) -> torch.Tensor | None:
+        """(len(rows), length + H, n_fields) ids of each origin's ``length``-token context
+        (as :meth:`History.contexts` lays it out) and of its ``H`` sampled bars."""
+        if self.model.calendar is None:
+            return None
+        src = rows[:, None] - np.arange(length - 1, -1, -1)[None, :]
+        ctx = self._gather_calendar(hist, src, src >= hist.starts[hist.series[rows]][:, None])
+        assert ctx is not None
+        return torch.cat([ctx, self._future_calendar(hist, rows, H)], dim=1)
 
     def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
         """Sampled returns at ``rows``, generated once per origin and history (every

@@ -34,6 +34,7 @@ from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
 from candletok.model.updown import candle_feature_table, real_up, up_probability
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.calendar import calendar_ids, calendar_layout, next_times
 from candletok.tokenize.features import ewma_scale_step, floor_scale
 from candletok.tokenize.words import GAP_WORDS
 
@@ -127,6 +128,21 @@ UNITS: dict[str, str] = {
 """The units of every number in :meth:`Prediction.to_dict` and :meth:`Calibration.to_dict`."""
 
 
+def series_calendar(model: CandleGPT, ts: pl.Series, length: int,
+                    n_future: int = 0) -> torch.Tensor | None:
+    """(1, length + n_future, n_fields) calendar ids of the last ``length`` positions of a
+    BOS-led series whose candles opened at ``ts`` (the BOS unknown), then of the
+    ``n_future`` bars to come (:func:`~candletok.tokenize.calendar.next_times`, from
+    ``ts`` alone); None when the model reads no calendar inputs."""
+    spec = model.calendar
+    if spec is None:
+        return None
+    ids = calendar_layout(ts, np.array([ts.len()]), spec)[-length:].astype(np.int64)
+    if n_future > 0:
+        ids = np.concatenate([ids, calendar_ids(next_times(ts, n_future, spec), spec)])
+    return torch.from_numpy(ids)[None].to(model.device)
+
+
 def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Prediction:
     """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
     encoding the bars with ``tok`` — which must be the vocabulary the model was trained on."""
@@ -144,7 +160,8 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
     ctx = model.config.context
     seq = np.concatenate([[BOS], toks])[-ctx:]
     idx = torch.from_numpy(seq)[None].to(model.device)
-    p = model.next_token_probs(idx)[0, N_SPECIAL:].double().cpu().numpy()
+    cal = series_calendar(model, enc["ts"], seq.size)
+    p = model.next_token_probs(idx, cal)[0, N_SPECIAL:].double().cpu().numpy()
     p = p / p.sum()  # float round-off only: the model already renormalized
     F = candle_feature_table(tok)
     gap, body, upper, lower = F[:, 0], F[:, 1], F[:, 2], F[:, 3]
@@ -337,8 +354,10 @@ def continue_series(
                                    tok.features))
     seq = np.concatenate([[BOS], toks])[-model.config.context:]
     idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
+    cal = series_calendar(model, rows["ts"], seq.size, n)  # the n bars' times: next_times
     g = torch.Generator(device=model.device).manual_seed(seed)
-    new = model.generate(idx, n, temperature=temperature, generator=g)[:, seq.size:]
+    new = model.generate(idx, n, temperature=temperature, generator=g,
+                         cal=None if cal is None else cal.repeat(samples, 1, 1))[:, seq.size:]
     new_np = new.cpu().numpy()
     paths = tok.rebuild_paths(new_np, c, next_scale)
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,

@@ -5,6 +5,10 @@ too), so a window's vector depends on its own candles only -- the time rule stay
 about window ends. Vectors of every window of a dataset are computed once per
 (checkpoint, N) and cached inside the search index folder, which is replaced whenever the
 index is rebuilt. torch is imported only here, and only when the mode is used.
+
+A checkpoint with calendar inputs also reads each candle's calendar ids, from the
+window's own open times (the index's ``ts``; the query's candles' times), so a window's
+vector still depends on its own candles only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from candletok.core.atomic import atomic_path, sha256_file
 from candletok.core.errors import ModelError
 from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.calendar import calendar_ids
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +48,26 @@ def load_search_model(path: str | Path, tok: Tokenizer, n: int, device: str = "c
     return model
 
 
-def embed_tokens(model: Any, windows: np.ndarray) -> np.ndarray:
-    """(W, N) token windows -> (W, C) float32 hidden states at each window's last token."""
+def embed_tokens(model: Any, windows: np.ndarray, times: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """(W, N) token windows -> (W, C) float32 hidden states at each window's last token.
+    ``times`` (W, N) int64 microseconds UTC: the candles' open times, which a model with
+    calendar inputs needs (and any other ignores)."""
     import torch
 
+    spec = model.calendar
+    if spec is not None and times is None:
+        raise ModelError("The model reads calendar inputs; pass the windows' times.")
     out = np.empty((windows.shape[0], model.config.n_embd), dtype=np.float32)
     with torch.no_grad():
         for s in range(0, windows.shape[0], BATCH):
             x = torch.from_numpy(np.ascontiguousarray(windows[s : s + BATCH], dtype=np.int64))
-            h = model.hidden(x.to(model.device))[:, -1, :]
+            cal = None
+            if spec is not None and times is not None:
+                t = np.asarray(times[s : s + BATCH], dtype=np.int64)
+                cal = torch.from_numpy(calendar_ids(t.ravel(), spec).reshape(*t.shape, -1))
+                cal = cal.to(model.device)
+            h = model.hidden(x.to(model.device), cal)[:, -1, :]
             out[s : s + BATCH] = h.float().cpu().numpy()
     return out
 
@@ -72,7 +88,9 @@ def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: 
     vecs = np.empty((ends.size, model.config.n_embd), dtype=np.float32)
     for s in range(0, ends.size, 64 * BATCH):  # bounded memory for the token windows
         e = ends[s : s + 64 * BATCH]
-        vecs[s : s + e.size] = embed_tokens(model, np.asarray(idx.tokens[e[:, None] - lags]))
+        pos = e[:, None] - lags
+        times = np.asarray(idx.ts[pos]) if model.calendar is not None else None
+        vecs[s : s + e.size] = embed_tokens(model, np.asarray(idx.tokens[pos]), times)
     if cache is not None and cache.parent.is_dir():
         try:
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:

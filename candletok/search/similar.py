@@ -123,7 +123,8 @@ def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
     n = rule.window
     model = load_search_model(model_path, tok, n, device)
     ends, vecs = dataset_embeddings(idx, model, model_path, n)
-    qv = embed_tokens(model, q.tokens[-n:][None, :])[0]
+    q_times = q.candles["ts"].dt.epoch("us").to_numpy()[-n:]
+    qv = embed_tokens(model, q.tokens[-n:][None, :], q_times[None, :])[0]
     cut = Cut.of(idx, rule)
     ok = cut.eligible(ends)
     M = max(1, top * (2 * rule.zone - 1))
