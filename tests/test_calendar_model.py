@@ -5,6 +5,7 @@ calendar inputs existed."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,12 @@ def test_the_checkpoint_records_the_calendar(hourly: Path) -> None:
     assert read_checkpoint(hourly / "plain.pt")["gpt_config"]["calendar"] is None
     m = load_model(hourly / "cal.pt")
     assert m.calendar == SPEC and m.cal_emb is not None
+    # a resumed run keeps its calendar inputs (the saved configuration wins)
+    shutil.copy(hourly / "cal.pt", hourly / "resumed.pt")
+    invoke("train", str(hourly / "ds"), "--out", str(hourly / "resumed.pt"), "--resume",
+           "--steps", "8", "--patience", "0", "--calendar", "off")
+    ck = read_checkpoint(hourly / "resumed.pt")
+    assert ck["step"] == 8 and ck["gpt_config"]["calendar"] == SPEC.to_dict()
 
 
 def test_datasets_give_each_input_its_own_candles_ids(hourly: Path) -> None:
@@ -201,9 +208,12 @@ def test_evaluate_predict_generate_and_similar_read_the_calendar(hourly: Path) -
     bits = {r["forecaster"]: r["bits"]["value"] for r in rep["bits"]}
     assert np.isfinite(bits["CandleGPT"])
     assert any(r["forecaster"] == "model analogues" and r["n"] > 0 for r in rep["direction"])
-    out = invoke("predict", "AAA", "--model", m, "--source", "synthetic", "--json")
-    p = json.loads(out)["predictions"][0]
+    out = invoke("predict", "AAA", "--model", m, "--source", "synthetic", "--dataset", ds,
+                 "--json")  # --dataset: the test split's calibration, through the windows
+    rep = json.loads(out)
+    p = rep["predictions"][0]
     assert p["p_close_up"] + p["p_close_down"] == pytest.approx(1.0)
+    assert rep["calibration"]["n"] > 0
     out = invoke("generate", "--model", m, "--dataset", ds, "--symbol", "AAA", "--n", "9",
                  "--samples", "4")
     assert "P(end above last close)" in out
