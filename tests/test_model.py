@@ -13,10 +13,37 @@ from candletok.model.gpt import CandleGPT, GPTConfig
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
-def tiny(vocab: int = 12, context: int = 16, dropout: float = 0.0) -> CandleGPT:
+def tiny(vocab: int = 12, context: int = 16, dropout: float = 0.0,
+         trained_like: bool = True) -> CandleGPT:
+    """A tiny model; ``trained_like`` gives the final LayerNorm a gain of one, as a trained
+    model has some, so its logits depend on the input (a fresh one predicts the bias)."""
     torch.manual_seed(0)
-    return CandleGPT(GPTConfig(vocab_size=vocab, context=context, n_layer=2, n_head=2,
-                               n_embd=32, dropout=dropout))
+    m = CandleGPT(GPTConfig(vocab_size=vocab, context=context, n_layer=2, n_head=2,
+                            n_embd=32, dropout=dropout))
+    if trained_like:
+        torch.nn.init.ones_(m.transformer.ln_f.weight)
+    return m
+
+
+def test_a_fresh_model_predicts_its_output_bias() -> None:
+    m = tiny(trained_like=False).eval()
+    m.init_output_bias(torch.arange(12, dtype=torch.float64) + 1.0)
+    logits, _ = m(torch.randint(0, 12, (2, 9)))
+    assert torch.allclose(logits, m.head_bias.expand_as(logits))
+    # and the gradient still reaches the body: one step makes the input matter
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    x = torch.randint(4, 12, (4, 9))
+    _, loss = m(x, torch.roll(x, -1, dims=1))
+    assert loss is not None
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    _, loss = m(x, torch.roll(x, -1, dims=1))
+    assert loss is not None
+    loss.backward()
+    opt.step()
+    a, b = m(x[:1])[0], m(x[1:2])[0]
+    assert not torch.allclose(a, b)
 
 
 def test_forward_shapes_and_ignored_targets() -> None:
