@@ -369,8 +369,11 @@ def load_files(
                 rule="unknown_symbol",
             )
         df = _pick(df, symbols, path.name)
-    if df.n_chunks() > 8:  # one piece per file or row group: one copy makes every check
-        df = df.rechunk()  # and every later pass over the columns faster than it costs
+    # One piece per file or row group: past a few dozen pieces one copy makes every check
+    # and every later pass faster than it costs; a single file's dozen row groups are not
+    # worth copying (measured: 1.5x rather than 1.9x a plain pl.read_parquet on 1M bars).
+    if df.n_chunks() > 64:
+        df = df.rechunk()
     return finish(df, repair=repair, what=f"{path.name} ({interval})")
 
 
