@@ -184,7 +184,7 @@ def similar_cmd(
     cal = None
     if no_calibrate:  # the search alone: no forecast module, no val replay
         res = similar(dataset, symbol, **kw)
-        body = res.to_dict()
+        body = {**res.to_dict(), "calibration": None}
     else:
         from candletok.forecast.simcal import calibrated_similar
 
