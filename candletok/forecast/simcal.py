@@ -317,6 +317,7 @@ def calibrated_similar(
     path = cache_path(dataset, key)
     fit = None if refit else _load(path, key)
     from_cache = fit is not None
+    cached: str | None = str(path)
     if fit is None:
         t0 = time.perf_counter()
         fit = fit_val_maps(load_history(dataset), idx, s, model, device, cut_us)
@@ -326,7 +327,7 @@ def calibrated_similar(
             write_json_atomic(path, fit)
         except OSError as exc:  # a read-only dataset still answers; it refits each time
             log.warning("could not cache the analogue calibration in %s (%s)", path, exc)
-            path = None  # type: ignore[assignment]
+            cached = None
     assert fit is not None
     notes = [] if cut == "all" else [
         f"T is inside val: the map is fit on the val origins whose outcome was known by "
@@ -334,5 +335,5 @@ def calibrated_similar(
     return CalibratedSimilar(res, AnalogueCalibration(
         _answers(res, fit, hs, prior), int(fit.get("asked", 0)),
         dict(fit.get("available", {})), val_origins, seed, prior, cut,
-        None if path is None else str(path), from_cache, float(fit.get("seconds", 0.0)),
+        cached, from_cache, float(fit.get("seconds", 0.0)),
         notes))
