@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "similar": "candletok.search.similar",
     "motifs": "candletok.search.motifs",
     "evaluate_forecasts": "candletok.forecast.evaluate",
+    "calibrated_similar": "candletok.forecast.simcal",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -68,6 +69,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "build_dataset",
+    "calibrated_similar",
     "evaluate_forecasts",
     "load_bars",
     "load_model",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.dataset.torchdata import TokenDataset, TokenStream
     from candletok.forecast.evaluate import evaluate_forecasts
     from candletok.forecast.predict import predict_next
+    from candletok.forecast.simcal import calibrated_similar
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig
     from candletok.model.train import TrainConfig, train

@@ -19,7 +19,7 @@ from candletok.model.train import TrainConfig
 
 def tiny(out: Path) -> DemoConfig:
     return DemoConfig(
-        out=out, symbols=("AAPL", "IBM"), device="cpu", samples=6, horizon=4,
+        out=out, symbols=("AAPL", "IBM"), device="cpu", samples=6, horizon=4, eval_boot=200,
         train=TrainConfig(steps=4, eval_every=2, context=32, n_layer=1, n_head=2, n_embd=16,
                           batch_size=8, eval_windows=16),
     )
@@ -29,10 +29,12 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = run_demo(tiny(out))
     names = {p.name for _, p in r.files}
-    assert names == {"data", "vocab.json", "model.pt", "fan.png", "summary.md"}
+    assert names == {"data", "vocab.json", "model.pt", "fan.png", "summary.md",
+                     "reliability.png", "model.calibration.json"}
     for _, p in r.files:
         assert p.exists(), p
-    assert (out / "fan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("fan.png", "reliability.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     verify_dataset(out / "data")
     # Splits as documented: nothing in train on or after val_from, test from test_from.
     bounds = r.encode.manifest["boundaries"]
@@ -41,6 +43,16 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     for s in r.train.table:  # every score in the summary, as printed
         assert f"| {s.name} | {s.val:.4f} | {s.test:.4f} |" in text
     assert r.train.summary in text and "Brier" in text
+    # the evaluate harness on the demo's data and model: h = 1, cheap forecasters + CandleGPT
+    rep = r.evaluation
+    assert rep is not None and rep.split == "test" and rep.horizons == (1,)
+    who = {row.forecaster for row in rep.direction}
+    assert {"base rate", "CandleGPT"} <= who and not any("analogues" in w for w in who)
+    assert {row.forecaster for row in rep.range} >= {"EWMA", "HistVol20", "CandleGPT"}
+    assert "## How good are the forecasts?" in text and "![reliability diagram" in text
+    gpt = next(row for row in rep.direction if row.forecaster == "CandleGPT")
+    assert f"{gpt.skill.value:+.4f} [{gpt.skill.lo:+.4f}, {gpt.skill.hi:+.4f}]" in text
+    assert gpt.verdict in text and "Not run in the demo" in text
     assert r.prediction.symbol == "AAPL"
     assert abs(float(r.prediction.probs.sum()) - 1.0) < 1e-6
     assert r.continuation.paths["close"].shape == (6, 4)
@@ -80,7 +92,9 @@ def test_cli_demo_runs_offline(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     for needle in ("bits per candle", "unigram", "ngram-3", "next candle", "Brier",
-                   "sampled continuations", str(out / "fan.png")):
+                   "sampled continuations", str(out / "fan.png"), "candletok evaluate",
+                   "skill vs base", "HistVol20", "forecasters run:", "reliability of CandleGPT",
+                   str(out / "reliability.png")):
         assert needle in r.stdout, needle
     assert (out / "summary.md").exists() and (out / "model.pt").exists()
     assert "next: candletok predict" in r.stderr  # what to run after the demo

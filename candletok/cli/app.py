@@ -285,7 +285,7 @@ FLAGS: dict[str, str] = {
     "interval": "--interval", "n_bars": "--bars", "out": "--out", "vocab": "--vocab",
     "val_from": "--val-from", "test_from": "--test-from", "device": "--device",
     "steps": "--steps", "lr": "--lr", "repair": "--repair-bars", "date_format": "--date-format",
-    "split": "--split", "seed": "--seed", "scheme": "--scheme",
+    "split": "--split", "seed": "--seed", "scheme": "--scheme", "val_origins": "--val-origins",
 }
 _ARG = re.compile(r"\b(" + "|".join(FLAGS) + r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)]*)")
 

@@ -29,13 +29,14 @@ def demo(
 ) -> None:
     """Fit, encode, train, score, predict and chart on the bundled sample (no network)."""
     # torch loads here, when the demo runs, not when any command starts
+    from candletok.cli.cmd_eval import print_report
     from candletok.cli.cmd_model import (
         plain_line,
         print_calibration,
         print_prediction,
         print_train,
     )
-    from candletok.forecast.demo import DemoConfig, run_demo
+    from candletok.forecast.demo import DemoConfig, forecasters_run, run_demo
     from candletok.model.train import StepInfo
 
     cfg = DemoConfig(out=out, device=device, seed=seed)
@@ -79,6 +80,15 @@ def demo(
     console.print(table(f"{cfg.predict_symbol}: {cfg.horizon} candles after "
                         f"{res.continuation.last_ts:%Y-%m-%d}", ["quantity", "value"],
                         res.continuation.summary()))
+    if res.evaluation is not None:
+        rep = res.evaluation
+        heading(f"5. every forecaster against the base rate (candletok evaluate, {rep.split}, "
+                f"h = {', '.join(str(h) for h in rep.horizons)})")
+        print_report(rep)
+        names = ", ".join(forecasters_run(rep))
+        console.print(f"forecasters run: {names} ({res.eval_seconds:,.0f} s); not run in the "
+                      "demo: h > 1 and the pattern-search analogues (`candletok evaluate "
+                      f"{out / 'data'} --model {out / 'model.pt'}` runs them)", highlight=False)
     console.print(table(f"files ({time.perf_counter() - t0:,.0f} s in all)", ["what", "where"],
                         [(what, str(p)) for what, p in res.files]))
     err_console.print(f"next: candletok predict AAPL MSFT --model {out / 'model.pt'} --dataset "

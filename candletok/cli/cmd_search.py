@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import typer
@@ -39,8 +40,9 @@ def _horizons(text: str) -> tuple[int, ...]:
         raise fail(f"--horizon takes bar counts like 1,5,10 ({exc})") from exc
 
 
-def print_similar(res: SimilarResult) -> None:
-    """Header, query, outcome tables with the base rate, verdicts, then the matches."""
+def print_similar(res: SimilarResult, cal: Any = None) -> None:
+    """Header, query, outcome tables with the base rate, verdicts, the calibrated
+    analogue P(up) when ``cal`` (an AnalogueCalibration) is given, then the matches."""
     s = res.summary
     how = f"answered with the last {s['window']}" if s["backed_off"] else ""
     console.print(
@@ -88,6 +90,8 @@ def print_similar(res: SimilarResult) -> None:
         highlight=False)
     for w in res.words:
         console.print(f"· {w}", highlight=False)
+    if cal is not None:
+        print_calibration(cal)
     if res.matches.height:
         hs = s["horizons"]
         exact = s["mode"] == "exact" and s["origin"] == "dataset"  # every distance is 0
@@ -99,6 +103,46 @@ def print_similar(res: SimilarResult) -> None:
         console.print(table(f"{title} (of {s['matches']})",
                             ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
                              *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
+
+
+def _frac(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.1%}"
+
+
+def _skill(s: dict[str, float] | None) -> str:
+    if not s or s.get("value") is None:
+        return "-"
+    if s.get("lo") is None or s.get("hi") is None:
+        return f"{s['value']:+.3f}"
+    return f"{s['value']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"
+
+
+def print_calibration(cal: Any) -> None:
+    """The analogue P(close up) per horizon: raw (shrunk), calibrated on val, the base
+    rate and the val skill with its interval; then the verdicts in words."""
+    rows = [(h.horizon, _frac(h.matches_p_up), f"{h.n_eff:.1f}", _frac(h.p_up_raw),
+             _frac(h.p_up_calibrated), _frac(h.base_rate), _skill(h.val_skill),
+             f"{h.calibration} (n={h.val_n})" if h.val_n else h.calibration)
+            for h in cal.horizons]
+    if cal.val_origins_asked:
+        part = "all of val" if cal.cut == "all" else f"val up to {cal.cut[:10]}"
+        how = (f"map fit on {part}: "
+               f"the same search replayed point in time at {cal.val_origins_asked:,} seeded "
+               f"val origins (seed {cal.seed}, of {max(cal.val_origins_available.values()):,})")
+    else:
+        how = "no map fit on val"
+    console.print(table(
+        f"calibrated P(close up after h bars) · {how}",
+        ["h", "matches' P(up)", "eff. n", f"raw analogue P(up) (prior {cal.prior:g})",
+         "calibrated P(up)", "base rate (train)", "val skill vs base [95%]", "map"], rows))
+    for h in cal.horizons:
+        console.print(f"· {h.words}", highlight=False)
+    for n in cal.notes:
+        console.print(f"· {n}", highlight=False)
+    if cal.cache:
+        src = (f"read from {cal.cache}" if cal.from_cache else
+               f"fit in {cal.fit_seconds:.1f} s and cached in {cal.cache}")
+        console.print(f"· calibration {src}", highlight=False)
 
 
 @app.command("similar")
@@ -120,6 +164,10 @@ def similar_cmd(
     device: str = typer.Option("cpu", "--device", help="Device for --mode model."),
     approximate: bool = typer.Option(False, "--approximate",
                                      help="--mode model: faiss HNSW (needs candletok[search])."),
+    no_calibrate: bool = typer.Option(False, "--no-calibrate",
+                                      help="Skip the calibrated P(up) (no val replay)."),
+    val_origins: int = typer.Option(200, "--val-origins",
+                                    help="Val origins replayed to fit the calibration map."),
 ) -> None:
     """What followed the windows of history most like SYMBOL's last candles."""
     if mode not in MODES:
@@ -128,13 +176,25 @@ def similar_cmd(
         raise fail("--mode model needs a trained checkpoint: --model FILE.")
     if last < 1 or top < 1 or min_matches < 0:
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
-    res = similar(dataset, symbol, last=last, mode=mode, top=top, horizons=_horizons(horizon),
-                  at=at, source=source, min_matches=min_matches, model=model, device=device,
-                  approximate=approximate)
-    if as_json:
-        print(json.dumps(res.to_dict(), indent=2))
+    if val_origins < 1:
+        raise fail("--val-origins must be at least 1.")
+    kw: dict[str, Any] = dict(last=last, mode=mode, top=top, horizons=_horizons(horizon), at=at,
+                              source=source, min_matches=min_matches, model=model,
+                              device=device, approximate=approximate)
+    cal = None
+    if no_calibrate:  # the search alone: no forecast module, no val replay
+        res = similar(dataset, symbol, **kw)
+        body = {**res.to_dict(), "calibration": None}
     else:
-        print_similar(res)
+        from candletok.forecast.simcal import calibrated_similar
+
+        both = calibrated_similar(dataset, symbol, val_origins=val_origins, **kw)
+        res, cal = both.result, both.calibration
+        body = both.to_dict()
+    if as_json:
+        print(json.dumps(body, indent=2))
+    else:
+        print_similar(res, cal)
     if plot is not None:
         path = plot_similar(res, plot)
         if not as_json:

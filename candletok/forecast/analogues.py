@@ -53,6 +53,17 @@ AnalogueQuery = Callable[[History, int, Sequence[int]], dict[int, AnalogueAnswer
 left out. It must read nothing after ``hist.ts[row]``."""
 
 
+def analogue_p_up(answers: Sequence[AnalogueAnswer], base: float,
+                  prior: float = 20.0) -> np.ndarray:
+    """The analogue P(up) of each answer: the matches' share of up moves shrunk toward
+    ``base`` by their effective number. The one rule for an origin the harness replays
+    and for a live query (:func:`candletok.forecast.simcal.calibrated_similar`), so a map
+    fit on the first applies to the second."""
+    p = np.array([a.p_up for a in answers], dtype=np.float64)
+    n_eff = np.array([a.n_eff for a in answers], dtype=np.float64)
+    return shrink_to_base(p, n_eff, base, prior)
+
+
 class AnalogueForecaster:
     """A pattern search as a :class:`~candletok.forecast.forecasters.Forecaster`."""
 
@@ -84,6 +95,11 @@ class AnalogueForecaster:
                 self._answers[r] = self.query(hist, r, self.horizons)
         return [self._answers[r] for r in rows.tolist()]
 
+    @property
+    def asked(self) -> int:
+        """How many distinct origins the search was asked about (over every horizon)."""
+        return len(self._answers)
+
     def describe(self) -> str:
         return (f"the search's matches at up to {self.subsample} seeded origins per split, "
                 f"P(up) shrunk toward the base rate with a prior worth {self.prior:g} "
@@ -99,10 +115,9 @@ class AnalogueForecaster:
         sub = sub[keep]
         if sub.size == 0:
             return None
-        p = np.array([a.p_up for a in ans])
         n_eff = np.array([a.n_eff for a in ans])
         base, _ = self.base.rate(hist, horizon)
-        fc = Forecast(sub, p_up=shrink_to_base(p, n_eff, base, self.prior), n_eff=n_eff)
+        fc = Forecast(sub, p_up=analogue_p_up(ans, base, self.prior), n_eff=n_eff)
         if all(a.quantiles_vol is not None for a in ans):
             q = np.array([a.quantiles_vol for a in ans], dtype=np.float64).reshape(-1, len(LEVELS))
             fc.quantiles = q * hist.next_scale[sub][:, None]
@@ -112,8 +127,20 @@ class AnalogueForecaster:
 SEARCH_MODES: tuple[str, ...] = ("exact", "nearest", "model")
 
 
+def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
+    """The matches' answer at each horizon of a :class:`~candletok.search.result.SimilarResult`
+    (horizons with no match whose outcome was known by T are left out)."""
+    out = {}
+    for r in res.outcomes.filter(pl.col("who") == "matches").iter_rows(named=True):
+        if r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"]):
+            out[int(r["horizon"])] = AnalogueAnswer(
+                float(r["p_up"]), float(r["n_eff"]), (r["q10_vol"], r["q50_vol"], r["q90_vol"]))
+    return out
+
+
 def search_query(index: Any, mode: str, last: int = 5, top: int = 20, min_matches: int = 10,
-                 model: str | Path | None = None, device: str = "cpu") -> AnalogueQuery:
+                 model: str | Path | None = None, device: str = "cpu",
+                 approximate: bool = False) -> AnalogueQuery:
     """An :data:`AnalogueQuery` answered by :func:`candletok.search.similar.similar` on a
     dataset's search index: the last ``last`` candles of the origin's symbol asked as of
     the origin's time, so the search's time rule admits only matches whose forward
@@ -125,16 +152,10 @@ def search_query(index: Any, mode: str, last: int = 5, top: int = 20, min_matche
         try:
             res = similar(index, str(hist.symbol[row]), last=last, mode=mode, top=top,
                           horizons=tuple(horizons), at=at, min_matches=min_matches,
-                          model=model, device=device)
+                          model=model, device=device, approximate=approximate)
         except CandletokError:  # too little history before this origin: no answer
             return {}
-        out = {}
-        for r in res.outcomes.filter(pl.col("who") == "matches").iter_rows(named=True):
-            if r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"]):
-                out[int(r["horizon"])] = AnalogueAnswer(
-                    float(r["p_up"]), float(r["n_eff"]),
-                    (r["q10_vol"], r["q50_vol"], r["q90_vol"]))
-        return out
+        return answers_of(res)
 
     return query
 

@@ -4,8 +4,11 @@
 settings small enough for a laptop CPU: fit a vocabulary on the early years of the real
 sample, write the time-split dataset, train a small CandleGPT, score it against the
 baselines, forecast AAPL's next candle, check that forecast's calibration on the test
-years, and draw a fan of sampled continuations. Every file goes under one folder, and a
-``summary.md`` there records the tables exactly as printed.
+years, draw a fan of sampled continuations, and score every cheap forecaster and
+CandleGPT against the base rate with ``candletok evaluate``'s harness (h = 1 only: the
+sampled h > 1 paths and the pattern-search analogues cost minutes, so the demo leaves them
+to ``candletok evaluate``) with its reliability diagram. Every file goes under one
+folder, and a ``summary.md`` there records the tables exactly as printed.
 
 The demo vocabulary differs from the library default on purpose: a daily sample of four
 stocks holds ~12,000 training candles, too few for the default 1,053 price-only tokens to
@@ -18,7 +21,9 @@ bins and uses coarser price bins to keep the vocabulary near the same size (5*5*
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,8 @@ from candletok.core.errors import CandletokError
 from candletok.data.sample import load_sample
 from candletok.dataset.build import EncodeResult, build_dataset
 from candletok.dataset.manifest import open_dataset, read_split
+from candletok.forecast.evalplot import plot_evaluation
+from candletok.forecast.evaluate import EvalReport, evaluate_forecasts
 from candletok.forecast.predict import (
     Calibration,
     Continuation,
@@ -62,6 +69,8 @@ class DemoConfig:
     samples: int = 100
     device: str = "auto"
     seed: int = 0
+    eval_horizons: tuple[int, ...] = (1,)  # the evaluate harness; h > 1 samples paths (slow)
+    eval_boot: int = 1000  # bootstrap resamples of every interval
 
 
 @dataclass
@@ -73,6 +82,8 @@ class DemoResult:
     calibration: Calibration
     continuation: Continuation
     files: list[tuple[str, Path]]
+    evaluation: EvalReport | None = None
+    eval_seconds: float = 0.0
 
 
 EncodeProgress = Callable[[str, int, int], None]
@@ -103,7 +114,9 @@ def run_demo(
     out = Path(cfg.out)
     _prepare(out)
     data, model_path, chart = out / "data", out / "model.pt", out / "fan.png"
-    for stale in (model_path, chart, out / "summary.md"):
+    reliability = out / "reliability.png"
+    for stale in (model_path, chart, out / "summary.md", reliability,
+                  out / "model.calibration.json"):
         stale.unlink(missing_ok=True)
     if data.exists():
         shutil.rmtree(data)
@@ -125,14 +138,26 @@ def run_demo(
     cont = continue_series(model, data, cfg.predict_symbol, n=cfg.horizon,
                            samples=cfg.samples, seed=cfg.seed)
     cont.plot(chart)
+    tick = encode_progress or (lambda stage, done, total: None)
+    tick("evaluate", 0, 1)
+    t0 = time.perf_counter()
+    rep = evaluate_forecasts(data, model_path, split="test", horizons=cfg.eval_horizons,
+                             analogues=(), n_boot=cfg.eval_boot, seed=cfg.seed,
+                             device=resolve_device(cfg.device))
+    plot_evaluation(rep, reliability)
+    eval_seconds = time.perf_counter() - t0
+    tick("evaluate", 1, 1)
     files = [
         ("dataset (Parquet shards + manifest)", data),
         ("vocabulary", data / "vocab.json"),
         ("model checkpoint", model_path),
         ("fan chart", chart),
         ("summary", out / "summary.md"),
+        ("reliability diagram and range chart", reliability),
+        ("calibration maps (fit on val)", Path(rep.calibration_file or
+                                               out / "model.calibration.json")),
     ]
-    result = DemoResult(cfg, enc, res, pred, cal, cont, files)
+    result = DemoResult(cfg, enc, res, pred, cal, cont, files, rep, eval_seconds)
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(result), encoding="utf-8")
     return result
@@ -180,4 +205,62 @@ def summary_markdown(r: DemoResult) -> str:
         f"![fan chart]({r.files[3][1].name})",
         "",
     ]
+    if r.evaluation is not None:
+        parts += evaluation_markdown(r.evaluation, r.files[5][1].name)
     return "\n".join(parts)
+
+
+def _iv(e: Any, digits: int = 4, signed: bool = False) -> str:
+    """A value with its 95% interval, as ``candletok evaluate`` prints it."""
+    if e is None or not math.isfinite(e.value):
+        return "-"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
+        return f.format(e.value)
+    return f"{f.format(e.value)} [{f.format(e.lo)}, {f.format(e.hi)}]"
+
+
+def forecasters_run(rep: EvalReport) -> list[str]:
+    """The forecasters an evaluation scored, in the harness's order (base rate, the
+    volatility baselines, then the learned ones)."""
+    rows = rep.direction[:1] + rep.range + rep.direction + rep.quantiles
+    return list(dict.fromkeys(r.forecaster for r in rows))
+
+
+def evaluation_markdown(rep: EvalReport, image: str) -> list[str]:
+    """The evaluate tables the demo ran (direction, range, bits) as Markdown lines."""
+    hs = ", ".join(str(h) for h in rep.horizons)
+    names = ", ".join(forecasters_run(rep))
+    refs = ("EWMA", "HistVol20")
+    parts = [
+        f"## How good are the forecasts? (`candletok evaluate`, {rep.split}, h = {hs})",
+        "",
+        f"Forecasters run: {names}; calibration maps fit on val. Not run in the demo: "
+        "h > 1 (CandleGPT's sampled paths) and the pattern-search analogues "
+        "(`candletok evaluate` runs them). Intervals: 95% block bootstrap over dates.",
+        "",
+        "P(close up at t+h), Brier skill against the base rate:",
+        "",
+        _md_table(["forecaster", "h", "n", "Brier [95%]", "skill vs base [95%]", "ECE",
+                   "calibration", "verdict"],
+                  [(r.forecaster, r.horizon, f"{r.n:,}", _iv(r.brier),
+                    "-" if r.forecaster == "base rate" else _iv(r.skill, signed=True),
+                    f"{r.ece.value:.4f}", r.calibration, r.verdict) for r in rep.direction]),
+        "",
+        "The next candle's range ln(H/L), QLIKE (lower is better):",
+        "",
+        _md_table(["forecaster", "n", "QLIKE [95%]", *(f"skill vs {k} [95%]" for k in refs),
+                   "verdict"],
+                  [(r.forecaster, f"{r.n:,}", _iv(r.qlike, 3),
+                    *(_iv(r.skill.get(k), 3, True) if k in r.skill else "-" for k in refs),
+                    r.verdict) for r in rep.range]),
+        "",
+    ]
+    if rep.bits:
+        parts += ["Bits per candle on the same candles:", "",
+                  _md_table(["forecaster", "n", "bits [95%]", "minus the n-gram [95%]"],
+                            [(b.forecaster, f"{b.n:,}", _iv(b.bits, 3),
+                              "-" if b.diff is None else _iv(b.diff, 3, True))
+                             for b in rep.bits]), ""]
+    parts += [f"![reliability diagram and range chart]({image})", ""]
+    return parts

@@ -33,6 +33,14 @@ class SimilarResult:
     _rule: TimeRule | None = field(default=None, repr=False)
     context: pl.DataFrame | None = field(default=None, repr=False)  # candles before the query
 
+    @property
+    def t_us(self) -> int:
+        """The query's time T (its last bar's open time) in microseconds UTC: what every
+        answer, and any calibration built on top of it, must not look past."""
+        if self._rule is None:
+            raise ValueError("This result was built without its time rule.")
+        return int(self._rule.T)
+
     def to_dict(self) -> dict[str, Any]:
         """Everything printable, JSON-ready (times as ISO text, NaN as None)."""
         def rows(df: pl.DataFrame) -> list[dict[str, Any]]:
