@@ -168,7 +168,7 @@ def print_calibration(cal: Calibration) -> None:
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
     steps: int | None = typer.Option(
-        None, "--steps", help="Optimizer steps (default: 25 passes over the training "
+        None, "--steps", help="Optimizer steps (default: 200 passes over the training "
         "candles, at least 200 and at most 20,000; early stopping usually ends sooner)."),
     context: int = typer.Option(128, "--context", help="Tokens of context per window."),
     layers: int = typer.Option(2, "--layers", help="Transformer blocks."),

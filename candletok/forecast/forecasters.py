@@ -27,6 +27,7 @@ their matches with ``n_eff`` (the effective number of independent matches), and
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
@@ -93,16 +94,30 @@ def shrink_to_base(p: np.ndarray, n_eff: np.ndarray, base: float,
     return (n * np.asarray(p, dtype=np.float64) + prior * base) / (n + prior)
 
 
+def origin_keys(hist: History, seed: int) -> np.ndarray:
+    """A fixed pseudo-random key (uint64) per row, from its symbol, its time and ``seed``
+    only: a row keeps its key whatever else the history holds, so dropping or adding bars
+    elsewhere (after a query time, in another symbol) never changes which of the remaining
+    rows a subsample picks. SplitMix64's finalizer mixes the bits."""
+    sym = np.array([zlib.crc32(s.encode()) for s in hist.symbols], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = (hist.ts.astype(np.int64).view(np.uint64) ^ (sym[hist.series] << np.uint64(32))
+             ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def pick_subsample(hist: History, rows: np.ndarray, size: int, seed: int) -> np.ndarray:
     """A seeded subsample of origins for costly forecasters: the ``size`` rows with the
-    smallest fixed random key (one key per row of the history), so the choice does not
-    depend on which horizon or which other rows are asked, and mostly overlaps between
-    horizons."""
+    smallest :func:`origin_keys`, so the choice does not depend on which horizon or which
+    other rows are asked (it mostly overlaps between horizons), nor on bars the history
+    holds elsewhere."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size <= size:
         return np.sort(rows)
-    key = np.random.default_rng(seed).random(hist.n)
-    return np.sort(rows[np.argsort(key[rows], kind="stable")[:size]])
+    key = origin_keys(hist, seed)[rows]
+    return np.sort(rows[np.argsort(key, kind="stable")[:size]])
 
 
 def train_quantiles(hist: History, horizon: int, unit: np.ndarray) -> np.ndarray:
