@@ -115,6 +115,9 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path: Path) -
     assert flag_wording("use interval='1d' or source='synthetic'.") == (
         "use --interval 1d or --source synthetic.")
     assert flag_wording("n_bars= must be at least 1") == "--bars must be at least 1"
+    assert flag_wording("pass steps=N with N above 80, or patience=0.") == (
+        "pass --steps N with N above 80, or --patience 0.")
+    assert flag_wording("lower lr= and retry.") == "lower --lr and retry."
     assert flag_wording("policy='repair' and token=5 stay") == "policy='repair' and token=5 stay"
 
 

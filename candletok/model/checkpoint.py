@@ -34,7 +34,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ModelError(f"Unknown device {device!r}; use auto, cpu or cuda.")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("CUDA was requested but is not available; use --device cpu or auto.")
+        raise ModelError("CUDA was requested but is not available; use device='cpu' or "
+                         "device='auto'.")
     return dev
 
 
@@ -119,5 +120,5 @@ def model_interval(model: CandleGPT, asked: str | None) -> str:
     trained = normalize_interval(trained) if trained else None
     if asked is not None and trained is not None and normalize_interval(asked) != trained:
         raise ModelError(f"The model was trained on {trained} bars, not {asked}; use "
-                         f"--interval {trained} or train a model on {asked} bars.")
+                         f"interval='{trained}' or train a model on {asked} bars.")
     return asked or trained or "1d"

@@ -214,15 +214,15 @@ def resume_run(tr: SplitSource, cfg: TrainConfig, ck: dict[str, Any], out: Path,
                    history=list(ck.get("metrics", {}).get("history", [])),
                    up_rate=ck.get("token_up_rate"), vocab_text=ck.get("vocab_json"))
     if run.step > cfg.total_steps:
-        raise ModelError(f"{out} is already at step {run.step}; give --steps above "
-                         f"{run.step} to train further.")
+        raise ModelError(f"{out} is already at step {run.step}; pass steps=N with N "
+                         f"above {run.step} to train further.")
     if ck.get("best_model") is not None or math.isfinite(ck.get("best_val", math.inf)):
         run.best = BestWeights(float(ck["best_val"]), int(ck["best_step"]),
                                ck.get("best_model"), int(ck.get("stale_evals", 0)))
     if cfg.patience and run.best.stale >= cfg.patience:
         raise ModelError(f"{out} stopped early at step {run.step} (val not better for "
-                         f"{run.best.stale} evaluations); give --patience above "
-                         f"{run.best.stale} (or 0) to train further.")
+                         f"{run.best.stale} evaluations); pass patience=0, or patience=N "
+                         f"with N above {run.best.stale}, to train further.")
     run.last_val = run.history[-1].get("val_bpc") if run.history else None
     torch.set_rng_state(ck["rng"]["torch"])
     if dev.type == "cuda" and ck["rng"].get("cuda") is not None:
@@ -272,7 +272,7 @@ def train_step(run: RunState, sampler: WindowSampler, dev: torch.device, rank: i
     lv = float(loss.item())  # also synchronizes the device, so timings are honest
     run.step += 1
     if not math.isfinite(lv):
-        raise ModelError(f"Training diverged at step {run.step} (loss {lv}); lower --lr and "
+        raise ModelError(f"Training diverged at step {run.step} (loss {lv}); lower lr= and "
                          "retry.")
     return lv, t1 - t0, time.perf_counter() - t0, int(x.size)
 
