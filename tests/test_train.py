@@ -405,13 +405,14 @@ def test_ctrl_c_stops_at_the_next_step_with_a_checkpoint(tmp_path: Path) -> None
         if getattr(info, "step", 0) == 3 and getattr(info, "phase", "") == "train":
             signal.raise_signal(signal.SIGINT)
 
+    before = signal.getsignal(signal.SIGINT)  # default, or ignored under a background shell
     res = train(splits(), tiny_cfg(steps=40, eval_every=10), out=tmp_path / "m.pt",
                 device="cpu", progress=press_ctrl_c)
     assert res.interrupted and res.stop_reason == "interrupted"
     assert res.step == 4 and res.history[-1]["step"] == 4  # evaluated and saved there
     ck = read_checkpoint(tmp_path / "m.pt")
     assert ck["step"] == 4 and ck["metrics"]["stop_reason"] == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler restored
 
 
 # -- threads -------------------------------------------------------------------------------
