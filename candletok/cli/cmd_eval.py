@@ -13,13 +13,8 @@ from candletok.cli.app import app, console, fail, table
 
 
 def _iv(e: Any, signed: bool = False, digits: int = 4) -> str:
-    """A value with its 95% interval: ``+0.012 [-0.004, +0.028]``."""
-    if e is None or not math.isfinite(e.value):
-        return "-"
-    f = f"{{:{'+' if signed else ''}.{digits}f}}"
-    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
-        return f.format(e.value)
-    return f"{f.format(e.value)} [{f.format(e.lo)}, {f.format(e.hi)}]"
+    """A value with its 95% interval (:meth:`Estimate.text`), ``-`` for none."""
+    return "-" if e is None else e.text(digits, signed)
 
 
 def _p(dm: Any) -> str:

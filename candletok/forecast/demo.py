@@ -21,7 +21,6 @@ bins and uses coarser price bins to keep the vocabulary near the same size (5*5*
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -211,13 +210,8 @@ def summary_markdown(r: DemoResult) -> str:
 
 
 def _iv(e: Any, digits: int = 4, signed: bool = False) -> str:
-    """A value with its 95% interval, as ``candletok evaluate`` prints it."""
-    if e is None or not math.isfinite(e.value):
-        return "-"
-    f = f"{{:{'+' if signed else ''}.{digits}f}}"
-    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
-        return f.format(e.value)
-    return f"{f.format(e.value)} [{f.format(e.lo)}, {f.format(e.hi)}]"
+    """A value with its 95% interval (:meth:`Estimate.text`), ``-`` for none."""
+    return "-" if e is None else e.text(digits, signed)
 
 
 def forecasters_run(rep: EvalReport) -> list[str]:

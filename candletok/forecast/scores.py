@@ -140,6 +140,16 @@ class Estimate:
     def excludes_zero(self) -> bool:
         return bool(self.lo > 0 or self.hi < 0)
 
+    def text(self, digits: int = 4, signed: bool = False) -> str:
+        """The value with its interval, as every table prints it: ``+0.012 [-0.004,
+        +0.028]`` (``-`` when undefined; the value alone when the interval is)."""
+        if not math.isfinite(self.value):
+            return "-"
+        f = f"{{:{'+' if signed else ''}.{digits}f}}"
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            return f.format(self.value)
+        return f"{f.format(self.value)} [{f.format(self.lo)}, {f.format(self.hi)}]"
+
 
 def bootstrap(stat: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int = 1000,
               block: int | None = None, seed: int = 0) -> Estimate:
