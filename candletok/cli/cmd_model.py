@@ -195,7 +195,8 @@ def train_cmd(
         "each); --batch is the global batch and must be a multiple of it."),
     calendar: str | None = typer.Option(
         None, "--calendar", help="Calendar inputs (each candle's time of day, weekday and "
-        "month): auto (on for intraday bars), on or off."),
+        "month): auto (on; daily bars follow CALENDAR_AUTO_DAILY, on by default), on or "
+        "off."),
     calendar_tz: str | None = typer.Option(
         None, "--calendar-tz", help="Time zone of the calendar inputs (default: "
         "America/New_York for intraday bars, UTC for daily ones)."),

@@ -97,9 +97,10 @@ def calendar_spec(setting: str, interval: str | None,
 class TrainConfig:
     """Everything that shapes a training run. Saved in every checkpoint."""
 
-    # Defaults measured on the bundled sample (10k train candles, ~1,000 tokens): larger or
-    # longer-trained models only overfit sooner (val is best after ~40 steps there); the
-    # best-on-val weights are kept and early stopping ends the run.
+    # Defaults chosen on val by benchmarks/model_study.py (README "Choosing the defaults"):
+    # on the sample's 10k training candles no other width, depth, context, dropout, weight
+    # decay or lr beat these by more than the seed-to-seed spread; val is best after ~70
+    # steps there, the best-on-val weights are kept and early stopping ends the run.
     steps: int | None = None  # None: sized to the data (auto_steps), fixed at the start
     batch_size: int = 32
     context: int = 128
