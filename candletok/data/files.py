@@ -34,6 +34,7 @@ import polars as pl
 
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import BarsError, OutputError, SourceError
+from candletok.core.times import bar_spacings, check_interval, interval_of_spacings
 from candletok.data.bars import COLUMN_ALIASES, PRICE_COLS, canonicalize, column_key
 from candletok.data.clean import filter_range, finish
 
@@ -326,7 +327,7 @@ def load_files(
     source: str | Path,
     symbols: list[str],
     *,
-    interval: str = "1d",
+    interval: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     repair: bool = True,
@@ -334,10 +335,12 @@ def load_files(
 ) -> pl.DataFrame:
     """Canonical, repaired and validated bars from a file or folder (see module docs).
 
-    ``symbols`` may be empty to take everything. ``interval`` is not checked against the
-    data (files carry their own spacing); it only labels messages. ``repair=False``
-    refuses broken rows instead of dropping them; ``date_format`` (strftime codes) reads
-    a text date column that Polars cannot guess."""
+    ``symbols`` may be empty to take everything. Files carry their own spacing, so a
+    given ``interval`` is checked against it (the most common step between a symbol's
+    bars, see :func:`candletok.core.times.infer_interval`) and refused in one sentence
+    when they contradict; None takes the bars as they are. ``repair=False`` refuses
+    broken rows instead of dropping them; ``date_format`` (strftime codes) reads a text
+    date column that Polars cannot guess."""
     fmt = {"date_format": date_format}
     path = Path(source).expanduser()
     if not path.exists():
@@ -374,7 +377,12 @@ def load_files(
     # worth copying (measured: 1.5x rather than 1.9x a plain pl.read_parquet on 1M bars).
     if df.n_chunks() > 64:
         df = df.rechunk()
-    return finish(df, repair=repair, what=f"{path.name} ({interval})")
+    df = finish(df, repair=repair, what=path.name if interval is None
+                else f"{path.name} ({interval})")
+    if interval is not None:
+        check_interval(interval, interval_of_spacings(bar_spacings(df["ts"], df["symbol"])),
+                       str(path))
+    return df
 
 
 def bars_file(folder: str | Path, symbol: str) -> Path:
