@@ -104,10 +104,14 @@ def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
 def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.DataFrame:
     """The time column of a raw table read with an explicit ``date_format`` (strftime
     codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (month-first
-    dates, ``20240131``); without a format, or when the column is not text, nothing
-    changes."""
+    dates, ``20240131``), integer columns read as their digits; without a format, or
+    when the column is neither text nor integers, nothing changes."""
     col = _roles(raw.columns).get("ts")
-    if date_format is None or col is None or raw.schema[col] != pl.String:
+    if date_format is None or col is None:
+        return raw
+    if raw.schema[col].is_integer():  # 202401311530 with %Y%m%d%H%M: the digits are text
+        raw = raw.with_columns(pl.col(col).cast(pl.String))
+    if raw.schema[col] != pl.String:
         return raw
     try:
         return raw.with_columns(pl.col(col).str.strip_chars().str.to_datetime(
