@@ -91,13 +91,24 @@ def _roles(columns: list[str]) -> dict[str, str]:
     return out
 
 
-def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
+def _normalize_symbols(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
     """Strip and upper-case the symbol column, looking at each run's value only: a sorted
     column of clean symbols (the usual case) costs one run-length pass, not a string op
-    per row."""
+    per row. Two spellings that become one symbol (``CASE`` and ``case``) are refused:
+    merged they would interleave two series, and asking for either would return both."""
     runs = df["symbol"].rle().struct.field("value")
-    if runs.equals(runs.str.strip_chars().str.to_uppercase()):
+    norm = runs.str.strip_chars().str.to_uppercase()
+    if runs.equals(norm):
         return df
+    spellings = pl.DataFrame({"raw": runs, "symbol": norm}).unique().sort("raw")
+    clash = spellings.filter(pl.len().over("symbol") > 1)
+    if clash.height:
+        a, b = clash.filter(pl.col("symbol") == clash["symbol"][0])["raw"].head(2).to_list()
+        raise BarsError(
+            f"{where + ': ' if where else ''}symbols {a!r} and {b!r} differ only by case or "
+            "spaces, and candletok reads symbols without case; rename one of them.",
+            rule="symbol_case",
+        )
     return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
 
 
@@ -137,7 +148,7 @@ def _canonical(path: Path, symbol: str | None,
         df = canonicalize(raw, symbol=None if has_symbol else symbol, adjust=True)
     except BarsError as exc:
         raise BarsError(f"{path.name}: {exc}", rule=exc.rule, rows=exc.rows) from exc
-    return _normalize_symbols(df), has_symbol
+    return _normalize_symbols(df, path.name), has_symbol
 
 
 @dataclass
@@ -188,8 +199,9 @@ def _plan(path: Path | list[Path], symbol: str | None, symbols: list[str],
     schema = lf.collect_schema()
     roles = _roles(list(schema.names()))
     has_symbol = "symbol" in roles
-    if has_symbol and symbols:
-        lf = lf.filter(pl.col(roles["symbol"]).is_in(symbols))
+    if has_symbol and symbols:  # without case, so a clash of spellings is seen
+        lf = lf.filter(pl.col(roles["symbol"]).cast(pl.String).str.strip_chars()
+                       .str.to_uppercase().is_in(symbols))
     when = None
     if "ts" in roles:
         when = _range(pl.col(roles["ts"]), schema[roles["ts"]], start, end)
@@ -210,7 +222,8 @@ def _complete(plan: _Plan, raw: pl.DataFrame, start: datetime | None,
     except BarsError:
         return None
     if plan.has_symbol:
-        df = _normalize_symbols(df)
+        df = _normalize_symbols(df, plan.path.name if isinstance(plan.path, Path)
+                                else str(plan.path[0].parent))
     if not plan.range_done:
         df = filter_range(df, start, end)
     return df if df.height else None
@@ -307,24 +320,45 @@ def _pick(df: pl.DataFrame, symbols: list[str], where: str) -> pl.DataFrame:
     return df.filter(pl.col("symbol").is_in(symbols))
 
 
-def folder_files(path: Path) -> list[tuple[Path, str]]:
-    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
-    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
-    else the file's stem. Sorted by that symbol, then path."""
-    out: list[tuple[Path, str]] = []
+def _folder_entries(path: Path) -> list[tuple[Path, str, str]]:
+    """:func:`folder_files` with each symbol as the location spells it (``aaa.csv``)."""
+    out: list[tuple[Path, str, str]] = []
     for p in path.rglob("*"):
         rel = p.relative_to(path)
         if any(part.startswith((".", "_")) for part in rel.parts):
             continue
         if not (_suffix(p) and p.is_file()):
             continue
-        symbol = _stem(p)
+        suf = _suffix(p) or p.suffix
+        raw = p.name[: len(p.name) - len(suf)]
         for part in rel.parts[:-1]:
             key, eq, value = part.partition("=")
             if eq and COLUMN_ALIASES.get(column_key(key)) == "symbol":
-                symbol = unquote(value).strip().upper()
-        out.append((p, symbol))
+                raw = unquote(value)
+        out.append((p, raw.strip().upper(), raw))
     return sorted(out, key=lambda e: (e[1], str(e[0])))
+
+
+def folder_files(path: Path) -> list[tuple[Path, str]]:
+    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
+    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
+    else the file's stem. Sorted by that symbol, then path."""
+    return [(p, sym) for p, sym, _ in _folder_entries(path)]
+
+
+def _refuse_case_clash(entries: list[tuple[Path, str, str]], root: Path) -> None:
+    """Files whose names spell one symbol differently (``AAA.csv``, ``aaa.csv``) are
+    refused, naming both: read as one symbol they would interleave two series, or drop
+    one file's bars as "duplicate timestamps". (Parts of one partition spell it alike.)"""
+    first: dict[str, tuple[Path, str]] = {}
+    for p, sym, raw in entries:  # one step per file
+        seen = first.setdefault(sym, (p, raw))
+        if seen[1] != raw:
+            raise BarsError(
+                f"{seen[0].relative_to(root)} and {p.relative_to(root)} both name symbol "
+                f"{sym}, spelled differently, and candletok reads symbols without case; "
+                "rename or remove one of them.", rule="symbol_case",
+            )
 
 
 def load_files(
@@ -350,12 +384,15 @@ def load_files(
     if not path.exists():
         raise SourceError(f"{path} does not exist; give an existing CSV/Parquet file or folder.")
     if path.is_dir():
-        files = folder_files(path)
-        if not files:
+        spelled = _folder_entries(path)
+        if not spelled:
             raise SourceError(f"{path} holds no .csv or .parquet files.")
-        named = {s for _, s in files}
+        named = {s for _, s, _ in spelled}
         by_name = bool(symbols) and all(s in named for s in symbols)
-        chosen = [e for e in files if e[1] in set(symbols)] if by_name else list(files)
+        if by_name:
+            spelled = [e for e in spelled if e[1] in set(symbols)]
+        _refuse_case_clash(spelled, path)
+        chosen = [(p, sym) for p, sym, _ in spelled]
         df, filtered = _read_files(chosen, [] if by_name else symbols, start, end, **fmt)
         if filtered and not by_name and not set(symbols) <= _present(df):
             # the scans matched symbols exactly: look again for other spellings (" aapl")
