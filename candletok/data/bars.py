@@ -8,6 +8,7 @@ pipeline can trust one shape: ``symbol, ts, open, high, low, close, volume`` sor
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,6 +129,34 @@ def _parse_times(s: pl.Series) -> pl.Series:
     return s.str.to_datetime(time_unit="us", time_zone="UTC")
 
 
+def _separator_hint(raw: pl.DataFrame) -> str:
+    """:func:`separator_hint` for a table read as one column (its name, its first values)."""
+    if raw.width != 1:
+        return ""
+    return separator_hint(raw.columns[0], " ".join(
+        str(v) for v in raw[raw.columns[0]].head(5).to_list()))
+
+
+def separator_hint(header: str, sample: str) -> str:
+    """Why a CSV's columns were not found, when its header shows it: a header split by
+    ``;`` (or tabs, ``|``) and not by commas is a file written with another separator, as
+    European spreadsheets do, often with decimal commas too (seen in ``sample``, a few
+    lines of the file). "" when the header shows no such thing."""
+    if "," in header:
+        return ""
+    sep = next((s for s in (";", "\t", "|") if s in header), None)
+    if sep is None:
+        return ""
+    shown = {"\t": "tab"}.get(sep, repr(sep))
+    commas = _DECIMAL_COMMA.search(sample) is not None
+    return (f" (the file looks {shown}-separated: save it with commas between columns"
+            + (" and points as decimal marks, 1.5 not 1,5" if commas else "") + ")")
+
+
+#: A number written with a decimal comma (``101,5``), as in ``1.234,5`` or ``101,25``.
+_DECIMAL_COMMA = re.compile(r"(?:^|[\s;|\t])[-+]?\d+(?:\.\d{3})*,\d+(?=$|[\s;|\t])")
+
+
 def _as_number(df: pl.DataFrame, c: str, shown: str) -> pl.DataFrame:
     """Column ``c`` as Float64; text that is not a number is one error naming the column
     as the file does (``shown``) and a few of its values."""
@@ -147,8 +176,10 @@ def _as_number(df: pl.DataFrame, c: str, shown: str) -> pl.DataFrame:
             .head(3)
         )
         examples = ", ".join(repr(v) for v in bad[c].to_list())
+        commas = any(_DECIMAL_COMMA.search(str(v).strip()) for v in bad[c].to_list())
+        hint = " (decimal commas: write 1.5, not 1,5)" if commas else ""
         raise BarsError(
-            f"Column '{shown}' must be numeric but holds text such as {examples}.",
+            f"Column '{shown}' must be numeric but holds text such as {examples}{hint}.",
             rule="bad_dtype",
             rows=bad["_i"].to_list(),
         ) from exc
@@ -183,7 +214,8 @@ def canonicalize(
     missing = [c for c in ("ts", *PRICE_COLS) if c not in df.columns]
     if missing:
         raise BarsError(
-            f"Missing required column(s) {', '.join(missing)}; found {', '.join(raw.columns)}.",
+            f"Missing required column(s) {', '.join(missing)}; found {', '.join(raw.columns)}"
+            f"{_separator_hint(raw)}.",
             rule="missing_column",
         )
     if "volume" not in df.columns:

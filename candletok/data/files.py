@@ -24,6 +24,7 @@ the careful way, whose error names the file, the column and the rows.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,13 @@ import polars as pl
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import BarsError, OutputError, SourceError
 from candletok.core.times import bar_spacings, check_interval, interval_of_spacings
-from candletok.data.bars import COLUMN_ALIASES, PRICE_COLS, canonicalize, column_key
+from candletok.data.bars import (
+    COLUMN_ALIASES,
+    PRICE_COLS,
+    canonicalize,
+    column_key,
+    separator_hint,
+)
 from candletok.data.clean import filter_range, finish
 
 log = logging.getLogger(__name__)
@@ -68,13 +75,28 @@ def read_table(path: Path) -> pl.DataFrame:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise SourceError(f"Cannot open {path}: {exc.strerror or exc}.") from exc
         kind = "Parquet" if suf in (".parquet", ".pq") else "CSV"
+        hint = "" if kind == "Parquet" else _head_hint(path)
         raise BarsError(
-            f"{path} could not be read as {kind} ({type(exc).__name__}); check the file format.",
+            f"{path} could not be read as {kind} ({type(exc).__name__}); "
+            + (f"check the file format{hint}." if hint else "check the file format."),
             rule="unreadable",
         ) from exc
     if df.height == 0:
         raise BarsError(f"{path} holds no rows of bars.", rule="empty")
     return df
+
+
+def _head_hint(path: Path) -> str:
+    """:func:`separator_hint` from a CSV's first lines (a ``;`` file with decimal commas
+    splits into more fields than its header has, so Polars refuses it before any column
+    can be looked at)."""
+    try:
+        opener = gzip.open if _suffix(path) == ".csv.gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            lines = [fh.readline() for _ in range(6)]
+    except OSError:
+        return ""
+    return separator_hint(lines[0].strip(), " ".join(x.strip() for x in lines[1:]))
 
 
 def _has_symbol_column(df: pl.DataFrame) -> bool:
