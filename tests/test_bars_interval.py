@@ -147,3 +147,18 @@ def test_encode_refuses_bars_of_mixed_intervals(tmp_path: Path) -> None:
         folder / "IDX.parquet")
     with pytest.raises(IntervalError, match="mix intervals"):
         build_dataset(["FX", "IDX"], tmp_path / "ds", source=str(folder), group_size=1)
+
+
+def test_download_refuses_an_interval_the_file_contradicts(hourly_file: Path,
+                                                           tmp_path: Path) -> None:
+    from candletok.cli import commands  # noqa: F401  (registers every command)
+    from candletok.cli.app import app
+
+    out = tmp_path / "out.parquet"
+    r = CliRunner().invoke(app, ["download", "EURUSD", "--source", str(hourly_file),
+                                 "--interval", "1d", "--out", str(out)])
+    assert isinstance(r.exception, IntervalError) and not out.exists()
+    r = CliRunner().invoke(app, ["download", "EURUSD", "--source", str(hourly_file),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "2024-01-07 22:00" in r.output  # printed as intraday bars: to the minute

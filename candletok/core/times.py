@@ -79,6 +79,10 @@ _INTRADAY = ("1m", "2m", "5m", "15m", "30m", "60m", "90m")
 _LONG = (("1d", 0.75, 4.0), ("1wk", 5.0, 9.0), ("1mo", 26.0, 33.0))
 
 
+#: At most this many steps are counted to find the most common one.
+_MODE_SAMPLE = 1_000_000
+
+
 def _to_microseconds(ts: Any) -> np.ndarray:
     """Timestamps as int64 microseconds: numpy datetime64 or int64 (taken as µs), or a
     Polars datetime Series (duck-typed, so this module needs no Polars)."""
@@ -112,6 +116,8 @@ def interval_of_spacings(steps: np.ndarray) -> str | None:
     step that matches no supported interval is a :class:`SourceError`."""
     if steps.size == 0:
         return None
+    if steps.size > _MODE_SAMPLE:  # a systematic sample finds the same mode, sorted cheaply
+        steps = steps[:: -(-steps.size // _MODE_SAMPLE)]
     secs, counts = np.unique(np.rint(steps / 1e6).astype(np.int64), return_counts=True)
     step = float(secs[np.argmax(counts)])
     minutes, days = step / 60.0, step / 86400.0
