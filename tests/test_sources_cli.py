@@ -123,7 +123,12 @@ def test_download_date_format(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     ts = pl.read_parquet(tmp_path / "eu.parquet")["ts"].dt.strftime("%Y-%m-%d").to_list()
     assert ts == ["2024-01-31", "2024-02-01"]
-    res = runner.invoke(app, ["download", "EU", "--source", "eu.csv", "--out", "x.parquet"])
+    res = runner.invoke(app, ["download", "EU", "--source", "eu.csv", "--out", "y.parquet"])
+    assert res.exit_code == 0, res.output  # YYYYMMDD is recognised without a format too
+    assert pl.read_parquet(tmp_path / "y.parquet")["ts"].equals(
+        pl.read_parquet(tmp_path / "eu.parquet")["ts"])
+    res = runner.invoke(app, ["download", "EU", "--source", "eu.csv", "--date-format",
+                              "%d/%m/%Y", "--out", "x.parquet"])  # a format they don't match
     assert res.exit_code != 0 and not (tmp_path / "x.parquet").exists()
 
 

@@ -92,7 +92,9 @@ def encode(
     source: str = typer.Option(
         "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
     ),
-    interval: str = typer.Option("1d", "--interval", help="Bar interval, e.g. 1d, 1h, 5m."),
+    interval: str | None = typer.Option(
+        None, "--interval", help="Bar interval, e.g. 1d, 1h, 5m (default: the bars' own, "
+                                 "inferred from their times; daily for downloads)."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD)."),
     end: str | None = typer.Option(None, "--end", help="Last date (YYYY-MM-DD)."),
     out: Path = typer.Option(Path("data"), "--out", help="Dataset folder to write."),

@@ -14,6 +14,7 @@ from candletok.cli.app import app, console, err_console, fail, table
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError
+from candletok.core.times import infer_interval
 from candletok.data.files import bars_file, write_bars_folder
 from candletok.data.sources import is_path_source, normalize_symbols
 
@@ -26,6 +27,15 @@ def _source_label(source: str) -> str:
 
 def _day_format(interval: str) -> str:
     return "%Y-%m-%d" if interval.lower() in ("1d", "1wk", "1mo") else "%Y-%m-%d %H:%M"
+
+
+def _bars_interval(df: pl.DataFrame) -> str:
+    """The interval the bars show (for how their times are printed), "" when they show
+    none of the supported ones (their times are then printed to the minute)."""
+    try:
+        return infer_interval(df)
+    except CandletokError:
+        return ""
 
 
 def print_bars_summary(df: pl.DataFrame, title: str, interval: str, source: str) -> None:
@@ -46,7 +56,9 @@ def download(
         "auto", "--source", help="auto, yahoo, sample (see `candletok sample`), synthetic or "
                                  "a CSV/Parquet path."
     ),
-    interval: str = typer.Option("1d", "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo."),
+    interval: str | None = typer.Option(
+        None, "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo (default: 1d; a "
+                                 "file's own, checked when given)."),
     start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD), inclusive."),
     end: str | None = typer.Option(None, "--end", help="End date (YYYY-MM-DD), exclusive."),
     out: Annotated[Path, typer.Option(
@@ -92,8 +104,9 @@ def download(
         write_bars_folder(df, out)
     else:
         write_parquet_atomic(df, out)
+    shown = interval or _bars_interval(df)
     print_bars_summary(df, f"{df.height:,} bars -> {out}"
-                       f"{'/ (one file per symbol)' if folder else ''}", interval, label)
+                       f"{'/ (one file per symbol)' if folder else ''}", shown, label)
 
 
 @app.command()

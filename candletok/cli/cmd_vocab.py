@@ -25,7 +25,8 @@ def fit(
     symbols: Annotated[list[str], typer.Argument(help="Symbols whose bars train the vocab.")],
     scheme: Annotated[str, typer.Option(help="Tokenizer scheme: bins or kmeans.")] = "bins",
     source: Annotated[str, typer.Option(help="auto, yahoo, sample, synthetic or a path.")] = "auto",
-    interval: Annotated[str, typer.Option(help="Bar interval, e.g. 1d, 1h, 5m.")] = "1d",
+    interval: Annotated[str | None, typer.Option(
+        help="Bar interval, e.g. 1d, 1h, 5m (default: daily; a file's own).")] = None,
     start: Annotated[str | None, typer.Option(help="First date (YYYY-MM-DD).")] = None,
     end: Annotated[str | None, typer.Option(help="Last date (YYYY-MM-DD).")] = None,
     out: Annotated[Path, typer.Option(help="Vocab file to write.")] = DEFAULT_OUT,

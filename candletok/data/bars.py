@@ -8,6 +8,7 @@ pipeline can trust one shape: ``symbol, ts, open, high, low, close, volume`` sor
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,18 +62,53 @@ def _to_utc(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return col.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
     if dtype == pl.Date:
         return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if dtype.is_integer():
-        # Epoch seconds if small, else milliseconds.
-        return (
-            pl.when(col.abs() < 10**11)
-            .then(col * 1_000_000)
-            .otherwise(col * 1_000)
-            .cast(pl.Datetime("us"))
-            .dt.replace_time_zone("UTC")
-        )
+    if dtype.is_integer():  # read by integer_times, which needs the values
+        raise pl.exceptions.InvalidOperationError("integer times")
     # Strings: ISO 8601 through Arrow's parser (about 20x faster than Polars' inference),
     # else Polars infers the format; offsets are converted to UTC either way.
     return col.cast(pl.String).map_batches(_parse_times, return_dtype=BARS_SCHEMA["ts"])
+
+
+#: Epoch units by the magnitude of their values after 1973-03-03 (10**8 s): each unit is
+#: 1000 times the last, so a column's values fall in exactly one band.
+_EPOCH_BANDS = (("s", 10**8), ("ms", 10**11), ("us", 10**14), ("ns", 10**17))
+
+
+def _epoch_unit(magnitude: int) -> str | None:
+    unit = None
+    for name, lo in _EPOCH_BANDS:
+        if magnitude >= lo:
+            unit = name
+    return unit
+
+
+def integer_times(s: pl.Series, shown: str) -> pl.Series:
+    """Integer times (or text of digits) as UTC microseconds: ``YYYYMMDD`` dates when every
+    value is one (20150101 is 2015-01-01, not 20 million seconds after 1970), else epoch
+    times in the one unit (s, ms, µs, ns) that the magnitude of every value points to.
+    Anything else -- values of several units, or small integers that are no date -- is a
+    :class:`BarsError`: guessing would put bars in the wrong decade without a word."""
+    v = s.cast(pl.Int64, strict=False)
+    if v.null_count() > s.null_count():
+        raise pl.exceptions.InvalidOperationError("not all integers")
+    utc = pl.Datetime("us", "UTC")
+    if v.null_count() == v.len():
+        return v.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(utc)
+    lo, hi = int(v.min()), int(v.max())  # type: ignore[arg-type]
+    if lo >= 10_000_101 and hi <= 99_991_231:
+        days = v.cast(pl.String).str.to_date("%Y%m%d", strict=False)
+        if days.null_count() == v.null_count():
+            return days.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(utc)
+    mag = v.abs()
+    unit = _epoch_unit(int(mag.min()))  # type: ignore[arg-type]
+    if unit is None or unit != _epoch_unit(int(mag.max())):  # type: ignore[arg-type]
+        raise BarsError(
+            f"Column '{shown}' holds integers from {lo} to {hi}, which are neither YYYYMMDD "
+            "dates nor epoch times of one unit (s, ms, us or ns, after 1973); give "
+            "date_format= (e.g. %Y%m%d%H%M) or write the dates like 2024-01-31.",
+            rule="bad_dtype",
+        )
+    return pl.from_epoch(v, time_unit=unit).dt.replace_time_zone("UTC").cast(utc)  # type: ignore[arg-type]
 
 
 def _parse_times(s: pl.Series) -> pl.Series:
@@ -91,6 +127,34 @@ def _parse_times(s: pl.Series) -> pl.Series:
                 parsed = parsed.dt.replace_time_zone("UTC")
             return parsed.cast(BARS_SCHEMA["ts"])
     return s.str.to_datetime(time_unit="us", time_zone="UTC")
+
+
+def _separator_hint(raw: pl.DataFrame) -> str:
+    """:func:`separator_hint` for a table read as one column (its name, its first values)."""
+    if raw.width != 1:
+        return ""
+    return separator_hint(raw.columns[0], " ".join(
+        str(v) for v in raw[raw.columns[0]].head(5).to_list()))
+
+
+def separator_hint(header: str, sample: str) -> str:
+    """Why a CSV's columns were not found, when its header shows it: a header split by
+    ``;`` (or tabs, ``|``) and not by commas is a file written with another separator, as
+    European spreadsheets do, often with decimal commas too (seen in ``sample``, a few
+    lines of the file). "" when the header shows no such thing."""
+    if "," in header:
+        return ""
+    sep = next((s for s in (";", "\t", "|") if s in header), None)
+    if sep is None:
+        return ""
+    shown = {"\t": "tab"}.get(sep, repr(sep))
+    commas = _DECIMAL_COMMA.search(sample) is not None
+    return (f" (the file looks {shown}-separated: save it with commas between columns"
+            + (" and points as decimal marks, 1.5 not 1,5" if commas else "") + ")")
+
+
+#: A number written with a decimal comma (``101,5``), as in ``1.234,5`` or ``101,25``.
+_DECIMAL_COMMA = re.compile(r"(?:^|[\s;|\t])[-+]?\d+(?:\.\d{3})*,\d+(?=$|[\s;|\t])")
 
 
 def _as_number(df: pl.DataFrame, c: str, shown: str) -> pl.DataFrame:
@@ -112,8 +176,10 @@ def _as_number(df: pl.DataFrame, c: str, shown: str) -> pl.DataFrame:
             .head(3)
         )
         examples = ", ".join(repr(v) for v in bad[c].to_list())
+        commas = any(_DECIMAL_COMMA.search(str(v).strip()) for v in bad[c].to_list())
+        hint = " (decimal commas: write 1.5, not 1,5)" if commas else ""
         raise BarsError(
-            f"Column '{shown}' must be numeric but holds text such as {examples}.",
+            f"Column '{shown}' must be numeric but holds text such as {examples}{hint}.",
             rule="bad_dtype",
             rows=bad["_i"].to_list(),
         ) from exc
@@ -148,7 +214,8 @@ def canonicalize(
     missing = [c for c in ("ts", *PRICE_COLS) if c not in df.columns]
     if missing:
         raise BarsError(
-            f"Missing required column(s) {', '.join(missing)}; found {', '.join(raw.columns)}.",
+            f"Missing required column(s) {', '.join(missing)}; found {', '.join(raw.columns)}"
+            f"{_separator_hint(raw)}.",
             rule="missing_column",
         )
     if "volume" not in df.columns:
@@ -158,10 +225,20 @@ def canonicalize(
     for c in numeric:
         df = _as_number(df, c, given.get(c, c))
     try:
-        ts = _to_utc(pl.col("ts"), df.schema["ts"])
+        try:
+            ts = _to_utc(pl.col("ts"), df.schema["ts"])
+        except pl.exceptions.InvalidOperationError:  # integers: their values decide
+            df = df.with_columns(integer_times(df["ts"], given.get("ts", "ts")).alias("ts"))
+            ts = pl.col("ts")
+        try:
+            df = df.with_columns(ts.alias("ts"))
+        except pl.exceptions.ComputeError:  # text of digits (20150101, epoch seconds)?
+            if df.schema["ts"] != pl.String:
+                raise
+            df = df.with_columns(integer_times(df["ts"].str.strip_chars(),
+                                               given.get("ts", "ts")).alias("ts"))
         df = df.with_columns(
             pl.col("symbol").cast(pl.String),
-            ts.alias("ts"),
             *[pl.col(c).cast(pl.Float64) for c in numeric],
         )
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import polars as pl
 
 from candletok.core.atomic import write_parquet_atomic
-from candletok.data.bars import BARS_COLUMNS, BARS_SCHEMA
+from candletok.data.bars import BARS_COLUMNS, BARS_SCHEMA, bar_problems
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,26 @@ def read_cache(
             raise ValueError("unexpected schema")
         start = datetime.fromisoformat(meta["start"])
         end = datetime.fromisoformat(meta["end"])
+        _check_entry(bars, meta, symbol, interval)
     except Exception as exc:
         log.warning("ignoring unreadable cache file %s (%s); it will be refetched", path, exc)
         return None
     return CacheEntry(bars=bars, start=start, end=end)
+
+
+def _check_entry(bars: pl.DataFrame, meta: dict[str, object], symbol: str,
+                 interval: str) -> None:
+    """Refuse a cache file whose bars are not the ones its name promises (another symbol
+    or interval) or break a bar rule: served as they are, such bars fail later with an
+    error that names no file, or worse pass. One pass over the bars (``bar_problems``)."""
+    if meta.get("symbol") not in (None, symbol) or meta.get("interval") not in (None,
+                                                                                 interval):
+        raise ValueError(f"it holds {meta.get('symbol')} {meta.get('interval')} bars")
+    if bars.height and not (bars["symbol"] == symbol).all():
+        raise ValueError(f"it holds bars of {bars['symbol'].unique().head(3).to_list()}")
+    problems = bar_problems(bars)
+    if problems:
+        raise ValueError(f"its bars break the rule(s) {', '.join(problems)}")
 
 
 def write_cache(

@@ -24,6 +24,7 @@ the careful way, whose error names the file, the column and the rows.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,14 @@ import polars as pl
 
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import BarsError, OutputError, SourceError
-from candletok.data.bars import COLUMN_ALIASES, PRICE_COLS, canonicalize, column_key
+from candletok.core.times import bar_spacings, check_interval, interval_of_spacings
+from candletok.data.bars import (
+    COLUMN_ALIASES,
+    PRICE_COLS,
+    canonicalize,
+    column_key,
+    separator_hint,
+)
 from candletok.data.clean import filter_range, finish
 
 log = logging.getLogger(__name__)
@@ -67,13 +75,28 @@ def read_table(path: Path) -> pl.DataFrame:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise SourceError(f"Cannot open {path}: {exc.strerror or exc}.") from exc
         kind = "Parquet" if suf in (".parquet", ".pq") else "CSV"
+        hint = "" if kind == "Parquet" else _head_hint(path)
         raise BarsError(
-            f"{path} could not be read as {kind} ({type(exc).__name__}); check the file format.",
+            f"{path} could not be read as {kind} ({type(exc).__name__}); "
+            + (f"check the file format{hint}." if hint else "check the file format."),
             rule="unreadable",
         ) from exc
     if df.height == 0:
         raise BarsError(f"{path} holds no rows of bars.", rule="empty")
     return df
+
+
+def _head_hint(path: Path) -> str:
+    """:func:`separator_hint` from a CSV's first lines (a ``;`` file with decimal commas
+    splits into more fields than its header has, so Polars refuses it before any column
+    can be looked at)."""
+    try:
+        opener = gzip.open if _suffix(path) == ".csv.gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            lines = [fh.readline() for _ in range(6)]
+    except OSError:
+        return ""
+    return separator_hint(lines[0].strip(), " ".join(x.strip() for x in lines[1:]))
 
 
 def _has_symbol_column(df: pl.DataFrame) -> bool:
@@ -90,23 +113,38 @@ def _roles(columns: list[str]) -> dict[str, str]:
     return out
 
 
-def _normalize_symbols(df: pl.DataFrame) -> pl.DataFrame:
+def _normalize_symbols(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
     """Strip and upper-case the symbol column, looking at each run's value only: a sorted
     column of clean symbols (the usual case) costs one run-length pass, not a string op
-    per row."""
+    per row. Two spellings that become one symbol (``CASE`` and ``case``) are refused:
+    merged they would interleave two series, and asking for either would return both."""
     runs = df["symbol"].rle().struct.field("value")
-    if runs.equals(runs.str.strip_chars().str.to_uppercase()):
+    norm = runs.str.strip_chars().str.to_uppercase()
+    if runs.equals(norm):
         return df
+    spellings = pl.DataFrame({"raw": runs, "symbol": norm}).unique().sort("raw")
+    clash = spellings.filter(pl.len().over("symbol") > 1)
+    if clash.height:
+        a, b = clash.filter(pl.col("symbol") == clash["symbol"][0])["raw"].head(2).to_list()
+        raise BarsError(
+            f"{where + ': ' if where else ''}symbols {a!r} and {b!r} differ only by case or "
+            "spaces, and candletok reads symbols without case; rename one of them.",
+            rule="symbol_case",
+        )
     return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
 
 
 def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.DataFrame:
     """The time column of a raw table read with an explicit ``date_format`` (strftime
     codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (month-first
-    dates, ``20240131``); without a format, or when the column is not text, nothing
-    changes."""
+    dates, ``20240131``), integer columns read as their digits; without a format, or
+    when the column is neither text nor integers, nothing changes."""
     col = _roles(raw.columns).get("ts")
-    if date_format is None or col is None or raw.schema[col] != pl.String:
+    if date_format is None or col is None:
+        return raw
+    if raw.schema[col].is_integer():  # 202401311530 with %Y%m%d%H%M: the digits are text
+        raw = raw.with_columns(pl.col(col).cast(pl.String))
+    if raw.schema[col] != pl.String:
         return raw
     try:
         return raw.with_columns(pl.col(col).str.strip_chars().str.to_datetime(
@@ -132,7 +170,7 @@ def _canonical(path: Path, symbol: str | None,
         df = canonicalize(raw, symbol=None if has_symbol else symbol, adjust=True)
     except BarsError as exc:
         raise BarsError(f"{path.name}: {exc}", rule=exc.rule, rows=exc.rows) from exc
-    return _normalize_symbols(df), has_symbol
+    return _normalize_symbols(df, path.name), has_symbol
 
 
 @dataclass
@@ -183,8 +221,9 @@ def _plan(path: Path | list[Path], symbol: str | None, symbols: list[str],
     schema = lf.collect_schema()
     roles = _roles(list(schema.names()))
     has_symbol = "symbol" in roles
-    if has_symbol and symbols:
-        lf = lf.filter(pl.col(roles["symbol"]).is_in(symbols))
+    if has_symbol and symbols:  # without case, so a clash of spellings is seen
+        lf = lf.filter(pl.col(roles["symbol"]).cast(pl.String).str.strip_chars()
+                       .str.to_uppercase().is_in(symbols))
     when = None
     if "ts" in roles:
         when = _range(pl.col(roles["ts"]), schema[roles["ts"]], start, end)
@@ -205,7 +244,8 @@ def _complete(plan: _Plan, raw: pl.DataFrame, start: datetime | None,
     except BarsError:
         return None
     if plan.has_symbol:
-        df = _normalize_symbols(df)
+        df = _normalize_symbols(df, plan.path.name if isinstance(plan.path, Path)
+                                else str(plan.path[0].parent))
     if not plan.range_done:
         df = filter_range(df, start, end)
     return df if df.height else None
@@ -302,31 +342,52 @@ def _pick(df: pl.DataFrame, symbols: list[str], where: str) -> pl.DataFrame:
     return df.filter(pl.col("symbol").is_in(symbols))
 
 
-def folder_files(path: Path) -> list[tuple[Path, str]]:
-    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
-    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
-    else the file's stem. Sorted by that symbol, then path."""
-    out: list[tuple[Path, str]] = []
+def _folder_entries(path: Path) -> list[tuple[Path, str, str]]:
+    """:func:`folder_files` with each symbol as the location spells it (``aaa.csv``)."""
+    out: list[tuple[Path, str, str]] = []
     for p in path.rglob("*"):
         rel = p.relative_to(path)
         if any(part.startswith((".", "_")) for part in rel.parts):
             continue
         if not (_suffix(p) and p.is_file()):
             continue
-        symbol = _stem(p)
+        suf = _suffix(p) or p.suffix
+        raw = p.name[: len(p.name) - len(suf)]
         for part in rel.parts[:-1]:
             key, eq, value = part.partition("=")
             if eq and COLUMN_ALIASES.get(column_key(key)) == "symbol":
-                symbol = unquote(value).strip().upper()
-        out.append((p, symbol))
+                raw = unquote(value)
+        out.append((p, raw.strip().upper(), raw))
     return sorted(out, key=lambda e: (e[1], str(e[0])))
+
+
+def folder_files(path: Path) -> list[tuple[Path, str]]:
+    """The data files of a folder (recursively, skipping ``.``/``_`` names), each with the
+    symbol its location names: the value of a ``symbol=``/``ticker=`` partition folder,
+    else the file's stem. Sorted by that symbol, then path."""
+    return [(p, sym) for p, sym, _ in _folder_entries(path)]
+
+
+def _refuse_case_clash(entries: list[tuple[Path, str, str]], root: Path) -> None:
+    """Files whose names spell one symbol differently (``AAA.csv``, ``aaa.csv``) are
+    refused, naming both: read as one symbol they would interleave two series, or drop
+    one file's bars as "duplicate timestamps". (Parts of one partition spell it alike.)"""
+    first: dict[str, tuple[Path, str]] = {}
+    for p, sym, raw in entries:  # one step per file
+        seen = first.setdefault(sym, (p, raw))
+        if seen[1] != raw:
+            raise BarsError(
+                f"{seen[0].relative_to(root)} and {p.relative_to(root)} both name symbol "
+                f"{sym}, spelled differently, and candletok reads symbols without case; "
+                "rename or remove one of them.", rule="symbol_case",
+            )
 
 
 def load_files(
     source: str | Path,
     symbols: list[str],
     *,
-    interval: str = "1d",
+    interval: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     repair: bool = True,
@@ -334,21 +395,26 @@ def load_files(
 ) -> pl.DataFrame:
     """Canonical, repaired and validated bars from a file or folder (see module docs).
 
-    ``symbols`` may be empty to take everything. ``interval`` is not checked against the
-    data (files carry their own spacing); it only labels messages. ``repair=False``
-    refuses broken rows instead of dropping them; ``date_format`` (strftime codes) reads
-    a text date column that Polars cannot guess."""
+    ``symbols`` may be empty to take everything. Files carry their own spacing, so a
+    given ``interval`` is checked against it (the most common step between a symbol's
+    bars, see :func:`candletok.core.times.infer_interval`) and refused in one sentence
+    when they contradict; None takes the bars as they are. ``repair=False`` refuses
+    broken rows instead of dropping them; ``date_format`` (strftime codes) reads a text
+    date column that Polars cannot guess."""
     fmt = {"date_format": date_format}
     path = Path(source).expanduser()
     if not path.exists():
         raise SourceError(f"{path} does not exist; give an existing CSV/Parquet file or folder.")
     if path.is_dir():
-        files = folder_files(path)
-        if not files:
+        spelled = _folder_entries(path)
+        if not spelled:
             raise SourceError(f"{path} holds no .csv or .parquet files.")
-        named = {s for _, s in files}
+        named = {s for _, s, _ in spelled}
         by_name = bool(symbols) and all(s in named for s in symbols)
-        chosen = [e for e in files if e[1] in set(symbols)] if by_name else list(files)
+        if by_name:
+            spelled = [e for e in spelled if e[1] in set(symbols)]
+        _refuse_case_clash(spelled, path)
+        chosen = [(p, sym) for p, sym, _ in spelled]
         df, filtered = _read_files(chosen, [] if by_name else symbols, start, end, **fmt)
         if filtered and not by_name and not set(symbols) <= _present(df):
             # the scans matched symbols exactly: look again for other spellings (" aapl")
@@ -374,7 +440,12 @@ def load_files(
     # worth copying (measured: 1.5x rather than 1.9x a plain pl.read_parquet on 1M bars).
     if df.n_chunks() > 64:
         df = df.rechunk()
-    return finish(df, repair=repair, what=f"{path.name} ({interval})")
+    df = finish(df, repair=repair, what=path.name if interval is None
+                else f"{path.name} ({interval})")
+    if interval is not None:
+        check_interval(interval, interval_of_spacings(bar_spacings(df["ts"], df["symbol"])),
+                       str(path))
+    return df
 
 
 def bars_file(folder: str | Path, symbol: str) -> Path:

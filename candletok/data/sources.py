@@ -62,7 +62,7 @@ def _say(message: str) -> None:
 def load_bars(
     symbols: str | Sequence[str],
     source: str = "auto",
-    interval: str = "1d",
+    interval: str | None = None,
     start: str | date | datetime | None = None,
     end: str | date | datetime | None = None,
     cache_dir: str | Path | None = None,
@@ -82,17 +82,21 @@ def load_bars(
     non-finite prices, prices <= 0, high below the body or low above it) are dropped with
     a one-line report; ``repair=False`` refuses them with a :class:`BarsError` instead.
     ``date_format`` (strftime codes, e.g. ``%d/%m/%Y``) reads a file's text dates that
-    Polars cannot guess. Raises a :class:`CandletokError` subclass with one sentence on any
-    failure a user can fix.
+    Polars cannot guess. ``interval`` defaults to daily for the downloading sources; a
+    file's bars carry their own spacing, so for a path it is only checked: one that
+    contradicts the bars is refused (see :func:`candletok.core.times.infer_interval`).
+    Raises a :class:`CandletokError` subclass with one sentence on any failure a user can
+    fix.
     """
-    interval = normalize_interval(interval)
+    asked = None if interval is None else normalize_interval(interval)
+    interval = asked or "1d"
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     if t0 is not None and t1 is not None and t0 >= t1:
         raise SourceError(f"start={t0:%Y-%m-%d} is not before end={t1:%Y-%m-%d}.")
     syms = normalize_symbols(symbols)
     src = str(source).strip()
     if is_path_source(src):
-        return load_files(src, syms, interval=interval, start=t0, end=t1, repair=repair,
+        return load_files(src, syms, interval=asked, start=t0, end=t1, repair=repair,
                           date_format=date_format)
     src = src.lower()
     if src not in SOURCES:

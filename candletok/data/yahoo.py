@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from candletok.core.errors import BarsError, SourceError
+from candletok.core.errors import BarsError, CandletokError, SourceError
 from candletok.core.times import INTERVALS, normalize_interval
 from candletok.data import cache as _cache
 from candletok.data.bars import BARS_COLUMNS, canonicalize, repair_bars
@@ -430,8 +430,7 @@ def load_yahoo(
                     entry = _cache.merge(entries[sym], new, a, min(b, max(a, settled)))
                     entries[sym] = entry
                     if use_cache:
-                        _cache.write_cache(cache_dir, sym, interval, entry.bars,
-                                           entry.start, entry.end)
+                        use_cache = _cached(cache_dir, sym, interval, entry)
     except YahooUnreachable as exc:
         if not all(entries[sym] is not None for sym in syms):
             raise
@@ -450,6 +449,21 @@ def load_yahoo(
     out = [entries[sym].bars for sym in syms if entries[sym] is not None]  # type: ignore[union-attr]
     df = pl.concat(out, how="vertical").select(BARS_COLUMNS).sort("symbol", "ts")
     return finish(df, repair=False, what=f"Yahoo {interval} bars", start=s, end=e)
+
+
+def _cached(cache_dir: str | Path | None, sym: str, interval: str,
+            entry: _cache.CacheEntry) -> bool:
+    """Store ``entry`` in the cache; False (after one warning) when the cache cannot be
+    written: the bars just fetched are still served, they only are not kept."""
+    try:
+        _cache.write_cache(cache_dir, sym, interval, entry.bars, entry.start, entry.end)
+    except (OSError, CandletokError) as exc:
+        where = _cache.cache_path(cache_dir, sym, interval).parent
+        log.warning("the cache %s could not be written (%s); using the downloaded bars "
+                    "without caching them (set %s to a writable folder).", where,
+                    getattr(exc, "strerror", None) or exc, _cache.ENV_VAR)
+        return False
+    return True
 
 
 def _repaired(bars: pl.DataFrame) -> pl.DataFrame:

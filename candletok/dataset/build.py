@@ -26,7 +26,14 @@ import polars as pl
 from candletok.core.atomic import replace_dir, temp_dir_beside, write_json_atomic
 from candletok.core.errors import CandletokError
 from candletok.core.ids import SPLITS
-from candletok.core.times import iso, parse_time
+from candletok.core.times import (
+    IntervalError,
+    bar_spacings,
+    check_interval,
+    interval_of_spacings,
+    iso,
+    parse_time,
+)
 from candletok.data.sources import load_bars, normalize_symbols
 from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
 from candletok.dataset.writer import ShardWriter
@@ -61,7 +68,7 @@ class BuildConfig:
     scheme: str = "bins"
     vocab: str | Path | Tokenizer | None = None
     source: str = "auto"
-    interval: str = "1d"
+    interval: str | None = None  # None: the bars' own (inferred); the manifest records it
     start: When = None
     end: When = None
     val_from: When = None
@@ -350,6 +357,8 @@ def load_group(
     frames: list[pl.DataFrame] = []
     try:
         frames.append(loader(group, **kw))
+    except IntervalError:  # the command's interval is wrong, not one symbol
+        raise
     except CandletokError as exc:
         if strict or len(group) == 1:
             if strict:
@@ -359,9 +368,45 @@ def load_group(
             for sym in group:
                 try:
                     frames.append(loader([sym], **kw))
+                except IntervalError:
+                    raise
                 except CandletokError as sub:
                     errors[sym] = str(sub)
     return [f for f in frames if f.height]
+
+
+def drop_lone_symbols(bars: pl.DataFrame, errors: dict[str, str]) -> pl.DataFrame:
+    """``bars`` without the symbols that have a single bar, each noted in ``errors``: a
+    candle is measured against the bar before it, so one bar gives no token, and such a
+    symbol must not be listed in the manifest as if the dataset held it."""
+    lone = bars.group_by("symbol").len().filter(pl.col("len") < 2)["symbol"]
+    if lone.len() == 0:
+        return bars
+    for sym in lone.sort().to_list():  # one step per such symbol, not per bar
+        errors[sym] = ("only 1 bar was loaded, and a candle needs the bar before it, so it "
+                       "has no tokens; load a longer range (start=, end=).")
+    return bars.filter(~pl.col("symbol").is_in(lone.implode()))
+
+
+def group_interval(bars: pl.DataFrame) -> str | None:
+    """The interval one group's bars show (the most common step between a symbol's
+    bars, see :func:`candletok.core.times.infer_interval`); None when no symbol has two."""
+    return interval_of_spacings(bar_spacings(bars["ts"], bars["symbol"]))
+
+
+def resolve_interval(asked: str | None, found: dict[str, str]) -> str:
+    """The interval a dataset records: the one its bars show (``found``: interval -> a
+    symbol showing it). An asked interval that contradicts them, bars of several
+    intervals, or bars too short to tell without one asked, are refused in one sentence."""
+    if len(found) > 1:
+        mixed = ", ".join(f"{sym} {iv}" for iv, sym in found.items())
+        raise IntervalError(f"The bars mix intervals ({mixed}); encode each interval into "
+                            "its own dataset.")
+    got = check_interval(asked, next(iter(found), None), "the loaded bars")
+    if got is None:
+        raise IntervalError("The interval of the bars cannot be told (no symbol has two "
+                            "bars); pass interval=.")
+    return got
 
 
 class _Build:
@@ -374,6 +419,7 @@ class _Build:
         self.staged: list[Path] = []
         self.loaded: list[str] = []
         self.bar_times: list[np.ndarray] = []
+        self.intervals: dict[str, str] = {}  # interval -> the first symbol showing it
 
     def run(self) -> EncodeResult:
         self.stage()
@@ -410,6 +456,12 @@ class _Build:
             bars = pl.concat(frames) if len(frames) > 1 else frames[0]
             if not is_sorted_by_symbol_ts(bars):
                 bars = bars.sort("symbol", "ts")
+            bars = drop_lone_symbols(bars, self.errors)
+            if bars.height == 0:
+                continue
+            iv = group_interval(bars)
+            if iv is not None:
+                self.intervals.setdefault(iv, str(bars["symbol"][0]))
             self.bar_times.append(np.unique(bars["ts"].to_physical().to_numpy()))
             self.loaded.extend(bars["symbol"].unique(maintain_order=True).to_list())
             path = staging / f"group-{gi:05d}.parquet"
@@ -423,6 +475,7 @@ class _Build:
         if not self.staged:
             detail = "; ".join(f"{s}: {m}" for s, m in list(self.errors.items())[:3])
             raise CandletokError(f"No symbol could be loaded ({detail}).")
+        cfg.interval = resolve_interval(cfg.interval, self.intervals)
 
     def first_last(self) -> tuple[datetime, datetime]:
         span = pl.scan_parquet(self.staged).select(

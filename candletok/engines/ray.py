@@ -57,12 +57,15 @@ from candletok.dataset.build import (
     Cuts,
     EncodeResult,
     Progress,
+    drop_lone_symbols,
     encode_group,
     expected_split_rows,
     finish_manifest,
     fit_symbols,
+    group_interval,
     is_sorted_by_symbol_ts,
     load_group,
+    resolve_interval,
     split_boundaries,
     stats_stride,
     symbol_groups,
@@ -169,6 +172,11 @@ class _RayBuild:
         if not full:
             detail = "; ".join(f"{s}: {m}" for s, m in list(errors.items())[:3])
             raise CandletokError(f"No symbol could be loaded ({detail}).")
+        found: dict[str, str] = {}
+        for r in full:
+            if r["interval"]:
+                found.setdefault(r["interval"], json.loads(r["loaded"])[0])
+        cfg.interval = resolve_interval(cfg.interval, found)
         first = _time(min(r["first"] for r in full))
         last = _time(max(r["last"] for r in full))
         times = np.unique(np.concatenate([np.frombuffer(r["times"], np.int64) for r in full]))
@@ -362,6 +370,9 @@ def _read_task(batch: pa.Table, loader: Callable[..., pl.DataFrame], strict: boo
             bars = pl.concat(frames) if len(frames) > 1 else (frames[0] if frames else None)
             if bars is not None and not is_sorted_by_symbol_ts(bars):
                 bars = bars.sort("symbol", "ts")
+            if bars is not None:
+                bars = drop_lone_symbols(bars, errors)
+            interval = group_interval(bars) if bars is not None and bars.height else None
         except Exception as exc:
             return _out(gi, logs, _culprit(group, loader, load_kw, exc)
                         if isinstance(exc, CandletokError) else
@@ -369,12 +380,12 @@ def _read_task(batch: pa.Table, loader: Callable[..., pl.DataFrame], strict: boo
                         bars=(None, pa.large_binary()), errors=("{}", pa.string()),
                         loaded=("[]", pa.string()), rows=(0, pa.int64()),
                         first=(0, pa.int64()), last=(0, pa.int64()),
-                        times=(b"", pa.large_binary()))
+                        times=(b"", pa.large_binary()), interval=("", pa.string()))
     if bars is None or bars.height == 0:
         return _out(gi, logs, bars=(None, pa.large_binary()),
                     errors=(json.dumps(errors), pa.string()), loaded=("[]", pa.string()),
                     rows=(0, pa.int64()), first=(0, pa.int64()), last=(0, pa.int64()),
-                    times=(b"", pa.large_binary()))
+                    times=(b"", pa.large_binary()), interval=("", pa.string()))
     ts = bars["ts"].to_physical()
     return _out(
         gi, logs, bars=(_ipc(bars), pa.large_binary()),
@@ -382,7 +393,8 @@ def _read_task(batch: pa.Table, loader: Callable[..., pl.DataFrame], strict: boo
         loaded=(json.dumps(bars["symbol"].unique(maintain_order=True).to_list()), pa.string()),
         rows=(bars.height, pa.int64()), first=(int(ts.min()), pa.int64()),
         last=(int(ts.max()), pa.int64()),
-        times=(np.unique(ts.to_numpy()).astype(np.int64).tobytes(), pa.large_binary()))
+        times=(np.unique(ts.to_numpy()).astype(np.int64).tobytes(), pa.large_binary()),
+        interval=(interval or "", pa.string()))
 
 
 def _count_task(batch: pa.Table, cuts: Cuts) -> pa.Table:
