@@ -324,8 +324,9 @@ def predict(
         ds_iv = read_manifest(dataset).get("interval")
         trained = model.meta.get("interval")
         if ds_iv and trained and _norm(ds_iv) != _norm(trained):
-            raise fail(f"The model was trained on {trained} bars but --dataset {dataset} "
-                       f"holds {ds_iv} bars; give a dataset of {trained} bars.")
+            raise ModelError(f"The model was trained on {trained} bars but --dataset "
+                             f"{dataset} holds {ds_iv} bars; give a dataset of {trained} "
+                             "bars.")
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
                             interval=iv)
     saved = load_calibration(model_path)
