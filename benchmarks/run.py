@@ -1,7 +1,7 @@
 """The one benchmark command: stage speeds, scaling, reference encoders, tokenizer quality.
 
     python -m benchmarks.run            # = --quick: every section on small sizes, < 1 min
-    python -m benchmarks.run --full     # README figures (~7 min measured on 2 cores); writes
+    python -m benchmarks.run --full     # the docs' figures (~7 min measured on 2 cores); writes
                                         # benchmarks/results.md, quality.png, scaling.png
     python -m benchmarks.run --quick --only quality references
     python -m benchmarks.run --only kmeans_fit kmeans_assign     # stages: speed + scaling
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes (default)")
-    mode.add_argument("--full", action="store_true", help="README sizes; writes results")
+    mode.add_argument("--full", action="store_true", help="the docs' sizes; writes results")
     ap.add_argument("--only", nargs="+", metavar="STAGE",
                     help="sections and/or stages to run (see the module docs)")
     args = ap.parse_args(argv)

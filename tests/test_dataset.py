@@ -307,7 +307,7 @@ def test_batch_path_equals_item_path(ds_root: Path) -> None:
 def test_folder_reads_with_hugging_face_datasets(
     ds_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's `datasets.load_dataset("parquet", ...)` lines, offline."""
+    """docs/datasets.md's `datasets.load_dataset("parquet", ...)` lines, offline."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

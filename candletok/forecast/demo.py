@@ -16,7 +16,7 @@ carry anything a model can learn beyond their frequencies (measured: the model a
 n-gram stay within 0.02 bits of the unigram). Relative volume is the part of a candle that
 is predictable from its past (busy days cluster), so the demo adds four relative-volume
 bins and uses coarser price bins to keep the vocabulary near the same size (5*5*3*3*4 =
-900 candle tokens). Chosen on the val split among three such settings (see the README).
+900 candle tokens). Chosen on the val split among three such settings (see docs/model.md).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class DemoConfig:
     symbols: tuple[str, ...] = DEMO_SYMBOLS
     scheme: str = "bins"
     tokenizer_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TOKENIZER))
-    val_from: str = "2011-01-01"  # fit on 2000-2010, as the README's quality table
+    val_from: str = "2011-01-01"  # fit on 2000-2010, as docs/tokens.md's quality table
     test_from: str = "2012-01-01"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, eval_every=25))
     predict_symbol: str = "AAPL"

@@ -21,8 +21,8 @@ from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.tokenize.calendar import CalendarSpec
 
 # -- configuration ------------------------------------------------------------------------
-# Default steps: this many passes over the training candles (measured on val, README "The
-# model"): 25 passes stopped a 29k-candle hourly run at its budget while val was still
+# Default steps: this many passes over the training candles (measured on val, docs/model.md
+# "Training budget"): 25 passes stopped a 29k-candle hourly run at its budget while val was still
 # falling fast (7.997 bits; 100 passes reached 7.740). Small daily data stops early anyway.
 AUTO_PASSES = 200  # default steps: this many passes over the training candles ...
 AUTO_MIN_STEPS = 200  # ... but at least this many (warm-up and a few evaluations) ...
@@ -56,7 +56,7 @@ CALENDAR_SETTINGS = ("auto", "on", "off")
 CALENDAR_DEFAULT = "auto"
 #: Whether ``calendar="auto"`` turns calendar inputs on for bars of a day or longer too
 #: (intraday bars always get them). On: on the sample's two daily datasets they gave a
-#: slightly lower val on average over two seeds (within seed noise; README "The model").
+#: slightly lower val on average over two seeds (within seed noise; docs/model.md).
 CALENDAR_AUTO_DAILY = True
 #: The time zone of daily and longer bars' calendar: such bars are stamped with their date
 #: at 00:00 UTC (a date without a time is read as UTC), which New York time would move to
@@ -97,7 +97,7 @@ def calendar_spec(setting: str, interval: str | None,
 class TrainConfig:
     """Everything that shapes a training run. Saved in every checkpoint."""
 
-    # Defaults chosen on val by benchmarks/model_study.py (README "Choosing the defaults"):
+    # Defaults chosen on val by benchmarks/model_study.py (docs/model.md, "Choosing the defaults"):
     # on the sample's 10k training candles no other width, depth, context, dropout, weight
     # decay or lr beat these by more than the seed-to-seed spread; val is best after ~70
     # steps there, the best-on-val weights are kept and early stopping ends the run.
