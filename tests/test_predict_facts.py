@@ -59,12 +59,13 @@ def _calibrate(model: Path, *, symbols: list[str] | None = None, interval: str =
     """A calibration file beside ``model``: the base rate itself (shrink lam=0), with a val
     and a test skill whose intervals include zero."""
     fit = {"map": {"kind": "shrink", "base": base, "lam": 0.0}, "base_rate": base, "n": 100,
-           "val_skill": {"value": 0.0, "lo": -0.01, "hi": 0.01},
-           "evaluated": {"split": "test", "n": 90,
-                         "skill": {"value": -0.002, "lo": -0.01, "hi": 0.01}}}
+           "val_skill": {"value": 0.0, "lo": -0.01, "hi": 0.01}}
+    test = {"n": 90, "skill": {"value": -0.002, "lo": -0.01, "hi": 0.01}}
     save_calibration(model, {"fingerprint": read_checkpoint(model)["fingerprint"],
                              "interval": interval, "symbols": symbols,
-                             "forecasters": {"CandleGPT": {"p_up": {str(horizon): fit}}}})
+                             "forecasters": {"CandleGPT": {"p_up": {str(horizon): fit}}},
+                             "evaluated": {"split": "test",
+                                           "p_up": {"CandleGPT": {str(horizon): test}}}})
 
 
 def _train_up_share(ds: Path) -> float:
@@ -236,15 +237,18 @@ def test_one_base_rate_with_a_calibration(trained: tuple[Path, Path], tmp_path: 
 
 # -- item 9: the fan's caveat ---------------------------------------------------------------------
 def test_direction_caveat_says_what_was_measured() -> None:
-    fit = {"val_skill": {"value": 0.01, "lo": -0.02, "hi": 0.03},
-           "evaluated": {"split": "test", "skill": {"value": -0.002, "lo": -0.01, "hi": 0.01}}}
-    cal = {"forecasters": {"CandleGPT": {"p_up": {"20": fit}}}}
+    fit = {"val_skill": {"value": 0.01, "lo": -0.02, "hi": 0.03}}
+    test = {"skill": {"value": -0.002, "lo": -0.01, "hi": 0.01}}
+    cal: dict[str, Any] = {"forecasters": {"CandleGPT": {"p_up": {"20": fit}}},
+                           "evaluated": {"split": "test", "p_up": {"CandleGPT": {"20": test}}}}
     assert direction_caveat(cal, 20) == (
         "direction at h=20: no skill on test (Brier skill -0.002 [-0.010, +0.010]); "
         "the median's drift is not a forecast")
-    fit["evaluated"]["skill"] = {"value": 0.02, "lo": 0.01, "hi": 0.03}
+    test["skill"] = {"value": 0.02, "lo": 0.01, "hi": 0.03}
     assert direction_caveat(cal, 20).startswith("direction at h=20: skill on test")
-    del fit["evaluated"]  # an older file: the val skill is what was measured
+    test["skill"] = {"value": -0.02, "lo": -0.03, "hi": -0.01}
+    assert "worse than the base rate on test" in direction_caveat(cal, 20)
+    del cal["evaluated"]  # an older file: the val skill is what was measured
     assert "no skill on val" in direction_caveat(cal, 20)
     other = direction_caveat(cal, 5)
     assert "h=5 was never measured" in other and "h=20" in other
@@ -275,8 +279,8 @@ def test_generate_shows_what_evaluate_measured_beside_the_fan(
     saved = json.loads(m.with_name("m.calibration.json").read_text())
     assert saved["interval"] == "1d" and saved["dataset_fingerprint"] == dataset_fingerprint(ds)
     assert set(saved["symbols"]) <= {"AAPL", "MSFT"} and saved["symbols"]
-    ev = saved["forecasters"]["CandleGPT"]["p_up"]["1"]["evaluated"]
-    assert ev["split"] == "test"
+    assert saved["evaluated"]["split"] == "test"
+    assert "1" in saved["evaluated"]["p_up"]["CandleGPT"]
     r = runner.invoke(app, [*args, "--n", "1"])
     assert r.exit_code == 0, r.output
     want = direction_caveat(saved, 1)

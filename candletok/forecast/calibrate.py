@@ -324,11 +324,15 @@ def _skill_words(est: dict[str, Any] | None, split: str) -> str:
     return f"{word} (Brier skill {v:+.3f}{iv})"
 
 
-def _measured(fit: dict[str, Any]) -> str:
-    ev = fit.get("evaluated")
-    if isinstance(ev, dict):
-        return _skill_words(ev.get("skill"), str(ev.get("split", "the evaluated split")))
-    return _skill_words(fit.get("val_skill"), "val (out-of-fold)")
+def _measured(calibration: dict[str, Any] | None, forecaster: str, h: int) -> str | None:
+    """What was measured of ``forecaster``'s P(up) at ``h``, in words: the evaluated split's
+    skill (``evaluated``), else the val skill of the map; None when nothing was."""
+    ev = (calibration or {}).get("evaluated") or {}
+    rec = ((ev.get("p_up") or {}).get(forecaster) or {}).get(str(h))
+    if isinstance(rec, dict):
+        return _skill_words(rec.get("skill"), str(ev.get("split", "the evaluated split")))
+    fit = saved_fit(calibration, forecaster, h)
+    return None if fit is None else _skill_words(fit.get("val_skill"), "val (out-of-fold)")
 
 
 def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
@@ -340,15 +344,17 @@ def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
     for ``horizon`` it says skill there was never measured (and what was, at the nearest
     horizon evaluated)."""
     h = int(horizon)
-    fit = saved_fit(calibration, forecaster, h)
-    if fit is not None:
-        return f"direction at h={h}: {_measured(fit)}; {NOT_A_FORECAST}"
-    fits = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {}).get("p_up")
-    hs = sorted(int(k) for k in (fits or {}) if str(k).isdigit())
-    if calibration is None or not hs:
+    said = _measured(calibration, forecaster, h)
+    if said is not None:
+        return f"direction at h={h}: {said}; {NOT_A_FORECAST}"
+    cal = calibration or {}
+    keys = set(((cal.get("forecasters") or {}).get(forecaster) or {}).get("p_up") or {})
+    keys |= set((((cal.get("evaluated") or {}).get("p_up") or {}).get(forecaster)) or {})
+    hs = sorted(int(k) for k in keys if str(k).isdigit())
+    if not hs:
         return (f"direction skill at h={h} was never measured (run `candletok evaluate "
                 f"DIR --model FILE --horizons {h}`); {NOT_A_FORECAST}")
     near = min(hs, key=lambda k: abs(k - h))
     return (f"direction skill at h={h} was never measured (evaluate measured h="
-            f"{', '.join(str(k) for k in hs)}; at h={near}: {_measured(fits[str(near)])}); "
-            f"{NOT_A_FORECAST}")
+            f"{', '.join(str(k) for k in hs)}; at h={near}: "
+            f"{_measured(calibration, forecaster, near)}); {NOT_A_FORECAST}")

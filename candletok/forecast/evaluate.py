@@ -485,14 +485,15 @@ def evaluate_forecasts(
             saved.setdefault(f.name, {})["range"] = {
                 "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
-    for row in report.direction:  # what the evaluated split measured, for predict/generate
-        fit = saved.get(row.forecaster, {}).get("p_up", {}).get(str(row.horizon))
-        if fit is not None:
-            fit["evaluated"] = {"split": split, "n": row.n, "skill": _est(row.skill),
-                                "verdict": row.verdict}
+    measured: dict[str, dict[str, Any]] = {}  # what the evaluated split measured (generate)
+    for row in report.direction:
+        if "p_up" in saved.get(row.forecaster, {}):
+            measured.setdefault(row.forecaster, {})[str(row.horizon)] = {
+                "n": row.n, "skill": _est(row.skill), "verdict": row.verdict}
     report.calibration = {"fingerprint": hist.tok.fingerprint, "fit_on": "val",
                           "folds": folds, "split_from": report.split_from,
-                          **_fit_facts(dataset, hist), "forecasters": saved}
+                          **_fit_facts(dataset, hist), "forecasters": saved,
+                          "evaluated": {"split": split, "p_up": measured}}
     report.notes += _notes(fcs, choices, val)
     if split == "val":
         report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "

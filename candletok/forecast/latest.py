@@ -66,7 +66,7 @@ class BaseRate:
 
     def text(self) -> str:
         if self.value is None:
-            return "unknown (the checkpoint predates recording it; pass --dataset DIR)"
+            return "unknown (an older checkpoint that does not record it; give the dataset)"
         return f"{self.value:.1%} ({self.split} share of up closes)"
 
     def to_dict(self) -> dict[str, Any]:
