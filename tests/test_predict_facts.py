@@ -264,8 +264,8 @@ def test_generate_shows_what_evaluate_measured_beside_the_fan(
     m = _copy_model(model, tmp_path)
     titles: list[str] = []
 
-    def fake_plot(*args: Any, title: str = "", **kwargs: Any) -> Path:
-        titles.append(title)
+    def fake_plot(*args: Any, caveat: str = "", **kwargs: Any) -> Path:
+        titles.append(caveat)  # what the chart prints under the fan
         return Path(args[2])
 
     monkeypatch.setattr(predict_mod, "plot_fan", fake_plot)

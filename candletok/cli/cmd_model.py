@@ -145,14 +145,15 @@ def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None,
 
 def _p_up_text(cp: CalibratedProbability) -> str:
     if not cp.calibrated or cp.value is None:
-        return f"{cp.raw:.1%}  (raw, uncalibrated: {cp.reason or 'no calibration'})"
+        return f"{cp.raw:.1%}  (raw, uncalibrated)"
     return f"{cp.value:.1%}  (calibrated {cp.kind}, {cp.skill_text()}; raw {cp.raw:.1%})"
 
 
 def print_calibration(cal: Calibration) -> None:
     """Reliability table and Brier score of P(close up) against the base rate."""
     console.print(table(
-        f"calibration of P(close up) on {cal.split} ({cal.n:,} candles, outcome: "
+        f"calibration of the {cal.probability} P(close up) on {cal.split} ({cal.n:,} "
+        f"candles, outcome: "
         f"{'the real next close' if cal.outcome == 'close' else 'the token direction'})",
         ["bin", "mean predicted", "observed", "count"],
         [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
@@ -342,6 +343,8 @@ def predict(
         return
     for pr, cp in zip(preds, cps, strict=True):
         print_prediction(pr, cp, base)
+    for why in dict.fromkeys(cp.reason for cp in cps if cp.reason):  # each reason once
+        console.print(f"P(close up) is uncalibrated: {why}.", highlight=False)
     if cal is not None:
         print_calibration(cal)
     else:

@@ -413,7 +413,7 @@ class Continuation:
 
     def plot(self, out: str | Path, last: int = 60) -> Path:
         """Write the fan chart: the last ``last`` real bars (with volume), then the band,
-        the median and a few labelled sampled paths."""
+        the median and a few labelled sampled paths, with :attr:`caveat` under it."""
         k = min(last, self.context["close"].size)
         ctx = {key: v[-k:] for key, v in self.context.items()}
         S, n = self.tokens.shape
@@ -422,7 +422,7 @@ class Continuation:
         return plot_fan(ctx, self.paths, out, symbol=self.symbol, interval=self.interval,
                         history_label=f"{self.history} ({unit}, last {k})",
                         title=f"{self.symbol}: last {k} {unit} bars, then {S} sampled "
-                              f"continuations of {n} bars\n{self.caveat}")
+                              f"continuations of {n} bars", caveat=self.caveat)
 
 
 @torch.no_grad()
