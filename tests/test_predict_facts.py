@@ -128,7 +128,7 @@ def test_a_symbol_outside_the_training_data_is_named_and_shows_no_calibrated_ski
     r = runner.invoke(app, ["predict", "IBM", "--model", str(m), "--source", "sample"])
     assert r.exit_code == 0, r.output
     assert "IBM was not in the model's training data" in r.output
-    assert "calibrated shrink" not in r.output  # no calibrated skill it never measured
+    assert "calibrated, val skill" not in r.output  # no calibrated skill it never measured
 
 
 def test_a_calibration_fit_on_other_symbols_is_not_applied(trained: tuple[Path, Path],

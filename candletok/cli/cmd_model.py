@@ -146,7 +146,7 @@ def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None,
 def _p_up_text(cp: CalibratedProbability) -> str:
     if not cp.calibrated or cp.value is None:
         return f"{cp.raw:.1%}  (raw, uncalibrated)"
-    return f"{cp.value:.1%}  (calibrated {cp.kind}, {cp.skill_text()}; raw {cp.raw:.1%})"
+    return f"{cp.value:.1%}  (calibrated, {cp.skill_text()}; map {cp.kind}; raw {cp.raw:.1%})"
 
 
 def print_calibration(cal: Calibration) -> None:

@@ -202,7 +202,8 @@ def summary_markdown(r: DemoResult) -> str:
         "",
         f"Calibration of P(close up) against the real next close on {c.split} "
         f"({c.n:,} candles): Brier {c.brier:.4f} vs "
-        f"{c.brier_base:.4f} for the base rate ({c.base_rate:.1%} up), skill {c.skill:+.3f}.",
+        f"{c.brier_base:.4f} for the base rate ({c.base_rate:.1%} up in {c.base_split}), "
+        f"skill {c.skill:+.3f}.",
         "",
         f"![fan chart]({r.files[3][1].name})",
         "",
