@@ -75,7 +75,9 @@ def test_json_holds_every_row_with_one_convention(trained: tuple[Path, Path],
         assert p["p_gap_up"] + p["p_gap_down"] + p["p_no_gap"] == pytest.approx(1.0)
         assert 0 < p["exp_range_pct"] < 100 and 0 < p["scale"] < 1  # percent vs fraction
         assert p["exp_range_pct"] > 100 * p["scale"] * p["exp_range_vol"] * 0.5
-        assert "raw" in p["p_close_up_calibrated"]
+        # no calibration beside this model: no calibrated number, and the reason in words
+        assert p["p_close_up_calibrated"] is None
+        assert "no calibration" in p["p_close_up_calibrated_reason"]
         assert p["last_ts"].startswith("2013-03-01") and p["last_close"] > 0
         assert len(p["top"]) == 5 and all(0 <= c["prob"] <= 1 for c in p["top"])
         # every row of the table is there

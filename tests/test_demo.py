@@ -56,6 +56,12 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     assert r.prediction.symbol == "AAPL"
     assert abs(float(r.prediction.probs.sum()) - 1.0) < 1e-6
     assert r.continuation.paths["close"].shape == (6, 4)
+    # Beside the fan, what evaluate measured of direction (issue 20, item 9): h = 4 never,
+    # h = 1 on test; and the test check's one base rate is the train split's (item 8).
+    cav = r.continuation.caveat
+    assert "h=4 was never measured" in cav and "at h=1:" in cav and "on test (Brier" in cav
+    assert cav in text and ("direction skill", cav) in r.continuation.summary()
+    assert r.calibration.base_split == "train"
     # The fan chart draws the real bars the dataset stores, not bars rebuilt from tokens.
     rows = read_split(out / "data", "test").filter(pl.col("symbol") == "AAPL")
     assert r.continuation.history == "real bars from the dataset"

@@ -418,5 +418,7 @@ def test_predict_applies_the_saved_map_and_reports_the_val_skill() -> None:
     cal["forecasters"]["CandleGPT"]["p_up"]["1"]["val_skill"]["lo"] = 0.001
     assert calibrate_probability(0.7, cal).shows_skill
     none = calibrate_probability(0.7, None)
-    assert none.value == 0.7 and not none.calibrated and not none.shows_skill
+    # no calibration: no calibrated number (issue 20, item 8), the raw one and a reason
+    assert none.value is None and none.raw == 0.7 and none.reason
+    assert not none.calibrated and not none.shows_skill
     assert calibrate_probability(0.7, cal, horizon=5).kind == "none"

@@ -18,6 +18,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "candletok.cli.main", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "240",
+             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),  # this checkout's code
              "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd), "OMP_NUM_THREADS": "1"},
     )
 

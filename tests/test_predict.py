@@ -159,7 +159,11 @@ def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
         assert np.array_equal(c[:-1], pc[1:])  # a close is the next candle's prev_close
         ups.extend((c > pc).astype(float))
     assert cal.n == len(ups) == rows.height
-    assert cal.base_rate == pytest.approx(float(np.mean(ups)))
+    # the reference is the train split's share of up closes (known beforehand), not test's
+    tr = read_split(ds, "train")
+    assert cal.base_split == "train"
+    assert cal.base_rate == pytest.approx(float((tr["close"] > tr["prev_close"]).mean()))
+    assert cal.brier_base == pytest.approx(float(np.mean((cal.base_rate - np.array(ups)) ** 2)))
     assert sum(r[3] for r in cal.table) == cal.n
 
 

@@ -24,6 +24,7 @@ from candletok.tokenize.base import Tokenizer
 
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
     from candletok.forecast.calibrate import CalibratedProbability
+    from candletok.forecast.latest import BaseRate
     from candletok.forecast.predict import Calibration, Prediction
     from candletok.model.gpt import CandleGPT
     from candletok.model.train import (
@@ -120,48 +121,47 @@ def print_train(res: TrainResult, out: Path) -> None:
     print_scores(res)
 
 
-def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None) -> None:
+def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None,
+                     base: BaseRate | None = None) -> None:
     """The forecast table and the five most likely next candles. With ``cp`` (what
     ``candletok evaluate`` fit on val), P(close up) is the calibrated number with its val
-    skill, and a forecast without shown skill says so beside the base rate."""
+    skill, or the raw number marked as such with the reason; ``base`` is the answer's one
+    base rate, named by its split. What the forecast cannot vouch for (a symbol the model
+    never saw, facts an old checkpoint lacks) follows in words."""
     rows = pr.rows()
     if cp is not None:
         rows = [(k, _p_up_text(cp) if k == "P(next close above this close)" else
                  f"{v}  (raw; not evaluated)" if k.startswith("P(") else v) for k, v in rows]
+    if base is not None:
+        at = next(i for i, (k, _) in enumerate(rows) if k.startswith("P(next close")) + 1
+        rows.insert(at, ("base rate", base.text()))
     console.print(table(f"{pr.symbol}: next candle after {pr.last_ts:%Y-%m-%d}",
                         ["", "forecast"], rows))
     console.print(table("5 most likely next candles", ["token", "prob", "candle"],
                         [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
-    if cp is None:
-        return
-    if not cp.calibrated:
-        console.print("P(close up) is the model's raw number, not calibrated: run `candletok "
-                      "evaluate DIR --model FILE` to fit and check it on val.", highlight=False)
-    elif not cp.shows_skill:
-        console.print(f"[bold yellow]The model has shown no skill for P(next close up) on val "
-                      f"({cp.skill_text()} includes zero); the base rate is "
-                      f"{cp.base_rate:.1%}.[/]", highlight=False)
+    for note in pr.notes:
+        console.print(f"[bold yellow]{note}[/]", highlight=False)
 
 
 def _p_up_text(cp: CalibratedProbability) -> str:
-    if not cp.calibrated:
+    if not cp.calibrated or cp.value is None:
         return f"{cp.raw:.1%}  (raw, uncalibrated)"
-    return (f"{cp.value:.1%}  (calibrated, {cp.skill_text()}; raw {cp.raw:.1%}; "
-            f"base rate {cp.base_rate:.1%})")
+    return f"{cp.value:.1%}  (calibrated, {cp.skill_text()}; map {cp.kind}; raw {cp.raw:.1%})"
 
 
 def print_calibration(cal: Calibration) -> None:
     """Reliability table and Brier score of P(close up) against the base rate."""
     console.print(table(
-        f"calibration of P(close up) on {cal.split} ({cal.n:,} candles, outcome: "
+        f"calibration of the {cal.probability} P(close up) on {cal.split} ({cal.n:,} "
+        f"candles, outcome: "
         f"{'the real next close' if cal.outcome == 'close' else 'the token direction'})",
         ["bin", "mean predicted", "observed", "count"],
         [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
     ))
     verdict = "better" if cal.brier < cal.brier_base else "NOT better"
     console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
-                  f"({cal.base_rate:.1%} up): {verdict} than a constant forecast "
-                  f"(skill {cal.skill:+.3f}).", highlight=False)
+                  f"({cal.base_rate:.1%} up in {cal.base_split}): {verdict} than always "
+                  f"saying the base rate (skill {cal.skill:+.3f}).", highlight=False)
 
 
 @app.command("train")
@@ -273,18 +273,20 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
+    from candletok.forecast.calibrate import load_calibration
     from candletok.forecast.predict import continue_series
     from candletok.model.checkpoint import load_model
 
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,
-                           temperature=temperature, seed=seed)
+                           temperature=temperature, seed=seed,
+                           calibration=load_calibration(model_path))
     console.print(table(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
         f"{cont.last_ts:%Y-%m-%d}", ["quantity", "value"], cont.summary()))
     if plot is not None:
         cont.plot(plot)
-        console.print(f"chart written to {plot}")
+        console.print(f"chart written to {plot} ({cont.caveat})", highlight=False)
 
 
 @app.command()
@@ -302,22 +304,54 @@ def predict(
                                  "(probabilities and moves as fractions)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
-    from candletok.forecast.calibrate import calibrate_probability, load_calibration
-    from candletok.forecast.latest import bars_source, forecast_report, predict_symbols
+    from candletok.forecast.calibrate import CalibrationMap, load_calibration, saved_fit
+    from candletok.forecast.latest import (
+        answer_cps,
+        answer_verdict,
+        bars_source,
+        forecast_report,
+        one_base_rate,
+        predict_symbols,
+    )
     from candletok.forecast.predict import calibration
     from candletok.model.checkpoint import load_model, model_interval
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
+    iv = model_interval(model, interval)
+    if dataset is not None:
+        from candletok.dataset.manifest import read_manifest
+
+        ds_iv = read_manifest(dataset).get("interval")
+        trained = model.meta.get("interval")
+        if ds_iv and trained and _norm(ds_iv) != _norm(trained):
+            raise ModelError(f"The model was trained on {trained} bars but --dataset "
+                             f"{dataset} holds {ds_iv} bars; give a dataset of {trained} "
+                             "bars.")
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
-                            interval=model_interval(model, interval))
+                            interval=iv)
     saved = load_calibration(model_path)
-    cps = [calibrate_probability(pr.p_close_up, saved) for pr in preds]
-    cal = calibration(model, dataset, "test") if dataset is not None else None
+    cps = answer_cps(preds, saved, iv)
+    base = one_base_rate(model, saved, dataset)
+    fit = saved_fit(saved) if any(cp.calibrated for cp in cps) else None
+    cal = calibration(model, dataset, "test", base_rate=base.value,
+                      cmap=None if fit is None else CalibrationMap.from_dict(fit["map"])
+                      ) if dataset is not None else None
+    verdict = answer_verdict(cps, cal, base)
     if as_json:
-        emit_json(forecast_report(preds, cal, cps))
+        emit_json(forecast_report(preds, cal, cps, base, verdict))
         return
     for pr, cp in zip(preds, cps, strict=True):
-        print_prediction(pr, cp)
+        print_prediction(pr, cp, base)
+    for why in dict.fromkeys(cp.reason for cp in cps if cp.reason):  # each reason once
+        console.print(f"P(close up) is uncalibrated: {why}.", highlight=False)
     if cal is not None:
         print_calibration(cal)
+    else:
+        console.print(verdict, highlight=False)
+
+
+def _norm(interval: str) -> str:
+    from candletok.core.times import normalize_interval
+
+    return normalize_interval(interval)

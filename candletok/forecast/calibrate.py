@@ -41,6 +41,7 @@ from scipy.special import expit, logit
 
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
+from candletok.core.times import normalize_interval
 from candletok.dataset.manifest import clean_json
 
 MAP_KINDS: tuple[str, ...] = ("identity", "shrink", "platt", "isotonic")
@@ -222,13 +223,16 @@ def load_calibration(model_path: str | Path) -> dict[str, Any] | None:
 @dataclass
 class CalibratedProbability:
     """One probability as ``predict`` shows it: calibrated on val when a map exists, with
-    the val skill of the calibrated forecasts (out-of-fold) and the base rate beside it."""
+    the val skill of the calibrated forecasts (out-of-fold) and the base rate beside it.
+    Without a map that applies, ``kind`` is ``"none"``, ``value`` is None (no calibrated
+    number that was never calibrated) and ``reason`` says why in words."""
 
     raw: float
-    value: float
+    value: float | None
     kind: str  # the map, or "none" when there is no calibration for this model
     base_rate: float | None = None
     skill: dict[str, float] | None = None  # {"value", "lo", "hi"}
+    reason: str | None = None  # why there is no calibrated number (kind "none")
 
     @property
     def calibrated(self) -> bool:
@@ -248,21 +252,109 @@ class CalibratedProbability:
         iv = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
         return f"val skill {s['value']:+.3f}{iv}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any] | None:
+        """The calibrated number with its map and val skill; None without a calibration
+        (the reason is :attr:`reason`). The base rate is reported once, beside it."""
+        if not self.calibrated:
+            return None
         return {"raw": self.raw, "value": self.value, "calibration": self.kind,
-                "base_rate": self.base_rate, "val_skill": self.skill,
-                "skill_shown": self.shows_skill}
+                "val_skill": self.skill, "skill_shown": self.shows_skill}
+
+
+def saved_fit(calibration: dict[str, Any] | None, forecaster: str = "CandleGPT",
+              horizon: int = 1, quantity: str = "p_up") -> dict[str, Any] | None:
+    """The saved fit of ``forecaster``'s ``quantity`` at ``horizon`` (map, base rate, val
+    skill, and what the evaluated split measured), or None."""
+    entry = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {})
+    fit = (entry.get(quantity) or {}).get(str(horizon))
+    return fit if isinstance(fit, dict) and fit else None
 
 
 def calibrate_probability(p_raw: float, calibration: dict[str, Any] | None,
                           forecaster: str = "CandleGPT", horizon: int = 1,
-                          quantity: str = "p_up") -> CalibratedProbability:
-    """Apply the saved map of ``forecaster``'s ``quantity`` at ``horizon`` to ``p_raw``
-    (no map: the raw number, marked ``kind="none"``)."""
-    entry = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {})
-    fit = (entry.get(quantity) or {}).get(str(horizon))
+                          quantity: str = "p_up", *, symbol: str | None = None,
+                          interval: str | None = None) -> CalibratedProbability:
+    """Apply the saved map of ``forecaster``'s ``quantity`` at ``horizon`` to ``p_raw``.
+
+    No map, or a map fit on other symbols than ``symbol`` (the calibration records its val
+    symbols): no calibrated number, ``kind="none"`` and the reason in words. A map fit on
+    bars of another ``interval`` is refused (:class:`ModelError`): its numbers describe
+    another market rhythm."""
+    if calibration is None:
+        return CalibratedProbability(float(p_raw), None, "none", reason=(
+            "no calibration beside the model: run `candletok evaluate DIR --model FILE` "
+            "to fit and check it on val"))
+    fit_iv = calibration.get("interval")
+    if interval is not None and fit_iv is not None and normalize_interval(fit_iv) != \
+            normalize_interval(interval):
+        raise ModelError(f"The calibration beside the model was fit on {fit_iv} bars, not "
+                         f"{interval}; re-run `candletok evaluate` on {interval} bars.")
+    fit = saved_fit(calibration, forecaster, horizon, quantity)
     if not fit:
-        return CalibratedProbability(float(p_raw), float(p_raw), "none")
+        return CalibratedProbability(float(p_raw), None, "none", reason=(
+            f"the calibration holds no {quantity} map for {forecaster} at h={horizon}"))
+    syms = calibration.get("symbols")
+    if symbol is not None and syms is not None and symbol not in syms:
+        return CalibratedProbability(float(p_raw), None, "none", fit.get("base_rate"),
+                                     reason=f"the calibration was fit on other symbols "
+                                     f"({', '.join(syms[:8])}), not {symbol}; its skill "
+                                     f"was never measured on {symbol}")
     m = CalibrationMap.from_dict(fit["map"])
     return CalibratedProbability(float(p_raw), float(m.apply(np.array([p_raw]))[0]), m.kind,
                                  fit.get("base_rate"), fit.get("val_skill"))
+
+
+NOT_A_FORECAST = "the median's drift is not a forecast"
+
+
+def _skill_words(est: dict[str, Any] | None, split: str) -> str:
+    """``no skill on test (Brier skill -0.002 [-0.010, +0.010])`` from a saved estimate."""
+    if not est or est.get("value") is None:
+        return f"skill on {split} unknown"
+    lo, hi, v = est.get("lo"), est.get("hi"), float(est["value"])
+    iv = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
+    if lo is not None and lo > 0:
+        word = f"skill on {split}"
+    elif hi is not None and hi < 0:
+        word = f"worse than the base rate on {split}"
+    elif lo is None or hi is None:
+        word = f"no interval on {split}"
+    else:
+        word = f"no skill on {split}"
+    return f"{word} (Brier skill {v:+.3f}{iv})"
+
+
+def _measured(calibration: dict[str, Any] | None, forecaster: str, h: int) -> str | None:
+    """What was measured of ``forecaster``'s P(up) at ``h``, in words: the evaluated split's
+    skill (``evaluated``), else the val skill of the map; None when nothing was."""
+    ev = (calibration or {}).get("evaluated") or {}
+    rec = ((ev.get("p_up") or {}).get(forecaster) or {}).get(str(h))
+    if isinstance(rec, dict):
+        return _skill_words(rec.get("skill"), str(ev.get("split", "the evaluated split")))
+    fit = saved_fit(calibration, forecaster, h)
+    return None if fit is None else _skill_words(fit.get("val_skill"), "val (out-of-fold)")
+
+
+def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
+                     forecaster: str = "CandleGPT") -> str:
+    """What ``candletok evaluate`` measured of ``forecaster``'s direction at ``horizon``, in
+    words, to stand beside a fan of sampled paths: a median path that drifts says nothing
+    about direction unless direction skill was measured. Read from the calibration file
+    (the evaluated split's skill, else the val skill of older files); without a record
+    for ``horizon`` it says skill there was never measured (and what was, at the nearest
+    horizon evaluated)."""
+    h = int(horizon)
+    said = _measured(calibration, forecaster, h)
+    if said is not None:
+        return f"direction at h={h}: {said}; {NOT_A_FORECAST}"
+    cal = calibration or {}
+    keys = set(((cal.get("forecasters") or {}).get(forecaster) or {}).get("p_up") or {})
+    keys |= set((((cal.get("evaluated") or {}).get("p_up") or {}).get(forecaster)) or {})
+    hs = sorted(int(k) for k in keys if str(k).isdigit())
+    if not hs:
+        return (f"direction skill at h={h} was never measured (run `candletok evaluate "
+                f"DIR --model FILE --horizons {h}`); {NOT_A_FORECAST}")
+    near = min(hs, key=lambda k: abs(k - h))
+    return (f"direction skill at h={h} was never measured (evaluate measured h="
+            f"{', '.join(str(k) for k in hs)}; at h={near}: "
+            f"{_measured(calibration, forecaster, near)}); {NOT_A_FORECAST}")

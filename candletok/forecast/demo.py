@@ -33,6 +33,7 @@ from candletok.core.errors import CandletokError
 from candletok.data.sample import load_sample
 from candletok.dataset.build import EncodeResult, build_dataset
 from candletok.dataset.manifest import open_dataset, read_split
+from candletok.forecast.calibrate import direction_caveat, load_calibration
 from candletok.forecast.evalplot import plot_evaluation
 from candletok.forecast.evaluate import EvalReport, evaluate_forecasts
 from candletok.forecast.predict import (
@@ -136,7 +137,6 @@ def run_demo(
     cal = calibration(model, data, "test")
     cont = continue_series(model, data, cfg.predict_symbol, n=cfg.horizon,
                            samples=cfg.samples, seed=cfg.seed)
-    cont.plot(chart)
     tick = encode_progress or (lambda stage, done, total: None)
     tick("evaluate", 0, 1)
     t0 = time.perf_counter()
@@ -145,6 +145,9 @@ def run_demo(
                              device=resolve_device(cfg.device))
     plot_evaluation(rep, reliability)
     eval_seconds = time.perf_counter() - t0
+    # The fan carries what evaluate measured of direction at its horizon (or that it did not).
+    cont.caveat = direction_caveat(load_calibration(model_path), cfg.horizon)
+    cont.plot(chart)
     tick("evaluate", 1, 1)
     files = [
         ("dataset (Parquet shards + manifest)", data),
@@ -199,9 +202,12 @@ def summary_markdown(r: DemoResult) -> str:
         "",
         f"Calibration of P(close up) against the real next close on {c.split} "
         f"({c.n:,} candles): Brier {c.brier:.4f} vs "
-        f"{c.brier_base:.4f} for the base rate ({c.base_rate:.1%} up), skill {c.skill:+.3f}.",
+        f"{c.brier_base:.4f} for the base rate ({c.base_rate:.1%} up in {c.base_split}), "
+        f"skill {c.skill:+.3f}.",
         "",
         f"![fan chart]({r.files[3][1].name})",
+        "",
+        f"Beside the fan: {r.continuation.caveat}.",
         "",
     ]
     if r.evaluation is not None:

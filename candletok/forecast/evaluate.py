@@ -33,6 +33,7 @@ import numpy as np
 
 from candletok.core.errors import CandletokError
 from candletok.core.ids import normalize_split
+from candletok.dataset.manifest import read_manifest
 from candletok.forecast import scores as sc
 from candletok.forecast.analogues import SEARCH_MODES, search_forecasters
 from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
@@ -43,7 +44,7 @@ from candletok.forecast.forecasters import (
     NGram,
     default_forecasters,
 )
-from candletok.forecast.history import History, load_history, split_dates
+from candletok.forecast.history import SPLIT_CODE, History, load_history, split_dates
 from candletok.forecast.scores import DMTest, Estimate
 
 log = logging.getLogger(__name__)
@@ -484,9 +485,15 @@ def evaluate_forecasts(
             saved.setdefault(f.name, {})["range"] = {
                 "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
+    measured: dict[str, dict[str, Any]] = {}  # what the evaluated split measured (generate)
+    for row in report.direction:
+        if "p_up" in saved.get(row.forecaster, {}):
+            measured.setdefault(row.forecaster, {})[str(row.horizon)] = {
+                "n": row.n, "skill": _est(row.skill), "verdict": row.verdict}
     report.calibration = {"fingerprint": hist.tok.fingerprint, "fit_on": "val",
                           "folds": folds, "split_from": report.split_from,
-                          "forecasters": saved}
+                          **_fit_facts(dataset, hist), "forecasters": saved,
+                          "evaluated": {"split": split, "p_up": measured}}
     report.notes += _notes(fcs, choices, val)
     if split == "val":
         report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "
@@ -494,6 +501,21 @@ def evaluate_forecasts(
     if model is not None and isinstance(model, str | Path) and save_calibration_map:
         report.calibration_file = str(save_calibration(model, _clean(report.calibration)))
     return report
+
+
+def _fit_facts(dataset: Any, hist: History) -> dict[str, Any]:
+    """What the calibration maps were fit on, recorded beside them so that ``predict``
+    applies a map only to bars of the same interval and to symbols it was fit on: the
+    bar ``interval`` and ``dataset_fingerprint`` (None for an in-memory history) and the
+    val ``symbols``."""
+    from candletok.model.checkpoint import dataset_fingerprint
+
+    folder = isinstance(dataset, str | Path)
+    interval = read_manifest(dataset).get("interval") if folder else None
+    val_syms = np.unique(hist.symbol[hist.split == SPLIT_CODE["val"]]).tolist()
+    return {"interval": interval,
+            "dataset_fingerprint": dataset_fingerprint(dataset) if folder else None,
+            "symbols": [str(x) for x in val_syms]}
 
 
 # ---- scoring the evaluated split ---------------------------------------------------------

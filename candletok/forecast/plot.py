@@ -22,10 +22,13 @@ def plot_fan(
     symbol: str = "",
     history_label: str = "real bars",
     interval: str = "1d",
+    caveat: str = "",
 ) -> Path:
     """Write a PNG: ``context`` (1-d ``open``/``high``/``low``/``close`` arrays, and
     ``ts`` and ``volume`` when known) as candles, then the sampled ``paths`` (dict of
     (S, n) arrays from ``rebuild_paths``; their closes are drawn) as a band, a median and
-    a few labelled single paths."""
+    a few labelled single paths; ``caveat`` (what was measured of direction skill at this
+    horizon, in words) is printed under the chart."""
     return fan_chart(Bars.from_frame(context), paths["close"], out, symbol=symbol,
-                     history_label=history_label, interval=interval, title=title, band=quantiles)
+                     history_label=history_label, interval=interval, title=title, band=quantiles,
+                     caveat=caveat)

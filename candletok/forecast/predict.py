@@ -23,12 +23,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from candletok.core.errors import ModelError
+from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import BOS, N_SPECIAL
+from candletok.core.times import INTERVALS
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
+from candletok.forecast.calibrate import NOT_A_FORECAST, direction_caveat
 from candletok.forecast.plot import plot_fan
-from candletok.model.checkpoint import check_fingerprint
+from candletok.model.checkpoint import FitFacts, check_fingerprint
 from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
@@ -69,6 +71,9 @@ class Prediction:
     top: list[Candidate]
     probs: np.ndarray = field(repr=False)  # (n_candle_tokens,) next-candle distribution
     context_candles: int = 0
+    interval: str | None = None  # the model's bar interval (None: not recorded)
+    in_training: bool | None = None  # symbol among the train symbols (None: not recorded)
+    notes: list[str] = field(default_factory=list)  # what is unknown or unmeasured, in words
 
     @property
     def p_close_down(self) -> float:
@@ -98,6 +103,9 @@ class Prediction:
             "exp_range_vol": self.exp_range_vol,
             "exp_range_pct": self.exp_range_pct,
             "context_candles": self.context_candles,
+            "interval": self.interval,
+            "in_training_data": self.in_training,
+            "notes": list(self.notes),
             "top": [asdict(c) for c in self.top],
         }
 
@@ -143,9 +151,47 @@ def series_calendar(model: CandleGPT, ts: pl.Series, length: int,
     return torch.from_numpy(ids)[None].to(model.device)
 
 
+def _bars_interval(ts: pl.Series) -> str | None:
+    """The bar interval whose length is nearest the median spacing of ``ts`` (one series),
+    or None with fewer than three bars or a spacing no interval is within 1.5x of.
+
+    A small private stand-in: the median makes weekends and overnight gaps irrelevant for
+    daily and intraday bars alike."""
+    t = ts.drop_nulls().sort().dt.epoch("ms").to_numpy().astype(np.float64)
+    gaps = np.diff(t)
+    gaps = gaps[gaps > 0]
+    if gaps.size < 2:
+        return None
+    med = float(np.median(gaps)) / 1000.0
+    names = list(INTERVALS)
+    secs = np.array([INTERVALS[k].total_seconds() for k in names])
+    dist = np.abs(np.log(med / secs))
+    i = int(np.argmin(dist))
+    return names[i] if dist[i] < np.log(1.5) else None
+
+
+def fit_notes(facts: FitFacts, symbol: str) -> tuple[bool | None, list[str]]:
+    """Whether ``symbol`` was in the model's training data, and what a forecast of it must
+    say in words: a symbol the model never saw, or facts the checkpoint does not record."""
+    notes = []
+    seen = facts.has_symbol(symbol)
+    if seen is False:
+        shown = ", ".join(facts.symbols[:8]) + (", ..." if len(facts.symbols) > 8 else "")
+        notes.append(f"{symbol} was not in the model's training data ({shown}); no skill "
+                     f"was ever measured on it.")
+    unknown = facts.unknown()
+    if unknown:
+        notes.append(f"The checkpoint does not record the {', '.join(unknown)} it was trained "
+                     "on (an older file); they are unknown, so they were not checked.")
+    return seen, notes
+
+
 def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Prediction:
     """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
-    encoding the bars with ``tok`` — which must be the vocabulary the model was trained on."""
+    encoding the bars with ``tok`` — which must be the vocabulary the model was trained on.
+
+    Bars whose spacing is another interval than the one the checkpoint records are refused:
+    a daily model has never seen hourly candles, so its numbers would mean nothing."""
     check_fingerprint(model.fingerprint, tok, "this tokenizer")
     if tok.vocab_size != model.config.vocab_size:
         raise ModelError("The tokenizer's vocab size differs from the model's; use its vocab.")
@@ -153,6 +199,13 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
     if len(symbols) != 1:
         raise ModelError(f"Pass the bars of exactly one symbol (got {len(symbols)}).")
     sym = symbols[0]
+    facts = FitFacts.of(getattr(model, "meta", None))
+    seen_iv = _bars_interval(bars["ts"])
+    if facts.interval is not None and seen_iv is not None and seen_iv != facts.interval:
+        raise ModelError(f"{sym}'s bars are {seen_iv} bars but the model was trained on "
+                         f"{facts.interval} bars; forecast {facts.interval} bars or train a "
+                         f"model on {seen_iv} bars.")
+    in_training, notes = fit_notes(facts, sym)
     enc = tok.encode(bars)
     if enc.height == 0:
         raise ModelError(f"{sym} has too few bars to encode; give it at least two bars.")
@@ -186,6 +239,9 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
              for i in order],
         probs=p,
         context_candles=int(min(toks.size, ctx)),
+        interval=facts.interval,
+        in_training=in_training,
+        notes=notes,
     )
 
 
@@ -193,8 +249,12 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
 class Calibration:
     """How well P(close up) is calibrated on a split.
 
-    ``brier_base`` is the Brier score of the best constant forecast (the split's own
-    up-frequency, a hindsight reference), so the model helps only if ``brier`` is lower."""
+    ``brier_base`` is the Brier score of the constant ``base_rate``, the share of up moves
+    in ``base_split`` (``train``: a number a forecaster could know beforehand, the same
+    base rate the forecast itself is shown beside), so the model helps only if ``brier``
+    is lower. Only without any train data is it the split's own frequency
+    (``base_split`` names the split and says "hindsight"). ``probability`` says which
+    numbers were scored: the model's raw P(up) or the calibrated ones (the map's name)."""
 
     split: str
     n: int
@@ -203,6 +263,8 @@ class Calibration:
     brier_base: float
     table: list[tuple[float, float, float, int]]  # (bin lo, mean predicted, observed, count)
     outcome: str = "close"  # "close": the real next close; "token": the token's direction
+    base_split: str = "train"
+    probability: str = "raw"
 
     @property
     def skill(self) -> float:
@@ -214,16 +276,36 @@ class Calibration:
         skill = self.skill
         return {
             "split": self.split, "n": self.n, "outcome": self.outcome,
-            "base_rate": self.base_rate, "brier": self.brier, "brier_base": self.brier_base,
+            "probability": self.probability,
+            "base_rate": self.base_rate, "base_rate_split": self.base_split,
+            "brier": self.brier, "brier_base": self.brier_base,
             "skill": skill if np.isfinite(skill) else None,
             "bins": [{"from": lo, "mean_predicted": mp, "observed": of, "count": cnt}
                      for lo, mp, of, cnt in self.table],
         }
 
 
+def train_base_rate(model: CandleGPT, ds: SplitSource) -> float | None:
+    """The train split's share of up closes: recorded in the checkpoint
+    (``train_base_rate``), else read from the dataset folder's train split; None when
+    neither can tell (an older checkpoint and a bare in-memory split)."""
+    rate = FitFacts.of(getattr(model, "meta", None)).train_base_rate
+    if rate is not None or ds.root is None:
+        return rate
+    try:
+        rows = read_split(ds.root, "train")
+    except (OSError, CandletokError):  # no train split there: the rate is unknown
+        return None
+    if rows.height == 0 or not {"close", "prev_close"} <= set(rows.columns):
+        return None
+    up = (rows["close"] > rows["prev_close"]).drop_nulls()
+    return float(up.mean()) if up.len() else None
+
+
 def calibration(
     model: CandleGPT, ds: str | Path | SplitSource, split: str = "test", bins: int = 10,
-    batch_size: int = 64, tok: Tokenizer | None = None,
+    batch_size: int = 64, tok: Tokenizer | None = None, base_rate: float | None = None,
+    cmap: Any = None,
 ) -> Calibration:
     """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
     dataset folder (the ``split`` is opened) or an opened dataset split.
@@ -232,7 +314,12 @@ def calibration(
     closes, so the quantization of the tokens cannot flatter the score. Without the stored
     rows (a bare in-memory split) the outcome falls back to the direction of the realized
     token (``outcome="token"``). The windows and logits come from the same loop that scores
-    bits per candle (:func:`candletok.model.evaluate.window_logits`)."""
+    bits per candle (:func:`candletok.model.evaluate.window_logits`).
+
+    The reference is one base rate: ``base_rate`` when given (what the forecast was shown
+    beside), else :func:`train_base_rate`. ``cmap`` (anything with ``apply`` and
+    ``describe``: a :class:`~candletok.forecast.calibrate.CalibrationMap`) scores the
+    calibrated probabilities instead of the raw ones."""
     if isinstance(ds, str | Path):
         ds = TokenDataset(ds, split, context=model.config.context)
     split_name = ds.split
@@ -260,13 +347,20 @@ def calibration(
     o = np.concatenate(outs).astype(np.float64) if outs else np.zeros(0)
     if p.size == 0:
         raise ModelError(f"The {split_name} split holds no candles to check calibration on.")
-    return _reliability(split_name, p, o, bins, "token" if real is None else "close")
+    if cmap is not None:
+        p = np.asarray(cmap.apply(p), dtype=np.float64)
+    base = base_rate if base_rate is not None else train_base_rate(model, ds)
+    cal = _reliability(split_name, p, o, bins, "token" if real is None else "close", base)
+    if cmap is not None:
+        cal.probability = f"calibrated ({cmap.describe()})"
+    return cal
 
 
 def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
-                 outcome: str) -> Calibration:
-    """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``."""
-    rate = float(o.mean())
+                 outcome: str, base: float | None = None) -> Calibration:
+    """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``,
+    against the constant ``base`` (None: the outcomes' own frequency, in hindsight)."""
+    rate = float(o.mean()) if base is None else float(base)
     edges = np.linspace(0.0, 1.0, bins + 1)
     b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
     cnt = np.bincount(b, minlength=bins)
@@ -275,7 +369,8 @@ def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
     table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
              for i in np.flatnonzero(cnt)]
     return Calibration(split, int(p.size), rate, float(np.mean((p - o) ** 2)),
-                       float(np.mean((rate - o) ** 2)), table, outcome=outcome)
+                       float(np.mean((rate - o) ** 2)), table, outcome=outcome,
+                       base_split="train" if base is not None else f"{split} (hindsight)")
 
 
 @dataclass
@@ -297,6 +392,8 @@ class Continuation:
     tokens: np.ndarray  # (S, n) sampled candle tokens
     history: str = "real bars from the dataset"
     interval: str = "1d"
+    # what evaluate measured of direction at this horizon (direction_caveat), in words
+    caveat: str = f"direction skill was never measured; {NOT_A_FORECAST}"
 
     def summary(self) -> list[tuple[str, str]]:
         """The fan in a few numbers: where the sampled paths end, relative to the last close."""
@@ -311,11 +408,12 @@ class Continuation:
             ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
             ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
             ("std of log return", f"{100 * float(ret.std()):.2f}%"),
+            ("direction skill", self.caveat),
         ]
 
     def plot(self, out: str | Path, last: int = 60) -> Path:
         """Write the fan chart: the last ``last`` real bars (with volume), then the band,
-        the median and a few labelled sampled paths."""
+        the median and a few labelled sampled paths, with :attr:`caveat` under it."""
         k = min(last, self.context["close"].size)
         ctx = {key: v[-k:] for key, v in self.context.items()}
         S, n = self.tokens.shape
@@ -324,15 +422,20 @@ class Continuation:
         return plot_fan(ctx, self.paths, out, symbol=self.symbol, interval=self.interval,
                         history_label=f"{self.history} ({unit}, last {k})",
                         title=f"{self.symbol}: last {k} {unit} bars, then {S} sampled "
-                              f"continuations of {n} bars")
+                              f"continuations of {n} bars", caveat=self.caveat)
 
 
 @torch.no_grad()
 def continue_series(
     model: CandleGPT, dataset: str | Path, symbol: str, n: int = 20, samples: int = 100,
     temperature: float = 1.0, seed: int = 0, split: str = "test",
+    calibration: dict[str, Any] | None = None,
 ) -> Continuation:
-    """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series."""
+    """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series.
+
+    ``calibration`` is the model's calibration file (``load_calibration``), whose record of
+    direction skill at ``n`` bars the fan carries as its caveat; None says that skill was
+    never measured."""
     if n < 1 or samples < 1:
         raise ModelError("Generate at least one candle (n >= 1) and one sample (samples >= 1).")
     ds = TokenDataset(dataset, split, context=8)
@@ -361,7 +464,7 @@ def continue_series(
     new_np = new.cpu().numpy()
     paths = tok.rebuild_paths(new_np, c, next_scale)
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,
-                        ds.interval or "1d")
+                        ds.interval or "1d", direction_caveat(calibration, n))
 
 
 def _real_context(tok: Any, rows: pl.DataFrame) -> tuple[dict[str, np.ndarray], str]:

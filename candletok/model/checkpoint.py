@@ -2,23 +2,31 @@
 
 A checkpoint is one ``torch.save`` dict (``format`` = :data:`CHECKPOINT_FORMAT`) holding
 the model and optimizer state, both configurations, the vocabulary (fingerprint and JSON)
-and what ``predict`` needs (``token_up_rate``, ``interval``), so a model file is enough to
-use the model. Reads are ``weights_only``: a checkpoint cannot run code.
+and what ``predict`` needs (``token_up_rate`` and the facts of :func:`fit_facts`: the bars'
+``interval``, the ``dataset_fingerprint``, the train ``symbols`` and ``train_base_rate``),
+so a model file is enough to use the model. Reads are ``weights_only``: a checkpoint cannot
+run code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from candletok.core.atomic import atomic_path
-from candletok.core.errors import ModelError
+from candletok.core.errors import CandletokError, ModelError
 from candletok.core.times import normalize_interval
+from candletok.dataset.manifest import read_manifest
 from candletok.model.gpt import CandleGPT, GPTConfig
-from candletok.model.split import Vocabulary
+from candletok.model.split import SplitSource, Vocabulary
+from candletok.model.updown import real_up
 
 CHECKPOINT_FORMAT = "candletok-model/1"
 
@@ -122,3 +130,68 @@ def model_interval(model: CandleGPT, asked: str | None) -> str:
         raise ModelError(f"The model was trained on {trained} bars, not {asked}; use "
                          f"interval='{trained}' or train a model on {asked} bars.")
     return asked or trained or "1d"
+
+
+def dataset_fingerprint(root: str | Path) -> str | None:
+    """A digest of a dataset's content: its vocabulary fingerprint, interval and every
+    shard's path, rows and sha256 (the manifest's own checksums); None when ``root`` holds
+    no readable manifest. Two folders with the same bars and vocabulary share it."""
+    try:
+        m = read_manifest(root)
+        shards = [[split, s["path"], int(s["rows"]), s["sha256"]]
+                  for split, meta in sorted(m["splits"].items()) for s in meta["shards"]]
+    except (CandletokError, KeyError, TypeError, ValueError):
+        return None
+    body = json.dumps({"fingerprint": m.get("fingerprint"), "interval": m.get("interval"),
+                       "shards": shards}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def fit_facts(ds: SplitSource) -> dict[str, Any]:
+    """What a model is fit on, recorded in its checkpoint so that ``predict`` can refuse
+    bars of another interval and say when a symbol was never in the training data: the
+    bar ``interval``, the ``dataset_fingerprint``, the split's ``symbols`` and
+    ``train_base_rate`` (the share of its candles whose close rose: the one base rate a
+    forecast is compared with). A fact the split cannot tell is None."""
+    root = ds.root
+    symbols = getattr(ds, "symbols", None)
+    try:
+        up = real_up(ds)
+    except (OSError, CandletokError):
+        up = None
+    known = None if up is None else up[~np.isnan(up)]
+    return {
+        "interval": normalize_interval(ds.interval) if ds.interval else None,
+        "dataset_fingerprint": None if root is None else dataset_fingerprint(root),
+        "symbols": None if symbols is None else [str(x) for x in symbols],
+        "train_base_rate": float(known.mean()) if known is not None and known.size else None,
+    }
+
+
+@dataclass(frozen=True)
+class FitFacts:
+    """The facts of :func:`fit_facts` as a checkpoint (or a calibration file) holds them;
+    None where the file predates recording one."""
+
+    interval: str | None = None
+    dataset_fingerprint: str | None = None
+    symbols: tuple[str, ...] | None = None
+    train_base_rate: float | None = None
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any] | None) -> FitFacts:
+        m = meta or {}
+        iv, syms, rate = m.get("interval"), m.get("symbols"), m.get("train_base_rate")
+        return cls(normalize_interval(iv) if iv else None, m.get("dataset_fingerprint"),
+                   None if syms is None else tuple(str(x) for x in syms),
+                   None if rate is None else float(rate))
+
+    def unknown(self) -> list[str]:
+        """The names of the facts not recorded, in words."""
+        names = {"interval": "bar interval", "dataset_fingerprint": "dataset fingerprint",
+                 "symbols": "symbols"}
+        return [w for k, w in names.items() if getattr(self, k) is None]
+
+    def has_symbol(self, symbol: str) -> bool | None:
+        """Whether ``symbol`` was in the data (None: the symbols were not recorded)."""
+        return None if self.symbols is None else symbol in self.symbols

@@ -62,6 +62,7 @@ from candletok.dataset.torchdata import TokenDataset
 from candletok.model.checkpoint import (
     CHECKPOINT_FORMAT,
     check_fingerprint,
+    fit_facts,
     load_model,
     read_checkpoint,
     resolve_device,
@@ -142,6 +143,7 @@ class RunState:
     up_rate: list[float] | None = None
     vocab_text: str | None = None
     wrapped: torch.nn.Module | None = None  # the DDP wrapper the steps run through, if any
+    facts: dict[str, Any] = field(default_factory=dict)  # fit_facts(train split), recorded
 
 
 def _token_feature_table(ds: SplitSource) -> np.ndarray | None:
@@ -237,6 +239,7 @@ def init_run(splits: Mapping[str, SplitSource | None], cfg: TrainConfig, out: Pa
     assert tr is not None
     run = new_run(tr, cfg) if ck is None else resume_run(tr, cfg, ck, out, dev)
     run.model.fingerprint = tr.fingerprint
+    run.facts = fit_facts(tr)
     run.model.to(dev)
     for st in run.opt.state.values():  # optimizer state moves with its parameters
         for k, v in st.items():
@@ -337,6 +340,7 @@ def checkpoint_state(run: RunState, metrics: dict[str, Any],
         "dataset": str(tr.root or ""),
         "token_up_rate": run.up_rate,
         "interval": tr.interval,  # the bars the model reads
+        **run.facts,  # interval (normalized), dataset_fingerprint, symbols, train_base_rate
     }
 
 
@@ -351,6 +355,7 @@ def final_scores(run: RunState, splits: Mapping[str, SplitSource | None],
         final.load_state_dict(run.best.state)
         final.fingerprint = run.model.fingerprint
     final.meta["token_up_rate"] = run.up_rate
+    final.meta.update(run.facts)
     rows, best_name, beats, summary = compare_to_baselines(final, splits, run.cfg.eval_batch)
     if run.best.state is not None:
         summary += f" (model weights from step {run.best.step}, the best on val)"

@@ -43,8 +43,12 @@ def fan_chart(
     title: str = "",
     band: tuple[float, float] = (0.1, 0.9),
     sample_quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+    caveat: str = "",
 ) -> Path:
     """Write the fan chart as a PNG.
+
+    ``caveat`` is printed under the chart: what is known of the forecaster's direction
+    skill at this horizon, so that a drifting median is not read as a forecast.
 
     ``history`` holds the real bars drawn as candles (``history_label`` says where they
     come from, e.g. "real daily bars"), ``closes`` the sampled closes, shape (S, n), of
@@ -83,11 +87,14 @@ def fan_chart(
     ax.autoscale_view()
     ax.set_xlim(-1, n_ctx + n)
     legend(chart)
+    where = chart.volume if chart.volume is not None else ax
+    lines = [caveat] if caveat else []
     if future is not None:
-        where = chart.volume if chart.volume is not None else ax
         note = ("forecast dates skip weekends, not holidays" if interval == "1d"
                 else "forecast times assume no market close")
-        where.set_xlabel(f"real bars | sampled continuation ({note})", fontsize=8)
+        lines.insert(0, f"real bars | sampled continuation ({note})")
+    if lines:
+        where.set_xlabel("\n".join(lines), fontsize=8)
     return save(chart, out)
 
 
