@@ -25,7 +25,7 @@ import torch
 
 from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import BOS, N_SPECIAL
-from candletok.core.times import INTERVALS
+from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
 from candletok.forecast.calibrate import NOT_A_FORECAST, direction_caveat
@@ -152,22 +152,13 @@ def series_calendar(model: CandleGPT, ts: pl.Series, length: int,
 
 
 def _bars_interval(ts: pl.Series) -> str | None:
-    """The bar interval whose length is nearest the median spacing of ``ts`` (one series),
-    or None with fewer than three bars or a spacing no interval is within 1.5x of.
-
-    A small private stand-in: the median makes weekends and overnight gaps irrelevant for
-    daily and intraday bars alike."""
-    t = ts.drop_nulls().sort().dt.epoch("ms").to_numpy().astype(np.float64)
-    gaps = np.diff(t)
-    gaps = gaps[gaps > 0]
-    if gaps.size < 2:
+    """The interval the bars of one series show (:func:`~candletok.core.times.infer_interval`),
+    or None when they show none (too few bars, or a spacing no interval has): then there
+    is nothing to compare with the checkpoint's interval."""
+    try:
+        return infer_interval(ts)
+    except CandletokError:
         return None
-    med = float(np.median(gaps)) / 1000.0
-    names = list(INTERVALS)
-    secs = np.array([INTERVALS[k].total_seconds() for k in names])
-    dist = np.abs(np.log(med / secs))
-    i = int(np.argmin(dist))
-    return names[i] if dist[i] < np.log(1.5) else None
 
 
 def fit_notes(facts: FitFacts, symbol: str) -> tuple[bool | None, list[str]]:
@@ -201,7 +192,8 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
     sym = symbols[0]
     facts = FitFacts.of(getattr(model, "meta", None))
     seen_iv = _bars_interval(bars["ts"])
-    if facts.interval is not None and seen_iv is not None and seen_iv != facts.interval:
+    if (facts.interval is not None and seen_iv is not None
+            and seen_iv != normalize_interval(facts.interval)):
         raise ModelError(f"{sym}'s bars are {seen_iv} bars but the model was trained on "
                          f"{facts.interval} bars; forecast {facts.interval} bars or train a "
                          f"model on {seen_iv} bars.")
