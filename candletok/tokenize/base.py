@@ -426,15 +426,27 @@ class Tokenizer:
 
     # ---- words and tables ---------------------------------------------------------------
     def describe(self, token: int) -> str:
-        """A token in words, e.g. "gap up small, long bullish body, no upper wick, ..."."""
-        from candletok.tokenize.words import describe_features
-
+        """A token in words, e.g. "gap up small, long bullish body, no upper wick, ...";
+        no two tokens of a vocabulary read the same."""
         tok = int(token)
         for name, i in SPECIALS.items():
             if tok == i:
                 return f"<{name}>"
-        f = self.decode_features(np.array([tok]))[0]
-        return describe_features(f, self.feature_names)
+        self.decode_features(np.array([tok]))  # checks the id
+        return self._candle_words()[tok - self.N_SPECIAL]
+
+    def _candle_words(self) -> list[str]:
+        """Every candle token's words (unique, see ``describe_matrix``), computed once per
+        fitted state: a token's words depend on the whole table, not on its row alone."""
+        from candletok.tokenize.words import describe_matrix
+
+        assert self._table is not None
+        cached = getattr(self, "_words", None)
+        if cached is None or cached[0] is not self._table:
+            cached = (self._table, describe_matrix(self._table[self.N_SPECIAL :],
+                                                   self.feature_names))
+            self._words = cached
+        return cached[1]
 
     def token_table(self, counts: np.ndarray | None = None) -> pl.DataFrame:
         """One row per token: id, kind, meaning in words, representative features, and the
@@ -455,10 +467,8 @@ class Tokenizer:
                     f"counts must have {self.vocab_size} or {self.n_candle_tokens} entries."
                 )
             c = counts
-        from candletok.tokenize.words import describe_matrix
-
         names = {v: f"<{k}>" for k, v in SPECIALS.items()}
-        words = describe_matrix(self._table[self.N_SPECIAL :], self.feature_names)
+        words = self._candle_words()
         data: dict[str, Any] = {
             "token": pl.Series(ids, dtype=pl.UInt16),
             "kind": ["special"] * self.N_SPECIAL + ["candle"] * self.n_candle_tokens,
@@ -525,9 +535,12 @@ class Tokenizer:
             )
         for j, n in enumerate(self.feature_names):
             col = reps[:, j]
-            if col.size and bool(np.all(np.abs(col - col[0]) < ZERO_TOL)):
+            if (self.zero_shares or {}).get(n) == 1.0:
+                out.append(f"{n} carries no information: it is 0 on every fit candle "
+                           f"({ZERO_WORDS.get(n, n + ' = 0')}), so the data never vary in it.")
+            elif col.size and bool(np.all(np.abs(col - col[0]) < ZERO_TOL)):
                 out.append(f"{n} carries no information: every token has the same {n} "
-                           f"({col[0]:+.3g} vol), the fit data never varies in it.")
+                           f"({col[0]:+.3g} vol).")
         return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
