@@ -110,6 +110,7 @@ def test_index_like_flat_opens_get_a_zero_bin_and_no_gap_up(base_bars: pl.DataFr
                                 n_embd=16, dropout=0.0))
         m.fingerprint = tok.fingerprint
         pr = predict_next(m.eval(), tok, bars)
+        assert (tok.decode_features(zero_tokens + N_SPECIAL)[:, 0] == 0.0).all()
         p_zero = float(pr.probs[zero_tokens].sum())
         assert p_zero > 0
         # the flat-open tokens are neither up nor down gaps: they are "no gap"
