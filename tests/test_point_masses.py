@@ -60,7 +60,8 @@ def make(scheme: str) -> Tokenizer:
     return BinsTokenizer() if scheme == "bins" else KMeansTokenizer(k=48)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), scheme=st.sampled_from(["bins", "kmeans"]),
        gap=st.floats(0.05, 0.95), body=st.floats(0.05, 0.5), upper=st.floats(0.05, 0.5),
        lower=st.floats(0.05, 0.5), flat=st.floats(0.03, 0.3))
@@ -239,6 +240,11 @@ def test_flat_data_prints_no_minus_zero(tmp_path: Path) -> None:
     assert " -0 " not in r.stdout and "-0.0" not in r.stdout
     assert "carries no information" in r.stdout
     assert "RuntimeWarning" not in r.stderr
+    # scores against a reference that never errs are undefined, and say so in words
+    r = cli("evaluate", "ds", "--horizon", "1", "--analogues", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in r.stderr and "nan" not in r.stdout.lower()
+    assert "skill is undefined" in r.stdout and "no variation" in r.stdout
     r = cli("encode", "FLAT", "--source", str(tmp_path / "flat.csv"), "--bins", "9,13,3,3,3",
             "--out", "ds2", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
