@@ -61,10 +61,13 @@ def _codes(zero: np.ndarray, cols: list[int]) -> np.ndarray:
     return code
 
 
-def _share_k(k: int, n_p: np.ndarray) -> np.ndarray:
+def _share_k(k: int, n_p: np.ndarray, d: int) -> np.ndarray:
     """Centroids per zero pattern: one each (the most common patterns first when there
-    are more patterns than k), the rest in proportion to the candles (largest remainder),
-    never more than a pattern has candles."""
+    are more patterns than k), the rest in proportion to ``n_p ** (d / (d + 2))``
+    (largest remainder), never more than a pattern has candles. Why that power: the
+    density of an optimal quantizer in d dimensions goes as the data density to the
+    d/(d+2); plain proportional shares starved the rarer patterns (on the bundled sample
+    with a 1% point-mass threshold the close p95 error was 43 bps, 38 with the power)."""
     n_p = np.asarray(n_p, dtype=np.int64)
     m = n_p.size
     out = np.zeros(m, dtype=np.int64)
@@ -72,7 +75,8 @@ def _share_k(k: int, n_p: np.ndarray) -> np.ndarray:
     if m >= k:
         out[order[:k]] = 1
         return out
-    extra = (k - m) * n_p / n_p.sum()
+    w = (n_p / n_p.sum()) ** (d / (d + 2.0))
+    extra = (k - m) * w / w.sum()
     out[:] = 1 + np.floor(extra).astype(np.int64)
     left = k - int(out.sum())
     rem = extra - np.floor(extra)
@@ -513,7 +517,8 @@ class KMeansTokenizer(Tokenizer):
         codes = _codes(zero, cols)
         present, n_p = np.unique(codes, return_counts=True)
         parts = []
-        for code, k_p in zip(present.tolist(), _share_k(self.k, n_p).tolist(), strict=True):
+        shares = _share_k(self.k, n_p, X.shape[1]).tolist()
+        for code, k_p in zip(present.tolist(), shares, strict=True):
             if k_p == 0:
                 continue
             Xp = X[codes == code].copy()
