@@ -79,6 +79,8 @@ def test_decode_reproduces_every_zero_exactly(base_bars: pl.DataFrame, seed: int
     pc = enc["prev_close"].to_numpy()
     for n in tok.feature_names:  # each is a point mass, not a lone zero
         assert zero[n].mean() >= POINT_MASS_MIN
+    assert tok.exact_zero_features() == tok.feature_names
+    assert "exact zero tokens for gap, body, upper, lower" in " ".join(tok.notes())
     assert (o[zero["gap"]] == pc[zero["gap"]]).all()  # a flat open comes back flat
     assert (c[zero["body"]] == o[zero["body"]]).all()
     assert (h[zero["upper"]] == np.maximum(o, c)[zero["upper"]]).all()
@@ -134,6 +136,15 @@ def test_merged_edges_and_point_masses_are_reported() -> None:
     assert f"13 gap bins requested, {tok.radix[0]} distinct" in notes
     assert tok.radix[0] < 13
     assert "open = previous close" in notes
+    # a rare zero (2% of the candles) gets no zero bin, and the note says so
+    X[:, 0] = np.where(rng.random(n) < 0.02, 0.0, rng.normal(size=n))
+    rare = BinsTokenizer()
+    rare.zero_shares = {"gap": float((X[:, 0] == 0).mean()), "body": 0.0, "upper": 0.0,
+                        "lower": 0.0}
+    rare._fit_features(X)
+    rare._finish()
+    assert "gap" not in rare.exact_zero_features()
+    assert "not exact for gap (under 5% of the candles" in " ".join(rare.notes())
 
 
 def test_words_are_unique(base_bars: pl.DataFrame, tmp_path: Path) -> None:

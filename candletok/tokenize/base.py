@@ -28,6 +28,7 @@ from candletok.core.errors import TokenizerError
 from candletok.core.ids import BOS, EOS, MISSING, N_SPECIAL, PAD, SPECIALS
 from candletok.core.times import interval_delta
 from candletok.tokenize.features import (
+    POINT_MASS_MIN,
     ZERO_TOL,
     FeatureConfig,
     candle_feature_arrays,
@@ -515,6 +516,11 @@ class Tokenizer:
         zs = content.get("zero_shares")
         self.zero_shares = None if zs is None else {str(k): float(v) for k, v in zs.items()}
 
+    def exact_zero_features(self) -> tuple[str, ...]:
+        """Features in which every candle that is 0 gets a token that is exactly 0 there
+        (the scheme's guarantee, not a coincidence of the table)."""
+        return ()
+
     def notes(self) -> list[str]:
         """Sentences about what the vocabulary can and cannot tell apart, for ``fit``,
         ``encode`` and ``inspect``: point masses at 0 on the fit data (and whether 0 is
@@ -525,12 +531,17 @@ class Tokenizer:
         out: list[str] = []
         masses = {n: v for n, v in (self.zero_shares or {}).items() if v > 0}
         if masses:
-            exact = [n for j, n in enumerate(self.feature_names)
-                     if n in masses and bool((reps[:, j] == 0.0).any())]
+            exact = [n for n in self.exact_zero_features() if n in masses]
+            rare = [n for n, v in masses.items() if n not in exact and v < POINT_MASS_MIN]
+            rough = [n for n in masses if n not in exact and n not in rare]
             out.append(
                 "point masses on the fit candles: " + ", ".join(
                     f"{ZERO_WORDS.get(n, n + ' = 0')} {v:.1%}" for n, v in masses.items())
                 + (f"; exact zero tokens for {', '.join(exact)}" if exact else "")
+                + (f"; not exact for {', '.join(rare)} (under {POINT_MASS_MIN:.0%} of the "
+                   "candles: decoded to the nearest token)" if rare else "")
+                + (f"; not exact for {', '.join(rough)} (this vocabulary has no zero token "
+                   "for it: refit it)" if rough else "")
                 + "."
             )
         for j, n in enumerate(self.feature_names):

@@ -418,6 +418,22 @@ class BinsTokenizer(Tokenizer):
                 out[:, j] = True
         return out
 
+    def exact_zero_features(self) -> tuple[str, ...]:
+        """Features with a zero bin: ``[ZERO_TOL, ...)`` above the no-wick bin, or the
+        band ``[-ZERO_TOL, ZERO_TOL)`` of a two-sided feature (representative 0)."""
+        out = []
+        for n in self.feature_names:
+            e, r = self.edges[n], self.reps[n]
+            no_wick = n in WICKS and e.size > 0 and e[0] == ZERO_TOL
+            if r[0] == 0.0 and (no_wick or e.size == 0):  # e.size 0: one bin, it is 0
+                out.append(n)
+            elif n not in WICKS and e.size >= 2:
+                k = int(np.searchsorted(e, -ZERO_TOL))
+                if k + 1 < e.size and e[k] == -ZERO_TOL and e[k + 1] == ZERO_TOL and \
+                        r[k + 1] == 0.0:
+                    out.append(n)
+        return tuple(out)
+
     def notes(self) -> list[str]:
         """The base notes, then every feature whose bins merged: quantile edges that fall
         on the same training value (or closer than ``min_width``) are one edge, so fewer

@@ -648,6 +648,19 @@ class KMeansTokenizer(Tokenizer):
         assert self.centroids is not None
         return self.centroids
 
+    def exact_zero_features(self) -> tuple[str, ...]:
+        return self.zero_features
+
+    def notes(self) -> list[str]:
+        """The base notes, then fewer centroids than asked for (fewer distinct candles
+        than k, or near-duplicate centroids merged), which is otherwise silent."""
+        out = super().notes()
+        if self.n_candle_tokens < self.k:
+            out.append(f"{self.k} clusters requested, {self.n_candle_tokens} distinct "
+                       "(fewer distinct candles, or centroids closer than "
+                       f"{MIN_SEPARATION:g} merged).")
+        return out
+
     # ---- file ---------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
         return {
