@@ -206,7 +206,7 @@ class Tokenizer:
         if "vol" in shares and shares["vol"] == 1.0:
             raise TokenizerError(
                 "Volume is zero, missing or constant on every fit candle, so the vol feature "
-                "carries no information; fit without volume (no vol bins)."
+                "carries no information; fit without it (vol_bins=0: four --bins counts)."
             )
         self.zero_shares = shares
         self._format = VOCAB_FORMAT  # a refit is written in the current format

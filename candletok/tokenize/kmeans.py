@@ -18,7 +18,7 @@ candle gets the same token whichever path it takes.
 Point masses: a feature that is exactly 0 on at least ``POINT_MASS_MIN`` of the fit
 candles (open == previous close, no wick, ...) is a *zero feature*. Candles are grouped
 by which zero features are 0 (their zero pattern); each pattern present gets its own
-centroids (k shared out in proportion to the candles, at least one each), fitted on its
+centroids (k shared out by :func:`_share_k`, at least one each), fitted on its
 candles with those features set to exactly 0, so their centroids are exactly 0 there. A
 candle is assigned to the nearest centroid *of its own pattern* (all centroids when its
 pattern has none), so a flat open always decodes to open == previous close.
