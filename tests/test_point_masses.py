@@ -168,6 +168,20 @@ def test_constant_volume_is_refused_in_words(base_bars: pl.DataFrame) -> None:
             BinsTokenizer(vol_bins=3).fit(bars)
 
 
+def test_missing_volume_is_an_exact_zero_not_a_collapse(base_bars: pl.DataFrame) -> None:
+    rng = np.random.default_rng(7)
+    gone = rng.random(base_bars.height) < 0.3
+    bars = base_bars.with_columns(volume=pl.when(pl.Series(gone)).then(None)
+                                  .otherwise(pl.col("volume")))
+    tok = BinsTokenizer(vol_bins=5).fit(bars)
+    assert "vol" in tok.exact_zero_features() and tok.radix[-1] >= 4
+    feats = candle_features(bars, tok.features)
+    zero = np.abs(feats["vol"].to_numpy()) < ZERO_TOL
+    assert zero.mean() >= 0.25
+    F = tok.decode_features(tok.encode_features(feats.select(tok.feature_names).to_numpy()))
+    assert (F[zero, -1] == 0.0).all() and (F[~zero, -1] != 0.0).all()
+
+
 def test_flat_bars_say_so(base_bars: pl.DataFrame) -> None:
     flat = base_bars.with_columns(open=pl.lit(100.0), high=pl.lit(100.0), low=pl.lit(100.0),
                                   close=pl.lit(100.0))
@@ -257,6 +271,11 @@ def test_flat_data_prints_no_minus_zero(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "RuntimeWarning" not in r.stderr and "nan" not in r.stdout.lower()
     assert "skill is undefined" in r.stdout and "no variation" in r.stdout
+    for args in (("fit", "FLAT", "--source", str(tmp_path / "flat.csv"), "--out", "v.json"),
+                 ("inspect", "v.json"), ("inspect", "ds")):
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "gap carries no information" in r.stdout and "-0.0" not in r.stdout
     r = cli("encode", "FLAT", "--source", str(tmp_path / "flat.csv"), "--bins", "9,13,3,3,3",
             "--out", "ds2", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
