@@ -157,8 +157,8 @@ class EncodedGroup:
 
 
 # What a trader sees as "nothing happened" in a candle, counted per split on the real
-# prices (exact equality): each is a point mass of a feature that a vocabulary must
-# represent exactly (see candletok.tokenize.features.POINT_MASS_MIN).
+# prices (equal up to float noise): each is a point mass of a feature that a vocabulary
+# should represent exactly (see candletok.tokenize.features.POINT_MASS_MIN).
 POINT_MASSES: tuple[str, ...] = ("gap", "body", "upper", "lower", "flat")
 
 
