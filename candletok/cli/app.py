@@ -268,6 +268,7 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:  # NaN
             return "-"
+        v += 0.0  # -0.0 (an entropy of one token, a zero error) prints as 0, not -0
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
@@ -276,7 +277,10 @@ def fmt(v: Any) -> str:
 
 def fmt_bits(v: float | None) -> str:
     """Bits per candle as every command prints them: four decimals, "-" when missing."""
-    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{v:.4f}"
+    return "0.0000" if text == "-0.0000" else text  # never "-0": bits are not negative
 
 
 # API argument -> the flag that sets it, for library errors shown by the CLI.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import typer
@@ -23,6 +24,7 @@ from candletok.core.atomic import write_parquet_atomic
 from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
 from candletok.engines import ENGINES, build
+from candletok.tokenize.registry import load_tokenizer
 
 
 @contextmanager
@@ -41,6 +43,28 @@ def encode_progress() -> Iterator[Callable[[str, int, int], None]]:
             bar.update(tasks[stage], completed=done, total=total)
 
         yield tick
+
+
+# POINT_MASSES in a trader's words (columns of the point-mass table)
+MASS_LABELS: dict[str, str] = {
+    "gap": "open = prev close", "body": "close = open", "upper": "no upper wick",
+    "lower": "no lower wick", "flat": "flat bar O=H=L=C",
+}
+
+
+def print_point_masses(stats: dict[str, dict[str, Any]], notes: list[str]) -> None:
+    """The share of candles per split where nothing happened in some part of the candle
+    (open at the previous close, no wick, ...), then the vocabulary's notes: what it
+    represents exactly, which features carry no information, which bins merged. Why: a
+    data set whose open equals the previous close on most days must say so next to
+    every number built on it."""
+    rows = [(s, *(f"{v.get(k, 0.0):.1%}" for k in MASS_LABELS))
+            for s, st in stats.items() if (v := st.get("point_masses"))]
+    if rows:
+        console.print(table("Point masses (share of candles)", ["split", *MASS_LABELS.values()],
+                            rows))
+    for n in notes:
+        console.print(f"note: {n}", highlight=False)
 
 
 def print_encode(result: EncodeResult) -> None:
@@ -64,6 +88,8 @@ def print_encode(result: EncodeResult) -> None:
             ],
         )
     )
+    print_point_masses({s.split: {"point_masses": s.point_masses} for s in result.stats},
+                       result.notes)
     sampled = [s for s in result.stats if 0 < s.err_candles < s.candles]
     if sampled:
         console.print("error columns measured on a systematic sample: " + ", ".join(
@@ -180,6 +206,8 @@ def inspect_dir(root: Path) -> None:
             ],
         )
     )
+    vocab = root / str(m.get("vocab", "vocab.json"))
+    print_point_masses(stats, load_tokenizer(vocab).notes() if vocab.exists() else [])
     if m.get("errors"):
         console.print(table("Symbols that failed", ["symbol", "error"],
                             [(sym, flag_wording(e)) for sym, e in m["errors"].items()]))

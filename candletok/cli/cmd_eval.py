@@ -17,6 +17,12 @@ def _iv(e: Any, signed: bool = False, digits: int = 4) -> str:
     return "-" if e is None else e.text(digits, signed)
 
 
+def _num(v: float, spec: str) -> str:
+    """A number, or "undefined" where it is not one (a skill against a reference that
+    never errs: data without variation)."""
+    return format(v + 0.0, spec) if math.isfinite(v) else "undefined"
+
+
 def _p(dm: Any) -> str:
     return "-" if dm is None or not math.isfinite(dm.p_value) else f"{dm.p_value:.3f}"
 
@@ -45,7 +51,7 @@ def print_report(rep: Any) -> None:
          "DM p", "calibration", "verdict"],
         [(r.forecaster, r.horizon, r.n, _iv(r.brier),
           *(("-", "-") if r.forecaster == "base rate" else
-            (_iv(r.skill, True), f"{r.skill_raw.value:+.4f}")),
+            (_iv(r.skill, True), _num(r.skill_raw.value, "+.4f"))),
           _iv(r.ece), _p(r.dm), r.calibration, r.verdict) for r in rep.direction]))
     refs = ("EWMA", "HistVol20")
     console.print(table(
@@ -53,7 +59,7 @@ def print_report(rep: Any) -> None:
         "baselines",
         ["forecaster", "n", "QLIKE [95%]", "MSE x1e4", *(f"skill vs {k} [95%]" for k in refs),
          *(f"DM p vs {k}" for k in refs), "verdict"],
-        [(r.forecaster, r.n, _iv(r.qlike), f"{1e4 * r.mse.value:.3f}",
+        [(r.forecaster, r.n, _iv(r.qlike), _num(1e4 * r.mse.value, ".3f"),
           *(_iv(r.skill.get(k), True) for k in refs), *(_p(r.dm.get(k)) for k in refs),
           r.verdict) for r in rep.range]))
     console.print(table(
@@ -78,6 +84,22 @@ def print_report(rep: Any) -> None:
                  r.reliability]))
     for note in rep.notes:
         console.print(f"· {note}", highlight=False)
+    for note in degenerate_notes(rep):
+        console.print(f"· {note}", highlight=False)
+
+
+def degenerate_notes(rep: Any) -> list[str]:
+    """Sentences for scores that are undefined because the split has no variation, so
+    that a reader sees why a skill reads "undefined" instead of a number."""
+    out = []
+    if any(r.forecaster != "base rate" and not math.isfinite(r.skill_raw.value)
+           for r in rep.direction):
+        out.append("P(close up) skill is undefined: the base rate never errs on this split "
+                   "(the closes do not vary in direction), so there is nothing to beat.")
+    if rep.range and all(r.n == 0 for r in rep.range):
+        out.append("range scores are undefined: no origin has a next candle with a non-zero "
+                   "range (the data have no variation).")
+    return out
 
 
 @app.command("evaluate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,9 +160,11 @@ def print_calibration(cal: Calibration) -> None:
         [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
     ))
     verdict = "better" if cal.brier < cal.brier_base else "NOT better"
+    skill = (f"skill {cal.skill:+.3f}" if math.isfinite(cal.skill) else
+             "skill undefined: the closes never vary in direction, the base rate never errs")
     console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
                   f"({cal.base_rate:.1%} up in {cal.base_split}): {verdict} than always "
-                  f"saying the base rate (skill {cal.skill:+.3f}).", highlight=False)
+                  f"saying the base rate ({skill}).", highlight=False)
 
 
 @app.command("train")

@@ -58,6 +58,8 @@ def fit(
               tok.fingerprint)],
         )
     )
+    for note in tok.notes():
+        console.print(f"note: {note}", highlight=False)
 
 
 @app.command()
@@ -90,6 +92,8 @@ def inspect(
     console.print(f"params: {params}")
     console.print("features: " + ", ".join(f"{k}={v}" for k, v in tok.features.to_dict().items())
                   + f"  ({', '.join(tok.feature_names)}, in volatility units)")
+    for note in tok.notes():
+        console.print(f"note: {note}", highlight=False)
     df = tok.token_table()
     cand = df.filter(df["kind"] == "candle")
     if "share" in df.columns and sort == "share":

@@ -38,6 +38,7 @@ from candletok.data.sources import load_bars, normalize_symbols
 from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.features import ZERO_TOL, features_from_prices
 from candletok.tokenize.quality import (
     anchored_errors,
     entropy_bits,
@@ -125,6 +126,8 @@ class SplitStats:
     ohlc_err_median_bps: float = float("nan")
     ohlc_err_p95_bps: float = float("nan")
     err_candles: int = 0  # candles the error figures are measured on (a systematic sample)
+    # share of candles with each point mass (POINT_MASSES: open = previous close, ...)
+    point_masses: dict[str, float] = field(default_factory=dict)
     path: str = ""
 
 
@@ -134,6 +137,7 @@ class EncodeResult:
     manifest: dict[str, Any]
     stats: list[SplitStats]
     errors: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # the vocabulary's Tokenizer.notes()
 
 
 @dataclass
@@ -156,6 +160,26 @@ class EncodedGroup:
     rows: dict[str, pl.DataFrame]
     counts: dict[str, np.ndarray]
     errors: dict[str, np.ndarray]
+    masses: dict[str, np.ndarray] = field(default_factory=dict)  # POINT_MASSES counts
+
+
+# What a trader sees as "nothing happened" in a candle, counted per split on the real
+# prices (equal up to float noise): each is a point mass of a feature that a vocabulary
+# should represent exactly (see candletok.tokenize.features.POINT_MASS_MIN).
+POINT_MASSES: tuple[str, ...] = ("gap", "body", "upper", "lower", "flat")
+
+
+def point_mass_counts(enc: pl.DataFrame) -> np.ndarray:
+    """Per row of ``enc`` (token rows with ``prev_close``, ``scale`` and the candle's own
+    bar): (len(POINT_MASSES), n) booleans: open == previous close, close == open, high ==
+    max(open, close), low == min(open, close), and a flat bar (O == H == L == C: the
+    last three at once). Equal means the feature is 0 (``ZERO_TOL``), as the tokenizer
+    sees it: adjusted prices that differ in their last bits are equal."""
+    cols = [enc[x].to_numpy() for x in ("open", "high", "low", "close", "prev_close",
+                                        "scale")]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.abs(features_from_prices(*cols)) < ZERO_TOL
+    return np.concatenate([zero.T, zero[:, 1:].all(axis=1)[None, :]])
 
 
 def split_boundaries(
@@ -289,9 +313,12 @@ def encode_group(
     masks = {"train": ~(is_val | is_test), "val": is_val, "test": is_test}
     tokens = enc["token"].to_numpy().astype(np.int64)
     out = EncodedGroup({}, {}, {})
+    flags = point_mass_counts(enc) if enc.height else np.zeros((len(POINT_MASSES), 0), bool)
     for s in SPLITS:
         m = masks[s]
         out.counts[s] = np.bincount(tokens[m], minlength=tok.vocab_size)
+        out.masses[s] = flags[:, m].sum(axis=1) if flags.shape[1] else np.zeros(
+            len(POINT_MASSES), np.int64)
         out.rows[s] = enc if m.all() else enc.filter(pl.Series(m))
         if errs is None:
             out.errors[s] = np.zeros((4, 0))
@@ -420,6 +447,7 @@ class _Build:
         self.loaded: list[str] = []
         self.bar_times: list[np.ndarray] = []
         self.intervals: dict[str, str] = {}  # interval -> the first symbol showing it
+        self.masses: dict[str, np.ndarray] = {}  # per split, POINT_MASSES counts
 
     def run(self) -> EncodeResult:
         self.stage()
@@ -434,7 +462,8 @@ class _Build:
         tok.save(self.tmp / "vocab.json")
         writers, counts, errs = self.encode(tok, Cuts(vf, tf))
         return finish_manifest(self.tmp, tok, self.cfg, writers, counts, errs,
-                               (first, last, vf, tf), self.loaded, self.errors)
+                               (first, last, vf, tf), self.loaded, self.errors,
+                               masses=self.masses)
 
     def stage(self) -> None:
         """Pass 1: load each group once and stage its sorted bars. Staging files live only
@@ -514,6 +543,7 @@ class _Build:
         stride = stats_stride(total, self.cfg.stats_max_candles)
         errs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
         counts = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
+        self.masses = {s: np.zeros(len(POINT_MASSES), np.int64) for s in SPLITS}
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-read") as reader, \
                 ThreadPoolExecutor(2, thread_name_prefix="candletok-err") as cpu:
             nxt = reader.submit(pl.read_parquet, self.staged[0])
@@ -527,6 +557,7 @@ class _Build:
                     writers[s].add(g.rows[s])
                     counts[s] += g.counts[s]
                     errs[s].append(g.errors[s])
+                    self.masses[s] += g.masses[s]
                 del bars, g
                 self.tick("encode", gi + 1, len(self.staged))
         shutil.rmtree(self.tmp / ".staging")
@@ -537,10 +568,11 @@ def finish_manifest(
     tmp: Path, tok: Tokenizer, cfg: BuildConfig, writers: dict[str, ShardWriter],
     counts: dict[str, np.ndarray], errs: dict[str, list[np.ndarray]],
     times: tuple[datetime, datetime, datetime, datetime], loaded: list[str],
-    errors: dict[str, str],
+    errors: dict[str, str], masses: dict[str, np.ndarray] | None = None,
 ) -> EncodeResult:
     """Close every split's writer, compute the split figures and write the manifest last
-    (its presence marks a complete folder). Shared by every engine."""
+    (its presence marks a complete folder). Shared by every engine. ``masses``: per split,
+    the :data:`POINT_MASSES` counts summed over the groups."""
     first, last, vf, tf = times
     stats: list[SplitStats] = []
     splits_meta: dict[str, Any] = {}
@@ -552,6 +584,9 @@ def finish_manifest(
                         bits_per_candle=entropy_bits(c))
         parts = [p for p in errs.pop(s) if p.shape[1]]
         st.err_candles = int(sum(p.shape[1] for p in parts))
+        if masses is not None and st.candles:
+            st.point_masses = {k: int(v) / st.candles
+                               for k, v in zip(POINT_MASSES, masses[s].tolist(), strict=True)}
         figures = error_stats(parts)
         if figures is not None:
             (st.close_err_median_bps, st.close_err_p95_bps,
@@ -580,4 +615,5 @@ def finish_manifest(
                   for st in stats},
     }
     write_json_atomic(tmp / "manifest.json", clean_json(manifest))  # last: marks completion
-    return EncodeResult(root=Path(cfg.out), manifest=manifest, stats=stats, errors=errors)
+    return EncodeResult(root=Path(cfg.out), manifest=manifest, stats=stats, errors=errors,
+                        notes=tok.notes())

@@ -53,6 +53,7 @@ from candletok.core.ids import SPLITS
 from candletok.core.times import parse_time
 from candletok.data.sources import load_bars
 from candletok.dataset.build import (
+    POINT_MASSES,
     BuildConfig,
     Cuts,
     EncodeResult,
@@ -192,7 +193,7 @@ class _RayBuild:
         writers, counts, errs = self.encode(loaded, tok, cuts, expected,
                                             stats_stride(total, cfg.stats_max_candles))
         return finish_manifest(self.tmp, tok, cfg, writers, counts, errs,
-                               (first, last, vf, tf), symbols, errors)
+                               (first, last, vf, tf), symbols, errors, masses=self.masses)
 
     def vocabulary(self, loaded: Any, counted: list[dict[str, Any]], vf: datetime
                    ) -> Tokenizer:
@@ -228,6 +229,7 @@ class _RayBuild:
                                   pool=self.pool, expected_rows=expected[s]) for s in SPLITS}
         errs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
         counts = {s: np.zeros(tok.vocab_size, np.int64) for s in SPLITS}
+        self.masses = {s: np.zeros(len(POINT_MASSES), np.int64) for s in SPLITS}
         ref = self.ray.put(tok)  # the broadcast: each worker fetches it once
         n = loaded.count()
         stage = self._map(loaded, _encode_task, tok=ref, cuts=cuts, stride=stride)
@@ -240,6 +242,7 @@ class _RayBuild:
                 writers[s].add(g.rows[s])
                 counts[s] += g.counts[s]
                 errs[s].append(g.errors[s])
+                self.masses[s] += g.masses[s]
             self.tick("encode", done + 1, n)
         return writers, counts, errs
 

@@ -124,7 +124,8 @@ def train_quantiles(hist: History, horizon: int, unit: np.ndarray) -> np.ndarray
     """Unconditional quantiles (at :data:`LEVELS`) of the train forward log return at
     ``horizon``, in units of ``unit`` (a per-row volatility known at the origin)."""
     rows, _ = hist.origins("train", horizon)
-    z = hist.forward(rows, horizon)["ret"] / unit[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero unit: flat data, dropped
+        z = hist.forward(rows, horizon)["ret"] / unit[rows]
     z = z[np.isfinite(z)]
     if z.size == 0:
         return np.full(len(LEVELS), np.nan)

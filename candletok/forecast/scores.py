@@ -181,7 +181,10 @@ def skill_estimate(loss: np.ndarray, loss_ref: np.ndarray, **kw: int) -> Estimat
     r = np.asarray(loss_ref, dtype=np.float64)
 
     def stat(idx: np.ndarray) -> np.ndarray:
-        return 1.0 - a[idx].sum(axis=1) / r[idx].sum(axis=1)
+        # a reference with zero loss (data without variation): the skill is undefined
+        # (NaN, printed as such), not a numpy warning
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1.0 - a[idx].sum(axis=1) / r[idx].sum(axis=1)
 
     return bootstrap(stat, a.size, **kw)
 

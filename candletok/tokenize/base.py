@@ -28,6 +28,8 @@ from candletok.core.errors import TokenizerError
 from candletok.core.ids import BOS, EOS, MISSING, N_SPECIAL, PAD, SPECIALS
 from candletok.core.times import interval_delta
 from candletok.tokenize.features import (
+    POINT_MASS_MIN,
+    ZERO_TOL,
     FeatureConfig,
     candle_feature_arrays,
     candle_features_grouped,
@@ -36,11 +38,22 @@ from candletok.tokenize.features import (
     frame_from_arrays,
     rebuild_bars,
     scale_state,
+    zero_shares,
 )
 
-VOCAB_FORMAT = "candletok-vocab/1"
+# Format 2 added exact zeros for point masses (kmeans' ``zero_features``, every fit's
+# ``zero_shares``): a format 1 file still loads and encodes exactly as it did; a
+# candletok that knows only format 1 refuses a format 2 file instead of misreading it.
+VOCAB_FORMAT = "candletok-vocab/2"
+READABLE_VOCAB_FORMATS: tuple[str, ...] = ("candletok-vocab/1", VOCAB_FORMAT)
 
 T = TypeVar("T", bound="Tokenizer")
+
+# each feature's point mass at 0 in a trader's words
+ZERO_WORDS: dict[str, str] = {
+    "gap": "open = previous close", "body": "close = open", "upper": "no upper wick",
+    "lower": "no lower wick", "vol": "volume = its recent mean (or missing)",
+}
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no spaces, floats in Python's shortest round-trip repr: one text per
@@ -73,6 +86,8 @@ class Tokenizer:
         self.counts: np.ndarray | None = None  # candle-token counts on the fit data
         self._table: np.ndarray | None = None  # (vocab_size, d) representatives, NaN specials
         self._fingerprint: str | None = None
+        # share of the fit candles on which each feature is exactly 0 (None: an older file)
+        self.zero_shares: dict[str, float] | None = None
 
     # ---- scheme hooks -------------------------------------------------------------------
     def _fit_features(self, X: np.ndarray) -> None:
@@ -187,6 +202,14 @@ class Tokenizer:
             raise TokenizerError(
                 "Too few candles to fit a vocabulary; give at least a few bars per symbol."
             )
+        shares = zero_shares(X, self.feature_names)
+        if "vol" in shares and shares["vol"] == 1.0:
+            raise TokenizerError(
+                "Volume is zero, missing or constant on every fit candle, so the vol feature "
+                "carries no information; fit without it (vol_bins=0: four --bins counts)."
+            )
+        self.zero_shares = shares
+        self._format = VOCAB_FORMAT  # a refit is written in the current format
         self._fit_features(np.asarray(X, dtype=np.float64))
         self._table = None
         toks = self._assign(X)
@@ -404,15 +427,27 @@ class Tokenizer:
 
     # ---- words and tables ---------------------------------------------------------------
     def describe(self, token: int) -> str:
-        """A token in words, e.g. "gap up small, long bullish body, no upper wick, ..."."""
-        from candletok.tokenize.words import describe_features
-
+        """A token in words, e.g. "gap up small, long bullish body, no upper wick, ...";
+        no two tokens of a vocabulary read the same."""
         tok = int(token)
         for name, i in SPECIALS.items():
             if tok == i:
                 return f"<{name}>"
-        f = self.decode_features(np.array([tok]))[0]
-        return describe_features(f, self.feature_names)
+        self.decode_features(np.array([tok]))  # checks the id
+        return self._candle_words()[tok - self.N_SPECIAL]
+
+    def _candle_words(self) -> list[str]:
+        """Every candle token's words (unique, see ``describe_matrix``), computed once per
+        fitted state: a token's words depend on the whole table, not on its row alone."""
+        from candletok.tokenize.words import describe_matrix
+
+        assert self._table is not None
+        cached = getattr(self, "_words", None)
+        if cached is None or cached[0] is not self._table:
+            cached = (self._table, describe_matrix(self._table[self.N_SPECIAL :],
+                                                   self.feature_names))
+            self._words = cached
+        return cached[1]
 
     def token_table(self, counts: np.ndarray | None = None) -> pl.DataFrame:
         """One row per token: id, kind, meaning in words, representative features, and the
@@ -433,10 +468,8 @@ class Tokenizer:
                     f"counts must have {self.vocab_size} or {self.n_candle_tokens} entries."
                 )
             c = counts
-        from candletok.tokenize.words import describe_matrix
-
         names = {v: f"<{k}>" for k, v in SPECIALS.items()}
-        words = describe_matrix(self._table[self.N_SPECIAL :], self.feature_names)
+        words = self._candle_words()
         data: dict[str, Any] = {
             "token": pl.Series(ids, dtype=pl.UInt16),
             "kind": ["special"] * self.N_SPECIAL + ["candle"] * self.n_candle_tokens,
@@ -458,7 +491,7 @@ class Tokenizer:
     # ---- files --------------------------------------------------------------------------
     def _content(self) -> dict[str, Any]:
         content: dict[str, Any] = {
-            "format": VOCAB_FORMAT,
+            "format": getattr(self, "_format", VOCAB_FORMAT),  # a loaded file keeps its own
             "scheme": self.scheme,
             "params": self._params(),
             "specials": dict(SPECIALS),
@@ -469,7 +502,57 @@ class Tokenizer:
         }
         if self.counts is not None:
             content["counts"] = [int(x) for x in self.counts]
+        if self.zero_shares is not None:
+            content["zero_shares"] = dict(self.zero_shares)
         return content
+
+    def _load_fit_facts(self, content: dict[str, Any]) -> None:
+        """What every scheme reads back besides its state: fit counts, the default scale
+        and the zero shares (absent from files written before they were recorded)."""
+        self._format = str(content["format"])
+        if "counts" in content:
+            self.counts = np.asarray(content["counts"], dtype=np.int64)
+        self._default_scale = float(content["default_scale"])
+        zs = content.get("zero_shares")
+        self.zero_shares = None if zs is None else {str(k): float(v) for k, v in zs.items()}
+
+    def exact_zero_features(self) -> tuple[str, ...]:
+        """Features in which every candle that is 0 gets a token that is exactly 0 there
+        (the scheme's guarantee, not a coincidence of the table)."""
+        return ()
+
+    def notes(self) -> list[str]:
+        """Sentences about what the vocabulary can and cannot tell apart, for ``fit``,
+        ``encode`` and ``inspect``: point masses at 0 on the fit data (and whether 0 is
+        represented exactly), features that carry no information, merged bins."""
+        self._require_fit()
+        assert self._table is not None
+        reps = self._table[self.N_SPECIAL :]
+        out: list[str] = []
+        masses = {n: v for n, v in (self.zero_shares or {}).items() if v > 0}
+        if masses:
+            exact = [n for n in self.exact_zero_features() if n in masses]
+            rare = [n for n, v in masses.items() if n not in exact and v < POINT_MASS_MIN]
+            rough = [n for n in masses if n not in exact and n not in rare]
+            out.append(
+                "point masses on the fit candles: " + ", ".join(
+                    f"{ZERO_WORDS.get(n, n + ' = 0')} {v:.1%}" for n, v in masses.items())
+                + (f"; exact zero tokens for {', '.join(exact)}" if exact else "")
+                + (f"; not exact for {', '.join(rare)} (under {POINT_MASS_MIN:.0%} of the "
+                   "candles: decoded to the nearest token)" if rare else "")
+                + (f"; not exact for {', '.join(rough)} (this vocabulary has no zero token "
+                   "for it: refit it)" if rough else "")
+                + "."
+            )
+        for j, n in enumerate(self.feature_names):
+            col = reps[:, j]
+            if (self.zero_shares or {}).get(n) == 1.0:
+                out.append(f"{n} carries no information: it is 0 on every fit candle "
+                           f"({ZERO_WORDS.get(n, n + ' = 0')}), so the data never vary in it.")
+            elif col.size and bool(np.all(np.abs(col - col[0]) < ZERO_TOL)):
+                out.append(f"{n} carries no information: every token has the same {n} "
+                           f"({col[0]:+.3g} vol).")
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the vocab JSON and a readable ``.txt`` table beside it, both atomically."""
@@ -523,7 +606,7 @@ class Tokenizer:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TokenizerError(
                 f"{where} is not valid JSON; it is not a candletok vocab.") from exc
-        if not isinstance(content, dict) or content.get("format") != VOCAB_FORMAT:
+        if not isinstance(content, dict) or content.get("format") not in READABLE_VOCAB_FORMATS:
             got = content.get("format") if isinstance(content, dict) else type(content).__name__
             raise TokenizerError(
                 f"{where} has format {got!r}, not {VOCAB_FORMAT!r}; it is not a vocab this "

@@ -12,7 +12,10 @@ Each edge is placed halfway between two *distinct* neighbouring training values,
 training value ever sits on an edge (float noise cannot flip it). Decoding uses the bin
 midpoint for finite bins (so ``decode(encode(x))`` is within half a bin of ``x``), the
 median training value for the open-ended tail bins, and exactly 0 for the zero-wick bin
-(a close at the high is common, and 0 survives the trip through prices exactly).
+(a close at the high is common, and 0 survives the trip through prices exactly). A gap,
+body or vol that is exactly 0 on at least ``POINT_MASS_MIN`` of the training candles (an
+index whose open is the previous close on most days) gets a zero bin too (with at least 3
+bins requested), so a flat open decodes to open == previous close, not a small gap.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import numpy as np
 
 from candletok.core.errors import TokenizerError
 from candletok.tokenize.base import Tokenizer
-from candletok.tokenize.features import FeatureConfig
+from candletok.tokenize.features import POINT_MASS_MIN, ZERO_TOL, FeatureConfig
 
 WICKS: frozenset[str] = frozenset({"upper", "lower"})
-ZERO_TOL = 1e-9  # a wick below this (normalized) is "no wick"; its representative is 0
+# ZERO_TOL: a wick below this (normalized) is "no wick"; its representative is 0. The
+# same band [-ZERO_TOL, ZERO_TOL) is the zero bin of a two-sided feature with a point mass.
 TAIL_MARGIN = 1e-6  # tail representatives sit at least this far inside their bin
 MAX_TOKENS = 65536  # uint16 ids
 # Ratio kernel (encode): features computed in float32 and binned through a lookup table
@@ -85,6 +89,22 @@ def quantile_edges(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
     jm = np.clip(j - 1, 0, bounds.size - 1)
     pick = np.where(np.abs(bounds[jm] - k) <= np.abs(bounds[j] - k), bounds[jm], bounds[j])
     return np.unique((s[pick - 1] + s[pick]) / 2.0)
+
+
+def zero_bin_edges(x: np.ndarray, n_bins: int, tail_z: float | None,
+                   min_width: float) -> np.ndarray:
+    """Edges of ``n_bins`` bins of a two-sided feature with a point mass at 0: the zero
+    bin ``[-ZERO_TOL, ZERO_TOL)`` (representative exactly 0) and quantile bins of the
+    non-zero values on either side of it (``n_bins - 2`` bins over them, the one that
+    spans 0 split in two by the zero bin). Why: quantiles of data that is 0 on most rows
+    collapse onto 0, and the bin holding 0 decodes to a small non-zero gap."""
+    nz = x[np.abs(x) >= ZERO_TOL]
+    inner = quantile_edges(nz, quantile_levels(n_bins - 2, tail_z, one_sided=False))
+    neg = drop_narrow(np.concatenate([[ZERO_TOL], np.sort(-inner[inner <= -ZERO_TOL])]),
+                      min_width)
+    pos = drop_narrow(np.concatenate([[ZERO_TOL], np.sort(inner[inner >= ZERO_TOL])]),
+                      min_width)
+    return np.concatenate([-neg[::-1], pos])
 
 
 def drop_narrow(edges: np.ndarray, min_width: float) -> np.ndarray:
@@ -166,6 +186,7 @@ class BinsTokenizer(Tokenizer):
     # ---- fitting ------------------------------------------------------------------------
     def _fit_features(self, X: np.ndarray) -> None:
         self.edges, self.reps = {}, {}
+        zero_mass = (np.abs(X) < ZERO_TOL).mean(axis=0)
         for j, name in enumerate(self.feature_names):
             x = X[:, j]
             if self.fixed_edges is not None:
@@ -175,6 +196,9 @@ class BinsTokenizer(Tokenizer):
                 lv = quantile_levels(self.n_bins[name] - 1, self.tail_z, one_sided=True)
                 e = drop_narrow(np.concatenate([[ZERO_TOL], quantile_edges(pos, lv)]),
                                 self.min_width)
+            elif (self.n_bins[name] >= 3 and zero_mass[j] >= POINT_MASS_MIN
+                  and zero_mass[j] < 1.0):
+                e = zero_bin_edges(x, self.n_bins[name], self.tail_z, self.min_width)
             else:
                 lv = quantile_levels(self.n_bins[name], self.tail_z, one_sided=False)
                 e = drop_narrow(quantile_edges(x, lv), self.min_width)
@@ -394,6 +418,35 @@ class BinsTokenizer(Tokenizer):
                 out[:, j] = True
         return out
 
+    def exact_zero_features(self) -> tuple[str, ...]:
+        """Features with a zero bin: ``[ZERO_TOL, ...)`` above the no-wick bin, or the
+        band ``[-ZERO_TOL, ZERO_TOL)`` of a two-sided feature (representative 0)."""
+        out = []
+        for n in self.feature_names:
+            e, r = self.edges[n], self.reps[n]
+            no_wick = n in WICKS and e.size > 0 and e[0] == ZERO_TOL
+            if r[0] == 0.0 and (no_wick or e.size == 0):  # e.size 0: one bin, it is 0
+                out.append(n)
+            elif n not in WICKS and e.size >= 2:
+                k = int(np.searchsorted(e, -ZERO_TOL))
+                if k + 1 < e.size and e[k] == -ZERO_TOL and e[k + 1] == ZERO_TOL and \
+                        r[k + 1] == 0.0:
+                    out.append(n)
+        return tuple(out)
+
+    def notes(self) -> list[str]:
+        """The base notes, then every feature whose bins merged: quantile edges that fall
+        on the same training value (or closer than ``min_width``) are one edge, so fewer
+        bins exist than were asked for."""
+        out = super().notes()
+        merged = [f"{self.n_bins[n]} {n} bins requested, {r} distinct"
+                  for n, r in zip(self.feature_names, self.radix, strict=True)
+                  if r < self.n_bins[n]]
+        if merged:
+            out.append("merged quantile edges (ties in the fit data): " + "; ".join(merged)
+                       + ".")
+        return out
+
     def _representatives(self) -> np.ndarray:
         grids = np.meshgrid(*[self.reps[n] for n in self.feature_names], indexing="ij")
         return np.stack([g.reshape(-1) for g in grids], axis=1)
@@ -429,8 +482,6 @@ class BinsTokenizer(Tokenizer):
             tok.reps[n].size != tok.edges[n].size + 1 for n in tok.feature_names
         ):
             raise ValueError("edges/representatives do not match the features")
-        if "counts" in content:
-            tok.counts = np.asarray(content["counts"], dtype=np.int64)
-        tok._default_scale = float(content["default_scale"])
+        tok._load_fit_facts(content)
         tok._finish()
         return tok

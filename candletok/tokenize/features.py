@@ -34,6 +34,23 @@ import polars as pl
 from candletok.core.errors import TokenizerError
 
 PRICE_FEATURES: tuple[str, ...] = ("gap", "body", "upper", "lower")
+# A normalized feature below this in size is exactly 0 (open == previous close, close ==
+# open, no wick, or no volume change): the ratio was 1 up to float noise.
+ZERO_TOL = 1e-9
+# A feature that is 0 on at least this share of the fit candles has a point mass at 0:
+# both schemes then give it an exact zero (a bin or centroids with representative 0), so
+# a flat open decodes to open == previous close instead of a small gap. Below it an exact
+# zero costs more resolution than it buys: on the bundled sample (about 3% flat opens and
+# 3% missing wicks) a 1% threshold raised the test p95 close error from 51 to 56 bps
+# (bins) and from 34 to 38 (kmeans); a daily index before 2006 has 95-98% flat opens.
+POINT_MASS_MIN = 0.05
+
+
+def zero_shares(X: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """Per feature, the share of rows of ``X`` (n, d) that are exactly 0 (``ZERO_TOL``)."""
+    n = max(X.shape[0], 1)
+    return {name: float(np.count_nonzero(np.abs(X[:, j]) < ZERO_TOL)) / n
+            for j, name in enumerate(names)}
 
 
 @dataclass(frozen=True)

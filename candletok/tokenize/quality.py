@@ -42,7 +42,7 @@ def entropy_bits(counts: np.ndarray) -> float:
     if n <= 0:
         return float("nan")
     p = c[c > 0] / n
-    return float(-(p * np.log2(p)).sum())
+    return float(-(p * np.log2(p)).sum()) + 0.0  # one token: 0 bits, not -0
 
 
 def unigram_bits(tokens: np.ndarray) -> float:

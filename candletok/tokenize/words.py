@@ -49,5 +49,31 @@ def describe_features(f: np.ndarray | Sequence[float], names: Sequence[str]) -> 
 
 
 def describe_matrix(F: np.ndarray, names: Sequence[str]) -> list[str]:
-    """Words for every row of an (n, d) feature matrix (vocab tables: n is the vocab)."""
-    return [describe_features(row, names) for row in np.asarray(F)]
+    """Words for every row of an (n, d) feature matrix (vocab tables: n is the vocab),
+    each one different: rows whose words coincide (two volume bins both "usual volume")
+    get the features in which they differ appended, in volatility units, e.g.
+    "..., usual volume (vol -0.12)". Why: a reader of ``vocab.txt`` or of a forecast's
+    top candles must be able to tell every token apart by its words. A row that is
+    exactly 0 in every differing feature (an exact zero bin) keeps the plain words."""
+    F = np.asarray(F, dtype=np.float64)
+    words = [describe_features(row, names) for row in F]
+    groups: dict[str, list[int]] = {}
+    for i, w in enumerate(words):
+        groups.setdefault(w, []).append(i)
+    for w, rows in groups.items():
+        if len(rows) < 2 or w == "missing":
+            continue
+        sub = F[rows]
+        differ = [j for j in range(sub.shape[1]) if np.unique(sub[:, j]).size > 1]
+        plain = [k for k, r in enumerate(rows) if all(F[r, j] == 0.0 for j in differ)]
+        for digits in range(2, 8):
+            tags = [", ".join(f"{names[j]} {F[r, j]:+.{digits}f}" for j in differ)
+                    for r in rows]
+            if len(set(tags)) == len(tags):
+                break
+        else:
+            tags = [f"{t} #{k}" for k, t in enumerate(tags)]
+        for k, r in enumerate(rows):
+            if not (len(plain) == 1 and k == plain[0]):
+                words[r] = f"{w} ({tags[k]})"
+    return words
