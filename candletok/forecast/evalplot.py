@@ -21,6 +21,7 @@ from candletok.forecast.scores import wilson
 from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
+          "GARCH-t": "#5d4037", "HAR-RV": "#00897b",
           "CandleGPT": "#1565c0", "exact analogues": "#c62828",
           "nearest analogues": "#00838f", "model analogues": "#6d4c41"}
 OTHER = ("#2e7d32", "#ad1457", "#f9a825", "#37474f", "#7cb342")
