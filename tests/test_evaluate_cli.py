@@ -17,6 +17,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "candletok.cli.main", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
+        # PYTHONPATH passed on: the CLI under test is this checkout's, not an installed one
         env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "240",
              "PYTHONPATH": str(Path(__file__).resolve().parents[1]),  # this checkout's code
              "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd), "OMP_NUM_THREADS": "1"},
@@ -46,7 +47,8 @@ def test_evaluate_prints_every_table_and_writes_the_chart_and_the_calibration(
     out = r.stdout
     for words in ("P(close up at t+h)", "next candle's range", "quantiles", "bits per candle",
                   "base rate", "EWMA", "HistVol20", "CandleGPT", "verdict", "sampled paths",
-                  "exact analogues", "nearest analogues", "model analogues", "median n_eff"):
+                  "exact analogues", "nearest analogues", "model analogues", "median n_eff",
+                  "GARCH-t", "HAR-RV", "CRPS", "90% cover", "Christoffersen", "MCS 10%"):
         assert words in out, words
     assert (work / "e.png").stat().st_size > 10_000
     cal = load_calibration(work / "m.pt")
@@ -69,7 +71,12 @@ def test_evaluate_json_holds_every_row(work: Path) -> None:
     assert d["split"] == "val" and d["horizons"] == [1]
     names = {row["forecaster"] for row in d["direction"]}
     assert "base rate" in names and len(names) == 2  # the base rate and the n-gram
-    assert {row["forecaster"] for row in d["range"]} >= {"EWMA", "HistVol20"}
+    assert {row["forecaster"] for row in d["range"]} >= {"EWMA", "HistVol20", "GARCH-t",
+                                                         "HAR-RV"}
+    assert d["references"]["range"] == ["EWMA", "HistVol20", "GARCH-t", "HAR-RV"]
+    q = {row["forecaster"]: row for row in d["quantiles"]}
+    assert set(q["GARCH-t"]["tests"]) == {"80", "90"} and q["GARCH-t"]["crps"]["value"] > 0
+    assert isinstance(q["GARCH-t"]["mcs"], bool) and q["HAR-RV"]["coverage90"]["lo"] <= 1
     assert all(set(row["skill"]) == {"value", "lo", "hi"} for row in d["direction"])
 
 

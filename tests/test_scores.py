@@ -125,3 +125,72 @@ def test_ratio_and_ece_estimates_by_hand() -> None:
     # bins [0, .5): mean p .15, freq .5; [.5, 1]: mean p .85, freq 2/3
     assert est.value == pytest.approx((2 * 0.35 + 3 * abs(0.85 - 2 / 3)) / 5)
     assert est.lo <= est.value <= est.hi
+
+
+# ---- distribution scores ------------------------------------------------------------------
+def test_crps_from_quantiles_meets_the_normal_closed_form() -> None:
+    import scoringrules as sr
+
+    from candletok.forecast.forecasters import CRPS_LEVELS
+    from candletok.forecast.scores import crps_from_quantiles
+
+    y = np.array([0.3, -1.2, 2.0, 0.0, 4.0])
+    mu, sd = 0.1, 1.5
+    q = np.repeat((mu + sd * stats.norm.ppf(CRPS_LEVELS))[None, :], y.size, axis=0)
+    z = (y - mu) / sd
+    closed = sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / math.sqrt(math.pi))
+    got = crps_from_quantiles(q, y, CRPS_LEVELS)
+    assert got == pytest.approx(closed, rel=2e-3)  # the mid-point rule on 100 levels
+    assert closed == pytest.approx(sr.crps_normal(y, mu, sd), rel=1e-9)
+    # a point mass at c: the CRPS is the absolute error
+    c = np.full((y.size, CRPS_LEVELS.size), 0.5)
+    assert crps_from_quantiles(c, y, CRPS_LEVELS) == pytest.approx(np.abs(y - 0.5))
+    # a wider normal for an outcome at its median is worse: the score is proper, not MAE
+    wide = (mu + 3 * sd * stats.norm.ppf(CRPS_LEVELS))[None, :]
+    at_mu = np.array([mu])
+    assert (crps_from_quantiles(wide, at_mu, CRPS_LEVELS)[0]
+            > crps_from_quantiles(q[:1], at_mu, CRPS_LEVELS)[0])
+
+
+def test_christoffersen_tests_by_hand() -> None:
+    from candletok.forecast.scores import christoffersen
+
+    miss = np.array([0, 0, 1, 1, 0, 0, 0, 1, 1, 0], dtype=bool)
+    t = christoffersen(miss, 0.8)
+    ln = math.log
+    # unconditional: 4 misses of 10 against the nominal 20%
+    lr_uc = -2 * (6 * ln(0.8) + 4 * ln(0.2) - 6 * ln(0.6) - 4 * ln(0.4))
+    # transitions 00,01,11,10,00,00,01,11,10: n00 = 3, n01 = 2, n10 = 2, n11 = 2
+    p01, p11, p2 = 2 / 5, 2 / 4, 4 / 9
+    lr_ind = -2 * (5 * ln(1 - p2) + 4 * ln(p2) - 3 * ln(1 - p01) - 2 * ln(p01)
+                   - 2 * ln(1 - p11) - 2 * ln(p11))
+    assert (t.n, t.misses) == (10, 4)
+    assert t.lr_uc == pytest.approx(lr_uc) and t.lr_ind == pytest.approx(lr_ind)
+    assert t.lr_cc == pytest.approx(lr_uc + lr_ind)
+    assert t.p_uc == pytest.approx(stats.chi2.sf(lr_uc, 1))
+    assert t.p_ind == pytest.approx(stats.chi2.sf(lr_ind, 1))
+    assert t.p_cc == pytest.approx(stats.chi2.sf(lr_uc + lr_ind, 2))
+    # a second series starting at position 5: the transition 4 -> 5 (0 -> 0) is not counted
+    brk = np.zeros(10, dtype=bool)
+    brk[5] = True
+    t2 = christoffersen(miss, 0.8, brk)
+    # left: n00 = n01 = n10 = n11 = 2, every transition rate 1/2: no evidence of clustering
+    assert t2.lr_uc == pytest.approx(lr_uc) and t2.lr_ind == pytest.approx(0.0, abs=1e-12)
+    # misses in a cluster: independence fails though the miss rate is right
+    clustered = np.zeros(400, dtype=bool)
+    clustered[100:180] = True
+    tc = christoffersen(clustered, 0.8)
+    assert tc.p_uc > 0.5 and tc.p_ind < 1e-6 and tc.p_cc < 1e-6
+    assert christoffersen(np.zeros(0, dtype=bool), 0.8).n == 0
+
+
+def test_mcs_drops_the_worse_forecaster_and_treats_twins_alike() -> None:
+    from candletok.forecast.scores import mcs_members
+
+    rng = np.random.default_rng(0)
+    good = rng.gamma(2.0, 0.5, 400)
+    L = np.column_stack([good, good * rng.uniform(0.95, 1.05, 400), good, good + 0.4])
+    inc, pv = mcs_members(L, 0.10, reps=300, seed=1)
+    assert inc.tolist() == [True, True, True, False]
+    assert pv[3] < 0.10 <= pv[0] and pv[0] == pv[2]  # identical columns: one verdict
+    assert mcs_members(np.column_stack([good, good]), 0.1)[0].tolist() == [True, True]

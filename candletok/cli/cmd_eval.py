@@ -38,8 +38,25 @@ def _horizons(text: str) -> list[int]:
     return hs
 
 
+def _mcs(r: Any) -> str:
+    """``in`` / ``out`` of the 10% Model Confidence Set with its p-value, ``-`` when the
+    forecaster was not in the comparison (a subsample)."""
+    if r.mcs is None:
+        return "-"
+    return f"{'in' if r.mcs else 'out'} ({r.mcs_p:.2f})"
+
+
+def _ct(t: Any) -> str:
+    """Christoffersen p-values: unconditional coverage / independence / both."""
+    if t is None:
+        return "-"
+    return "/".join("-" if not math.isfinite(v) else f"{v:.2f}"
+                    for v in (t.p_uc, t.p_ind, t.p_cc))
+
+
 def print_report(rep: Any) -> None:
-    """The four tables, the reliability of the learned forecasters, and the notes."""
+    """The tables (direction, range, quantiles, distribution scores, bits), the reliability
+    of the learned forecasters, and the notes."""
     origins = ", ".join(f"h={h}: {rep.origins[h]:,} (dropped {rep.dropped[h]})"
                         for h in rep.horizons)
     console.print(f"[bold]{rep.split}[/] split from {rep.split_from.get(rep.split, '?')} · "
@@ -48,27 +65,39 @@ def print_report(rep: Any) -> None:
     console.print(table(
         "P(close up at t+h): Brier score, skill vs the base rate (calibrated on val)",
         ["forecaster", "h", "n", "Brier", "skill vs base [95%]", "raw skill", "ECE [95%]",
-         "DM p", "calibration", "verdict"],
+         "DM p", "MCS 10%", "calibration", "verdict"],
         [(r.forecaster, r.horizon, r.n, _iv(r.brier),
-          *(("-", "-") if r.forecaster == "base rate" else
+          *(("-", "-") if r.reference else
             (_iv(r.skill, True), _num(r.skill_raw.value, "+.4f"))),
-          _iv(r.ece), _p(r.dm), r.calibration, r.verdict) for r in rep.direction]))
-    refs = ("EWMA", "HistVol20")
+          _iv(r.ece), _p(r.dm), _mcs(r), r.calibration, r.verdict) for r in rep.direction]))
+    refs = list(rep.references.get("range", [])) or sorted(
+        {k for r in rep.range for k in r.skill})
     console.print(table(
-        "next candle's range ln(H/L): QLIKE (lower is better) and skill vs the volatility "
-        "baselines",
+        "next candle's range ln(H/L): QLIKE (lower is better), skill vs each declared range "
+        "reference, DM p-values in the same order, MCS (10%) of QLIKE",
         ["forecaster", "n", "QLIKE [95%]", "MSE x1e4", *(f"skill vs {k} [95%]" for k in refs),
-         *(f"DM p vs {k}" for k in refs), "verdict"],
-        [(r.forecaster, r.n, _iv(r.qlike), _num(1e4 * r.mse.value, ".3f"),
-          *(_iv(r.skill.get(k), True) for k in refs), *(_p(r.dm.get(k)) for k in refs),
-          r.verdict) for r in rep.range]))
+         "DM p", "MCS 10%", "verdict"],
+        [(r.forecaster, r.n, _iv(r.qlike, digits=3), _num(1e4 * r.mse.value, ".3f"),
+          *(_iv(r.skill.get(k), True, 3) for k in refs),
+          " ".join(_p(r.dm.get(k)) for k in refs), _mcs(r), r.verdict) for r in rep.range]))
     console.print(table(
         "forward log return quantiles (10/50/90%): pinball loss and 80% interval coverage",
         ["forecaster", "h", "n", "pinball x1e3", "skill vs base [95%]", "coverage [95%]",
          "verdict"],
         [(r.forecaster, r.horizon, r.n, f"{1e3 * r.pinball.value:.4f}",
-          "-" if r.forecaster == "base rate" else _iv(r.skill, True),
+          "-" if r.reference else _iv(r.skill, True),
           _iv(r.coverage, digits=3), r.verdict) for r in rep.quantiles]))
+    console.print(table(
+        "forward return distribution: CRPS (lower is better) and skill vs the base rate's, "
+        "interval coverage with Christoffersen p-values (uncond./indep./cond.), MCS (10%) of "
+        "CRPS",
+        ["forecaster", "h", "n", "CRPS x1e3 [95%]", "CRPS skill vs base [95%]",
+         "80% cover [95%]", "p 80%", "90% cover [95%]", "p 90%", "MCS 10%"],
+        [(r.forecaster, r.horizon, r.n,
+          "-" if r.crps is None else _iv(_milli(r.crps), digits=3),
+          "-" if r.reference or r.crps_skill is None else _iv(r.crps_skill, True, 3),
+          _iv(r.coverage, digits=3), _ct(r.tests.get("80")), _iv(r.coverage90, digits=3),
+          _ct(r.tests.get("90")), _mcs(r)) for r in rep.quantiles]))
     if rep.bits:
         console.print(table(
             "bits per candle (next token; lower is better)",
@@ -76,7 +105,7 @@ def print_report(rep: Any) -> None:
             [(b.forecaster, b.n, _iv(b.bits, digits=3),
               _iv(b.diff, True, 3) if b.diff is not None else "-") for b in rep.bits]))
     for r in rep.direction:
-        if r.horizon == 1 and r.forecaster != "base rate" and r.reliability:
+        if r.horizon == 1 and not r.reference and r.reliability:
             console.print(table(
                 f"reliability of {r.forecaster}, h=1 ({r.calibration})",
                 ["bin", "mean forecast", "observed", "count"],
@@ -100,6 +129,13 @@ def degenerate_notes(rep: Any) -> list[str]:
         out.append("range scores are undefined: no origin has a next candle with a non-zero "
                    "range (the data have no variation).")
     return out
+
+
+def _milli(e: Any) -> Any:
+    """The estimate times 1000, for a loss printed in thousandths."""
+    from candletok.forecast.scores import Estimate
+
+    return Estimate(1e3 * e.value, 1e3 * e.lo, 1e3 * e.hi)
 
 
 @app.command("evaluate")

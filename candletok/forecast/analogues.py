@@ -30,9 +30,9 @@ import polars as pl
 
 from candletok.core.errors import CandletokError
 from candletok.forecast.forecasters import (
-    LEVELS,
     BaseRate,
     Forecast,
+    pad_levels,
     pick_subsample,
     shrink_to_base,
 )
@@ -119,7 +119,8 @@ class AnalogueForecaster:
         base, _ = self.base.rate(hist, horizon)
         fc = Forecast(sub, p_up=analogue_p_up(ans, base, self.prior), n_eff=n_eff)
         if all(a.quantiles_vol is not None for a in ans):
-            q = np.array([a.quantiles_vol for a in ans], dtype=np.float64).reshape(-1, len(LEVELS))
+            q = np.array([a.quantiles_vol for a in ans], dtype=np.float64)
+            q = pad_levels(q.reshape(len(ans), -1))  # the search answers 10/50/90% only
             fc.quantiles = q * hist.next_scale[sub][:, None]
         return fc
 

@@ -231,7 +231,7 @@ def evaluation_markdown(rep: EvalReport, image: str) -> list[str]:
     """The evaluate tables the demo ran (direction, range, bits) as Markdown lines."""
     hs = ", ".join(str(h) for h in rep.horizons)
     names = ", ".join(forecasters_run(rep))
-    refs = ("EWMA", "HistVol20")
+    refs = tuple(rep.references.get("range") or ("EWMA", "HistVol20"))  # declared roles
     parts = [
         f"## How good are the forecasts? (`candletok evaluate`, {rep.split}, h = {hs})",
         "",
@@ -244,7 +244,7 @@ def evaluation_markdown(rep: EvalReport, image: str) -> list[str]:
         _md_table(["forecaster", "h", "n", "Brier [95%]", "skill vs base [95%]", "ECE",
                    "calibration", "verdict"],
                   [(r.forecaster, r.horizon, f"{r.n:,}", _iv(r.brier),
-                    "-" if r.forecaster == "base rate" else _iv(r.skill, signed=True),
+                    "-" if r.reference else _iv(r.skill, signed=True),
                     f"{r.ece.value:.4f}", r.calibration, r.verdict) for r in rep.direction]),
         "",
         "The next candle's range ln(H/L), QLIKE (lower is better):",

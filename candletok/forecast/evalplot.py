@@ -21,6 +21,7 @@ from candletok.forecast.scores import wilson
 from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
+          "GARCH-t": "#5d4037", "HAR-RV": "#00897b",
           "CandleGPT": "#1565c0", "exact analogues": "#c62828",
           "nearest analogues": "#00838f", "model analogues": "#6d4c41"}
 OTHER = ("#2e7d32", "#ad1457", "#f9a825", "#37474f", "#7cb342")
@@ -74,9 +75,8 @@ def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
     ax.bar(x, 100 * d["realized"], width=1.0, color="#cfd8dc", label="realized ln(H/L)")
     skill = {r.forecaster: r for r in report.range}
     for name, series in d["forecasts"].items():
-        r = skill.get(name)
-        tail = "" if r is None or not r.skill else "; QLIKE skill " + ", ".join(
-            f"vs {k} {v.value:+.3f}" for k, v in r.skill.items())
+        r = skill.get(name)  # the QLIKE alone: skills against four references overflow
+        tail = "" if r is None else f" (QLIKE {r.qlike.value:.3f})"
         ax.plot(x, 100 * series, lw=1.1, color=_color(name, names), label=f"{name}{tail}")
     ticks, labels = date_ticks(np.asarray(d["ts"]).astype("datetime64[us]"))
     ax.set_xticks(ticks)
@@ -86,7 +86,7 @@ def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
     ax.set_xlabel("date of the forecast candle (trading days, no gaps)")
     ax.set_title(f"{d['symbol']}: next candle's range, forecast at the previous close "
                  f"({report.split} split)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,
               frameon=False)
 
 

@@ -6,7 +6,20 @@ evaluated split, each forecaster sees the history up to t and forecasts
 
 * the direction at each horizon h: P(close[t + h] > close[t]);
 * the next candle's range ln(H/L) (h = 1);
-* the 10/50/90% quantiles of the forward log return at each horizon.
+* the 5/10/50/90/95% quantiles of the forward log return at each horizon, and where a
+  forecaster has a whole distribution, its quantile grid for the CRPS.
+
+References are the forecasters that *declare* a role (``roles``: direction, range,
+quantiles; :func:`~candletok.forecast.forecasters.roles_of`), not names: every range
+forecaster is scored against every range reference, every direction and quantile forecast
+against the direction / quantile reference (the base rate). The reference forecasters of
+the range are EWMA, HistVol20, GARCH(1,1)-t and HAR-RV.
+
+Distribution scores: the CRPS with its skill against the base rate's, the 80% and 90%
+intervals' coverage with Christoffersen's unconditional-coverage, independence and
+conditional-coverage tests, and membership of the 10% Model Confidence Set (Hansen, Lunde
+and Nason) among every forecaster that covers the full set of origins, per horizon (CRPS,
+QLIKE of the range, Brier of the direction).
 
 Forward windows that would leave the series or the split are dropped and counted, so a
 val target never reaches into test. Fitting follows the time order: every forecaster
@@ -38,19 +51,25 @@ from candletok.forecast import scores as sc
 from candletok.forecast.analogues import SEARCH_MODES, search_forecasters
 from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
 from candletok.forecast.forecasters import (
+    CRPS_LEVELS,
+    INTERVALS,
     LEVELS,
+    PINBALL_LEVELS,
     Forecast,
     Forecaster,
     NGram,
     default_forecasters,
+    roles_of,
 )
 from candletok.forecast.history import SPLIT_CODE, History, load_history, split_dates
-from candletok.forecast.scores import DMTest, Estimate
+from candletok.forecast.scores import CoverageTest, DMTest, Estimate
 
 log = logging.getLogger(__name__)
 
 BASE = "base rate"
-RANGE_REFS: tuple[str, ...] = ("EWMA", "HistVol20")
+"""The direction / quantile reference's name where a panel declares none (simcal's)."""
+MCS_SIZE = 0.10
+MCS_MIN_SHARE = 0.9  # a forecaster joins the MCS if it covers this share of the origins
 
 
 @dataclass
@@ -63,10 +82,23 @@ class Panel:
     dropped: int
     target: dict[str, np.ndarray]
     fc: dict[str, Forecast] = field(default_factory=dict)
+    refs: dict[str, list[str]] = field(default_factory=dict)  # role -> reference names
 
     def pos(self, name: str) -> np.ndarray:
         """Positions in :attr:`rows` of the origins ``name`` forecast."""
         return np.searchsorted(self.rows, self.fc[name].rows)
+
+    def references(self, role: str) -> list[str]:
+        """The forecasters of this panel declared references for ``role`` (the base rate
+        by name for a panel built without declarations)."""
+        if role in self.refs:
+            return [n for n in self.refs[role] if n in self.fc]
+        return [BASE] if role != "range" and BASE in self.fc else []
+
+    def ref(self, role: str) -> str | None:
+        """The first reference for ``role``, or None."""
+        got = self.references(role)
+        return got[0] if got else None
 
 
 def make_panel(hist: History, forecasters: Sequence[Forecaster], split: str,
@@ -77,6 +109,8 @@ def make_panel(hist: History, forecasters: Sequence[Forecaster], split: str,
         fc = f.forecast(hist, rows, horizon)
         if fc is not None and fc.rows.size:
             panel.fc[f.name] = fc
+    panel.refs = {role: [f.name for f in forecasters if role in roles_of(f)]
+                  for role in ("direction", "range", "quantiles")}
     return panel
 
 
@@ -98,11 +132,15 @@ class DirectionRow:
     calibration: str  # the map val chose ("-" for the base rate)
     reliability: list[tuple[float, float, float, int]]
     verdict: str
+    reference: bool = False
+    mcs: bool | None = None  # in the 10% MCS of Brier among the full-coverage forecasters
+    mcs_p: float | None = None
 
 
 @dataclass
 class RangeRow:
-    """The next candle's ln(H/L): QLIKE of its square and MSE, against EWMA and HistVol20."""
+    """The next candle's ln(H/L): QLIKE of its square and MSE, against every declared range
+    reference (EWMA, HistVol20, GARCH-t, HAR-RV)."""
 
     forecaster: str
     n: int
@@ -113,11 +151,15 @@ class RangeRow:
     constants: tuple[float, float]  # (a, b): range = a * raw, variance = b * raw square
     fit_on: str
     verdict: str
+    reference: bool = False
+    mcs: bool | None = None  # in the 10% MCS of QLIKE
+    mcs_p: float | None = None
 
 
 @dataclass
 class QuantileRow:
-    """The 10/50/90% forward-return quantiles: pinball loss and the 80% interval's coverage."""
+    """The forward-return quantiles: pinball loss (10/50/90%), the 80% and 90% intervals'
+    coverage with Christoffersen's tests, and the CRPS where there is a quantile grid."""
 
     forecaster: str
     horizon: int
@@ -126,6 +168,14 @@ class QuantileRow:
     skill: Estimate  # pinball skill vs the base rate's quantiles
     coverage: Estimate
     verdict: str
+    reference: bool = False
+    coverage90: Estimate | None = None
+    tests: dict[str, CoverageTest] = field(default_factory=dict)  # "80" / "90"
+    crps: Estimate | None = None
+    crps_skill: Estimate | None = None  # 1 - CRPS / CRPS of the base rate, same origins
+    crps_n: int = 0
+    mcs: bool | None = None  # in the 10% MCS of CRPS
+    mcs_p: float | None = None
 
 
 @dataclass
@@ -156,6 +206,7 @@ class EvalReport:
     split_from: dict[str, str]
     plot_data: dict[str, Any] = field(default_factory=dict, repr=False)
     calibration_file: str | None = None
+    references: dict[str, list[str]] = field(default_factory=dict)  # role -> forecasters
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -214,16 +265,24 @@ def _skill_verdict(skill: Estimate, what: str) -> str:
     return "no skill: interval includes zero"
 
 
+Losses = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Per forecaster: positions in the panel's rows and one loss each (for the MCS)."""
+
+
 def direction_row(name: str, panel: Panel, dates_all: np.ndarray, p_cal: np.ndarray,
-                  kind: str, boot: Boot) -> DirectionRow:
-    """Score one forecaster's P(up) (raw and calibrated) against the base rate."""
+                  kind: str, boot: Boot, losses: Losses | None = None) -> DirectionRow:
+    """Score one forecaster's P(up) (raw and calibrated) against the direction reference."""
     pos = panel.pos(name)
     y = panel.target["up"][pos]
     dates = dates_all[pos]
     p_raw = panel.fc[name].p_up
     assert p_raw is not None
-    base = panel.fc[BASE].p_up[np.searchsorted(panel.fc[BASE].rows, panel.rows[pos])]
+    ref = panel.ref("direction") or name
+    rfc = panel.fc[ref]
+    base = rfc.p_up[np.searchsorted(rfc.rows, panel.rows[pos])]
     l_cal, l_raw, l_base = sc.brier(p_cal, y), sc.brier(p_raw, y), sc.brier(base, y)
+    if losses is not None:
+        losses[name] = (pos, l_cal)
     a, r, b, c = _by_date(dates, l_cal, l_raw, l_base)
     kw = boot.kw(c.size, panel.horizon)
     skill = sc.skill_estimate(a, b, **kw)
@@ -232,9 +291,10 @@ def direction_row(name: str, panel: Panel, dates_all: np.ndarray, p_cal: np.ndar
         brier=sc.ratio_estimate(a, c, **kw), brier_base=float(b.sum() / c.sum()),
         skill=skill, skill_raw=sc.skill_estimate(r, b, **kw),
         ece=sc.ece_estimate(p_cal, y, dates, **kw), dm=_dm(l_cal, l_base, dates, panel.horizon),
-        calibration=kind, reliability=sc.reliability(p_cal, y), verdict="")
-    row.verdict = ("reference (train frequency of an up move)" if name == BASE
-                   else _skill_verdict(skill, "the base rate"))
+        calibration=kind, reliability=sc.reliability(p_cal, y), verdict="",
+        reference=name in panel.references("direction"))
+    row.verdict = ("reference (train frequency of an up move)" if row.reference
+                   else _skill_verdict(skill, f"the {ref}"))
     return row
 
 
@@ -265,15 +325,20 @@ def _range_losses(panel: Panel, name: str, const: tuple[float, float]
 
 
 def range_row(name: str, panel: Panel, dates_all: np.ndarray,
-              consts: dict[str, tuple[float, float]], fit_on: str, boot: Boot) -> RangeRow:
+              consts: dict[str, tuple[float, float]], fit_on: str, boot: Boot,
+              losses: Losses | None = None) -> RangeRow:
+    """QLIKE and MSE of one range forecaster, and its QLIKE skill and DM test against
+    every declared range reference but itself, each on the origins both forecast."""
     pos, q, se = _range_losses(panel, name, consts[name])
+    if losses is not None:
+        losses[name] = (pos, q)
     dates = dates_all[pos]
     a, m, c = _by_date(dates, q, se)
     kw = boot.kw(c.size, 1)
     skills: dict[str, Estimate] = {}
     dms: dict[str, DMTest] = {}
-    for ref in RANGE_REFS:
-        if ref == name or ref not in panel.fc:
+    for ref in panel.references("range"):
+        if ref == name or ref not in consts:
             continue
         rpos, rq, _ = _range_losses(panel, ref, consts[ref])
         common, i, j = np.intersect1d(pos, rpos, return_indices=True)
@@ -281,9 +346,11 @@ def range_row(name: str, panel: Panel, dates_all: np.ndarray,
         x, y, _ = _by_date(d, q[i], rq[j])
         skills[ref] = sc.skill_estimate(x, y, **boot.kw(x.size, 1))
         dms[ref] = _dm(q[i], rq[j], d, 1)
+    is_ref = name in panel.references("range")
+    verdict = _range_verdict(skills)
     return RangeRow(name, int(pos.size), sc.ratio_estimate(a, c, **kw),
                     sc.ratio_estimate(m, c, **kw), skills, dms, consts[name], fit_on,
-                    _range_verdict(skills))
+                    f"reference; {verdict}" if is_ref and skills else verdict, is_ref)
 
 
 def _range_verdict(skills: dict[str, Estimate]) -> str:
@@ -302,31 +369,111 @@ def _range_verdict(skills: dict[str, Estimate]) -> str:
     return "; ".join(parts)
 
 
-def quantile_row(name: str, panel: Panel, dates_all: np.ndarray, boot: Boot) -> QuantileRow:
+def quantile_row(name: str, panel: Panel, dates_all: np.ndarray, boot: Boot,
+                 losses: Losses | None = None) -> QuantileRow:
+    """Pinball loss (10/50/90%) and its skill against the quantile reference, the 80% and
+    90% intervals' coverage with Christoffersen's tests, and the CRPS with its skill
+    against the reference's CRPS (where both have a quantile grid)."""
     fc = panel.fc[name]
     pos = panel.pos(name)
     y = panel.target["ret"][pos]
     qs = fc.quantiles
     assert qs is not None
-    ok = np.isfinite(qs).all(axis=1)
+    ok = np.isfinite(qs[:, :PINBALL_LEVELS]).all(axis=1)
     pos, y, qs = pos[ok], y[ok], qs[ok]
-    base = panel.fc[BASE]
-    bq = base.quantiles[np.searchsorted(base.rows, panel.rows[pos])]
-    pin = np.mean([sc.pinball(qs[:, k], y, lv) for k, lv in enumerate(LEVELS)], axis=0)
-    pin_b = np.mean([sc.pinball(bq[:, k], y, lv) for k, lv in enumerate(LEVELS)], axis=0)
-    inside = ((y >= qs[:, 0]) & (y <= qs[:, -1])).astype(np.float64)
+    ref = panel.ref("quantiles") or name
+    base = panel.fc[ref]
+    at = np.searchsorted(base.rows, panel.rows[pos])
+    bq = base.quantiles[at]
+    pl_ = [(k, lv) for k, lv in enumerate(LEVELS[:PINBALL_LEVELS])]
+    pin = np.mean([sc.pinball(qs[:, k], y, lv) for k, lv in pl_], axis=0)
+    pin_b = np.mean([sc.pinball(bq[:, k], y, lv) for k, lv in pl_], axis=0)
     dates = dates_all[pos]
+    miss: dict[float, np.ndarray] = {}
+    for cov_, (lo, hi) in INTERVALS.items():
+        if np.isfinite(qs[:, [lo, hi]]).all():
+            miss[cov_] = ~((y >= qs[:, lo]) & (y <= qs[:, hi]))
+    inside = (~miss[0.8]).astype(np.float64)
     a, b, cov, c = _by_date(dates, pin, pin_b, inside)
     kw = boot.kw(c.size, panel.horizon)
     skill = sc.skill_estimate(a, b, **kw)
     coverage = sc.ratio_estimate(cov, c, **kw)
-    want = LEVELS[-1] - LEVELS[0]
-    cov_words = (f"covers {coverage.value:.0%} (target {want:.0%})"
-                 + ("" if coverage.lo <= want <= coverage.hi else ", outside its interval"))
-    verdict = cov_words if name == BASE else (
-        f"{_skill_verdict(skill, 'the base rate')}; {cov_words}")
-    return QuantileRow(name, panel.horizon, int(pos.size), sc.ratio_estimate(a, c, **kw),
-                       skill, coverage, verdict)
+    rows = panel.rows[pos]
+    # a new run wherever the previous origin is not the previous row (another series, or
+    # origins skipped): Christoffersen's transitions never join two runs
+    new_run = np.r_[True, rows[1:] != rows[:-1] + 1]
+    tests = {f"{cov_:.0%}".rstrip("%"): sc.christoffersen(m, cov_, new_run)
+             for cov_, m in miss.items()}
+    cov90 = None
+    if 0.9 in miss:
+        cov90 = sc.ratio_estimate(_by_date(dates, (~miss[0.9]).astype(np.float64))[0], c, **kw)
+    is_ref = name in panel.references("quantiles")
+    row = QuantileRow(name, panel.horizon, int(pos.size), sc.ratio_estimate(a, c, **kw),
+                      skill, coverage, "", is_ref, cov90, tests)
+    if fc.qgrid is not None and base.qgrid is not None:
+        g, bg = fc.qgrid[ok], base.qgrid[at]
+        good = np.isfinite(g).all(axis=1) & np.isfinite(bg).all(axis=1)
+        cr = sc.crps_from_quantiles(g[good], y[good], CRPS_LEVELS)
+        cr_b = sc.crps_from_quantiles(bg[good], y[good], CRPS_LEVELS)
+        if losses is not None:
+            losses[name] = (pos[good], cr)
+        x, xb, cc = _by_date(dates[good], cr, cr_b)
+        kw2 = boot.kw(cc.size, panel.horizon)
+        row.crps, row.crps_n = sc.ratio_estimate(x, cc, **kw2), int(good.sum())
+        row.crps_skill = sc.skill_estimate(x, xb, **kw2)
+    row.verdict = _quantile_verdict(row)
+    return row
+
+
+def _coverage_words(e: Estimate | None, want: float) -> str:
+    if e is None:
+        return ""
+    return (f"{want:.0%} interval covers {e.value:.0%}"
+            + ("" if e.lo <= want <= e.hi else " (target outside its 95% interval)"))
+
+
+def _quantile_verdict(r: QuantileRow) -> str:
+    """Coverage of both intervals in words, and for a non-reference its pinball (and CRPS)
+    skill against the reference."""
+    parts = [] if r.reference else [_skill_verdict(r.skill, "the base rate")]
+    if not r.reference and r.crps_skill is not None and math.isfinite(r.crps_skill.lo):
+        e = r.crps_skill
+        parts[0] += (" (CRPS better)" if e.lo > 0 else " (CRPS worse)" if e.hi < 0
+                     else " (CRPS within noise)")
+    parts.append(_coverage_words(r.coverage, 0.8))
+    if r.coverage90 is not None:
+        parts.append(_coverage_words(r.coverage90, 0.9))
+    return "; ".join(p for p in parts if p)
+
+
+def mcs_of(panel: Panel, losses: Losses, dates_all: np.ndarray, boot: Boot
+           ) -> dict[str, tuple[bool, float]]:
+    """Model Confidence Set (10%) membership and p-value of every forecaster in ``losses``
+    that covers at least :data:`MCS_MIN_SHARE` of the most-covered one's origins, on the
+    origins all of those share, per-date mean losses (a date's forecasts share a market).
+    Subsampled forecasters (CandleGPT's paths, the analogues) stay out: on their few
+    hundred origins the set would say little about the rest."""
+    if not losses:
+        return {}
+    most = max(p.size for p, _ in losses.values())
+    names = [n for n, (p, _) in losses.items() if p.size >= MCS_MIN_SHARE * most]
+    if len(names) < 2:
+        return {}
+    common = losses[names[0]][0]
+    for n in names[1:]:
+        common = np.intersect1d(common, losses[n][0])
+    if common.size < 10:
+        return {}
+    cols = []
+    for n in names:
+        p, loss = losses[n]
+        cols.append(loss[np.searchsorted(p, common)])
+    dates = dates_all[panel.rows[common]]
+    per = _by_date(dates, *cols)
+    L = np.column_stack(per[:-1]) / per[-1][:, None]
+    block = max(math.ceil(L.shape[0] ** (1 / 3)), panel.horizon)
+    inc, pv = sc.mcs_members(L, MCS_SIZE, block=block, reps=boot.n_boot, seed=boot.seed)
+    return {n: (bool(i), float(v)) for n, i, v in zip(names, inc, pv, strict=True)}
 
 
 def bits_rows(panel: Panel, hist: History, forecasters: Sequence[Forecaster],
@@ -366,11 +513,12 @@ def fit_calibration(val: dict[int, Panel], forecasters: Sequence[Forecaster],
             continue
         for h, panel in val.items():
             fc = panel.fc.get(f.name)
-            if fc is None or fc.p_up is None or BASE not in panel.fc:
+            ref = panel.ref("direction")
+            if fc is None or fc.p_up is None or ref is None:
                 continue
             pos = panel.pos(f.name)
             y = panel.target["up"][pos]
-            base_p = float(panel.fc[BASE].p_up[0])
+            base_p = float(panel.fc[ref].p_up[0])
             ch = choose_map(fc.p_up, y, dates_all[panel.rows[pos]], base_p, folds)
             choices.setdefault(f.name, {})[h] = ch
             dates = dates_all[panel.rows[pos]]
@@ -542,26 +690,43 @@ def _score(hist: History, fcs: Sequence[Forecaster], ev: dict[int, Panel],
     ngram = next((f.name for f in fcs if isinstance(f, NGram)), None)
     for h in hs:
         panel = ev[h]
-        if BASE not in panel.fc:
+        if panel.ref("direction") is None:
             continue
+        l_dir: Losses = {}
+        l_rng: Losses = {}
+        l_crps: Losses = {}
+        d_rows: list[DirectionRow] = []
+        r_rows: list[RangeRow] = []
+        q_rows: list[QuantileRow] = []
         for f in fcs:
             fc = panel.fc.get(f.name)
             if fc is None:
                 continue
             if fc.p_up is not None:
                 p_cal, kind = _calibrated(f, fc, choices.get(f.name, {}).get(h), split)
-                direction.append(direction_row(f.name, panel, dates, p_cal, kind, boot))
+                d_rows.append(direction_row(f.name, panel, dates, p_cal, kind, boot, l_dir))
             if fc.quantiles is not None:
-                quants.append(quantile_row(f.name, panel, dates, boot))
+                q_rows.append(quantile_row(f.name, panel, dates, boot, l_crps))
             if h == 1 and f.name in consts and fc.range_mean is not None:
-                ranges.append(range_row(f.name, panel, dates, consts, fit_on[f.name], boot))
+                r_rows.append(range_row(f.name, panel, dates, consts, fit_on[f.name], boot,
+                                        l_rng))
+        for rows_, ls in ((d_rows, l_dir), (r_rows, l_rng), (q_rows, l_crps)):
+            got = mcs_of(panel, ls, dates, boot)
+            for r in rows_:
+                if r.forecaster in got:
+                    r.mcs, r.mcs_p = got[r.forecaster]
+        direction += d_rows
+        ranges += r_rows
+        quants += q_rows
         if h == 1:
             bits = bits_rows(panel, hist, fcs, dates, boot, ngram)
     return EvalReport(
         split=split, horizons=hs, origins={h: int(ev[h].rows.size) for h in hs},
         dropped={h: ev[h].dropped for h in hs}, direction=direction, range=ranges,
         quantiles=quants, bits=bits, calibration={}, notes=[],
-        split_from=split_dates(hist), plot_data=_plot_data(hist, ev.get(1), consts))
+        split_from=split_dates(hist), plot_data=_plot_data(hist, ev.get(1), consts),
+        references={role: [f.name for f in fcs if role in roles_of(f)]
+                    for role in ("direction", "range", "quantiles")})
 
 
 def _plot_data(hist: History, panel: Panel | None, consts: dict[str, tuple[float, float]]

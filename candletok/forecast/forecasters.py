@@ -12,7 +12,14 @@ Each forecast is a :class:`Forecast` holding whichever quantities the forecaster
   units that the evaluator maps with one fitted constant each (``a * range_mean`` for the
   range, ``b * range_sq`` for its variance), so that a forecaster is not judged on a
   scale it never had the chance to learn;
-* ``quantiles``: the 10/50/90% quantiles of the forward log return;
+* ``quantiles``: the forward log return's quantiles at :data:`LEVELS` (10/50/90%, then
+  5/95% so that older code reading the first three columns still reads the same levels);
+* ``qgrid``: its quantiles at :data:`CRPS_LEVELS`, a fine grid from which the evaluator
+  computes the CRPS (a forecaster without a whole distribution leaves it None);
+
+Each forecaster *declares* what it is a reference for (``roles``: ``"direction"``,
+``"range"``, ``"quantiles"``), so that a reference keeps its role whatever its name
+or window (:func:`roles_of`).
 
 Forecasters with a next-token distribution (n-gram, CandleGPT) also offer
 ``bits(hist, rows)``: -log2 P of the candle that came next, a score rather than a
@@ -39,8 +46,26 @@ from candletok.core.ids import N_SPECIAL
 from candletok.forecast.history import History, token_up_rates
 from candletok.model.baselines import NGramModel, fit_baselines
 
-LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
-"""Quantile levels of the forward return forecasts; 10-90% is the 80% interval."""
+LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9, 0.05, 0.95)
+"""Quantile levels of the forward return forecasts: 10-90% is the 80% interval, 5-95% the
+90% one. The 5/95% levels come *after* the old three so that column 0, 1 and 2 still mean
+10, 50 and 90% to every reader written before them."""
+
+PINBALL_LEVELS = 3
+"""The pinball loss averages the first three levels (10/50/90%), as it always did, so its
+figures stay comparable with older runs and forecasters without 5/95% still get one."""
+
+INTERVALS: dict[float, tuple[int, int]] = {0.8: (0, 2), 0.9: (3, 4)}
+"""Central intervals scored for coverage: nominal coverage -> (lower, upper) column."""
+
+CRPS_POINTS = 100
+CRPS_LEVELS: np.ndarray = (np.arange(CRPS_POINTS) + 0.5) / CRPS_POINTS
+"""Mid-point quantile levels: CRPS = 2 * integral over tau of the pinball loss, and the
+mid-point rule on this grid is within a fraction of a percent of it for smooth laws (a
+test checks a normal against its closed form)."""
+
+ROLES: tuple[str, ...] = ("direction", "range", "quantiles")
+"""What a forecaster can be the reference for: P(up), the next range, return quantiles."""
 
 HV_WINDOW = 20
 T = TypeVar("T")
@@ -56,6 +81,7 @@ class Forecast:
     range_sq: np.ndarray | None = None
     quantiles: np.ndarray | None = None  # (n, len(LEVELS))
     n_eff: np.ndarray | None = None
+    qgrid: np.ndarray | None = None  # (n, CRPS_POINTS) quantiles at CRPS_LEVELS
 
     def select(self, keep: np.ndarray) -> Forecast:
         """The forecasts at the positions ``keep`` (a boolean mask or indices)."""
@@ -63,7 +89,22 @@ class Forecast:
             return None if a is None else a[keep]
 
         return Forecast(self.rows[keep], pick(self.p_up), pick(self.range_mean),
-                        pick(self.range_sq), pick(self.quantiles), pick(self.n_eff))
+                        pick(self.range_sq), pick(self.quantiles), pick(self.n_eff),
+                        pick(self.qgrid))
+
+
+def pad_levels(q: np.ndarray) -> np.ndarray:
+    """(n, k) quantiles at the first k :data:`LEVELS` as (n, len(LEVELS)), NaN for the
+    levels a source does not make (the pattern search answers 10/50/90% only)."""
+    q = np.asarray(q, dtype=np.float64)
+    out = np.full((q.shape[0], len(LEVELS)), np.nan)
+    out[:, : q.shape[1]] = q
+    return out
+
+
+def roles_of(f: object) -> frozenset[str]:
+    """The roles a forecaster declares (``roles``; none when it declares nothing)."""
+    return frozenset(getattr(f, "roles", frozenset()))
 
 
 @runtime_checkable
@@ -76,6 +117,7 @@ class Forecaster(Protocol):
 
     name: str
     learned: bool
+    # optional: ``roles``, a frozenset of :data:`ROLES` this forecaster is the reference for
 
     def fit(self, hist: History) -> None:
         """Learn from the train rows (and tune on val); never read the test rows."""
@@ -120,16 +162,29 @@ def pick_subsample(hist: History, rows: np.ndarray, size: int, seed: int) -> np.
     return np.sort(rows[np.argsort(key, kind="stable")[:size]])
 
 
-def train_quantiles(hist: History, horizon: int, unit: np.ndarray) -> np.ndarray:
-    """Unconditional quantiles (at :data:`LEVELS`) of the train forward log return at
+def train_quantiles(hist: History, horizon: int, unit: np.ndarray,
+                    levels: tuple[float, ...] | np.ndarray = LEVELS) -> np.ndarray:
+    """Unconditional quantiles (at ``levels``) of the train forward log return at
     ``horizon``, in units of ``unit`` (a per-row volatility known at the origin)."""
     rows, _ = hist.origins("train", horizon)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero unit: flat data, dropped
         z = hist.forward(rows, horizon)["ret"] / unit[rows]
     z = z[np.isfinite(z)]
     if z.size == 0:
-        return np.full(len(LEVELS), np.nan)
-    return np.quantile(z, LEVELS)
+        return np.full(len(levels), np.nan)
+    return np.quantile(z, levels)
+
+
+def scaled_quantiles(hist: History, rows: np.ndarray, horizon: int, unit: np.ndarray,
+                     cache: _Cache, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Train quantiles of the forward return in units of ``unit`` (at :data:`LEVELS` and at
+    :data:`CRPS_LEVELS`), times the unit at ``rows``: the return spread of every
+    volatility forecaster, each in its own unit."""
+    q, g = cache.get(hist, (tag, horizon), lambda: (
+        train_quantiles(hist, horizon, unit), train_quantiles(hist, horizon, unit,
+                                                              CRPS_LEVELS)))
+    u = unit[rows][:, None]
+    return q[None, :] * u, g[None, :] * u
 
 
 class _Cache:
@@ -154,6 +209,7 @@ class BaseRate:
 
     name = "base rate"
     learned = False
+    roles = frozenset({"direction", "quantiles"})
 
     def __init__(self) -> None:
         self._cache = _Cache()
@@ -172,9 +228,9 @@ class BaseRate:
         return self._cache.get(hist, horizon, compute)
 
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast:
-        p, q = self.rate(hist, horizon)
-        return Forecast(rows, p_up=np.full(rows.size, p),
-                        quantiles=q[None, :] * hist.next_scale[rows][:, None])
+        p, _ = self.rate(hist, horizon)
+        q, g = scaled_quantiles(hist, rows, horizon, hist.next_scale, self._cache, "q")
+        return Forecast(rows, p_up=np.full(rows.size, p), quantiles=q, qgrid=g)
 
 
 class EWMAVol:
@@ -183,6 +239,7 @@ class EWMAVol:
 
     name = "EWMA"
     learned = False
+    roles = frozenset({"range"})
 
     def fit(self, hist: History) -> None:
         pass
@@ -206,6 +263,7 @@ class HistVol:
     with train quantiles in its own units, for the return spread."""
 
     learned = False
+    roles = frozenset({"range"})
 
     def __init__(self, window: int = HV_WINDOW) -> None:
         self.window = window
@@ -220,9 +278,9 @@ class HistVol:
 
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast:
         v = self.vol(hist)
-        q = self._cache.get(hist, horizon, lambda: train_quantiles(hist, horizon, v))
+        q, g = scaled_quantiles(hist, rows, horizon, v, self._cache, "q")
         ok = np.isfinite(v[rows]) & (v[rows] > 0)
-        fc = Forecast(rows, quantiles=q[None, :] * v[rows][:, None])
+        fc = Forecast(rows, quantiles=q, qgrid=g)
         if horizon == 1:
             fc.range_mean, fc.range_sq = v[rows], v[rows] ** 2
         return fc.select(ok)
@@ -270,16 +328,17 @@ class TokenTable:
         return cls(up[N_SPECIAL:], rng, rng_sq, grid, cdf)
 
 
-def mixture_quantiles(dist: np.ndarray, table: TokenTable) -> np.ndarray:
-    """(n, len(LEVELS)) quantiles, in volatility units, of the return whose distribution
+def mixture_quantiles(dist: np.ndarray, table: TokenTable,
+                      levels: tuple[float, ...] | np.ndarray = LEVELS) -> np.ndarray:
+    """(n, len(levels)) quantiles, in volatility units, of the return whose distribution
     is the ``dist``-weighted mixture of the tokens' train returns (linear between grid
     points)."""
     cdf = np.asarray(dist, dtype=np.float64) @ table.cdf  # (n, G)
     cdf /= np.maximum(cdf[:, -1:], 1e-300)
     g = table.grid
-    out = np.empty((cdf.shape[0], len(LEVELS)))
+    out = np.empty((cdf.shape[0], len(levels)))
     rows = np.arange(cdf.shape[0])
-    for j, lv in enumerate(LEVELS):  # three levels, each vectorized over the rows
+    for j, lv in enumerate(levels):  # a loop over levels, each vectorized over the rows
         i = np.clip((cdf < lv).sum(axis=1), 1, g.size - 1)
         c0, c1 = cdf[rows, i - 1], cdf[rows, i]
         w = np.where(c1 > c0, (lv - c0) / np.where(c1 > c0, c1 - c0, 1.0), 1.0)
@@ -292,9 +351,10 @@ def token_forecast(rows: np.ndarray, dist: np.ndarray, table: TokenTable,
     """Push next-token distributions (n, n_candle) through the token table: P(up), the
     range and its square, and the quantiles of the return mixture, times ``scale``."""
     d = np.asarray(dist, dtype=np.float64)
+    both = mixture_quantiles(d, table, (*LEVELS, *CRPS_LEVELS)) * scale[:, None]
     return Forecast(rows, p_up=d @ table.up, range_mean=(d @ table.rng) * scale,
                     range_sq=(d @ table.rng_sq) * scale ** 2,
-                    quantiles=mixture_quantiles(d, table) * scale[:, None])
+                    quantiles=both[:, : len(LEVELS)], qgrid=both[:, len(LEVELS):])
 
 
 DistChunks = Iterator[tuple[slice, np.ndarray]]
@@ -313,12 +373,13 @@ def forecast_from(rows: np.ndarray, chunks: DistChunks, table: TokenTable,
     parts = [token_forecast(rows[sl], d, table, scale[sl]) for sl, d in chunks]
     if not parts:
         return Forecast(rows, np.zeros(0), np.zeros(0), np.zeros(0),
-                        np.zeros((0, len(LEVELS))))
+                        np.zeros((0, len(LEVELS))), qgrid=np.zeros((0, CRPS_POINTS)))
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])
 
-    return Forecast(rows, cat("p_up"), cat("range_mean"), cat("range_sq"), cat("quantiles"))
+    return Forecast(rows, cat("p_up"), cat("range_mean"), cat("range_sq"), cat("quantiles"),
+                    qgrid=cat("qgrid"))
 
 
 def bits_from(hist: History, rows: np.ndarray, chunks: DistChunks) -> np.ndarray:
@@ -372,6 +433,239 @@ class NGram:
         return bits_from(hist, rows, self.dists(hist, rows))
 
 
+# ---- econometric references: GARCH(1,1)-t and HAR of the range variance ------------------
+GARCH_MIN_TRAIN = 250
+"""Fewest finite train returns a series needs for its own GARCH fit (else no forecast)."""
+PCT = 100.0  # arch fits returns in percent: its optimizer is tuned for that scale
+
+
+def garch_backcast(resid: np.ndarray) -> float:
+    """arch's GARCH backcast: the 0.94-weighted mean of the first (up to) 75 squared
+    residuals. Taken on the demeaned train returns it is where arch's own fit started
+    the recursion, so the filter below reproduces arch's variances on the train rows."""
+    tau = min(75, resid.size)
+    w = 0.94 ** np.arange(tau)
+    return float(np.sum(resid[:tau] ** 2 * (w / w.sum())))
+
+
+def garch_filter(resid: np.ndarray, omega: float, alpha: float, beta: float,
+                 backcast: float) -> np.ndarray:
+    """One-step GARCH(1,1) variances ``s[t] = Var(r[t + 1] | r up to t)`` for every t of
+    one series, with fixed parameters.
+
+    The recursion ``s[t] = omega + alpha * e[t]**2 + beta * s[t - 1]`` is a first-order
+    linear filter of the squared residuals, so scipy's ``lfilter`` runs it in C with no
+    Python loop per candle; ``s[-1]`` is arch's first conditional variance
+    ``omega + (alpha + beta) * backcast``. Each s[t] reads residuals up to t only."""
+    from scipy.signal import lfilter
+
+    x = omega + alpha * np.asarray(resid, dtype=np.float64) ** 2
+    s0 = omega + (alpha + beta) * backcast
+    y, _ = lfilter([1.0], [1.0, -beta], x, zi=[beta * s0])
+    return y
+
+
+@dataclass
+class GARCHFit:
+    """One series' GARCH(1,1)-t parameters (returns in percent) and its filter's start."""
+
+    mu: float
+    omega: float
+    alpha: float
+    beta: float
+    nu: float
+    backcast: float
+
+
+def fit_garch_t(returns: np.ndarray) -> GARCHFit | None:
+    """GARCH(1,1) with a constant mean and Student-t innovations, fit by arch on one
+    series' train returns (None when too short or the fit fails)."""
+    r = PCT * np.asarray(returns, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size < GARCH_MIN_TRAIN:
+        return None
+    from arch import arch_model  # lazy: import candletok stays light
+
+    try:
+        res = arch_model(r, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
+                         rescale=False).fit(disp="off", show_warning=False)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    mu, omega, alpha, beta, nu = (float(res.params[k]) for k in
+                                  ("mu", "omega", "alpha[1]", "beta[1]", "nu"))
+    # arch's fit started its recursion from the backcast of the demeaned train returns
+    return GARCHFit(mu, omega, alpha, beta, nu, garch_backcast(r - r.mean()))
+
+
+class GARCHt:
+    """GARCH(1,1) with Student-t innovations: parameters fit by arch on each series' train
+    returns, then filtered forward with those fixed parameters over every later row
+    (:func:`garch_filter`), so the variance at origin t reads returns up to t only.
+
+    The next range's raw forecasts are the one-step standard deviation and variance (the
+    evaluator's one constant per loss maps a return variance to a range); the return
+    quantiles at h = 1 are the fitted t's, at h > 1 train quantiles in units of the
+    h-step volatility (the GARCH variance path summed over the horizon)."""
+
+    name = "GARCH-t"
+    learned = True  # parameters fit on train: its train forecasts are in-sample
+    roles = frozenset({"range"})
+
+    def __init__(self) -> None:
+        self.fits: dict[str, GARCHFit] = {}
+        self._cache = _Cache()
+
+    def fit(self, hist: History) -> None:
+        self._cache = _Cache()
+        self.fits = {}
+        r = hist.log_return
+        for k, sym in enumerate(hist.symbols):
+            a, b = int(hist.starts[k]), int(hist.ends[k])
+            tr = hist.split[a:b] == 0
+            g = fit_garch_t(r[a:b][tr])
+            if g is not None:
+                self.fits[sym] = g
+
+    def variance(self, hist: History) -> np.ndarray:
+        """Per row t, Var(r[t + 1] | returns up to t) in log-return units (NaN for a series
+        without a fit). The backcast is the train one (rows of an earlier split)."""
+        def compute() -> np.ndarray:
+            out = np.full(hist.n, np.nan)
+            r = PCT * hist.log_return
+            for k, sym in enumerate(hist.symbols):  # one C-level recursion per series
+                g = self.fits.get(sym)
+                if g is None:
+                    continue
+                a, b = int(hist.starts[k]), int(hist.ends[k])
+                e = np.where(np.isfinite(r[a:b]), r[a:b] - g.mu, 0.0)
+                out[a:b] = garch_filter(e, g.omega, g.alpha, g.beta, g.backcast) / PCT ** 2
+            return out
+
+        return self._cache.get(hist, "var", compute)
+
+    def params(self, hist: History, name: str) -> np.ndarray:
+        """One fitted parameter per row (NaN for a series without a fit)."""
+        vals = np.array([getattr(self.fits[s], name) if s in self.fits else np.nan
+                         for s in hist.symbols])
+        return vals[hist.series]
+
+    def horizon_variance(self, hist: History, horizon: int) -> np.ndarray:
+        """Var of the h-step return at each origin: the sum of the GARCH variance path,
+        ``sum_k (uncond + (alpha + beta)**k * (s1 - uncond))`` for k < h."""
+        s1 = self.variance(hist)
+        if horizon == 1:
+            return s1
+        pers = self.params(hist, "alpha") + self.params(hist, "beta")
+        unc = self.params(hist, "omega") / np.maximum(1.0 - pers, 1e-6) / PCT ** 2
+        k = np.arange(horizon)[None, :]
+        return (unc[:, None] + pers[:, None] ** k * (s1 - unc)[:, None]).sum(axis=1)
+
+    def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
+        if not self.fits:
+            return None
+        from scipy import stats
+
+        var = self.horizon_variance(hist, horizon)
+        sd = np.sqrt(var)
+        ok = np.isfinite(sd[rows]) & (sd[rows] > 0)
+        if horizon == 1:
+            nu = self.params(hist, "nu")[rows]
+            mu = self.params(hist, "mu")[rows] / PCT
+            unit = np.sqrt(np.maximum(nu - 2.0, 1e-6) / nu)  # a unit-variance t
+            lv = np.asarray((*LEVELS, *CRPS_LEVELS))
+            z = stats.t.ppf(lv[None, :], np.where(np.isfinite(nu), nu, 5.0)[:, None])
+            q = mu[:, None] + (sd[rows] * unit)[:, None] * z
+            fc = Forecast(rows, range_mean=sd[rows], range_sq=var[rows],
+                          quantiles=q[:, : len(LEVELS)], qgrid=q[:, len(LEVELS):])
+        else:
+            q, g = scaled_quantiles(hist, rows, horizon, sd, self._cache, ("q", horizon))
+            fc = Forecast(rows, quantiles=q, qgrid=g)
+        return fc.select(ok)
+
+
+HAR_LAGS: tuple[int, ...] = (1, 5, 22)
+"""HAR windows in bars: a day, a week and a month of daily bars (Corsi 2009)."""
+
+
+def parkinson_log_var(hist: History) -> np.ndarray:
+    """ln of Parkinson's range variance ``ln(H/L)**2 / (4 ln 2)`` of every candle, a
+    zero range floored at the tokenizer's ``min_scale`` (it has no log)."""
+    floor = float(getattr(getattr(hist.tok, "features", None), "min_scale", 1e-6))
+    r = np.maximum(hist.log_range, floor)
+    return np.log(r * r / (4.0 * math.log(2.0)))
+
+
+def har_design(x: np.ndarray, series: np.ndarray,
+               lags: tuple[int, ...] = HAR_LAGS) -> np.ndarray:
+    """(n, 1 + len(lags)) HAR regressors at each row: a constant and the means of ``x``
+    over the last 1, 5 and 22 rows of the same series through that row (NaN until a
+    window is full). Rolling means by polars, per series."""
+    df = pl.DataFrame({"s": series, "x": x})
+    cols = [pl.col("x").rolling_mean(w, min_samples=w).over("s").alias(f"m{w}") for w in lags]
+    m = df.select(cols).to_numpy()
+    return np.column_stack([np.ones(x.size), m])
+
+
+def fit_har(x: np.ndarray, series: np.ndarray, train: np.ndarray,
+            lags: tuple[int, ...] = HAR_LAGS) -> tuple[np.ndarray, float]:
+    """Least-squares HAR coefficients of ``x[t + 1]`` on :func:`har_design` at t, over the
+    rows t where t and t + 1 are train rows of the same series, and the residual
+    variance. Returns (coefficients, residual variance)."""
+    X = har_design(x, series, lags)
+    nxt = np.r_[x[1:], np.nan]
+    same = np.r_[series[1:] == series[:-1], False]
+    use = (train & np.r_[train[1:], False] & same & np.isfinite(X).all(axis=1)
+           & np.isfinite(nxt))
+    if use.sum() <= X.shape[1]:
+        return np.full(X.shape[1], np.nan), math.nan
+    beta, *_ = np.linalg.lstsq(X[use], nxt[use], rcond=None)
+    resid = nxt[use] - X[use] @ beta
+    return beta, float(resid @ resid / max(1, use.sum() - X.shape[1]))
+
+
+class HARRange:
+    """HAR of the log Parkinson range variance: ``ln RV[t + 1]`` regressed on its 1-, 5-
+    and 22-bar means through t (four coefficients, least squares on the train rows of
+    every series pooled). Its variance forecast is ``exp(fit + s2 / 2)``, the log-normal
+    mean, and the range ``exp(fit / 2 + s2 / 8)``; the return quantiles at h = 1 are train
+    quantiles in units of its volatility.
+
+    Parkinson and not Garman–Klass: a dataset row keeps high, low and close but not the
+    open, which Garman–Klass needs."""
+
+    name = "HAR-RV"
+    learned = True  # coefficients fit on train
+    roles = frozenset({"range"})
+
+    def __init__(self, lags: tuple[int, ...] = HAR_LAGS) -> None:
+        self.lags = lags
+        self.coef = np.full(1 + len(lags), np.nan)
+        self.resid_var = math.nan
+        self._cache = _Cache()
+
+    def fit(self, hist: History) -> None:
+        self._cache = _Cache()
+        self.coef, self.resid_var = fit_har(parkinson_log_var(hist), hist.series,
+                                            hist.split == 0, self.lags)
+
+    def log_var(self, hist: History) -> np.ndarray:
+        """The fitted ln RV of the next candle at every row (NaN before 22 bars)."""
+        return self._cache.get(hist, "fit", lambda: har_design(
+            parkinson_log_var(hist), hist.series, self.lags) @ self.coef)
+
+    def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
+        if horizon != 1 or not np.isfinite(self.coef).all():
+            return None
+        f = self.log_var(hist)
+        s2 = self.resid_var
+        sd = np.exp(f / 2.0 + s2 / 8.0)
+        q, g = scaled_quantiles(hist, rows, 1, sd, self._cache, "q")
+        fc = Forecast(rows, range_mean=sd[rows], range_sq=np.exp(f[rows] + s2 / 2.0),
+                      quantiles=q, qgrid=g)
+        return fc.select(np.isfinite(f[rows]))
+
+
 def default_forecasters() -> list[Forecaster]:
-    """The baselines every evaluation runs: base rate, EWMA, HistVol20 and the n-gram."""
-    return [BaseRate(), EWMAVol(), HistVol(), NGram()]
+    """The baselines every evaluation runs: base rate, EWMA, HistVol20, GARCH(1,1)-t,
+    HAR-RV and the n-gram."""
+    return [BaseRate(), EWMAVol(), HistVol(), GARCHt(), HARRange(), NGram()]

@@ -28,6 +28,8 @@ import torch
 
 from candletok.core.ids import BOS, N_SPECIAL, PAD
 from candletok.forecast.forecasters import (
+    CRPS_LEVELS,
+    CRPS_POINTS,
     LEVELS,
     DistChunks,
     Forecast,
@@ -232,7 +234,8 @@ class GPTForecaster:
         sub = pick_subsample(hist, rows, self.subsample, self.seed)
         ret = self._returns(hist, sub)[:, :, horizon - 1]
         return Forecast(sub, p_up=(ret > 0).mean(axis=1),
-                        quantiles=np.quantile(ret, LEVELS, axis=1).T.reshape(-1, len(LEVELS)))
+                        quantiles=np.quantile(ret, LEVELS, axis=1).T.reshape(-1, len(LEVELS)),
+                        qgrid=np.quantile(ret, CRPS_LEVELS, axis=1).T.reshape(-1, CRPS_POINTS))
 
     def describe(self) -> str:
         return (f"h>1 from {self.samples} sampled paths at up to {self.subsample} origins "

@@ -232,3 +232,108 @@ def ece_estimate(p: np.ndarray, y: np.ndarray, dates: np.ndarray, bins: int = 10
             return np.abs(P - Y).sum(axis=1) / c.sum(axis=1)  # sum_b n_b |mean p - freq|
 
     return bootstrap(stat, uniq.size, **kw)
+
+
+# ---- distribution scores ------------------------------------------------------------------
+def crps_from_quantiles(q: np.ndarray, y: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Per-forecast CRPS of a distribution given by its quantiles ``q`` (n, m) at mid-point
+    ``levels`` (m,), for outcomes ``y`` (n,).
+
+    CRPS(F, y) = 2 * integral over tau in (0, 1) of the pinball loss of F's tau-quantile
+    (Gneiting and Raftery 2007, eq. 21); on m mid-point levels the integral is their mean.
+    This scores every forecaster the same way from what it can give (quantiles of a
+    parametric law, of a token mixture or of sampled paths) without a library per law."""
+    q = np.asarray(q, dtype=np.float64)
+    u = np.asarray(y, dtype=np.float64)[:, None] - q
+    lv = np.asarray(levels, dtype=np.float64)[None, :]
+    return 2.0 * np.maximum(lv * u, (lv - 1.0) * u).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class CoverageTest:
+    """Christoffersen's (1998) interval tests of a hit sequence (1: the outcome fell outside
+    the interval). ``p_uc``: the miss rate is 1 - coverage; ``p_ind``: a miss does not make
+    the next one likelier (first-order Markov alternative); ``p_cc``: both at once
+    (``lr_cc = lr_uc + lr_ind``, chi-squared with 2 degrees of freedom)."""
+
+    n: int
+    misses: int
+    lr_uc: float
+    p_uc: float
+    lr_ind: float
+    p_ind: float
+    lr_cc: float
+    p_cc: float
+
+
+def _loglik(k0: float, k1: float, p: float) -> float:
+    """ln((1 - p)**k0 * p**k1), with 0 * ln 0 = 0."""
+    from scipy.special import xlogy
+
+    return float(xlogy(k0, 1.0 - p) + xlogy(k1, p))
+
+
+def christoffersen(miss: np.ndarray, coverage: float,
+                   new_run: np.ndarray | None = None) -> CoverageTest:
+    """Unconditional coverage, independence and conditional coverage LR tests of a miss
+    sequence (in time order) for intervals of nominal ``coverage``. ``new_run`` marks the
+    positions that start a new sequence (another series): no transition is counted into
+    them, so the independence test pools the series' transitions without joining them."""
+    x = np.asarray(miss, dtype=bool)
+    n = x.size
+    nan = float("nan")
+    if n == 0:
+        return CoverageTest(0, 0, nan, nan, nan, nan, nan, nan)
+    p = 1.0 - coverage
+    n1 = int(x.sum())
+    n0 = n - n1
+    pi = n1 / n
+    lr_uc = -2.0 * (_loglik(n0, n1, p) - _loglik(n0, n1, pi))
+    link = np.ones(n, dtype=bool) if new_run is None else ~np.asarray(new_run, dtype=bool)
+    link[0] = False
+    prev, cur = x[:-1][link[1:]], x[1:][link[1:]]
+    n00 = int((~prev & ~cur).sum())
+    n01 = int((~prev & cur).sum())
+    n10 = int((prev & ~cur).sum())
+    n11 = int((prev & cur).sum())
+    t = n00 + n01 + n10 + n11
+    if t == 0:
+        lr_ind = nan
+    else:
+        p01 = n01 / max(n00 + n01, 1)
+        p11 = n11 / max(n10 + n11, 1)
+        p2 = (n01 + n11) / t
+        lr_ind = -2.0 * (_loglik(n00 + n10, n01 + n11, p2)
+                         - _loglik(n00, n01, p01) - _loglik(n10, n11, p11))
+    lr_uc, lr_ind = max(lr_uc, 0.0), (max(lr_ind, 0.0) if math.isfinite(lr_ind) else nan)
+    lr_cc = lr_uc + lr_ind
+    return CoverageTest(n, n1, lr_uc, float(stats.chi2.sf(lr_uc, 1)), lr_ind,
+                        float(stats.chi2.sf(lr_ind, 1)), lr_cc, float(stats.chi2.sf(lr_cc, 2)))
+
+
+def mcs_members(losses: np.ndarray, size: float = 0.10, block: int | None = None,
+                reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hansen, Lunde and Nason's Model Confidence Set over the columns of ``losses``
+    (T dates x k forecasters, on the same dates): which forecasters stay in the set of
+    best ones at level ``size``, and each one's MCS p-value. arch's implementation
+    (range statistic, stationary bootstrap with mean block ``block``), imported here only:
+    it brings pandas."""
+    from arch.bootstrap import MCS
+
+    L = np.asarray(losses, dtype=np.float64)
+    k = L.shape[1]
+    # identical loss columns (a calibrated forecast that *is* the base rate) have a loss
+    # difference of variance zero, which the MCS statistic divides by: score one of each
+    # and give its verdict to all
+    U, inv = np.unique(L, axis=1, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    if U.shape[1] < 2 or L.shape[0] < 3:
+        return np.ones(k, dtype=bool), np.ones(k)
+    b = max(1, int(block) if block else math.ceil(L.shape[0] ** (1 / 3)))
+    m = MCS(U, size=size, reps=reps, block_size=b, method="R", bootstrap="stationary",
+            seed=seed)
+    m.compute()
+    pv = m.pvalues.sort_index().to_numpy().ravel()
+    inc = np.zeros(U.shape[1], dtype=bool)
+    inc[np.asarray(m.included, dtype=np.int64)] = True
+    return inc[inv], pv[inv]
