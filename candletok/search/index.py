@@ -44,7 +44,7 @@ from candletok.core.atomic import (
 )
 from candletok.core.errors import DatasetError
 from candletok.core.ids import N_SPECIAL, SPLITS
-from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest
+from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest, verify_dataset
 from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -199,9 +199,13 @@ class SearchIndex:
 
     @classmethod
     def build(cls, root: str | Path) -> SearchIndex:
-        """Read every split of dataset ``root`` and build its index in memory."""
+        """Read every split of dataset ``root`` and build its index in memory, after
+        verifying every shard against the manifest (sha256 and vocabulary fingerprint):
+        the saved index is later trusted by the shards' size and mtime, so what it is
+        built from must be what ``encode`` wrote."""
         root = Path(root)
         manifest, tok = open_dataset(root)
+        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
         t0 = time.perf_counter()
         cols = read_series(root, manifest)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),

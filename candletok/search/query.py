@@ -81,8 +81,12 @@ def _limit(idx: SearchIndex, sid: int, T: int | None) -> int:
 
 
 def from_dataset(idx: SearchIndex, tok: Tokenizer, symbol: str, at: When) -> Query:
-    """The symbol's stored candles up to ``at`` (all of them without it)."""
+    """The symbol's stored candles up to ``at`` (all of them without it). Symbols are
+    stored upper-cased, as every source gives them, so ``aapl`` finds ``AAPL``."""
     sid = idx.series_of(symbol)
+    if sid is None and idx.series_of(symbol.strip().upper()) is not None:
+        symbol = symbol.strip().upper()
+        sid = idx.series_of(symbol)
     if sid is None:
         shown = ", ".join(idx.symbols[:10]) + (" ..." if len(idx.symbols) > 10 else "")
         raise CandletokError(

@@ -57,6 +57,21 @@ def check_horizons(horizons: Sequence[int] | int | str) -> tuple[int, ...]:
     return tuple(hs)
 
 
+def check_reach(idx: SearchIndex, horizons: Sequence[int], last: int) -> None:
+    """Refuse horizons no window of the index can have an outcome for: a ``last``-candle
+    window's outcome h bars on needs ``last + h`` candles of one series, so beyond the
+    longest series every figure would be an empty sample (a base rate of nan%)."""
+    lens = np.diff(np.asarray(idx.starts))
+    longest = int(lens.max()) if lens.size else 0
+    reach = longest - last
+    too_far = [h for h in horizons if h > reach]
+    if too_far:
+        raise CandletokError(
+            f"No outcome {too_far[0]} bars after a {last}-candle window exists: the longest "
+            f"series has {longest} candles, so use horizons of at most {max(reach, 0)} bars"
+            f"{'' if reach >= 1 else ' with fewer candles in the window'}.")
+
+
 @dataclass
 class Found:
     """The matches of one query before statistics: window ends, distances, and how the
@@ -177,6 +192,7 @@ def similar(
     if q.tokens.size < last:
         raise CandletokError(f"{q.symbol} has only {q.tokens.size} candles up to "
                              f"{from_us(q.T):%Y-%m-%d}; ask for last={q.tokens.size} or fewer.")
+    check_reach(idx, hs, last)
     rule = TimeRule(q.T, last, hs, q.q_sid, q.q_end)
     if mode == "exact":
         found, rule = _exact(idx, tok, q, rule, last, min_matches)

@@ -198,9 +198,10 @@ def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:
     """One sentence on a horizon: the matches' P(up) with its interval, the base rate and
     whether the difference is significant."""
     if m.n == 0:
+        base = (f"the base rate {b.p_up:.1%}" if math.isfinite(b.p_up) else
+                "the base rate, which has no window that long by T either")
         return (f"{m.horizon} bar{'s' if m.horizon > 1 else ''}: no match has a forward "
-                f"window by T ({m.truncated} truncated); nothing to compare with the base "
-                f"rate {b.p_up:.1%}.")
+                f"window by T ({m.truncated} truncated); nothing to compare with {base}.")
     bars = f"{m.horizon} bar{'s' if m.horizon > 1 else ''}"
     head = (f"{bars}: up in {m.p_up:.0%} of {m.n} matches (95% CI {m.p_lo:.0%}-{m.p_hi:.0%}, "
             f"effective n {m.n_eff:.1f}) vs {b.p_up:.1%} base rate")
