@@ -142,7 +142,7 @@ def motifs(
     summary = {"n": n, "top": len(top_keys), "horizons": list(hs), "T": from_us(T).isoformat(),
                "windows": int(keys.size), "distinct": int(uniq.size), "zone": rule.zone,
                "rho": rho, "tests": int(fin.sum()), "significant": n_sig,
-               "index_candles": idx.n, "symbols": len(idx.symbols)}
+               "index_candles": idx.n, "symbols": len(idx.symbols), "interval": idx.interval}
     return MotifResult(table, outcomes, base_df, summary, words)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
@@ -38,6 +39,7 @@ from candletok.search.timerule import (
 from candletok.tokenize.base import Tokenizer
 
 MODES = ("exact", "nearest", "model")
+PRICES = ("open", "high", "low", "close")
 DEFAULT_HORIZONS = (1, 5, 10)
 
 
@@ -229,7 +231,7 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     outcomes = pl.DataFrame(rows)
     words = list(found.notes)
     words += [stats.verdict(*_pair(outcomes, h)) for h in rule.horizons]
-    rng = _next_range(idx, tok, cut, found.e)
+    rng = _next_range(idx, cut, found.e)
     matches, listed = _matches_frame(idx, found, rule, mode, top)
     n_eff, clusters = effective_n(idx, found.e[cut.available(found.e, rule.h0)], rule.h0, rho)
     summary = {
@@ -241,6 +243,9 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
         "n_eff": n_eff, "clusters": clusters, "rho": rho, "horizons": list(rule.horizons),
         "index_candles": idx.n, "symbols": len(idx.symbols),
         "query_tokens": [int(t) for t in q.tokens[-last:]],
+        "interval": idx.interval,
+        "intraday": is_intraday(idx.interval, q.candles["ts"].dt.epoch("us").to_numpy()),
+        "price_decimals": price_decimals(q.candles.select(PRICES).to_numpy()),
     }
     qc = q.candles.tail(last)
     return SimilarResult(matches, outcomes, summary, words, qc, rng, fwd, idx, tok, listed,
@@ -258,12 +263,11 @@ def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]
     return one("matches"), one("base")
 
 
-def _next_range(idx: SearchIndex, tok: Tokenizer, cut: Cut, e: np.ndarray) -> pl.DataFrame:
-    """The next candle's range for the matches and for every base window."""
-    D = tok.decode_features(np.arange(tok.vocab_size))
-    range_vol = D[:, 2] + D[:, 3] + np.abs(D[:, 1])
-    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e, range_vol)},
-                         {"who": "base", **stats.next_range(idx, None, range_vol, cut)}])
+def _next_range(idx: SearchIndex, cut: Cut, e: np.ndarray) -> pl.DataFrame:
+    """The next candle's real range (stored high / low) for the matches and for every
+    base window."""
+    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e)},
+                         {"who": "base", **stats.next_range(idx, None, cut)}])
 
 
 def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, mode: str, top: int
