@@ -101,7 +101,7 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         print_calibration(cal, res.time_format)
     if res.matches.height:
         hs = s["horizons"]
-        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # every distance is 0
+        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # one distance: same tokens
         mrows = [(r["rank"], r["symbol"], res.when(r["start"]), res.when(r["end"]),
                   *([] if exact else [r["distance"]]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))

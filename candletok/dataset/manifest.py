@@ -155,7 +155,8 @@ def check_series_bounds(bounds: np.ndarray, tokens: np.ndarray, n_series: int, p
     if not ok:
         raise DatasetError(
             f"{path} does not match the token index beside it (each of the {n_series} "
-            "series must start on its BOS, back to back); re-run `candletok encode`."
+            "series must start on its BOS, back to back): the folder is damaged, re-run "
+            "`candletok encode`."
         )
 
 
