@@ -193,3 +193,26 @@ def test_intraday_is_read_from_the_interval_or_the_times() -> None:
     assert not is_intraday("1d", np.array([day, 2 * day]))
     assert is_intraday(None, np.array([day + 3_600_000_000]))
     assert price_decimals([]) == 2 and price_decimals([1.5, 2.25]) == 2
+
+
+def test_own_features_are_the_encoders_features(tmp_path: Path) -> None:
+    """The query's features from the stored bars are the ones its tokens were encoded
+    from: exactly for the price features, and for ``vol`` once the series has a full
+    window of stored volumes (the anchor bar's volume is not stored)."""
+    from candletok.search.query import own_features
+
+    bars = synthetic_bars(["AA", "BB"], n_bars=120, seed=2)
+
+    def loader(symbols: list[str], **_: Any) -> pl.DataFrame:
+        return bars.filter(pl.col("symbol").is_in(symbols))
+
+    build_dataset(["AA", "BB"], tmp_path / "ds", loader=loader,
+                  tokenizer_params={**PARAMS, "vol_bins": 3})
+    idx = open_index(tmp_path / "ds")
+    tok = idx.tokenizer()
+    s = idx.symbols.index("BB")
+    X = own_features(idx, tok, int(idx.starts[s]), int(idx.starts[s + 1]))
+    F = np.asarray(tok.feature_matrix(bars.filter(pl.col("symbol") == "BB"))[1])
+    w = tok.features.vol_window
+    assert X.shape == F.shape and np.array_equal(X[:, :4], F[:, :4])
+    assert np.allclose(X[w:, 4], F[w:, 4], rtol=1e-12, atol=1e-12)

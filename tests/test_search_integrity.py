@@ -72,6 +72,16 @@ def test_a_shard_edited_after_encode_is_refused_before_the_index_is_built(
     assert not (index_dir(ds) / "meta.json").exists()  # nothing built from the bad shard
 
 
+def test_a_shard_edited_after_the_index_was_built_is_refused(ds: Path) -> None:
+    similar(ds, "AA", last=2, horizons=(1,))  # builds and saves the index
+    shard = ds / _manifest(ds)["splits"]["test"]["shards"][0]["path"]
+    meta = pl.read_parquet_metadata(shard)
+    write_parquet_atomic(pl.read_parquet(shard).with_columns(pl.col("high") * 1.02), shard,
+                         metadata=meta)
+    with pytest.raises(DatasetError, match="changed since the manifest was written"):
+        similar(ds, "AA", last=2, horizons=(1,))
+
+
 # ---- item 12: the Parquet fingerprint is compared with the manifest -------------------
 def test_a_shard_of_another_vocabulary_is_refused_by_verification(ds: Path) -> None:
     m = _manifest(ds)
