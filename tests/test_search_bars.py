@@ -216,3 +216,40 @@ def test_own_features_are_the_encoders_features(tmp_path: Path) -> None:
     w = tok.features.vol_window
     assert X.shape == F.shape and np.array_equal(X[:, :4], F[:, :4])
     assert np.allclose(X[w:, 4], F[w:, 4], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["auto", "cascade"])
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_on_own_features_equals_brute_force(daily: tuple[Path, pl.DataFrame],
+                                                    seed: int, path: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows compared by their candles' own features (stored bars): the n-gram search
+    with per-token lower bounds returns exactly what a scan of every window returns."""
+    from candletok.search import nearest as nearest_mod
+    from candletok.search.nearest import OwnMetric, brute_force, index_features, nearest
+    from candletok.search.timerule import Cut, TimeRule
+
+    if path == "cascade":
+        monkeypatch.setattr(nearest_mod, "SMALL", 0)
+    root, _ = daily
+    idx = open_index(root)
+    tok = idx.tokenizer()
+    rng = np.random.default_rng(seed)
+    n_win = int(rng.integers(1, 7))
+    s = int(rng.integers(0, len(idx.symbols)))
+    q_end = int(idx.starts[s] + rng.integers(n_win + 50, int(np.diff(idx.starts)[s])))
+    cut = Cut.of(idx, TimeRule(int(idx.ts[q_end]), n_win, (1, 3), s, q_end))
+    k = int(rng.integers(1, 25))
+    F = index_features(idx, tok)[0]
+    w = nearest_mod.feature_weights(tok)
+    for qfeat in (rng.normal(0.0, 1.0, (n_win, 4)), F[q_end - n_win + 1 : q_end + 1] / w):
+        own = OwnMetric.of(idx, tok, qfeat)
+        assert (own.bounds <= nearest_mod.query_costs(tok, qfeat) + 1e-12).all()
+        got = nearest(idx, cut, own.bounds, k, own)
+        ref = brute_force(idx, tok, qfeat, cut, k, own=True)
+        assert got.e.tolist() == ref.e.tolist()
+        np.testing.assert_allclose(got.dist, ref.dist, rtol=1e-9, atol=1e-9)
+    # a listed distance is the sum over the window of its stored candles' own features
+    e = int(got.e[0])
+    X = np.stack([F[e - lag] for lag in range(n_win - 1, -1, -1)])
+    assert got.dist[0] == pytest.approx(float(np.square(X - qfeat * w).sum()), abs=1e-8)

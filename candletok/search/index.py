@@ -173,6 +173,7 @@ class SearchIndex:
     _pairs: np.ndarray | None = field(default=None, repr=False)
     _ti: np.ndarray | None = field(default=None, repr=False)
     _prev: np.ndarray | None = field(default=None, repr=False)
+    _own: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # ---- construction -----------------------------------------------------------------
     @classmethod

@@ -4,8 +4,8 @@ from bars the caller brings, and the time T that every answer must respect.
 From the dataset, the query candles are the symbol's stored rows up to ``at``: their
 tokens, their own stored bars and the features computed from those bars. From bars
 (``source=`` or a frame), they are encoded with the dataset's vocabulary. Either way the
-nearest mode compares the query candles' own features (with the windows' token
-representatives), and only bars up to T are read.
+nearest mode compares the query candles' own features with the windows' candles' own
+features (from the stored bars), and only bars up to T are read.
 """
 
 from __future__ import annotations
@@ -66,38 +66,45 @@ def candles(idx: SearchIndex, a: int, b: int) -> pl.DataFrame:
 
 
 def own_features(idx: SearchIndex, tok: Tokenizer, a: int, b: int) -> np.ndarray:
-    """(b - a, d) features of positions [a, b) of one series computed from their stored
-    bars, previous closes and scales (the map the tokens were encoded from), not their
-    tokens' representatives; rows without a stored bar fall back to the representatives.
+    """(b - a, d) features of positions [a, b) computed from their stored bars, previous
+    closes and scales (the map the tokens were encoded from), not their tokens'
+    representatives; rows without a stored bar fall back to the representatives (and
+    special tokens stay NaN rows).
 
     ``vol`` (when the vocabulary has it) is ln(volume / the mean of the previous
-    ``vol_window`` volumes) over the stored candles: the series' anchor bar keeps no
-    volume, so the first ``vol_window`` candles of a series may differ slightly from
-    what was encoded."""
+    ``vol_window`` volumes of the series) over the stored candles: the series' anchor bar
+    keeps no volume, so the first ``vol_window`` candles of a series may differ slightly
+    from what was encoded."""
     rep = tok.decode_features(np.asarray(idx.tokens[a:b]))
     X = np.empty_like(rep)
     prev = np.asarray(idx.prev_close[a:b])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         X[:, :4] = features_from_prices(
             np.asarray(idx.open[a:b]), np.asarray(idx.high[a:b]), np.asarray(idx.low[a:b]),
             np.asarray(idx.close[a:b]), prev, np.asarray(idx.scale[a:b]))
-        if X.shape[1] > 4:
-            s0 = int(idx.starts[idx.sid[a]]) if b > a else a
-            X[:, 4] = _vol_feature(np.asarray(idx.volume[s0:b]), tok.features.vol_window)[a - s0:]
+        if X.shape[1] > 4 and b > a:
+            first = np.asarray(idx.starts)[idx.sid[a:b]]  # each position's series start
+            s0 = int(first[0])
+            firsts = np.concatenate([np.zeros(a - s0, np.int64), first - s0])
+            X[:, 4] = _vol_feature(np.asarray(idx.volume[s0:b]), tok.features.vol_window,
+                                   firsts)[a - s0:]
     ok = np.isfinite(X[:, :4]).all(axis=1)
     X[~ok] = rep[~ok]
+    special = ~np.isfinite(rep).all(axis=1)
+    X[special] = np.nan
     return X
 
 
-def _vol_feature(v: np.ndarray, window: int) -> np.ndarray:
-    """ln(v / mean of the previous ``window`` positive volumes, at least one), 0 where
-    undefined: the ``vol`` feature's rule, with cumulative sums instead of a loop."""
+def _vol_feature(v: np.ndarray, window: int, firsts: np.ndarray) -> np.ndarray:
+    """ln(v / mean of the previous ``window`` positive volumes of the same series, at
+    least one), 0 where undefined: the ``vol`` feature's rule, with cumulative sums
+    instead of a loop. ``firsts`` is each position's series start."""
     v = np.where(v > 0, v, np.nan)
     ok = np.isfinite(v)
     cs = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
     cn = np.concatenate([[0], np.cumsum(ok)])
     i = np.arange(v.size)
-    lo = np.maximum(i - window, 0)
+    lo = np.maximum(i - window, firsts)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = (cs[i] - cs[lo]) / (cn[i] - cn[lo])
         out = np.log(v / mean)

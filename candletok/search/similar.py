@@ -25,7 +25,7 @@ from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
-from candletok.search.nearest import nearest, query_costs, window_distance
+from candletok.search.nearest import OwnMetric, nearest
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
 from candletok.search.result import SimilarResult
 from candletok.search.timerule import (
@@ -112,18 +112,18 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
             f"the last {', '.join(str(u) for u, _ in tried)} candles had "
             f"{', '.join(str(k) for _, k in tried)} independent matches before T (fewer "
             f"than min_matches={min_matches}): answered with the last {used} of {n}")
-    C = query_costs(tok, q.feats[-used:])
-    return Found(kept, window_distance(idx, kept, C), used, raw, elig, notes), r
+    own = OwnMetric.of(idx, tok, q.feats[-used:])
+    return Found(kept, own.distance(kept), used, raw, elig, notes), r
 
 
 def _nearest(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int) -> Found:
-    C = query_costs(tok, q.feats[-rule.window :])
+    own = OwnMetric.of(idx, tok, q.feats[-rule.window :])
     cut = Cut.of(idx, rule)
-    res = nearest(idx, cut, C, top)
+    res = nearest(idx, cut, own.bounds, top, own)
     how = "a full scan" if res.full_scan else "the n-gram filter"
     n_ok = cut.count_eligible()
     return Found(res.e, res.dist, rule.window, n_ok, n_ok,
-                 [f"the {top} nearest windows by weighted candle features"],
+                 [f"the {top} nearest windows by the candles' own weighted features"],
                  f"exact search via {how}: {res.scanned:,} windows compared")
 
 
