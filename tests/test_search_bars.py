@@ -71,7 +71,11 @@ def test_query_and_next_range_are_the_stored_bars(daily: tuple[Path, pl.DataFram
                           _real(bars, "CC", ctx["ts"]).to_numpy())
     # the next candle's range after the matches: the real high / low of the bar after each
     idx = open_index(root)
-    e1 = res._e + 1  # every listed match here has a next candle (horizon 1 is checked)
+    from candletok.search.timerule import Cut
+
+    e = res._e[Cut.of(idx, res._rule).available(res._e, 1)]  # next candle in series by T
+    assert e.size
+    e1 = e + 1
     nxt = pl.concat([_real(bars, idx.symbols[int(idx.sid[e])],
                            pl.Series([int(idx.ts[e])]).cast(pl.Datetime("us", "UTC")))
                      for e in e1.tolist()])
@@ -244,7 +248,10 @@ def test_nearest_on_own_features_equals_brute_force(daily: tuple[Path, pl.DataFr
     w = nearest_mod.feature_weights(tok)
     for qfeat in (rng.normal(0.0, 1.0, (n_win, 4)), F[q_end - n_win + 1 : q_end + 1] / w):
         own = OwnMetric.of(idx, tok, qfeat)
-        assert (own.bounds <= nearest_mod.query_costs(tok, qfeat) + 1e-12).all()
+        ok = np.isfinite(F).all(axis=1)
+        for lag in range(n_win):  # the bound never exceeds any candle's own cost
+            cost = np.square(F[ok] - (qfeat * w)[n_win - 1 - lag]).sum(axis=1)
+            assert (own.bounds[lag][idx.tokens_intp[ok]] <= cost + 1e-12).all()
         got = nearest(idx, cut, own.bounds, k, own)
         ref = brute_force(idx, tok, qfeat, cut, k, own=True)
         assert got.e.tolist() == ref.e.tolist()

@@ -10,9 +10,9 @@ the kmeans defaults.
 With representatives a candle's cost depends only on its token and its lag, so the query
 becomes a table ``C[lag, token]`` and a window's distance is N table lookups: nothing of
 size n x N x d is ever materialized. With own features the table holds a lower bound of
-each candle's cost instead (its token's cost less the largest distance of that token's
-candles from their representative), the steps below select the candidates by it, and
-the candidates get their exact own-feature distances. The search is exact -- it returns
+each candle's cost instead (the distance to the box its token's candles fill), the steps
+below select the candidates by it, and the candidates get their exact own-feature
+distances. The search is exact -- it returns
 what a brute-force scan of every window returns (:func:`brute_force`, which the tests
 compare against) -- and on large data it touches a small part of it:
 
@@ -97,20 +97,23 @@ def window_distance(idx: SearchIndex, e: np.ndarray, C: np.ndarray) -> np.ndarra
 
 def index_features(idx: SearchIndex, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) weighted own features of every candle of the index (from its stored bar;
-    NaN rows for special tokens) and, per token, the largest distance of its candles'
-    features from its representative: computed once per index, vectorized."""
+    NaN rows for special tokens) and, per token, the box its candles' features fill:
+    (2, vocab, d) per-feature minima and maxima (+inf/-inf for a token without candles).
+    Computed once per index, vectorized."""
     cached = idx._own
     if cached is None or cached[0].shape[0] != idx.n:
         from candletok.search.query import own_features
 
         F = own_features(idx, tok, 0, idx.n) * feature_weights(tok)
-        R = token_features(tok)
         t = idx.tokens_intp
-        dev = np.sqrt(np.square(F - R[t]).sum(axis=1))
-        ok = np.isfinite(dev)
-        radius = np.zeros(tok.vocab_size)
-        np.maximum.at(radius, t[ok], dev[ok])
-        cached = idx._own = (F, radius)
+        ok = np.isfinite(F).all(axis=1)
+        d = F.shape[1]
+        box = np.empty((2, tok.vocab_size, d))
+        box[0], box[1] = np.inf, -np.inf
+        for f in range(d):  # one unbuffered pass per feature
+            np.minimum.at(box[0, :, f], t[ok], F[ok, f])
+            np.maximum.at(box[1, :, f], t[ok], F[ok, f])
+        cached = idx._own = (F, box)
     return cached
 
 
@@ -118,10 +121,9 @@ def index_features(idx: SearchIndex, tok: Tokenizer) -> tuple[np.ndarray, np.nda
 class OwnMetric:
     """Window distances on the candles' own weighted features (what the search compares
     when each candle's stored bar is known), with per-(lag, token) lower bounds for the
-    n-gram cascade: a candle of token t lies within ``radius[t]`` of t's representative,
-    so its cost is at least (max(0, |q - rep_t| - radius[t]))^2 (the triangle
-    inequality); tokens whose candles all sit on their representative keep the exact
-    cost."""
+    n-gram cascade: every candle of token t lies in the box its token's candles fill, so
+    its cost is at least the squared distance from the query candle to that box (zero
+    inside it); a query candle with missing features is a wildcard (cost 0)."""
 
     F: np.ndarray  # (n, d) weighted own features of every index position
     Q: np.ndarray  # (N, d) weighted query features, oldest first
@@ -129,13 +131,19 @@ class OwnMetric:
 
     @classmethod
     def of(cls, idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray) -> OwnMetric:
-        F, radius = index_features(idx, tok)
-        C = query_costs(tok, qfeat)
-        with np.errstate(invalid="ignore"):
-            lb = np.square(np.maximum(np.sqrt(C) - radius[None, :], 0.0))
-        bounds = np.where(radius[None, :] > 0, lb, C)
+        F, box = index_features(idx, tok)
         Q = np.asarray(qfeat, dtype=np.float64) * feature_weights(tok)
-        return cls(F, Q, bounds)
+        C = query_costs(tok, qfeat)  # only for its specials (inf) and wildcards (0)
+        lo, hi = box[0][None, :, :], box[1][None, :, :]
+        q = Q[::-1][:, None, :]  # lag order, like the cost tables
+        with np.errstate(invalid="ignore"):
+            gap = np.maximum(np.maximum(lo - q, q - hi), 0.0)
+            lb = np.square(gap).sum(axis=2)
+        wild = ~np.isfinite(Q[::-1]).all(axis=1)
+        empty = ~np.isfinite(box[0]).all(axis=1)
+        bounds = np.where(wild[:, None] | ~np.isfinite(C), C, lb)
+        bounds[:, empty & np.isfinite(C).all(axis=0)] = np.inf  # no candle carries it
+        return cls(F, Q, np.where(np.isnan(bounds), np.inf, bounds))
 
     def distance(self, e: np.ndarray) -> np.ndarray:
         """Distances of windows ending at ``e``, summed oldest candle first and rounded

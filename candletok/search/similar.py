@@ -264,9 +264,10 @@ def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]
 
 
 def _next_range(idx: SearchIndex, cut: Cut, e: np.ndarray) -> pl.DataFrame:
-    """The next candle's real range (stored high / low) for the matches and for every
-    base window."""
-    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e)},
+    """The next candle's real range (stored high / low) for the matches whose next candle
+    is in their series by T (never the next symbol's first candle) and for every base
+    window."""
+    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e[cut.available(e, 1)])},
                          {"who": "base", **stats.next_range(idx, None, cut)}])
 
 
