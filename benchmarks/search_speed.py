@@ -33,7 +33,13 @@ from benchmarks._util import machine, measure
 from candletok.data.synthetic import synthetic_bars
 from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import open_dataset
-from candletok.search.index import SearchIndex, open_index, ranges_to_indices, read_series
+from candletok.search.index import (
+    ARRAYS,
+    SearchIndex,
+    open_index,
+    ranges_to_indices,
+    read_series,
+)
 from candletok.search.nearest import (
     brute_force,
     feature_weights,
@@ -100,8 +106,7 @@ def bench_build(root: Path) -> tuple[SearchIndex, list[dict[str, str]]]:
     manifest, tok = open_dataset(root)
     cols = read_series(root, manifest)
     mem = measure(lambda: SearchIndex.from_arrays(radix=tok.vocab_size, tokenizer=tok, **cols))
-    nbytes = sum(np.asarray(getattr(idx, a)).nbytes for a in
-                 ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams"))
+    nbytes = sum(np.asarray(getattr(idx, a)).nbytes for a in ARRAYS)
     # derived on first use: series ids (int32), the scan's intp tokens, the pair runs
     nbytes += n * 4 + n * np.dtype(np.intp).itemsize + (idx.radix**2 + 1) * 8
     gib = nbytes / 2**30

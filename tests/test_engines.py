@@ -153,7 +153,6 @@ def test_stream_reads_only_its_share_and_no_checksums(big_root: Path,
     def no_hash(path: Any) -> str:
         raise AssertionError(f"a stream must not hash {path}")
 
-    monkeypatch.setattr("candletok.dataset.torchdata.sha256_file", no_hash)
     monkeypatch.setattr("candletok.dataset.manifest.sha256_file", no_hash)
     stream = TokenStream(big_root, "train", context=32, rank=1, world_size=4, block=5)
     rec = Recorder(np.asarray(stream.ds.tokens))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import polars as pl
 import typer
 
 from candletok.cli.app import app, console, fail, table
+from candletok.core.display import format_price, time_format
 from candletok.core.errors import CandletokError
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
@@ -46,7 +48,7 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     s = res.summary
     how = f"answered with the last {s['window']}" if s["backed_off"] else ""
     console.print(
-        f"[bold]{s['symbol']}[/]: last {s['last']} candles to {s['T'][:10]} (T) · "
+        f"[bold]{s['symbol']}[/]: last {s['last']} candles to {res.when(s['T'])} (T) · "
         f"mode {s['mode']}{' · ' + how if how else ''} · {s['index_candles']:,} candles of "
         f"{s['symbols']} symbols searched · query from {s['origin']}", highlight=False)
     tok = res._tok
@@ -55,9 +57,14 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     first_used = len(toks) - s["window"]  # a back-off matches only the last candles
     words = [(tok.describe(t) if tok else str(t)) + ("" if i >= first_used else "  (not matched)")
              for i, t in enumerate(toks)]
-    console.print(table("query candles", ["date", "close", "token", "candle"],
-                        [(r["ts"].strftime("%Y-%m-%d"), r["close"], t, w) for r, t, w in
-                         zip(q.iter_rows(named=True), toks, words, strict=True)]))
+    d = s.get("price_decimals", 2)
+    console.print(table(
+        "query candles (the stored bars)",
+        ["time (UTC)" if s.get("intraday") else "date", "open", "high", "low", "close",
+         "token", "candle"],
+        [(r["ts"].strftime(res.time_format),
+          *(format_price(r[c], d) for c in ("open", "high", "low", "close")), t, w)
+         for r, t, w in zip(q.iter_rows(named=True), toks, words, strict=True)]))
     o = res.outcomes
     rows = []
     for h in s["horizons"]:
@@ -91,11 +98,11 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     for w in res.words:
         console.print(f"· {w}", highlight=False)
     if cal is not None:
-        print_calibration(cal)
+        print_calibration(cal, res.time_format)
     if res.matches.height:
         hs = s["horizons"]
-        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # every distance is 0
-        mrows = [(r["rank"], r["symbol"], f"{r['start']:%Y-%m-%d}", f"{r['end']:%Y-%m-%d}",
+        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # one distance: same tokens
+        mrows = [(r["rank"], r["symbol"], res.when(r["start"]), res.when(r["end"]),
                   *([] if exact else [r["distance"]]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
                     for h in hs]) for r in res.matches.iter_rows(named=True)]
@@ -103,6 +110,14 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         console.print(table(f"{title} (of {s['matches']})",
                             ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
                              *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
+
+
+def _when(iso: str, fmt: str) -> str:
+    """ISO text as a bar time in ``fmt`` (the text itself when it is not a time)."""
+    try:
+        return datetime.fromisoformat(iso).strftime(fmt)
+    except ValueError:
+        return iso
 
 
 def _frac(v: float | None) -> str:
@@ -117,7 +132,7 @@ def _skill(s: dict[str, float] | None) -> str:
     return f"{s['value']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"
 
 
-def print_calibration(cal: Any) -> None:
+def print_calibration(cal: Any, time_format: str = "%Y-%m-%d") -> None:
     """The analogue P(close up) per horizon: raw (shrunk), calibrated on val, the base
     rate and the val skill with its interval; then the verdicts in words."""
     rows = [(h.horizon, _frac(h.matches_p_up), f"{h.n_eff:.1f}", _frac(h.p_up_raw),
@@ -125,7 +140,7 @@ def print_calibration(cal: Any) -> None:
              f"{h.calibration} (n={h.val_n})" if h.val_n else h.calibration)
             for h in cal.horizons]
     if cal.val_origins_asked:
-        part = "all of val" if cal.cut == "all" else f"val up to {cal.cut[:10]}"
+        part = "all of val" if cal.cut == "all" else f"val up to {_when(cal.cut, time_format)}"
         how = (f"map fit on {part}: "
                f"the same search replayed point in time at {cal.val_origins_asked:,} seeded "
                f"val origins (seed {cal.seed}, of {max(cal.val_origins_available.values()):,})")
@@ -207,7 +222,8 @@ def print_motifs(res: MotifResult) -> None:
     hs = s["horizons"]
     console.print(
         f"[bold]{s['top']} most frequent {s['n']}-candle motifs[/] among {s['windows']:,} "
-        f"windows ({s['distinct']:,} distinct) to {s['T'][:10]} · outcomes thinned with a "
+        f"windows ({s['distinct']:,} distinct) to "
+        f"{_when(s['T'], time_format(s.get('interval')))} · outcomes thinned with a "
         f"{s['zone']}-bar zone · Benjamini-Hochberg over {s['tests']} tests", highlight=False)
     base = {r["horizon"]: r for r in res.base.iter_rows(named=True)}
     head = ["#", "count", "used", "motif (oldest → newest)",

@@ -21,18 +21,22 @@ Format 1 folders are refused with a message that says to re-encode.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from candletok.core.atomic import sha256_file
 from candletok.core.errors import DatasetError
-from candletok.core.ids import SPLITS, normalize_split
+from candletok.core.ids import BOS, SPLITS, normalize_split
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.registry import load_tokenizer
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "candletok-dataset/2"
 OLD_FORMATS = ("candletok-dataset/1",)
@@ -123,13 +127,77 @@ def split_meta(manifest: dict[str, Any], split: str) -> dict[str, Any]:
     return manifest["splits"][split]
 
 
+def index_paths(root: str | Path, split: str) -> tuple[Path, Path]:
+    """The split's token index and series bounds: ``_index/<split>.tokens.npy`` and
+    ``_index/<split>.series.npy``."""
+    base = Path(root) / INDEX_DIR
+    return base / f"{split}.tokens.npy", base / f"{split}.series.npy"
+
+
+def check_series_bounds(bounds: np.ndarray, tokens: np.ndarray, n_series: int, path: Path,
+                        full: bool = False) -> None:
+    """Refuse series bounds that do not describe the token index's layout: one row per
+    symbol, back to back from 0 to the array's end, each starting on its BOS. A moved
+    boundary would let training windows run from one symbol into the next.
+
+    The bounds are a function of the tokens (each series starts at a BOS, and BOS occurs
+    nowhere else), so with ``full`` -- one pass over the tokens -- a verified token array
+    verifies its bounds completely, even where the manifest holds no checksum of them."""
+    b = np.asarray(bounds)
+    ok = b.ndim == 2 and b.shape == (n_series, 2) and (
+        n_series == 0 or (int(b[0, 0]) == 0 and int(b[-1, 1]) == len(tokens)
+                          and bool((b[:, 1] > b[:, 0]).all())
+                          and bool((b[1:, 0] == b[:-1, 1]).all())))
+    if ok and n_series:
+        ok = bool((np.asarray(tokens[b[:, 0]]) == BOS).all())
+    if ok and full:
+        ok = int(np.count_nonzero(np.asarray(tokens) == BOS)) == n_series
+    if not ok:
+        raise DatasetError(
+            f"{path} does not match the token index beside it (each of the {n_series} "
+            "series must start on its BOS, back to back): the folder is damaged, re-run "
+            "`candletok encode`."
+        )
+
+
+def _verify_index(root: Path, split: str, meta: dict[str, Any]) -> None:
+    """The split's ``_index`` arrays against the manifest: both checksums (the bounds'
+    only in folders written since the manifest records it; older ones get the bounds
+    checked against the verified tokens' BOS markers instead, which is as strict)."""
+    tokens_path, series_path = index_paths(root, split)
+    if not tokens_path.exists() and not series_path.exists():
+        return  # written by another tool: TokenDataset rebuilds the arrays from the shards
+    for path, key in ((tokens_path, "tokens_sha256"), (series_path, "series_sha256")):
+        if not path.exists():
+            raise DatasetError(f"{path} is missing; re-run `candletok encode`.")
+        if meta.get(key) is not None and sha256_file(path) != meta[key]:
+            raise DatasetError(
+                f"{path} is corrupt (its sha256 does not match the manifest); "
+                "re-run `candletok encode`."
+            )
+    try:
+        tokens = np.load(tokens_path, mmap_mode="r", allow_pickle=False)
+        bounds = np.load(series_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"The token index of {split} in {root / INDEX_DIR} is unreadable "
+                           f"({exc}); re-run `candletok encode`.") from exc
+    if meta.get("series_sha256") is None:
+        log.info("%s predates series checksums; its bounds were checked against the "
+                 "token index instead", root)
+    check_series_bounds(bounds, tokens, len(meta.get("symbols", [])), series_path,
+                        full=meta.get("series_sha256") is None)
+
+
 def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
-    """Check every shard's presence, sha256 and fingerprint; raise naming the first bad file."""
+    """Check every shard's presence, sha256 and vocabulary fingerprint (the Parquet
+    metadata's, against the manifest's), and each split's ``_index`` arrays; raise naming
+    the first bad file."""
     root = Path(root)
     manifest = read_manifest(root)
     report = []
     for split in splits:
-        for shard in split_meta(manifest, split)["shards"]:
+        meta = split_meta(manifest, split)
+        for shard in meta["shards"]:
             path = root / shard["path"]
             if not path.exists():
                 raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
@@ -138,8 +206,24 @@ def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS) -> list[dic
                     f"Shard {path} is corrupt (its sha256 does not match the manifest); "
                     "re-run `candletok encode`."
                 )
+            check_shard_fingerprint(path, manifest["fingerprint"])
             report.append({"split": split, "path": shard["path"], "rows": shard["rows"]})
+        _verify_index(root, split, meta)
     return report
+
+
+def check_shard_fingerprint(path: Path, fingerprint: str) -> None:
+    """Refuse a shard whose Parquet metadata names another vocabulary than ``fingerprint``
+    (its tokens mean something else)."""
+    try:
+        found = pl.read_parquet_metadata(path).get(FINGERPRINT_KEY)
+    except Exception as exc:
+        raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
+    if found != fingerprint:
+        raise DatasetError(
+            f"Shard {path} was written with vocab {found}, not the dataset's "
+            f"{fingerprint}; re-run `candletok encode`."
+        )
 
 
 def read_split(root: str | Path, split: str = "train", *, verify: bool = False) -> pl.DataFrame:

@@ -29,11 +29,11 @@ import polars as pl
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from candletok.core.atomic import sha256_file
 from candletok.core.errors import DatasetError
 from candletok.core.ids import IGNORE_INDEX, PAD, normalize_split, with_bos
 from candletok.dataset.manifest import (
     INDEX_DIR,
+    check_series_bounds,
     open_dataset,
     read_split,
     split_meta,
@@ -109,18 +109,19 @@ class TokenDataset(Dataset):
         self.symbols: list[str] = list(meta["symbols"])
         self.interval: str | None = manifest.get("interval")  # bar interval, e.g. "1d"
         self._tokens_path = self.root / INDEX_DIR / f"{split}.tokens.npy"
-        if verify:
+        if verify:  # shards and both _index arrays against the manifest's checksums
             verify_dataset(self.root, [split])
-            if self._tokens_path.exists() and meta.get("tokens_sha256") not in (
-                None, sha256_file(self._tokens_path)
-            ):
-                raise DatasetError(
-                    f"{self._tokens_path} is corrupt (sha256 differs from the manifest); "
-                    "re-run `candletok encode`."
-                )
         self._tokens: np.ndarray | None = None
         if self._tokens_path.exists():
-            self.bounds = np.load(self.root / INDEX_DIR / f"{split}.series.npy")
+            series_path = self.root / INDEX_DIR / f"{split}.series.npy"
+            try:
+                self.bounds = np.load(series_path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f"{series_path} is unreadable ({exc}); re-run "
+                                   "`candletok encode`.") from exc
+            # cheap even unverified (a header and one token per series): windows must
+            # never cross from one symbol into the next
+            check_series_bounds(self.bounds, self.tokens, len(self.symbols), series_path)
         else:  # a folder written by another tool: rebuild the arrays in memory
             rows = read_split(self.root, split)
             lens = rows.group_by("symbol", maintain_order=True).len()["len"].to_numpy()

@@ -136,6 +136,7 @@ class ShardWriter:
             "symbols": [s for s, _ in self.series],
             "shards": self.shards,
             "tokens_sha256": sha256_file(index / f"{self.split}.tokens.npy"),
+            "series_sha256": sha256_file(index / f"{self.split}.series.npy"),
         }
 
 

@@ -4,7 +4,8 @@ The model reads exactly the window's N tokens (no BOS: training crops start mid-
 too), so a window's vector depends on its own candles only -- the time rule stays a rule
 about window ends. Vectors of every window of a dataset are computed once per
 (checkpoint, N) and cached inside the search index folder, which is replaced whenever the
-index is rebuilt. torch is imported only here, and only when the mode is used.
+index is rebuilt; the cache is used only when its sidecar's content hash and keys match.
+torch is imported only here, and only when the mode is used.
 
 A checkpoint with calendar inputs also reads each candle's calendar ids, from the
 window's own open times (the index's ``ts``; the query's candles' times), so a window's
@@ -13,13 +14,14 @@ vector still depends on its own candles only.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from candletok.core.atomic import atomic_path, sha256_file
+from candletok.core.atomic import atomic_path, sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
 from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
 from candletok.tokenize.base import Tokenizer
@@ -72,18 +74,58 @@ def embed_tokens(model: Any, windows: np.ndarray, times: np.ndarray | None = Non
     return out
 
 
+CACHE_FORMAT = "candletok-embed/1"
+
+
+def _cache_key(idx: SearchIndex, model_sha: str, n: int, ends: np.ndarray, width: int
+               ) -> dict[str, Any]:
+    """What a cached vector file must have been made from: this index's data (its key),
+    this checkpoint's bytes, this window length, and the array's shape."""
+    return {"format": CACHE_FORMAT, "index": idx.key, "model_sha256": model_sha, "n": int(n),
+            "shape": [int(ends.size), int(width)], "dtype": "float32"}
+
+
+def _read_cache(cache: Path, want: dict[str, Any]) -> np.ndarray | None:
+    """The cached vectors when their sidecar records ``want`` and the file's sha256;
+    None (with a warning when something was there) on any mismatch: a hand-made,
+    truncated, pickled or stale file is rebuilt, never trusted for its shape alone."""
+    side = cache.with_suffix(".json")
+    if not cache.exists() and not side.exists():
+        return None
+    why = None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or {k: meta.get(k) for k in want} != want:
+            why = "it was made from another index, checkpoint or window"
+        elif sha256_file(cache) != meta.get("sha256"):
+            why = "its content does not match its recorded sha256"
+        else:
+            vecs = np.load(cache, mmap_mode="r", allow_pickle=False)
+            if list(vecs.shape) == want["shape"] and vecs.dtype == np.float32:
+                return vecs
+            why = "its array has the wrong shape or type"
+    except (OSError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = f"it is unreadable ({exc})"
+    log.warning("rebuilding the cached model vectors %s: %s", cache, why)
+    return None
+
+
 def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: int
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """(window ends, their vectors) for every N-window of the index, cached on disk by
-    checkpoint sha256 and N beside the index."""
+    """(window ends, their vectors) for every N-window of the index, cached beside the
+    index by checkpoint sha256 and N. The cache's sidecar (``.json``, written last)
+    records the index key, the checkpoint's sha256, N, the shape and the vector file's
+    own sha256; a cache that does not match all of them is rebuilt with a warning."""
     ends = window_ends(idx, n)
     cache: Path | None = None
+    want: dict[str, Any] = {}
     if idx.root is not None:
-        cache = index_dir(idx.root) / f"model-{sha256_file(model_path)[:16]}-n{n}.npy"
-        if cache.exists():
-            vecs = np.load(cache, mmap_mode="r")
-            if vecs.shape[0] == ends.size:
-                return ends, vecs
+        model_sha = sha256_file(model_path)
+        cache = index_dir(idx.root) / f"model-{model_sha[:16]}-n{n}.npy"
+        want = _cache_key(idx, model_sha, n, ends, model.config.n_embd)
+        cached = _read_cache(cache, want)
+        if cached is not None:
+            return ends, cached
     lags = np.arange(n - 1, -1, -1)
     vecs = np.empty((ends.size, model.config.n_embd), dtype=np.float32)
     for s in range(0, ends.size, 64 * BATCH):  # bounded memory for the token windows
@@ -95,6 +137,8 @@ def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: 
         try:
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, vecs)
+            write_json_atomic(cache.with_suffix(".json"),
+                              {**want, "sha256": sha256_file(cache)})
         except OSError as exc:
             log.warning("could not cache model vectors in %s (%s)", cache, exc)
     return ends, vecs

@@ -44,17 +44,18 @@ from candletok.core.atomic import (
 )
 from candletok.core.errors import DatasetError
 from candletok.core.ids import N_SPECIAL, SPLITS
-from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest
+from candletok.dataset.manifest import INDEX_DIR, open_dataset, read_manifest, verify_dataset
 from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "candletok-search/2"
+INDEX_FORMAT = "candletok-search/3"  # 3: each candle's stored bar (open, high, low, volume)
 SEARCH_DIR = "search"
 POS_BITS = 32
 POS_MASK = np.uint64((1 << POS_BITS) - 1)
 KEY_LIMIT = 1 << 32  # keys must fit the high 32 bits of a packed value
-ARRAYS = ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams")
+BAR_ARRAYS = ("open", "high", "low", "volume")  # beside close: the candle's own bar
+ARRAYS = ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams", *BAR_ARRAYS)
 
 
 def index_dir(root: str | Path) -> Path:
@@ -141,6 +142,8 @@ class SearchIndex:
     ``starts`` has one entry per series plus the end; series ``s`` is the symbol
     ``symbols[s]`` and occupies positions ``starts[s]:starts[s+1]`` in time order. ``ts``
     is the bar open time in microseconds UTC. ``grams`` is the sorted packed n-gram array.
+    ``open``, ``high``, ``low``, ``close`` and ``volume`` are each candle's own stored bar
+    (what tables and charts show; NaN where an index was built from arrays without them).
     """
 
     symbols: list[str]
@@ -151,6 +154,10 @@ class SearchIndex:
     first_prev: np.ndarray  # each series' anchor close (the bar before its first candle)
     scale: np.ndarray
     grams: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    volume: np.ndarray
     radix: int
     order: int
     key: str = ""
@@ -166,16 +173,20 @@ class SearchIndex:
     _pairs: np.ndarray | None = field(default=None, repr=False)
     _ti: np.ndarray | None = field(default=None, repr=False)
     _prev: np.ndarray | None = field(default=None, repr=False)
+    _own: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
     def from_arrays(
         cls, symbols: list[str], starts: np.ndarray, tokens: np.ndarray, ts: np.ndarray,
         close: np.ndarray, prev_close: np.ndarray, scale: np.ndarray, radix: int,
-        tokenizer: Tokenizer | None = None, **meta: Any,
+        tokenizer: Tokenizer | None = None, bars: dict[str, np.ndarray] | None = None,
+        **meta: Any,
     ) -> SearchIndex:
         """Build the n-gram array over ready flat arrays (series contiguous, time order).
-        ``tokenizer`` (the vocabulary of the tokens) is what the searches decode with."""
+        ``tokenizer`` (the vocabulary of the tokens) is what the searches decode with;
+        ``bars`` holds the candles' own ``open``, ``high``, ``low`` and ``volume`` (NaN
+        when not given: such an index has no real bars to show)."""
         t0 = time.perf_counter()
         starts = np.asarray(starts, dtype=np.int64)
         tokens = np.ascontiguousarray(tokens, dtype=np.uint16)
@@ -193,15 +204,19 @@ class SearchIndex:
                   ts=np.asarray(ts, dtype=np.int64), close=np.asarray(close, np.float64),
                   first_prev=np.asarray(prev_close, np.float64)[starts[:-1]],
                   scale=np.asarray(scale, np.float64), grams=keys, radix=int(radix),
-                  order=order, _tok=tokenizer, **meta)
+                  order=order, _tok=tokenizer, **_bar_arrays(bars, n), **meta)
         idx.build_seconds = time.perf_counter() - t0
         return idx
 
     @classmethod
     def build(cls, root: str | Path) -> SearchIndex:
-        """Read every split of dataset ``root`` and build its index in memory."""
+        """Read every split of dataset ``root`` and build its index in memory, after
+        verifying every shard against the manifest (sha256 and vocabulary fingerprint):
+        the saved index is later trusted by the shards' size and mtime, so what it is
+        built from must be what ``encode`` wrote."""
         root = Path(root)
         manifest, tok = open_dataset(root)
+        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
         t0 = time.perf_counter()
         cols = read_series(root, manifest)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
@@ -244,6 +259,12 @@ class SearchIndex:
                 "open_index(dataset, rebuild=True)."
             )
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        n = int(meta.get("candles", -1))
+        want = {"starts": len(meta["symbols"]) + 1, "first_prev": len(meta["symbols"])}
+        for name, arr in arrays.items():  # a header read: a truncated or foreign array
+            if arr.ndim != 1 or arr.shape[0] != want.get(name, n):
+                raise ValueError(f"{name}.npy holds {arr.shape} values, not "
+                                 f"{want.get(name, n)}")
         return cls(symbols=list(meta["symbols"]), radix=int(meta["radix"]),
                    order=int(meta["order"]), key=meta["key"], fingerprint=meta["fingerprint"],
                    interval=meta.get("interval", "1d"), root=path.parent.parent,
@@ -396,6 +417,17 @@ def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> Non
         log.debug("could not cache %s/days.npz (%s)", path, exc)
 
 
+def _bar_arrays(bars: dict[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
+    """The stored-bar arrays as float64 of length n, NaN where none were given."""
+    out = {}
+    for c in BAR_ARRAYS:
+        v = None if bars is None else bars.get(c)
+        out[c] = np.full(n, np.nan) if v is None else np.asarray(v, dtype=np.float64)
+        if out[c].shape != (n,):
+            raise DatasetError(f"The {c} array has {out[c].size} values for {n} candles.")
+    return out
+
+
 def read_meta(path: Path) -> dict[str, Any] | None:
     """The index's meta.json, or None when there is no complete index at ``path``."""
     try:
@@ -418,7 +450,7 @@ def read_series(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     for p in paths:
         if not p.exists():
             raise DatasetError(f"Shard {p} is missing; re-run `candletok encode`.")
-    cols = ["symbol", "ts", "token", "prev_close", "scale", "close"]
+    cols = ["symbol", "ts", "token", "prev_close", "scale", "close", *BAR_ARRAYS]
     if not paths:
         raise DatasetError(f"{root} holds no candles to search.")
     try:
@@ -445,7 +477,8 @@ def read_series(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     prev[starts[:-1]] = df["prev_close"].to_numpy()[gather[starts[:-1]]]
     out = {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16),
            "ts": col("ts", np.int64), "close": col("close", np.float64),
-           "prev_close": prev, "scale": col("scale", np.float64)}
+           "prev_close": prev, "scale": col("scale", np.float64),
+           "bars": {c: col(c, np.float64) for c in BAR_ARRAYS}}
     step = np.diff(out["ts"])
     within = np.ones(step.size, dtype=bool)
     within[starts[1:-1] - 1] = False

@@ -26,7 +26,7 @@ from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index, ranges_to_indices
 from candletok.search.query import When, from_us, to_us
 from candletok.search.result import clean_json
-from candletok.search.similar import DEFAULT_HORIZONS, check_horizons
+from candletok.search.similar import DEFAULT_HORIZONS, check_horizons, check_reach
 from candletok.search.timerule import (
     Cut,
     TimeRule,
@@ -100,6 +100,7 @@ def motifs(
         raise CandletokError("top must be at least 1.")
     hs = check_horizons(horizons)
     idx = dataset if isinstance(dataset, SearchIndex) else open_index(dataset)
+    check_reach(idx, hs, n)
     tok = idx.tokenizer()
     T_at = to_us(at)
     T = int(np.asarray(idx.ts).max()) if T_at is None else T_at
@@ -141,7 +142,7 @@ def motifs(
     summary = {"n": n, "top": len(top_keys), "horizons": list(hs), "T": from_us(T).isoformat(),
                "windows": int(keys.size), "distinct": int(uniq.size), "zone": rule.zone,
                "rho": rho, "tests": int(fin.sum()), "significant": n_sig,
-               "index_candles": idx.n, "symbols": len(idx.symbols)}
+               "index_candles": idx.n, "symbols": len(idx.symbols), "interval": idx.interval}
     return MotifResult(table, outcomes, base_df, summary, words)
 
 

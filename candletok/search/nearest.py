@@ -1,15 +1,20 @@
 """Exact K nearest N-candle windows in the weighted feature space of the vocabulary.
 
 A window's distance to the query is the sum over its N candles of the squared weighted
-distance between the candle's representative features (its token's, what the dataset
-stores) and the query candle's features. The weights are the vocabulary's own (kmeans
-weighs gap and body twice); a vocabulary without weights uses the kmeans defaults.
+distance between the candle's features and the query candle's features. ``similar``
+uses each candle's own features, computed from its stored bar (:class:`OwnMetric`); with
+a plain table the candle's features are its token's representative. The weights are the
+vocabulary's own (kmeans weighs gap and body twice); a vocabulary without weights uses
+the kmeans defaults.
 
-Because a candle's cost depends only on its token and its lag, the query becomes a
-table ``C[lag, token]`` and a window's distance is N table lookups: nothing of size
-n x N x d is ever materialized. The search is exact -- it returns what a brute-force scan
-of every window returns (:func:`brute_force`, which the tests compare against) -- and on
-large data it touches a small part of it:
+With representatives a candle's cost depends only on its token and its lag, so the query
+becomes a table ``C[lag, token]`` and a window's distance is N table lookups: nothing of
+size n x N x d is ever materialized. With own features the table holds a lower bound of
+each candle's cost instead (the distance to the box its token's candles fill), the steps
+below select the candidates by it, and the candidates get their exact own-feature
+distances. The search is exact -- it returns
+what a brute-force scan of every window returns (:func:`brute_force`, which the tests
+compare against) -- and on large data it touches a small part of it:
 
 1. **A threshold.** tau is guessed from the distances of a sample of eligible windows
    (about a few k windows should fall under it).
@@ -90,6 +95,73 @@ def window_distance(idx: SearchIndex, e: np.ndarray, C: np.ndarray) -> np.ndarra
     return np.round(d, DECIMALS)
 
 
+def index_features(idx: SearchIndex, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) weighted own features of every candle of the index (from its stored bar;
+    NaN rows for special tokens) and, per token, the box its candles' features fill:
+    (2, vocab, d) per-feature minima and maxima (+inf/-inf for a token without candles).
+    Computed once per index, vectorized."""
+    cached = idx._own
+    if cached is None or cached[0].shape[0] != idx.n:
+        from candletok.search.query import own_features
+
+        F = own_features(idx, tok, 0, idx.n) * feature_weights(tok)
+        t = idx.tokens_intp
+        ok = np.isfinite(F).all(axis=1)
+        d = F.shape[1]
+        box = np.empty((2, tok.vocab_size, d))
+        box[0], box[1] = np.inf, -np.inf
+        for f in range(d):  # one unbuffered pass per feature
+            np.minimum.at(box[0, :, f], t[ok], F[ok, f])
+            np.maximum.at(box[1, :, f], t[ok], F[ok, f])
+        cached = idx._own = (F, box)
+    return cached
+
+
+@dataclass
+class OwnMetric:
+    """Window distances on the candles' own weighted features (what the search compares
+    when each candle's stored bar is known), with per-(lag, token) lower bounds for the
+    n-gram cascade: every candle of token t lies in the box its token's candles fill, so
+    its cost is at least the squared distance from the query candle to that box (zero
+    inside it); a query candle with missing features is a wildcard (cost 0)."""
+
+    F: np.ndarray  # (n, d) weighted own features of every index position
+    Q: np.ndarray  # (N, d) weighted query features, oldest first
+    bounds: np.ndarray  # (N, vocab) lower-bound cost table, lag order (row 0: newest)
+
+    @classmethod
+    def of(cls, idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray) -> OwnMetric:
+        F, box = index_features(idx, tok)
+        Q = np.asarray(qfeat, dtype=np.float64) * feature_weights(tok)
+        C = query_costs(tok, qfeat)  # only for its specials (inf) and wildcards (0)
+        lo, hi = box[0][None, :, :], box[1][None, :, :]
+        q = Q[::-1][:, None, :]  # lag order, like the cost tables
+        with np.errstate(invalid="ignore"):
+            gap = np.maximum(np.maximum(lo - q, q - hi), 0.0)
+            lb = np.square(gap).sum(axis=2)
+        wild = ~np.isfinite(Q[::-1]).all(axis=1)
+        empty = ~np.isfinite(box[0]).all(axis=1)
+        bounds = np.where(wild[:, None] | ~np.isfinite(C), C, lb)
+        bounds[:, empty & np.isfinite(C).all(axis=0)] = np.inf  # no candle carries it
+        return cls(F, Q, np.where(np.isnan(bounds), np.inf, bounds))
+
+    def distance(self, e: np.ndarray) -> np.ndarray:
+        """Distances of windows ending at ``e``, summed oldest candle first and rounded
+        to ``DECIMALS`` places like :func:`window_distance`. A query candle with missing
+        features is a wildcard; a special candle (no features) is infinitely far."""
+        N = self.Q.shape[0]
+        e = np.asarray(e, dtype=np.int64)
+        d = np.zeros(e.size)
+        for j in range(N):  # one vectorized pass per query candle
+            W = self.F[e - (N - 1 - j)]
+            q = self.Q[j]
+            special = ~np.isfinite(W).all(axis=1)
+            cost = np.zeros(e.size) if not np.isfinite(q).all() else \
+                np.square(W - q[None, :]).sum(axis=1)
+            d += np.where(special, np.inf, cost)
+        return np.round(d, DECIMALS)
+
+
 @dataclass
 class Nearest:
     """The kept windows (nearest first), their distances, and what the search cost."""
@@ -102,9 +174,9 @@ class Nearest:
 
 
 def _finish(idx: SearchIndex, cut: Cut, C: np.ndarray, e: np.ndarray, k: int, tau: float,
-            scanned: int, full: bool) -> tuple[Nearest, bool]:
+            scanned: int, full: bool, own: OwnMetric | None = None) -> tuple[Nearest, bool]:
     """Exact distances of candidates ``e``, those within tau, thinned: (result, enough)."""
-    d = window_distance(idx, e, C)
+    d = window_distance(idx, e, C) if own is None else own.distance(e)
     within = np.isfinite(d) & (d <= tau + EPS)
     e, d = e[within], d[within]
     kept = thin_by_distance(e, d, idx.sid[e], cut.rule.zone, k)
@@ -131,24 +203,25 @@ def scan_distances(idx: SearchIndex, cut: Cut, C: np.ndarray) -> tuple[np.ndarra
     return D, 4.0 * N * N * top * 2.0**-24 + 1e-30
 
 
-def full_scan(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int, tau: float = np.inf
-              ) -> Nearest:
+def full_scan(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int, tau: float = np.inf,
+              own: OwnMetric | None = None) -> Nearest:
     """Every eligible window by :func:`scan_distances`, then the windows within tau (the
     float32 error allowed for) get exact distances and are thinned; tau grows until k
-    are kept (the scan is not repeated)."""
+    are kept (the scan is not repeated). With ``own``, ``C`` is its lower-bound table."""
     D, margin = scan_distances(idx, cut, C)
     finite = np.isfinite(D)
     n_ok = int(finite.sum())
     floor = float(C.min(axis=1).sum())
     while True:
         e = np.flatnonzero(finite if not np.isfinite(tau) else np.less_equal(D, tau + margin))
-        res, enough = _finish(idx, cut, C, e, k, tau, n_ok, True)
+        res, enough = _finish(idx, cut, C, e, k, tau, n_ok, True, own)
         if enough or e.size >= n_ok:
             return res
         tau = floor + 2.0 * max(tau - floor, 1e-3)
 
 
-def _guess_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, want: int, n_ok: int) -> float:
+def _guess_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, want: int, n_ok: int,
+               own: OwnMetric | None = None) -> float:
     """The distance under which about ``want`` of the ``n_ok`` eligible windows fall,
     read off a sample (a guess: the search stays exact whatever it is)."""
     lo, hi = cut.window_ranges(cut.rule.h0)
@@ -158,7 +231,7 @@ def _guess_tau(idx: SearchIndex, cut: Cut, C: np.ndarray, want: int, n_ok: int) 
     cum = np.cumsum(lens)
     s = np.searchsorted(cum, ranks, side="right")
     e = lo[s] + ranks - (cum[s] - lens[s])
-    d = np.sort(window_distance(idx, e, C))
+    d = np.sort(window_distance(idx, e, C) if own is None else own.distance(e))
     d = d[np.isfinite(d)]
     if d.size == 0:
         return float("inf")
@@ -290,12 +363,16 @@ def _cascade(idx: SearchIndex, cut: Cut, C: np.ndarray, tau: float, n_ok: int
     return np.sort(e), scanned
 
 
-def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
-    """The k nearest eligible windows after thinning (exact; see the module docstring)."""
+def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int, own: OwnMetric | None = None
+            ) -> Nearest:
+    """The k nearest eligible windows after thinning (exact; see the module docstring).
+    With ``own`` the distances are on the candles' own features and ``C`` must be its
+    :attr:`OwnMetric.bounds` (a lower bound per lag and token: the same search stays
+    exact, it only examines more candidates)."""
     n_ok = cut.count_eligible()
     if n_ok == 0:
         return Nearest(np.zeros(0, np.int64), np.zeros(0), 0, False, float("nan"))
-    tau = _guess_tau(idx, cut, C, TARGET * k, n_ok)
+    tau = _guess_tau(idx, cut, C, TARGET * k, n_ok, own)
     floor = float(C.min(axis=1).sum())
     scanned = 0
     while n_ok > SMALL and np.isfinite(tau):
@@ -304,18 +381,21 @@ def nearest(idx: SearchIndex, cut: Cut, C: np.ndarray, k: int) -> Nearest:
             break
         e, cost = got
         scanned += cost
-        res, enough = _finish(idx, cut, C, e, k, tau, scanned, False)
+        res, enough = _finish(idx, cut, C, e, k, tau, scanned, False, own)
         if enough:
             return res
         tau = floor + 2.0 * max(tau - floor, 1e-3)
-    return full_scan(idx, cut, C, k, tau)
+    return full_scan(idx, cut, C, k, tau, own)
 
 
 def brute_force(idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray, cut: Cut, k: int,
-                chunk: int = 1 << 18) -> Nearest:
+                chunk: int = 1 << 18, own: bool = False) -> Nearest:
     """The reference: materialize every window's weighted features (in chunks), compute
-    every distance, apply the time rule, thin. What :func:`nearest` must equal."""
+    every distance, apply the time rule, thin. What :func:`nearest` must equal. With
+    ``own`` the windows' features are the candles' own (:func:`index_features`), else
+    their tokens' representatives."""
     F = token_features(tok)
+    cand = index_features(idx, tok)[0] if own else None
     Q = np.asarray(qfeat, dtype=np.float64) * feature_weights(tok)
     Q = np.where(np.isfinite(Q), Q, np.nan)
     N = Q.shape[0]
@@ -324,7 +404,8 @@ def brute_force(idx: SearchIndex, tok: Tokenizer, qfeat: np.ndarray, cut: Cut, k
     lags = np.arange(N - 1, -1, -1)
     for s in range(0, e_all.size, chunk):
         e = e_all[s : s + chunk]
-        W = F[np.asarray(idx.tokens[e[:, None] - lags[None, :]]).astype(np.int64)]
+        pos = e[:, None] - lags[None, :]
+        W = F[np.asarray(idx.tokens[pos]).astype(np.int64)] if cand is None else cand[pos]
         diff2 = np.square(W - Q[None, :, :])
         diff2 = np.where(np.isnan(Q)[None, :, :] & np.isfinite(W), 0.0, diff2)
         d_all[s : s + chunk] = np.round(np.nan_to_num(diff2.sum(axis=(1, 2)), nan=np.inf),

@@ -4,8 +4,8 @@ distribution of forward returns against the base rate.
 Chart conventions of the project (``candletok.viz``): dates on the x axis with trading
 days drawn without gaps (x is the bar number, ticks on the first bar of a natural period),
 the symbol on the price axis; the candle drawing and the date ticks are viz's own.
-Candles come from the dataset's tokens drawn to their stored closes (the dataset keeps
-closes, not wicks), so the title says so. The figure is made without pyplot (no global
+Candles are the stored bars (format 2 datasets keep each candle's own open, high, low
+and close), never candles rebuilt from tokens. The figure is made without pyplot (no global
 backend, no display).
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.atomic import atomic_path
+from candletok.core.display import format_price
 from candletok.search.query import candles
 from candletok.search.stats import base_sample
 from candletok.search.timerule import series_limits
@@ -27,14 +28,17 @@ from candletok.viz.candles import date_ticks, draw_candles
 if TYPE_CHECKING:
     from candletok.search.result import SimilarResult
 
-def _ticks(ax: Any, ts: pl.Series, most: int, must: int | None = None) -> None:
+def _ticks(ax: Any, ts: pl.Series, most: int, must: int | None = None,
+           fmt: str = "%Y-%m-%d") -> None:
     """Date labels on the bar-index axis by the shared convention (the first bar of a
-    natural period), plus the bar ``must`` (a match's last candle) when given."""
+    natural period), plus the bar ``must`` (a match's last candle, written in ``fmt``:
+    with its time for intraday bars) when given."""
     times = ts.dt.replace_time_zone(None).cast(pl.Datetime("us")).to_numpy()
     pos, labels = date_ticks(times, max_ticks=most)
     ticks = list(zip(pos.tolist(), labels, strict=True))
     if must is not None and 0 <= must < times.size:
-        ticks.append((must, str(times[must].astype("datetime64[D]"))))
+        # first, so it wins over a period label on the same bar (its own time, intraday)
+        ticks.insert(0, (must, times[must].astype("datetime64[us]").item().strftime(fmt)))
     gap = max(1, times.size // (2 * most + 1))
     kept: list[tuple[int, str]] = []
     for p, lab in sorted(ticks, key=lambda t: (t[0] != must, t[0])):  # `must` first
@@ -61,20 +65,22 @@ def _query_panel(ax: Any, res: SimilarResult) -> None:
     _ticks(ax, ctx["ts"], most=8)
     s = res.summary
     ax.set_ylabel(f"{s['symbol']} price")
-    ax.set_title(f"{s['symbol']} to {s['T'][:10]} (T): the query, {s['mode']} mode",
-                 loc="left", fontsize=10)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # prices, not offsets
+    last = format_price(float(ctx["close"][-1]), s.get("price_decimals", 2))
+    ax.set_title(f"{s['symbol']} to {res.when(s['T'])} (T): the query, {s['mode']} mode; "
+                 f"last close {last}", loc="left", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
 
 
 def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndarray) -> None:
     """One match: its window and forward bars (cut at T), as % from its last close."""
-    idx, tok, rule = res._idx, res._tok, res._rule
-    assert idx is not None and tok is not None and rule is not None
+    idx, rule = res._idx, res._rule
+    assert idx is not None and rule is not None
     n, H = rule.window, max(rule.horizons)
     sid = int(idx.sid[e])
     a = max(int(idx.starts[sid]), e - n + 1 - 2)  # two bars of lead-in
     b = min(int(limits[sid]), e + H + 1)
-    df = candles(idx, tok, a, b)
+    df = candles(idx, a, b)
     last = float(idx.close[e])
     o, h, lo, c = (100.0 * (v / last - 1.0) for v in _ohlc(df))
     x = np.arange(df.height, dtype=np.float64)
@@ -89,10 +95,10 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
     ax.axhline(0.0, color="grey", lw=0.6, ls=":")
     ax.autoscale_view()
     ax.set_xlim(-1, max(df.height, end + H + 1))
-    _ticks(ax, df["ts"], most=2, must=end)
+    _ticks(ax, df["ts"], most=2, must=end, fmt=res.time_format)
     m = res.matches.row(rank - 1, named=True)
     dist = m["distance"]
-    ax.set_title(f"#{rank} {m['symbol']} to {m['end']:%Y-%m-%d}"
+    ax.set_title(f"#{rank} {m['symbol']} to {res.when(m['end'])}"
                  + (f"  d={dist:.2f}" if math.isfinite(dist) and res.summary["mode"] != "exact"
                     else ""), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
@@ -155,9 +161,8 @@ def plot_similar(res: SimilarResult, out: str | Path, n_matches: int = 8) -> Pat
     fig.suptitle(
         f"What followed {s['symbol']}'s last {s['window']} candle"
         f"{'s' if s['window'] > 1 else ''}{asked}: {s['matches']} matches before "
-        f"{s['T'][:10]} "
-        f"(effective n {s['n_eff']:.1f}); candles rebuilt from tokens, drawn to the "
-        "stored closes", fontsize=11)
+        f"{res.when(s['T'])} "
+        f"(effective n {s['n_eff']:.1f}); the stored bars", fontsize=11)
     out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")

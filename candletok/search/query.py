@@ -1,10 +1,11 @@
 """The query: the last N candles of a symbol as of a time, from the dataset itself or
 from bars the caller brings, and the time T that every answer must respect.
 
-From the dataset, the query candles are the symbol's stored rows up to ``at`` (tokens
-and their representative features). From bars (``source=`` or a frame), they are
-encoded with the dataset's vocabulary; the nearest mode then compares the bars' own
-features, not only their tokens. Either way only bars up to T are read.
+From the dataset, the query candles are the symbol's stored rows up to ``at``: their
+tokens, their own stored bars and the features computed from those bars. From bars
+(``source=`` or a frame), they are encoded with the dataset's vocabulary. Either way the
+nearest mode compares the query candles' own features with the windows' candles' own
+features (from the stored bars), and only bars up to T are read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from candletok.core.times import parse_time
 from candletok.search.index import SearchIndex
 from candletok.search.timerule import series_limits
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.features import features_from_prices
 
 When = str | date | datetime | None
 
@@ -54,23 +56,59 @@ class Query:
         return self.tokens[-n:], self.feats[-n:]
 
 
-def candles(idx: SearchIndex, tok: Tokenizer, a: int, b: int) -> pl.DataFrame:
-    """Positions [a, b) of the index as candles: each rebuilt from its token, its stored
-    previous close and scale, and then drawn to its true stored close (the dataset keeps
-    closes, not opens or wicks: those are the token's representative values)."""
-    t = np.asarray(idx.tokens[a:b])
-    D = tok.decode_features(t)
-    pc = np.asarray(idx.prev_close[a:b])
-    s = np.asarray(idx.scale[a:b])
-    c = np.asarray(idx.close[a:b])
-    o = pc * np.exp(D[:, 0] * s)
-    o = np.where(np.isfinite(o), o, pc)
-    up = np.where(np.isfinite(D[:, 2]), D[:, 2], 0.0)
-    dn = np.where(np.isfinite(D[:, 3]), D[:, 3], 0.0)
-    h = np.maximum(o, c) * np.exp(up * s)
-    lo = np.minimum(o, c) * np.exp(-dn * s)
+def candles(idx: SearchIndex, a: int, b: int) -> pl.DataFrame:
+    """Positions [a, b) of the index as the candles that were: each one's stored bar
+    (format 2 datasets keep every candle's own open, high, low and close), never one
+    rebuilt from its token, whose representative wicks and gap are only approximate."""
     ts = pl.Series("ts", np.asarray(idx.ts[a:b])).cast(pl.Datetime("us", "UTC"))
-    return pl.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c})
+    return pl.DataFrame({"ts": ts, **{c: np.asarray(getattr(idx, c)[a:b], dtype=np.float64)
+                                      for c in ("open", "high", "low", "close")}})
+
+
+def own_features(idx: SearchIndex, tok: Tokenizer, a: int, b: int) -> np.ndarray:
+    """(b - a, d) features of positions [a, b) computed from their stored bars, previous
+    closes and scales (the map the tokens were encoded from), not their tokens'
+    representatives; rows without a stored bar fall back to the representatives (and
+    special tokens stay NaN rows).
+
+    ``vol`` (when the vocabulary has it) is ln(volume / the mean of the previous
+    ``vol_window`` volumes of the series) over the stored candles: the series' anchor bar
+    keeps no volume, so the first ``vol_window`` candles of a series may differ slightly
+    from what was encoded."""
+    rep = tok.decode_features(np.asarray(idx.tokens[a:b]))
+    X = np.empty_like(rep)
+    prev = np.asarray(idx.prev_close[a:b])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        X[:, :4] = features_from_prices(
+            np.asarray(idx.open[a:b]), np.asarray(idx.high[a:b]), np.asarray(idx.low[a:b]),
+            np.asarray(idx.close[a:b]), prev, np.asarray(idx.scale[a:b]))
+        if X.shape[1] > 4 and b > a:
+            first = np.asarray(idx.starts)[idx.sid[a:b]]  # each position's series start
+            s0 = int(first[0])
+            firsts = np.concatenate([np.zeros(a - s0, np.int64), first - s0])
+            X[:, 4] = _vol_feature(np.asarray(idx.volume[s0:b]), tok.features.vol_window,
+                                   firsts)[a - s0:]
+    ok = np.isfinite(X[:, :4]).all(axis=1)
+    X[~ok] = rep[~ok]
+    special = ~np.isfinite(rep).all(axis=1)
+    X[special] = np.nan
+    return X
+
+
+def _vol_feature(v: np.ndarray, window: int, firsts: np.ndarray) -> np.ndarray:
+    """ln(v / mean of the previous ``window`` positive volumes of the same series, at
+    least one), 0 where undefined: the ``vol`` feature's rule, with cumulative sums
+    instead of a loop. ``firsts`` is each position's series start."""
+    v = np.where(v > 0, v, np.nan)
+    ok = np.isfinite(v)
+    cs = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
+    cn = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(v.size)
+    lo = np.maximum(i - window, firsts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (cs[i] - cs[lo]) / (cn[i] - cn[lo])
+        out = np.log(v / mean)
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 def _limit(idx: SearchIndex, sid: int, T: int | None) -> int:
@@ -81,8 +119,12 @@ def _limit(idx: SearchIndex, sid: int, T: int | None) -> int:
 
 
 def from_dataset(idx: SearchIndex, tok: Tokenizer, symbol: str, at: When) -> Query:
-    """The symbol's stored candles up to ``at`` (all of them without it)."""
+    """The symbol's stored candles up to ``at`` (all of them without it). Symbols are
+    stored upper-cased, as every source gives them, so ``aapl`` finds ``AAPL``."""
     sid = idx.series_of(symbol)
+    if sid is None and idx.series_of(symbol.strip().upper()) is not None:
+        symbol = symbol.strip().upper()
+        sid = idx.series_of(symbol)
     if sid is None:
         shown = ", ".join(idx.symbols[:10]) + (" ..." if len(idx.symbols) > 10 else "")
         raise CandletokError(
@@ -93,8 +135,8 @@ def from_dataset(idx: SearchIndex, tok: Tokenizer, symbol: str, at: When) -> Que
     if end <= start:
         raise CandletokError(f"{symbol} has no candle at or before {at} in the dataset.")
     tokens = np.asarray(idx.tokens[start:end])
-    return Query(symbol=symbol, tokens=tokens, feats=tok.decode_features(tokens),
-                 T=int(idx.ts[end - 1]), candles=candles(idx, tok, start, end), q_sid=sid,
+    return Query(symbol=symbol, tokens=tokens, feats=own_features(idx, tok, start, end),
+                 T=int(idx.ts[end - 1]), candles=candles(idx, start, end), q_sid=sid,
                  q_end=end - 1, origin="dataset")
 
 

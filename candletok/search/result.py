@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -41,16 +42,32 @@ class SimilarResult:
             raise ValueError("This result was built without its time rule.")
         return int(self._rule.T)
 
+    @property
+    def time_format(self) -> str:
+        """How this result's bar times are written: with hours and minutes (UTC) for
+        bars shorter than a day."""
+        return "%Y-%m-%d %H:%M" if self.summary.get("intraday") else "%Y-%m-%d"
+
+    def when(self, t: datetime | str) -> str:
+        """A bar time (a datetime or ISO text) as :attr:`time_format` writes it."""
+        dt = datetime.fromisoformat(t) if isinstance(t, str) else t
+        return dt.strftime(self.time_format)
+
     def to_dict(self) -> dict[str, Any]:
-        """Everything printable, JSON-ready (times as ISO text, NaN as None)."""
+        """Everything printable, JSON-ready (times as ISO text, NaN as None, the query's
+        prices to the tick its data shows: ``summary.price_decimals``)."""
         def rows(df: pl.DataFrame) -> list[dict[str, Any]]:
             out = df.with_columns(pl.col(pl.Datetime).dt.to_string("%Y-%m-%dT%H:%M:%S%z"))
             return [{k: clean_json(v) for k, v in r.items()} for r in out.to_dicts()]
 
+        d = self.summary.get("price_decimals")
+        query = self.query if d is None else self.query.with_columns(
+            pl.col(c).round(int(d)) for c in ("open", "high", "low", "close")
+            if c in self.query.columns)
         return {"summary": {k: clean_json(v) for k, v in self.summary.items()},
                 "words": self.words, "outcomes": rows(self.outcomes),
                 "next_range": rows(self.next_range), "matches": rows(self.matches),
-                "query": rows(self.query)}
+                "query": rows(query)}
 
 def clean_json(v: Any) -> Any:
     """NaN as None, recursively: JSON has no NaN."""

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
-from candletok.search.nearest import nearest, query_costs, window_distance
+from candletok.search.nearest import OwnMetric, nearest
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
 from candletok.search.result import SimilarResult
 from candletok.search.timerule import (
@@ -38,6 +39,7 @@ from candletok.search.timerule import (
 from candletok.tokenize.base import Tokenizer
 
 MODES = ("exact", "nearest", "model")
+PRICES = ("open", "high", "low", "close")
 DEFAULT_HORIZONS = (1, 5, 10)
 
 
@@ -55,6 +57,21 @@ def check_horizons(horizons: Sequence[int] | int | str) -> tuple[int, ...]:
     if not hs or hs[0] < 1:
         raise CandletokError("horizons must be one or more positive numbers of bars.")
     return tuple(hs)
+
+
+def check_reach(idx: SearchIndex, horizons: Sequence[int], last: int) -> None:
+    """Refuse horizons no window of the index can have an outcome for: a ``last``-candle
+    window's outcome h bars on needs ``last + h`` candles of one series, so beyond the
+    longest series every figure would be an empty sample (a base rate of nan%)."""
+    lens = np.diff(np.asarray(idx.starts))
+    longest = int(lens.max()) if lens.size else 0
+    reach = longest - last
+    too_far = [h for h in horizons if h > reach]
+    if too_far:
+        raise CandletokError(
+            f"No outcome {too_far[0]} bars after a {last}-candle window exists: the longest "
+            f"series has {longest} candles, so use horizons of at most {max(reach, 0)} bars"
+            f"{'' if reach >= 1 else ' with fewer candles in the window'}.")
 
 
 @dataclass
@@ -95,18 +112,18 @@ def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
             f"the last {', '.join(str(u) for u, _ in tried)} candles had "
             f"{', '.join(str(k) for _, k in tried)} independent matches before T (fewer "
             f"than min_matches={min_matches}): answered with the last {used} of {n}")
-    C = query_costs(tok, q.feats[-used:])
-    return Found(kept, window_distance(idx, kept, C), used, raw, elig, notes), r
+    own = OwnMetric.of(idx, tok, q.feats[-used:])
+    return Found(kept, own.distance(kept), used, raw, elig, notes), r
 
 
 def _nearest(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int) -> Found:
-    C = query_costs(tok, q.feats[-rule.window :])
+    own = OwnMetric.of(idx, tok, q.feats[-rule.window :])
     cut = Cut.of(idx, rule)
-    res = nearest(idx, cut, C, top)
+    res = nearest(idx, cut, own.bounds, top, own)
     how = "a full scan" if res.full_scan else "the n-gram filter"
     n_ok = cut.count_eligible()
     return Found(res.e, res.dist, rule.window, n_ok, n_ok,
-                 [f"the {top} nearest windows by weighted candle features"],
+                 [f"the {top} nearest windows by the candles' own weighted features"],
                  f"exact search via {how}: {res.scanned:,} windows compared")
 
 
@@ -177,6 +194,7 @@ def similar(
     if q.tokens.size < last:
         raise CandletokError(f"{q.symbol} has only {q.tokens.size} candles up to "
                              f"{from_us(q.T):%Y-%m-%d}; ask for last={q.tokens.size} or fewer.")
+    check_reach(idx, hs, last)
     rule = TimeRule(q.T, last, hs, q.q_sid, q.q_end)
     if mode == "exact":
         found, rule = _exact(idx, tok, q, rule, last, min_matches)
@@ -213,7 +231,7 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     outcomes = pl.DataFrame(rows)
     words = list(found.notes)
     words += [stats.verdict(*_pair(outcomes, h)) for h in rule.horizons]
-    rng = _next_range(idx, tok, cut, found.e)
+    rng = _next_range(idx, cut, found.e)
     matches, listed = _matches_frame(idx, found, rule, mode, top)
     n_eff, clusters = effective_n(idx, found.e[cut.available(found.e, rule.h0)], rule.h0, rho)
     summary = {
@@ -225,6 +243,9 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
         "n_eff": n_eff, "clusters": clusters, "rho": rho, "horizons": list(rule.horizons),
         "index_candles": idx.n, "symbols": len(idx.symbols),
         "query_tokens": [int(t) for t in q.tokens[-last:]],
+        "interval": idx.interval,
+        "intraday": is_intraday(idx.interval, q.candles["ts"].dt.epoch("us").to_numpy()),
+        "price_decimals": price_decimals(q.candles.select(PRICES).to_numpy()),
     }
     qc = q.candles.tail(last)
     return SimilarResult(matches, outcomes, summary, words, qc, rng, fwd, idx, tok, listed,
@@ -242,12 +263,12 @@ def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]
     return one("matches"), one("base")
 
 
-def _next_range(idx: SearchIndex, tok: Tokenizer, cut: Cut, e: np.ndarray) -> pl.DataFrame:
-    """The next candle's range for the matches and for every base window."""
-    D = tok.decode_features(np.arange(tok.vocab_size))
-    range_vol = D[:, 2] + D[:, 3] + np.abs(D[:, 1])
-    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e, range_vol)},
-                         {"who": "base", **stats.next_range(idx, None, range_vol, cut)}])
+def _next_range(idx: SearchIndex, cut: Cut, e: np.ndarray) -> pl.DataFrame:
+    """The next candle's real range (stored high / low) for the matches whose next candle
+    is in their series by T (never the next symbol's first candle) and for every base
+    window."""
+    return pl.DataFrame([{"who": "matches", **stats.next_range(idx, e[cut.available(e, 1)])},
+                         {"who": "base", **stats.next_range(idx, None, cut)}])
 
 
 def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, mode: str, top: int

@@ -167,29 +167,31 @@ def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
     return summarize(r, rv, h, "base", max(truncated, 0), n_eff)
 
 
-def next_range(idx: SearchIndex, e: np.ndarray | None, range_vol: np.ndarray,
-               cut: Cut | None = None) -> dict[str, float]:
-    """The next candle's range (high/low, from its token's representative candle): median
-    and mean in percent and in vol units, after windows ``e`` -- or, with ``e`` None,
-    after every base-rate window of ``cut`` (contiguous slices). ``range_vol`` maps a
-    token to its range in scale units (NaN for specials)."""
+def next_range(idx: SearchIndex, e: np.ndarray | None, cut: Cut | None = None
+               ) -> dict[str, float]:
+    """The next candle's range (its stored high / low): median and mean in percent and in
+    vol units (ln(high / low) / its scale), after windows ``e`` -- or, with ``e`` None,
+    after every base-rate window of ``cut`` (contiguous slices). Candles without a
+    stored bar are left out."""
     if e is None:
         assert cut is not None
         m = range_mask(idx, *cut.window_ranges(1))[: idx.n - 1]
-        tok1 = idx.tokens_intp[1:][m]
+        hi1, lo1 = np.asarray(idx.high[1:])[m], np.asarray(idx.low[1:])[m]
         sc1 = np.asarray(idx.scale[1:])[m]
     else:
         e1 = np.asarray(e, dtype=np.int64) + 1
-        tok1 = np.asarray(idx.tokens[e1]).astype(np.int64)
+        hi1, lo1 = np.asarray(idx.high[e1]), np.asarray(idx.low[e1])
         sc1 = np.asarray(idx.scale[e1])
-    rv = range_vol[tok1]
-    ok = np.isfinite(rv)
-    rv, sc1 = rv[ok], sc1[ok]
-    if rv.size == 0:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = np.log(hi1 / lo1)
+    ok = np.isfinite(lr)
+    lr, sc1 = lr[ok], sc1[ok]
+    if lr.size == 0:
         nan = float("nan")
         return {"n": 0, "median_pct": nan, "mean_pct": nan, "median_vol": nan, "mean_vol": nan}
-    pct = 100.0 * np.expm1(rv * sc1)
-    return {"n": int(rv.size), "median_pct": quantiles(pct, (0.5,))[0],
+    rv = lr / sc1
+    pct = 100.0 * np.expm1(lr)
+    return {"n": int(lr.size), "median_pct": quantiles(pct, (0.5,))[0],
             "mean_pct": float(pct.mean()), "median_vol": quantiles(rv, (0.5,))[0],
             "mean_vol": float(rv.mean())}
 
@@ -198,9 +200,10 @@ def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:
     """One sentence on a horizon: the matches' P(up) with its interval, the base rate and
     whether the difference is significant."""
     if m.n == 0:
+        base = (f"the base rate {b.p_up:.1%}" if math.isfinite(b.p_up) else
+                "the base rate, which has no window that long by T either")
         return (f"{m.horizon} bar{'s' if m.horizon > 1 else ''}: no match has a forward "
-                f"window by T ({m.truncated} truncated); nothing to compare with the base "
-                f"rate {b.p_up:.1%}.")
+                f"window by T ({m.truncated} truncated); nothing to compare with {base}.")
     bars = f"{m.horizon} bar{'s' if m.horizon > 1 else ''}"
     head = (f"{bars}: up in {m.p_up:.0%} of {m.n} matches (95% CI {m.p_lo:.0%}-{m.p_hi:.0%}, "
             f"effective n {m.n_eff:.1f}) vs {b.p_up:.1%} base rate")

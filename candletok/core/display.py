@@ -1,0 +1,79 @@
+"""How prices and bar times are written where a trader reads them (tables, charts, JSON).
+
+Two facts decide it, both taken from the data rather than assumed: how many decimals the
+instrument's prices carry (its observed tick: EUR/USD needs 5 or 6, a stock 2, an index
+in points 0 to 2) and whether bars are shorter than a day (then a date alone would show
+every hourly candle as the same day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from candletok.core.errors import CandletokError
+from candletok.core.times import interval_delta
+
+#: Relative error a price may carry and still count as lying on a d-decimal grid: above
+#: float32 rounding (2**-24, about 6e-8: many feeds store prices as float32), below the
+#: eighth significant digit.
+TICK_TOLERANCE = 1e-7
+#: Significant digits a price is never shown beyond (float32 data holds about 7).
+MAX_SIGNIFICANT = 7
+MAX_DECIMALS = 10
+
+
+def price_decimals(prices: Any, max_decimals: int = MAX_DECIMALS) -> int:
+    """The fewest decimals that write every finite positive price in ``prices`` exactly
+    (to within float rounding): the instrument's tick as the data shows it. Data on no
+    grid (adjusted or synthetic prices) get what ``MAX_SIGNIFICANT`` significant digits
+    of the smallest price need. Vectorized: one pass over the prices per candidate digit
+    (at most ``max_decimals + 1`` passes), no loop over prices."""
+    x = np.abs(np.asarray(prices, dtype=np.float64).ravel())
+    x = x[np.isfinite(x) & (x > 0)]
+    if x.size == 0:
+        return 2
+    cap = MAX_SIGNIFICANT - 1 - int(np.floor(np.log10(x.min())))
+    cap = int(min(max(cap, 0), max_decimals))
+    for d in range(cap + 1):
+        scaled = x * 10.0**d
+        if bool((np.abs(scaled - np.rint(scaled)) <= TICK_TOLERANCE * scaled).all()):
+            return d
+    return cap
+
+
+def format_price(value: float | None, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals ("-" when missing or not finite)."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:,.{decimals}f}"
+
+
+def round_prices(values: Sequence[float | None], decimals: int) -> list[float | None]:
+    """Prices rounded to their tick for JSON (None and NaN stay None)."""
+    return [None if v is None or not np.isfinite(v) else round(float(v), decimals)
+            for v in values]
+
+
+def is_intraday(interval: str | None, ts_us: Any = None) -> bool:
+    """True when bars are shorter than a day: the interval says so, or a bar time
+    (int64 microseconds UTC) is not at midnight UTC (daily bars are stored at 00:00)."""
+    if interval is not None:
+        try:
+            if interval_delta(interval) < timedelta(days=1):
+                return True
+        except CandletokError:
+            pass
+    if ts_us is None:
+        return False
+    t = np.asarray(ts_us, dtype=np.int64).ravel()
+    return bool(t.size and (t % 86_400_000_000 != 0).any())
+
+
+def time_format(interval: str | None, ts_us: Any = None) -> str:
+    """``strftime`` format for bar times: the date, plus hours and minutes (UTC) for
+    bars shorter than a day (see :func:`is_intraday`)."""
+    return "%Y-%m-%d %H:%M" if is_intraday(interval, ts_us) else "%Y-%m-%d"
