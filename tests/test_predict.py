@@ -275,3 +275,21 @@ def test_the_ewma_scale_step_is_the_encoders_scale(bars: pl.DataFrame,
     last_close, next_scale = tok.continuation_state(one)["AAA"]
     assert last_close == c[-1]
     assert float(floor_scale(ew, tok.features)) == pytest.approx(next_scale, rel=1e-12)
+
+
+def test_predict_shows_intraday_times_and_the_ticks_digits(tok: BinsTokenizer) -> None:
+    """Hourly FX-like bars on a 0.00001 tick: the answer shows the bar's hour and five
+    decimals (a date and four decimals would hide both)."""
+    fx = synthetic_bars(["EURUSD"], n_bars=120, seed=3, interval="1h")
+    fx = fx.with_columns(pl.col(c).mul(1e-3 * 1.1).round(5) for c in
+                         ("open", "high", "low", "close"))
+    fx = fx.with_columns(pl.max_horizontal("open", "high", "close").alias("high"),
+                         pl.min_horizontal("open", "low", "close").alias("low"))
+    pr = predict_next(make_model(tok), tok, fx)
+    assert pr.decimals == 5 and pr.to_dict()["price_decimals"] == 5
+    rows = dict(pr.rows())
+    last = fx["ts"][-1]
+    assert rows["last bar"] == f"{last:%Y-%m-%d %H:%M}" and rows["last close"].count(".") == 1
+    assert rows["last close"] == f"{fx['close'][-1]:,.5f}"
+    daily = predict_next(make_model(tok), tok, synthetic_bars(["AAA"], n_bars=120, seed=3))
+    assert ":" not in dict(daily.rows())["last bar"]

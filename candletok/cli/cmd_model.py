@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from candletok.cli.app import app, console, emit_json, err_console, fail, fmt_bits, table
+from candletok.core.display import time_text
 from candletok.core.errors import ModelError
 from candletok.tokenize.base import Tokenizer
 
@@ -136,7 +137,7 @@ def print_prediction(pr: Prediction, cp: CalibratedProbability | None = None,
     if base is not None:
         at = next(i for i, (k, _) in enumerate(rows) if k.startswith("P(next close")) + 1
         rows.insert(at, ("base rate", base.text()))
-    console.print(table(f"{pr.symbol}: next candle after {pr.last_ts:%Y-%m-%d}",
+    console.print(table(f"{pr.symbol}: next candle after {time_text(pr.last_ts, pr.interval)}",
                         ["", "forecast"], rows))
     console.print(table("5 most likely next candles", ["token", "prob", "candle"],
                         [(c.token, f"{c.prob:.2%}", c.words) for c in pr.top]))
@@ -286,7 +287,7 @@ def generate(
                            calibration=load_calibration(model_path))
     console.print(table(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
-        f"{cont.last_ts:%Y-%m-%d}", ["quantity", "value"], cont.summary()))
+        f"{time_text(cont.last_ts, cont.interval)}", ["quantity", "value"], cont.summary()))
     if plot is not None:
         cont.plot(plot)
         console.print(f"chart written to {plot} ({cont.caveat})", highlight=False)

@@ -9,7 +9,7 @@ every hourly candle as the same day).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -77,3 +77,11 @@ def time_format(interval: str | None, ts_us: Any = None) -> str:
     """``strftime`` format for bar times: the date, plus hours and minutes (UTC) for
     bars shorter than a day (see :func:`is_intraday`)."""
     return "%Y-%m-%d %H:%M" if is_intraday(interval, ts_us) else "%Y-%m-%d"
+
+
+def time_text(ts: datetime, interval: str | None) -> str:
+    """One bar's time as a trader reads it: the date, plus hours and minutes (UTC) for
+    bars shorter than a day (the interval says so, or the time is not at midnight UTC)."""
+    t = ts if ts.tzinfo is None else ts.astimezone(timezone.utc).replace(tzinfo=None)
+    us = (t - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+    return f"{t:{time_format(interval, us)}}"

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from candletok.core.display import format_price, price_decimals, time_text
 from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
@@ -74,6 +75,7 @@ class Prediction:
     interval: str | None = None  # the model's bar interval (None: not recorded)
     in_training: bool | None = None  # symbol among the train symbols (None: not recorded)
     notes: list[str] = field(default_factory=list)  # what is unknown or unmeasured, in words
+    decimals: int = 4  # the decimals the instrument's prices carry (core.display)
 
     @property
     def p_close_down(self) -> float:
@@ -106,6 +108,7 @@ class Prediction:
             "interval": self.interval,
             "in_training_data": self.in_training,
             "notes": list(self.notes),
+            "price_decimals": self.decimals,
             "top": [asdict(c) for c in self.top],
         }
 
@@ -113,8 +116,8 @@ class Prediction:
         """(label, value) pairs for a two-column table."""
         return [
             ("symbol", self.symbol),
-            ("last bar", str(self.last_ts)),
-            ("last close", f"{self.last_close:,.4f}"),
+            ("last bar", time_text(self.last_ts, self.interval)),
+            ("last close", format_price(self.last_close, self.decimals)),
             ("P(next close above this close)", f"{self.p_close_up:.1%}"),
             ("P(gap up)", f"{self.p_gap_up:.1%}"),
             ("P(gap down)", f"{self.p_gap_down:.1%}"),
@@ -233,6 +236,7 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
         context_candles=int(min(toks.size, ctx)),
         interval=facts.interval,
         in_training=in_training,
+        decimals=price_decimals(bars.select("open", "high", "low", "close").to_numpy()),
         notes=notes,
     )
 
@@ -386,6 +390,7 @@ class Continuation:
     interval: str = "1d"
     # what evaluate measured of direction at this horizon (direction_caveat), in words
     caveat: str = f"direction skill was never measured; {NOT_A_FORECAST}"
+    decimals: int = 4  # the decimals the instrument's prices carry (core.display)
 
     def summary(self) -> list[tuple[str, str]]:
         """The fan in a few numbers: where the sampled paths end, relative to the last close."""
@@ -393,10 +398,11 @@ class Continuation:
         c = self.last_close
         q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
         ret = np.log(final / c)
+        d = self.decimals
         return [
-            ("last close", f"{c:,.4f}"),
-            ("median close at the end", f"{q50:,.4f}"),
-            ("10%-90% close at the end", f"{q10:,.4f} - {q90:,.4f}"),
+            ("last close", format_price(c, d)),
+            ("median close at the end", format_price(q50, d)),
+            ("10%-90% close at the end", f"{format_price(q10, d)} - {format_price(q90, d)}"),
             ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
             ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
             ("std of log return", f"{100 * float(ret.std()):.2f}%"),
@@ -456,7 +462,9 @@ def continue_series(
     new_np = new.cpu().numpy()
     paths = tok.rebuild_paths(new_np, c, next_scale)
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,
-                        ds.interval or "1d", direction_caveat(calibration, n))
+                        ds.interval or "1d", direction_caveat(calibration, n),
+                        price_decimals(np.concatenate([context[k] for k in
+                                                       ("open", "high", "low", "close")])))
 
 
 def _real_context(tok: Any, rows: pl.DataFrame) -> tuple[dict[str, np.ndarray], str]:
