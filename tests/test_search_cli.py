@@ -116,6 +116,9 @@ def tiny_model(path: Path, vocab_size: int, fingerprint: str) -> CandleGPT:
     cfg = GPTConfig(vocab_size=vocab_size, context=16, n_layer=1, n_head=2, n_embd=16,
                     dropout=0.0)
     model = CandleGPT(cfg).eval()
+    # a fresh CandleGPT's final LayerNorm gain is zero (it starts at the unigram), so every
+    # hidden state would be the same vector and any order of windows would pass as "nearest"
+    torch.nn.init.normal_(model.transformer.ln_f.weight)
     save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "gpt_config": cfg.to_dict(),
                            "model": model.state_dict(), "fingerprint": fingerprint})
     return model
@@ -142,6 +145,7 @@ def test_model_mode_equals_brute_force_over_hidden_states(ds: Path) -> None:
         q = model.hidden(torch.from_numpy(np.asarray(
             idx.tokens[q_end - n + 1 : q_end + 1]).astype(np.int64))[None])[0, -1].numpy()
     d = ((h - q.astype(np.float64)) ** 2).sum(axis=1)
+    assert np.unique(d).size > 10 * k  # distances that tell windows apart
     kept: list[int] = []
     for i in np.lexsort((e, d)).tolist():
         if all(idx.sid[e[i]] != idx.sid[j] or abs(int(e[i]) - int(j)) >= cut.rule.zone
