@@ -2,7 +2,7 @@
 
 One readable file on purpose: the model is small (a few hundred thousand parameters by
 default) so that it trains in minutes on a laptop CPU, and everything a reader needs to
-audit it — attention, the MLP, the loss, sampling — is on this page.
+audit it — attention, the MLP, the loss, sampling, the KV cache — is on this page.
 
 Token ids (see docs/architecture.md): ``PAD=0, BOS=1, EOS=2, MISSING=3`` and candle tokens from
 :data:`N_SPECIAL` up. The model sees BOS at the start of each series and may see MISSING as
