@@ -1,4 +1,5 @@
-"""The one benchmark command: stage speeds, scaling, reference encoders, tokenizer quality.
+"""The one benchmark command: stage speeds, scaling, reference encoders, tokenizer quality,
+live inference (KV cache).
 
     python -m benchmarks.run            # = --quick: every section on small sizes, < 1 min
     python -m benchmarks.run --full     # the docs' figures (~7 min measured on 2 cores); writes
@@ -6,7 +7,7 @@
     python -m benchmarks.run --quick --only quality references
     python -m benchmarks.run --only kmeans_fit kmeans_assign     # stages: speed + scaling
 
-``--only`` takes section names (speed, scaling, references, quality) and/or stage names
+``--only`` takes section names (speed, scaling, references, quality, live) and/or stage names
 (load_csv, load_parquet, features, bins_encode, kmeans_fit, kmeans_assign, shard_write,
 dataset_read, train_step); stage names alone select the speed and scaling sections for
 those stages. Files are written only by a complete ``--full`` run (never by ``--only``
@@ -26,13 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import live_speed
 from benchmarks import pipeline_speed as ps
 from benchmarks import quality_schemes as qs
 from benchmarks._util import machine
 from benchmarks.tokenizer_quality import markdown as quality_markdown
 from candletok.core.atomic import atomic_path, write_text_atomic
 
-SECTIONS = ("speed", "scaling", "references", "quality")
+SECTIONS = ("speed", "scaling", "references", "quality", "live")
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.md"
 PLOTS = {"quality": HERE / "quality.png", "scaling": HERE / "scaling.png"}
@@ -73,11 +75,12 @@ def _cpu_seconds() -> tuple[float, float] | None:
 def run(quick: bool, only: Sequence[str] | None = None,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the selected sections; returns ``{"stages", "slopes", "references", "quality",
-    "meta"}`` (absent sections are empty lists)."""
+    "live", "meta"}`` (absent sections are empty)."""
     sections, stages = parse_only(only)
     t0 = time.perf_counter()
     cpu0 = _cpu_seconds()
-    out: dict[str, Any] = {"stages": [], "slopes": [], "references": [], "quality": []}
+    out: dict[str, Any] = {"stages": [], "slopes": [], "references": [], "quality": [],
+                           "live": {}}
     out["meta"] = {
         "mode": "quick" if quick else "full",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -97,6 +100,9 @@ def run(quick: bool, only: Sequence[str] | None = None,
     if "quality" in sections:
         progress("tokenizer quality ...")
         out["quality"] = qs.main(quick)
+    if "live" in sections:
+        progress("live inference (KV cache) ...")
+        out["live"] = live_speed.run(**(live_speed.QUICK if quick else live_speed.FULL))
     out["meta"]["load_end"] = os.getloadavg()
     out["meta"]["seconds"] = wall = time.perf_counter() - t0
     cpu1 = _cpu_seconds()
@@ -234,6 +240,15 @@ def report(res: dict[str, Any], command: str) -> str:
             "z-normalized return and log range (no open, no wick placement). See "
             "`benchmarks/quality_schemes.py`.\n",
             quality_markdown(res["quality"]),
+        ]
+    if res.get("live"):
+        parts += [
+            "## Live inference: CandleGPT with and without the KV cache\n",
+            "Per-bar next-candle logits of one stream (p50/p99 over the bars) and sampled "
+            "continuations, each beside a full recomputation; past the context the cache "
+            "recomputes the window (learned absolute positions). See "
+            "`benchmarks/live_speed.py`.\n",
+            live_speed.markdown(res["live"]),
         ]
     return "\n".join(parts)
 

@@ -83,12 +83,24 @@ def test_quality_has_five_schemes(quick: dict[str, Any]) -> None:
     assert all(r["bits"] > math.log2(r["vocab"]) for r in chronos)
 
 
+def test_live_section_compares_cache_and_full(quick: dict[str, Any]) -> None:
+    live = quick["live"]
+    assert [r["what"].split(",")[0] for r in live["updates"]] == ["update", "update"]
+    for r in live["updates"]:
+        for k in ("cached_p50_ms", "cached_p99_ms", "full_p50_ms", "full_p99_ms"):
+            assert math.isfinite(r[k]) and r[k] > 0, (k, r)
+        assert r["max_abs_diff"] <= 1e-5  # the cache gives the full forward's logits
+    assert len(live["paths"]) == 3
+    assert all(r["same_paths"] and math.isfinite(r["speedup"]) for r in live["paths"])
+
+
 def test_report_and_plots(quick: dict[str, Any], tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     text = bench_run.report(quick, "python -m benchmarks.run --quick")
     for label in ps.STAGES.values():
         assert label in text
     assert "chronos" in text and "sax" in text and "raw quantile" in text
+    assert "KV cache" in text and "sampled paths" in text
     monkeypatch.setattr(bench_run, "RESULTS", tmp_path / "results.md")
     monkeypatch.setattr(bench_run, "PLOTS", {k: tmp_path / f"{k}.png" for k in bench_run.PLOTS})
     written = bench_run.write_outputs(quick, text)

@@ -105,19 +105,22 @@ def test_overfits_a_repeating_sequence() -> None:
 class FavoursSpecials(CandleGPT):
     """A model whose raw logits put almost all mass on the special tokens."""
 
-    def forward(self, idx, targets=None, cal=None):  # type: ignore[no-untyped-def]
-        logits, loss = super().forward(idx, targets, cal)
-        logits = logits.clone()
+    def _head(self, x, fe):  # type: ignore[no-untyped-def]
+        # the one head of the full and the cached forward, so both paths favour specials
+        logits = super()._head(x, fe).clone()
         logits[..., :N_SPECIAL] += 50.0
-        return logits, loss
+        return logits
 
 
-def test_generate_only_samples_candle_tokens() -> None:
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_only_samples_candle_tokens(use_cache: bool) -> None:
     torch.manual_seed(1)
     m = FavoursSpecials(GPTConfig(vocab_size=10, context=8, n_layer=1, n_head=1, n_embd=16))
+    assert m(torch.tensor([[1, 4]]))[0][0, -1].argmax() < N_SPECIAL  # it does favour them
     start = torch.tensor([[1, 4, 5]])
     g = torch.Generator().manual_seed(0)
-    out = m.generate(start.repeat(32, 1), 20, temperature=1.5, generator=g)  # crosses context
+    out = m.generate(start.repeat(32, 1), 20, temperature=1.5, generator=g,
+                     use_cache=use_cache)  # crosses context
     assert out.shape == (32, 23)
     assert torch.equal(out[:, :3], start.repeat(32, 1))
     assert (out[:, 3:] >= N_SPECIAL).all()

@@ -111,22 +111,53 @@ def integer_times(s: pl.Series, shown: str) -> pl.Series:
     return pl.from_epoch(v, time_unit=unit).dt.replace_time_zone("UTC").cast(utc)  # type: ignore[arg-type]
 
 
+#: Arrow targets in the order they are tried: zoned times, else naive ones (taken as UTC).
+_ARROW_TIMES = (pa.timestamp("us", tz="UTC"), pa.timestamp("us"))
+#: Values :func:`_parse_times` tries the targets on first (head and a stride of the rest).
+_SAMPLE = 256
+
+
 def _parse_times(s: pl.Series) -> pl.Series:
     """Text times to UTC microseconds. Arrow's ISO 8601 cast takes the common spellings
     (``2024-01-31``, ``2024-01-31 15:30``, ``...T15:30:00.000+01:00``, ``...Z``) at memory
     speed; anything else (or a column mixing zoned and naive times) goes to Polars'
-    format inference, whose errors the caller turns into a named message."""
+    format inference, whose errors the caller turns into a named message.
+
+    Which cast fits is found on a sample first: a cast that fails is slow (Arrow's error
+    path costs ~40x its parse, 0.9 s per 200k plain dates refused by the zoned target), and
+    a target the sample refuses the whole column refuses too. The one target the sample
+    takes is then cast on the column, strictly; only if that fails (a column mixing
+    spellings) does the old path run, so the result is what trying every target gives."""
     arr = s.to_arrow()
-    if arr.null_count < len(arr):
-        for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
-            try:
-                parsed = pl.Series(s.name, pc.cast(arr, target))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-            if parsed.dtype.time_zone is None:  # naive times are UTC
-                parsed = parsed.dt.replace_time_zone("UTC")
-            return parsed.cast(BARS_SCHEMA["ts"])
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count == len(arr):
+        return s.str.to_datetime(time_unit="us", time_zone="UTC")
+    step = max(1, len(arr) // _SAMPLE)
+    sample = pc.drop_null(pa.concat_arrays([arr.slice(0, _SAMPLE), arr[::step]]))
+    for target in _ARROW_TIMES:
+        try:
+            pc.cast(sample, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        try:
+            return _arrow_times(s.name, arr, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            break  # mixed spellings: the careful path below decides, as it always did
+    for target in _ARROW_TIMES:
+        try:
+            return _arrow_times(s.name, arr, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
     return s.str.to_datetime(time_unit="us", time_zone="UTC")
+
+
+def _arrow_times(name: str, arr: pa.Array, target: pa.DataType) -> pl.Series:
+    """``arr`` cast to ``target`` by Arrow, as UTC microseconds (naive times are UTC)."""
+    parsed = pl.Series(name, pc.cast(arr, target))
+    if parsed.dtype.time_zone is None:  # naive times are UTC
+        parsed = parsed.dt.replace_time_zone("UTC")
+    return parsed.cast(BARS_SCHEMA["ts"])
 
 
 def _separator_hint(raw: pl.DataFrame) -> str:

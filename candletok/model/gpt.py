@@ -2,7 +2,7 @@
 
 One readable file on purpose: the model is small (a few hundred thousand parameters by
 default) so that it trains in minutes on a laptop CPU, and everything a reader needs to
-audit it — attention, the MLP, the loss, sampling — is on this page.
+audit it — attention, the MLP, the loss, sampling, the KV cache — is on this page.
 
 Token ids (see docs/architecture.md): ``PAD=0, BOS=1, EOS=2, MISSING=3`` and candle tokens from
 :data:`N_SPECIAL` up. The model sees BOS at the start of each series and may see MISSING as
@@ -58,6 +58,31 @@ class GPTConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, each (B, nh, T, hs)
+
+
+@dataclass
+class KVCache:
+    """What :meth:`CandleGPT.forward_step` keeps between calls: every layer's keys and
+    values of the positions seen so far, and those positions' tokens (and calendar ids).
+
+    The keys of a position depend only on it and the positions before it, so a new token
+    needs only its own row computed against the cached ones. That holds while the sequence
+    fits the context: the position embedding is learned and absolute, so once a sequence
+    outgrows ``context`` the window the full forward reads slides, every kept token changes
+    position and no key can be reused. The tokens are kept for that case, to recompute the
+    last ``context`` positions exactly as :meth:`CandleGPT.forward` does."""
+
+    kv: list[KV]  # per layer
+    idx: torch.Tensor  # (B, T) the cached positions' tokens, T <= context
+    cal: torch.Tensor | None  # (B, T, n_fields) their calendar ids; None without calendar
+
+    @property
+    def length(self) -> int:
+        """Positions held (at most the model's context)."""
+        return int(self.idx.shape[1])
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
 
@@ -80,18 +105,30 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """``x`` (B, T, C) -> output (B, T, C) and this layer's keys and values (B, nh,
+        T_past + T, hs): ``past``'s with the new positions' appended (see :class:`KVCache`)."""
         B, T, C = x.shape  # (batch, time, channels)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_head
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        mask, causal = None, True
+        if past is not None:  # the new queries see every cached position and, causally,
+            k = torch.cat([past[0], k], dim=2)  # each other: (B, nh, T_past + T, hs)
+            v = torch.cat([past[1], v], dim=2)
+            n_past = past[0].shape[2]
+            causal = False  # is_causal aligns the mask top-left, wrong with a past
+            if T > 1:  # one new query may see everything: no mask needed
+                mask = (torch.arange(n_past + T, device=x.device)[None, :]
+                        <= n_past + torch.arange(T, device=x.device)[:, None])  # (T, Tk)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(self.c_proj(y)), (k, v)
 
 
 class MLP(nn.Module):
@@ -115,9 +152,10 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
 
 
 class CandleGPT(nn.Module):
@@ -266,7 +304,16 @@ class CandleGPT(nn.Module):
         ctx = self.config.context
         if ctx < T:
             raise ValueError(f"sequence of {T} tokens exceeds the context ({ctx})")
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        return self._run(idx, fe, cal, None)[0]
+
+    def _run(self, idx: torch.Tensor, fe: torch.Tensor | None, cal: torch.Tensor | None,
+             cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+        """Hidden states (B, T, C) of ``idx`` (B, T) placed after ``cache``'s positions
+        (none: from position 0), and the cache extended by them. The one body of the full
+        and the incremental forward, so the two cannot drift apart."""
+        T = idx.shape[1]
+        past = 0 if cache is None else cache.length
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
         tok = self.transformer.wte(idx)  # (B, T, C)
         if fe is not None:
             tok = tok + fe[idx]
@@ -274,9 +321,23 @@ class CandleGPT(nn.Module):
         if ce is not None:
             tok = tok + ce
         x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.transformer.ln_f(x)
+        kvs = []
+        for i, block in enumerate(self.transformer.h):
+            x, kv = block(x, None if cache is None else cache.kv[i])
+            kvs.append(kv)
+        cal_kept = None if self.cal_emb is None else cal
+        if cache is not None:
+            idx = torch.cat([cache.idx, idx], dim=1)
+            if cal_kept is not None and cache.cal is not None:
+                cal_kept = torch.cat([cache.cal, cal_kept], dim=1)
+        return self.transformer.ln_f(x), KVCache(kvs, idx, cal_kept)
+
+    def _head(self, x: torch.Tensor, fe: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, T, V) of hidden states ``x`` (B, T, C)."""
+        logits = self.lm_head(x) + self.head_bias  # (B, T, V)
+        if fe is not None:
+            logits = logits + x @ fe.t()  # tied: the output sees the same feature part
+        return logits
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None,
@@ -288,9 +349,7 @@ class CandleGPT(nn.Module):
         inputs only)."""
         fe = self._feature_embeddings()  # (V, C) or None
         x = self._hidden(idx, fe, cal)  # (B, T, C)
-        logits = self.lm_head(x) + self.head_bias  # (B, T, V)
-        if fe is not None:
-            logits = logits + x @ fe.t()  # tied: the output sees the same feature part
+        logits = self._head(x, fe)  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(
@@ -300,13 +359,62 @@ class CandleGPT(nn.Module):
         )
         return logits, loss
 
+    def forward_step(
+        self, idx_new: torch.Tensor, cal_new: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Incremental forward: logits (B, T_new, V) of ``idx_new`` (B, T_new) appended to
+        the positions in ``cache`` (None: a new sequence), and the extended cache.
+
+        The logits at each new position are those :meth:`forward` gives the last token of
+        the sequence ending there, cropped to the last ``context`` tokens (as
+        :meth:`generate` and :meth:`next_token_probs` crop), within float rounding. While
+        the sequence fits the context each call costs only the new rows; past it, each
+        further token is a full forward of its window (see :class:`KVCache` for why). Models
+        with calendar inputs need ``cal_new`` (B, T_new, n_fields). Call it under
+        ``torch.no_grad()`` and ``eval()`` for inference; it does neither itself."""
+        ctx = self.config.context
+        B, T = idx_new.shape
+        if T < 1:
+            raise ValueError("idx_new must hold at least one token per row")
+        if cache is not None and cache.idx.shape[0] != B:
+            raise ValueError(f"the cache holds {cache.idx.shape[0]} rows, not {B}")
+        if self.cal_emb is None:
+            cal_new = None
+        elif cal_new is None:
+            self._calendar_embeddings(idx_new, None)  # raises the one clear sentence
+        fe = self._feature_embeddings()
+        room = ctx - (0 if cache is None else cache.length)
+        out = []
+        if room > 0:  # the part that fits the context: only the new rows are computed
+            fit = min(T, room)
+            x, cache = self._run(idx_new[:, :fit], fe,
+                                 None if cal_new is None else cal_new[:, :fit], cache)
+            out.append(self._head(x, fe))
+        for j in range(max(room, 0), T):  # past the context: the window slides, recompute
+            assert cache is not None
+            win = torch.cat([cache.idx, idx_new[:, j:j + 1]], dim=1)[:, -ctx:]
+            wcal = None
+            if cal_new is not None and cache.cal is not None:
+                wcal = torch.cat([cache.cal, cal_new[:, j:j + 1]], dim=1)[:, -ctx:]
+            x, cache = self._run(win, fe, wcal, None)
+            out.append(self._head(x[:, -1:], fe))
+        assert cache is not None
+        return torch.cat(out, dim=1), cache
+
     def _last_logits(self, idx: torch.Tensor, cal: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, V) for the token after ``idx`` (cropped to the context, and ``cal``
         with it), specials masked to -inf."""
         idx_cond = idx[:, -self.config.context :]  # (B, <=T)
         cal_cond = None if cal is None else cal[:, -self.config.context :]
         logits, _ = self(idx_cond, cal=cal_cond)
-        logits = logits[:, -1, :].float()  # (B, V)
+        return self._masked(logits[:, -1, :])
+
+    @staticmethod
+    def _masked(logits: torch.Tensor) -> torch.Tensor:
+        """Float copy of last-position ``logits`` (B, V) with the specials at -inf: the
+        model never emits them."""
+        logits = logits.float().clone()
         logits[:, :N_SPECIAL] = float("-inf")
         return logits
 
@@ -332,6 +440,7 @@ class CandleGPT(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         cal: torch.Tensor | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Append ``n`` sampled candle tokens to each row of ``idx`` (B, T) -> (B, T + n).
 
@@ -341,6 +450,12 @@ class CandleGPT(nn.Module):
         given tokens and of the ``n`` bars to come (their times are known in advance:
         :func:`candletok.tokenize.calendar.next_times`); a sampled token at position i is
         read with ``cal[:, i]``.
+
+        ``use_cache`` (the default) reads each step through :meth:`forward_step`, which
+        computes only the new token's row while the sequence fits the context; False
+        recomputes the whole window every step. Both draw the same random numbers in the
+        same order, so a seed gives the same paths either way (up to a draw that float
+        rounding of the logits tips, which the tests have never seen).
         """
         if not (math.isfinite(temperature) and temperature > 0):
             raise ModelError(f"The temperature must be a positive number, not {temperature}.")
@@ -348,22 +463,42 @@ class CandleGPT(nn.Module):
         if self.cal_emb is not None and (cal is None or cal.shape[1] < T + int(n)):
             raise ModelError(f"This model reads calendar inputs; pass cal= with the ids of "
                              f"the {T} given and the {int(n)} generated bars.")
+        if self.cal_emb is None:
+            cal = None
         was_training = self.training
         self.eval()
         try:
+            if not use_cache or int(n) < 1:
+                for i in range(int(n)):
+                    c = None if cal is None else cal[:, : T + i]
+                    nxt = self._sample(self._last_logits(idx, c), temperature, top_k, generator)
+                    idx = torch.cat([idx, nxt], dim=1)
+                return idx
+            ctx = self.config.context
+            lo = max(0, T - ctx)  # the prompt as the full forward crops it
+            logits, cache = self.forward_step(idx[:, lo:], None if cal is None else cal[:, lo:T])
             for i in range(int(n)):
-                c = None if cal is None or self.cal_emb is None else cal[:, : T + i]
-                logits = self._last_logits(idx, c) / temperature  # (B, V)
-                if top_k is not None:
-                    k = max(1, min(int(top_k), self.config.vocab_size - N_SPECIAL))
-                    kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = F.softmax(logits, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                nxt = self._sample(self._masked(logits[:, -1, :]), temperature, top_k,
+                                   generator)
                 idx = torch.cat([idx, nxt], dim=1)
+                if i + 1 < int(n):
+                    c = None if cal is None else cal[:, T + i : T + i + 1]
+                    logits, cache = self.forward_step(nxt, c, cache)
         finally:
             self.train(was_training)
         return idx
+
+    def _sample(self, logits: torch.Tensor, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+        """One draw (B, 1) from masked last-position ``logits`` (B, V): the single place
+        random numbers are taken, so cached and uncached generation draw alike."""
+        logits = logits / temperature
+        if top_k is not None:
+            k = max(1, min(int(top_k), self.config.vocab_size - N_SPECIAL))
+            kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = F.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
     def configure_optimizer(
         self, lr: float, weight_decay: float, betas: tuple[float, float]
