@@ -286,7 +286,7 @@ FLAGS: dict[str, str] = {
     "val_from": "--val-from", "test_from": "--test-from", "device": "--device",
     "steps": "--steps", "lr": "--lr", "repair": "--repair-bars", "date_format": "--date-format",
     "split": "--split", "seed": "--seed", "scheme": "--scheme", "val_origins": "--val-origins",
-    "patience": "--patience",
+    "patience": "--patience", "resume": "--resume",
 }
 _ARG = re.compile(r"\b(" + "|".join(FLAGS) + r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)]*)")
 

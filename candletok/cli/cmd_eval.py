@@ -108,6 +108,8 @@ def evaluate_cmd(
 
     if split.strip().lower() not in ("val", "validation", "test"):
         raise fail(f"--split takes val or test, not {split!r}.")
+    if seed < 0:
+        raise fail(f"--seed must be 0 or more, not {seed}.")
     if samples < 1 or subsample < 1 or analogue_subsample < 1:
         raise fail("--samples, --subsample and --analogue-subsample must be at least 1.")
     modes = [] if analogues.strip().lower() == "none" else [
