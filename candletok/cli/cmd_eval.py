@@ -102,9 +102,15 @@ def evaluate_cmd(
                                            "and nearest analogues."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the bootstrap."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --plot file."),
 ) -> None:
     """Score every forecaster against the base rate and the volatility baselines."""
+    from candletok.core.atomic import refuse_existing
     from candletok.forecast.evaluate import evaluate_forecasts
+
+    if plot is not None:
+        refuse_existing(plot, overwrite)
 
     if split.strip().lower() not in ("val", "validation", "test"):
         raise fail(f"--split takes val or test, not {split!r}.")

@@ -18,7 +18,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candletok.cli.app import app, console, emit_json, err_console, fail, fmt_bits, table
+from candletok.cli.app import (
+    INTERRUPTED_EXIT,
+    TERMINATED_EXIT,
+    app,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    fmt_bits,
+    table,
+)
 from candletok.core.errors import ModelError
 from candletok.tokenize.base import Tokenizer
 
@@ -31,8 +41,6 @@ if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
         TrainResult,
     )
 
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
-TERMINATED_EXIT = 143  # 128 + SIGTERM (a scheduler, `timeout`, `docker stop`)
 
 
 def stopped_exit(res: TrainResult) -> int:
@@ -286,10 +294,16 @@ def generate(
     plot: Path | None = typer.Option(None, "--plot", help="Write a candlestick PNG here."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --plot file."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
+    from candletok.core.atomic import refuse_existing
     from candletok.forecast.predict import continue_series
     from candletok.model.checkpoint import load_model
+
+    if plot is not None:
+        refuse_existing(plot, overwrite)
 
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,

@@ -18,11 +18,9 @@ from rich.markup import escape
 from typer._click.exceptions import ClickException
 
 from candletok.cli import commands  # noqa: F401  (registers every command)
-from candletok.cli.app import STATE, app, err_console, flag_wording
+from candletok.cli.app import STATE, app, err_console, flag_wording, stopped
 from candletok.core.atomic import disk_full_error, is_disk_full
 from candletok.core.errors import CandletokError, Terminated
-
-TERMINATED_EXIT = 143  # 128 + SIGTERM, what a shell reports for a job stopped by kill
 
 
 def _message(exc: BaseException) -> str:
@@ -60,13 +58,8 @@ def run() -> None:
     except ClickException as exc:  # usage errors: bad option, missing argument
         exc.show()
         sys.exit(exc.exit_code)
-    except Terminated:
-        err_console.print("[bold red]terminated[/] (SIGTERM): no partial files were left "
-                          "behind.")
-        sys.exit(TERMINATED_EXIT)
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: no partial files were left behind.")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # outside a command (a command's own: _Group.invoke)
+        sys.exit(stopped(exc).exit_code)
     except Exception as exc:  # the one place that turns errors into sentences
         if STATE["debug"]:
             raise
