@@ -19,11 +19,7 @@ import polars as pl
 import pytest
 import torch
 
-from candletok.core.atomic import (
-    clean_stale_partials,
-    lock_output,
-    write_parquet_atomic,
-)
+from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError, OutputError
 from candletok.dataset.build import build_dataset
 from candletok.model.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
@@ -172,6 +168,8 @@ def test_two_encodes_to_one_folder_one_wins_the_other_refuses(tmp_path: Path) ->
 
 
 def test_encode_refuses_while_another_run_holds_the_folder(tmp_path: Path) -> None:
+    from candletok.core.atomic import lock_output
+
     out = tmp_path / "ds"
     with lock_output(out), pytest.raises(  # another run holds it
             OutputError, match="being written by another candletok run"):
@@ -247,6 +245,8 @@ def test_stale_partial_folders_are_removed_and_reported(
     assert live.exists() and fresh.exists() and other.exists()
     text = caplog.text
     assert dead.name in text and old.name in text and "2.0 kB" in text
+    from candletok.core.atomic import clean_stale_partials
+
     assert clean_stale_partials(out) == []  # nothing left to remove
 
 
