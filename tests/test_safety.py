@@ -157,14 +157,31 @@ def test_train_overwrite_starts_again_and_its_own_checkpoints_are_fine(
 
 
 # -- 15: one writer per output folder ----------------------------------------------------------
-def test_two_encodes_to_one_folder_one_wins_the_other_refuses(tmp_path: Path) -> None:
-    args = ("encode", "AAA", "BBB", "CCC", "--source", "synthetic", "--out", "ds")
-    procs = [cli(*args, cwd=tmp_path) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
-    assert sorted(code for code, _ in results) == [0, 1], results
-    err = next(e for code, e in results if code == 1)
-    assert "ds" in error_line(err)
-    assert not list(tmp_path.glob(".ds*"))  # no partial folder, no lock file left
+def _wait_for_build(folder: Path, name: str, proc: subprocess.Popen[str]) -> None:
+    """Wait until ``proc`` is building ``name`` (its temporary folder exists)."""
+    deadline = time.time() + 120
+    while not list(folder.glob(f".{name}.*.partial")) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert list(folder.glob(f".{name}.*.partial")), "the build never started"
+
+
+def test_a_second_encode_to_a_folder_being_built_refuses(tmp_path: Path) -> None:
+    slow = cli("encode", *[f"S{i:03d}" for i in range(300)], "--source", "synthetic",
+               "--group-size", "1", "--out", "ds", cwd=tmp_path)
+    try:
+        _wait_for_build(tmp_path, "ds", slow)
+        second = cli("encode", "AAA", "--source", "synthetic", "--out", "ds", cwd=tmp_path)
+        _, err = second.communicate(timeout=300)
+        assert second.returncode == 1, err  # not a silent replacement of the first's
+        msg = error_line(err)
+        assert "ds is being written by another candletok run (pid" in msg
+        assert slow.poll() is None  # the first goes on
+        slow.send_signal(signal.SIGTERM)
+        slow.communicate(timeout=120)
+    finally:
+        slow.kill()
+    assert not (tmp_path / "ds").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_encode_refuses_while_another_run_holds_the_folder(tmp_path: Path) -> None:
@@ -251,14 +268,11 @@ def test_stale_partial_folders_are_removed_and_reported(
 
 
 def test_sigterm_during_encode_leaves_no_partial_folder(tmp_path: Path) -> None:
-    syms = [f"S{i:03d}" for i in range(400)]
+    syms = [f"S{i:03d}" for i in range(300)]
     p = cli("encode", *syms, "--source", "synthetic", "--group-size", "1", "--out", "ds",
             cwd=tmp_path)
     try:
-        deadline = time.time() + 120
-        while not list(tmp_path.glob(".ds.*.partial")) and time.time() < deadline:
-            time.sleep(0.05)
-        assert list(tmp_path.glob(".ds.*.partial")), "the build never started"
+        _wait_for_build(tmp_path, "ds", p)
         time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=120)
