@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -326,7 +327,7 @@ def test_a_full_disk_in_any_writer_names_the_path_and_the_space(
     with pytest.raises(OutputError) as e:
         write_parquet_atomic(pl.DataFrame({"a": [1]}), f)
     msg = str(e.value)
-    assert str(f) in msg and "disk is full" in msg and "free in" in msg and "needed" in msg
+    assert str(f) in msg and "disk is full" in msg and "free in" in msg
     assert ".tmp" not in msg and list(tmp_path.iterdir()) == []
 
 
@@ -350,7 +351,9 @@ def test_a_full_disk_in_each_command_is_one_sentence(
             code, out = invoke(*args, "--out", str(tmp_path / name))
         msg = error_line(out)
         assert code == 1 and str(tmp_path / name) in msg, (args, msg)
-        assert "disk is full" in msg and "free in" in msg and "needed" in msg, msg
+        assert "disk is full" in msg and "free in" in msg, msg
+        if name == "m.pt":  # the checkpoint knows its size
+            assert re.search(r"about [\d.]+ [kM]B needed", msg), msg
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], args
 
 

@@ -109,10 +109,10 @@ def disk_full_error(final: Path, written: int = 0, need: int | None = None) -> O
     free = free_bytes(final)
     where = final.parent if str(final.parent) not in ("", ".") else Path.cwd()
     have = "unknown space" if free is None else human_bytes(free)
-    wanted = (f"about {human_bytes(need)}" if need else
-              f"more than {human_bytes(written)}" if written else "more")
-    err = OutputError(f"Cannot write {final}: the disk is full ({have} free in {where}; "
-                      f"{wanted} needed); free some space or write to another disk.")
+    wanted = (f"; about {human_bytes(need)} needed" if need else
+              f"; more than {human_bytes(written)} needed" if written else ", not enough")
+    err = OutputError(f"Cannot write {final}: the disk is full ({have} free in {where}"
+                      f"{wanted}); free some space or write to another disk.")
     err.errno = errno.ENOSPC
     return err
 
