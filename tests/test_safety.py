@@ -19,6 +19,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError, OutputError
@@ -390,3 +392,33 @@ def test_bad_numbers_are_one_sentence(invoke: Invoke, tmp_path: Path, ds: Path, 
         assert "needs at least 3 bars" in msg  # how many are needed, not only "none"
         assert "--val-from" in msg if "--val-from" in line else "at least 4 bars" in msg
     assert not (tmp_path / "o").exists() and not (tmp_path / "m.pt").exists()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.one_of(st.sampled_from(["manifest.json", "vocab.json", "vocab.txt", "train",
+                                          "val", "test", "_index", "model.pt", "notes"]),
+                         st.text("abcxyz._-", min_size=1, max_size=8)), max_size=8),
+       st.sets(st.sampled_from(["part-00000.parquet", "part-00001.parquet", "x.csv",
+                                "part-0.txt", "sub"]), max_size=4))
+def test_overwrite_refuses_exactly_what_a_build_did_not_write(top: set[str],
+                                                             in_train: set[str]) -> None:
+    """Whatever a dataset folder holds, the names ``encode --overwrite`` refuses are the
+    top-level names outside a dataset's own and the non-shard files in its split folders:
+    nothing of its own is refused, nothing foreign is missed."""
+    import tempfile
+
+    from candletok.dataset.build import DATASET_ENTRIES, foreign_entries
+
+    top = {n for n in top if n not in (".", "..")}
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        for n in top | {"train"}:
+            if n in ("train", "val", "test", "_index", "sub"):
+                (root / n).mkdir(exist_ok=True)
+            else:
+                (root / n).write_text("x")
+        for n in in_train:
+            (root / "train" / n).mkdir() if n == "sub" else (root / "train" / n).write_text("x")
+        want = sorted(n for n in top if n not in DATASET_ENTRIES) + sorted(
+            f"train/{n}" for n in in_train if not n.startswith("part-") or n == "part-0.txt")
+        assert foreign_entries(root) == want
