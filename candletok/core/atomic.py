@@ -44,11 +44,13 @@ _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded")
 _SHORT_WRITE_TEXT = ("inline_container", "file write failed", "pytorchstreamwriter")
 
 
-def refuse_existing(paths: Path | Iterable[Path], overwrite: bool, hint: str = "") -> None:
+def refuse_existing(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                    overwrite: bool, hint: str = "") -> None:
     """Refuse to replace an output that existed before the command started, unless
     ``overwrite``: one sentence naming it (``hint`` may add another way out). Called
     before any work, so a refusal costs nothing."""
-    there = [p for p in ([paths] if isinstance(paths, Path) else paths) if p.exists()]
+    many = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    there = [Path(p) for p in many if Path(p).exists()]
     if there and not overwrite:
         raise OutputError(f"{there[0]} already exists; pass overwrite=True to replace it"
                           f"{hint or ', or write to another path'}.")
@@ -147,9 +149,10 @@ def replace_dir(final: Path, tmp: Path, overwrite: bool = True) -> None:
     """Move the finished folder ``tmp`` to ``final``, replacing an old folder there: the
     old one is renamed aside first and removed only after the new one is in place, so a
     crash leaves one complete folder under ``final`` (or the old one beside it). Without
-    ``overwrite`` a folder that appeared at ``final`` while ``tmp`` was being built (by
-    something that took no lock) is refused, checked again at the rename."""
-    if final.exists() and not overwrite:
+    ``overwrite`` a folder with contents (or a file) that appeared at ``final`` while
+    ``tmp`` was being built (by something that took no lock) is refused, checked again at
+    the rename; an empty folder there is taken, as the checks before the build allow."""
+    if not overwrite and final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise OutputError(f"{final} appeared while this run was writing it; nothing was "
                           "replaced (pass overwrite=True to replace it).")
     if final.exists():
