@@ -116,7 +116,7 @@ class BuildConfig:
                                                   if len(foreign) > 5 else "")
                 raise CandletokError(
                     f"{out} also holds files that encode did not write ({shown}); move them "
-                    "out first: overwrite replaces the whole folder and would delete them."
+                    "out first: overwrite=True replaces the whole folder and would delete them."
                 )
 
     @classmethod
