@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
     )
 
 
-
 def stopped_exit(res: TrainResult) -> int:
     """The exit code of a run: 0, or what a shell reports for the signal that stopped it."""
     import signal
