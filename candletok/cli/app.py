@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from candletok.core.errors import CandletokError
+from candletok.core.errors import CandletokError, Terminated
 
 FORMATS = ("table", "csv", "json", "markdown")
 MACHINE_FORMATS = ("csv", "json")
@@ -81,6 +81,8 @@ class _Group(TyperGroup):
             if exc.args and isinstance(exc.args[0], str):
                 exc.args = (flag_wording(exc.args[0]), *exc.args[1:])
             raise
+        except KeyboardInterrupt as exc:  # here, not in typer, which makes every one 130
+            raise stopped(exc) from exc
 
 
 app = typer.Typer(
@@ -290,7 +292,7 @@ FLAGS: dict[str, str] = {
     "val_from": "--val-from", "test_from": "--test-from", "device": "--device",
     "steps": "--steps", "lr": "--lr", "repair": "--repair-bars", "date_format": "--date-format",
     "split": "--split", "seed": "--seed", "scheme": "--scheme", "val_origins": "--val-origins",
-    "patience": "--patience",
+    "patience": "--patience", "resume": "--resume",
 }
 _ARG = re.compile(r"\b(" + "|".join(FLAGS) + r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)]*)")
 
@@ -308,6 +310,21 @@ def flag_wording(message: str) -> str:
         return (flag if value in ("", "True") else f"{flag} {value}") + tail
 
     return _ARG.sub(sub, message)
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
+TERMINATED_EXIT = 143  # 128 + SIGTERM (a scheduler, `timeout`, `docker stop`)
+
+
+def stopped(exc: KeyboardInterrupt) -> typer.Exit:
+    """After Ctrl-C or SIGTERM (:class:`Terminated`) unwound a command, every ``finally``
+    having removed its temporary files: say so, and return the Exit (130 or 143)."""
+    if isinstance(exc, Terminated):
+        err_console.print("[bold red]terminated[/] (SIGTERM): no partial files were left "
+                          "behind.")
+        return typer.Exit(TERMINATED_EXIT)
+    err_console.print("[bold red]interrupted[/]: no partial files were left behind.")
+    return typer.Exit(INTERRUPTED_EXIT)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

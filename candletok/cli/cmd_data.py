@@ -20,7 +20,7 @@ from rich.progress import (
 
 from candletok.cli.app import app, console, err_console, fail, flag_wording, table
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
-from candletok.core.atomic import write_parquet_atomic
+from candletok.core.atomic import refuse_existing, write_parquet_atomic
 from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
 from candletok.engines import ENGINES, build
@@ -165,8 +165,10 @@ def decode(
     root: Path = typer.Argument(..., help="A dataset folder written by `candletok encode`."),
     split: str = typer.Option("test", "--split", help="train, val (or validation) or test."),
     out: Path = typer.Option(Path("bars.parquet"), "--out", help="Parquet file to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Rebuild canonical bars from a dataset split (each candle anchored on its own close)."""
+    refuse_existing(out, overwrite)
     bars = decode_dataset(root, split)
     write_parquet_atomic(bars, out)
     rows = (

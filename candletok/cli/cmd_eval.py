@@ -160,12 +160,20 @@ def evaluate_cmd(
                                            "and nearest analogues."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the bootstrap."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --plot file."),
 ) -> None:
     """Score every forecaster against the base rate and the volatility baselines."""
+    from candletok.core.atomic import refuse_existing
     from candletok.forecast.evaluate import evaluate_forecasts
+
+    if plot is not None:
+        refuse_existing(plot, overwrite)
 
     if split.strip().lower() not in ("val", "validation", "test"):
         raise fail(f"--split takes val or test, not {split!r}.")
+    if seed < 0:
+        raise fail(f"--seed must be 0 or more, not {seed}.")
     if samples < 1 or subsample < 1 or analogue_subsample < 1:
         raise fail("--samples, --subsample and --analogue-subsample must be at least 1.")
     modes = [] if analogues.strip().lower() == "none" else [

@@ -19,7 +19,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candletok.cli.app import app, console, emit_json, err_console, fail, fmt_bits, table
+from candletok.cli.app import (
+    INTERRUPTED_EXIT,
+    TERMINATED_EXIT,
+    app,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    fmt_bits,
+    table,
+)
 from candletok.core.display import time_text
 from candletok.core.errors import ModelError
 from candletok.tokenize.base import Tokenizer
@@ -34,7 +44,14 @@ if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
         TrainResult,
     )
 
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
+
+def stopped_exit(res: TrainResult) -> int:
+    """The exit code of a run: 0, or what a shell reports for the signal that stopped it."""
+    import signal
+
+    if not res.interrupted:
+        return 0
+    return TERMINATED_EXIT if res.stop_signal == signal.SIGTERM else INTERRUPTED_EXIT
 
 
 def print_scores(res: TrainResult) -> None:
@@ -184,6 +201,8 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --out checkpoint with a new run."),
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Steps between val checks and checkpoints (default: "
         "steps / 20, between 10 and 500)."),
@@ -207,11 +226,14 @@ def train_cmd(
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
-    from candletok.model.train import TrainConfig, resume_config, train
+    from candletok.model.train import TrainConfig, check_out, resume_config, train
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
     if calendar is not None and calendar not in ("auto", "on", "off"):
         raise fail(f"Unknown --calendar {calendar!r}; use auto, on or off.")
+    if nproc < 1:
+        raise fail(f"--nproc must be at least 1, not {nproc}.")
+    check_out(out, resume=resume, overwrite=overwrite)  # before torchrun starts any rank
     if nproc > 1:
         if is_distributed():
             raise fail("--nproc starts torchrun itself; under torchrun leave it out.")
@@ -235,7 +257,7 @@ def train_cmd(
     with process_group(device) as ranks:
         if not ranks.is_writer:  # the other ranks train silently; rank 0 reports
             res = train(dataset, cfg, out=out, device=device, resume=resume, ranks=ranks)
-            raise typer.Exit(INTERRUPTED_EXIT if res.interrupted else 0)
+            raise typer.Exit(stopped_exit(res))
         with train_progress(cfg.steps or 0) as progress:
             res = train(dataset, cfg, out=out, device=device, resume=resume,
                         progress=progress, ranks=ranks)
@@ -243,7 +265,7 @@ def train_cmd(
     if res.interrupted:
         err_console.print(f"stopped at step {res.step}; continue with `candletok train "
                           f"{dataset} --out {out} --resume`", highlight=False)
-        raise typer.Exit(INTERRUPTED_EXIT)
+        raise typer.Exit(stopped_exit(res))
 
 
 def _tokenizer_for(model: CandleGPT, dataset: Path | None) -> Tokenizer:
@@ -275,11 +297,17 @@ def generate(
     plot: Path | None = typer.Option(None, "--plot", help="Write a candlestick PNG here."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --plot file."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
+    from candletok.core.atomic import refuse_existing
     from candletok.forecast.calibrate import load_calibration
     from candletok.forecast.predict import continue_series
     from candletok.model.checkpoint import load_model
+
+    if plot is not None:
+        refuse_existing(plot, overwrite)
 
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,

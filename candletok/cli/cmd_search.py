@@ -12,6 +12,7 @@ import polars as pl
 import typer
 
 from candletok.cli.app import app, console, fail, table
+from candletok.core.atomic import refuse_existing
 from candletok.core.display import format_price, time_format
 from candletok.core.errors import CandletokError
 from candletok.search.motifs import MotifResult, motifs
@@ -183,8 +184,12 @@ def similar_cmd(
                                       help="Skip the calibrated P(up) (no val replay)."),
     val_origins: int = typer.Option(200, "--val-origins",
                                     help="Val origins replayed to fit the calibration map."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --plot file."),
 ) -> None:
     """What followed the windows of history most like SYMBOL's last candles."""
+    if plot is not None:
+        refuse_existing(plot, overwrite)
     if mode not in MODES:
         raise fail(f"Unknown --mode {mode!r}; use exact, nearest or model.")
     if mode == "model" and model is None:

@@ -11,6 +11,7 @@ import typer
 from candletok.cli.app import app, console, fail, table
 from candletok.cli.cmd_data import inspect_dir
 from candletok.cli.options import DATE_FORMAT_HELP, parse_bins, tokenizer_params
+from candletok.core.atomic import refuse_existing
 from candletok.data.sources import load_bars
 from candletok.tokenize.quality import entropy_bits
 from candletok.tokenize.registry import load_tokenizer, make_tokenizer
@@ -36,9 +37,13 @@ def fit(
     seed: Annotated[int, typer.Option(help="kmeans: random seed.")] = 0,
     date_format: Annotated[str | None, typer.Option("--date-format", help=DATE_FORMAT_HELP)]
     = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out vocab file (and its .txt).")] = False,
 ) -> None:
     """Fit a vocabulary on these bars (fit on the training period only: use --end)."""
     scheme, params = tokenizer_params(scheme, k=k, bins=bins, seed=seed)
+    if out.suffix.lower() != ".txt":  # a .txt name is refused by save, with its reason
+        refuse_existing([out, out.with_suffix(".txt")], overwrite)
     tok = make_tokenizer(scheme, **params)
     with console.status(f"loading {len(symbols)} symbol(s) from {source}"):
         bars = load_bars(symbols, source=source, interval=interval, start=start, end=end,

@@ -49,6 +49,8 @@ def tokenizer_params(scheme: str, k: int | None = None, bins: str | None = None,
         raise TokenizerError("--bins sets the bins counts; with --scheme kmeans use --k.")
     if k is not None and k < 1:
         raise TokenizerError(f"--k must be at least 1, not {k}.")
+    if seed < 0:
+        raise TokenizerError(f"--seed must be 0 or more, not {seed}.")
     if scheme == "bins":
         return scheme, dict(parse_bins(bins)) if bins else {}
     return scheme, {**({"k": k} if k is not None else {}), "seed": seed}

@@ -42,3 +42,10 @@ class ModelError(CandletokError):
 
 class OutputError(CandletokError, OSError):
     """An output path cannot be written (a folder in the way, no permission, no space)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``timeout``, ``docker stop``) turned into an exception in the
+    main thread, so ``finally`` blocks clean up as they do for Ctrl-C; the CLI exits 143
+    (128 + SIGTERM). A KeyboardInterrupt, so code that cleans up after Ctrl-C cleans up
+    after it too; not a :class:`CandletokError` (it is no mistake of the user's)."""

@@ -23,8 +23,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from candletok.core.atomic import replace_dir, temp_dir_beside, write_json_atomic
-from candletok.core.errors import CandletokError
+from candletok.core.atomic import (
+    OutputLock,
+    clean_stale_partials,
+    disk_full_error,
+    is_disk_full,
+    lock_output,
+    path_size,
+    replace_dir,
+    temp_dir_beside,
+    write_json_atomic,
+)
+from candletok.core.errors import CandletokError, OutputError
 from candletok.core.ids import SPLITS
 from candletok.core.times import (
     IntervalError,
@@ -54,6 +64,13 @@ Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)`` — called as symbol groups are loaded and encoded."""
 
 When = str | date | datetime | None
+
+DATASET_ENTRIES = frozenset({"manifest.json", "vocab.json", "vocab.txt", "_index", *SPLITS})
+"""What a dataset folder holds at its top level; ``overwrite`` replaces only such a folder
+(anything else in it would be deleted with it)."""
+
+MIN_FIT_CANDLES = 2
+"""Train candles a vocabulary needs (:meth:`Tokenizer.fit` refuses fewer)."""
 
 
 @dataclass
@@ -87,6 +104,8 @@ class BuildConfig:
         """Refuse settings that cannot work, before anything is loaded or written."""
         if self.shard_rows < 1 or self.group_size < 1:
             raise CandletokError("shard_rows and group_size must be positive.")
+        if self.seed < 0:
+            raise CandletokError(f"seed must be 0 or more, not {self.seed}.")
         self.symbols = normalize_symbols(self.symbols)  # also expands @FILE lists
         if not self.symbols:
             raise CandletokError("Give at least one symbol to encode.")
@@ -99,6 +118,14 @@ class BuildConfig:
                     f"{out} exists and is not a candletok dataset; choose another output "
                     "folder (overwrite only replaces a dataset folder)."
                 )
+            foreign = foreign_entries(out)
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                                  if len(foreign) > 5 else "")
+                raise CandletokError(
+                    f"{out} also holds files that encode did not write ({shown}); move them "
+                    "out first: overwrite=True replaces the whole folder and would delete them."
+                )
 
     @classmethod
     def from_options(cls, symbols: Sequence[str], out: str | Path, **options: Any) -> BuildConfig:
@@ -110,6 +137,46 @@ class BuildConfig:
         if bad:
             raise CandletokError(f"build_dataset got unknown options {', '.join(bad)}.")
         return cls(symbols=symbols, out=out, **options)
+
+
+def foreign_entries(root: Path) -> list[str]:
+    """The files and folders in dataset folder ``root`` that a build did not write (a
+    model kept there, notes): a top-level name outside :data:`DATASET_ENTRIES`, or
+    anything but ``part-*.parquet`` shards inside a split folder. ``_index/`` holds only
+    derived files (the search index, its caches) and is rebuilt, so it is not looked in."""
+    out = sorted(p.name for p in root.iterdir() if p.name not in DATASET_ENTRIES)
+    for s in SPLITS:
+        d = root / s
+        if d.is_dir():
+            out += sorted(f"{s}/{p.name}" for p in d.iterdir()
+                          if not (p.is_file() and p.name.startswith("part-")
+                                  and p.name.endswith(".parquet")))
+    return out
+
+
+def claim_output(cfg: BuildConfig) -> OutputLock:
+    """Take the output folder for this build: its lock (a second build of the same folder
+    is refused while this one runs), the removal of temporary folders that killed builds
+    left beside it (reported), and the settings checked again under the lock, so a folder
+    another build finished meanwhile is not replaced without ``overwrite``."""
+    out = Path(cfg.out)
+    lock = lock_output(out)
+    try:
+        clean_stale_partials(out)
+        cfg.check()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def write_failure(out: Path, tmp: Path, exc: BaseException) -> OutputError | None:
+    """A full disk met while building ``out`` in ``tmp`` as one sentence naming ``out``
+    (not the hidden temporary folder), with the space it had taken so far; None for any
+    other error."""
+    if not is_disk_full(exc):
+        return None
+    return disk_full_error(out, written=path_size(tmp))
 
 
 @dataclass
@@ -361,19 +428,25 @@ def build_dataset(
     cfg.check()
     out_path = Path(cfg.out)
     tick = progress or (lambda stage, done, total: None)
-    tmp = temp_dir_beside(out_path, ".partial")
-    try:
-        # One background thread writes files (staged groups, then shards) while the main
-        # thread loads or encodes the next group; leaving the ``with`` waits for it, so
-        # nothing is still writing into ``tmp`` when it is removed or renamed.
-        with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as io:
-            result = _Build(cfg, tmp, io, loader or load_bars, tick).run()
-        replace_dir(out_path, tmp)
-        result.root = out_path
-        return result
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with claim_output(cfg):
+        tmp = temp_dir_beside(out_path, ".partial")
+        try:
+            # One background thread writes files (staged groups, then shards) while the
+            # main thread loads or encodes the next group; leaving the ``with`` waits for
+            # it, so nothing is still writing into ``tmp`` when it is removed or renamed.
+            with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as io:
+                result = _Build(cfg, tmp, io, loader or load_bars, tick).run()
+            replace_dir(out_path, tmp, overwrite=cfg.overwrite)
+            result.root = out_path
+            return result
+        except Exception as exc:
+            err = write_failure(out_path, tmp, exc)
+            if err is None:
+                raise
+            raise err from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_group(
@@ -519,11 +592,7 @@ class _Build:
         tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
         train_scan = pl.scan_parquet(self.staged).filter(pl.col("ts") < pl.lit(vf))
         counts = train_scan.group_by("symbol").len().collect().sort("symbol")
-        if counts.height == 0 or int(counts["len"].sum()) < 2:
-            raise CandletokError(
-                f"No training bars before the validation cut {vf.date()}; "
-                "choose an earlier val_from or load a longer history."
-            )
+        self.check_fit_bars(counts, vf)
         chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
         if chosen is not None:
             train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
@@ -531,6 +600,28 @@ class _Build:
         tok.fit(train_scan.collect())
         self.tick("fit", 1, 1)
         return tok
+
+    def check_fit_bars(self, counts: pl.DataFrame, vf: datetime) -> None:
+        """Refuse, in one sentence with the numbers, train bars too few to fit a
+        vocabulary: ``counts`` holds the train bars per symbol; each series' first bar
+        only anchors the next, so n bars of one symbol give n - 1 candles."""
+        candles = int((counts["len"] - 1).clip(lower_bound=0).sum()) if counts.height else 0
+        if candles >= MIN_FIT_CANDLES:
+            return
+        total = int(pl.scan_parquet(self.staged).select(pl.len()).collect().item())
+        train = int(counts["len"].sum()) if counts.height else 0
+        need = MIN_FIT_CANDLES + 1
+        how = ("choose a later val_from=DATE or load a longer history"
+               if self.cfg.val_from is not None else
+               f"load a longer history (at least {need + 1} bars of one symbol with the "
+               "default cuts: val and test take the last ones)")
+        plural = "" if candles == 1 else "s"
+        raise CandletokError(
+            f"{total} bar{'' if total == 1 else 's'} loaded, {train} before the validation "
+            f"cut {vf.date()} ({candles} training candle{plural}: each series' first bar "
+            f"only anchors the next); fitting a vocabulary needs at least {need} bars of one "
+            f"symbol before the cut: {how}."
+        )
 
     def encode(self, tok: Tokenizer, cuts: Cuts) -> tuple[
             dict[str, ShardWriter], dict[str, np.ndarray], dict[str, list[np.ndarray]]]:

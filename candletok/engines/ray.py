@@ -58,6 +58,7 @@ from candletok.dataset.build import (
     Cuts,
     EncodeResult,
     Progress,
+    claim_output,
     drop_lone_symbols,
     encode_group,
     expected_split_rows,
@@ -70,6 +71,7 @@ from candletok.dataset.build import (
     split_boundaries,
     stats_stride,
     symbol_groups,
+    write_failure,
 )
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
@@ -97,19 +99,27 @@ def build_ray(
     cfg.check()
     out_path = Path(cfg.out)
     tick = progress or (lambda stage, done, total: None)
-    started = _connect(ray, ray_address)
-    tmp = temp_dir_beside(out_path, ".partial")
+    lock = claim_output(cfg)  # one build per folder; stale partial folders removed
+    started, tmp = False, None
     try:
+        started = _connect(ray, ray_address)
+        tmp = temp_dir_beside(out_path, ".partial")
         with ThreadPoolExecutor(1, thread_name_prefix="candletok-io") as pool:
             result = _RayBuild(ray, cfg, tmp, pool, loader or load_bars, tick).run()
-        replace_dir(out_path, tmp)
+        replace_dir(out_path, tmp, overwrite=cfg.overwrite)
         result.root = out_path
         return result
+    except Exception as exc:
+        err = write_failure(out_path, tmp, exc) if tmp is not None else None
+        if err is None:
+            raise
+        raise err from exc
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if started:
             ray.shutdown()
+        lock.release()
 
 
 def _import_ray() -> Any:

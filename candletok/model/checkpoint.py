@@ -47,9 +47,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def tensor_bytes(obj: Any) -> int:
+    """The bytes of every tensor in a nested state (about what ``torch.save`` writes):
+    the space a full disk would have needed."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically (temp file, fsync, rename)."""
-    with atomic_path(path) as tmp:
+    """Write a checkpoint atomically (temp file, fsync, rename); a full disk is one
+    sentence with the space it needs."""
+    with atomic_path(path, need=tensor_bytes(state) or None) as tmp:
         torch.save(state, tmp)
     return Path(path)
 

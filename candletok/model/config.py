@@ -140,7 +140,8 @@ class TrainConfig:
         for name, v in ints.items():
             if v < 1:
                 raise ModelError(f"The {name} must be at least 1, not {v}.")
-        for name, v in {"patience": self.patience, "number of threads": self.threads}.items():
+        for name, v in {"patience": self.patience, "number of threads": self.threads,
+                        "seed": self.seed}.items():
             if v < 0:
                 raise ModelError(f"The {name} must be 0 or more, not {v}.")
         if self.n_embd % self.n_head:
@@ -278,6 +279,7 @@ class TrainResult:
     threads: int = 0  # CPU threads used (per process)
     processes: int = 1  # DDP world size; tokens_per_s counts every process's windows
     calendar: str | None = None  # the calendar inputs' time zone, None: no calendar inputs
+    stop_signal: int | None = None  # SIGINT or SIGTERM when one stopped the run (interrupted)
 
 
 Progress = Callable[[StepInfo], None]

@@ -114,7 +114,9 @@ def launch(nproc: int, args: list[str], python: str) -> int:
     """Run ``candletok train ARGS`` as ``nproc`` DDP processes (:func:`torchrun_command`)
     and return ``torchrun``'s exit code. Ctrl-C reaches ``torchrun`` and the ranks
     directly (they share the terminal's process group), so this process ignores it
-    while it waits instead of killing ``torchrun`` before the ranks save."""
+    while it waits instead of killing ``torchrun`` before the ranks save. A SIGTERM sent
+    to this process alone (``timeout``, a scheduler) is passed on to ``torchrun``, which
+    passes it to the ranks: they stop with a checkpoint as after Ctrl-C."""
     import signal
     import subprocess
 
@@ -122,7 +124,9 @@ def launch(nproc: int, args: list[str], python: str) -> int:
     log.info("launching %s", " ".join(cmd))
     proc = subprocess.Popen(cmd)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
         return proc.wait()
     finally:
         signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)

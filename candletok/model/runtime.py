@@ -1,4 +1,4 @@
-"""Process-level settings while training runs: CPU threads and Ctrl-C.
+"""Process-level settings while training runs: CPU threads, and Ctrl-C and SIGTERM.
 
 Both are restored when training ends, so a library caller's own settings survive a call
 to :func:`candletok.model.train.train`."""
@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
+
+from candletok.core.errors import Terminated
 
 
 def available_cores() -> int:
@@ -56,14 +58,23 @@ def torch_threads(requested: int, dev: torch.device) -> Iterator[int]:
         torch.set_num_threads(old)
 
 
+class StopRequest(threading.Event):
+    """Set when the run was asked to stop; ``signum`` says by which signal (SIGINT,
+    SIGTERM), None when set by the caller."""
+
+    signum: int | None = None
+
+
 @contextlib.contextmanager
-def stop_on_sigint(sigterm: bool = False) -> Iterator[threading.Event]:
-    """The first Ctrl-C (SIGINT) sets the yielded event, so the loop stops at the next step
-    boundary with a checkpoint; a second one interrupts at once. With ``sigterm`` a
-    SIGTERM sets the event too (``torchrun`` forwards Ctrl-C to its workers as SIGTERM
-    after the terminal's SIGINT; only a repeat of the same signal interrupts). Outside the
-    main thread (where signals cannot be handled) the event is only set by the caller."""
-    stop = threading.Event()
+def stop_on_sigint(sigterm: bool = True) -> Iterator[StopRequest]:
+    """The first Ctrl-C (SIGINT) or SIGTERM (what schedulers, ``timeout`` and ``docker
+    stop`` send; ``torchrun`` also forwards Ctrl-C to its workers as SIGTERM) sets the
+    yielded event, so the loop stops at the next step boundary with a checkpoint; a
+    second one of the same signal interrupts at once (KeyboardInterrupt, or
+    :class:`~candletok.core.errors.Terminated` for SIGTERM). ``sigterm=False`` leaves
+    SIGTERM alone. Outside the main thread (where signals cannot be handled) the event
+    is only set by the caller."""
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
@@ -71,8 +82,10 @@ def stop_on_sigint(sigterm: bool = False) -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: Any) -> None:
         if signum in seen:
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         seen.add(signum)
+        if stop.signum is None:
+            stop.signum = signum
         stop.set()
 
     sigs = [signal.SIGINT] + ([signal.SIGTERM] if sigterm else [])

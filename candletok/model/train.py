@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from candletok.core.errors import CandletokError, ModelError
+from candletok.core.errors import CandletokError, ModelError, OutputError
 from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import read_manifest
 from candletok.dataset.torchdata import TokenDataset
@@ -99,7 +99,7 @@ from candletok.tokenize.calendar import CalendarSpec
 
 __all__ = [
     "StepInfo", "TrainConfig", "TrainResult", "WindowSampler", "auto_eval_every",
-    "auto_steps", "evaluate",
+    "auto_steps", "check_out", "evaluate",
     "load_model", "lr_at", "read_checkpoint", "resolve_device", "resume_config", "train",
 ]
 
@@ -503,7 +503,8 @@ def train(
     With ``resume`` the run continues from the checkpoint at ``out`` with its own
     configuration (``cfg`` may only change ``steps``, ``eval_every``, ``patience`` and
     ``threads``). ``until`` stops at that step (with a checkpoint) without changing the
-    schedule. Ctrl-C also stops at the next step with a checkpoint (``interrupted``).
+    schedule. Ctrl-C or SIGTERM also stops at the next step with a checkpoint
+    (``interrupted``; ``stop_signal`` says which).
     Training ends early when val has not improved for ``cfg.patience`` evaluations; the
     returned model and the table are the best-on-val weights.
 
@@ -541,9 +542,40 @@ def train(
 
     stop_at = cfg.total_steps if until is None else min(cfg.total_steps, int(until))
     with torch_threads(cfg.threads, dev) as threads:
-        with stop_on_sigint(sigterm=ranks.world_size > 1) as stop:
+        with stop_on_sigint() as stop:  # Ctrl-C and SIGTERM: stop with a checkpoint
             stats = run_steps(run, splits, out, dev, stop_at, stop, emit, ranks)
-        return _finish(run, splits, out, dev, stats, emit, ranks, threads)
+        res = _finish(run, splits, out, dev, stats, emit, ranks, threads)
+        res.stop_signal = stop.signum if res.interrupted else None
+        return res
+
+
+def check_out(out: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to start a new run over a checkpoint that existed before it (a run writes
+    its own checkpoint again and again; that file is its own): a finished model needs
+    ``overwrite``, an unfinished run (interrupted, stopped at ``until``, or killed before
+    its end) is offered ``resume`` first. Nothing to check with ``resume`` or
+    ``overwrite``, or when ``out`` is new."""
+    out = Path(out)
+    if resume or overwrite or not out.exists():
+        return
+    if out.is_dir():
+        raise OutputError(f"Cannot write {out}: it is a folder; give a file path.")
+    try:
+        ck = read_checkpoint(out)
+    except ModelError:
+        raise OutputError(f"{out} already exists (it is not a readable checkpoint); pass "
+                          "overwrite=True to replace it, or write to another file.") from None
+    step = int(ck.get("step", 0))
+    steps = (ck.get("train_config") or {}).get("steps")
+    reason = (ck.get("metrics") or {}).get("stop_reason")
+    if reason in (None, "interrupted", "until"):
+        of = f" of {steps}" if steps else ""
+        raise OutputError(f"{out} holds an unfinished run (at step {step}{of}); continue it "
+                          "with resume=True, or pass overwrite=True to start again from "
+                          "scratch.")
+    raise OutputError(f"{out} already holds a trained model (step {step}, "
+                      f"{describe_stop(reason)}); pass overwrite=True to replace it, or "
+                      "write to another file.")
 
 
 def _finish(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
