@@ -73,8 +73,10 @@ def test_json_lines_hold_every_table(tmp_path: Path) -> None:
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     docs = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(docs) == 1 and [row["split"] for row in docs[0]["rows"]] == [
-        "train", "val", "test"]
+    # one document per table: the splits, then each split's point masses (flat opens ...)
+    assert [d["table"].split()[0] for d in docs] == ["Dataset", "Point"], docs
+    for doc in docs:
+        assert [row["split"] for row in doc["rows"]] == ["train", "val", "test"]
     assert all(isinstance(row["candles"], int) for row in docs[0]["rows"])
     assert "vocab" in r.stderr  # prose is on stderr in csv/json
 

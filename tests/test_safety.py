@@ -373,7 +373,7 @@ BAD = [  # (command line, what the one sentence must say)
     ("evaluate DS --seed -1", "--seed must be 0 or more, not -1"),
     ("train DS --nproc 0 --out M", "--nproc must be at least 1, not 0"),
     ("train DS --nproc -1 --out M", "--nproc must be at least 1, not -1"),
-    ("encode X --source CSV1 --out O", "1 bar loaded, 0 before the validation cut"),
+    ("encode X --source CSV1 --out O", "only 1 bar was loaded, and a candle needs the bar"),
     ("encode X --source CSV2 --out O", "2 bars loaded, 1 before the validation cut"),
     ("encode X --source CSV3 --out O --val-from 2020-01-02 --test-from 2020-01-03",
      "3 bars loaded, 1 before the validation cut 2020-01-02"),
