@@ -271,19 +271,35 @@ def generate(
     plot: Path | None = typer.Option(None, "--plot", help="Write a candlestick PNG here."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    calendar_exchange: str = typer.Option(
+        "auto", "--calendar-exchange", help="Exchange calendar of the future bars' times (a "
+        "MIC such as XNYS, XLON, XTKS; auto: from the symbol, e.g. .L -> XLON, bare ticker -> "
+        "XNYS, FX and crypto -> none; none: the series' own weekly grid)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the fan as JSON: each future "
+                                 "bar's time (ISO 8601) with the 10/50/90% closes."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
     from candletok.forecast.calibrate import load_calibration
     from candletok.forecast.predict import continue_series
     from candletok.model.checkpoint import load_model
+    from candletok.tokenize.exchange import resolve_exchange
 
+    exchange = resolve_exchange(symbol, calendar_exchange) or "none"  # a typo fails first
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,
                            temperature=temperature, seed=seed,
-                           calibration=load_calibration(model_path))
+                           calibration=load_calibration(model_path), exchange=exchange)
+    if as_json:
+        if plot is not None:
+            cont.plot(plot)
+        emit_json(cont.to_dict())
+        return
     console.print(table(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
         f"{cont.last_ts:%Y-%m-%d}", ["quantity", "value"], cont.summary()))
+    if cont.future is not None:
+        console.print(f"future bars' times: {cont.future.source}"
+                      + (f" ({cont.future.note})" if cont.future.note else ""), highlight=False)
     if plot is not None:
         cont.plot(plot)
         console.print(f"chart written to {plot} ({cont.caveat})", highlight=False)
