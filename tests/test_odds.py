@@ -196,3 +196,43 @@ def test_odds_rows_and_the_inputs() -> None:
             parse_ks(bad)
     lo, hi = wilson(np.array([0.0, 10.0]), 10)
     assert lo[0] == 0.0 and hi[0] > 0 and hi[1] == pytest.approx(1.0) and lo[1] < 1
+
+
+def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from candletok.cli import cmd_model  # noqa: F401
+    from candletok.cli.app import app
+    from candletok.dataset.build import build_dataset
+    from candletok.forecast.odds import NOT_SCORED
+
+    ds = tmp_path / "ds"
+    build_dataset(["AAA"], ds, scheme="bins", source="synthetic",
+                  tokenizer_kwargs=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
+    run = CliRunner().invoke
+    m = str(tmp_path / "m.pt")
+    r = run(app, ["train", str(ds), "--steps", "2", "--context", "16", "--layers", "1",
+                  "--width", "16", "--heads", "2", "--eval-every", "2", "--device", "cpu",
+                  "--out", m])
+    assert r.exit_code == 0, r.output
+    base = ["predict", "AAA", "--model", m, "--source", "synthetic"]
+    r = run(app, [*base, "--odds", "1,2", "--horizon", "5", "--samples", "64"])
+    assert r.exit_code == 0, r.output
+    assert "stop and target odds within 5 bars (64 sampled paths)" in r.output
+    assert "P(target +k first)" in r.output and "walk" in r.output
+    assert "have not been calibrated or scored" in " ".join(r.output.split())
+    r = run(app, [*base, "--odds", "1,2", "--horizon", "5", "--samples", "64", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["odds_note"] == NOT_SCORED
+    rows = doc["predictions"][0]["odds"]
+    assert [x["k"] for x in rows] == [1.0, 2.0] and rows[0]["paths"] == 64
+    for x in rows:
+        ps = [x[o]["p"] for o in ("target_first", "stop_first", "neither")]
+        assert sum(ps) == pytest.approx(1.0)
+        walk = [x[o]["random_walk"] for o in ("target_first", "stop_first", "neither")]
+        assert sum(walk) == pytest.approx(1.0) and walk[0] == pytest.approx(walk[1])
+    r = run(app, [*base, "--odds", "one"])
+    assert r.exit_code != 0 and "--odds takes positive" in str(r.exception or r.output)
