@@ -186,3 +186,29 @@ def test_generate_json_prints_the_future_bars_times_and_the_fan(tmp_path: Path) 
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "AAPL",
                   "--calendar-exchange", "NOPE"])
     assert r.exit_code != 0 and "Unknown exchange calendar" in str(r.exception or r.output)
+
+
+def test_evaluate_sampled_bars_read_the_exchange_sessions() -> None:
+    """evaluate's CandleGPT paths (gptcast) get the ids of the exchange's next sessions:
+    AAPL's bar after 2013-03-28 is Monday 2013-04-01, EUR/USD's keeps the weekly grid."""
+    from types import SimpleNamespace
+
+    from candletok.forecast.gptcast import GPTForecaster
+    from candletok.tokenize.calendar import calendar_ids
+
+    spec = CalendarSpec("UTC")
+    aapl = _aapl_through(date(2013, 3, 28)).dt.epoch("us").to_numpy()
+    fx = aapl + 0  # the same dates under an FX symbol: no exchange, the grid
+    hist = SimpleNamespace(ts=np.concatenate([aapl, fx]),
+                           starts=np.array([0, aapl.size]),
+                           series=np.repeat([0, 1], aapl.size),
+                           symbols=["AAPL", "EURUSD=X"])
+    f = GPTForecaster.__new__(GPTForecaster)
+    f.model = SimpleNamespace(calendar=spec, device="cpu")
+    f.exchange = "auto"
+    ids = f._future_calendar(hist, np.array([aapl.size - 1, 2 * aapl.size - 1]), 1).numpy()
+    monday = calendar_ids(np.array([int(datetime(2013, 4, 1, tzinfo=UTC).timestamp() * 1e6)]),
+                          spec)[0]
+    friday = calendar_ids(np.array([int(datetime(2013, 3, 29, tzinfo=UTC).timestamp() * 1e6)]),
+                          spec)[0]
+    assert (ids[0, 0] == monday).all() and (ids[1, 0] == friday).all()

@@ -147,6 +147,7 @@ def future_times(ts: pl.Series | np.ndarray, n: int, spec: CalendarSpec | None =
                            f"{exchange} sessions are used for daily and intraday bars only; "
                            "these bars follow the series' weekly grid.")
     year = int(np.datetime64(last, "us").astype("datetime64[Y]").astype(int)) + 1970 - 1
+    year -= year % 10  # one calendar per decade: replays over many origins build few
     cal = _calendar(exchange, year)
     sessions = cal.sessions.to_numpy().astype("datetime64[us]").astype(np.int64)
     if step >= _DAY_US // 2:
