@@ -236,3 +236,16 @@ def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> 
         assert sum(walk) == pytest.approx(1.0) and walk[0] == pytest.approx(walk[1])
     r = run(app, [*base, "--odds", "one"])
     assert r.exit_code != 0 and "--odds takes positive" in str(r.exception or r.output)
+
+
+def test_the_desk_benchmark_runs_and_reports_every_figure() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import desk_speed
+
+    out = desk_speed.main(["--paths", "200", "--horizon", "3", "--bars", "5"])
+    assert {"closed_form_s", "monte_carlo_s", "path_odds_s", "mc_error", "daily_exchange_s",
+            "daily_grid_s", "hourly_exchange_s", "hourly_grid_s"} <= set(out)
+    assert all(np.isfinite(v) and v >= 0 for v in out.values())
