@@ -212,3 +212,12 @@ def test_evaluate_sampled_bars_read_the_exchange_sessions() -> None:
     friday = calendar_ids(np.array([int(datetime(2013, 3, 29, tzinfo=UTC).timestamp() * 1e6)]),
                           spec)[0]
     assert (ids[0, 0] == monday).all() and (ids[1, 0] == friday).all()
+
+
+def test_bars_at_other_hours_keep_the_grid_with_a_note() -> None:
+    # EUR/USD-like hourly bars around the clock, but given XNYS: not forced onto its hours
+    ts = pl.datetime_range(datetime(2019, 3, 1, tzinfo=UTC), datetime(2019, 3, 8, 12,
+                           tzinfo=UTC), "1h", eager=True, time_zone="UTC")
+    got = future_times(ts, 3, CalendarSpec("UTC"), "XNYS")
+    assert got.note is not None and "outside XNYS's sessions" in got.note
+    assert _utc(got.ts)[0] == datetime(2019, 3, 8, 13, tzinfo=UTC)

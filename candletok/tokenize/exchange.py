@@ -153,6 +153,12 @@ def future_times(ts: pl.Series | np.ndarray, n: int, spec: CalendarSpec | None =
     if step >= _DAY_US // 2:
         got = _daily(sessions, last, n)
     else:
+        off = _outside_sessions(cal, us[-50:])
+        if off:
+            return FutureTimes(next_times(ts, n, spec), GRID,
+                               f"{off} of the last {min(us.size, 50)} bars opened outside "
+                               f"{exchange}'s sessions (another market, or extended hours); "
+                               "they follow the series' weekly grid.")
         got = _intraday(cal, sessions, last, n, step)
         if got is None:
             return FutureTimes(next_times(ts, n, spec), GRID,
@@ -204,6 +210,15 @@ def _intraday(cal: Any, sessions: np.ndarray, last: int, n: int,
 
 
 _NAT = np.iinfo(np.int64).min
+
+
+def _outside_sessions(cal: Any, us: np.ndarray) -> int:
+    """How many of the bar opens ``us`` lie outside every session (open <= t < close) of
+    ``cal``: a series that trades at other hours must not be forced onto these sessions."""
+    opens, closes = _us(cal.opens), _us(cal.closes)
+    j = np.searchsorted(opens, us, side="right") - 1
+    inside = (j >= 0) & (us < closes[np.maximum(j, 0)])
+    return int((~inside).sum())
 
 
 def _us(col: Any) -> np.ndarray:
