@@ -236,6 +236,11 @@ def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> 
         assert sum(walk) == pytest.approx(1.0) and walk[0] == pytest.approx(walk[1])
     r = run(app, [*base, "--odds", "one"])
     assert r.exit_code != 0 and "--odds takes positive" in str(r.exception or r.output)
+    r = run(app, [*base, "--odds", "1", "--calendar-exchange", "NOPE"])
+    assert r.exit_code != 0 and "Unknown exchange calendar" in str(r.exception or r.output)
+    r = run(app, [*base, "--odds", "1", "--horizon", "3", "--samples", "8",
+                  "--calendar-exchange", "none", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["predictions"][0]["odds"][0]["paths"] == 8
 
 
 def test_the_desk_benchmark_runs_and_reports_every_figure() -> None:

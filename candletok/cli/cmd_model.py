@@ -325,6 +325,9 @@ def predict(
         "--horizon bars, from sampled paths beside the driftless random walk."),
     horizon: int = typer.Option(10, "--horizon", help="Bars the --odds look ahead."),
     samples: int = typer.Option(500, "--samples", help="Sampled paths behind the --odds."),
+    calendar_exchange: str = typer.Option(
+        "auto", "--calendar-exchange", help="Exchange calendar of the --odds paths' bar "
+        "times (a MIC such as XNYS; auto: from each symbol; none: the weekly grid)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
     from candletok.forecast.calibrate import CalibrationMap, load_calibration, saved_fit
@@ -354,8 +357,11 @@ def predict(
     ks = None
     if odds is not None:
         from candletok.forecast.odds import parse_ks
+        from candletok.tokenize.exchange import resolve_exchange
 
-        ks = parse_ks(odds)  # a bad list fails before any bars are loaded
+        ks = parse_ks(odds)  # a bad list (or calendar) fails before any bars are loaded
+        for s in symbols:
+            resolve_exchange(s, calendar_exchange)
         if horizon < 1 or samples < 1:
             raise ModelError("--horizon and --samples must be at least 1.")
     bars = None
@@ -366,7 +372,8 @@ def predict(
                          interval=iv)
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
                             interval=iv, bars=bars)
-    odds_by = _odds_for(model, tok, bars, preds, ks, horizon, samples) if ks else None
+    odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
+               if ks else None)
     saved = load_calibration(model_path)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
@@ -398,9 +405,10 @@ def predict(
 
 
 def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],
-              ks: list[float], horizon: int, samples: int) -> list[list[OddsRow]]:
+              ks: list[float], horizon: int, samples: int,
+              exchange: str = "auto") -> list[list[OddsRow]]:
     """Per forecast symbol, the stop and target odds of each k from ``samples`` sampled
-    continuations of its latest bars."""
+    continuations of its latest bars (their bars' times from ``exchange``)."""
     import polars as pl
 
     from candletok.forecast.odds import odds_rows, sample_paths
@@ -408,7 +416,7 @@ def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Predictio
     out = []
     for pr in preds:
         paths, close, scale = sample_paths(model, tok, bars.filter(pl.col("symbol") == pr.symbol),
-                                           horizon, samples)
+                                           horizon, samples, exchange=exchange)
         out.append(odds_rows(paths, close, scale, ks, horizon))
     return out
 
