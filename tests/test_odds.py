@@ -254,3 +254,30 @@ def test_the_desk_benchmark_runs_and_reports_every_figure() -> None:
     assert {"closed_form_s", "monte_carlo_s", "path_odds_s", "mc_error", "daily_exchange_s",
             "daily_grid_s", "hourly_exchange_s", "hourly_grid_s"} <= set(out)
     assert all(np.isfinite(v) and v >= 0 for v in out.values())
+
+
+def test_forward_odds_read_each_rows_own_series_and_scale() -> None:
+    """The analogues' forward paths: real bars after each row, barriers in the row's own
+    volatility unit, never past the end of its series."""
+    from types import SimpleNamespace
+
+    from candletok.forecast.odds import forward_odds
+
+    # series 0: flat then +3% a bar; series 1: -3% a bar; scale 1% everywhere
+    c0 = np.array([100, 100, 103, 106.09, 109.27])
+    c1 = np.array([100, 97, 94.09, 91.27])
+    close = np.concatenate([c0, c1])
+    prev = np.concatenate([[100], c0[:-1], [100], c1[:-1]])
+    hist = SimpleNamespace(close=close, prev_close=prev, high=np.maximum(close, prev) * 1.001,
+                           low=np.minimum(close, prev) * 0.999, next_scale=np.full(9, 0.01),
+                           series=np.repeat([0, 1], [5, 4]), ends=np.array([5, 9]))
+    o = forward_odds(hist, np.array([1, 5, 3, 7]), [2.0], 2)  # rows 3 and 7: < 2 bars left
+    assert o.n_paths == 2
+    assert float(o.p_up[0]) == 0.5 and float(o.p_down[0]) == 0.5  # row 1 up, row 5 down
+    wide = forward_odds(hist, np.array([1, 5]), [10.0], 2)  # +-10% never reached in 2 bars
+    assert float(wide.p_neither[0]) == 1.0
+    # the unit scales the barriers: with a 10x scale, 2 units is 20%: neither
+    hist.next_scale = np.full(9, 0.1)
+    assert float(forward_odds(hist, np.array([1, 5]), [2.0], 2).p_neither[0]) == 1.0
+    with pytest.raises(ModelError, match="bars after it"):
+        forward_odds(hist, np.array([4, 8]), [1.0], 1)

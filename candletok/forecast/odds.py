@@ -109,13 +109,15 @@ def wilson(k: np.ndarray, n: int, z: float = float(norm.ppf(0.975))
 
 def path_odds(paths: dict[str, np.ndarray], entry: float | np.ndarray,
               up: float | np.ndarray, down: float | np.ndarray, horizon: int | None = None,
-              ambiguous: str = "path") -> Odds:
+              ambiguous: str = "path", unit: float | np.ndarray = 1.0) -> Odds:
     """P(target first), P(stop first), P(neither) counted on sampled OHLC paths.
 
     ``paths`` holds ``open``, ``high``, ``low``, ``close`` arrays of shape (S, n) (as
     :meth:`~candletok.tokenize.base.Tokenizer.rebuild_paths` gives them); the target is
     ``entry * exp(up)``, the stop ``entry * exp(-down)`` (``up``, ``down``: log distances,
-    one per barrier pair, broadcast to K pairs); the first ``horizon`` bars count.
+    one per barrier pair, broadcast to K pairs), each times the path's ``unit`` (one per
+    path: analogues from several markets each in their own volatility unit); the first
+    ``horizon`` bars count.
 
     A barrier is touched in the first bar whose high (target) or low (stop) reaches it. A
     bar that touches both is ambiguous: the bars do not say which came first. If the
@@ -138,8 +140,9 @@ def path_odds(paths: dict[str, np.ndarray], entry: float | np.ndarray,
     e = np.broadcast_to(np.asarray(entry, dtype=np.float64), (S,))
     ua, da = np.broadcast_arrays(np.atleast_1d(np.asarray(up, dtype=np.float64)),
                                  np.atleast_1d(np.asarray(down, dtype=np.float64)))
-    tgt = e[None, :, None] * np.exp(ua)[:, None, None]  # (K, S, 1)
-    stp = e[None, :, None] * np.exp(-da)[:, None, None]
+    u = np.broadcast_to(np.asarray(unit, dtype=np.float64), (S,))
+    tgt = e[None, :, None] * np.exp(ua[:, None] * u[None, :])[..., None]  # (K, S, 1)
+    stp = e[None, :, None] * np.exp(-da[:, None] * u[None, :])[..., None]
     hit_u, hit_d = h[None] >= tgt, lo[None] <= stp  # (K, S, hz)
     never = hz  # first touch index; hz = no touch
     tu = np.where(hit_u.any(-1), hit_u.argmax(-1), never)
@@ -167,6 +170,25 @@ def path_odds(paths: dict[str, np.ndarray], entry: float | np.ndarray,
     return Odds((k_up / S).reshape(shape), (k_down / S).reshape(shape),
                 (k_nei / S).reshape(shape), n_paths=S,
                 ambiguous=(amb.sum(-1) / S).reshape(shape), intervals=iv)  # type: ignore[arg-type]
+
+
+def forward_odds(hist: Any, rows: np.ndarray, ks: Sequence[float], horizon: int) -> Odds:
+    """Stop and target odds counted on the real bars after ``rows`` of a
+    :class:`~candletok.forecast.history.History` (the analogues' forward paths: each
+    match's last candle is a row): entry at the row's close, barriers ``k`` times the
+    scale known there (``next_scale``), touches by the next ``horizon`` bars' highs and
+    lows in the same series. Rows without ``horizon`` bars after them in their series are
+    left out. The history holds no opens: each bar opens at the previous close, so a bar
+    touching both barriers is split by its close against the previous close."""
+    r = np.asarray(rows, dtype=np.int64).reshape(-1)
+    r = r[r + horizon < hist.ends[hist.series[r]]]
+    if r.size == 0:
+        raise ModelError(f"No row has {horizon} bars after it in its series.")
+    fwd = r[:, None] + 1 + np.arange(horizon)[None, :]
+    paths = {"open": hist.prev_close[fwd], "high": hist.high[fwd], "low": hist.low[fwd],
+             "close": hist.close[fwd]}
+    kk = np.asarray(list(ks), dtype=np.float64)
+    return path_odds(paths, hist.close[r], kk, kk, horizon, unit=hist.next_scale[r])
 
 
 @dataclass
