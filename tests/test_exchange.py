@@ -221,3 +221,40 @@ def test_bars_at_other_hours_keep_the_grid_with_a_note() -> None:
     got = future_times(ts, 3, CalendarSpec("UTC"), "XNYS")
     assert got.note is not None and "outside XNYS's sessions" in got.note
     assert _utc(got.ts)[0] == datetime(2019, 3, 8, 13, tzinfo=UTC)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(["XNYS", "XLON", "XTKS"]), st.dates(date(2010, 1, 4), date(2025, 6, 1)),
+       st.integers(1, 30), st.sampled_from([30, 60]))
+def test_intraday_future_bars_lie_inside_sessions(code: str, day: date, n: int,
+                                                  minutes: int) -> None:
+    """Every future intraday bar opens inside a session, outside its break, on the grid of
+    ``minutes`` from the session's (or the break end's) open, after the history's last bar."""
+    import exchange_calendars as xc
+
+    from candletok.tokenize.exchange import _us
+
+    cal = xc.get_calendar(code, start=str(day - timedelta(days=10)))
+    s = cal.schedule.loc[str(day - timedelta(days=7)):str(day)]
+    if s.empty:
+        return
+    step = minutes * 60_000_000
+    opens, closes = _us(s["open"]), _us(s["close"])
+    b0, b1 = _us(s["break_start"]), _us(s["break_end"])
+    grid = []
+    for o, c, bs, be in zip(opens, closes, b0, b1, strict=True):
+        segs = [(o, c)] if bs == np.iinfo(np.int64).min else [(o, bs), (be, c)]
+        for a, b in segs:
+            grid.extend(range(int(a), int(b), step))
+    ts = np.array(grid, dtype=np.int64)
+    got = future_times(ts, n, CalendarSpec("UTC"), code)
+    assert got.note is None and got.ts.size == n and got.ts[0] > ts[-1]
+    assert np.all(np.diff(got.ts) > 0)
+    ao, ac = _us(cal.opens), _us(cal.closes)
+    a0, a1 = _us(cal.break_starts), _us(cal.break_ends)
+    j = np.searchsorted(ao, got.ts, side="right") - 1
+    assert np.all(got.ts < ac[j])  # inside the session that opened last
+    brk = a0[j] != np.iinfo(np.int64).min
+    assert not np.any(brk & (got.ts >= a0[j]) & (got.ts < a1[j]))
+    start = np.where(brk & (got.ts >= a1[j]), a1[j], ao[j])
+    assert np.all((got.ts - start) % step == 0)
