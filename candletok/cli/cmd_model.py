@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import (
@@ -37,6 +37,7 @@ from candletok.tokenize.base import Tokenizer
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
     from candletok.forecast.calibrate import CalibratedProbability
     from candletok.forecast.latest import BaseRate
+    from candletok.forecast.odds import OddsRow
     from candletok.forecast.predict import Calibration, Prediction
     from candletok.model.gpt import CandleGPT
     from candletok.model.train import (
@@ -299,23 +300,39 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing --plot file."),
+    calendar_exchange: str = typer.Option(
+        "auto", "--calendar-exchange", help="Exchange calendar of the future bars' times (a "
+        "MIC such as XNYS, XLON, XTKS; auto: from the symbol, e.g. .L -> XLON, bare ticker -> "
+        "XNYS, FX and crypto -> none; none: the series' own weekly grid)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the fan as JSON: each future "
+                                 "bar's time (ISO 8601) with the 10/50/90% closes."),
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
     from candletok.core.atomic import refuse_existing
     from candletok.forecast.calibrate import load_calibration
     from candletok.forecast.predict import continue_series
     from candletok.model.checkpoint import load_model
+    from candletok.tokenize.exchange import resolve_exchange
 
+    exchange = resolve_exchange(symbol, calendar_exchange) or "none"  # a typo fails first
     if plot is not None:
         refuse_existing(plot, overwrite)
 
     model = load_model(model_path, device=device)
     cont = continue_series(model, dataset, symbol, n=n, samples=samples,
                            temperature=temperature, seed=seed,
-                           calibration=load_calibration(model_path))
+                           calibration=load_calibration(model_path), exchange=exchange)
+    if as_json:
+        if plot is not None:
+            cont.plot(plot)
+        emit_json(cont.to_dict())
+        return
     console.print(table(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
         f"{time_text(cont.last_ts, cont.interval)}", ["quantity", "value"], cont.summary()))
+    if cont.future is not None:
+        console.print(f"future bars' times: {cont.future.source}"
+                      + (f" ({cont.future.note})" if cont.future.note else ""), highlight=False)
     if plot is not None:
         cont.plot(plot)
         console.print(f"chart written to {plot} ({cont.caveat})", highlight=False)
@@ -334,6 +351,15 @@ def predict(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the forecasts as JSON "
                                  "(probabilities and moves as fractions)."),
+    odds: str | None = typer.Option(
+        None, "--odds", help="Stop and target odds for these multiples k of the volatility "
+        "unit (ATR-like), e.g. 1,2: P(+k before -k), P(-k first), P(neither) within "
+        "--horizon bars, from sampled paths beside the driftless random walk."),
+    horizon: int = typer.Option(10, "--horizon", help="Bars the --odds look ahead."),
+    samples: int = typer.Option(500, "--samples", help="Sampled paths behind the --odds."),
+    calendar_exchange: str = typer.Option(
+        "auto", "--calendar-exchange", help="Exchange calendar of the --odds paths' bar "
+        "times (a MIC such as XNYS; auto: from each symbol; none: the weekly grid)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
     from candletok.forecast.calibrate import CalibrationMap, load_calibration, saved_fit
@@ -360,8 +386,26 @@ def predict(
             raise ModelError(f"The model was trained on {trained} bars but --dataset "
                              f"{dataset} holds {ds_iv} bars; give a dataset of {trained} "
                              "bars.")
+    ks = None
+    if odds is not None:
+        from candletok.forecast.odds import parse_ks
+        from candletok.tokenize.exchange import resolve_exchange
+
+        ks = parse_ks(odds)  # a bad list (or calendar) fails before any bars are loaded
+        for s in symbols:
+            resolve_exchange(s, calendar_exchange)
+        if horizon < 1 or samples < 1:
+            raise ModelError("--horizon and --samples must be at least 1.")
+    bars = None
+    if ks is not None:
+        from candletok.data.sources import load_bars, normalize_symbols
+
+        bars = load_bars(normalize_symbols(symbols), source=bars_source(source, dataset),
+                         interval=iv)
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
-                            interval=iv)
+                            interval=iv, bars=bars)
+    odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
+               if ks else None)
     saved = load_calibration(model_path)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
@@ -371,16 +415,67 @@ def predict(
                       ) if dataset is not None else None
     verdict = answer_verdict(cps, cal, base)
     if as_json:
-        emit_json(forecast_report(preds, cal, cps, base, verdict))
+        doc = forecast_report(preds, cal, cps, base, verdict)
+        if odds_by is not None:
+            from candletok.forecast.odds import NOT_SCORED
+
+            for row, rows in zip(doc["predictions"], odds_by, strict=True):
+                row["odds"] = [r.to_dict() for r in rows]
+            doc["odds_note"] = NOT_SCORED
+        emit_json(doc)
         return
-    for pr, cp in zip(preds, cps, strict=True):
+    for i, (pr, cp) in enumerate(zip(preds, cps, strict=True)):
         print_prediction(pr, cp, base)
+        if odds_by is not None:
+            print_odds(pr, odds_by[i])
     for why in dict.fromkeys(cp.reason for cp in cps if cp.reason):  # each reason once
         console.print(f"P(close up) is uncalibrated: {why}.", highlight=False)
     if cal is not None:
         print_calibration(cal)
     else:
         console.print(verdict, highlight=False)
+
+
+def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],
+              ks: list[float], horizon: int, samples: int,
+              exchange: str = "auto") -> list[list[OddsRow]]:
+    """Per forecast symbol, the stop and target odds of each k from ``samples`` sampled
+    continuations of its latest bars (their bars' times from ``exchange``)."""
+    import polars as pl
+
+    from candletok.forecast.odds import odds_rows, sample_paths
+
+    out = []
+    for pr in preds:
+        paths, close, scale = sample_paths(model, tok, bars.filter(pl.col("symbol") == pr.symbol),
+                                           horizon, samples, exchange=exchange)
+        out.append(odds_rows(paths, close, scale, ks, horizon))
+    return out
+
+
+def print_odds(pr: Prediction, rows: list[OddsRow]) -> None:
+    """The odds table: per k, each outcome from the paths (95% interval) beside the
+    random walk's closed form, then what the numbers are and are not."""
+    from candletok.forecast.odds import NOT_SCORED
+
+    def cell(r: OddsRow, name: str) -> str:
+        lo, hi = r.paths.intervals[name]
+        return (f"{float(getattr(r.paths, name)):.1%} [{float(lo):.1%}-{float(hi):.1%}]"
+                f"  (walk {float(getattr(r.walk, name)):.1%})")
+
+    h = rows[0].horizon
+    console.print(table(
+        f"{pr.symbol}: stop and target odds within {h} bars ({rows[0].paths.n_paths} "
+        "sampled paths)", ["k", "P(target +k first)", "P(stop -k first)", "P(neither)"],
+        [(f"{r.k:g}", cell(r, "p_up"), cell(r, "p_down"), cell(r, "p_neither"))
+         for r in rows]))
+    amb = max(float(r.paths.ambiguous or 0.0) for r in rows)
+    console.print(
+        f"k is in volatility units: {100 * pr.scale:.2f}% of price (the causal scale, an EWMA "
+        f"of the log true range); target = last close x exp(+k scale), stop = x exp(-k "
+        "scale), touched by a bar's high or low; a bar touching both is split by its "
+        f"direction (up bar: low first), {amb:.1%} of paths at most. 'walk' is a driftless "
+        "random walk with the same volatility (closed form). " + NOT_SCORED, highlight=False)
 
 
 def _norm(interval: str) -> str:

@@ -17,8 +17,9 @@ is why it runs on a subsample, reported with the scores.
 
 A checkpoint with calendar inputs reads each candle's calendar ids beside its token
 (computed from the history's timestamps); the sampled bars get the ids of the times
-:func:`~candletok.tokenize.calendar.next_times` derives from the origin's own history up
-to t, so nothing after t is read.
+:func:`~candletok.tokenize.exchange.future_times` derives from the origin's own history up
+to t and its symbol's exchange calendar (the weekly grid for 24-hour markets), so nothing
+after t is read but the exchange's published holidays.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from candletok.model.checkpoint import check_fingerprint
 from candletok.model.evaluate import MODEL_NAME
 from candletok.model.gpt import CandleGPT
 from candletok.model.updown import up_probability
-from candletok.tokenize.calendar import calendar_ids, next_times
+from candletok.tokenize.calendar import calendar_ids
+from candletok.tokenize.exchange import exchange_for_symbol, future_times
 
 
 class GPTForecaster:
@@ -70,6 +72,9 @@ class GPTForecaster:
         self._paths: dict[int, np.ndarray] = {}
         self._cal_of: History | None = None
         self._cal = np.zeros((0, 0), np.int64)
+        #: exchange calendar of the sampled bars' times: "auto" (each symbol's own, by
+        #: exchange_for_symbol), a MIC, or None for the series' weekly grid
+        self.exchange: str | None = "auto"
 
     def fit(self, hist: History) -> None:
         check_fingerprint(getattr(self.model, "fingerprint", None), hist.tok)
@@ -104,9 +109,12 @@ class GPTForecaster:
         runs on the sampled subsample only)."""
         spec = self.model.calendar
         assert spec is not None
-        first = hist.starts[hist.series[rows]]
-        ids = [calendar_ids(next_times(hist.ts[a:r + 1], n, spec), spec)
-               for a, r in zip(first.tolist(), rows.tolist(), strict=True)]
+        k = hist.series[rows]
+        first = hist.starts[k]
+        ex = [exchange_for_symbol(hist.symbols[i]) if self.exchange == "auto"
+              else self.exchange for i in k.tolist()]
+        ids = [calendar_ids(future_times(hist.ts[a:r + 1], n, spec, e).ts, spec)
+               for a, r, e in zip(first.tolist(), rows.tolist(), ex, strict=True)]
         return torch.from_numpy(np.stack(ids)).to(self.model.device)
 
     # -- h = 1 ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ table.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
 from candletok.model.updown import candle_feature_table, real_up, up_probability
 from candletok.tokenize.base import Tokenizer
-from candletok.tokenize.calendar import calendar_ids, calendar_layout, next_times
+from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_layout, next_times
+from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
 from candletok.tokenize.features import ewma_scale_step, floor_scale
 from candletok.tokenize.words import GAP_WORDS
 
@@ -140,17 +141,19 @@ UNITS: dict[str, str] = {
 
 
 def series_calendar(model: CandleGPT, ts: pl.Series, length: int,
-                    n_future: int = 0) -> torch.Tensor | None:
+                    n_future: int = 0, future: np.ndarray | None = None) -> torch.Tensor | None:
     """(1, length + n_future, n_fields) calendar ids of the last ``length`` positions of a
     BOS-led series whose candles opened at ``ts`` (the BOS unknown), then of the
     ``n_future`` bars to come (:func:`~candletok.tokenize.calendar.next_times`, from
-    ``ts`` alone); None when the model reads no calendar inputs."""
+    ``ts`` alone, or ``future``: their int64 microsecond UTC times, e.g. from an exchange
+    calendar); None when the model reads no calendar inputs."""
     spec = model.calendar
     if spec is None:
         return None
     ids = calendar_layout(ts, np.array([ts.len()]), spec)[-length:].astype(np.int64)
     if n_future > 0:
-        ids = np.concatenate([ids, calendar_ids(next_times(ts, n_future, spec), spec)])
+        fut = next_times(ts, n_future, spec) if future is None else future[:n_future]
+        ids = np.concatenate([ids, calendar_ids(fut, spec)])
     return torch.from_numpy(ids)[None].to(model.device)
 
 
@@ -391,6 +394,9 @@ class Continuation:
     # what evaluate measured of direction at this horizon (direction_caveat), in words
     caveat: str = f"direction skill was never measured; {NOT_A_FORECAST}"
     decimals: int = 4  # the decimals the instrument's prices carry (core.display)
+    # the n bars' open times (int64 us UTC) and the rule that gave them (exchange sessions
+    # or the series' weekly grid, with a note when a calendar could not be used throughout)
+    future: FutureTimes | None = None
 
     def summary(self) -> list[tuple[str, str]]:
         """The fan in a few numbers: where the sampled paths end, relative to the last close."""
@@ -408,6 +414,34 @@ class Continuation:
             ("std of log return", f"{100 * float(ret.std()):.2f}%"),
             ("direction skill", self.caveat),
         ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fan as one JSON-ready document: per future bar its open time (ISO 8601 with
+        offset), the 10%, 50% (median: the fan's middle line) and 90% quantiles of the
+        sampled closes, and the closes of the fan's labelled sample paths (the draws
+        ending nearest the 10/50/90% quantiles); plus the symbol, the interval, the last
+        real bar's time and close, and where the future times came from."""
+        from candletok.viz.fan import pick_sample_paths
+
+        closes = self.paths["close"]
+        q = np.quantile(closes, [0.1, 0.5, 0.9], axis=0)
+        times = [] if self.future is None else [_iso(t) for t in self.future.ts]
+        picks = pick_sample_paths(closes[:, -1], (0.1, 0.5, 0.9))
+        return {
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "last_ts": self.last_ts.isoformat(),
+            "last_close": self.last_close,
+            "samples": int(closes.shape[0]),
+            "times_from": None if self.future is None else self.future.source,
+            "times_note": None if self.future is None else self.future.note,
+            "direction_skill": self.caveat,
+            "bars": [{"ts": times[i] if times else None, "close_q10": float(q[0, i]),
+                      "close_q50": float(q[1, i]), "close_q90": float(q[2, i])}
+                     for i in range(closes.shape[1])],
+            "sample_paths": [{"ends_near_quantile": qq, "close": closes[k].tolist()}
+                             for qq, k in zip((0.1, 0.5, 0.9), picks, strict=False)],
+        }
 
     def plot(self, out: str | Path, last: int = 60) -> Path:
         """Write the fan chart: the last ``last`` real bars (with volume), then the band,
@@ -427,13 +461,16 @@ class Continuation:
 def continue_series(
     model: CandleGPT, dataset: str | Path, symbol: str, n: int = 20, samples: int = 100,
     temperature: float = 1.0, seed: int = 0, split: str = "test",
-    calibration: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None, exchange: str | None = "auto",
 ) -> Continuation:
     """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series.
 
     ``calibration`` is the model's calibration file (``load_calibration``), whose record of
     direction skill at ``n`` bars the fan carries as its caveat; None says that skill was
-    never measured."""
+    never measured. ``exchange`` places the ``n`` bars on an exchange's sessions
+    (:func:`~candletok.tokenize.exchange.future_times`): ``"auto"`` the symbol's own
+    (:func:`~candletok.tokenize.exchange.exchange_for_symbol`), a MIC such as ``"XNYS"``,
+    or None / ``"none"`` for the series' weekly grid."""
     if n < 1 or samples < 1:
         raise ModelError("Generate at least one candle (n >= 1) and one sample (samples >= 1).")
     ds = TokenDataset(dataset, split, context=8)
@@ -455,7 +492,10 @@ def continue_series(
                                    tok.features))
     seq = np.concatenate([[BOS], toks])[-model.config.context:]
     idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
-    cal = series_calendar(model, rows["ts"], seq.size, n)  # the n bars' times: next_times
+    grid_spec = CalendarSpec("UTC") if (ds.interval or "1d") in ("1d", "1wk", "1mo") else None
+    fut = future_times(rows["ts"], n, model.calendar or grid_spec,
+                       resolve_exchange(symbol, exchange or "none"))
+    cal = series_calendar(model, rows["ts"], seq.size, n, fut.ts)
     g = torch.Generator(device=model.device).manual_seed(seed)
     new = model.generate(idx, n, temperature=temperature, generator=g,
                          cal=None if cal is None else cal.repeat(samples, 1, 1))[:, seq.size:]
@@ -464,7 +504,13 @@ def continue_series(
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,
                         ds.interval or "1d", direction_caveat(calibration, n),
                         price_decimals(np.concatenate([context[k] for k in
-                                                       ("open", "high", "low", "close")])))
+                                                       ("open", "high", "low", "close")])),
+                        fut)
+
+
+def _iso(us: int) -> str:
+    """int64 microseconds UTC as ISO 8601 with its offset (``2013-04-01T00:00:00+00:00``)."""
+    return datetime.fromtimestamp(int(us) / 1e6, tz=timezone.utc).isoformat()
 
 
 def _real_context(tok: Any, rows: pl.DataFrame) -> tuple[dict[str, np.ndarray], str]:
