@@ -98,7 +98,7 @@ def train_one(ds: Path, out: Path, **over: Any) -> dict[str, Any]:
 
 def range_scores(ds: Path, model: Path) -> dict[str, Any]:
     """CandleGPT's next-range QLIKE skill and DM p-value against EWMA and HistVol20 (test)."""
-    from candletok.forecast.evaluate import evaluate_forecasts
+    from candletok.evaluation.evaluate import evaluate_forecasts
 
     rep = evaluate_forecasts(ds, str(model), split="test", horizons=(1,), analogues=(),
                              n_boot=500, save_calibration_map=False)

@@ -38,11 +38,11 @@ _LAZY: dict[str, str] = {
     "TrainConfig": "candletok.model.train",
     "train": "candletok.model.train",
     "load_model": "candletok.model.checkpoint",
-    "predict_next": "candletok.forecast.predict",
+    "predict_next": "candletok.predict.predict",
     "similar": "candletok.search.similar",
     "motifs": "candletok.search.motifs",
-    "evaluate_forecasts": "candletok.forecast.evaluate",
-    "calibrated_similar": "candletok.forecast.simcal",
+    "evaluate_forecasts": "candletok.evaluation.evaluate",
+    "calibrated_similar": "candletok.evaluation.simcal",
     # kept for the scripts written against 0.1; their home is the subpackage
     "load_sample": "candletok.data.sample",
     "sample_symbols": "candletok.data.sample",
@@ -108,12 +108,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from candletok.dataset.build import BuildConfig, build_dataset
     from candletok.dataset.manifest import read_split
     from candletok.dataset.torchdata import TokenDataset, TokenStream
-    from candletok.forecast.evaluate import evaluate_forecasts
-    from candletok.forecast.predict import predict_next
-    from candletok.forecast.simcal import calibrated_similar
+    from candletok.evaluation.evaluate import evaluate_forecasts
+    from candletok.evaluation.simcal import calibrated_similar
     from candletok.model.checkpoint import load_model
     from candletok.model.gpt import CandleGPT, GPTConfig
     from candletok.model.train import TrainConfig, train
+    from candletok.predict.predict import predict_next
     from candletok.search.motifs import motifs
     from candletok.search.similar import similar
     from candletok.tokenize.base import Tokenizer

@@ -228,7 +228,7 @@ def test_the_time_of_day_moves_the_forecast(hourly: Path) -> None:
     session give another next-candle distribution (and the model without calendar inputs
     gives the same one)."""
     from candletok.data.sources import load_bars
-    from candletok.forecast.predict import predict_next
+    from candletok.predict.predict import predict_next
 
     bars = load_bars(["AAA"], source="synthetic", interval="1h").tail(40)
     moved = bars.with_columns(pl.col("ts") + pl.duration(hours=2))

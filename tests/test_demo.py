@@ -13,7 +13,7 @@ import pytest
 
 from candletok.core.errors import CandletokError
 from candletok.dataset.manifest import read_split, verify_dataset
-from candletok.forecast.demo import MARKER, DemoConfig, run_demo
+from candletok.demo import MARKER, DemoConfig, run_demo
 from candletok.model.train import TrainConfig
 
 

@@ -16,19 +16,19 @@ from hypothesis import strategies as st
 
 from candletok.core.errors import CandletokError
 from candletok.data.synthetic import synthetic_bars
-from candletok.forecast.analogues import AnalogueAnswer, AnalogueForecaster
-from candletok.forecast.calibrate import (
+from candletok.evaluation.analogues import AnalogueAnswer, AnalogueForecaster
+from candletok.evaluation.calibrate import (
     CalibrationMap,
     choose_map,
     date_blocks,
     fit_map,
 )
-from candletok.forecast.evaluate import (
+from candletok.evaluation.evaluate import (
     Forecast,
     evaluate_forecasts,
     range_constants,
 )
-from candletok.forecast.forecasters import (
+from candletok.evaluation.forecasters import (
     BaseRate,
     EWMAVol,
     GARCHt,
@@ -41,8 +41,8 @@ from candletok.forecast.forecasters import (
     shrink_to_base,
     token_forecast,
 )
-from candletok.forecast.gptcast import GPTForecaster
-from candletok.forecast.history import History, history_from_bars
+from candletok.evaluation.gptcast import GPTForecaster
+from candletok.evaluation.history import History, history_from_bars
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.tokenize.bins import BinsTokenizer
 
@@ -389,7 +389,7 @@ def test_hist_vol_and_shrinkage_by_hand(planted: History) -> None:
 
 # ---- the whole evaluation with a model -----------------------------------------------------
 def test_evaluate_with_a_model_file(tmp_path, planted: History) -> None:
-    from candletok.forecast.calibrate import load_calibration
+    from candletok.evaluation.calibrate import load_calibration
 
     m = tiny_gpt(planted)
     path = tmp_path / "m.pt"
@@ -403,7 +403,7 @@ def test_evaluate_with_a_model_file(tmp_path, planted: History) -> None:
     assert {r.forecaster for r in rep.range} >= {"EWMA", "HistVol20", "CandleGPT"}
     assert any("sampled paths" in n for n in rep.notes)
     assert rep.calibration_file is None  # a model object, not a file: nothing written
-    from candletok.forecast.calibrate import save_calibration
+    from candletok.evaluation.calibrate import save_calibration
 
     save_calibration(path, rep.to_dict()["calibration"])
     cal = load_calibration(path)
@@ -420,7 +420,7 @@ def test_bad_arguments_are_one_sentence(planted: History) -> None:
 
 
 def test_predict_applies_the_saved_map_and_reports_the_val_skill() -> None:
-    from candletok.forecast.calibrate import calibrate_probability
+    from candletok.evaluation.calibrate import calibrate_probability
 
     cal = {"forecasters": {"CandleGPT": {"p_up": {"1": {
         "map": {"kind": "shrink", "base": 0.5, "lam": 0.25}, "base_rate": 0.5,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from candletok.forecast.calibrate import calibration_path, load_calibration
+from candletok.evaluation.calibrate import calibration_path, load_calibration
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

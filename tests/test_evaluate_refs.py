@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from candletok.data.synthetic import synthetic_bars
-from candletok.forecast.evaluate import evaluate_forecasts
-from candletok.forecast.forecasters import (
+from candletok.evaluation.evaluate import evaluate_forecasts
+from candletok.evaluation.forecasters import (
     HAR_LAGS,
     PCT,
     EWMAVol,
@@ -24,7 +24,7 @@ from candletok.forecast.forecasters import (
     parkinson_log_var,
     roles_of,
 )
-from candletok.forecast.history import History, history_from_bars
+from candletok.evaluation.history import History, history_from_bars
 from candletok.tokenize.bins import BinsTokenizer
 
 VAL_FROM, TEST_FROM = "2002-06-01", "2003-02-01"

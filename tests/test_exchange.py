@@ -193,7 +193,7 @@ def test_evaluate_sampled_bars_read_the_exchange_sessions() -> None:
     AAPL's bar after 2013-03-28 is Monday 2013-04-01, EUR/USD's keeps the weekly grid."""
     from types import SimpleNamespace
 
-    from candletok.forecast.gptcast import GPTForecaster
+    from candletok.evaluation.gptcast import GPTForecaster
     from candletok.tokenize.calendar import calendar_ids
 
     spec = CalendarSpec("UTC")

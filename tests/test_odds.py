@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError
-from candletok.forecast.odds import (
+from candletok.predict.odds import (
     RANGE_PER_SIGMA,
     odds_rows,
     parse_ks,
@@ -206,7 +206,7 @@ def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> 
     from candletok.cli import cmd_model  # noqa: F401
     from candletok.cli.app import app
     from candletok.dataset.build import build_dataset
-    from candletok.forecast.odds import NOT_SCORED
+    from candletok.predict.odds import NOT_SCORED
 
     ds = tmp_path / "ds"
     build_dataset(["AAA"], ds, scheme="bins", source="synthetic",
@@ -261,7 +261,7 @@ def test_forward_odds_read_each_rows_own_series_and_scale() -> None:
     volatility unit, never past the end of its series."""
     from types import SimpleNamespace
 
-    from candletok.forecast.odds import forward_odds
+    from candletok.predict.odds import forward_odds
 
     # series 0: flat then +3% a bar; series 1: -3% a bar; scale 1% everywhere
     c0 = np.array([100, 100, 103, 106.09, 109.27])

@@ -85,7 +85,7 @@ def test_any_json_that_is_not_a_manifest_is_a_dataset_error(obj: object) -> None
 
 
 def test_demo_checks_its_settings_before_writing_anything(tmp_path: Path) -> None:
-    from candletok.forecast.demo import DemoConfig, run_demo
+    from candletok.demo import DemoConfig, run_demo
 
     for cfg in (DemoConfig(out=tmp_path / "a", train=TrainConfig(steps=-1)),
                 DemoConfig(out=tmp_path / "b", device="tpu")):

@@ -99,8 +99,8 @@ def test_index_like_flat_opens_get_a_zero_bin_and_no_gap_up(base_bars: pl.DataFr
     """The S&P case: the open is the previous close on 95% of days. The bin holding 0 must
     decode to 0 ("no gap"), and predict must not count those tokens as a gap up."""
     torch = pytest.importorskip("torch")
-    from candletok.forecast.predict import predict_next
     from candletok.model.gpt import CandleGPT, GPTConfig
+    from candletok.predict.predict import predict_next
 
     bars = with_point_masses(base_bars, 1, {"gap": 0.95, "body": 0.0, "upper": 0.0,
                                             "lower": 0.0, "flat": 0.0})

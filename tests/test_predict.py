@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from candletok.core.errors import ModelError
 from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
 from candletok.data.synthetic import synthetic_bars
-from candletok.forecast.predict import calibration, predict_next
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.updown import up_mask
+from candletok.predict.predict import calibration, predict_next
 from candletok.tokenize.bins import BinsTokenizer
 
 
@@ -199,7 +199,7 @@ def test_token_up_rates_count_real_closes(tmp_path: Path, tok: BinsTokenizer) ->
 
 
 def test_fan_chart_is_a_png(tmp_path: Path, bars: pl.DataFrame, tok: BinsTokenizer) -> None:
-    from candletok.forecast.plot import plot_fan
+    from candletok.predict.plot import plot_fan
 
     one = bars.filter(pl.col("symbol") == "AAA")
     ctx = {k: one[k].to_numpy()[-30:] for k in ("open", "high", "low", "close")}

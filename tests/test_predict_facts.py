@@ -26,9 +26,9 @@ from candletok.cli.app import app
 from candletok.core.times import INTERVALS
 from candletok.data.sample import load_sample
 from candletok.dataset.manifest import read_split
-from candletok.forecast.calibrate import direction_caveat, save_calibration
-from candletok.forecast.predict import _bars_interval
+from candletok.evaluation.calibrate import direction_caveat, save_calibration
 from candletok.model.checkpoint import dataset_fingerprint, read_checkpoint
+from candletok.predict.predict import _bars_interval
 
 runner = CliRunner()
 
@@ -257,8 +257,8 @@ def test_direction_caveat_says_what_was_measured() -> None:
 
 def test_generate_shows_what_evaluate_measured_beside_the_fan(
         trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from candletok.forecast import predict as predict_mod
-    from candletok.forecast.evaluate import evaluate_forecasts
+    from candletok.evaluation.evaluate import evaluate_forecasts
+    from candletok.predict import predict as predict_mod
 
     ds, model = trained
     m = _copy_model(model, tmp_path)

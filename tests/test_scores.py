@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from candletok.forecast.scores import (
+from candletok.evaluation.scores import (
     block_bootstrap_indices,
     brier,
     diebold_mariano,
@@ -110,7 +110,7 @@ def test_per_date_sums_rows_of_one_date() -> None:
 
 
 def test_ratio_and_ece_estimates_by_hand() -> None:
-    from candletok.forecast.scores import ece_estimate, ratio_estimate
+    from candletok.evaluation.scores import ece_estimate, ratio_estimate
 
     num = np.array([1.0, 2.0, 3.0, 6.0])
     den = np.array([1.0, 1.0, 2.0, 2.0])
@@ -131,8 +131,8 @@ def test_ratio_and_ece_estimates_by_hand() -> None:
 def test_crps_from_quantiles_meets_the_normal_closed_form() -> None:
     import scoringrules as sr
 
-    from candletok.forecast.forecasters import CRPS_LEVELS
-    from candletok.forecast.scores import crps_from_quantiles
+    from candletok.evaluation.forecasters import CRPS_LEVELS
+    from candletok.evaluation.scores import crps_from_quantiles
 
     y = np.array([0.3, -1.2, 2.0, 0.0, 4.0])
     mu, sd = 0.1, 1.5
@@ -153,7 +153,7 @@ def test_crps_from_quantiles_meets_the_normal_closed_form() -> None:
 
 
 def test_christoffersen_tests_by_hand() -> None:
-    from candletok.forecast.scores import christoffersen
+    from candletok.evaluation.scores import christoffersen
 
     miss = np.array([0, 0, 1, 1, 0, 0, 0, 1, 1, 0], dtype=bool)
     t = christoffersen(miss, 0.8)
@@ -185,7 +185,7 @@ def test_christoffersen_tests_by_hand() -> None:
 
 
 def test_mcs_drops_the_worse_forecaster_and_treats_twins_alike() -> None:
-    from candletok.forecast.scores import mcs_members
+    from candletok.evaluation.scores import mcs_members
 
     rng = np.random.default_rng(0)
     good = rng.gamma(2.0, 0.5, 400)

@@ -19,8 +19,8 @@ from test_evaluate import planted_bars
 from test_search_cli import run_cli
 
 from candletok.dataset.build import build_dataset
-from candletok.forecast import simcal
-from candletok.forecast.simcal import calibrated_similar
+from candletok.evaluation import simcal
+from candletok.evaluation.simcal import calibrated_similar
 from candletok.search.index import index_dir
 
 SYMS = ("AAA", "BBB", "CCC")

@@ -36,7 +36,7 @@ def demo(
         print_prediction,
         print_train,
     )
-    from candletok.forecast.demo import DemoConfig, forecasters_run, run_demo
+    from candletok.demo import DemoConfig, forecasters_run, run_demo
     from candletok.model.train import StepInfo
 
     cfg = DemoConfig(out=out, device=device, seed=seed)

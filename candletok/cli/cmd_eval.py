@@ -133,7 +133,7 @@ def degenerate_notes(rep: Any) -> list[str]:
 
 def _milli(e: Any) -> Any:
     """The estimate times 1000, for a loss printed in thousandths."""
-    from candletok.forecast.scores import Estimate
+    from candletok.evaluation.scores import Estimate
 
     return Estimate(1e3 * e.value, 1e3 * e.lo, 1e3 * e.hi)
 
@@ -165,7 +165,7 @@ def evaluate_cmd(
 ) -> None:
     """Score every forecaster against the base rate and the volatility baselines."""
     from candletok.core.atomic import refuse_existing
-    from candletok.forecast.evaluate import evaluate_forecasts
+    from candletok.evaluation.evaluate import evaluate_forecasts
 
     if plot is not None:
         refuse_existing(plot, overwrite)
@@ -185,7 +185,7 @@ def evaluate_cmd(
                              samples=samples, subsample=subsample, analogues=modes,
                              analogue_subsample=analogue_subsample, seed=seed, device=device)
     if plot is not None:
-        from candletok.forecast.evalplot import plot_evaluation
+        from candletok.evaluation.evalplot import plot_evaluation
 
         plot_evaluation(rep, plot)
     if as_json:

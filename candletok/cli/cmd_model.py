@@ -35,15 +35,15 @@ from candletok.core.errors import ModelError
 from candletok.tokenize.base import Tokenizer
 
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
-    from candletok.forecast.calibrate import CalibratedProbability
-    from candletok.forecast.latest import BaseRate
-    from candletok.forecast.odds import OddsRow
-    from candletok.forecast.predict import Calibration, Prediction
+    from candletok.evaluation.calibrate import CalibratedProbability
     from candletok.model.gpt import CandleGPT
     from candletok.model.train import (
         StepInfo,
         TrainResult,
     )
+    from candletok.predict.latest import BaseRate
+    from candletok.predict.odds import OddsRow
+    from candletok.predict.predict import Calibration, Prediction
 
 
 def stopped_exit(res: TrainResult) -> int:
@@ -309,9 +309,9 @@ def generate(
 ) -> None:
     """Continue a symbol's real test series with sampled candles and summarize the fan."""
     from candletok.core.atomic import refuse_existing
-    from candletok.forecast.calibrate import load_calibration
-    from candletok.forecast.predict import continue_series
+    from candletok.evaluation.calibrate import load_calibration
     from candletok.model.checkpoint import load_model
+    from candletok.predict.predict import continue_series
     from candletok.tokenize.exchange import resolve_exchange
 
     exchange = resolve_exchange(symbol, calendar_exchange) or "none"  # a typo fails first
@@ -362,8 +362,9 @@ def predict(
         "times (a MIC such as XNYS; auto: from each symbol; none: the weekly grid)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
-    from candletok.forecast.calibrate import CalibrationMap, load_calibration, saved_fit
-    from candletok.forecast.latest import (
+    from candletok.evaluation.calibrate import CalibrationMap, load_calibration, saved_fit
+    from candletok.model.checkpoint import load_model, model_interval
+    from candletok.predict.latest import (
         answer_cps,
         answer_verdict,
         bars_source,
@@ -371,8 +372,7 @@ def predict(
         one_base_rate,
         predict_symbols,
     )
-    from candletok.forecast.predict import calibration
-    from candletok.model.checkpoint import load_model, model_interval
+    from candletok.predict.predict import calibration
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
@@ -388,7 +388,7 @@ def predict(
                              "bars.")
     ks = None
     if odds is not None:
-        from candletok.forecast.odds import parse_ks
+        from candletok.predict.odds import parse_ks
         from candletok.tokenize.exchange import resolve_exchange
 
         ks = parse_ks(odds)  # a bad list (or calendar) fails before any bars are loaded
@@ -417,7 +417,7 @@ def predict(
     if as_json:
         doc = forecast_report(preds, cal, cps, base, verdict)
         if odds_by is not None:
-            from candletok.forecast.odds import NOT_SCORED
+            from candletok.predict.odds import NOT_SCORED
 
             for row, rows in zip(doc["predictions"], odds_by, strict=True):
                 row["odds"] = [r.to_dict() for r in rows]
@@ -443,7 +443,7 @@ def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Predictio
     continuations of its latest bars (their bars' times from ``exchange``)."""
     import polars as pl
 
-    from candletok.forecast.odds import odds_rows, sample_paths
+    from candletok.predict.odds import odds_rows, sample_paths
 
     out = []
     for pr in preds:
@@ -456,7 +456,7 @@ def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Predictio
 def print_odds(pr: Prediction, rows: list[OddsRow]) -> None:
     """The odds table: per k, each outcome from the paths (95% interval) beside the
     random walk's closed form, then what the numbers are and are not."""
-    from candletok.forecast.odds import NOT_SCORED
+    from candletok.predict.odds import NOT_SCORED
 
     def cell(r: OddsRow, name: str) -> str:
         lo, hi = r.paths.intervals[name]

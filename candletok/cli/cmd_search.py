@@ -206,7 +206,7 @@ def similar_cmd(
         res = similar(dataset, symbol, **kw)
         body = {**res.to_dict(), "calibration": None}
     else:
-        from candletok.forecast.simcal import calibrated_similar
+        from candletok.evaluation.simcal import calibrated_similar
 
         both = calibrated_similar(dataset, symbol, val_origins=val_origins, **kw)
         res, cal = both.result, both.calibration

@@ -3,7 +3,7 @@ sums, and the table of the model next to every baseline.
 
 :func:`window_logits` is the one evaluation loop: it runs the model over a split's fixed
 windows (eval mode, no gradients, bf16 autocast on a GPU) and hands back the logits of
-every candle target. :func:`evaluate_sums` turns them into bits; the forecast stage's
+every candle target. :func:`evaluate_sums` turns them into bits; the evaluation stage's
 calibration turns them into P(close up). For distributed evaluation each rank passes its
 ``rank``/``world_size`` (it then scores every ``world_size``-th window) and the caller
 all-reduces the ``(bits, count)`` pair."""

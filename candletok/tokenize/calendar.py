@@ -68,7 +68,7 @@ class CalendarSpec:
 
 def _aware(ts: pl.Series | np.ndarray) -> pl.Series:
     """``ts`` as an aware Datetime series: numpy input is int64 microseconds UTC (how
-    :class:`~candletok.forecast.history.History` and the search index hold times)."""
+    :class:`~candletok.evaluation.history.History` and the search index hold times)."""
     if isinstance(ts, np.ndarray):
         return pl.Series("ts", ts.astype(np.int64)).cast(pl.Datetime("us", "UTC"))
     return ts

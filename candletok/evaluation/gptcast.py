@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from candletok.core.ids import BOS, N_SPECIAL, PAD
-from candletok.forecast.forecasters import (
+from candletok.evaluation.forecasters import (
     CRPS_LEVELS,
     CRPS_POINTS,
     LEVELS,
@@ -40,7 +40,7 @@ from candletok.forecast.forecasters import (
     forecast_from,
     pick_subsample,
 )
-from candletok.forecast.history import History
+from candletok.evaluation.history import History
 from candletok.model.checkpoint import check_fingerprint
 from candletok.model.evaluate import MODEL_NAME
 from candletok.model.gpt import CandleGPT

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from candletok.core.atomic import atomic_path
-from candletok.forecast.scores import wilson
+from candletok.evaluation.scores import wilson
 from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
@@ -91,7 +91,7 @@ def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
 
 
 def plot_evaluation(report: Any, out: str | Path) -> Path:
-    """Write the evaluation chart of an :class:`~candletok.forecast.evaluate.EvalReport`."""
+    """Write the evaluation chart of an :class:`~candletok.evaluation.evaluate.EvalReport`."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state
 
     hs = list(report.horizons)

@@ -9,7 +9,7 @@ at each horizon, using only windows whose forward outcome was known by the origi
 (the search's time rule). The answer becomes
 
 * ``p_up = (n_eff * p_matches + prior * base) / (n_eff + prior)``
-  (:func:`~candletok.forecast.forecasters.shrink_to_base`), where ``n_eff`` is the
+  (:func:`~candletok.evaluation.forecasters.shrink_to_base`), where ``n_eff`` is the
   effective number of independent matches: ten overlapping matches of one market day are
   not ten observations;
 * the matches' 10/50/90% forward-return quantiles in volatility units, times the scale
@@ -29,14 +29,14 @@ import numpy as np
 import polars as pl
 
 from candletok.core.errors import CandletokError
-from candletok.forecast.forecasters import (
+from candletok.evaluation.forecasters import (
     BaseRate,
     Forecast,
     pad_levels,
     pick_subsample,
     shrink_to_base,
 )
-from candletok.forecast.history import History
+from candletok.evaluation.history import History
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def analogue_p_up(answers: Sequence[AnalogueAnswer], base: float,
                   prior: float = 20.0) -> np.ndarray:
     """The analogue P(up) of each answer: the matches' share of up moves shrunk toward
     ``base`` by their effective number. The one rule for an origin the harness replays
-    and for a live query (:func:`candletok.forecast.simcal.calibrated_similar`), so a map
+    and for a live query (:func:`candletok.evaluation.simcal.calibrated_similar`), so a map
     fit on the first applies to the second."""
     p = np.array([a.p_up for a in answers], dtype=np.float64)
     n_eff = np.array([a.n_eff for a in answers], dtype=np.float64)
@@ -65,7 +65,7 @@ def analogue_p_up(answers: Sequence[AnalogueAnswer], base: float,
 
 
 class AnalogueForecaster:
-    """A pattern search as a :class:`~candletok.forecast.forecasters.Forecaster`."""
+    """A pattern search as a :class:`~candletok.evaluation.forecasters.Forecaster`."""
 
     learned = True  # the shrinkage and the calibration map are fit on val
 

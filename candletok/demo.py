@@ -33,10 +33,11 @@ from candletok.core.errors import CandletokError
 from candletok.data.sample import load_sample
 from candletok.dataset.build import EncodeResult, build_dataset
 from candletok.dataset.manifest import open_dataset, read_split
-from candletok.forecast.calibrate import direction_caveat, load_calibration
-from candletok.forecast.evalplot import plot_evaluation
-from candletok.forecast.evaluate import EvalReport, evaluate_forecasts
-from candletok.forecast.predict import (
+from candletok.evaluation.calibrate import direction_caveat, load_calibration
+from candletok.evaluation.evalplot import plot_evaluation
+from candletok.evaluation.evaluate import EvalReport, evaluate_forecasts
+from candletok.model.train import Progress, TrainConfig, TrainResult, resolve_device, train
+from candletok.predict.predict import (
     Calibration,
     Continuation,
     Prediction,
@@ -44,7 +45,6 @@ from candletok.forecast.predict import (
     continue_series,
     predict_next,
 )
-from candletok.model.train import Progress, TrainConfig, TrainResult, resolve_device, train
 
 DEMO_SYMBOLS = ("AAPL", "IBM", "MSFT", "GOOG")
 DEMO_TOKENIZER: dict[str, Any] = {

@@ -174,7 +174,7 @@ def path_odds(paths: dict[str, np.ndarray], entry: float | np.ndarray,
 
 def forward_odds(hist: Any, rows: np.ndarray, ks: Sequence[float], horizon: int) -> Odds:
     """Stop and target odds counted on the real bars after ``rows`` of a
-    :class:`~candletok.forecast.history.History` (the analogues' forward paths: each
+    :class:`~candletok.evaluation.history.History` (the analogues' forward paths: each
     match's last candle is a row): entry at the row's close, barriers ``k`` times the
     scale known there (``next_scale``), touches by the next ``horizon`` bars' highs and
     lows in the same series. Rows without ``horizon`` bars after them in their series are
@@ -256,7 +256,7 @@ def sample_paths(model: Any, tok: Any, bars: Any, horizon: int, samples: int = 5
     import torch
 
     from candletok.core.ids import BOS
-    from candletok.forecast.predict import series_calendar
+    from candletok.predict.predict import series_calendar
     from candletok.tokenize.calendar import CalendarSpec
     from candletok.tokenize.exchange import future_times, resolve_exchange
 

@@ -19,13 +19,13 @@ import polars as pl
 from candletok.core.errors import SourceError
 from candletok.data.sources import is_path_source, load_bars, normalize_symbols
 from candletok.dataset.manifest import read_manifest
-from candletok.forecast.calibrate import (
+from candletok.evaluation.calibrate import (
     CalibratedProbability,
     calibrate_probability,
     saved_fit,
 )
-from candletok.forecast.predict import UNITS, Calibration, Prediction, predict_next
 from candletok.model.checkpoint import FitFacts
+from candletok.predict.predict import UNITS, Calibration, Prediction, predict_next
 
 
 def bars_source(source: str | None, dataset: str | Path | None) -> str:
@@ -89,7 +89,7 @@ def one_base_rate(model: Any, saved: dict[str, Any] | None,
         return BaseRate(rate, "train", "checkpoint")
     if dataset is not None:
         from candletok.dataset.torchdata import TokenDataset
-        from candletok.forecast.predict import train_base_rate
+        from candletok.predict.predict import train_base_rate
 
         rate = train_base_rate(model, TokenDataset(dataset, "train", context=8))
         if rate is not None:
@@ -142,7 +142,7 @@ def forecast_report(predictions: Sequence[Prediction],
                     base: BaseRate | None = None, verdict: str | None = None
                     ) -> dict[str, Any]:
     """Every forecast (with its calibrated P(close up), when given: one
-    :class:`~candletok.forecast.calibrate.CalibratedProbability` per forecast; null with
+    :class:`~candletok.evaluation.calibrate.CalibratedProbability` per forecast; null with
     the reason in words where no calibration applies), the one base rate (named by its
     split), the one verdict and the test-split calibration check, when made, as one
     JSON-ready document with the units of its numbers."""

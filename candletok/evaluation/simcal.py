@@ -7,15 +7,15 @@ noise alone, and nothing says the search's shares came true on data it had not s
 evaluate`` scores:
 
 * the **raw analogue P(up)** is the evaluate harness's analogue forecaster
-  (:class:`~candletok.forecast.analogues.AnalogueForecaster`): the matches' share shrunk
+  (:class:`~candletok.evaluation.analogues.AnalogueForecaster`): the matches' share shrunk
   toward the train base rate by their effective number;
-* the **map** is fit on val only (:func:`~candletok.forecast.calibrate.choose_map`, via
-  :func:`~candletok.forecast.evaluate.fit_calibration`): the same forecaster, with the
+* the **map** is fit on val only (:func:`~candletok.evaluation.calibrate.choose_map`, via
+  :func:`~candletok.evaluation.evaluate.fit_calibration`): the same forecaster, with the
   same mode, window, k and horizons, is replayed point in time at a seeded subsample of
   val origins, and the map val prefers by time-blocked cross-validation is kept;
 * the **val skill** is the out-of-fold Brier skill of the calibrated val forecasts
   against the base rate, with its 95% block-bootstrap interval over dates
-  (:mod:`candletok.forecast.scores`). Where it includes zero, the answer says in words
+  (:mod:`candletok.evaluation.scores`). Where it includes zero, the answer says in words
   that this search has shown no skill and that the base rate is the better guide.
 
 The time rule holds for the whole answer: a val origin counts only when its outcome was
@@ -48,20 +48,20 @@ import numpy as np
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import CandletokError
 from candletok.dataset.manifest import clean_json, read_manifest
-from candletok.forecast.analogues import (
+from candletok.evaluation.analogues import (
     AnalogueForecaster,
     analogue_p_up,
     answers_of,
     search_query,
 )
-from candletok.forecast.calibrate import (
+from candletok.evaluation.calibrate import (
     CalibratedProbability,
     CalibrationMap,
     calibrate_probability,
 )
-from candletok.forecast.evaluate import BASE, Boot, Panel, fit_calibration
-from candletok.forecast.forecasters import BaseRate
-from candletok.forecast.history import History, load_history
+from candletok.evaluation.evaluate import BASE, Boot, Panel, fit_calibration
+from candletok.evaluation.forecasters import BaseRate
+from candletok.evaluation.history import History, load_history
 from candletok.search.index import SearchIndex, index_dir, open_index
 from candletok.search.result import SimilarResult
 from candletok.search.similar import DEFAULT_HORIZONS, check_horizons, similar

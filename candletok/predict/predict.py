@@ -29,13 +29,13 @@ from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
-from candletok.forecast.calibrate import NOT_A_FORECAST, direction_caveat
-from candletok.forecast.plot import plot_fan
+from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat
 from candletok.model.checkpoint import FitFacts, check_fingerprint
 from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
 from candletok.model.updown import candle_feature_table, real_up, up_probability
+from candletok.predict.plot import plot_fan
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_layout, next_times
 from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
@@ -317,7 +317,7 @@ def calibration(
 
     The reference is one base rate: ``base_rate`` when given (what the forecast was shown
     beside), else :func:`train_base_rate`. ``cmap`` (anything with ``apply`` and
-    ``describe``: a :class:`~candletok.forecast.calibrate.CalibrationMap`) scores the
+    ``describe``: a :class:`~candletok.evaluation.calibrate.CalibrationMap`) scores the
     calibrated probabilities instead of the raw ones."""
     if isinstance(ds, str | Path):
         ds = TokenDataset(ds, split, context=model.config.context)

@@ -1,6 +1,6 @@
 """Forecasters for the point-in-time replay, behind one small interface.
 
-A forecaster is fitted once on a :class:`~candletok.forecast.history.History` (train rows,
+A forecaster is fitted once on a :class:`~candletok.evaluation.history.History` (train rows,
 and val rows where it tunes something), then asked for forecasts at origin rows: at the
 close of candle t it may read rows up to t of the same series (and any row of an earlier
 split), never a later one. The evaluator checks that with a property test.
@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.ids import N_SPECIAL
-from candletok.forecast.history import History, token_up_rates
+from candletok.evaluation.history import History, token_up_rates
 from candletok.model.baselines import NGramModel, fit_baselines
 
 LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9, 0.05, 0.95)

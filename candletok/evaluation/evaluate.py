@@ -1,7 +1,7 @@
 """``evaluate_forecasts``: every forecaster replayed point in time, scored against the base
 rate and the volatility baselines, with block-bootstrap intervals over dates.
 
-The replay (see :mod:`candletok.forecast.history`): at the close of every candle t of the
+The replay (see :mod:`candletok.evaluation.history`): at the close of every candle t of the
 evaluated split, each forecaster sees the history up to t and forecasts
 
 * the direction at each horizon h: P(close[t + h] > close[t]);
@@ -10,7 +10,7 @@ evaluated split, each forecaster sees the history up to t and forecasts
   forecaster has a whole distribution, its quantile grid for the CRPS.
 
 References are the forecasters that *declare* a role (``roles``: direction, range,
-quantiles; :func:`~candletok.forecast.forecasters.roles_of`), not names: every range
+quantiles; :func:`~candletok.evaluation.forecasters.roles_of`), not names: every range
 forecaster is scored against every range reference, every direction and quantile forecast
 against the direction / quantile reference (the base rate). The reference forecasters of
 the range are EWMA, HistVol20, GARCH(1,1)-t and HAR-RV.
@@ -47,10 +47,10 @@ import numpy as np
 from candletok.core.errors import CandletokError
 from candletok.core.ids import normalize_split
 from candletok.dataset.manifest import read_manifest
-from candletok.forecast import scores as sc
-from candletok.forecast.analogues import SEARCH_MODES, search_forecasters
-from candletok.forecast.calibrate import MapChoice, choose_map, save_calibration
-from candletok.forecast.forecasters import (
+from candletok.evaluation import scores as sc
+from candletok.evaluation.analogues import SEARCH_MODES, search_forecasters
+from candletok.evaluation.calibrate import MapChoice, choose_map, save_calibration
+from candletok.evaluation.forecasters import (
     CRPS_LEVELS,
     INTERVALS,
     LEVELS,
@@ -61,8 +61,8 @@ from candletok.forecast.forecasters import (
     default_forecasters,
     roles_of,
 )
-from candletok.forecast.history import SPLIT_CODE, History, load_history, split_dates
-from candletok.forecast.scores import CoverageTest, DMTest, Estimate
+from candletok.evaluation.history import SPLIT_CODE, History, load_history, split_dates
+from candletok.evaluation.scores import CoverageTest, DMTest, Estimate
 
 log = logging.getLogger(__name__)
 
@@ -552,7 +552,7 @@ def _forecasters(dataset: Any, model: Any, extra: Sequence[Forecaster],
                  horizons: Sequence[int], c: Costly) -> list[Forecaster]:
     fcs: list[Forecaster] = list(default_forecasters())
     if model is not None:
-        from candletok.forecast.gptcast import GPTForecaster
+        from candletok.evaluation.gptcast import GPTForecaster
         from candletok.model.checkpoint import load_model
 
         m = load_model(model, device=c.device) if isinstance(model, str | Path) else model
