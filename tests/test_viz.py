@@ -119,3 +119,20 @@ def test_bars_from_frame_keeps_utc_times_and_missing_volume(tmp_path: Path) -> N
     assert np.isnan(b.volume[0]) and b.has_volume
     out = save(price_chart(b, "X"), tmp_path / "x.png")
     assert out.read_bytes()[:8] == PNG
+
+
+def test_intraday_ticks_and_the_fan_legend_carry_the_time() -> None:
+    """Hourly bars over two weeks get day ticks, and each says the hour its first bar
+    opened; daily bars keep plain dates (issue 20: hourly charts showed dates only)."""
+    from candletok.data.synthetic import synthetic_bars
+    from candletok.viz.fan import _day
+
+    ts = synthetic_bars("EURUSD", n_bars=24 * 14, interval="1h")["ts"]
+    times = ts.dt.replace_time_zone(None).to_numpy()
+    pos, labels = date_ticks(times)
+    assert labels and all(
+        lb == times[p].astype("datetime64[us]").item().strftime("%Y-%m-%d %H:%M")
+        for p, lb in zip(pos[1:], labels[1:], strict=True)) and ":" in labels[-1]
+    assert _day(times[-1]) == times[-1].astype("datetime64[us]").item().strftime(
+        "%Y-%m-%d %H:%M")
+    assert _day(np.datetime64("2013-03-01T00:00", "us")) == "2013-03-01"

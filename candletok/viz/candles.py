@@ -134,13 +134,17 @@ def date_ticks(ts: np.ndarray, max_ticks: int = 9) -> tuple[np.ndarray, list[str
     idx = np.flatnonzero(ok)
     t = ts[ok]
     span = (t.max() - t.min()).astype(np.int64)
+    # bars shorter than a day: a day or week label also says at what time its first bar
+    # opened, so hourly bars never read as one date (daily bars are stored at 00:00 UTC)
+    intraday = bool((t.astype(np.int64) % _US_PER_DAY != 0).any())
     starts, label_format = np.zeros(1, np.int64), "%Y"
     for kind, step, period_format in _PERIODS:
         if kind == "hour" and span > 10 * _US_PER_DAY:
             continue
         keys = _period_keys(t, kind, step)
         starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1) != 0)
-        label_format = period_format
+        label_format = (period_format + " %H:%M" if intraday and kind in ("day", "week")
+                        else period_format)
         if starts.size <= max_ticks:
             break
     return idx[starts], [_format(t[i], label_format) for i in starts]

@@ -99,6 +99,11 @@ def fan_chart(
 
 
 def _day(t: np.datetime64 | None) -> str:
+    """The bar's date, with its time (UTC) when it did not open at midnight (an intraday
+    bar: daily bars are stored at 00:00 UTC)."""
     if t is None or np.isnat(t):
         return ""
-    return str(np.datetime64(t, "D"))
+    us = np.datetime64(t, "us")
+    if us == np.datetime64(t, "D"):
+        return str(np.datetime64(t, "D"))
+    return str(np.datetime64(t, "m")).replace("T", " ")
