@@ -74,3 +74,24 @@ def test_ambiguous_integers_are_refused_in_one_sentence(tmp_path: Path,
     with pytest.raises(BarsError, match="neither YYYYMMDD dates nor epoch times") as e:
         load_bars(["AAA"], source=str(path))
     assert "\n" not in str(e.value) and "AAA.parquet" in str(e.value)
+
+
+@pytest.mark.parametrize("csv", [False, True])
+def test_date_time_integers_are_read_as_their_digits(tmp_path: Path, csv: bool) -> None:
+    """201709221500 is 2017-09-22 15:00 (YYYYMMDDHHMM), not an epoch time in ms of 1976;
+    likewise YYYYMMDDHHMMSS."""
+    t0 = datetime(2017, 9, 22, 15, 0, tzinfo=timezone.utc)
+    want = [t0 + timedelta(hours=i) for i in range(30)]
+    for fmt in ("%Y%m%d%H%M", "%Y%m%d%H%M%S"):
+        name = "AAA.csv" if csv else "AAA.parquet"
+        path = _file(tmp_path, [int(t.strftime(fmt)) for t in want], name)
+        assert load_bars(["AAA"], source=str(path))["ts"].to_list() == want
+
+
+def test_date_format_puts_back_an_integers_leading_zero(tmp_path: Path) -> None:
+    """Day-first integer dates lose their leading zero (04012000 is stored as 4012000):
+    --date-format %d%m%Y still reads them."""
+    days = [date(2000, 1, 4) + timedelta(days=i) for i in range(12)]
+    path = _file(tmp_path, [int(d.strftime("%d%m%Y")) for d in days])
+    got = load_bars(["AAA"], source=str(path), date_format="%d%m%Y")["ts"].dt.date().to_list()
+    assert got == days

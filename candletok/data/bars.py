@@ -84,7 +84,8 @@ def _epoch_unit(magnitude: int) -> str | None:
 
 def integer_times(s: pl.Series, shown: str) -> pl.Series:
     """Integer times (or text of digits) as UTC microseconds: ``YYYYMMDD`` dates when every
-    value is one (20150101 is 2015-01-01, not 20 million seconds after 1970), else epoch
+    value is one (20150101 is 2015-01-01, not 20 million seconds after 1970), likewise
+    ``YYYYMMDDHHMM`` and ``YYYYMMDDHHMMSS`` date-times of the years 1900-2099, else epoch
     times in the one unit (s, ms, µs, ns) that the magnitude of every value points to.
     Anything else -- values of several units, or small integers that are no date -- is a
     :class:`BarsError`: guessing would put bars in the wrong decade without a word."""
@@ -99,6 +100,14 @@ def integer_times(s: pl.Series, shown: str) -> pl.Series:
         days = v.cast(pl.String).str.to_date("%Y%m%d", strict=False)
         if days.null_count() == v.null_count():
             return days.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(utc)
+    for fmt, width in (("%Y%m%d%H%M", 12), ("%Y%m%d%H%M%S", 14)):
+        # 201709221500 is 2017-09-22 15:00, not an epoch time in ms of 1976: a column
+        # whose every value reads as such a date-time is one (epoch times of the same
+        # width fail the month, day or hour fields almost at once)
+        if lo >= 19 * 10 ** (width - 2) and hi < 21 * 10 ** (width - 2):
+            t = v.cast(pl.String).str.to_datetime(fmt, time_unit="us", strict=False)
+            if t.null_count() == v.null_count():
+                return t.dt.replace_time_zone("UTC").cast(utc)
     mag = v.abs()
     unit = _epoch_unit(int(mag.min()))  # type: ignore[arg-type]
     if unit is None or unit != _epoch_unit(int(mag.max())):  # type: ignore[arg-type]

@@ -134,6 +134,19 @@ def _normalize_symbols(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
     return df.with_columns(pl.col("symbol").str.strip_chars().str.to_uppercase())
 
 
+#: strftime directives that always write the same number of digits
+_FIXED_WIDTH = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%y": 2, "%j": 3}
+
+
+def _digit_width(date_format: str) -> int | None:
+    """How many digits ``date_format`` writes when it is made only of fixed-width numeric
+    directives (``%d%m%Y``: 8), else None (a separator or a variable-width field)."""
+    parts = [date_format[i:i + 2] for i in range(0, len(date_format), 2)]
+    if len(date_format) % 2 or not all(p in _FIXED_WIDTH for p in parts):
+        return None
+    return sum(_FIXED_WIDTH[p] for p in parts)
+
+
 def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.DataFrame:
     """The time column of a raw table read with an explicit ``date_format`` (strftime
     codes, e.g. ``%d/%m/%Y``), for files whose dates Polars cannot guess (month-first
@@ -143,7 +156,11 @@ def parse_dates(raw: pl.DataFrame, date_format: str | None, where: str) -> pl.Da
     if date_format is None or col is None:
         return raw
     if raw.schema[col].is_integer():  # 202401311530 with %Y%m%d%H%M: the digits are text
-        raw = raw.with_columns(pl.col(col).cast(pl.String))
+        # an integer drops its leading zero (04012000 is 4012000): put it back to the
+        # width the format writes, when every directive in it has a fixed width
+        width = _digit_width(date_format)
+        digits = pl.col(col).cast(pl.String)
+        raw = raw.with_columns(digits.str.zfill(width) if width else digits)
     if raw.schema[col] != pl.String:
         return raw
     try:
