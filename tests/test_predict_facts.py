@@ -98,6 +98,8 @@ def test_hourly_bars_are_refused_by_a_daily_model(trained: tuple[Path, Path],
     assert r.exit_code != 0
     msg = str(r.exception)
     assert "60m" in msg and "1d" in msg, msg
+    # the interval was the model's, not the user's: no advice to drop an --interval
+    assert "trained on 1d bars" in msg and "interval" not in msg.replace("1d", ""), msg
 
 
 def test_a_dataset_of_another_interval_is_refused(trained: tuple[Path, Path],

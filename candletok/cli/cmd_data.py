@@ -167,7 +167,9 @@ def decode(
     out: Path = typer.Option(Path("bars.parquet"), "--out", help="Parquet file to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
-    """Rebuild canonical bars from a dataset split (each candle anchored on its own close)."""
+    """Rebuild bars from a dataset split's tokens, each candle anchored on the real close
+    of the bar before it: the decoded open, high, low and close are the token's, not the
+    stored bar's (how faithful the vocabulary is)."""
     refuse_existing(out, overwrite)
     bars = decode_dataset(root, split)
     write_parquet_atomic(bars, out)

@@ -32,6 +32,7 @@ from candletok.cli.app import (
 )
 from candletok.core.display import time_text
 from candletok.core.errors import ModelError
+from candletok.core.times import IntervalError
 from candletok.tokenize.base import Tokenizer
 
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
@@ -397,13 +398,21 @@ def predict(
         if horizon < 1 or samples < 1:
             raise ModelError("--horizon and --samples must be at least 1.")
     bars = None
-    if ks is not None:
-        from candletok.data.sources import load_bars, normalize_symbols
+    try:
+        if ks is not None:
+            from candletok.data.sources import load_bars, normalize_symbols
 
-        bars = load_bars(normalize_symbols(symbols), source=bars_source(source, dataset),
-                         interval=iv)
-    preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
-                            interval=iv, bars=bars)
+            bars = load_bars(normalize_symbols(symbols), source=bars_source(source, dataset),
+                             interval=iv)
+        preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
+                                interval=iv, bars=bars)
+    except IntervalError as exc:
+        if interval is not None or not exc.found:
+            raise
+        # the interval was the model's, not the user's: say so, not "drop --interval"
+        raise ModelError(f"The model was trained on {iv} bars but {exc.what} holds "
+                         f"{exc.found} bars; forecast {iv} bars with it, or train a model on "
+                         f"{exc.found} bars.") from exc
     odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
                if ks else None)
     saved = load_calibration(model_path)

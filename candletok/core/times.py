@@ -158,7 +158,13 @@ def infer_interval(ts: Any, groups: Any = None) -> str:
 
 class IntervalError(SourceError):
     """An asked interval that contradicts the bars: a fault of the whole command, never of
-    one symbol (so a build stops at it rather than skipping every symbol)."""
+    one symbol (so a build stops at it rather than skipping every symbol). ``asked``,
+    ``found`` and ``what`` let a caller that asked on the user's behalf (a model's own
+    interval) say it in its own words."""
+
+    def __init__(self, message: str, asked: str = "", found: str = "", what: str = "") -> None:
+        super().__init__(message)
+        self.asked, self.found, self.what = asked, found, what
 
 
 def check_interval(asked: str | None, found: str | None, what: str) -> str | None:
@@ -169,6 +175,7 @@ def check_interval(asked: str | None, found: str | None, what: str) -> str | Non
     if normalize_interval(asked) != found:
         raise IntervalError(
             f"interval={asked!r} contradicts {what}: its bars are {found} bars; drop "
-            f"interval= to take them as they are, or pass interval='{found}'."
+            f"interval= to take them as they are, or pass interval='{found}'.",
+            asked=normalize_interval(asked), found=found, what=what,
         )
     return found

@@ -254,7 +254,8 @@ def read_split(root: str | Path, split: str = "train", *, verify: bool = False) 
 
 
 def decode_dataset(root: str | Path, split: str = "test") -> pl.DataFrame:
-    """Canonical bars rebuilt from one split's tokens (each anchored on its stored close)."""
+    """Canonical bars rebuilt from one split's tokens, each anchored on the real close
+    stored before it."""
     _, tok = open_dataset(root)
     return tok.decode(read_split(root, split))
 

@@ -353,7 +353,7 @@ def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
     hs = sorted(int(k) for k in keys if str(k).isdigit())
     if not hs:
         return (f"direction skill at h={h} was never measured (run `candletok evaluate "
-                f"DIR --model FILE --horizons {h}`); {NOT_A_FORECAST}")
+                f"DIR --model FILE --horizon {h}`); {NOT_A_FORECAST}")
     near = min(hs, key=lambda k: abs(k - h))
     return (f"direction skill at h={h} was never measured (evaluate measured h="
             f"{', '.join(str(k) for k in hs)}; at h={near}: "
