@@ -229,3 +229,40 @@ def test_horizons_past_the_data_are_refused_by_the_library(pristine: Path) -> No
     with pytest.raises(CandletokError, match="longest series has"):
         similar(pristine, "AA", last=3, horizons=(1, 10_000))
     assert similar(pristine, "aa", last=2, horizons=(1,)).summary["symbol"] == "AA"
+
+
+# ---- the search index's own arrays: saved with checksums, rebuilt when edited ----------
+@pytest.mark.parametrize("name", ["close", "high", "tokens"])
+def test_an_edited_search_index_array_is_rebuilt_not_shown(ds: Path, name: str,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    """An array of the saved search index edited in place (same size, another value) is
+    never trusted: the index is rebuilt with a warning and the answer is the real one."""
+    res = similar(ds, "CC", last=3, horizons=(1,))
+    want = (res.query.rows(), res.matches.rows())  # copies: the result maps the arrays
+    del res
+    path = index_dir(ds) / f"{name}.npy"
+    arr = np.load(path)
+    arr[-1] = arr[-1] * 2 if arr.dtype.kind == "f" else arr[-1] ^ 1  # another value
+    np.save(path, arr)
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        got = similar(ds, "CC", last=3, horizons=(1,))
+    assert "changed since the index was built" in caplog.text
+    assert (got.query.rows(), got.matches.rows()) == want
+    assert open_index(ds, rebuild=False).n == got.summary.get("candles", open_index(ds).n)
+
+
+def test_edited_cached_base_rate_sums_are_recomputed(ds: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    want = similar(ds, "CC", last=3, horizons=(1, 3)).outcomes  # computed, not mapped
+    days = index_dir(ds) / "days.npz"
+    if not days.exists():
+        pytest.skip("this index caches no base-rate sums")
+    with np.load(days) as z:
+        parts = {k: z[k] for k in z.files}
+    parts["cums"] = parts["cums"] * 0
+    np.savez(days, **parts)
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        got = similar(ds, "CC", last=3, horizons=(1, 3))
+    assert "do not match their checksum" in caplog.text
+    assert got.outcomes.equals(want)

@@ -237,7 +237,9 @@ class SearchIndex:
             meta = {"format": INDEX_FORMAT, "key": self.key, "fingerprint": self.fingerprint,
                     "interval": self.interval, "symbols": self.symbols, "radix": self.radix,
                     "order": self.order, "candles": int(self.tokens.size),
-                    "build_seconds": self.build_seconds, "shard_stats": shard_stats or {}}
+                    "build_seconds": self.build_seconds, "shard_stats": shard_stats or {},
+                    "arrays": {name: _array_stat(tmp / f"{name}.npy", digest=True)
+                               for name in ARRAYS}}
             write_json_atomic(tmp / "meta.json", meta)
             replace_dir(path, tmp)
         finally:
@@ -258,6 +260,7 @@ class SearchIndex:
                 "beside it (its shard checksums differ); rebuild it with "
                 "open_index(dataset, rebuild=True)."
             )
+        _check_arrays(path, meta.get("arrays") or {})
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         n = int(meta.get("candles", -1))
         want = {"starts": len(meta["symbols"]) + 1, "first_prev": len(meta["symbols"])}
@@ -394,13 +397,49 @@ class SearchIndex:
         return self._tok
 
 
+def _array_stat(path: Path, digest: bool = False) -> list[Any]:
+    """[size, mtime_ns] of a saved array, plus its sha256 with ``digest``."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns] + ([sha256_file(path)] if digest else [])
+
+
+def _check_arrays(path: Path, recorded: dict[str, list[Any]]) -> None:
+    """Refuse (ValueError: :func:`open_index` then rebuilds, with a warning) a saved array
+    whose content is not what was saved. An array with its saved size and mtime is taken
+    as it is (a query pays one stat per array); any other is hashed, so an array edited in
+    place, even to the same size, is caught. An index saved without the record is rebuilt."""
+    for name in ARRAYS:
+        want = recorded.get(name)
+        if not want or len(want) != 3:
+            raise ValueError(f"{name}.npy has no recorded checksum")
+        now = _array_stat(path / f"{name}.npy")
+        if now != want[:2] and sha256_file(path / f"{name}.npy") != want[2]:
+            raise ValueError(f"{name}.npy changed since the index was built (its sha256 "
+                             "does not match)")
+
+
+def _days_digest(key: str, times: np.ndarray, cums: np.ndarray) -> str:
+    h = hashlib.sha256(key.encode())
+    for a in (times, cums):
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def _load_days(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The per-time sums cached beside the index (None when absent or for other data)."""
+    """The per-time sums cached beside the index (None when absent, for other data, or
+    not what was saved: the digest covers the key and both arrays, so an edited cache is
+    recomputed, never trusted)."""
     try:
         with np.load(path / "days.npz") as z:
             if str(z["key"]) != key:
                 return None
-            return z["times"], z["cums"]
+            times, cums = z["times"], z["cums"]
+            if str(z["digest"]) != _days_digest(key, times, cums):
+                log.warning("the cached base-rate sums in %s/days.npz do not match their "
+                            "checksum; recomputing them", path)
+                return None
+            return times, cums
     except (OSError, KeyError, ValueError):
         return None
 
@@ -412,7 +451,8 @@ def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> Non
         return
     try:
         with atomic_path(path / "days.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(key), times=days[0], cums=days[1])
+            np.savez(fh, key=np.array(key), times=days[0], cums=days[1],
+                     digest=np.array(_days_digest(key, days[0], days[1])))
     except OSError as exc:
         log.debug("could not cache %s/days.npz (%s)", path, exc)
 
