@@ -271,6 +271,9 @@ def test_flat_data_prints_no_minus_zero(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "RuntimeWarning" not in r.stderr and "nan" not in r.stdout.lower()
     assert "skill is undefined" in r.stdout and "no variation" in r.stdout
+    # no verdict claims a tie or a coverage on data that cannot move
+    assert "undefined: no origin has a next candle with a range" in r.stdout
+    assert "interval covers" not in r.stdout and "no better than" not in r.stdout
     for args in (("fit", "FLAT", "--source", str(tmp_path / "flat.csv"), "--out", "v.json"),
                  ("inspect", "v.json"), ("inspect", "ds")):
         r = cli(*args, cwd=tmp_path)
@@ -280,3 +283,17 @@ def test_flat_data_prints_no_minus_zero(tmp_path: Path) -> None:
             "--out", "ds2", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "vol feature carries no information" in r.stderr
+
+
+def test_garch_refuses_returns_that_never_move_without_warnings() -> None:
+    """Flat bars give GARCH nothing to fit: no fit, and none of arch's divide-by-zero
+    warnings (issue 20 item 21)."""
+    import warnings
+
+    from candletok.evaluation.forecasters import fit_garch_t
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_garch_t(np.zeros(500)) is None
+    rng = np.random.default_rng(0)
+    assert fit_garch_t(0.01 * rng.standard_normal(500)) is not None

@@ -347,10 +347,12 @@ def range_row(name: str, panel: Panel, dates_all: np.ndarray,
         skills[ref] = sc.skill_estimate(x, y, **boot.kw(x.size, 1))
         dms[ref] = _dm(q[i], rq[j], d, 1)
     is_ref = name in panel.references("range")
-    verdict = _range_verdict(skills)
+    verdict = (_range_verdict(skills) if pos.size else
+               "undefined: no origin has a next candle with a range to score")
+    is_ref_words = is_ref and skills and pos.size
     return RangeRow(name, int(pos.size), sc.ratio_estimate(a, c, **kw),
                     sc.ratio_estimate(m, c, **kw), skills, dms, consts[name], fit_on,
-                    f"reference; {verdict}" if is_ref and skills else verdict, is_ref)
+                    f"reference; {verdict}" if is_ref_words else verdict, is_ref)
 
 
 def _range_verdict(skills: dict[str, Estimate]) -> str:
@@ -421,7 +423,10 @@ def quantile_row(name: str, panel: Panel, dates_all: np.ndarray, boot: Boot,
         kw2 = boot.kw(cc.size, panel.horizon)
         row.crps, row.crps_n = sc.ratio_estimate(x, cc, **kw2), int(good.sum())
         row.crps_skill = sc.skill_estimate(x, xb, **kw2)
-    row.verdict = _quantile_verdict(row)
+    # targets that never move (flat bars) make every interval "cover" them: no verdict
+    row.verdict = (_quantile_verdict(row) if y.size and np.ptp(y) > 0 else
+                   "undefined: the forward returns do not vary (the data have no "
+                   "variation), so coverage and scores say nothing")
     return row
 
 

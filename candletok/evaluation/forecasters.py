@@ -482,7 +482,8 @@ def fit_garch_t(returns: np.ndarray) -> GARCHFit | None:
     series' train returns (None when too short or the fit fails)."""
     r = PCT * np.asarray(returns, dtype=np.float64)
     r = r[np.isfinite(r)]
-    if r.size < GARCH_MIN_TRAIN:
+    if r.size < GARCH_MIN_TRAIN or not np.ptp(r) > 0:
+        # returns that never move have no variance to model: arch would only divide by 0
         return None
     from arch import arch_model  # lazy: import candletok stays light
 

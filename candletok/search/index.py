@@ -411,7 +411,8 @@ def _check_arrays(path: Path, recorded: dict[str, list[Any]]) -> None:
     for name in ARRAYS:
         want = recorded.get(name)
         if not want or len(want) != 3:
-            raise ValueError(f"{name}.npy has no recorded checksum")
+            raise ValueError(f"{name}.npy has no recorded checksum: an index saved by an "
+                             "older candletok")
         now = _array_stat(path / f"{name}.npy")
         if now != want[:2] and sha256_file(path / f"{name}.npy") != want[2]:
             raise ValueError(f"{name}.npy changed since the index was built (its sha256 "
