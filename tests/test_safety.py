@@ -422,3 +422,43 @@ def test_overwrite_refuses_exactly_what_a_build_did_not_write(top: set[str],
         want = sorted(n for n in top if n not in DATASET_ENTRIES) + sorted(
             f"train/{n}" for n in in_train if not n.startswith("part-") or n == "part-0.txt")
         assert foreign_entries(root) == want
+
+
+def test_a_full_disk_in_a_nested_write_names_the_file_that_did_not_fit(
+        tmp_path: Path) -> None:
+    """fit writes v.json and v.txt together: when v.txt does not fit, the sentence names
+    v.txt, not the outer v.json (issue 20 item 19)."""
+    import errno
+
+    from candletok.core.atomic import atomic_path
+
+    outer, inner = tmp_path / "v.json", tmp_path / "v.txt"
+    with pytest.raises(OutputError) as e, atomic_path(outer) as a, atomic_path(inner) as b:
+        a.write_text("{}")
+        b.write_text("x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(inner) in str(e.value) and str(outer) not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_fit_names_the_txt_when_only_the_txt_does_not_fit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from candletok.data.synthetic import synthetic_bars
+    from candletok.tokenize.bins import BinsTokenizer
+
+    tok = BinsTokenizer(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2).fit(
+        synthetic_bars("AAA", n_bars=200))
+    real = Path.write_text
+
+    def txt_full(self: Path, *a: object, **k: object) -> int:
+        if ".v.txt." in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", txt_full)
+    with pytest.raises(OutputError) as e:
+        tok.save(tmp_path / "v.json")
+    assert str(tmp_path / "v.txt") in str(e.value) and "v.json" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []

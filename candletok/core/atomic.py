@@ -202,6 +202,8 @@ def atomic_path(path: str | os.PathLike[str], need: int | None = None) -> Iterat
     try:
         try:
             yield tmp
+        except OutputError:
+            raise  # already names its own file (a nested atomic_path): keep that one
         except Exception as exc:  # a full disk, however the writer's library words it
             if is_disk_full(exc):
                 raise disk_full_error(final, path_size(tmp), need) from exc

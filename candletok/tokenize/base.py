@@ -565,10 +565,12 @@ class Tokenizer:
                 f"Name the vocabulary file with .json, not {path.name}: the readable "
                 ".txt table is written beside it under that name."
             )
-        # both targets are checked before either is written, and each lands atomically
-        with atomic_path(path) as tmp_json, atomic_path(path.with_suffix(".txt")) as tmp_txt:
+        # each lands atomically, the .txt first (the .json is what loads); each write sits
+        # in its own file's block, so a full disk names the file that did not fit
+        with atomic_path(path) as tmp_json:
             tmp_json.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-            tmp_txt.write_text(self.vocab_text(), encoding="utf-8")
+            with atomic_path(path.with_suffix(".txt")) as tmp_txt:
+                tmp_txt.write_text(self.vocab_text(), encoding="utf-8")
         return path
 
     def vocab_text(self) -> str:
