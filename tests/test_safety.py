@@ -371,6 +371,8 @@ BAD = [  # (command line, what the one sentence must say)
     ("encode AAA --source synthetic --scheme kmeans --k 8 --seed -1 --out O",
      "--seed must be 0 or more, not -1"),
     ("evaluate DS --seed -1", "--seed must be 0 or more, not -1"),
+    ("generate --model M --dataset DS --symbol AAA --seed -1",
+     "--seed must be 0 or more, not -1"),
     ("train DS --nproc 0 --out M", "--nproc must be at least 1, not 0"),
     ("train DS --nproc -1 --out M", "--nproc must be at least 1, not -1"),
     ("encode X --source CSV1 --out O", "only 1 bar was loaded, and a candle needs the bar"),

@@ -315,6 +315,8 @@ def generate(
     from candletok.predict.predict import continue_series
     from candletok.tokenize.exchange import resolve_exchange
 
+    if seed < 0:
+        raise fail(f"--seed must be 0 or more, not {seed}.")
     exchange = resolve_exchange(symbol, calendar_exchange) or "none"  # a typo fails first
     if plot is not None:
         refuse_existing(plot, overwrite)
