@@ -36,6 +36,7 @@ from candletok.core.atomic import (
 )
 from candletok.core.errors import CandletokError, OutputError
 from candletok.core.ids import SPLITS
+from candletok.core.jsonsafe import clean_json
 from candletok.core.times import (
     IntervalError,
     bar_spacings,
@@ -45,7 +46,7 @@ from candletok.core.times import (
     parse_time,
 )
 from candletok.data.sources import load_bars, normalize_symbols
-from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
+from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.features import ZERO_TOL, features_from_prices

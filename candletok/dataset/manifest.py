@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,6 @@ TOKEN_SCHEMA: dict[str, Any] = {
     "prev_close": pl.Float64, "scale": pl.Float64, "open": pl.Float64, "high": pl.Float64,
     "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64,
 }
-
-
-def clean_json(obj: Any) -> Any:
-    """NaN is not JSON: write it as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [clean_json(v) for v in obj]
-    return obj
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

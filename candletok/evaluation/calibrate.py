@@ -41,8 +41,8 @@ from scipy.special import expit, logit
 
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
+from candletok.core.jsonsafe import clean_json
 from candletok.core.times import normalize_interval
-from candletok.dataset.manifest import clean_json
 
 MAP_KINDS: tuple[str, ...] = ("identity", "shrink", "platt", "isotonic")
 CALIBRATION_FORMAT = "candletok-calibration/1"

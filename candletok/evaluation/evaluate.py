@@ -46,6 +46,7 @@ import numpy as np
 
 from candletok.core.errors import CandletokError
 from candletok.core.ids import normalize_split
+from candletok.core.jsonsafe import clean_json
 from candletok.dataset.manifest import read_manifest
 from candletok.evaluation import scores as sc
 from candletok.evaluation.analogues import SEARCH_MODES, search_forecasters
@@ -217,16 +218,8 @@ class EvalReport:
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-ready: NaN -> None, tuples -> lists, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """The report JSON-ready, its keys as text (:func:`candletok.core.jsonsafe.clean_json`)."""
+    return clean_json(obj, str_keys=True)
 
 
 # ---- scoring helpers ----------------------------------------------------------------------

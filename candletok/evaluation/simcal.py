@@ -47,7 +47,8 @@ import numpy as np
 
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import CandletokError
-from candletok.dataset.manifest import clean_json, read_manifest
+from candletok.core.jsonsafe import clean_json
+from candletok.dataset.manifest import read_manifest
 from candletok.evaluation.analogues import (
     AnalogueForecaster,
     analogue_p_up,

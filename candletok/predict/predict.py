@@ -30,6 +30,7 @@ from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
 from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat
+from candletok.evaluation.scores import reliability
 from candletok.model.checkpoint import FitFacts, check_fingerprint
 from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
@@ -360,13 +361,7 @@ def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
     """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``,
     against the constant ``base`` (None: the outcomes' own frequency, in hindsight)."""
     rate = float(o.mean()) if base is None else float(base)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    cnt = np.bincount(b, minlength=bins)
-    mp = np.bincount(b, weights=p, minlength=bins) / np.maximum(cnt, 1)
-    of = np.bincount(b, weights=o, minlength=bins) / np.maximum(cnt, 1)
-    table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
-             for i in np.flatnonzero(cnt)]
+    table = reliability(p, o, bins)
     return Calibration(split, int(p.size), rate, float(np.mean((p - o) ** 2)),
                        float(np.mean((rate - o) ** 2)), table, outcome=outcome,
                        base_split="train" if base is not None else f"{split} (hindsight)")
