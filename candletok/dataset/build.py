@@ -308,6 +308,27 @@ def fit_symbols(counts: pl.DataFrame, fit_max_candles: int, seed: int) -> list[s
     return counts["symbol"].to_numpy()[order][keep].tolist()
 
 
+def fit_vocabulary(cfg: BuildConfig, counts: pl.DataFrame,
+                   check: Callable[[pl.DataFrame], None],
+                   train_bars: Callable[[list[str] | None], pl.DataFrame],
+                   tick: Progress) -> Tokenizer:
+    """The build's vocabulary, the one rule every engine follows: ``cfg.vocab`` when given,
+    else a fresh ``cfg.scheme`` tokenizer fit on the train bars of the symbols
+    :func:`fit_symbols` draws from ``counts`` (train bars per symbol), after ``check``
+    (which refuses too few train bars in the engine's own words).
+    ``train_bars(chosen)`` gives those bars (None: every symbol's); how is the engine's
+    business (a Parquet scan here, worker tasks under Ray)."""
+    if cfg.vocab is not None:
+        return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
+    tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
+    check(counts)
+    chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
+    tick("fit", 0, 1)
+    tok.fit(train_bars(chosen))
+    tick("fit", 1, 1)
+    return tok
+
+
 def stats_stride(total: int, stats_max_candles: int) -> int:
     """Every how many candles the error figures are measured (1: all of them)."""
     return max(1, -(-total // max(1, stats_max_candles)))
@@ -587,20 +608,18 @@ class _Build:
 
     def vocabulary(self, vf: datetime) -> Tokenizer:
         """Pass 2: the vocabulary, fit on train bars only (or the one given)."""
-        cfg = self.cfg
-        if cfg.vocab is not None:
-            return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
-        tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
         train_scan = pl.scan_parquet(self.staged).filter(pl.col("ts") < pl.lit(vf))
-        counts = train_scan.group_by("symbol").len().collect().sort("symbol")
-        self.check_fit_bars(counts, vf)
-        chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
-        if chosen is not None:
-            train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
-        self.tick("fit", 0, 1)
-        tok.fit(train_scan.collect())
-        self.tick("fit", 1, 1)
-        return tok
+
+        def bars(chosen: list[str] | None) -> pl.DataFrame:
+            scan = train_scan if chosen is None else train_scan.filter(
+                pl.col("symbol").is_in(chosen))
+            return scan.collect()
+
+        counts = (pl.DataFrame(schema={"symbol": pl.String, "len": pl.UInt32})
+                  if self.cfg.vocab is not None else
+                  train_scan.group_by("symbol").len().collect().sort("symbol"))
+        return fit_vocabulary(self.cfg, counts, lambda c: self.check_fit_bars(c, vf), bars,
+                              self.tick)
 
     def check_fit_bars(self, counts: pl.DataFrame, vf: datetime) -> None:
         """Refuse, in one sentence with the numbers, train bars too few to fit a

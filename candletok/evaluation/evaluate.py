@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from candletok.core.errors import CandletokError
+from candletok.core.horizons import check_horizons
 from candletok.core.ids import normalize_split
 from candletok.core.jsonsafe import clean_json
 from candletok.dataset.manifest import read_manifest
@@ -568,10 +569,7 @@ def _check_args(split: str, horizons: Sequence[int]) -> tuple[str, tuple[int, ..
     if s == "train":
         raise CandletokError("Evaluate on split='val' or split='test'; train is what every "
                              "forecaster learned from.")
-    hs = tuple(sorted({int(h) for h in horizons}))
-    if not hs or hs[0] < 1:
-        raise CandletokError(f"horizons must be positive numbers of bars, not {list(horizons)}.")
-    return s, hs
+    return s, check_horizons(horizons)
 
 
 def evaluate_forecasts(
