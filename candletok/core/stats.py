@@ -28,8 +28,9 @@ def wilson(k: float | np.ndarray, n: float | np.ndarray, z: float = Z95
     den = 1.0 + z * z / n_s
     mid = (p + z * z / (2 * n_s)) / den
     half = z * np.sqrt(np.maximum(p * (1 - p) / n_s + z * z / (4 * n_s * n_s), 0.0)) / den
-    lo = np.where(ok, np.clip(mid - half, 0.0, 1.0), np.nan)
-    hi = np.where(ok, np.clip(mid + half, 0.0, 1.0), np.nan)
+    # at k = 0 (k = n) the bound is 0 (1) exactly; mid - half leaves a round-off of ~1e-19
+    lo = np.where(ok, np.where(k_a <= 0, 0.0, np.clip(mid - half, 0.0, 1.0)), np.nan)
+    hi = np.where(ok, np.where(k_a >= n_a, 1.0, np.clip(mid + half, 0.0, 1.0)), np.nan)
     if lo.ndim == 0:
         return float(lo), float(hi)
     return lo, hi

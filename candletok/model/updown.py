@@ -4,14 +4,18 @@ checkpoint; ``predict`` and ``calibration`` read it back. No torch here."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import numpy as np
 
+from candletok.core.fallback import say_fallback
 from candletok.core.ids import N_SPECIAL
 from candletok.dataset.manifest import read_split
 from candletok.model.split import SplitSource
 from candletok.tokenize.base import Tokenizer
+
+log = logging.getLogger(__name__)
 
 
 class HasMeta(Protocol):
@@ -100,4 +104,9 @@ def up_probability(model: HasMeta, tok: Tokenizer) -> np.ndarray:
     rates = model.meta.get("token_up_rate")
     if rates is not None and len(rates) == tok.vocab_size:
         return np.asarray(rates, dtype=np.float64)
+    why = ("holds no learned P(close up) per token" if rates is None else
+           f"holds {len(rates)} learned P(close up) rates for {tok.vocab_size} tokens")
+    say_fallback(log, f"the checkpoint {why}; each token counts by the sign of its "
+                 "representative candle, which biases P(close up) (retrain on a dataset "
+                 "folder to learn the rates)")
     return up_mask(tok).astype(np.float64)
