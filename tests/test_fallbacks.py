@@ -246,3 +246,14 @@ def test_history_and_checkpoint_up_rates_count_by_one_rule(tok: BinsTokenizer) -
     assert closed_up(np.array([1.0, 2.0, 2.0]), np.array([2.0, 1.0, 2.0])).tolist() == \
         [0.0, 1.0, 0.0]  # an unchanged close is not up
     assert isinstance(pl.DataFrame, type)
+
+
+def test_an_unreadable_train_split_leaves_the_base_rate_unknown_and_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from candletok.predict.predict import train_base_rate
+
+    ds = SimpleNamespace(root=tmp_path / "not-a-dataset")
+    with caplog.at_level(logging.WARNING, logger="candletok"):
+        assert train_base_rate(SimpleNamespace(meta={}), ds) is None  # type: ignore[arg-type]
+    said = _warnings(caplog)
+    assert len(said) == 1 and "train base rate is unknown" in said[0]

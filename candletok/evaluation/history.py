@@ -23,7 +23,7 @@ import polars as pl
 from candletok.core.errors import DatasetError
 from candletok.core.ids import BOS, SPLITS, normalize_split
 from candletok.core.times import parse_time
-from candletok.dataset.manifest import open_dataset, read_split
+from candletok.dataset.manifest import open_dataset, read_rows
 from candletok.model.updown import closed_up, smoothed_up_rates
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.features import ewma_scale_step, floor_scale
@@ -160,17 +160,11 @@ def history_from_rows(rows: pl.DataFrame, tok: Tokenizer,
 
 def load_history(root: str | Path) -> History:
     """Every split of a dataset folder as one :class:`History` (format 2 rows)."""
-    manifest, tok = open_dataset(root)
-    frames, codes = [], []
-    for s in SPLITS:
-        if s not in manifest["splits"]:
-            continue
-        df = read_split(root, s)
-        frames.append(df)
-        codes.append(np.full(df.height, SPLIT_CODE[s], np.int8))
-    if not frames or sum(f.height for f in frames) == 0:
+    _, tok = open_dataset(root)
+    rows, codes = read_rows(root)  # codes: SPLITS' indices, as SPLIT_CODE numbers them
+    if rows.height == 0:
         raise DatasetError(f"{root} holds no candles to evaluate on.")
-    return history_from_rows(pl.concat(frames), tok, np.concatenate(codes))
+    return history_from_rows(rows, tok, codes)
 
 
 def history_from_bars(bars: pl.DataFrame, tok: Tokenizer, val_from: Any,

@@ -14,6 +14,7 @@ table.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from candletok.core.display import format_price, price_decimals, time_text
 from candletok.core.errors import CandletokError, ModelError
+from candletok.core.fallback import say_fallback
 from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
@@ -42,6 +44,8 @@ from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_lay
 from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
 from candletok.tokenize.features import ewma_scale_step, floor_scale
 from candletok.tokenize.words import GAP_WORDS
+
+log = logging.getLogger(__name__)
 
 NO_GAP = GAP_WORDS[0][0]  # |gap| below this many vol units is described as "no gap"
 
@@ -294,7 +298,9 @@ def train_base_rate(model: CandleGPT, ds: SplitSource) -> float | None:
         return rate
     try:
         rows = read_split(ds.root, "train")
-    except (OSError, CandletokError):  # no train split there: the rate is unknown
+    except (OSError, CandletokError) as exc:  # no train split there: the rate is unknown
+        say_fallback(log, f"the train base rate is unknown: the checkpoint does not record "
+                     f"it and {ds.root}'s train split cannot be read ({exc})")
         return None
     if rows.height == 0 or not {"close", "prev_close"} <= set(rows.columns):
         return None
