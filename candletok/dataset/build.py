@@ -210,10 +210,24 @@ class EncodeResult:
 
 @dataclass
 class Cuts:
-    """Where val and test begin (aware UTC datetimes)."""
+    """Where val and test begin (aware UTC datetimes), and the one rule that puts a bar
+    in its split: test from ``test_from`` on, val from ``val_from`` until then, train
+    before (codes 0, 1, 2: the indices of :data:`~candletok.core.ids.SPLITS`)."""
 
     val_from: datetime
     test_from: datetime
+
+    def split_expr(self, ts: pl.Expr | None = None) -> pl.Expr:
+        """The split code of every bar time ``ts`` (default the ``ts`` column), in Polars."""
+        ts = pl.col("ts") if ts is None else ts
+        return pl.when(ts >= pl.lit(self.test_from)).then(2).when(
+            ts >= pl.lit(self.val_from)).then(1).otherwise(0)
+
+    def split_of(self, ts: pl.Series) -> np.ndarray:
+        """The split code (int8) of every bar time in ``ts``, as numpy."""
+        is_test = (ts >= self.test_from).to_numpy()
+        is_val = (ts >= self.val_from).to_numpy()
+        return np.where(is_test, 2, np.where(is_val, 1, 0)).astype(np.int8)
 
 
 @dataclass
@@ -339,9 +353,7 @@ def expected_split_rows(bars: pl.DataFrame | pl.LazyFrame, cuts: Cuts) -> dict[s
     less each series' first, which only anchors the next candle. Known before anything is
     encoded, so shard counts can be chosen in advance (see
     :func:`candletok.dataset.writer.shard_sizes`)."""
-    ts = pl.col("ts")
-    split = pl.when(ts >= pl.lit(cuts.test_from)).then(2).when(
-        ts >= pl.lit(cuts.val_from)).then(1).otherwise(0)
+    split = cuts.split_expr()
     first = pl.col("symbol").rle_id().diff().fill_null(1) != 0
     got = (bars.lazy().filter(~first).select(split.alias("split"))
            .group_by("split").len().collect())
@@ -396,10 +408,8 @@ def encode_group(
         if errs is None:
             errs = frame_errors(reconstruction_errors(tok, enc, bars))[:, ::stride]
     has_nan = errs is not None and bool(np.isnan(errs).any())
-    ts = enc["ts"]
-    is_test = (ts >= cuts.test_from).to_numpy()
-    is_val = (ts >= cuts.val_from).to_numpy() & ~is_test
-    masks = {"train": ~(is_val | is_test), "val": is_val, "test": is_test}
+    code = cuts.split_of(enc["ts"])
+    masks = {s: code == i for i, s in enumerate(SPLITS)}
     tokens = enc["token"].to_numpy().astype(np.int64)
     out = EncodedGroup({}, {}, {})
     flags = point_mass_counts(enc) if enc.height else np.zeros((len(POINT_MASSES), 0), bool)

@@ -23,6 +23,7 @@ import polars as pl
 from candletok.core.errors import DatasetError
 from candletok.core.ids import BOS, SPLITS, normalize_split
 from candletok.core.times import parse_time
+from candletok.dataset.build import Cuts
 from candletok.dataset.manifest import open_dataset, read_rows
 from candletok.model.updown import closed_up, smoothed_up_rates
 from candletok.tokenize.base import Tokenizer
@@ -174,9 +175,7 @@ def history_from_bars(bars: pl.DataFrame, tok: Tokenizer, val_from: Any,
     enc = tok.encode(bars)
     rows = enc.join(bars.select("symbol", "ts", "high", "low", "close"), on=["symbol", "ts"],
                     how="left")
-    ts = rows["ts"]
-    code = np.where((ts >= parse_time(test_from)).to_numpy(), 2,
-                    np.where((ts >= parse_time(val_from)).to_numpy(), 1, 0)).astype(np.int8)
+    code = Cuts(parse_time(val_from), parse_time(test_from)).split_of(rows["ts"])
     return history_from_rows(rows, tok, code)
 
 
