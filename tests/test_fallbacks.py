@@ -257,3 +257,28 @@ def test_an_unreadable_train_split_leaves_the_base_rate_unknown_and_says_why(
         assert train_base_rate(SimpleNamespace(meta={}), ds) is None  # type: ignore[arg-type]
     said = _warnings(caplog)
     assert len(said) == 1 and "train base rate is unknown" in said[0]
+
+
+def test_predict_says_why_a_stale_calibration_is_ignored(tmp_path: Path) -> None:
+    """End to end: a calibration beside the model that does not apply is not applied, and
+    the CLI says why on stderr (before, ``predict`` showed the raw number and only said
+    there was no calibration)."""
+    from typer.testing import CliRunner
+
+    from candletok.cli import commands  # noqa: F401  (registers every command)
+    from candletok.cli.app import app
+    from candletok.dataset.build import build_dataset
+    from candletok.model.train import TrainConfig, train
+
+    ds, model = tmp_path / "ds", tmp_path / "m.pt"
+    build_dataset(["AAPL"], ds, source="sample", start="2011-01-01",
+                  tokenizer_params=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
+    train(ds, TrainConfig(steps=2, context=16, n_layer=1, n_head=2, n_embd=16, batch_size=8,
+                          eval_every=2, eval_windows=4), out=model, device="cpu")
+    calibration_path(model).write_text(json.dumps(
+        {"format": CALIBRATION_FORMAT, "model_sha256": "0" * 64}), encoding="utf-8")
+    r = CliRunner().invoke(app, ["predict", "AAPL", "--model", str(model), "--dataset",
+                                 str(ds)])
+    assert r.exit_code == 0, r.output
+    text = r.output + (r.stderr if r.stderr_bytes is not None else "")
+    assert "ignoring the calibration" in text and "fit for another version" in text
