@@ -66,6 +66,17 @@ def measure(fn: Callable[[], T], repeat: int = 1) -> Measured:
     return Measured(min(times), peak, peak - base, value, tuple(times))
 
 
+def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` calls, in seconds (no memory sampling: for quick,
+    small calls where :func:`measure`'s sampling thread would be noise)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def machine() -> str:
     """One line describing the machine the figures come from."""
     cpu = platform.processor() or platform.machine()

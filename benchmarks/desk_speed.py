@@ -16,26 +16,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from benchmarks._util import machine
+from benchmarks._util import best_of, machine
 from candletok.predict.odds import RANGE_PER_SIGMA, path_odds, random_walk_odds
 from candletok.tokenize.calendar import CalendarSpec, next_times
 from candletok.tokenize.exchange import future_times
-
-
-def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _ohlc(S: int, n: int, m: int, sigma: float, seed: int) -> dict[str, np.ndarray]:
@@ -53,14 +43,14 @@ def odds_section(S: int, h: int) -> dict[str, float]:
     k = np.array([0.5, 1.0, 2.0, 3.0])
     sigma = 0.01
     scale = sigma * RANGE_PER_SIGMA
-    t_cf = _best(lambda: random_walk_odds(k * scale, k * scale, sigma, h), 5)
+    t_cf = best_of(lambda: random_walk_odds(k * scale, k * scale, sigma, h), 5)
     exact = random_walk_odds(k * scale, k * scale, sigma, h)
     t0 = time.perf_counter()
     paths = _ohlc(S, h, 32, sigma, 0)
     mc = path_odds(paths, 1.0, k * scale, k * scale)
     t_mc = time.perf_counter() - t0
     err = float(np.abs(mc.p_up - exact.p_up).max())
-    t_po = _best(lambda: path_odds(paths, 1.0, k * scale, k * scale), 3)
+    t_po = best_of(lambda: path_odds(paths, 1.0, k * scale, k * scale), 3)
     print(f"odds, K={k.size} k's, h={h}:")
     print(f"  closed form            {1e3 * t_cf:9.3f} ms   exact")
     print(f"  Monte Carlo, {S} paths x 32 steps/bar {1e3 * t_mc:9.1f} ms   max |error| "
@@ -83,8 +73,8 @@ def times_section(n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         future_times(ts, n, spec, "XNYS")
         first = time.perf_counter() - t0
-        t_ex = _best(lambda ts=ts, spec=spec: future_times(ts, n, spec, "XNYS"))
-        t_grid = _best(lambda ts=ts, spec=spec: next_times(ts, n, spec))
+        t_ex = best_of(lambda ts=ts, spec=spec: future_times(ts, n, spec, "XNYS"))
+        t_grid = best_of(lambda ts=ts, spec=spec: next_times(ts, n, spec))
         print(f"  {name:6s} XNYS sessions {1e3 * t_ex:8.2f} ms (first call, building the "
               f"calendar: {1e3 * first:7.1f} ms)   weekly grid {1e3 * t_grid:8.2f} ms")
         out[f"{name}_exchange_s"], out[f"{name}_grid_s"] = t_ex, t_grid

@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from benchmarks._util import machine
+from benchmarks._util import best_of, machine
 from candletok.data.sources import load_bars
 from candletok.data.synthetic import synthetic_bars
 from candletok.dataset.build import BuildConfig
@@ -81,15 +81,6 @@ def peak_during(fn: Callable[[], Any]) -> tuple[float, float, Any]:
         stop.set()
         th.join()
     return seconds, max(peak, _tree_mib()), value
-
-
-def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def write_folder(root: Path, n_symbols: int, n_bars: int) -> tuple[list[str], int]:

@@ -103,8 +103,8 @@ def bench_build(root: Path) -> tuple[SearchIndex, list[dict[str, str]]]:
     manifest_idx = measure(lambda: open_index(root, rebuild=True))
     idx = manifest_idx.value
     n = idx.n
-    manifest, tok = open_dataset(root)
-    cols = read_series(root, manifest)
+    _, tok = open_dataset(root)
+    cols = read_series(root)
     mem = measure(lambda: SearchIndex.from_arrays(radix=tok.vocab_size, tokenizer=tok, **cols))
     nbytes = sum(np.asarray(getattr(idx, a)).nbytes for a in ARRAYS)
     # derived on first use: series ids (int32), the scan's intp tokens, the pair runs

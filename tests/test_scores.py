@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from candletok.core.stats import wilson
 from candletok.evaluation.scores import (
     block_bootstrap_indices,
     brier,
@@ -22,7 +23,6 @@ from candletok.evaluation.scores import (
     qlike,
     reliability,
     skill_estimate,
-    wilson,
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from candletok.cli.app import app, console, fail, table
+from candletok.cli.options import parse_horizons
 
 
 def _iv(e: Any, signed: bool = False, digits: int = 4) -> str:
@@ -25,17 +26,6 @@ def _num(v: float, spec: str) -> str:
 
 def _p(dm: Any) -> str:
     return "-" if dm is None or not math.isfinite(dm.p_value) else f"{dm.p_value:.3f}"
-
-
-def _horizons(text: str) -> list[int]:
-    try:
-        hs = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise fail(f"--horizon takes bar counts separated by commas (1,5,10), not "
-                   f"{text!r}.") from None
-    if not hs or min(hs) < 1:
-        raise fail(f"--horizon takes positive bar counts (1,5,10), not {text!r}.")
-    return hs
 
 
 def _mcs(r: Any) -> str:
@@ -181,7 +171,7 @@ def evaluate_cmd(
     bad = [m for m in modes if m not in ("exact", "nearest", "model")]
     if bad:
         raise fail(f"--analogues takes exact, nearest, model or none, not {', '.join(bad)}.")
-    rep = evaluate_forecasts(dataset, model, split=split, horizons=_horizons(horizon),
+    rep = evaluate_forecasts(dataset, model, split=split, horizons=parse_horizons(horizon),
                              samples=samples, subsample=subsample, analogues=modes,
                              analogue_subsample=analogue_subsample, seed=seed, device=device)
     if plot is not None:

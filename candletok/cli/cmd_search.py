@@ -12,12 +12,12 @@ import polars as pl
 import typer
 
 from candletok.cli.app import app, console, fail, table
+from candletok.cli.options import parse_horizons
 from candletok.core.atomic import refuse_existing
 from candletok.core.display import format_price, time_format
-from candletok.core.errors import CandletokError
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
-from candletok.search.similar import MODES, SimilarResult, check_horizons, similar
+from candletok.search.similar import MODES, SimilarResult, similar
 
 
 def _pct(v: float | None, signed: bool = True) -> str:
@@ -34,13 +34,6 @@ def _prob(p: float, lo: float, hi: float) -> str:
 
 def _p(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{v:.2g}"
-
-
-def _horizons(text: str) -> tuple[int, ...]:
-    try:
-        return check_horizons(text)
-    except CandletokError as exc:
-        raise fail(f"--horizon takes bar counts like 1,5,10 ({exc})") from exc
 
 
 def print_similar(res: SimilarResult, cal: Any = None) -> None:
@@ -198,8 +191,8 @@ def similar_cmd(
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
     if val_origins < 1:
         raise fail("--val-origins must be at least 1.")
-    kw: dict[str, Any] = dict(last=last, mode=mode, top=top, horizons=_horizons(horizon), at=at,
-                              source=source, min_matches=min_matches, model=model,
+    kw: dict[str, Any] = dict(last=last, mode=mode, top=top, horizons=parse_horizons(horizon),
+                              at=at, source=source, min_matches=min_matches, model=model,
                               device=device, approximate=approximate)
     cal = None
     if no_calibrate:  # the search alone: no forecast module, no val replay
@@ -259,7 +252,7 @@ def motifs_cmd(
         raise fail("--n must be between 1 and 8 candles.")
     if top < 1:
         raise fail("--top must be at least 1.")
-    res = motifs(dataset, n=n, top=top, horizons=_horizons(horizon), at=at)
+    res = motifs(dataset, n=n, top=top, horizons=parse_horizons(horizon), at=at)
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
     else:

@@ -10,8 +10,9 @@ from typing import Any
 
 import polars as pl
 
-from candletok.cli.app import flag_wording
-from candletok.core.errors import BarsError, TokenizerError
+from candletok.cli.app import fail, flag_wording
+from candletok.core.errors import BarsError, CandletokError, TokenizerError
+from candletok.core.horizons import check_horizons
 from candletok.data.sources import load_bars
 from candletok.tokenize.registry import schemes
 
@@ -69,3 +70,12 @@ def bars_loader(strict_bars: bool = False,
             raise BarsError(flag_wording(str(exc)), rule=exc.rule, rows=exc.rows) from exc
 
     return loader
+
+
+def parse_horizons(text: str) -> tuple[int, ...]:
+    """A ``--horizon`` value (``1,5,10``) as :func:`~candletok.core.horizons.check_horizons`
+    reads it, or the one sentence that says why not (every command's ``--horizon``)."""
+    try:
+        return check_horizons(text)
+    except CandletokError as exc:
+        raise fail(f"--horizon takes bar counts like 1,5,10 ({exc})") from exc

@@ -8,6 +8,7 @@ every hourly candle as the same day).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from candletok.core.errors import CandletokError
+from candletok.core.fallback import say_fallback
 from candletok.core.times import interval_delta
+
+log = logging.getLogger(__name__)
 
 #: Relative error a price may carry and still count as lying on a d-decimal grid: above
 #: float32 rounding (2**-24, about 6e-8: many feeds store prices as float32), below the
@@ -60,13 +64,28 @@ def round_prices(values: Sequence[float | None], decimals: int) -> list[float | 
 
 def is_intraday(interval: str | None, ts_us: Any = None) -> bool:
     """True when bars are shorter than a day: the interval says so, or a bar time
-    (int64 microseconds UTC) is not at midnight UTC (daily bars are stored at 00:00)."""
+    (int64 microseconds UTC) is not at midnight UTC (daily bars are stored at 00:00).
+
+    The one home of this rule (the model's calendar asks it too). When neither an
+    interval candletok reads nor bar times can tell, the bars are read as daily, and
+    that guess is said once as a warning (:func:`~candletok.core.fallback.say_fallback`)."""
     if interval is not None:
         try:
-            if interval_delta(interval) < timedelta(days=1):
-                return True
+            return interval_delta(interval) < timedelta(days=1) or _off_midnight(ts_us)
         except CandletokError:
-            pass
+            if ts_us is None:
+                say_fallback(log, f"the interval {interval!r} is not one candletok reads "
+                             "and no bar times tell; the bars are read as daily")
+                return False
+    elif ts_us is None:
+        say_fallback(log, "the bars' interval is unknown and no bar times tell; the bars "
+                     "are read as daily")
+        return False
+    return _off_midnight(ts_us)
+
+
+def _off_midnight(ts_us: Any) -> bool:
+    """Whether any bar time (int64 microseconds UTC) is not at midnight UTC."""
     if ts_us is None:
         return False
     t = np.asarray(ts_us, dtype=np.int64).ravel()

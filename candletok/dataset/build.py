@@ -36,6 +36,7 @@ from candletok.core.atomic import (
 )
 from candletok.core.errors import CandletokError, OutputError
 from candletok.core.ids import SPLITS
+from candletok.core.jsonsafe import clean_json
 from candletok.core.times import (
     IntervalError,
     bar_spacings,
@@ -45,7 +46,7 @@ from candletok.core.times import (
     parse_time,
 )
 from candletok.data.sources import load_bars, normalize_symbols
-from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT, clean_json
+from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.features import ZERO_TOL, features_from_prices
@@ -209,10 +210,24 @@ class EncodeResult:
 
 @dataclass
 class Cuts:
-    """Where val and test begin (aware UTC datetimes)."""
+    """Where val and test begin (aware UTC datetimes), and the one rule that puts a bar
+    in its split: test from ``test_from`` on, val from ``val_from`` until then, train
+    before (codes 0, 1, 2: the indices of :data:`~candletok.core.ids.SPLITS`)."""
 
     val_from: datetime
     test_from: datetime
+
+    def split_expr(self, ts: pl.Expr | None = None) -> pl.Expr:
+        """The split code of every bar time ``ts`` (default the ``ts`` column), in Polars."""
+        ts = pl.col("ts") if ts is None else ts
+        return pl.when(ts >= pl.lit(self.test_from)).then(2).when(
+            ts >= pl.lit(self.val_from)).then(1).otherwise(0)
+
+    def split_of(self, ts: pl.Series) -> np.ndarray:
+        """The split code (int8) of every bar time in ``ts``, as numpy."""
+        is_test = (ts >= self.test_from).to_numpy()
+        is_val = (ts >= self.val_from).to_numpy()
+        return np.where(is_test, 2, np.where(is_val, 1, 0)).astype(np.int8)
 
 
 @dataclass
@@ -307,6 +322,27 @@ def fit_symbols(counts: pl.DataFrame, fit_max_candles: int, seed: int) -> list[s
     return counts["symbol"].to_numpy()[order][keep].tolist()
 
 
+def fit_vocabulary(cfg: BuildConfig, counts: pl.DataFrame,
+                   check: Callable[[pl.DataFrame], None],
+                   train_bars: Callable[[list[str] | None], pl.DataFrame],
+                   tick: Progress) -> Tokenizer:
+    """The build's vocabulary, the one rule every engine follows: ``cfg.vocab`` when given,
+    else a fresh ``cfg.scheme`` tokenizer fit on the train bars of the symbols
+    :func:`fit_symbols` draws from ``counts`` (train bars per symbol), after ``check``
+    (which refuses too few train bars in the engine's own words).
+    ``train_bars(chosen)`` gives those bars (None: every symbol's); how is the engine's
+    business (a Parquet scan here, worker tasks under Ray)."""
+    if cfg.vocab is not None:
+        return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
+    tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
+    check(counts)
+    chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
+    tick("fit", 0, 1)
+    tok.fit(train_bars(chosen))
+    tick("fit", 1, 1)
+    return tok
+
+
 def stats_stride(total: int, stats_max_candles: int) -> int:
     """Every how many candles the error figures are measured (1: all of them)."""
     return max(1, -(-total // max(1, stats_max_candles)))
@@ -317,9 +353,7 @@ def expected_split_rows(bars: pl.DataFrame | pl.LazyFrame, cuts: Cuts) -> dict[s
     less each series' first, which only anchors the next candle. Known before anything is
     encoded, so shard counts can be chosen in advance (see
     :func:`candletok.dataset.writer.shard_sizes`)."""
-    ts = pl.col("ts")
-    split = pl.when(ts >= pl.lit(cuts.test_from)).then(2).when(
-        ts >= pl.lit(cuts.val_from)).then(1).otherwise(0)
+    split = cuts.split_expr()
     first = pl.col("symbol").rle_id().diff().fill_null(1) != 0
     got = (bars.lazy().filter(~first).select(split.alias("split"))
            .group_by("split").len().collect())
@@ -374,10 +408,8 @@ def encode_group(
         if errs is None:
             errs = frame_errors(reconstruction_errors(tok, enc, bars))[:, ::stride]
     has_nan = errs is not None and bool(np.isnan(errs).any())
-    ts = enc["ts"]
-    is_test = (ts >= cuts.test_from).to_numpy()
-    is_val = (ts >= cuts.val_from).to_numpy() & ~is_test
-    masks = {"train": ~(is_val | is_test), "val": is_val, "test": is_test}
+    code = cuts.split_of(enc["ts"])
+    masks = {s: code == i for i, s in enumerate(SPLITS)}
     tokens = enc["token"].to_numpy().astype(np.int64)
     out = EncodedGroup({}, {}, {})
     flags = point_mass_counts(enc) if enc.height else np.zeros((len(POINT_MASSES), 0), bool)
@@ -586,20 +618,18 @@ class _Build:
 
     def vocabulary(self, vf: datetime) -> Tokenizer:
         """Pass 2: the vocabulary, fit on train bars only (or the one given)."""
-        cfg = self.cfg
-        if cfg.vocab is not None:
-            return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
-        tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
         train_scan = pl.scan_parquet(self.staged).filter(pl.col("ts") < pl.lit(vf))
-        counts = train_scan.group_by("symbol").len().collect().sort("symbol")
-        self.check_fit_bars(counts, vf)
-        chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
-        if chosen is not None:
-            train_scan = train_scan.filter(pl.col("symbol").is_in(chosen))
-        self.tick("fit", 0, 1)
-        tok.fit(train_scan.collect())
-        self.tick("fit", 1, 1)
-        return tok
+
+        def bars(chosen: list[str] | None) -> pl.DataFrame:
+            scan = train_scan if chosen is None else train_scan.filter(
+                pl.col("symbol").is_in(chosen))
+            return scan.collect()
+
+        counts = (pl.DataFrame(schema={"symbol": pl.String, "len": pl.UInt32})
+                  if self.cfg.vocab is not None else
+                  train_scan.group_by("symbol").len().collect().sort("symbol"))
+        return fit_vocabulary(self.cfg, counts, lambda c: self.check_fit_bars(c, vf), bars,
+                              self.tick)
 
     def check_fit_bars(self, counts: pl.DataFrame, vf: datetime) -> None:
         """Refuse, in one sentence with the numbers, train bars too few to fit a

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,6 @@ TOKEN_SCHEMA: dict[str, Any] = {
     "prev_close": pl.Float64, "scale": pl.Float64, "open": pl.Float64, "high": pl.Float64,
     "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64,
 }
-
-
-def clean_json(obj: Any) -> Any:
-    """NaN is not JSON: write it as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [clean_json(v) for v in obj]
-    return obj
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -232,25 +220,50 @@ def read_split(root: str | Path, split: str = "train", *, verify: bool = False) 
     manifest, tok = open_dataset(root)
     if verify:
         verify_dataset(root, [split])
-    frames = []
-    for shard in split_meta(manifest, split)["shards"]:
-        path = root / shard["path"]
-        if not path.exists():
-            raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
-        try:
-            df = pl.read_parquet(path)
-            meta = pl.read_parquet_metadata(path)
-        except Exception as exc:
-            raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
-        if meta.get(FINGERPRINT_KEY) != tok.fingerprint:
-            raise DatasetError(
-                f"Shard {path} was written with vocab {meta.get(FINGERPRINT_KEY)}, not the "
-                f"dataset's {tok.fingerprint}; re-run `candletok encode`."
-            )
-        frames.append(df)
+    return _read_shards(root, manifest, tok, [split])[0]
+
+
+def read_rows(root: str | Path, columns: Sequence[str] | None = None
+              ) -> tuple[pl.DataFrame, np.ndarray]:
+    """The flat series loader: every split's rows (``columns``, default all), the splits
+    in time order (train, val, test; those the dataset has), each sorted by (symbol, ts),
+    and each row's split code (its index in :data:`~candletok.core.ids.SPLITS`).
+
+    A symbol's whole series is its rows taken in this order; the search index and the
+    evaluation harness both read the folder through here, so both see the same rows with
+    the same checks (every shard present, readable and of the dataset's vocabulary)."""
+    root = Path(root)
+    manifest, tok = open_dataset(root)
+    return _read_shards(root, manifest, tok, [s for s in SPLITS if s in manifest["splits"]],
+                        columns)
+
+
+def _read_shards(root: Path, manifest: dict[str, Any], tok: Tokenizer, splits: Sequence[str],
+                 columns: Sequence[str] | None = None) -> tuple[pl.DataFrame, np.ndarray]:
+    """The rows of ``splits``' shards in order, and each row's split code."""
+    frames, codes = [], []
+    for split in splits:
+        for shard in split_meta(manifest, split)["shards"]:
+            path = root / shard["path"]
+            if not path.exists():
+                raise DatasetError(f"Shard {path} is missing; re-run `candletok encode`.")
+            try:
+                df = pl.read_parquet(path, columns=None if columns is None else list(columns))
+                meta = pl.read_parquet_metadata(path)
+            except Exception as exc:
+                raise DatasetError(f"Shard {path} is corrupt or unreadable ({exc}).") from exc
+            if meta.get(FINGERPRINT_KEY) != tok.fingerprint:
+                raise DatasetError(
+                    f"Shard {path} was written with vocab {meta.get(FINGERPRINT_KEY)}, not "
+                    f"the dataset's {tok.fingerprint}; re-run `candletok encode`."
+                )
+            frames.append(df)
+            codes.append(np.full(df.height, SPLITS.index(normalize_split(split)), np.int8))
     if not frames:
-        return pl.DataFrame(schema=TOKEN_SCHEMA)
-    return pl.concat(frames)
+        schema = (TOKEN_SCHEMA if columns is None else
+                  {c: TOKEN_SCHEMA[c] for c in columns if c in TOKEN_SCHEMA})
+        return pl.DataFrame(schema=schema), np.zeros(0, np.int8)
+    return pl.concat(frames, rechunk=False), np.concatenate(codes)
 
 
 def decode_dataset(root: str | Path, split: str = "test") -> pl.DataFrame:

@@ -63,7 +63,7 @@ from candletok.dataset.build import (
     encode_group,
     expected_split_rows,
     finish_manifest,
-    fit_symbols,
+    fit_vocabulary,
     group_interval,
     is_sorted_by_symbol_ts,
     load_group,
@@ -75,7 +75,6 @@ from candletok.dataset.build import (
 )
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
-from candletok.tokenize.registry import load_tokenizer, make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -208,27 +207,25 @@ class _RayBuild:
     def vocabulary(self, loaded: Any, counted: list[dict[str, Any]], vf: datetime
                    ) -> Tokenizer:
         """The given vocabulary, or one fit on the local build's sample of train bars."""
-        cfg = self.cfg
-        if cfg.vocab is not None:
-            return cfg.vocab if isinstance(cfg.vocab, Tokenizer) else load_tokenizer(cfg.vocab)
-        tok = make_tokenizer(cfg.scheme, **cfg.tokenizer_params)
         counts = pl.DataFrame(
             {"symbol": [s for r in counted for s in r["symbols"]],
              "len": [n for r in counted for n in r["lens"]]},
             schema={"symbol": pl.String, "len": pl.Int64},
         ).filter(pl.col("len") > 0)
-        if counts.height == 0 or int(counts["len"].sum()) < 2:
-            raise CandletokError(
-                f"No training bars before the validation cut {vf.date()}; "
-                "choose an earlier val_from or load a longer history."
-            )
-        chosen = fit_symbols(counts, cfg.fit_max_candles, cfg.seed)
-        self.tick("fit", 0, 1)
-        rows = _rows(self._map(loaded, _train_task, vf=vf, chosen=chosen), "fit")
-        frames = [pl.read_ipc(io.BytesIO(r["bars"])) for r in rows if r["rows"]]
-        tok.fit(pl.concat(frames) if len(frames) > 1 else frames[0])
-        self.tick("fit", 1, 1)
-        return tok
+
+        def check(counts: pl.DataFrame) -> None:
+            if counts.height == 0 or int(counts["len"].sum()) < 2:
+                raise CandletokError(
+                    f"No training bars before the validation cut {vf.date()}; "
+                    "choose an earlier val_from or load a longer history."
+                )
+
+        def bars(chosen: list[str] | None) -> pl.DataFrame:
+            rows = _rows(self._map(loaded, _train_task, vf=vf, chosen=chosen), "fit")
+            frames = [pl.read_ipc(io.BytesIO(r["bars"])) for r in rows if r["rows"]]
+            return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+        return fit_vocabulary(self.cfg, counts, check, bars, self.tick)
 
     def encode(self, loaded: Any, tok: Tokenizer, cuts: Cuts, expected: dict[str, int],
                stride: int) -> tuple[dict[str, ShardWriter], dict[str, np.ndarray],

@@ -29,6 +29,7 @@ out-of-fold predictions are kept: their skill is the honest "val skill" ``predic
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ from scipy.special import expit, logit
 
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
+from candletok.core.fallback import say_fallback
+from candletok.core.jsonsafe import clean_json
 from candletok.core.times import normalize_interval
-from candletok.dataset.manifest import clean_json
+
+log = logging.getLogger(__name__)
 
 MAP_KINDS: tuple[str, ...] = ("identity", "shrink", "platt", "isotonic")
 CALIBRATION_FORMAT = "candletok-calibration/1"
@@ -203,21 +207,37 @@ def save_calibration(model_path: str | Path, content: dict[str, Any]) -> Path:
     return out
 
 
-def load_calibration(model_path: str | Path) -> dict[str, Any] | None:
-    """The calibration saved beside ``model_path``, or None when there is none or it was
-    made for another checkpoint (retrained since)."""
+def read_calibration(model_path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The calibration saved beside ``model_path`` and, when there is none that applies,
+    why in words: no file, a file that cannot be read or is not a calibration, or one made
+    for another checkpoint (retrained since). ``(doc, None)`` when it applies."""
     path = calibration_path(model_path)
     if not path.is_file():
-        return None
+        return None, None
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"{path} cannot be read as JSON ({type(exc).__name__}: {exc})"
     if not isinstance(d, dict) or d.get("format") != CALIBRATION_FORMAT:
-        return None
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        return None, (f"{path} is not a candletok calibration (format {got!r}, not "
+                      f"{CALIBRATION_FORMAT!r})")
     if d.get("model_sha256") != sha256_file(model_path):
-        return None
-    return d
+        return None, (f"{path} was fit for another version of {Path(model_path).name} "
+                      "(the checkpoint changed since)")
+    return d, None
+
+
+def load_calibration(model_path: str | Path) -> dict[str, Any] | None:
+    """The calibration saved beside ``model_path``, or None when there is none or it does
+    not apply (:func:`read_calibration`). A file that is there but unusable is a fallback
+    to the raw P(close up), so it is said, once, as a warning with the reason: silently
+    showing an uncalibrated number where a calibration was expected misleads."""
+    doc, why = read_calibration(model_path)
+    if why is not None:
+        say_fallback(log, f"ignoring the calibration: {why}; P(close up) is shown "
+                     "uncalibrated until `candletok evaluate DIR --model FILE` fits a new one")
+    return doc
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from candletok.core.atomic import atomic_path
-from candletok.evaluation.scores import wilson
+from candletok.core.stats import wilson
 from candletok.viz.candles import date_ticks
 
 COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",

@@ -45,7 +45,9 @@ from typing import Any
 import numpy as np
 
 from candletok.core.errors import CandletokError
+from candletok.core.horizons import check_horizons
 from candletok.core.ids import normalize_split
+from candletok.core.jsonsafe import clean_json
 from candletok.dataset.manifest import read_manifest
 from candletok.evaluation import scores as sc
 from candletok.evaluation.analogues import SEARCH_MODES, search_forecasters
@@ -217,16 +219,8 @@ class EvalReport:
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-ready: NaN -> None, tuples -> lists, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """The report JSON-ready, its keys as text (:func:`candletok.core.jsonsafe.clean_json`)."""
+    return clean_json(obj, str_keys=True)
 
 
 # ---- scoring helpers ----------------------------------------------------------------------
@@ -580,10 +574,7 @@ def _check_args(split: str, horizons: Sequence[int]) -> tuple[str, tuple[int, ..
     if s == "train":
         raise CandletokError("Evaluate on split='val' or split='test'; train is what every "
                              "forecaster learned from.")
-    hs = tuple(sorted({int(h) for h in horizons}))
-    if not hs or hs[0] < 1:
-        raise CandletokError(f"horizons must be positive numbers of bars, not {list(horizons)}.")
-    return s, hs
+    return s, check_horizons(horizons)
 
 
 def evaluate_forecasts(

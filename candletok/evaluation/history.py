@@ -21,10 +21,13 @@ import numpy as np
 import polars as pl
 
 from candletok.core.errors import DatasetError
-from candletok.core.ids import BOS, N_SPECIAL, SPLITS, normalize_split
+from candletok.core.ids import BOS, SPLITS, normalize_split
 from candletok.core.times import parse_time
-from candletok.dataset.manifest import open_dataset, read_split
+from candletok.dataset.build import Cuts
+from candletok.dataset.manifest import open_dataset, read_rows
+from candletok.model.updown import closed_up, smoothed_up_rates
 from candletok.tokenize.base import Tokenizer
+from candletok.tokenize.features import ewma_scale_step, floor_scale
 
 SPLIT_CODE: dict[str, int] = {s: i for i, s in enumerate(SPLITS)}
 
@@ -144,9 +147,8 @@ def history_from_rows(rows: pl.DataFrame, tok: Tokenizer,
     last = ends - 1
     if n:  # a series' last row: the EWMA recursion one step on, floored as every scale
         pc, h, lo = f["prev_close"][last], f["high"][last], f["low"][last]
-        tr = np.log(np.maximum(h, pc) / np.minimum(lo, pc))
-        a = tok.features.alpha
-        nxt[last] = np.maximum(a * tr + (1 - a) * f["scale"][last], tok.features.min_scale)
+        nxt[last] = floor_scale(ewma_scale_step(f["scale"][last], h, lo, pc, tok.features),
+                                tok.features)
     return History(
         tok=tok, symbol=sym, ts=df["ts"].cast(pl.Int64).to_numpy(),
         split=df["_split"].to_numpy().astype(np.int8),
@@ -159,17 +161,11 @@ def history_from_rows(rows: pl.DataFrame, tok: Tokenizer,
 
 def load_history(root: str | Path) -> History:
     """Every split of a dataset folder as one :class:`History` (format 2 rows)."""
-    manifest, tok = open_dataset(root)
-    frames, codes = [], []
-    for s in SPLITS:
-        if s not in manifest["splits"]:
-            continue
-        df = read_split(root, s)
-        frames.append(df)
-        codes.append(np.full(df.height, SPLIT_CODE[s], np.int8))
-    if not frames or sum(f.height for f in frames) == 0:
+    _, tok = open_dataset(root)
+    rows, codes = read_rows(root)  # codes: SPLITS' indices, as SPLIT_CODE numbers them
+    if rows.height == 0:
         raise DatasetError(f"{root} holds no candles to evaluate on.")
-    return history_from_rows(pl.concat(frames), tok, np.concatenate(codes))
+    return history_from_rows(rows, tok, codes)
 
 
 def history_from_bars(bars: pl.DataFrame, tok: Tokenizer, val_from: Any,
@@ -179,9 +175,7 @@ def history_from_bars(bars: pl.DataFrame, tok: Tokenizer, val_from: Any,
     enc = tok.encode(bars)
     rows = enc.join(bars.select("symbol", "ts", "high", "low", "close"), on=["symbol", "ts"],
                     how="left")
-    ts = rows["ts"]
-    code = np.where((ts >= parse_time(test_from)).to_numpy(), 2,
-                    np.where((ts >= parse_time(val_from)).to_numpy(), 1, 0)).astype(np.int8)
+    code = Cuts(parse_time(val_from), parse_time(test_from)).split_of(rows["ts"])
     return history_from_rows(rows, tok, code)
 
 
@@ -189,18 +183,9 @@ def token_up_rates(hist: History, prior_weight: float = 2.0) -> np.ndarray:
     """(vocab_size,) P(close above the previous close | token) on the train rows, each
     smoothed toward the sign of its representative candle (the rule the checkpoint's
     ``token_up_rate`` follows, see :mod:`candletok.model.updown`)."""
-    tok = hist.tok
-    V = int(tok.vocab_size)
     tr = hist.split == 0
-    t = hist.token[tr]
-    up = (hist.close[tr] > hist.prev_close[tr]).astype(np.float64)
-    n = np.bincount(t, minlength=V)[:V].astype(np.float64)
-    ups = np.bincount(t, weights=up, minlength=V)[:V]
-    F = np.asarray(tok.decode_features(np.arange(N_SPECIAL, V)), dtype=np.float64)
-    prior = np.concatenate([np.zeros(N_SPECIAL), ((F[:, 0] + F[:, 1]) > 0).astype(float)])
-    rate = (ups + prior_weight * prior) / (n + prior_weight)
-    rate[:N_SPECIAL] = 0.0
-    return rate
+    return smoothed_up_rates(hist.token[tr], closed_up(hist.close[tr], hist.prev_close[tr]),
+                             hist.tok, prior_weight)
 
 
 def split_dates(hist: History) -> dict[str, str]:

@@ -58,17 +58,6 @@ def pinball(q_pred: np.ndarray, y: np.ndarray, level: float) -> np.ndarray:
     return np.maximum(level * u, (level - 1.0) * u)
 
 
-def wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``k / n`` (NaNs when n = 0)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    ph = k / n
-    den = 1 + z * z / n
-    mid = (ph + z * z / (2 * n)) / den
-    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
 @dataclass(frozen=True)
 class DMTest:
     """Diebold–Mariano test of equal expected loss. ``mean_diff`` is the mean of

@@ -47,7 +47,9 @@ import numpy as np
 
 from candletok.core.atomic import sha256_file, write_json_atomic
 from candletok.core.errors import CandletokError
-from candletok.dataset.manifest import clean_json, read_manifest
+from candletok.core.horizons import check_horizons
+from candletok.core.jsonsafe import clean_json
+from candletok.dataset.manifest import read_manifest
 from candletok.evaluation.analogues import (
     AnalogueForecaster,
     analogue_p_up,
@@ -64,7 +66,7 @@ from candletok.evaluation.forecasters import BaseRate
 from candletok.evaluation.history import History, load_history
 from candletok.search.index import SearchIndex, index_dir, open_index
 from candletok.search.result import SimilarResult
-from candletok.search.similar import DEFAULT_HORIZONS, check_horizons, similar
+from candletok.search.similar import DEFAULT_HORIZONS, similar
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,14 @@ import torch
 
 from candletok.core.atomic import atomic_path
 from candletok.core.errors import CandletokError, ModelError
+from candletok.core.fallback import say_fallback
 from candletok.core.times import normalize_interval
 from candletok.dataset.manifest import read_manifest
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.split import SplitSource, Vocabulary
 from candletok.model.updown import real_up
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "candletok-model/1"
 
@@ -84,8 +88,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def check_fingerprint(model_fp: str | None, other: Vocabulary | str | None,
                       what: str = "the dataset") -> None:
     """Refuse a dataset or tokenizer (or a fingerprint) whose vocabulary differs from the
-    model's; an unknown fingerprint (None) on either side is not a mismatch."""
+    model's. An unknown fingerprint (None) on either side cannot be compared: that is not
+    a mismatch (an old checkpoint, a tokenizer built in memory), but the check did not
+    happen, so it is said once as a warning rather than passed over in silence."""
     fp = other if other is None or isinstance(other, str) else other.fingerprint
+    if model_fp is None or fp is None:
+        side = ("the model's" if model_fp is None else f"{what}'s") + (
+            " and " + f"{what}'s" if model_fp is None and fp is None else "")
+        say_fallback(log, f"{side} vocabulary fingerprint is unknown, so candletok cannot "
+                     f"check that {what} uses the model's vocabulary; tokens may mean "
+                     "other candles than the model learned")
+        return
     if model_fp is not None and fp is not None and fp != model_fp:
         raise ModelError(
             f"The model was trained on vocabulary {str(model_fp)[:12]} but {what} uses "

@@ -9,12 +9,11 @@ import math
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from candletok.core.errors import CandletokError, ModelError
-from candletok.core.times import interval_delta
+from candletok.core.display import is_intraday
+from candletok.core.errors import ModelError
 from candletok.model.checkpoint import read_checkpoint
 from candletok.model.evaluate import ScoreRow
 from candletok.model.gpt import CandleGPT, GPTConfig
@@ -64,16 +63,6 @@ CALENDAR_AUTO_DAILY = True
 DAILY_TZ = "UTC"
 
 
-def is_intraday(interval: str | None) -> bool:
-    """Whether bars of ``interval`` are shorter than a day (None: unknown, no)."""
-    if interval is None:
-        return False
-    try:
-        return interval_delta(interval) < timedelta(days=1)
-    except CandletokError:
-        return False
-
-
 def calendar_spec(setting: str, interval: str | None,
                   tz: str | None = None) -> CalendarSpec | None:
     """The calendar a run's model reads, or None for none: ``setting`` ``off``; ``on``;
@@ -84,7 +73,8 @@ def calendar_spec(setting: str, interval: str | None,
     if setting not in CALENDAR_SETTINGS:
         raise ModelError(f"calendar must be one of {', '.join(CALENDAR_SETTINGS)}, not "
                          f"{setting!r}.")
-    intraday = is_intraday(interval)
+    # unknown interval: no calendar by design (not a guess), so is_intraday is not asked
+    intraday = interval is not None and is_intraday(interval)
     if setting == "off" or (setting == "auto" and not (
             intraday or (interval is not None and CALENDAR_AUTO_DAILY))):
         return None

@@ -44,6 +44,7 @@ The pieces, each usable on its own, and where distributed training (DDP) plugs i
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -56,6 +57,7 @@ import numpy as np
 import torch
 
 from candletok.core.errors import CandletokError, ModelError, OutputError
+from candletok.core.fallback import say_fallback
 from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import read_manifest
 from candletok.dataset.torchdata import TokenDataset
@@ -96,6 +98,8 @@ from candletok.model.sampler import WindowSampler, count_candles, lr_at
 from candletok.model.split import Splits, SplitSource, vocab_json
 from candletok.model.updown import token_up_rates
 from candletok.tokenize.calendar import CalendarSpec
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "StepInfo", "TrainConfig", "TrainResult", "WindowSampler", "auto_eval_every",
@@ -156,15 +160,25 @@ def _token_feature_table(ds: SplitSource) -> np.ndarray | None:
 
 
 def _up_rates(ds: SplitSource) -> list[float] | None:
-    """P(real close up | token) from the train split's stored closes, for ``predict``."""
+    """P(real close up | token) from the train split's stored closes, for ``predict``.
+
+    None when they cannot be learned; the model then counts each token by the sign of its
+    representative candle (:func:`~candletok.model.updown.up_probability`), which biases
+    P(close up), so why is said once as a warning rather than swallowed."""
+    why = "the training split has no vocabulary to read its tokens with"
     tok = ds.tokenizer()
-    if tok is None:
+    rates = None
+    if tok is not None:
+        try:
+            rates = token_up_rates(ds, tok)
+            why = "the training split has no stored closes (no dataset folder beside it)"
+        except (OSError, CandletokError) as exc:
+            why = f"the training split's closes could not be read ({exc})"
+    if rates is None:
+        say_fallback(log, f"P(close up) per token was not learned: {why}; the checkpoint "
+                     "will count each token by its representative candle's sign")
         return None
-    try:
-        rates = token_up_rates(ds, tok)
-    except (OSError, CandletokError):
-        return None
-    return None if rates is None else [float(x) for x in rates]
+    return [float(x) for x in rates]
 
 
 def _calendar(tr: SplitSource, cfg: TrainConfig) -> CalendarSpec | None:

@@ -4,14 +4,18 @@ checkpoint; ``predict`` and ``calibration`` read it back. No torch here."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import numpy as np
 
+from candletok.core.fallback import say_fallback
 from candletok.core.ids import N_SPECIAL
 from candletok.dataset.manifest import read_split
 from candletok.model.split import SplitSource
 from candletok.tokenize.base import Tokenizer
+
+log = logging.getLogger(__name__)
 
 
 class HasMeta(Protocol):
@@ -31,6 +35,31 @@ def up_mask(tok: Tokenizer) -> np.ndarray:
     return np.concatenate([np.zeros(N_SPECIAL, bool), (F[:, 0] + F[:, 1]) > 0])
 
 
+def closed_up(close: np.ndarray, prev_close: np.ndarray) -> np.ndarray:
+    """The up-sign rule, 1.0 where a candle closed above the previous close, else 0.0: the
+    one definition of "up" that the learned rates, the real outcomes and the evaluation's
+    train rates all count by (an unchanged close is not up)."""
+    return (np.asarray(close, dtype=np.float64) > np.asarray(prev_close, dtype=np.float64)
+            ).astype(np.float64)
+
+
+def smoothed_up_rates(tokens: np.ndarray, up: np.ndarray, tok: Tokenizer,
+                      prior_weight: float = 2.0) -> np.ndarray:
+    """(vocab_size,) P(close up | token) from candles ``tokens`` with outcomes ``up``
+    (0/1, as :func:`closed_up` gives), each rate add-``prior_weight`` smoothed toward the
+    sign of the token's representative candle (:func:`up_mask`), so a token never seen
+    keeps that sign; special tokens get 0. The one counting rule behind the checkpoint's
+    ``token_up_rate`` and the evaluation's train rates."""
+    t = np.asarray(tokens, dtype=np.int64)
+    V = int(tok.vocab_size)
+    n = np.bincount(t, minlength=V)[:V].astype(np.float64)
+    ups = np.bincount(t, weights=np.asarray(up, dtype=np.float64), minlength=V)[:V]
+    prior = up_mask(tok).astype(np.float64)
+    rate = (ups + prior_weight * prior) / (n + prior_weight)
+    rate[:N_SPECIAL] = 0.0
+    return rate
+
+
 def real_up(ds: SplitSource) -> np.ndarray | None:
     """Per position of ``ds``'s flat token array: 1.0 if that candle closed above its
     previous close, 0.0 if not, NaN where unknown (BOS). None when
@@ -47,7 +76,7 @@ def real_up(ds: SplitSource) -> np.ndarray | None:
     out = np.full(int(b.max()) if b.size else 0, np.nan)
     series = np.repeat(np.arange(a.size), b - a - 1)
     pos = np.arange(pc.size) + series + 1  # candle r of the split sits after r's BOS count
-    out[pos] = (close > pc).astype(np.float64)
+    out[pos] = closed_up(close, pc)
     return out
 
 
@@ -66,13 +95,7 @@ def token_up_rates(ds: SplitSource, tok: Tokenizer,
         return None
     flat = np.asarray(ds.tokens, dtype=np.int64)
     known = ~np.isnan(real)
-    V = int(tok.vocab_size)
-    n = np.bincount(flat[known], minlength=V)[:V].astype(np.float64)
-    ups = np.bincount(flat[known], weights=real[known], minlength=V)[:V]
-    prior = up_mask(tok).astype(np.float64)
-    rate = (ups + prior_weight * prior) / (n + prior_weight)
-    rate[:N_SPECIAL] = 0.0
-    return rate
+    return smoothed_up_rates(flat[known], real[known], tok, prior_weight)
 
 
 def up_probability(model: HasMeta, tok: Tokenizer) -> np.ndarray:
@@ -81,4 +104,9 @@ def up_probability(model: HasMeta, tok: Tokenizer) -> np.ndarray:
     rates = model.meta.get("token_up_rate")
     if rates is not None and len(rates) == tok.vocab_size:
         return np.asarray(rates, dtype=np.float64)
+    why = ("holds no learned P(close up) per token" if rates is None else
+           f"holds {len(rates)} learned P(close up) rates for {tok.vocab_size} tokens")
+    say_fallback(log, f"the checkpoint {why}; each token counts by the sign of its "
+                 "representative candle, which biases P(close up) (retrain on a dataset "
+                 "folder to learn the rates)")
     return up_mask(tok).astype(np.float64)

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from candletok.core.errors import ModelError
+from candletok.core.stats import wilson
 
 #: Said beside every odds table until ``evaluate`` scores them.
 NOT_SCORED = ("These odds come straight from the sampled paths: they have not been "
@@ -93,18 +93,6 @@ def random_walk_odds(up: float | np.ndarray, down: float | np.ndarray,
     p_down = np.clip((1.0 - x).reshape(-1) - w.sum(axis=1), 0.0, 1.0).reshape(shape)
     p_neither = np.clip(1.0 - p_up - p_down, 0.0, 1.0)
     return Odds(p_up, p_down, p_neither)
-
-
-def wilson(k: np.ndarray, n: int, z: float = float(norm.ppf(0.975))
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a proportion ``k / n`` (``k`` may be fractional: half of
-    an ambiguous path counts to each side); sane at 0 and 1, where the normal one is not."""
-    k = np.asarray(k, dtype=np.float64)
-    p = k / n
-    den = 1.0 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return np.clip(mid - half, 0.0, 1.0), np.clip(mid + half, 0.0, 1.0)
 
 
 def path_odds(paths: dict[str, np.ndarray], entry: float | np.ndarray,

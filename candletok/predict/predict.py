@@ -14,6 +14,7 @@ table.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +26,13 @@ import torch
 
 from candletok.core.display import format_price, price_decimals, time_text
 from candletok.core.errors import CandletokError, ModelError
+from candletok.core.fallback import say_fallback
 from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
 from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat
+from candletok.evaluation.scores import reliability
 from candletok.model.checkpoint import FitFacts, check_fingerprint
 from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
@@ -41,6 +44,8 @@ from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_lay
 from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
 from candletok.tokenize.features import ewma_scale_step, floor_scale
 from candletok.tokenize.words import GAP_WORDS
+
+log = logging.getLogger(__name__)
 
 NO_GAP = GAP_WORDS[0][0]  # |gap| below this many vol units is described as "no gap"
 
@@ -293,7 +298,9 @@ def train_base_rate(model: CandleGPT, ds: SplitSource) -> float | None:
         return rate
     try:
         rows = read_split(ds.root, "train")
-    except (OSError, CandletokError):  # no train split there: the rate is unknown
+    except (OSError, CandletokError) as exc:  # no train split there: the rate is unknown
+        say_fallback(log, f"the train base rate is unknown: the checkpoint does not record "
+                     f"it and {ds.root}'s train split cannot be read ({exc})")
         return None
     if rows.height == 0 or not {"close", "prev_close"} <= set(rows.columns):
         return None
@@ -360,13 +367,7 @@ def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
     """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``,
     against the constant ``base`` (None: the outcomes' own frequency, in hindsight)."""
     rate = float(o.mean()) if base is None else float(base)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    cnt = np.bincount(b, minlength=bins)
-    mp = np.bincount(b, weights=p, minlength=bins) / np.maximum(cnt, 1)
-    of = np.bincount(b, weights=o, minlength=bins) / np.maximum(cnt, 1)
-    table = [(float(edges[i]), float(mp[i]), float(of[i]), int(cnt[i]))
-             for i in np.flatnonzero(cnt)]
+    table = reliability(p, o, bins)
     return Calibration(split, int(p.size), rate, float(np.mean((p - o) ** 2)),
                        float(np.mean((rate - o) ** 2)), table, outcome=outcome,
                        base_split="train" if base is not None else f"{split} (hindsight)")

@@ -21,12 +21,13 @@ import polars as pl
 from scipy import stats as sps
 
 from candletok.core.errors import CandletokError
+from candletok.core.horizons import check_horizons
 from candletok.core.ids import N_SPECIAL
+from candletok.core.jsonsafe import clean_json
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index, ranges_to_indices
 from candletok.search.query import When, from_us, to_us
-from candletok.search.result import clean_json
-from candletok.search.similar import DEFAULT_HORIZONS, check_horizons, check_reach
+from candletok.search.similar import DEFAULT_HORIZONS, check_reach
 from candletok.search.timerule import (
     Cut,
     TimeRule,

@@ -4,7 +4,6 @@ importing the search itself."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from candletok.core.jsonsafe import clean_json
 from candletok.search.index import SearchIndex
 from candletok.search.timerule import TimeRule
 from candletok.tokenize.base import Tokenizer
@@ -68,13 +68,3 @@ class SimilarResult:
                 "words": self.words, "outcomes": rows(self.outcomes),
                 "next_range": rows(self.next_range), "matches": rows(self.matches),
                 "query": rows(query)}
-
-def clean_json(v: Any) -> Any:
-    """NaN as None, recursively: JSON has no NaN."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [clean_json(x) for x in v]
-    if isinstance(v, dict):
-        return {k: clean_json(x) for k, x in v.items()}
-    return v

@@ -23,6 +23,7 @@ import polars as pl
 
 from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
+from candletok.core.horizons import check_horizons
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
 from candletok.search.nearest import OwnMetric, nearest
@@ -41,22 +42,6 @@ from candletok.tokenize.base import Tokenizer
 MODES = ("exact", "nearest", "model")
 PRICES = ("open", "high", "low", "close")
 DEFAULT_HORIZONS = (1, 5, 10)
-
-
-def check_horizons(horizons: Sequence[int] | int | str) -> tuple[int, ...]:
-    """Horizons as sorted unique positive ints (``"1,5,10"`` is accepted)."""
-    if isinstance(horizons, str):
-        parts = [p for p in horizons.replace(" ", "").split(",") if p]
-        try:
-            horizons = [int(p) for p in parts]
-        except ValueError as exc:
-            raise CandletokError(f"horizons must be whole numbers of bars, not {parts}.") from exc
-    if isinstance(horizons, int):
-        horizons = [horizons]
-    hs = sorted({int(h) for h in horizons})
-    if not hs or hs[0] < 1:
-        raise CandletokError("horizons must be one or more positive numbers of bars.")
-    return tuple(hs)
 
 
 def check_reach(idx: SearchIndex, horizons: Sequence[int], last: int) -> None:

@@ -15,24 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from candletok.core.stats import wilson
 from candletok.search.index import SearchIndex
 from candletok.search.timerule import Cut, TimeRule, effective_n
 
-Z95 = 1.959963984540054  # the 97.5% normal quantile
 ALPHA = 0.05
 QUANTILES = (0.1, 0.5, 0.9)
-
-
-def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (k and n may be effective, non-integer
-    counts). (nan, nan) when n is 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = k / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def binom_pvalue(k: float, n: float, p0: float) -> float:

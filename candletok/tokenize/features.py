@@ -423,11 +423,7 @@ def candle_features_grouped(
     o, h, lo, c = (pl.col(x) for x in ("open", "high", "low", "close"))
     pc = pl.col("prev_close")
     first = pc.is_null()
-    tr = (
-        pl.when(first)
-        .then(_ln(h / lo))
-        .otherwise(_ln(pl.max_horizontal(h, pc) / pl.min_horizontal(lo, pc)))
-    )
+    tr = _true_range_expr(h, lo, pc)
     cols = ["symbol", "ts", "open", "high", "low", "close"] + (["volume"] if cfg.volume else [])
     lf = bars.lazy().select(cols).with_columns(c.shift(1).over("symbol").alias("prev_close"))
     lf = lf.with_columns(tr.alias("_tr")).with_columns(
@@ -512,6 +508,17 @@ def true_range(
     return np.log(np.maximum(high, prev_close) / np.minimum(low, prev_close))
 
 
+def _true_range_expr(h: pl.Expr, lo: pl.Expr, pc: pl.Expr) -> pl.Expr:
+    """The log true range as a Polars expression (``ln(H/L)`` for a series' first bar,
+    which has no previous close): the one form the reference encoder and
+    :func:`scale_state` share, so the scale a continuation starts from is the encoder's."""
+    return (
+        pl.when(pc.is_null())
+        .then(_ln(h / lo))
+        .otherwise(_ln(pl.max_horizontal(h, pc) / pl.min_horizontal(lo, pc)))
+    )
+
+
 def ewma_scale_step(
     ewma: np.ndarray | float,
     high: np.ndarray | float,
@@ -542,11 +549,7 @@ def scale_state(bars: pl.DataFrame, cfg: FeatureConfig) -> pl.DataFrame:
     """
     h, lo, c = pl.col("high"), pl.col("low"), pl.col("close")
     pc = c.shift(1).over("symbol")
-    tr = (
-        pl.when(pc.is_null())
-        .then(_ln(h / lo))
-        .otherwise(_ln(pl.max_horizontal(h, pc) / pl.min_horizontal(lo, pc)))
-    )
+    tr = _true_range_expr(h, lo, pc)
     return (
         bars.lazy()
         .with_columns(tr.alias("_tr"))
