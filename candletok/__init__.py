@@ -23,66 +23,52 @@ from candletok.core.errors import (
 __version__ = "0.2.0"
 
 _LAZY: dict[str, str] = {
+    # load
     "load_bars": "candletok.data.sources",
+    # tokenize
+    "Tokenizer": "candletok.tokenize.base",
     "BinsTokenizer": "candletok.tokenize.bins",
     "KMeansTokenizer": "candletok.tokenize.kmeans",
-    "Tokenizer": "candletok.tokenize.base",
     "load_tokenizer": "candletok.tokenize.registry",
-    "build_dataset": "candletok.dataset.build",
+    # build
     "BuildConfig": "candletok.dataset.build",
-    "read_split": "candletok.dataset.manifest",
+    "build_dataset": "candletok.dataset.build",
     "TokenDataset": "candletok.dataset.torchdata",
-    "TokenStream": "candletok.dataset.torchdata",
-    "CandleGPT": "candletok.model.gpt",
-    "GPTConfig": "candletok.model.gpt",
-    "TrainConfig": "candletok.model.train",
+    # train
+    "TrainConfig": "candletok.model.config",
     "train": "candletok.model.train",
     "load_model": "candletok.model.checkpoint",
+    # predict, search, evaluate
     "predict_next": "candletok.predict.predict",
     "similar": "candletok.search.similar",
-    "motifs": "candletok.search.motifs",
     "evaluate_forecasts": "candletok.evaluation.evaluate",
-    "calibrated_similar": "candletok.evaluation.simcal",
-    # kept for the scripts written against 0.1; their home is the subpackage
-    "load_sample": "candletok.data.sample",
-    "sample_symbols": "candletok.data.sample",
-    "synthetic_bars": "candletok.data.synthetic",
-    "validate_bars": "candletok.data.bars",
 }
 
+# What a user needs, about twenty names; the rest lives in its stage's subpackage
+# (candletok.data.sample.load_sample, candletok.search.motifs, candletok.model.gpt.CandleGPT...).
 __all__ = [
     "BarsError",
     "BinsTokenizer",
     "BuildConfig",
-    "CandleGPT",
     "CandletokError",
     "DatasetError",
-    "GPTConfig",
     "KMeansTokenizer",
     "ModelError",
     "OutputError",
     "SourceError",
     "TokenDataset",
-    "TokenStream",
     "Tokenizer",
     "TokenizerError",
     "TrainConfig",
     "__version__",
     "build_dataset",
-    "calibrated_similar",
     "evaluate_forecasts",
     "load_bars",
     "load_model",
-    "load_sample",
     "load_tokenizer",
-    "motifs",
     "predict_next",
-    "read_split",
-    "sample_symbols",
     "similar",
-    "synthetic_bars",
     "train",
-    "validate_bars",
 ]
 
 
@@ -101,20 +87,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from candletok.data.bars import validate_bars
-    from candletok.data.sample import load_sample, sample_symbols
     from candletok.data.sources import load_bars
-    from candletok.data.synthetic import synthetic_bars
     from candletok.dataset.build import BuildConfig, build_dataset
-    from candletok.dataset.manifest import read_split
-    from candletok.dataset.torchdata import TokenDataset, TokenStream
+    from candletok.dataset.torchdata import TokenDataset
     from candletok.evaluation.evaluate import evaluate_forecasts
-    from candletok.evaluation.simcal import calibrated_similar
     from candletok.model.checkpoint import load_model
-    from candletok.model.gpt import CandleGPT, GPTConfig
-    from candletok.model.train import TrainConfig, train
+    from candletok.model.config import TrainConfig
+    from candletok.model.train import train
     from candletok.predict.predict import predict_next
-    from candletok.search.motifs import motifs
     from candletok.search.similar import similar
     from candletok.tokenize.base import Tokenizer
     from candletok.tokenize.bins import BinsTokenizer

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from candletok import load_sample, validate_bars
+from candletok.data.bars import validate_bars
+from candletok.data.sample import load_sample
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from candletok import DatasetError, load_sample
+from candletok import DatasetError
 from candletok.core.errors import CandletokError
 from candletok.core.ids import IGNORE_INDEX as IGNORE
+from candletok.data.sample import load_sample
 from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import decode_dataset, read_split
 from candletok.dataset.torchdata import TokenDataset, TokenStream, window_index

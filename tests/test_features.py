@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok import TokenizerError, load_sample, validate_bars
+from candletok import TokenizerError
+from candletok.data.bars import validate_bars
+from candletok.data.sample import load_sample
 from candletok.tokenize.features import (
     FeatureConfig,
     candle_feature_arrays,

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_features import random_bars
 
-from candletok import TokenizerError, load_sample, validate_bars
+from candletok import TokenizerError
+from candletok.data.bars import validate_bars
+from candletok.data.sample import load_sample
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.bins import WICKS, BinsTokenizer
 from candletok.tokenize.features import FeatureConfig, features_from_prices

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from candletok.cli.app import app, console, err_console, fail, flag_wording, table
+from candletok.cli.configopts import config_option
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
 from candletok.core.atomic import refuse_existing, write_parquet_atomic
 from candletok.dataset.build import BuildConfig, EncodeResult
@@ -108,30 +109,25 @@ def print_encode(result: EncodeResult) -> None:
 @app.command()
 def encode(
     symbols: list[str] = typer.Argument(..., help="Symbols to encode, e.g. AAPL MSFT."),
-    scheme: str = typer.Option("bins", "--scheme", help="Tokenizer scheme: bins or kmeans."),
+    scheme: str = config_option(BuildConfig, "scheme"),
     k: int | None = typer.Option(None, "--k", help="kmeans: number of clusters."),
     bins: str | None = typer.Option(None, "--bins",
                                     help="bins: counts gap,body,upper,lower[,vol]."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the kmeans fit and of the symbols "
-                             "sampled for fitting."),
-    vocab: Path | None = typer.Option(None, "--vocab", help="Use this fitted vocab.json."),
-    source: str = typer.Option(
-        "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
-    ),
-    interval: str | None = typer.Option(
-        None, "--interval", help="Bar interval, e.g. 1d, 1h, 5m (default: the bars' own, "
-                                 "inferred from their times; daily for downloads)."),
-    start: str | None = typer.Option(None, "--start", help="First date (YYYY-MM-DD)."),
-    end: str | None = typer.Option(None, "--end", help="Last date (YYYY-MM-DD)."),
-    out: Path = typer.Option(Path("data"), "--out", help="Dataset folder to write."),
-    val_from: str | None = typer.Option(None, "--val-from", help="First date of val."),
-    test_from: str | None = typer.Option(None, "--test-from", help="First date of test."),
-    shard_rows: int = typer.Option(1_000_000, "--shard-rows", help="Rows per Parquet shard."),
-    group_size: int = typer.Option(64, "--group-size", help="Symbols loaded at a time."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first failing symbol."),
+    seed: int = config_option(BuildConfig, "seed"),
+    vocab: Path | None = config_option(BuildConfig, "vocab"),
+    source: str = config_option(BuildConfig, "source"),
+    interval: str | None = config_option(BuildConfig, "interval"),
+    start: str | None = config_option(BuildConfig, "start"),
+    end: str | None = config_option(BuildConfig, "end"),
+    out: Path = config_option(BuildConfig, "out", default=Path("data")),
+    val_from: str | None = config_option(BuildConfig, "val_from"),
+    test_from: str | None = config_option(BuildConfig, "test_from"),
+    shard_rows: int = config_option(BuildConfig, "shard_rows"),
+    group_size: int = config_option(BuildConfig, "group_size"),
+    strict: bool = config_option(BuildConfig, "strict"),
     strict_bars: bool = typer.Option(False, "--strict-bars/--repair-bars", help=STRICT_HELP),
     date_format: str | None = typer.Option(None, "--date-format", help=DATE_FORMAT_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+    overwrite: bool = config_option(BuildConfig, "overwrite"),
     engine: str = typer.Option(
         "local", "--engine", help="local (this machine) or ray (Ray Data; candletok[ray])."),
     ray_address: str | None = typer.Option(

@@ -30,9 +30,11 @@ from candletok.cli.app import (
     fmt_bits,
     table,
 )
+from candletok.cli.configopts import config_option
 from candletok.core.display import time_text
 from candletok.core.errors import ModelError
 from candletok.core.times import IntervalError
+from candletok.model.config import TrainConfig
 from candletok.tokenize.base import Tokenizer
 
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
@@ -190,45 +192,33 @@ def print_calibration(cal: Calibration) -> None:
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
-    steps: int | None = typer.Option(
-        None, "--steps", help="Optimizer steps (default: 200 passes over the training "
-        "candles, at least 200 and at most 20,000; early stopping usually ends sooner)."),
-    context: int = typer.Option(128, "--context", help="Tokens of context per window."),
-    layers: int = typer.Option(2, "--layers", help="Transformer blocks."),
-    heads: int = typer.Option(4, "--heads", help="Attention heads."),
-    width: int = typer.Option(64, "--width", help="Embedding width (a multiple of heads)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
-    batch: int = typer.Option(32, "--batch", help="Windows per step."),
-    dropout: float = typer.Option(0.2, "--dropout", help="Dropout probability."),
+    steps: int | None = config_option(TrainConfig, "steps"),
+    context: int = config_option(TrainConfig, "context"),
+    layers: int = config_option(TrainConfig, "n_layer"),
+    heads: int = config_option(TrainConfig, "n_head"),
+    width: int = config_option(TrainConfig, "n_embd"),
+    lr: float = config_option(TrainConfig, "lr"),
+    batch: int = config_option(TrainConfig, "batch_size"),
+    dropout: float = config_option(TrainConfig, "dropout"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("model.pt"), "--out", help="Checkpoint to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved at --out."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing --out checkpoint with a new run."),
-    eval_every: int | None = typer.Option(
-        None, "--eval-every", help="Steps between val checks and checkpoints (default: "
-        "steps / 20, between 10 and 500)."),
-    patience: int | None = typer.Option(
-        None, "--patience", help="Stop after this many val checks without a better val "
-        "(default 5; 0 never stops early)."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads (default: OMP_NUM_THREADS if set, else "
-        "torch's setting, at most the available cores)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for init, dropout and data order."),
+    # None: not given (a resumed run keeps its saved value; a new one gets TrainConfig's)
+    eval_every: int | None = config_option(TrainConfig, "eval_every"),
+    patience: int | None = config_option(TrainConfig, "patience", default=None),
+    threads: int | None = config_option(TrainConfig, "threads", default=None),
+    seed: int = config_option(TrainConfig, "seed"),
     nproc: int = typer.Option(
         1, "--nproc", help="Processes (DDP via torchrun: gloo on CPU, nccl with one GPU "
         "each); --batch is the global batch and must be a multiple of it."),
-    calendar: str | None = typer.Option(
-        None, "--calendar", help="Calendar inputs (each candle's time of day, weekday and "
-        "month): auto (on; daily bars follow CALENDAR_AUTO_DAILY, on by default), on or "
-        "off."),
-    calendar_tz: str | None = typer.Option(
-        None, "--calendar-tz", help="Time zone of the calendar inputs (default: "
-        "America/New_York for intraday bars, UTC for daily ones)."),
+    calendar: str | None = config_option(TrainConfig, "calendar", default=None),
+    calendar_tz: str | None = config_option(TrainConfig, "calendar_tz"),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
-    from candletok.model.train import TrainConfig, check_out, resume_config, train
+    from candletok.model.train import check_out, resume_config, train
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"Unknown --device {device!r}; use auto, cpu or cuda.")
     if calendar is not None and calendar not in ("auto", "on", "off"):

@@ -35,6 +35,7 @@ from candletok.core.atomic import (
     write_json_atomic,
 )
 from candletok.core.errors import CandletokError, OutputError
+from candletok.core.fields import setting
 from candletok.core.ids import SPLITS
 from candletok.core.jsonsafe import clean_json
 from candletok.core.times import (
@@ -80,25 +81,30 @@ class BuildConfig:
 
     Dates may be text (``2011-01-01``), dates or datetimes; naive times are UTC. Without
     ``val_from``/``test_from`` the cuts fall at the start of the first bar on or after 80%
-    and 90% of the pooled time range (on a bar boundary, never between bars)."""
+    and 90% of the pooled time range (on a bar boundary, never between bars).
+
+    The fields with help text are ``candletok encode``'s options (:func:`setting`): the
+    command reads its defaults and help from here."""
 
     symbols: Sequence[str]
-    out: str | Path
-    scheme: str = "bins"
-    vocab: str | Path | Tokenizer | None = None
-    source: str = "auto"
-    interval: str | None = None  # None: the bars' own (inferred); the manifest records it
-    start: When = None
-    end: When = None
-    val_from: When = None
-    test_from: When = None
-    shard_rows: int = 1_000_000
-    group_size: int = 64
+    out: str | Path = setting(help="Dataset folder to write.")
+    scheme: str = setting("bins", "Tokenizer scheme: bins or kmeans.")
+    vocab: str | Path | Tokenizer | None = setting(None, "Use this fitted vocab.json.")
+    source: str = setting("auto", "auto, yahoo, sample, synthetic or a path.")
+    interval: str | None = setting(  # None: the bars' own (inferred); the manifest records it
+        None, "Bar interval, e.g. 1d, 1h, 5m (default: the bars' own, inferred from their "
+        "times; daily for downloads).")
+    start: When = setting(None, "First date (YYYY-MM-DD).")
+    end: When = setting(None, "Last date (YYYY-MM-DD).")
+    val_from: When = setting(None, "First date of val.")
+    test_from: When = setting(None, "First date of test.")
+    shard_rows: int = setting(1_000_000, "Rows per Parquet shard.")
+    group_size: int = setting(64, "Symbols loaded at a time.")
     fit_max_candles: int = 1_000_000
     stats_max_candles: int = 1_000_000
-    strict: bool = False
-    overwrite: bool = False
-    seed: int = 0
+    strict: bool = setting(False, "Stop at the first failing symbol.")
+    overwrite: bool = setting(False, "Replace an existing dataset.")
+    seed: int = setting(0, "Seed of the kmeans fit and of the symbols sampled for fitting.")
     tokenizer_params: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:

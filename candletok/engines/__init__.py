@@ -15,6 +15,8 @@ import polars as pl
 from candletok.core.errors import CandletokError
 from candletok.dataset.build import BuildConfig, EncodeResult, Progress, build_dataset
 
+__all__ = ["ENGINES", "build"]
+
 ENGINES = ("local", "ray")
 
 

@@ -10,14 +10,16 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from candletok.core.display import is_intraday
 from candletok.core.errors import ModelError
-from candletok.model.checkpoint import read_checkpoint
-from candletok.model.evaluate import ScoreRow
-from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.core.fields import setting
 from candletok.tokenize.calendar import CalendarSpec
+
+if TYPE_CHECKING:  # torch-free to import: the CLI reads TrainConfig's fields for --help
+    from candletok.model.evaluate import ScoreRow
+    from candletok.model.gpt import CandleGPT, GPTConfig
 
 # -- configuration ------------------------------------------------------------------------
 # Default steps: this many passes over the training candles (measured on val, docs/model.md
@@ -85,37 +87,54 @@ def calendar_spec(setting: str, interval: str | None,
 
 @dataclass
 class TrainConfig:
-    """Everything that shapes a training run. Saved in every checkpoint."""
+    """Everything that shapes a training run. Saved in every checkpoint.
+
+    The fields with help text are ``candletok train``'s options (:func:`setting`): the
+    command reads its defaults and help from here. The model size here is the one default
+    size: :class:`~candletok.model.gpt.GPTConfig` reads it."""
 
     # Defaults chosen on val by benchmarks/model_study.py (docs/model.md, "Choosing the defaults"):
     # on the sample's 10k training candles no other width, depth, context, dropout, weight
     # decay or lr beat these by more than the seed-to-seed spread; val is best after ~70
     # steps there, the best-on-val weights are kept and early stopping ends the run.
-    steps: int | None = None  # None: sized to the data (auto_steps), fixed at the start
-    batch_size: int = 32
-    context: int = 128
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    dropout: float = 0.2
+    steps: int | None = setting(  # None: sized to the data (auto_steps), fixed at the start
+        None, f"Optimizer steps (default: {AUTO_PASSES} passes over the training candles, at "
+        f"least {AUTO_MIN_STEPS} and at most {AUTO_MAX_STEPS:,}; early stopping usually ends "
+        "sooner).")
+    batch_size: int = setting(32, "Windows per step.", flag="--batch")
+    context: int = setting(128, "Tokens of context per window.")
+    n_layer: int = setting(2, "Transformer blocks.", flag="--layers")
+    n_head: int = setting(4, "Attention heads.", flag="--heads")
+    n_embd: int = setting(64, "Embedding width (a multiple of heads).", flag="--width")
+    dropout: float = setting(0.2, "Dropout probability.")
     bias: bool = False
-    lr: float = 1e-3
+    lr: float = setting(1e-3, "Peak learning rate.")
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 50
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
-    eval_every: int | None = None  # also the checkpoint interval; None: auto_eval_every
+    eval_every: int | None = setting(  # also the checkpoint interval; None: auto_eval_every
+        None, f"Steps between val checks and checkpoints (default: steps / {AUTO_EVALS}, "
+        f"between {AUTO_EVAL_EVERY[0]} and {AUTO_EVAL_EVERY[1]}).")
     eval_windows: int = 512  # cap on val windows for periodic evals (0: all); final is full
     eval_batch: int = 64
-    patience: int = 5  # stop after this many evaluations without a better val (0: never)
-    seed: int = 0
-    threads: int = 0  # CPU threads; 0: OMP_NUM_THREADS if set, else torch's (see runtime)
+    patience: int = setting(  # stop after this many evaluations without a better val
+        5, "Stop after this many val checks without a better val (default {default}; 0 never "
+        "stops early).")
+    seed: int = setting(0, "Seed for init, dropout and data order.")
+    threads: int = setting(  # 0: OMP_NUM_THREADS if set, else torch's (see runtime)
+        0, "CPU threads (default: OMP_NUM_THREADS if set, else torch's setting, at most the "
+        "available cores).")
     token_features: bool = True  # feature-aware embeddings when the vocab is available
     keep_best: bool = True  # the model you load is the one with the best val score
-    calendar: str = CALENDAR_DEFAULT  # calendar inputs: auto, on or off (see calendar_spec)
-    calendar_tz: str | None = None  # their time zone; None: by interval (calendar_spec)
+    calendar: str = setting(  # calendar inputs: auto, on or off (see calendar_spec)
+        CALENDAR_DEFAULT, "Calendar inputs (each candle's time of day, weekday and month): "
+        "auto (on; daily bars follow CALENDAR_AUTO_DAILY, on by default), on or off.")
+    calendar_tz: str | None = setting(  # their time zone; None: by interval (calendar_spec)
+        None, "Time zone of the calendar inputs (default: America/New_York for intraday "
+        "bars, UTC for daily ones).")
 
     MAX_CONTEXT: ClassVar[int] = 8192
     RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "patience", "threads")
@@ -186,6 +205,7 @@ class TrainConfig:
 
     def gpt_config(self, vocab_size: int, n_features: int = 0,
                    calendar: CalendarSpec | None = None) -> GPTConfig:
+        from candletok.model.gpt import GPTConfig
         return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
                          bias=self.bias, n_features=n_features,
@@ -200,6 +220,7 @@ class TrainConfig:
 def resume_config(out: str | Path, **changes: int | None) -> TrainConfig:
     """The configuration saved in the checkpoint at ``out``, with the changes a resume
     allows (:meth:`TrainConfig.merged_for_resume`)."""
+    from candletok.model.checkpoint import read_checkpoint
     saved = TrainConfig.from_dict(read_checkpoint(out)["train_config"])
     return saved.merged_for_resume(**changes)
 

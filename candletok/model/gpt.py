@@ -30,22 +30,23 @@ from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 
 from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import IGNORE_INDEX, N_SPECIAL
+from candletok.model.config import TrainConfig
 from candletok.tokenize.calendar import CalendarSpec
 
 
 @dataclass
 class GPTConfig:
-    """Shape of a CandleGPT. The defaults are sized for CPU training on daily bars:
-    ~0.8M parameters, which is already more than a few stocks' decades of candles can
-    feed without overfitting — more capacity rarely helps on this much data."""
+    """Shape of a CandleGPT. The size defaults are :class:`TrainConfig`'s, the one size
+    chosen on val (docs/model.md, "Choosing the defaults": 2 layers, width 64, context 128,
+    dropout 0.2), so a model built here by hand is the model ``train`` gives."""
 
     vocab_size: int = 256
-    context: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.1
-    bias: bool = False
+    context: int = TrainConfig.context
+    n_layer: int = TrainConfig.n_layer
+    n_head: int = TrainConfig.n_head
+    n_embd: int = TrainConfig.n_embd
+    dropout: float = TrainConfig.dropout
+    bias: bool = TrainConfig.bias
     n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
     calendar: dict[str, Any] | None = None  # CalendarSpec.to_dict() of the inputs; None: off
 
