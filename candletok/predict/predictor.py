@@ -175,7 +175,8 @@ class Predictor:
                                      else list(bars_or_symbols))
             if not syms:
                 raise ModelError("Give at least one symbol to forecast.")
-            have = set(self.history.symbols) if source is None else set()
+            have = (set(self.history.symbols) if source is None and self.dataset is not None
+                    else set())
             inside = [s for s in syms if s in have]
             if inside:
                 ds = self._dataset_rows().filter(pl.col("symbol").is_in(inside))
@@ -230,6 +231,12 @@ class Predictor:
         nxt.update(zip(phantom["symbol"].to_list(),
                        phantom["scale"].cast(pl.Float64).to_list(), strict=True))
         parts.append(enc.join(flat.select("symbol", "ts"), on=["symbol", "ts"], how="anti"))
+
+    def _encode(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """Dataset rows of canonical ``bars``: tokens, scales and each candle's bar."""
+        enc = self.tokenizer.encode(bars)
+        return enc.join(bars.select("symbol", "ts", "high", "low", "close"),
+                        on=["symbol", "ts"], how="left")
 
     # -- the answer -----------------------------------------------------------------------
     def predict(self, bars_or_symbols: pl.DataFrame | str | Sequence[str], at: Any = None,
