@@ -218,3 +218,18 @@ def test_one_origin_reads_the_same_bits_as_many(predictor) -> None:  # type: ign
         one = g.forecast(hist, rows[k:k + 1], 1)
         assert one.p_up[0] == many.p_up[k] and one.range_mean[0] == many.range_mean[k]
         assert (one.quantiles[0] == many.quantiles[k]).all()
+
+
+def test_predict_next_with_a_predictor_shows_the_scored_numbers(predictor,  # type: ignore[no-untyped-def]
+                                                                 bars: pl.DataFrame) -> None:
+    """`candletok predict --dataset` goes through predict_next with the Predictor: its
+    P(close up) and range are the scored forecaster's, no longer the representatives'."""
+    from candletok.predict.predict import predict_next
+
+    a = predictor.predict(bars)[0]
+    pr = predict_next(predictor.model, predictor.tokenizer, bars, predictor)
+    assert pr.p_close_up == a.p_up_raw
+    assert pr.exp_range_pct == pytest.approx(100 * math.expm1(a.range), rel=1e-12)
+    assert pr.probs.sum() == pytest.approx(1.0) and pr.last_ts == a.origin
+    old = predict_next(predictor.model, predictor.tokenizer, bars)
+    assert old.exp_range_pct != pr.exp_range_pct  # the representatives' range differed

@@ -412,11 +412,17 @@ def predict(
 
         bars = load_bars(normalize_symbols(symbols), source=bars_source(source, dataset),
                          interval=iv)
+    saved = load_calibration(model_path)
+    predictor = None
+    if dataset is not None:  # the numbers evaluate scores: its window and token table
+        from candletok.evaluation.history import load_history
+        from candletok.predict.predictor import Predictor
+
+        predictor = Predictor(model, tok, load_history(dataset), saved, model_path, dataset)
     preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
-                            interval=iv, bars=bars)
+                            interval=iv, bars=bars, predictor=predictor)
     odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
                if ks else None)
-    saved = load_calibration(model_path)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
     fit = saved_fit(saved) if any(cp.calibrated for cp in cps) else None

@@ -262,6 +262,14 @@ class Predictor:
                                                           for n, v in per[h].items()}))
         return out
 
+    def distribution(self, bars_or_symbols: pl.DataFrame | str | Sequence[str],
+                     at: Any = None, source: str | None = None) -> np.ndarray:
+        """(n_symbols, n_candle_tokens) next-candle distributions after each series' last
+        bar at or before ``at``: the ones :meth:`predict` pushes through the token table."""
+        hist = self.history_at(bars_or_symbols, at, source)
+        rows = (hist.ends - 1).astype(np.int64)
+        return np.concatenate([d for _, d in self.forecaster.dists(hist, rows)])
+
     def _range_a(self) -> float | None:
         rec = ((self.calibration or {}).get("forecasters") or {}).get(MODEL_NAME) or {}
         a = (rec.get("range") or {}).get("a")
