@@ -233,3 +233,24 @@ def test_predict_next_with_a_predictor_shows_the_scored_numbers(predictor,  # ty
     assert pr.probs.sum() == pytest.approx(1.0) and pr.last_ts == a.origin
     old = predict_next(predictor.model, predictor.tokenizer, bars)
     assert old.exp_range_pct != pr.exp_range_pct  # the representatives' range differed
+
+
+def test_from_checkpoint_finds_the_recorded_dataset_or_says_why(work: Path, tmp_path: Path,
+                                                                predictor) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from candletok.predict.predictor import Predictor
+
+    same = Predictor.from_checkpoint(work / "m.pt")  # the folder the checkpoint records
+    assert same.dataset is not None and same.dataset.resolve() == (work / "ds").resolve()
+    assert shown(same.predict("AAA")[0]) == shown(predictor.predict("AAA")[0])
+    shutil.copy(work / "m.pt", tmp_path / "m.pt")
+    moved = tmp_path / "m.pt"
+    ck = torch.load(moved, weights_only=True)
+    ck["dataset"] = str(tmp_path / "gone")
+    torch.save(ck, moved)
+    with pytest.raises(ModelError, match="pass dataset="):
+        Predictor.from_checkpoint(moved)
+    bare = Predictor.from_checkpoint(moved, work / "ds")  # no calibration beside this file
+    a = bare.predict("AAA")[0]
+    assert a.p_up is None and "no calibration" in (a.p_up_reason or "")
