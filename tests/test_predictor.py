@@ -254,3 +254,29 @@ def test_from_checkpoint_finds_the_recorded_dataset_or_says_why(work: Path, tmp_
     bare = Predictor.from_checkpoint(moved, work / "ds")  # no calibration beside this file
     a = bare.predict("AAA")[0]
     assert a.p_up is None and "no calibration" in (a.p_up_reason or "")
+
+
+@pytest.mark.parametrize("fit", [{"kind": "platt", "base": 0.52, "a": 1.7},
+                                 {"kind": "shrink", "base": 0.5, "lam": 0.6},
+                                 {"kind": "isotonic", "x": [0.0, 0.5232, 0.5234, 1.0],
+                                  "y": [0.4, 0.45, 0.6, 0.7]}])
+def test_every_map_kind_shows_what_the_file_applies(predictor, gpt_rows: pl.DataFrame,  # type: ignore[no-untyped-def]
+                                                   fit: dict) -> None:  # type: ignore[type-arg]
+    """The tiny model's val picks the base rate (a constant): here each map kind is put in
+    its place, and the Predictor's one number equals the map applied to the whole file's
+    raw column (the way ``evaluate --forecasts`` applies it)."""
+    import copy
+
+    from candletok.evaluation.calibrate import CalibrationMap
+    from candletok.predict.predictor import Predictor
+
+    cal = copy.deepcopy(predictor.calibration)
+    cal["forecasters"]["CandleGPT"]["p_up"]["1"]["map"] = fit
+    p = Predictor(predictor.model, predictor.tokenizer, predictor.history, cal,
+                  dataset=predictor.dataset)
+    applied = CalibrationMap.from_dict(fit).apply(gpt_rows["p_up_raw"].to_numpy())
+    for k in (0, gpt_rows.height // 2, gpt_rows.height - 1):
+        row = gpt_rows.row(k, named=True)
+        a = p.predict(row["symbol"], at=row["origin"])[0]
+        assert a.p_up_raw == row["p_up_raw"] and a.p_up == applied[k]
+        assert a.calibration == CalibrationMap.from_dict(fit).describe()
