@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "load_model": "candletok.model.checkpoint",
     # predict, search, evaluate
     "predict_next": "candletok.predict.predict",
+    "Predictor": "candletok.predict.predictor",
     "similar": "candletok.search.similar",
     "evaluate_forecasts": "candletok.evaluation.evaluate",
 }
@@ -55,6 +56,7 @@ __all__ = [
     "KMeansTokenizer",
     "ModelError",
     "OutputError",
+    "Predictor",
     "SourceError",
     "TokenDataset",
     "Tokenizer",

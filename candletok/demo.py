@@ -36,6 +36,7 @@ from candletok.dataset.manifest import open_dataset, read_split
 from candletok.evaluation.calibrate import direction_caveat, load_calibration
 from candletok.evaluation.evalplot import plot_evaluation
 from candletok.evaluation.evaluate import EvalReport, evaluate_forecasts
+from candletok.evaluation.history import load_history
 from candletok.model.train import Progress, TrainConfig, TrainResult, resolve_device, train
 from candletok.predict.predict import (
     Calibration,
@@ -45,6 +46,7 @@ from candletok.predict.predict import (
     continue_series,
     predict_next,
 )
+from candletok.predict.predictor import Predictor
 
 DEMO_SYMBOLS = ("AAPL", "IBM", "MSFT", "GOOG")
 DEMO_TOKENIZER: dict[str, Any] = {
@@ -133,7 +135,6 @@ def run_demo(
     tok = open_dataset(data)[1]
     # Forecast the candle after the sample's last bar for this symbol, from its own bars.
     bars = load_sample([cfg.predict_symbol])
-    pred = predict_next(model, tok, bars)
     cal = calibration(model, data, "test")
     cont = continue_series(model, data, cfg.predict_symbol, n=cfg.horizon,
                            samples=cfg.samples, seed=cfg.seed)
@@ -145,6 +146,10 @@ def run_demo(
                              device=resolve_device(cfg.device))
     plot_evaluation(rep, reliability)
     eval_seconds = time.perf_counter() - t0
+    # P(close up) and the range from the forecaster evaluate just scored (shown = scored)
+    predictor = Predictor(model, tok, load_history(data), load_calibration(model_path),
+                          model_path, data)
+    pred = predict_next(model, tok, bars, predictor)
     # The fan carries what evaluate measured of direction at its horizon (or that it did not).
     cont.caveat = direction_caveat(load_calibration(model_path), cfg.horizon)
     cont.plot(chart)

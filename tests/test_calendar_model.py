@@ -266,3 +266,23 @@ def test_a_checkpoint_from_before_calendar_inputs_loads_and_predicts(hourly: Pat
     assert json.loads(out)["predictions"][0]["symbol"] == "AAA"
     invoke("generate", "--model", str(old), "--dataset", str(hourly / "ds"), "--symbol",
            "AAA", "--n", "3", "--samples", "2")
+
+
+def test_the_predictor_at_t_equals_the_forecasts_row_with_calendar_inputs(
+        hourly: Path) -> None:
+    """Shown = scored holds for a model that reads calendar ids (hourly bars): the
+    Predictor's raw numbers at T are the evaluation's row at T, bit for bit."""
+    from candletok.evaluation.evaluate import evaluate_forecasts
+    from candletok.predict.predictor import Predictor
+
+    rep = evaluate_forecasts(hourly / "ds", hourly / "cal.pt", horizons=(1,), analogues=(),
+                             n_boot=20, save_calibration_map=False, keep_forecasts=True)
+    rows = rep.forecasts.filter(pl.col("forecaster") == "CandleGPT")
+    pred = Predictor.from_checkpoint(hourly / "cal.pt", hourly / "ds")
+    assert pred.model.calendar == SPEC
+    for k in (0, rows.height // 3, rows.height - 1):
+        row = rows.row(k, named=True)
+        a = pred.predict(row["symbol"], at=row["origin"])[0]
+        assert a.origin == row["origin"]
+        assert (a.p_up_raw, a.range_raw, a.quantiles["q10"], a.quantiles["q90"]) == (
+            row["p_up_raw"], row["range_raw"], row["q10"], row["q90"])

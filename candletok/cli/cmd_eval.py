@@ -150,15 +150,22 @@ def evaluate_cmd(
                                            "and nearest analogues."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the bootstrap."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    forecasts: Path | None = typer.Option(
+        None, "--forecasts", help="Write every origin's forecast to this .parquet or .csv "
+        "file: one row per symbol, origin (the last bar seen, as `predict --at` takes it), "
+        "forecaster and horizon, with p_up_raw, p_up (calibrated), range and quantiles."),
     overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Replace an existing --plot file."),
+                                   help="Replace an existing --plot or --forecasts file."),
 ) -> None:
     """Score every forecaster against the base rate and the volatility baselines."""
     from candletok.core.atomic import refuse_existing
     from candletok.evaluation.evaluate import evaluate_forecasts
+    from candletok.evaluation.forecastfile import check_forecasts_path, write_forecasts
 
     if plot is not None:
         refuse_existing(plot, overwrite)
+    if forecasts is not None:
+        check_forecasts_path(forecasts, overwrite)
 
     if split.strip().lower() not in ("val", "validation", "test"):
         raise fail(f"--split takes val or test, not {split!r}.")
@@ -173,7 +180,10 @@ def evaluate_cmd(
         raise fail(f"--analogues takes exact, nearest, model or none, not {', '.join(bad)}.")
     rep = evaluate_forecasts(dataset, model, split=split, horizons=parse_horizons(horizon),
                              samples=samples, subsample=subsample, analogues=modes,
-                             analogue_subsample=analogue_subsample, seed=seed, device=device)
+                             analogue_subsample=analogue_subsample, seed=seed, device=device,
+                             keep_forecasts=forecasts is not None)
+    if forecasts is not None:
+        write_forecasts(rep.forecasts, forecasts, overwrite)
     if plot is not None:
         from candletok.evaluation.evalplot import plot_evaluation
 
@@ -187,3 +197,6 @@ def evaluate_cmd(
                       highlight=False)
     if plot is not None:
         console.print(f"chart written to {plot}", highlight=False)
+    if forecasts is not None:
+        console.print(f"{rep.forecasts.height:,} forecasts written to {forecasts}",
+                      highlight=False)

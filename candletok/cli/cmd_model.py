@@ -353,8 +353,18 @@ def predict(
     calendar_exchange: str = typer.Option(
         "auto", "--calendar-exchange", help="Exchange calendar of the --odds paths' bar "
         "times (a MIC such as XNYS; auto: from each symbol; none: the weekly grid)."),
+    at: str | None = typer.Option(
+        None, "--at", help="What the model would have said then: forecast after the last "
+        "bar at or before this date or time (YYYY-MM-DD or ISO), reading no bar after it; "
+        "the numbers are those `candletok evaluate --forecasts` wrote for that origin "
+        "(needs the dataset: --dataset, or the one the checkpoint records)."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
+    if at is not None:
+        if odds is not None:
+            raise ModelError("--odds reads the latest bars; leave it out with --at.")
+        _predict_at(symbols, model_path, dataset, source, at, device, as_json)
+        return
     from candletok.evaluation.calibrate import CalibrationMap, load_calibration, saved_fit
     from candletok.model.checkpoint import load_model, model_interval
     from candletok.predict.latest import (
@@ -396,8 +406,16 @@ def predict(
 
             bars = load_bars(normalize_symbols(symbols), source=bars_source(source, dataset),
                              interval=iv)
+        saved = load_calibration(model_path)
+        predictor = None
+        if dataset is not None:  # the numbers evaluate scores: its window and token table
+            from candletok.evaluation.history import load_history
+            from candletok.predict.predictor import Predictor
+
+            predictor = Predictor(model, tok, load_history(dataset), saved, model_path,
+                                  dataset)
         preds = predict_symbols(model, tok, symbols, source=bars_source(source, dataset),
-                                interval=iv, bars=bars)
+                                interval=iv, bars=bars, predictor=predictor)
     except IntervalError as exc:
         if interval is not None or not exc.found:
             raise
@@ -407,7 +425,6 @@ def predict(
                          f"{exc.found} bars.") from exc
     odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
                if ks else None)
-    saved = load_calibration(model_path)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
     fit = saved_fit(saved) if any(cp.calibrated for cp in cps) else None
@@ -435,6 +452,45 @@ def predict(
         print_calibration(cal)
     else:
         console.print(verdict, highlight=False)
+
+
+def _predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
+                source: str | None, at: str, device: str, as_json: bool) -> None:
+    """``predict --at``: the :class:`~candletok.predict.predictor.Predictor`'s answer
+    after the last bar at or before ``at``, h = 1."""
+    from candletok.predict.predictor import Predictor
+
+    pred = Predictor.from_checkpoint(model_path, dataset, device=device)
+    answers = pred.predict(symbols, at=at, source=source)
+    if as_json:
+        emit_json({"at": at, "answers": [a.to_dict() for a in answers],
+                   "units": {"p_*, base_rate": "probability as a fraction 0..1",
+                             "range, range_raw": "ln(high / low) of the next candle",
+                             "quantiles": "forward log return ln(close[t+h] / close[t])"}})
+        return
+    for a in answers:
+        p_up = (f"{a.p_up:.1%}  (calibrated, map {a.calibration})" if a.p_up is not None
+                else f"none: {a.p_up_reason}")
+        q = a.quantiles
+        rows = [("last bar seen", time_text(a.origin, pred.facts.interval)),
+                ("last close", f"{a.last_close:g}"),
+                (f"P(close up in {a.horizon} bar{'s' * (a.horizon > 1)}), raw",
+                 "-" if a.p_up_raw is None else f"{a.p_up_raw:.1%}"),
+                ("P(close up), calibrated", p_up),
+                ("base rate", f"{a.base_rate:.1%} ({a.base_rate_name})"),
+                ("expected high-low range",
+                 "-" if a.range_pct is None else f"{a.range_pct:.2f}%"),
+                ("return 10% / 50% / 90%", " / ".join(
+                    "-" if q[k] is None else f"{100 * q[k]:+.2f}%"
+                    for k in ("q10", "q50", "q90"))),
+                ("return 5% / 95%", " / ".join(
+                    "-" if q[k] is None else f"{100 * q[k]:+.2f}%" for k in ("q05", "q95"))),
+                ("measured", f"{a.val_skill}; {a.test_skill}")]
+        console.print(table(f"{a.symbol}: what {a.forecaster} said after "
+                            f"{time_text(a.origin, pred.facts.interval)}",
+                            ["", "forecast"], rows))
+        for note in a.notes:
+            console.print(f"[bold yellow]{note}[/]", highlight=False)
 
 
 def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],

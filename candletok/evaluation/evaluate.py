@@ -209,10 +209,18 @@ class EvalReport:
     plot_data: dict[str, Any] = field(default_factory=dict, repr=False)
     calibration_file: str | None = None
     references: dict[str, list[str]] = field(default_factory=dict)  # role -> forecasters
+    #: every origin's shown forecast (:func:`~candletok.evaluation.forecastfile.
+    #: forecast_frame`), when asked for (``keep_forecasts``); not part of the JSON
+    forecasts: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        forecasts, self.forecasts = self.forecasts, None
+        try:
+            d = asdict(self)
+        finally:
+            self.forecasts = forecasts
         d.pop("plot_data")
+        d.pop("forecasts")
         d["origins"] = {str(k): v for k, v in self.origins.items()}
         d["dropped"] = {str(k): v for k, v in self.dropped.items()}
         return _clean(d)
@@ -593,6 +601,7 @@ def evaluate_forecasts(
     folds: int = 5,
     save_calibration_map: bool = True,
     device: str = "cpu",
+    keep_forecasts: bool = False,
 ) -> EvalReport:
     """Replay ``split`` of a dataset point in time and score every forecaster.
 
@@ -603,7 +612,8 @@ def evaluate_forecasts(
     h > 1 forecasts come from ``samples`` sampled paths at ``subsample`` seeded origins
     per split. The calibration maps are fit on val and, when ``model`` is a path and
     ``save_calibration_map``, written beside it as ``<model>.calibration.json`` for
-    ``predict``."""
+    ``predict``. ``keep_forecasts`` keeps every origin's shown forecast on
+    ``report.forecasts`` (what ``evaluate --forecasts`` writes)."""
     split, hs = _check_args(split, horizons)
     hist = dataset if isinstance(dataset, History) else load_history(dataset)
     fcs = _forecasters(dataset, model, forecasters, hs,
@@ -629,6 +639,12 @@ def evaluate_forecasts(
             saved.setdefault(f.name, {})["range"] = {
                 "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
+    if keep_forecasts:
+        from candletok.evaluation.forecastfile import forecast_frame
+
+        report.forecasts = forecast_frame(
+            hist, ev, {n: {h: c.map for h, c in by.items()} for n, by in choices.items()},
+            consts, {f.name for f in fcs if f.learned})
     measured: dict[str, dict[str, Any]] = {}  # what the evaluated split measured (generate)
     for row in report.direction:
         if "p_up" in saved.get(row.forecaster, {}):

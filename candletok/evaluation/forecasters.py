@@ -328,12 +328,22 @@ class TokenTable:
         return cls(up[N_SPECIAL:], rng, rng_sq, grid, cdf)
 
 
+def rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` with every row's result bit for bit the same whichever other rows it is
+    computed with. Why: BLAS picks its kernel by shape (a single row goes through gemv,
+    not gemm) and vectorizes across rows, so the same row one ulp apart was enough to make
+    ``predict --at T`` differ from the row ``evaluate --forecasts`` wrote for T; shown
+    must equal scored exactly. ``einsum`` without path optimization never calls BLAS: it
+    sums each output over ``a``'s columns in one fixed order."""
+    return np.einsum("ij,jk->ik", a, b, optimize=False)
+
+
 def mixture_quantiles(dist: np.ndarray, table: TokenTable,
                       levels: tuple[float, ...] | np.ndarray = LEVELS) -> np.ndarray:
     """(n, len(levels)) quantiles, in volatility units, of the return whose distribution
     is the ``dist``-weighted mixture of the tokens' train returns (linear between grid
     points)."""
-    cdf = np.asarray(dist, dtype=np.float64) @ table.cdf  # (n, G)
+    cdf = rowwise_matmul(np.asarray(dist, dtype=np.float64), table.cdf)  # (n, G)
     cdf /= np.maximum(cdf[:, -1:], 1e-300)
     g = table.grid
     out = np.empty((cdf.shape[0], len(levels)))
@@ -352,8 +362,9 @@ def token_forecast(rows: np.ndarray, dist: np.ndarray, table: TokenTable,
     range and its square, and the quantiles of the return mixture, times ``scale``."""
     d = np.asarray(dist, dtype=np.float64)
     both = mixture_quantiles(d, table, (*LEVELS, *CRPS_LEVELS)) * scale[:, None]
-    return Forecast(rows, p_up=d @ table.up, range_mean=(d @ table.rng) * scale,
-                    range_sq=(d @ table.rng_sq) * scale ** 2,
+    m = rowwise_matmul(d, np.column_stack([table.up, table.rng, table.rng_sq]))
+    return Forecast(rows, p_up=m[:, 0], range_mean=m[:, 1] * scale,
+                    range_sq=m[:, 2] * scale ** 2,
                     quantiles=both[:, : len(LEVELS)], qgrid=both[:, len(LEVELS):])
 
 

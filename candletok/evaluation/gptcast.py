@@ -150,8 +150,16 @@ class GPTForecaster:
         dev = self.model.device
         self.model.eval()
         for a in range(0, toks.shape[0], self.batch):
-            xb = torch.from_numpy(toks[a:a + self.batch]).to(dev)
+            # every forward pass has exactly ``batch`` windows (the last padded with
+            # copies of its first), so a window's logits never depend on how many others
+            # were asked with it: the Predictor's one origin reads the same bits as the
+            # evaluation's thousands (kernels are chosen by shape)
+            tb = toks[a:a + self.batch]
+            fill = self.batch - tb.shape[0]
+            xb = torch.from_numpy(np.concatenate([tb, np.repeat(tb[:1], fill, 0)])).to(dev)
             cb = None if cal is None else cal[a:a + self.batch]
+            if cb is not None and fill:
+                cb = torch.cat([cb, cb[:1].repeat(fill, *([1] * (cb.dim() - 1)))])
             logits = self.model(xb, cal=cb)[0].double()  # float64: probabilities sum to 1
             sel = np.flatnonzero((inv >= a) & (inv < a + self.batch))
             lg = logits[torch.from_numpy(inv[sel] - a).to(dev), torch.from_numpy(at[sel]).to(dev)]

@@ -13,6 +13,7 @@ row's stored ``scale``; for a series' last row the same recursion, one step on).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,15 @@ class History:
 
 
 def history_from_rows(rows: pl.DataFrame, tok: Tokenizer,
-                      split_of: np.ndarray | None = None) -> History:
+                      split_of: np.ndarray | None = None,
+                      last_next_scale: Mapping[str, float] | None = None) -> History:
     """A :class:`History` from dataset rows (``symbol, ts, token, prev_close, scale`` and the
     bar), sorted here by (symbol, ts). ``split_of`` gives each row's split code in the
-    given row order (all train when None)."""
+    given row order (all train when None). ``last_next_scale`` gives, per symbol, the
+    scale the encoder gave the bar after the series' last row (a function of the bars up
+    to that row only), for rows cut at a time T: then the answer at T reads the very bits
+    a replay over the whole series read, not the recursion's (which can differ by an
+    ulp from the encoder's EWMA)."""
     need = ("symbol", "ts", "token", "prev_close", "scale", "high", "low", "close")
     missing = [c for c in need if c not in rows.columns]
     if missing:
@@ -149,6 +155,9 @@ def history_from_rows(rows: pl.DataFrame, tok: Tokenizer,
         pc, h, lo = f["prev_close"][last], f["high"][last], f["low"][last]
         nxt[last] = floor_scale(ewma_scale_step(f["scale"][last], h, lo, pc, tok.features),
                                 tok.features)
+        for k, s_ in enumerate(sym[starts].tolist() if last_next_scale else []):
+            if s_ in last_next_scale:  # one entry per series, not per candle
+                nxt[last[k]] = float(last_next_scale[s_])
     return History(
         tok=tok, symbol=sym, ts=df["ts"].cast(pl.Int64).to_numpy(),
         split=df["_split"].to_numpy().astype(np.int8),

@@ -46,16 +46,19 @@ def bars_source(source: str | None, dataset: str | Path | None) -> str:
 
 def predict_symbols(model: Any, tok: Any, symbols: Sequence[str], *, source: str = "auto",
                     interval: str = "1d", repair: bool = True,
-                    bars: pl.DataFrame | None = None) -> list[Prediction]:
+                    bars: pl.DataFrame | None = None,
+                    predictor: Any = None) -> list[Prediction]:
     """The next-candle forecast after the last bar of each symbol, in the given order
     (bars loaded once for all of them; or ``bars``, already loaded, e.g. by a caller that
-    also samples paths from them)."""
+    also samples paths from them). ``predictor``: the numbers ``evaluate`` scores
+    (:func:`~candletok.predict.predict.predict_next`)."""
     syms = normalize_symbols(symbols)
     if not syms:
         raise SourceError("Give at least one symbol to forecast.")
     if bars is None:
         bars = load_bars(syms, source=source, interval=interval, repair=repair)
-    return [predict_next(model, tok, bars.filter(pl.col("symbol") == s)) for s in syms]
+    return [predict_next(model, tok, bars.filter(pl.col("symbol") == s), predictor)
+            for s in syms]
 
 
 @dataclass

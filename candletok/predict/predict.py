@@ -188,9 +188,16 @@ def fit_notes(facts: FitFacts, symbol: str) -> tuple[bool | None, list[str]]:
     return seen, notes
 
 
-def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Prediction:
+def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame,
+                 predictor: Any = None) -> Prediction:
     """Forecast the candle after the last bar of ``bars`` (one symbol, canonical frame),
     encoding the bars with ``tok`` — which must be the vocabulary the model was trained on.
+
+    With ``predictor`` (a :class:`~candletok.predict.predictor.Predictor` of this model)
+    the distribution, P(close up) and the range are the ones ``evaluate`` scores: the
+    harness's window over the series and its train-learned token table (the range after
+    its val-fit constant). Without one, the model reads the last ``context`` tokens and the
+    range comes from the tokens' representatives.
 
     Bars whose spacing is another interval than the one the checkpoint records are refused:
     a daily model has never seen hourly candles, so its numbers would mean nothing."""
@@ -217,27 +224,37 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame) -> Predic
     seq = np.concatenate([[BOS], toks])[-ctx:]
     idx = torch.from_numpy(seq)[None].to(model.device)
     cal = series_calendar(model, enc["ts"], seq.size)
-    p = model.next_token_probs(idx, cal)[0, N_SPECIAL:].double().cpu().numpy()
-    p = p / p.sum()  # float round-off only: the model already renormalized
     F = candle_feature_table(tok)
     gap, body, upper, lower = F[:, 0], F[:, 1], F[:, 2], F[:, 3]
     last_close, scale = tok.continuation_state(bars)[sym]
     rng_vol = upper + lower + np.abs(body)  # ln(high / low) / scale
+    if predictor is not None:
+        p = predictor.distribution(bars)[0]
+        ans = predictor.predict(bars)[0]
+        p_up = float(ans.p_up_raw)
+        rng = ans.range if ans.range is not None else ans.range_raw
+        exp_rng_vol, exp_rng_pct = float(rng) / float(scale), 100 * float(np.expm1(rng))
+    else:
+        p = model.next_token_probs(idx, cal)[0, N_SPECIAL:].double().cpu().numpy()
+        p = p / p.sum()  # float round-off only: the model already renormalized
+        p_up = float(p @ up_probability(model, tok)[N_SPECIAL:])
+        exp_rng_vol = float(p @ rng_vol)
+        exp_rng_pct = float(100 * (p @ np.expm1(rng_vol * scale)))
     order = np.argsort(-p, kind="stable")[:5]
     return Prediction(
         symbol=sym,
         last_ts=bars["ts"][-1],
         last_close=float(last_close),
         scale=float(scale),
-        p_close_up=float(p @ up_probability(model, tok)[N_SPECIAL:]),
+        p_close_up=p_up,
         # A gap is "up"/"down" only beyond the words' "no gap" band, so the three agree
         # with the descriptions (a "no gap" token whose representative is +0.01 is no gap).
         p_gap_up=float(p[gap >= NO_GAP].sum()),
         p_gap_down=float(p[gap <= -NO_GAP].sum()),
         exp_body_vol=float(p @ body),
         exp_body_pct=float(100 * (p @ np.expm1(body * scale))),
-        exp_range_vol=float(p @ rng_vol),
-        exp_range_pct=float(100 * (p @ np.expm1(rng_vol * scale))),
+        exp_range_vol=exp_rng_vol,
+        exp_range_pct=exp_rng_pct,
         top=[Candidate(int(i + N_SPECIAL), float(p[i]), tok.describe(int(i + N_SPECIAL)))
              for i in order],
         probs=p,
