@@ -21,6 +21,7 @@ from rich.progress import (
 from candletok.cli.app import app, console, err_console, fail, flag_wording, table
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
 from candletok.core.atomic import refuse_existing, write_parquet_atomic
+from candletok.data.feeds import source_help
 from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
 from candletok.engines import ENGINES, build
@@ -116,7 +117,7 @@ def encode(
                              "sampled for fitting."),
     vocab: Path | None = typer.Option(None, "--vocab", help="Use this fitted vocab.json."),
     source: str = typer.Option(
-        "auto", "--source", help="auto, yahoo, sample, synthetic or a path."
+        "auto", "--source", help=source_help()
     ),
     interval: str | None = typer.Option(
         None, "--interval", help="Bar interval, e.g. 1d, 1h, 5m (default: the bars' own, "
