@@ -132,7 +132,7 @@ def test_unknown_names_list_every_registered_one(work: Path, capsys: pytest.Capt
         " ".join(err.split())
     code, _, err = run_cli(("evaluate", "ds", "--analogues", "exact,fuzzy"), work, capsys,
                            monkeypatch)
-    assert code != 0 and "exact, nearest, model, toy or none" in " ".join(err.split())
+    assert code != 0 and "exact, nearest, model, toy, all or none" in " ".join(err.split())
     with pytest.raises(SourceError, match="Unknown source 'quandl'; use auto, yahoo"):
         load_bars(["AA"], source="quandl")
     assert load_bars(["AA"], source="TOY ").height == 400  # names as the built-ins: any case
@@ -156,7 +156,20 @@ def test_cli_help_comes_from_the_registries() -> None:
     for s in SOURCES.items():
         if s.name != "toy":
             assert " ".join(s.describe().split()) in text
-    assert "exact, nearest, model (needs --model)" in flat("evaluate")
+    text = flat("evaluate")
+    assert "exact, nearest, model (needs --model)," in text
+    assert "all (every registered mode) or none" in text
+
+
+def test_evaluate_scores_every_registered_mode_by_default(
+        work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--analogues all` (the default) is read when the command runs, not when the CLI was
+    imported, so a mode registered since is scored and one removed since is not asked."""
+    code, out, err = run_cli(("evaluate", "ds", "--split", "val", "--horizon", "1", "--json",
+                              "--analogue-subsample", "10"), work, capsys, monkeypatch)
+    assert code == 0, err
+    names = {row["forecaster"] for row in json.loads(out)["direction"]}
+    assert {"exact analogues", "nearest analogues", "toy analogues"} <= names
 
 
 def test_modes_and_sources_are_ordered_builtins_first(toys: None) -> None:

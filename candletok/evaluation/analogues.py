@@ -37,6 +37,7 @@ from candletok.evaluation.forecasters import (
     shrink_to_base,
 )
 from candletok.evaluation.history import History
+from candletok.search.modes import modes
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,10 @@ class AnalogueForecaster:
         return fc
 
 
-SEARCH_MODES: tuple[str, ...] = ("exact", "nearest", "model")
-"""The modes the harness scores by default (the built-ins); any registered mode
-(:func:`candletok.search.modes.modes`) is scored when named."""
+SEARCH_MODES: tuple[str, ...] = modes()
+"""The modes the harness scores by default: those registered when it is imported (the
+built-ins, one file each in :mod:`candletok.search.modes`); a mode registered later is
+scored when named."""
 
 
 def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
