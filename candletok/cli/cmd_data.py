@@ -22,6 +22,7 @@ from candletok.cli.app import app, console, err_console, fail, flag_wording, tab
 from candletok.cli.configopts import config_option
 from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader, tokenizer_params
 from candletok.core.atomic import refuse_existing, write_parquet_atomic
+from candletok.data.feeds import source_help
 from candletok.dataset.build import BuildConfig, EncodeResult
 from candletok.dataset.manifest import decode_dataset, inspect_dataset
 from candletok.engines import ENGINES, build
@@ -115,7 +116,7 @@ def encode(
                                     help="bins: counts gap,body,upper,lower[,vol]."),
     seed: int = config_option(BuildConfig, "seed"),
     vocab: Path | None = config_option(BuildConfig, "vocab"),
-    source: str = config_option(BuildConfig, "source"),
+    source: str = config_option(BuildConfig, "source", help=source_help()),
     interval: str | None = config_option(BuildConfig, "interval"),
     start: str | None = config_option(BuildConfig, "start"),
     end: str | None = config_option(BuildConfig, "end"),

@@ -15,6 +15,7 @@ from candletok.cli.options import DATE_FORMAT_HELP, STRICT_HELP, bars_loader
 from candletok.core.atomic import write_parquet_atomic
 from candletok.core.errors import CandletokError
 from candletok.core.times import infer_interval
+from candletok.data.feeds import source_help
 from candletok.data.files import bars_file, write_bars_folder
 from candletok.data.sources import is_path_source, normalize_symbols
 
@@ -53,8 +54,7 @@ def print_bars_summary(df: pl.DataFrame, title: str, interval: str, source: str)
 def download(
     symbols: Annotated[list[str], typer.Argument(help="Symbols to load, e.g. AAPL MSFT.")],
     source: str = typer.Option(
-        "auto", "--source", help="auto, yahoo, sample (see `candletok sample`), synthetic or "
-                                 "a CSV/Parquet path."
+        "auto", "--source", help=source_help() + " See `candletok sample` for the sample."
     ),
     interval: str | None = typer.Option(
         None, "--interval", help="1m 2m 5m 15m 30m 1h 90m 1d 1wk 1mo (default: 1d; a "

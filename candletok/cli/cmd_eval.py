@@ -11,6 +11,12 @@ import typer
 
 from candletok.cli.app import app, console, fail, table
 from candletok.cli.options import parse_horizons
+from candletok.search.modes import MODES
+
+
+def _mode_words() -> list[str]:
+    """The registered modes for --analogues' help (with what each needs)."""
+    return [f"{m.name} (needs --model)" if m.needs_model else m.name for m in MODES.items()]
 
 
 def _iv(e: Any, signed: bool = False, digits: int = 4) -> str:
@@ -142,9 +148,10 @@ def evaluate_cmd(
                                 "CandleGPT's h > 1 forecasts."),
     subsample: int = typer.Option(100, "--subsample", help="Origins sampled per split for "
                                   "CandleGPT's h > 1 forecasts."),
-    analogues: str = typer.Option("exact,nearest,model", "--analogues",
-                                  help="Pattern-search analogues to score: exact, nearest, "
-                                  "model (needs --model), or none."),
+    analogues: str = typer.Option("all", "--analogues",
+                                  help="Pattern-search analogues to score: "
+                                  f"{', '.join(_mode_words())}, all (every registered "
+                                  "mode) or none."),
     analogue_subsample: int = typer.Option(300, "--analogue-subsample",
                                            help="Origins searched per split for the exact "
                                            "and nearest analogues."),
@@ -173,11 +180,14 @@ def evaluate_cmd(
         raise fail(f"--seed must be 0 or more, not {seed}.")
     if samples < 1 or subsample < 1 or analogue_subsample < 1:
         raise fail("--samples, --subsample and --analogue-subsample must be at least 1.")
-    modes = [] if analogues.strip().lower() == "none" else [
-        m for m in analogues.replace(" ", "").lower().split(",") if m]
-    bad = [m for m in modes if m not in ("exact", "nearest", "model")]
+    text = analogues.replace(" ", "").lower()
+    # "all" is read now, not when the CLI was imported: a mode registered since is scored
+    modes = [] if text == "none" else list(MODES.names()) if text == "all" else [
+        m for m in text.split(",") if m]
+    bad = [m for m in modes if m not in MODES]
     if bad:
-        raise fail(f"--analogues takes exact, nearest, model or none, not {', '.join(bad)}.")
+        raise fail(f"--analogues takes {', '.join(MODES.names())}, all or none, not "
+                   f"{', '.join(bad)}.")
     rep = evaluate_forecasts(dataset, model, split=split, horizons=parse_horizons(horizon),
                              samples=samples, subsample=subsample, analogues=modes,
                              analogue_subsample=analogue_subsample, seed=seed, device=device,

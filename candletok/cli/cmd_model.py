@@ -34,6 +34,7 @@ from candletok.cli.configopts import config_option
 from candletok.core.display import time_text
 from candletok.core.errors import ModelError
 from candletok.core.times import IntervalError
+from candletok.data.feeds import source_help
 from candletok.model.config import TrainConfig
 from candletok.tokenize.base import Tokenizer
 
@@ -335,8 +336,8 @@ def generate(
 def predict(
     symbols: list[str] = typer.Argument(..., help="Symbols to forecast the next candle of."),
     model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
-    source: str | None = typer.Option(None, "--source", help="auto, yahoo, sample, synthetic "
-                                      "or a path (default: the --dataset's own, else auto)."),
+    source: str | None = typer.Option(None, "--source", help=source_help(short=True)[:-1]
+                                      + " (default: the --dataset's own, else auto)."),
     interval: str | None = typer.Option(None, "--interval",
                                         help="Bar interval (default: the model's own)."),
     dataset: Path | None = typer.Option(None, "--dataset",

@@ -15,9 +15,10 @@ from candletok.cli.app import app, console, fail, table
 from candletok.cli.options import parse_horizons
 from candletok.core.atomic import refuse_existing
 from candletok.core.display import format_price, time_format
+from candletok.search.modes import MODES, mode_help
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
-from candletok.search.similar import MODES, SimilarResult, similar
+from candletok.search.similar import SearchSpec, SimilarResult, similar
 
 
 def _pct(v: float | None, signed: bool = True) -> str:
@@ -95,12 +96,14 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         print_calibration(cal, res.time_format)
     if res.matches.height:
         hs = s["horizons"]
-        exact = s["mode"] == "exact" and s["origin"] == "dataset"  # one distance: same tokens
+        m = MODES.get(s["mode"]) if s["mode"] in MODES else None
+        exact = m is not None and m.same_tokens and s["origin"] == "dataset"  # one distance
         mrows = [(r["rank"], r["symbol"], res.when(r["start"]), res.when(r["end"]),
                   *([] if exact else [r["distance"]]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
                     for h in hs]) for r in res.matches.iter_rows(named=True)]
-        title = ("most recent matches" if s["mode"] == "exact" else "nearest matches")
+        title = ("most recent matches" if m is not None and m.by_recency
+                 else "nearest matches")
         console.print(table(f"{title} (of {s['matches']})",
                             ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
                              *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
@@ -159,7 +162,7 @@ def similar_cmd(
     symbol: str = typer.Argument(..., help="Symbol whose last candles are the query."),
     dataset: Path = typer.Option(..., "--dataset", help="Dataset folder to search."),
     last: int = typer.Option(5, "--last", help="Candles in the query window."),
-    mode: str = typer.Option("exact", "--mode", help="exact, nearest or model."),
+    mode: str = typer.Option("exact", "--mode", help=mode_help()),
     model: Path | None = typer.Option(None, "--model", help="Checkpoint for --mode model."),
     top: int = typer.Option(20, "--top", help="Neighbours (nearest/model); matches listed."),
     horizon: str = typer.Option("1,5,10", "--horizon", help="Forward horizons in bars."),
@@ -184,24 +187,25 @@ def similar_cmd(
     if plot is not None:
         refuse_existing(plot, overwrite)
     if mode not in MODES:
-        raise fail(f"Unknown --mode {mode!r}; use exact, nearest or model.")
-    if mode == "model" and model is None:
-        raise fail("--mode model needs a trained checkpoint: --model FILE.")
+        raise fail(f"Unknown --mode {mode!r}; use {MODES.choices()}.")
+    if MODES.get(mode).needs_model and model is None:
+        raise fail(f"--mode {mode} needs a trained checkpoint: --model FILE.")
     if last < 1 or top < 1 or min_matches < 0:
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
     if val_origins < 1:
         raise fail("--val-origins must be at least 1.")
-    kw: dict[str, Any] = dict(last=last, mode=mode, top=top, horizons=parse_horizons(horizon),
-                              at=at, source=source, min_matches=min_matches, model=model,
-                              device=device, approximate=approximate)
+    spec = SearchSpec(mode=mode, last=last, top=top, min_matches=min_matches,
+                      horizons=parse_horizons(horizon), model=model, device=device,
+                      approximate=approximate)
     cal = None
     if no_calibrate:  # the search alone: no forecast module, no val replay
-        res = similar(dataset, symbol, **kw)
+        res = similar(dataset, symbol, spec, at=at, source=source)
         body = {**res.to_dict(), "calibration": None}
     else:
         from candletok.evaluation.simcal import calibrated_similar
 
-        both = calibrated_similar(dataset, symbol, val_origins=val_origins, **kw)
+        both = calibrated_similar(dataset, symbol, spec, at=at, source=source,
+                                  val_origins=val_origins)
         res, cal = both.result, both.calibration
         body = both.to_dict()
     if as_json:

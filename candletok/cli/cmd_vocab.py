@@ -12,6 +12,7 @@ from candletok.cli.app import app, console, fail, table
 from candletok.cli.cmd_data import inspect_dir
 from candletok.cli.options import DATE_FORMAT_HELP, parse_bins, tokenizer_params
 from candletok.core.atomic import refuse_existing
+from candletok.data.feeds import source_help
 from candletok.data.sources import load_bars
 from candletok.tokenize.quality import entropy_bits
 from candletok.tokenize.registry import load_tokenizer, make_tokenizer
@@ -25,7 +26,7 @@ DEFAULT_OUT = Path("vocab.json")
 def fit(
     symbols: Annotated[list[str], typer.Argument(help="Symbols whose bars train the vocab.")],
     scheme: Annotated[str, typer.Option(help="Tokenizer scheme: bins or kmeans.")] = "bins",
-    source: Annotated[str, typer.Option(help="auto, yahoo, sample, synthetic or a path.")] = "auto",
+    source: Annotated[str, typer.Option(help=source_help(short=True))] = "auto",
     interval: Annotated[str | None, typer.Option(
         help="Bar interval, e.g. 1d, 1h, 5m (default: daily; a file's own).")] = None,
     start: Annotated[str | None, typer.Option(help="First date (YYYY-MM-DD).")] = None,

@@ -1,5 +1,9 @@
 """Where bars come from: one entry point, :func:`load_bars`, over every source.
 
+The sources are registered by name in :mod:`candletok.data.feeds` (one file each: auto,
+yahoo, sample, synthetic; ``register_source`` adds one); a path is read by
+:mod:`candletok.data.files`.
+
 Each source ends in the canonical frame checked by ``validate_bars(..., "strict")``, so the
 rest of the pipeline never needs to know whether bars came from Yahoo, a file, the bundled
 sample or the synthetic generator. Sources that can deliver dirty data (Yahoo, files) run
@@ -22,17 +26,20 @@ import polars as pl
 
 from candletok.core.errors import SourceError
 from candletok.core.times import normalize_interval, parse_time
-from candletok.data.bars import validate_bars
-from candletok.data.clean import filter_range, finish, normalize_symbols
+from candletok.data.clean import filter_range, normalize_symbols
+from candletok.data.feeds import (
+    SOURCE_HINT,
+    SOURCES,
+    LoadRequest,
+    Source,
+    get_source,
+    register_source,
+    source_help,
+    sources,
+)
 from candletok.data.files import load_files
-from candletok.data.sample import load_sample, sample_symbols
-from candletok.data.synthetic import synthetic_bars
-from candletok.data.yahoo import YahooUnreachable, load_yahoo
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("auto", "yahoo", "sample", "synthetic")
-SOURCE_HINT = "work offline with source='sample' (or 'synthetic', or a CSV/Parquet path)"
 
 FetchFn = Callable[..., Any]
 
@@ -43,7 +50,7 @@ def is_path_source(source: str) -> bool:
     low = s.lower()
     if low.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         return True
-    if low in SOURCES:
+    if low in SOURCES:  # a registered name, never a file of that name
         return False
     return Path(s).expanduser().exists()
 
@@ -76,7 +83,8 @@ def load_bars(
     """Load canonical, validated bars for ``symbols`` from ``source``.
 
     ``source`` is ``auto`` (cache, then Yahoo, then the bundled sample if Yahoo cannot be
-    reached), ``yahoo``, ``sample``, ``synthetic`` or a path to a CSV/Parquet file or folder.
+    reached), ``yahoo``, ``sample``, ``synthetic`` (or any name registered with
+    :func:`~candletok.data.feeds.register_source`) or a path to a CSV/Parquet file or folder.
     ``fetch`` replaces the yfinance download (tests pass recorded frames); ``seed`` and
     ``n_bars`` drive the synthetic generator. Broken rows from Yahoo or a file (missing or
     non-finite prices, prices <= 0, high below the body or low above it) are dropped with
@@ -98,63 +106,24 @@ def load_bars(
     if is_path_source(src):
         return load_files(src, syms, interval=asked, start=t0, end=t1, repair=repair,
                           date_format=date_format)
-    src = src.lower()
-    if src not in SOURCES:
-        raise SourceError(
-            f"Unknown source {source!r}; use auto, yahoo, sample, synthetic or an existing "
-            "CSV/Parquet path."
-        )
+    chosen = get_source(src)  # an unknown name: one sentence with every known one
     if not syms:
         raise SourceError("Give at least one symbol to load.")
-    if src == "sample":
-        return _load_sample(syms, interval, t0, t1)
-    if src == "synthetic":
-        df = synthetic_bars(
-            syms, n_bars=n_bars, interval=interval, seed=seed, start=t0, end=t1
-        )
-        return validate_bars(df, "strict")
-
-    try:
-        return load_yahoo(syms, interval=interval, start=t0, end=t1, cache_dir=cache_dir,
-                          fetch=fetch, repair=repair)
-    except YahooUnreachable as exc:
-        if src == "yahoo":
-            raise SourceError(
-                f"Yahoo Finance could not be reached ({exc.reason}); check your connection "
-                f"or {SOURCE_HINT}."
-            ) from exc
-        missing = [s for s in syms if s not in set(sample_symbols())]
-        if missing or interval != "1d":
-            why = (
-                f"{', '.join(missing)} not in the bundled sample" if missing
-                else "the bundled sample holds daily bars only"
-            )
-            raise SourceError(
-                f"Yahoo Finance could not be reached ({exc.reason}) and {why}; {SOURCE_HINT}."
-            ) from exc
-        _say(
-            f"Yahoo Finance unreachable ({exc.reason}); using the bundled sample "
-            "(daily bars 2000-2013) instead."
-        )
-        return _load_sample(syms, interval, t0, t1)
-
-
-def _load_sample(
-    syms: list[str], interval: str, start: datetime | None, end: datetime | None
-) -> pl.DataFrame:
-    if interval != "1d":
-        raise SourceError(
-            f"The bundled sample holds daily bars only, not {interval}; use interval='1d' "
-            "or source='synthetic'."
-        )
-    df = load_sample(syms)
-    return finish(df, repair=False, what="the bundled sample", start=start, end=end)
+    return chosen.load(LoadRequest(syms, interval, asked, t0, t1, cache_dir, fetch, seed,
+                                   n_bars, repair, date_format))
 
 
 __all__ = [
     "SOURCES",
+    "SOURCE_HINT",
+    "LoadRequest",
+    "Source",
     "filter_range",
+    "get_source",
     "is_path_source",
     "load_bars",
     "normalize_symbols",
+    "register_source",
+    "source_help",
+    "sources",
 ]

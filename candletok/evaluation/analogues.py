@@ -37,6 +37,7 @@ from candletok.evaluation.forecasters import (
     shrink_to_base,
 )
 from candletok.evaluation.history import History
+from candletok.search.modes import modes
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,10 @@ class AnalogueForecaster:
         return fc
 
 
-SEARCH_MODES: tuple[str, ...] = ("exact", "nearest", "model")
+SEARCH_MODES: tuple[str, ...] = modes()
+"""The modes the harness scores by default: those registered when it is imported (the
+built-ins, one file each in :mod:`candletok.search.modes`); a mode registered later is
+scored when named."""
 
 
 def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
@@ -139,21 +143,29 @@ def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
     return out
 
 
-def search_query(index: Any, mode: str, last: int = 5, top: int = 20, min_matches: int = 10,
-                 model: str | Path | None = None, device: str = "cpu",
-                 approximate: bool = False) -> AnalogueQuery:
+def search_query(index: Any, spec: Any = None, last: int | None = None,
+                 top: int | None = None, min_matches: int | None = None,
+                 model: str | Path | None = None, device: str | None = None,
+                 approximate: bool | None = None) -> AnalogueQuery:
     """An :data:`AnalogueQuery` answered by :func:`candletok.search.similar.similar` on a
-    dataset's search index: the last ``last`` candles of the origin's symbol asked as of
-    the origin's time, so the search's time rule admits only matches whose forward
-    windows had closed by then, in every symbol."""
+    dataset's search index: the last ``spec.last`` candles of the origin's symbol asked
+    as of the origin's time, so the search's time rule admits only matches whose forward
+    windows had closed by then, in every symbol. ``spec`` is a
+    :class:`~candletok.search.spec.SearchSpec` or a mode's name (the keywords then build
+    the spec); the horizons are the forecaster's, per call."""
     from candletok.search.similar import similar
+    from candletok.search.spec import SearchSpec
+
+    spec = SearchSpec.of(spec if isinstance(spec, SearchSpec) else None,
+                         mode=None if isinstance(spec, SearchSpec) else spec, last=last,
+                         top=top, min_matches=min_matches, model=model, device=device,
+                         approximate=approximate)
 
     def query(hist: History, row: int, horizons: Sequence[int]) -> dict[int, AnalogueAnswer]:
         at = datetime.fromtimestamp(int(hist.ts[row]) / 1e6, tz=timezone.utc)
         try:
-            res = similar(index, str(hist.symbol[row]), last=last, mode=mode, top=top,
-                          horizons=tuple(horizons), at=at, min_matches=min_matches,
-                          model=model, device=device, approximate=approximate)
+            res = similar(index, str(hist.symbol[row]), spec, horizons=tuple(horizons),
+                          at=at)
         except CandletokError:  # too little history before this origin: no answer
             return {}
         return answers_of(res)
@@ -166,22 +178,25 @@ def search_forecasters(root: str | Path, modes: Sequence[str], horizons: Sequenc
                        last: int = 5, seed: int = 0, device: str = "cpu"
                        ) -> list[AnalogueForecaster]:
     """The pattern-search analogues of a dataset folder, one forecaster per mode
-    (``model`` only with a checkpoint path; it runs the model per query, so it gets the
-    smaller ``model_subsample``)."""
+    (a mode that needs a checkpoint only with one; one that runs a model per query gets
+    the smaller ``model_subsample``)."""
     from candletok.search.index import open_index
+    from candletok.search.modes import MODES
+    from candletok.search.spec import SearchSpec
 
-    bad = [m for m in modes if m not in SEARCH_MODES]
+    bad = [m for m in modes if m not in MODES]
     if bad:
-        raise CandletokError(f"Unknown analogue mode {', '.join(bad)}; use exact, nearest "
-                             "or model.")
+        raise CandletokError(f"Unknown analogue mode {', '.join(bad)}; use "
+                             f"{MODES.choices()}.")
     index = open_index(root)
     out = []
-    for mode in modes:
-        if mode == "model" and model is None:
+    for name in modes:
+        mode = MODES.get(name)
+        if mode.needs_model and model is None:
             continue
-        q = search_query(index, mode, last, model=model if mode == "model" else None,
-                         device=device)
-        out.append(AnalogueForecaster(f"{mode} analogues", q, horizons,
-                                      model_subsample if mode == "model" else subsample,
+        spec = SearchSpec(mode=mode.name, last=last, horizons=horizons, device=device,
+                          model=model if mode.needs_model else None)
+        out.append(AnalogueForecaster(f"{mode.name} analogues", search_query(index, spec),
+                                      horizons, model_subsample if mode.costly else subsample,
                                       seed=seed))
     return out

@@ -38,16 +38,15 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from candletok.core.atomic import sha256_file, write_json_atomic
+from candletok.core.atomic import write_json_atomic
 from candletok.core.errors import CandletokError
-from candletok.core.horizons import check_horizons
 from candletok.core.jsonsafe import clean_json
 from candletok.dataset.manifest import read_manifest
 from candletok.evaluation.analogues import (
@@ -66,7 +65,8 @@ from candletok.evaluation.forecasters import BaseRate
 from candletok.evaluation.history import History, load_history
 from candletok.search.index import SearchIndex, index_dir, open_index
 from candletok.search.result import SimilarResult
-from candletok.search.similar import DEFAULT_HORIZONS, similar
+from candletok.search.similar import similar
+from candletok.search.spec import SearchSpec
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,11 @@ MIN_VAL = 20  # val forecasts needed at a horizon before a map is fit on them
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """Everything that changes the val replay, hence the cache key."""
+    """Everything that changes the val replay, hence the cache key: the search (the
+    same :class:`~candletok.search.spec.SearchSpec` the live query ran) and how the
+    replay samples and scores it."""
 
-    mode: str
-    last: int
-    top: int
-    min_matches: int
-    horizons: tuple[int, ...]
-    model_sha256: str | None
-    approximate: bool
+    spec: SearchSpec
     val_origins: int
     prior: float
     seed: int
@@ -174,8 +170,9 @@ def val_cut(manifest: dict[str, Any], t_us: int) -> tuple[str | None, int | None
 
 
 def _key(idx: SearchIndex, s: ReplaySettings, cut: str) -> dict[str, Any]:
+    calib = {f.name: getattr(s, f.name) for f in fields(s) if f.name != "spec"}
     return {"format": SIMCAL_FORMAT, "index": idx.key, "fingerprint": idx.fingerprint,
-            "cut": cut, **asdict(s), "horizons": list(s.horizons)}
+            "cut": cut, **s.spec.key(), **calib}
 
 
 def cache_path(root: str | Path, key: dict[str, Any]) -> Path:
@@ -192,20 +189,19 @@ def _load(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     return d if isinstance(d, dict) and d.get("key") == key else None
 
 
-def fit_val_maps(hist: History, idx: SearchIndex, s: ReplaySettings, model: str | Path | None,
-                 device: str, cut_us: int | None) -> dict[str, Any]:
+def fit_val_maps(hist: History, idx: SearchIndex, s: ReplaySettings,
+                 cut_us: int | None) -> dict[str, Any]:
     """Replay the analogue forecaster at up to ``s.val_origins`` seeded val origins whose
     outcome was known by ``cut_us`` (all of val when None), and fit a P(up) map per
     horizon on them (the harness's :func:`fit_calibration`)."""
-    q = search_query(idx, s.mode, s.last, s.top, s.min_matches,
-                     model if s.mode == "model" else None, device, s.approximate)
-    fc = AnalogueForecaster(NAME, q, s.horizons, s.val_origins, s.prior, s.seed)
+    q = search_query(idx, s.spec)
+    fc = AnalogueForecaster(NAME, q, s.spec.horizons, s.val_origins, s.prior, s.seed)
     base = BaseRate()
     fc.fit(hist)
     base.fit(hist)
     panels: dict[int, Panel] = {}
     available: dict[str, int] = {}
-    for h in s.horizons:
+    for h in s.spec.horizons:
         rows, dropped = hist.origins("val", h)
         if cut_us is not None:
             rows = rows[hist.ts[rows + h] <= cut_us]  # outcome known by T
@@ -272,17 +268,18 @@ def _answers(res: SimilarResult, fit: dict[str, Any] | None, hs: tuple[int, ...]
 def calibrated_similar(
     dataset: str | Path,
     query: Any,
+    spec: SearchSpec | None = None,
     *,
-    last: int = 5,
-    mode: str = "exact",
-    top: int = 20,
-    horizons: Sequence[int] | str = DEFAULT_HORIZONS,
     at: Any = None,
     source: str | None = None,
-    min_matches: int = 10,
+    last: int | None = None,
+    mode: str | None = None,
+    top: int | None = None,
+    horizons: Sequence[int] | str | None = None,
+    min_matches: int | None = None,
     model: str | Path | None = None,
-    device: str = "cpu",
-    approximate: bool = False,
+    device: str | None = None,
+    approximate: bool | None = None,
     calibrate: bool = True,
     val_origins: int = 200,
     prior: float = 20.0,
@@ -292,22 +289,22 @@ def calibrated_similar(
     refit: bool = False,
 ) -> CalibratedSimilar:
     """:func:`candletok.search.similar.similar` on the dataset folder ``dataset`` (same
-    arguments), plus the calibrated analogue P(close up) at each horizon (see the module
-    doc). ``calibrate=False`` skips the calibration; ``val_origins`` bounds the val
-    replay (a seeded subsample); ``refit=True`` ignores a cached map."""
+    arguments: ``spec`` and the keywords that replace its fields), plus the calibrated
+    analogue P(close up) at each horizon (see the module doc). ``calibrate=False`` skips
+    the calibration; ``val_origins`` bounds the val replay (a seeded subsample);
+    ``refit=True`` ignores a cached map."""
     if val_origins < 1:
         raise CandletokError(f"val_origins={val_origins} must be at least 1.")
-    hs = check_horizons(horizons)
+    spec = SearchSpec.of(spec, last=last, mode=mode, top=top, horizons=horizons,
+                         min_matches=min_matches, model=model, device=device,
+                         approximate=approximate)
+    hs = spec.horizons
     idx = open_index(dataset)
-    res = similar(idx, query, last=last, mode=mode, top=top, horizons=hs, at=at,
-                  source=source, min_matches=min_matches, model=model, device=device,
-                  approximate=approximate)
+    res = similar(idx, query, spec, at=at, source=source)
     if not calibrate:
         return CalibratedSimilar(res, None)
-    s = ReplaySettings(mode, int(last), int(top), int(min_matches), hs,
-                       sha256_file(model) if mode == "model" and model is not None else None,
-                       bool(approximate), int(val_origins), float(prior), int(seed),
-                       int(folds), int(n_boot))
+    s = ReplaySettings(spec, int(val_origins), float(prior), int(seed), int(folds),
+                       int(n_boot))
     cut, cut_us = val_cut(read_manifest(dataset), res.t_us)
     if cut is None:
         note = ("the query's time T is before the val years: a map fit on val (and the "
@@ -322,7 +319,7 @@ def calibrated_similar(
     cached: str | None = str(path)
     if fit is None:
         t0 = time.perf_counter()
-        fit = fit_val_maps(load_history(dataset), idx, s, model, device, cut_us)
+        fit = fit_val_maps(load_history(dataset), idx, s, cut_us)
         fit["seconds"] = time.perf_counter() - t0
         fit = clean_json({"format": SIMCAL_FORMAT, "key": key, **fit})
         try:

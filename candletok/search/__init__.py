@@ -9,14 +9,19 @@ gives the matches whose forward windows end by T, with their outcomes next to th
 Modules: ``index`` (the saved index, keyed to the manifest), ``timerule`` (what may
 answer a query at time T), ``nearest`` (exact feature-space search), ``vectors`` (dense
 vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states),
-``stats`` (outcomes, intervals, tests), ``similar``, ``motifs``, ``plot``. No torch is
+``stats`` (outcomes, intervals, tests), ``spec`` (``SearchSpec``, the options of a
+search), ``modes`` (the mode registry, one file per mode), ``similar``, ``motifs``,
+``plot``. No torch is
 imported unless the ``model`` mode is used.
 """
 
 from candletok.search.index import SearchIndex, open_index
+from candletok.search.modes import SearchMode, get_mode, modes, register_mode
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.similar import SimilarResult, similar
+from candletok.search.spec import SearchSpec
 from candletok.search.vectors import BaseIndex, FaissIndex, NumpyFlatIndex
 
 __all__ = ["BaseIndex", "FaissIndex", "MotifResult", "NumpyFlatIndex", "SearchIndex",
-           "SimilarResult", "motifs", "open_index", "similar"]
+           "SearchMode", "SearchSpec", "SimilarResult", "get_mode", "modes", "motifs",
+           "open_index", "register_mode", "similar"]

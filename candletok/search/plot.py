@@ -72,6 +72,14 @@ def _query_panel(ax: Any, res: SimilarResult) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
+def _same_tokens(res: SimilarResult) -> bool:
+    """Whether every match has the query's tokens (its mode's flag), so one distance."""
+    from candletok.search.modes import MODES
+
+    mode = res.summary["mode"]
+    return mode in MODES and MODES.get(mode).same_tokens
+
+
 def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndarray) -> None:
     """One match: its window and forward bars (cut at T), as % from its last close."""
     idx, rule = res._idx, res._rule
@@ -99,8 +107,8 @@ def _match_panel(ax: Any, res: SimilarResult, e: int, rank: int, limits: np.ndar
     m = res.matches.row(rank - 1, named=True)
     dist = m["distance"]
     ax.set_title(f"#{rank} {m['symbol']} to {res.when(m['end'])}"
-                 + (f"  d={dist:.2f}" if math.isfinite(dist) and res.summary["mode"] != "exact"
-                    else ""), fontsize=8)
+                 + (f"  d={dist:.2f}" if math.isfinite(dist) and not _same_tokens(res) else ""),
+                 fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_ylabel(f"% from {m['symbol']}'s last close", fontsize=7)
 

@@ -2,6 +2,7 @@
 
     res = similar("ds", "AAPL", last=5)                    # exact: the same 5 tokens
     res = similar("ds", "MSFT", last=8, mode="nearest", at="2012-06-01")
+    res = similar("ds", "MSFT", SearchSpec(mode="nearest", last=8))  # the same search
     res.outcomes        # per horizon: matches and base rate, interval, test
     res.matches         # the matches: symbol, dates, distance, forward returns
     res.words           # the verdicts in words
@@ -14,7 +15,6 @@ the query's own window, thinned so that no two overlap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,16 @@ import polars as pl
 
 from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
-from candletok.core.horizons import check_horizons
 from candletok.search import stats
 from candletok.search.index import SearchIndex, open_index
-from candletok.search.nearest import OwnMetric, nearest
+from candletok.search.modes import Found, get_mode, modes, register_mode
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
 from candletok.search.result import SimilarResult
-from candletok.search.timerule import (
-    Cut,
-    TimeRule,
-    cross_correlation,
-    effective_n,
-    thin_by_distance,
-    thin_chronological,
-)
+from candletok.search.spec import DEFAULT_HORIZONS, SearchSpec, check_horizons
+from candletok.search.timerule import Cut, TimeRule, cross_correlation, effective_n
 from candletok.tokenize.base import Tokenizer
 
-MODES = ("exact", "nearest", "model")
 PRICES = ("open", "high", "low", "close")
-DEFAULT_HORIZONS = (1, 5, 10)
 
 
 def check_reach(idx: SearchIndex, horizons: Sequence[int], last: int) -> None:
@@ -59,135 +50,51 @@ def check_reach(idx: SearchIndex, horizons: Sequence[int], last: int) -> None:
             f"{'' if reach >= 1 else ' with fewer candles in the window'}.")
 
 
-@dataclass
-class Found:
-    """The matches of one query before statistics: window ends, distances, and how the
-    search got there."""
-
-    e: np.ndarray
-    dist: np.ndarray
-    window: int
-    raw: int  # candidates before the time rule and thinning (exact: occurrences)
-    eligible: int  # after the time rule, before thinning
-    notes: list[str] = field(default_factory=list)
-    search: str = ""  # how the search went (a diagnostic, not part of the answer)
-
-
-def _exact(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, n: int,
-           min_matches: int) -> tuple[Found, TimeRule]:
-    """Windows with the same last n tokens, backing off one candle at a time while the
-    thinned matches are fewer than ``min_matches``."""
-    tried: list[tuple[int, int]] = []  # (candles, independent matches) that were too few
-    used = n
-    while True:
-        r = rule.with_window(used)
-        cut = Cut.of(idx, r)
-        e = idx.suffix_positions(q.tokens[-used:])
-        raw = int(cut.available(e, 0).sum())  # occurrences ending by T
-        e = e[cut.eligible(e)]
-        elig = int(e.size)
-        kept = thin_chronological(idx, e, r.zone)
-        if kept.size >= min_matches or used == 1:
-            break
-        tried.append((used, int(kept.size)))
-        used -= 1
-    notes = []
-    if tried:
-        notes.append(
-            f"the last {', '.join(str(u) for u, _ in tried)} candles had "
-            f"{', '.join(str(k) for _, k in tried)} independent matches before T (fewer "
-            f"than min_matches={min_matches}): answered with the last {used} of {n}")
-    own = OwnMetric.of(idx, tok, q.feats[-used:])
-    return Found(kept, own.distance(kept), used, raw, elig, notes), r
-
-
-def _nearest(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int) -> Found:
-    own = OwnMetric.of(idx, tok, q.feats[-rule.window :])
-    cut = Cut.of(idx, rule)
-    res = nearest(idx, cut, own.bounds, top, own)
-    how = "a full scan" if res.full_scan else "the n-gram filter"
-    n_ok = cut.count_eligible()
-    return Found(res.e, res.dist, rule.window, n_ok, n_ok,
-                 [f"the {top} nearest windows by the candles' own weighted features"],
-                 f"exact search via {how}: {res.scanned:,} windows compared")
-
-
-def _model(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, top: int,
-           model_path: str | Path | None, device: str, approximate: bool) -> Found:
-    """The nearest windows by hidden state: exact (numpy, every distance) by default;
-    ``approximate`` uses a faiss HNSW graph (optional extra) for data too large to scan,
-    at the recall ``benchmarks/search_speed.py`` measures."""
-    if model_path is None:
-        raise CandletokError("mode='model' needs a trained checkpoint: pass model=FILE.")
-    from candletok.search.embed import dataset_embeddings, embed_tokens, load_search_model
-    from candletok.search.vectors import FaissIndex, NumpyFlatIndex, search_filtered
-
-    n = rule.window
-    model = load_search_model(model_path, tok, n, device)
-    ends, vecs = dataset_embeddings(idx, model, model_path, n)
-    q_times = q.candles["ts"].dt.epoch("us").to_numpy()[-n:]
-    qv = embed_tokens(model, q.tokens[-n:][None, :], q_times[None, :])[0]
-    cut = Cut.of(idx, rule)
-    ok = cut.eligible(ends)
-    M = max(1, top * (2 * rule.zone - 1))
-    if approximate:
-        r = search_filtered(FaissIndex(vecs, kind="hnsw"), qv, M, lambda i: ok[i])
-    else:
-        r = NumpyFlatIndex(vecs).search_masked(qv, M, ok)
-    e = ends[r.indices]
-    kept = thin_by_distance(e, r.scores, idx.sid[e], rule.zone, top)
-    how = "approximate (faiss HNSW)" if approximate else "exact"
-    return Found(e[kept], r.scores[kept], n, int(ok.sum()), int(ok.sum()),
-                 [f"the {top} nearest windows by CandleGPT hidden state "
-                  f"({Path(model_path).name}){', approximately' if approximate else ''}"],
-                 f"{how} search over {int(ok.sum()):,} eligible window vectors")
-
-
 def similar(
     dataset: str | Path | SearchIndex,
     query: str | pl.DataFrame,
+    spec: SearchSpec | None = None,
     *,
-    last: int = 5,
-    mode: str = "exact",
-    top: int = 20,
-    horizons: Sequence[int] | str = DEFAULT_HORIZONS,
     at: When = None,
     source: str | None = None,
-    min_matches: int = 10,
+    last: int | None = None,
+    mode: str | None = None,
+    top: int | None = None,
+    horizons: Sequence[int] | str | None = None,
+    min_matches: int | None = None,
     model: str | Path | None = None,
-    device: str = "cpu",
-    approximate: bool = False,
+    device: str | None = None,
+    approximate: bool | None = None,
 ) -> SimilarResult:
     """What followed the windows of history most like the query's last ``last`` candles.
 
     ``query`` is a symbol (its candles come from the dataset, or from ``source`` when
     given) or a frame of canonical bars of one symbol. ``at`` asks as of a past time: the
     query ends at its last bar at or before ``at`` and nothing after that bar is used.
-    ``mode``: ``exact`` (same tokens; all matches count, the ``top`` most recent are
-    listed; backs off to fewer candles while there are fewer than ``min_matches``),
-    ``nearest`` (the ``top`` nearest windows in weighted feature space) or ``model``
-    (the ``top`` nearest by the hidden state of the checkpoint ``model``; exact, or with
-    ``approximate=True`` through a faiss HNSW graph, the optional ``candletok[search]``)."""
-    if mode not in MODES:
-        raise CandletokError(f"Unknown mode {mode!r}; use exact, nearest or model.")
-    if last < 1 or top < 1 or min_matches < 0:
-        raise CandletokError("last and top must be at least 1, min_matches at least 0.")
-    hs = check_horizons(horizons)
+    The search is ``spec`` (a :class:`~candletok.search.spec.SearchSpec`), with any
+    keyword given replacing its field (the defaults: last=5, mode="exact", top=20,
+    horizons=(1, 5, 10), min_matches=10). ``mode`` is one of
+    :func:`~candletok.search.modes.modes`: ``exact`` (same tokens; all matches count, the
+    ``top`` most recent are listed; backs off to fewer candles while there are fewer than
+    ``min_matches``), ``nearest`` (the ``top`` nearest windows in weighted feature space)
+    or ``model`` (the ``top`` nearest by the hidden state of the checkpoint ``model``;
+    exact, or with ``approximate=True`` through a faiss HNSW graph, the optional
+    ``candletok[search]``), or any mode registered with
+    :func:`~candletok.search.modes.register_mode`."""
+    spec = SearchSpec.of(spec, last=last, mode=mode, top=top, horizons=horizons,
+                         min_matches=min_matches, model=model, device=device,
+                         approximate=approximate)
+    last = spec.last
     idx = dataset if isinstance(dataset, SearchIndex) else open_index(dataset)
     tok = idx.tokenizer()
     q = _make_query(idx, tok, query, at, source)
     if q.tokens.size < last:
         raise CandletokError(f"{q.symbol} has only {q.tokens.size} candles up to "
                              f"{from_us(q.T):%Y-%m-%d}; ask for last={q.tokens.size} or fewer.")
-    check_reach(idx, hs, last)
-    rule = TimeRule(q.T, last, hs, q.q_sid, q.q_end)
-    if mode == "exact":
-        found, rule = _exact(idx, tok, q, rule, last, min_matches)
-    elif mode == "nearest":
-        found = _nearest(idx, tok, q, rule, top)
-    else:
-        found = _model(idx, tok, q, rule, top, model, device, approximate)
-    return _result(idx, tok, q, rule, found, mode, last, top, at)
+    check_reach(idx, spec.horizons, last)
+    rule = TimeRule(q.T, last, spec.horizons, q.q_sid, q.q_end)
+    found, rule = spec.search_mode.search(idx, tok, q, rule, spec)
+    return _result(idx, tok, q, rule, found, spec, at)
 
 
 def _make_query(idx: SearchIndex, tok: Tokenizer, query: str | pl.DataFrame, at: When,
@@ -203,7 +110,8 @@ def _make_query(idx: SearchIndex, tok: Tokenizer, query: str | pl.DataFrame, at:
 
 
 def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: Found,
-            mode: str, last: int, top: int, at: When) -> SimilarResult:
+            spec: SearchSpec, at: When) -> SimilarResult:
+    mode, last = spec.mode, spec.last
     cut = Cut.of(idx, rule)
     rho, mbar = cross_correlation(idx, rule.T)
     rows, fwd = [], {}
@@ -217,7 +125,7 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     words = list(found.notes)
     words += [stats.verdict(*_pair(outcomes, h)) for h in rule.horizons]
     rng = _next_range(idx, cut, found.e)
-    matches, listed = _matches_frame(idx, found, rule, mode, top)
+    matches, listed = _matches_frame(idx, found, rule, spec)
     n_eff, clusters = effective_n(idx, found.e[cut.available(found.e, rule.h0)], rule.h0, rho)
     summary = {
         "symbol": q.symbol, "T": from_us(q.T).isoformat(), "at": None if at is None else str(at),
@@ -256,14 +164,15 @@ def _next_range(idx: SearchIndex, cut: Cut, e: np.ndarray) -> pl.DataFrame:
                          {"who": "base", **stats.next_range(idx, None, cut)}])
 
 
-def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, mode: str, top: int
+def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, spec: SearchSpec
                    ) -> tuple[pl.DataFrame, np.ndarray]:
-    """One row per listed match (and their window ends): exact lists the most recent
-    ``top``, the other modes their ``top`` nearest (in distance order)."""
+    """One row per listed match (and their window ends): a mode where every match counts
+    (exact) lists the most recent ``top``, the others their ``top`` nearest (in distance
+    order)."""
     e, d = found.e, found.dist
-    order = np.argsort(-np.asarray(idx.ts[e]), kind="stable") if mode == "exact" else \
-        np.arange(e.size)
-    order = order[:top]
+    order = np.argsort(-np.asarray(idx.ts[e]), kind="stable") if spec.search_mode.by_recency \
+        else np.arange(e.size)
+    order = order[:spec.top]
     e, d = e[order], d[order]
     sid = idx.sid[e]
     limits = Cut.of(idx, rule).limits
@@ -281,3 +190,7 @@ def _matches_frame(idx: SearchIndex, found: Found, rule: TimeRule, mode: str, to
         r[ok] = idx.log_close[e[ok] + h] - idx.log_close[e[ok]]
         cols[f"fwd_{h}"] = pl.Series(r).fill_nan(None)
     return pl.DataFrame(cols), e
+
+
+__all__ = ["DEFAULT_HORIZONS", "PRICES", "Found", "SearchSpec", "check_horizons", "check_reach",
+           "get_mode", "modes", "register_mode", "similar"]
