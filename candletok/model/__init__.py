@@ -5,5 +5,5 @@ bits per candle next to n-gram baselines, and per-token P(close up)."""
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
     "baselines", "checkpoint", "config", "ddp", "evaluate", "gpt", "runtime", "sampler",
-    "split", "train", "updown",
+    "size", "split", "train", "updown",
 ]

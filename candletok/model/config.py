@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from candletok.core.display import is_intraday
 from candletok.core.errors import ModelError
 from candletok.core.fields import setting
+from candletok.model import size
 from candletok.tokenize.calendar import CalendarSpec
 
 if TYPE_CHECKING:  # torch-free to import: the CLI reads TrainConfig's fields for --help
@@ -102,12 +103,13 @@ class TrainConfig:
         f"least {AUTO_MIN_STEPS} and at most {AUTO_MAX_STEPS:,}; early stopping usually ends "
         "sooner).")
     batch_size: int = setting(32, "Windows per step.", flag="--batch")
-    context: int = setting(128, "Tokens of context per window.")
-    n_layer: int = setting(2, "Transformer blocks.", flag="--layers")
-    n_head: int = setting(4, "Attention heads.", flag="--heads")
-    n_embd: int = setting(64, "Embedding width (a multiple of heads).", flag="--width")
-    dropout: float = setting(0.2, "Dropout probability.")
-    bias: bool = False
+    context: int = setting(size.CONTEXT, "Tokens of context per window.")
+    n_layer: int = setting(size.N_LAYER, "Transformer blocks.", flag="--layers")
+    n_head: int = setting(size.N_HEAD, "Attention heads.", flag="--heads")
+    n_embd: int = setting(size.N_EMBD, "Embedding width (a multiple of heads).",
+                           flag="--width")
+    dropout: float = setting(size.DROPOUT, "Dropout probability.")
+    bias: bool = size.BIAS
     lr: float = setting(1e-3, "Peak learning rate.")
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 50

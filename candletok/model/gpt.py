@@ -30,23 +30,23 @@ from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 
 from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import IGNORE_INDEX, N_SPECIAL
-from candletok.model.config import TrainConfig
+from candletok.model import size
 from candletok.tokenize.calendar import CalendarSpec
 
 
 @dataclass
 class GPTConfig:
-    """Shape of a CandleGPT. The size defaults are :class:`TrainConfig`'s, the one size
+    """Shape of a CandleGPT. The size defaults are :mod:`candletok.model.size`, the one size
     chosen on val (docs/model.md, "Choosing the defaults": 2 layers, width 64, context 128,
     dropout 0.2), so a model built here by hand is the model ``train`` gives."""
 
     vocab_size: int = 256
-    context: int = TrainConfig.context
-    n_layer: int = TrainConfig.n_layer
-    n_head: int = TrainConfig.n_head
-    n_embd: int = TrainConfig.n_embd
-    dropout: float = TrainConfig.dropout
-    bias: bool = TrainConfig.bias
+    context: int = size.CONTEXT
+    n_layer: int = size.N_LAYER
+    n_head: int = size.N_HEAD
+    n_embd: int = size.N_EMBD
+    dropout: float = size.DROPOUT
+    bias: bool = size.BIAS
     n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
     calendar: dict[str, Any] | None = None  # CalendarSpec.to_dict() of the inputs; None: off
 

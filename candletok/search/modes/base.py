@@ -12,7 +12,8 @@ CLI's ``--mode`` and ``--analogues`` choices and help come from :func:`modes`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -22,9 +23,21 @@ from candletok.core.registry import Registry, decorator
 if TYPE_CHECKING:
     from candletok.search.index import SearchIndex
     from candletok.search.query import Query
-    from candletok.search.spec import SearchSpec
     from candletok.search.timerule import TimeRule
     from candletok.tokenize.base import Tokenizer
+
+
+class SearchOptions(Protocol):
+    """What a mode reads of a :class:`~candletok.search.spec.SearchSpec`. A protocol, not
+    the class: the spec looks modes up in this registry, so the modes must not import it
+    back (no cycle)."""
+
+    mode: str
+    top: int
+    min_matches: int
+    model: Path | None
+    device: str
+    approximate: bool
 
 
 @dataclass
@@ -55,14 +68,14 @@ class SearchMode:
     by_recency: ClassVar[bool] = False  # every match counts; the most recent are listed
     same_tokens: ClassVar[bool] = False  # every match has the query's tokens (one distance)
 
-    def check(self, spec: SearchSpec) -> None:
+    def check(self, spec: SearchOptions) -> None:
         """Refuse a spec this mode cannot answer, in one sentence (before any work)."""
         if self.needs_model and spec.model is None:
             raise CandletokError(f"mode={self.name!r} needs a trained checkpoint: pass "
                                  "model=FILE.")
 
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
-               spec: SearchSpec) -> tuple[Found, TimeRule]:
+               spec: SearchOptions) -> tuple[Found, TimeRule]:
         """The matches of query ``q`` among the windows ``rule`` lets answer (only
         those: :class:`~candletok.search.timerule.Cut` says which), and the rule they were
         found under (a mode that backs off to fewer candles returns the shorter one)."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from candletok.search.modes.base import Found, SearchMode, register_mode
+from candletok.search.modes.base import Found, SearchMode, SearchOptions, register_mode
 from candletok.search.nearest import OwnMetric
 from candletok.search.timerule import Cut, thin_chronological
 
 if TYPE_CHECKING:
     from candletok.search.index import SearchIndex
     from candletok.search.query import Query
-    from candletok.search.spec import SearchSpec
     from candletok.search.timerule import TimeRule
     from candletok.tokenize.base import Tokenizer
 
@@ -26,7 +25,7 @@ class Exact(SearchMode):
     same_tokens = True
 
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
-               spec: SearchSpec) -> tuple[Found, TimeRule]:
+               spec: SearchOptions) -> tuple[Found, TimeRule]:
         n, min_matches = rule.window, spec.min_matches
         tried: list[tuple[int, int]] = []  # (candles, independent matches) that were too few
         used = n

@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from candletok.search.modes.base import Found, SearchMode, register_mode
+from candletok.search.modes.base import Found, SearchMode, SearchOptions, register_mode
 from candletok.search.timerule import Cut, thin_by_distance
 
 if TYPE_CHECKING:
     from candletok.search.index import SearchIndex
     from candletok.search.query import Query
-    from candletok.search.spec import SearchSpec
     from candletok.search.timerule import TimeRule
     from candletok.tokenize.base import Tokenizer
 
@@ -28,7 +27,7 @@ class Model(SearchMode):
     costly = True
 
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
-               spec: SearchSpec) -> tuple[Found, TimeRule]:
+               spec: SearchOptions) -> tuple[Found, TimeRule]:
         from candletok.search.embed import dataset_embeddings, embed_tokens, load_search_model
         from candletok.search.vectors import FaissIndex, NumpyFlatIndex, search_filtered
 

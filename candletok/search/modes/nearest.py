@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from candletok.search.modes.base import Found, SearchMode, register_mode
+from candletok.search.modes.base import Found, SearchMode, SearchOptions, register_mode
 from candletok.search.nearest import OwnMetric, nearest
 from candletok.search.timerule import Cut
 
 if TYPE_CHECKING:
     from candletok.search.index import SearchIndex
     from candletok.search.query import Query
-    from candletok.search.spec import SearchSpec
     from candletok.search.timerule import TimeRule
     from candletok.tokenize.base import Tokenizer
 
@@ -24,7 +23,7 @@ class Nearest(SearchMode):
     rank = 1
 
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
-               spec: SearchSpec) -> tuple[Found, TimeRule]:
+               spec: SearchOptions) -> tuple[Found, TimeRule]:
         top = spec.top
         own = OwnMetric.of(idx, tok, q.feats[-rule.window :])
         cut = Cut.of(idx, rule)
