@@ -136,3 +136,31 @@ def test_intraday_ticks_and_the_fan_legend_carry_the_time() -> None:
     assert _day(times[-1]) == times[-1].astype("datetime64[us]").item().strftime(
         "%Y-%m-%d %H:%M")
     assert _day(np.datetime64("2013-03-01T00:00", "us")) == "2013-03-01"
+
+
+def test_the_fan_draws_the_continuations_own_bar_times(aapl: Bars, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the exchange-calendar times the sampled bars were made with, the fan's axis
+    uses them (Good Friday 2013-03-29 skipped) and says where they came from."""
+    import candletok.viz.fan as fan
+
+    seen: dict[str, object] = {}
+    real = fan.price_chart
+
+    def spy(*a: object, **k: object) -> object:
+        seen["future_ts"] = k.get("future_ts")
+        chart = real(*a, **k)
+        seen["chart"] = chart
+        return chart
+
+    monkeypatch.setattr(fan, "price_chart", spy)
+    times = np.array(["2013-03-28", "2013-04-01", "2013-04-02"], dtype="datetime64[us]")
+    closes = np.full((5, 3), float(aapl.close[-1]))
+    fan.fan_chart(aapl, closes, tmp_path / "f.png", symbol="AAPL", history_label="real",
+                  future_ts=times, future_source="XNYS sessions")
+    assert np.array_equal(seen["future_ts"], times)
+    chart = seen["chart"]
+    where = chart.volume if chart.volume is not None else chart.price  # type: ignore[attr-defined]
+    assert "forecast times from XNYS sessions" in where.get_xlabel()
+    fan.fan_chart(aapl, closes, tmp_path / "g.png", symbol="AAPL", history_label="real")
+    assert not np.array_equal(seen["future_ts"], times)  # without them: the weekly step

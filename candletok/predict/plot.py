@@ -23,6 +23,8 @@ def plot_fan(
     history_label: str = "real bars",
     interval: str = "1d",
     caveat: str = "",
+    future_ts: np.ndarray | None = None,
+    future_source: str = "",
 ) -> Path:
     """Write a PNG: ``context`` (1-d ``open``/``high``/``low``/``close`` arrays, and
     ``ts`` and ``volume`` when known) as candles, then the sampled ``paths`` (dict of
@@ -31,4 +33,4 @@ def plot_fan(
     horizon, in words) is printed under the chart."""
     return fan_chart(Bars.from_frame(context), paths["close"], out, symbol=symbol,
                      history_label=history_label, interval=interval, title=title, band=quantiles,
-                     caveat=caveat)
+                     caveat=caveat, future_ts=future_ts, future_source=future_source)

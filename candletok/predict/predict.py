@@ -472,7 +472,10 @@ class Continuation:
         return plot_fan(ctx, self.paths, out, symbol=self.symbol, interval=self.interval,
                         history_label=f"{self.history} ({unit}, last {k})",
                         title=f"{self.symbol}: last {k} {unit} bars, then {S} sampled "
-                              f"continuations of {n} bars", caveat=self.caveat)
+                              f"continuations of {n} bars", caveat=self.caveat,
+                        future_ts=None if self.future is None else
+                        self.future.ts.astype("datetime64[us]"),
+                        future_source="" if self.future is None else self.future.source)
 
 
 @torch.no_grad()

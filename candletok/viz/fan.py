@@ -44,8 +44,14 @@ def fan_chart(
     band: tuple[float, float] = (0.1, 0.9),
     sample_quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     caveat: str = "",
+    future_ts: np.ndarray | None = None,
+    future_source: str = "",
 ) -> Path:
     """Write the fan chart as a PNG.
+
+    ``future_ts`` (datetime64, one per sampled bar) are the times the continuation's bars
+    were given (an exchange's sessions, say) and ``future_source`` names that rule; without
+    them the chart steps the interval from the last bar, skipping weekends only.
 
     ``caveat`` is printed under the chart: what is known of the forecaster's direction
     skill at this horizon, so that a drifting median is not read as a forecast.
@@ -59,8 +65,12 @@ def fan_chart(
     S, n = closes.shape
     n_ctx = len(history)
     last_ts = history.ts[-1] if n_ctx else None
-    future = (next_bar_times(last_ts, n, interval)
-              if last_ts is not None and not np.isnat(last_ts) else None)
+    if future_ts is not None and len(future_ts) == n:
+        future = np.asarray(future_ts).astype("datetime64[us]")
+    else:
+        future_source = ""
+        future = (next_bar_times(last_ts, n, interval)
+                  if last_ts is not None and not np.isnat(last_ts) else None)
     chart = price_chart(history, symbol, extra=n, future_ts=future, title=title,
                         label=history_label)
     ax = chart.price
@@ -90,7 +100,8 @@ def fan_chart(
     where = chart.volume if chart.volume is not None else ax
     lines = [caveat] if caveat else []
     if future is not None:
-        note = ("forecast dates skip weekends, not holidays" if interval == "1d"
+        note = (f"forecast times from {future_source}" if future_source else
+                "forecast dates skip weekends, not holidays" if interval == "1d"
                 else "forecast times assume no market close")
         lines.insert(0, f"real bars | sampled continuation ({note})")
     if lines:
