@@ -408,6 +408,10 @@ def test_evaluate_with_a_model_file(tmp_path, planted: History) -> None:
     save_calibration(path, rep.to_dict()["calibration"])
     cal = load_calibration(path)
     assert cal is not None and "CandleGPT" in cal["forecasters"]
+    assert cal["model_forecaster"] == "CandleGPT"  # declared by its role, not its name
+    assert rep.calibration is not None
+    no_model = evaluate_forecasts(planted, horizons=(1,), n_boot=20)
+    assert no_model.calibration["model_forecaster"] is None
     torch.save({"x": 2}, path)  # retrained: the old map no longer applies
     assert load_calibration(path) is None
 
@@ -436,3 +440,22 @@ def test_predict_applies_the_saved_map_and_reports_the_val_skill() -> None:
     assert none.value is None and none.raw == 0.7 and none.reason
     assert not none.calibrated and not none.shows_skill
     assert calibrate_probability(0.7, cal, horizon=5).kind == "none"
+
+
+def test_the_answer_reads_the_forecaster_the_calibration_names() -> None:
+    """The calibration file says which entry is the checkpoint's own forecaster; the
+    answer's calibrated P(up) and caveat read that entry, whatever it is called."""
+    from candletok.evaluation.calibrate import (
+        calibrate_probability,
+        direction_caveat,
+        model_forecaster,
+        saved_fit,
+    )
+
+    fit = {"map": {"kind": "identity"}, "base_rate": 0.5, "val_skill": None}
+    cal = {"model_forecaster": "MyModel", "forecasters": {"MyModel": {"p_up": {"1": fit}}}}
+    assert model_forecaster(cal) == "MyModel" and saved_fit(cal) == fit
+    assert calibrate_probability(0.61, cal).calibrated
+    assert model_forecaster({}) == "CandleGPT"  # files from before the name was recorded
+    assert saved_fit({"forecasters": {"MyModel": {"p_up": {"1": fit}}}}) is None
+    assert "never measured" in direction_caveat(cal, 20)

@@ -281,17 +281,31 @@ class CalibratedProbability:
                 "val_skill": self.skill, "skill_shown": self.shows_skill}
 
 
-def saved_fit(calibration: dict[str, Any] | None, forecaster: str = "CandleGPT",
+#: The model's forecaster in calibration files written before they recorded its name.
+LEGACY_MODEL_FORECASTER = "CandleGPT"
+
+
+def model_forecaster(calibration: dict[str, Any] | None) -> str:
+    """The name under which ``calibration`` keeps the checkpoint's own forecaster (the one
+    ``predict`` answers with): recorded by ``evaluate`` as ``model_forecaster``, so no
+    caller has to know what the model's forecaster is called."""
+    name = (calibration or {}).get("model_forecaster")
+    return name if isinstance(name, str) and name else LEGACY_MODEL_FORECASTER
+
+
+def saved_fit(calibration: dict[str, Any] | None, forecaster: str | None = None,
               horizon: int = 1, quantity: str = "p_up") -> dict[str, Any] | None:
     """The saved fit of ``forecaster``'s ``quantity`` at ``horizon`` (map, base rate, val
-    skill, and what the evaluated split measured), or None."""
+    skill, and what the evaluated split measured), or None. ``forecaster`` defaults to
+    the model's own (:func:`model_forecaster`)."""
+    forecaster = forecaster or model_forecaster(calibration)
     entry = (((calibration or {}).get("forecasters") or {}).get(forecaster) or {})
     fit = (entry.get(quantity) or {}).get(str(horizon))
     return fit if isinstance(fit, dict) and fit else None
 
 
 def calibrate_probability(p_raw: float, calibration: dict[str, Any] | None,
-                          forecaster: str = "CandleGPT", horizon: int = 1,
+                          forecaster: str | None = None, horizon: int = 1,
                           quantity: str = "p_up", *, symbol: str | None = None,
                           interval: str | None = None) -> CalibratedProbability:
     """Apply the saved map of ``forecaster``'s ``quantity`` at ``horizon`` to ``p_raw``.
@@ -309,6 +323,7 @@ def calibrate_probability(p_raw: float, calibration: dict[str, Any] | None,
             normalize_interval(interval):
         raise ModelError(f"The calibration beside the model was fit on {fit_iv} bars, not "
                          f"{interval}; re-run `candletok evaluate` on {interval} bars.")
+    forecaster = forecaster or model_forecaster(calibration)
     fit = saved_fit(calibration, forecaster, horizon, quantity)
     if not fit:
         return CalibratedProbability(float(p_raw), None, "none", reason=(
@@ -356,7 +371,7 @@ def _measured(calibration: dict[str, Any] | None, forecaster: str, h: int) -> st
 
 
 def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
-                     forecaster: str = "CandleGPT") -> str:
+                     forecaster: str | None = None) -> str:
     """What ``candletok evaluate`` measured of ``forecaster``'s direction at ``horizon``, in
     words, to stand beside a fan of sampled paths: a median path that drifts says nothing
     about direction unless direction skill was measured. Read from the calibration file
@@ -364,6 +379,7 @@ def direction_caveat(calibration: dict[str, Any] | None, horizon: int,
     for ``horizon`` it says skill there was never measured (and what was, at the nearest
     horizon evaluated)."""
     h = int(horizon)
+    forecaster = forecaster or model_forecaster(calibration)
     said = _measured(calibration, forecaster, h)
     if said is not None:
         return f"direction at h={h}: {said}; {NOT_A_FORECAST}"

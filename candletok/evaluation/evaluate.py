@@ -653,6 +653,9 @@ def evaluate_forecasts(
     report.calibration = {"fingerprint": hist.tok.fingerprint, "fit_on": "val",
                           "folds": folds, "split_from": report.split_from,
                           **_fit_facts(dataset, hist), "forecasters": saved,
+                          # which entry is the checkpoint's own forecaster (what predict shows)
+                          "model_forecaster": next((f.name for f in fcs
+                                                    if "answer" in roles_of(f)), None),
                           "evaluated": {"split": split, "p_up": measured}}
     report.notes += _notes(fcs, choices, val)
     if split == "val":

@@ -53,6 +53,9 @@ class GPTForecaster:
     """CandleGPT at h = 1 for every origin, and at h > 1 by sampling on a subsample."""
 
     learned = True
+    # the answer's own forecaster: what `predict` shows is what this scores (declared, so
+    # the calibration file names it without anyone knowing it is called CandleGPT)
+    roles = frozenset({"answer"})
 
     def __init__(self, model: CandleGPT, samples: int = 32, subsample: int = 100,
                  sample_context: int = 24, max_horizon: int = 10, seed: int = 0,

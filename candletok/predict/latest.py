@@ -84,7 +84,7 @@ def one_base_rate(model: Any, saved: dict[str, Any] | None,
     """The base rate of a ``predict`` answer, and the only one: the calibration's (the
     train frequency ``evaluate`` fit the maps about), else the checkpoint's
     ``train_base_rate``, else the dataset's train split's share of up closes."""
-    fit = saved_fit(saved, "CandleGPT", 1)
+    fit = saved_fit(saved, None, 1)
     if fit is not None and fit.get("base_rate") is not None:
         return BaseRate(float(fit["base_rate"]), "train", "calibration")
     rate = FitFacts.of(getattr(model, "meta", None)).train_base_rate
