@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -272,14 +271,6 @@ def calibrated_similar(
     *,
     at: Any = None,
     source: str | None = None,
-    last: int | None = None,
-    mode: str | None = None,
-    top: int | None = None,
-    horizons: Sequence[int] | str | None = None,
-    min_matches: int | None = None,
-    model: str | Path | None = None,
-    device: str | None = None,
-    approximate: bool | None = None,
     calibrate: bool = True,
     val_origins: int = 200,
     prior: float = 20.0,
@@ -287,17 +278,18 @@ def calibrated_similar(
     folds: int = 5,
     n_boot: int = 1000,
     refit: bool = False,
+    **search: Any,
 ) -> CalibratedSimilar:
     """:func:`candletok.search.similar.similar` on the dataset folder ``dataset`` (same
-    arguments: ``spec`` and the keywords that replace its fields), plus the calibrated
-    analogue P(close up) at each horizon (see the module doc). ``calibrate=False`` skips
-    the calibration; ``val_origins`` bounds the val replay (a seeded subsample);
-    ``refit=True`` ignores a cached map."""
+    arguments: ``spec``, and ``search`` keywords -- last, mode, top, horizons,
+    min_matches, model, device, approximate -- that replace its fields; the one list of
+    them is :class:`SearchSpec`'s), plus the calibrated analogue P(close up) at each
+    horizon (see the module doc). ``calibrate=False`` skips the calibration;
+    ``val_origins`` bounds the val replay (a seeded subsample); ``refit=True`` ignores a
+    cached map."""
     if val_origins < 1:
         raise CandletokError(f"val_origins={val_origins} must be at least 1.")
-    spec = SearchSpec.of(spec, last=last, mode=mode, top=top, horizons=horizons,
-                         min_matches=min_matches, model=model, device=device,
-                         approximate=approximate)
+    spec = SearchSpec.of(spec, **search)
     hs = spec.horizons
     idx = open_index(dataset)
     res = similar(idx, query, spec, at=at, source=source)
