@@ -13,23 +13,12 @@ times, whether one row alone equals the same row among many under each.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from benchmarks._util import machine
+from benchmarks._util import best_of, machine
 from candletok.evaluation.forecasters import rowwise_matmul
-
-
-def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def run(origins: int = 2000, tokens: tuple[int, ...] = (64, 256), grid: int = 1024
@@ -43,8 +32,8 @@ def run(origins: int = 2000, tokens: tuple[int, ...] = (64, 256), grid: int = 10
         k = origins // 2
         out.append({
             "tokens": v, "origins": origins,
-            "blas_s": _best(lambda a=a, b=b: a @ b),
-            "rowwise_s": _best(lambda a=a, b=b: rowwise_matmul(a, b)),
+            "blas_s": best_of(lambda a=a, b=b: a @ b),
+            "rowwise_s": best_of(lambda a=a, b=b: rowwise_matmul(a, b)),
             "blas_one_row_equal": bool(((a[k:k + 1] @ b)[0] == (a @ b)[k]).all()),
             "rowwise_one_row_equal": bool((rowwise_matmul(a[k:k + 1], b)[0]
                                            == rowwise_matmul(a, b)[k]).all()),
