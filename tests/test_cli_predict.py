@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import trained_on_sample
 from typer.testing import CliRunner
 
 from candletok.cli import commands  # noqa: F401  (registers every command)
@@ -20,17 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from candletok.dataset.build import build_dataset
-    from candletok.model.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("predict")
-    ds = root / "ds"
-    build_dataset(["AAPL", "MSFT"], ds, source="sample", start="2009-01-01",
-                  tokenizer_params=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
-    cfg = TrainConfig(steps=4, context=16, n_layer=1, n_head=2, n_embd=16, batch_size=8,
-                      eval_every=2, eval_windows=8)
-    train(ds, cfg, out=root / "m.pt", device="cpu")
-    return ds, root / "m.pt"
+    return trained_on_sample(tmp_path_factory.mktemp("predict"))
 
 
 @pytest.fixture()

@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
+from _helpers import cli_subprocess, trained_on_synthetic
 
 from candletok.evaluation.calibrate import calibration_path, load_calibration
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "candletok.cli.main", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
-        # PYTHONPATH passed on: the CLI under test is this checkout's, not an installed one
-        env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "240",
-             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),  # this checkout's code
-             "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd), "OMP_NUM_THREADS": "1"},
-    )
+    return cli_subprocess(*args, cwd=cwd, columns=240)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from candletok.dataset.build import build_dataset
-    from candletok.model.train import TrainConfig, train
-
     root = tmp_path_factory.mktemp("evalcli")
-    build_dataset(["AAA", "BBB"], root / "ds", scheme="bins", source="synthetic",
-                  tokenizer_params=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
-    torch.set_num_threads(1)
-    cfg = TrainConfig(steps=4, batch_size=4, context=16, n_layer=1, n_head=2, n_embd=16,
-                      eval_every=4, warmup_steps=1)
-    train(root / "ds", cfg, out=root / "m.pt", device="cpu")
+    trained_on_synthetic(root)
     return root
 
 

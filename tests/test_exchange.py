@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _helpers import TINY_TRAIN_FLAGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,9 +163,7 @@ def test_generate_json_prints_the_future_bars_times_and_the_fan(tmp_path: Path) 
                   tokenizer_kwargs=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
     run = CliRunner().invoke
     m = str(tmp_path / "m.pt")
-    r = run(app, ["train", str(ds), "--steps", "2", "--context", "16", "--layers", "1",
-                  "--width", "16", "--heads", "2", "--eval-every", "2", "--device", "cpu",
-                  "--out", m])
+    r = run(app, ["train", str(ds), *TINY_TRAIN_FLAGS, "--out", m])
     assert r.exit_code == 0, r.output
     r = run(app, ["generate", "--model", m, "--dataset", str(ds), "--symbol", "AAPL",
                   "--n", "21", "--samples", "16", "--json"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import TINY_TRAIN_FLAGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -213,9 +214,7 @@ def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> 
                   tokenizer_kwargs=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
     run = CliRunner().invoke
     m = str(tmp_path / "m.pt")
-    r = run(app, ["train", str(ds), "--steps", "2", "--context", "16", "--layers", "1",
-                  "--width", "16", "--heads", "2", "--eval-every", "2", "--device", "cpu",
-                  "--out", m])
+    r = run(app, ["train", str(ds), *TINY_TRAIN_FLAGS, "--out", m])
     assert r.exit_code == 0, r.output
     base = ["predict", "AAA", "--model", m, "--source", "synthetic"]
     r = run(app, [*base, "--odds", "1,2", "--horizon", "5", "--samples", "64"])

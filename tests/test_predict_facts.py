@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from _helpers import trained_on_sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -35,17 +36,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from candletok.dataset.build import build_dataset
-    from candletok.model.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("facts")
-    ds = root / "ds"
-    build_dataset(["AAPL", "MSFT"], ds, source="sample", start="2009-01-01",
-                  tokenizer_params=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
-    cfg = TrainConfig(steps=4, context=16, n_layer=1, n_head=2, n_embd=16, batch_size=8,
-                      eval_every=2, eval_windows=8)
-    train(ds, cfg, out=root / "m.pt", device="cpu")
-    return ds, root / "m.pt"
+    return trained_on_sample(tmp_path_factory.mktemp("facts"))
 
 
 def _copy_model(model: Path, tmp_path: Path) -> Path:

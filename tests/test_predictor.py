@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from _helpers import cli_subprocess, trained_on_synthetic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,27 +24,14 @@ SHOWN = ("p_up_raw", "p_up", "range_raw", "range", *QUANTILE_COLUMNS)
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "candletok.cli.main", *args], cwd=cwd, capture_output=True,
-        text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "200",
-             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-             "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd), "OMP_NUM_THREADS": "1"})
+    return cli_subprocess(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dataset, a model, its calibration and its forecasts file (evaluate's CLI)."""
-    from candletok.dataset.build import build_dataset
-    from candletok.model.train import TrainConfig, train
-
     root = tmp_path_factory.mktemp("predictor")
-    build_dataset(["AAA", "BBB"], root / "ds", scheme="bins", source="synthetic",
-                  tokenizer_params=dict(gap_bins=3, body_bins=3, upper_bins=2, lower_bins=2))
-    torch.set_num_threads(1)
-    cfg = TrainConfig(steps=4, batch_size=4, context=16, n_layer=1, n_head=2, n_embd=16,
-                      eval_every=4, warmup_steps=1)
-    train(root / "ds", cfg, out=root / "m.pt", device="cpu")
+    trained_on_synthetic(root)
     r = cli("evaluate", "ds", "--model", "m.pt", "--horizon", "1,3", "--samples", "4",
             "--subsample", "10", "--analogues", "none", "--forecasts", "f.parquet", cwd=root)
     assert r.returncode == 0, r.stderr

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _helpers import run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,19 +46,7 @@ def run_cli(args: tuple[str, ...], cwd: Path, capsys: pytest.CaptureFixture[str]
             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """The console script's entry point in this process (exit code, stdout, stderr): the
     toys are registered in this process, as a user's plugin would be."""
-    from candletok.cli import app as cli_app
-    from candletok.cli import main
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["candletok", *args])
-    monkeypatch.setattr(cli_app.console, "width", 200)
-    monkeypatch.setattr(cli_app.err_console, "width", 200)
-    monkeypatch.setenv("CANDLETOK_OFFLINE", "1")
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as ex:
-        main.run()
-    out = capsys.readouterr()
-    return int(ex.value.code or 0), out.out, out.err
+    return run_main(args, cwd, capsys, monkeypatch, CANDLETOK_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")

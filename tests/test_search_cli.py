@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from _helpers import run_main
 
 from candletok.core.errors import CandletokError, ModelError
 from candletok.data.synthetic import synthetic_bars
@@ -37,20 +38,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def run_cli(args: tuple[str, ...], cwd: Path, capsys: pytest.CaptureFixture[str],
             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """The console script's entry point in this process (exit code, stdout, stderr):
-    the same error handling as a real run, without a new interpreter per call."""
-    from candletok.cli import app as cli_app
-    from candletok.cli import main
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["candletok", *args])
-    monkeypatch.setattr(cli_app.console, "width", 200)
-    monkeypatch.setattr(cli_app.err_console, "width", 200)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as ex:
-        main.run()
-    out = capsys.readouterr()
-    return int(ex.value.code or 0), out.out, out.err
+    """The console script's entry point in this process (exit code, stdout, stderr)."""
+    return run_main(args, cwd, capsys, monkeypatch)
 
 
 @pytest.fixture(scope="module")
