@@ -42,8 +42,8 @@ from candletok.predict.predict import (
     Calibration,
     Continuation,
     Prediction,
-    calibration,
     continue_series,
+    measured_check,
     predict_next,
 )
 from candletok.predict.predictor import Predictor
@@ -135,7 +135,6 @@ def run_demo(
     tok = open_dataset(data)[1]
     # Forecast the candle after the sample's last bar for this symbol, from its own bars.
     bars = load_sample([cfg.predict_symbol])
-    cal = calibration(model, data, "test")
     cont = continue_series(model, data, cfg.predict_symbol, n=cfg.horizon,
                            samples=cfg.samples, seed=cfg.seed)
     tick = encode_progress or (lambda stage, done, total: None)
@@ -145,6 +144,9 @@ def run_demo(
                              analogues=(), n_boot=cfg.eval_boot, seed=cfg.seed,
                              device=resolve_device(cfg.device))
     plot_evaluation(rep, reliability)
+    cal = measured_check(rep.calibration)  # evaluate's own direction row, not a second loop
+    if cal is None:
+        raise CandletokError("evaluate recorded no test check of the model's P(close up).")
     eval_seconds = time.perf_counter() - t0
     # P(close up) and the range from the forecaster evaluate just scored (shown = scored)
     predictor = Predictor(model, tok, load_history(data), load_calibration(model_path),
@@ -205,10 +207,10 @@ def summary_markdown(r: DemoResult) -> str:
         _md_table(["token", "prob", "candle"],
                   [(x.token, f"{x.prob:.2%}", x.words) for x in p.top]),
         "",
-        f"Calibration of P(close up) against the real next close on {c.split} "
-        f"({c.n:,} candles): Brier {c.brier:.4f} vs "
+        f"Calibration of the {c.probability} P(close up) against the real next close on "
+        f"{c.split}, as evaluate scored it ({c.n:,} candles): Brier {c.brier:.4f} vs "
         f"{c.brier_base:.4f} for the base rate ({c.base_rate:.1%} up in {c.base_split}), "
-        f"skill {c.skill:+.3f}.",
+        f"skill {c.skill:+.3f}{_interval(c.skill_interval)}.",
         "",
         f"![fan chart]({r.files[3][1].name})",
         "",
@@ -218,6 +220,10 @@ def summary_markdown(r: DemoResult) -> str:
     if r.evaluation is not None:
         parts += evaluation_markdown(r.evaluation, r.files[5][1].name)
     return "\n".join(parts)
+
+
+def _interval(iv: tuple[float, float] | None) -> str:
+    return "" if iv is None else f" [{iv[0]:+.3f}, {iv[1]:+.3f}]"
 
 
 def _iv(e: Any, digits: int = 4, signed: bool = False) -> str:

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError
-from candletok.core.ids import BOS, N_SPECIAL, PAD, series_with_bos
+from candletok.core.ids import N_SPECIAL
 from candletok.data.synthetic import synthetic_bars
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.updown import up_mask
-from candletok.predict.predict import calibration, predict_next
+from candletok.predict.predict import measured_check, predict_next
 from candletok.tokenize.bins import BinsTokenizer
 
 
@@ -82,89 +82,6 @@ def test_refuses_another_vocabulary_and_many_symbols(bars: pl.DataFrame,
     m.fingerprint = "something-else"
     with pytest.raises(ModelError, match="vocabulary"):
         predict_next(m, tok, bars.filter(pl.col("symbol") == "AAA"))
-
-
-class Windows:
-    """A split stand-in (a SplitSource without a dataset folder): one window per series
-    and the tokenizer, like TokenDataset offers."""
-
-    split, root, interval = "test", None, None
-
-    def __init__(self, tok: BinsTokenizer, series: list[np.ndarray], context: int) -> None:
-        self.tok, self.fingerprint, self.vocab_size = tok, tok.fingerprint, tok.vocab_size
-        self._series = series
-        self.tokens, self.bounds = series_with_bos(series)
-        self.starts = self.bounds[:, 0].copy()
-        xs, ys = [], []
-        for s in series:
-            t = np.concatenate([[BOS], s])[: context + 1]
-            x, y = np.full(context, PAD), np.full(context, -1)
-            x[: t.size - 1], y[: t.size - 1] = t[:-1], t[1:]
-            xs.append(x)
-            ys.append(y)
-        self.X, self.Y = np.stack(xs), np.stack(ys)
-
-    def series(self) -> list[np.ndarray]:
-        return self._series
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.X[ids], self.Y[ids]
-
-    def tokenizer(self) -> BinsTokenizer:
-        return self.tok
-
-
-def test_calibration_counts_every_candle_and_bins_add_up(bars: pl.DataFrame,
-                                                         tok: BinsTokenizer) -> None:
-    enc = tok.encode(bars)
-    series = [g["token"].to_numpy().astype(np.int64)[:32]
-              for _, g in enc.group_by("symbol", maintain_order=True)]
-    ds = Windows(tok, series, 32)
-    cal = calibration(make_model(tok), ds, batch_size=1)
-    assert cal.outcome == "token"  # bare in-memory windows: no stored closes
-    n = sum(int((s >= N_SPECIAL).sum()) for s in series)
-    assert cal.n == n
-    assert sum(r[3] for r in cal.table) == n
-    ups = np.concatenate(series)
-    assert cal.base_rate == pytest.approx(up_mask(tok)[ups].mean())
-    assert cal.brier_base == pytest.approx(cal.base_rate * (1 - cal.base_rate))
-    assert 0 <= cal.brier <= 1
-    assert all(0 <= r[1] <= 1 and 0 <= r[2] <= 1 for r in cal.table)
-
-
-@pytest.mark.parametrize("context", [8, 32])
-def test_calibration_scores_the_real_close(tmp_path: Path, tok: BinsTokenizer,
-                                           context: int) -> None:
-    """On a dataset folder the outcome is the stored close, not the token's direction:
-    every candle is counted once, whatever the window layout (format 2 stores each
-    candle's close, so a series' last candle counts too)."""
-    from candletok.dataset.build import build_dataset
-    from candletok.dataset.manifest import read_split
-
-    ds = tmp_path / "ds"
-    build_dataset(["AAA", "BBB"], ds, vocab=tok, source="synthetic")
-    torch.manual_seed(0)
-    model = CandleGPT(GPTConfig(vocab_size=tok.vocab_size, context=context, n_layer=1,
-                                n_head=2, n_embd=16, dropout=0.0))
-    model.fingerprint = tok.fingerprint
-    cal = calibration(model.eval(), ds, "test", batch_size=3)
-    assert cal.outcome == "close"
-    rows = read_split(ds, "test")
-    ups: list[float] = []
-    for _, g in rows.group_by("symbol", maintain_order=True):
-        pc, c = g["prev_close"].to_numpy(), g["close"].to_numpy()
-        assert np.array_equal(c[:-1], pc[1:])  # a close is the next candle's prev_close
-        ups.extend((c > pc).astype(float))
-    assert cal.n == len(ups) == rows.height
-    # the reference is the train split's share of up closes (known beforehand), not test's
-    tr = read_split(ds, "train")
-    assert cal.base_split == "train"
-    assert cal.base_rate == pytest.approx(float((tr["close"] > tr["prev_close"]).mean()))
-    assert cal.brier_base == pytest.approx(float(np.mean((cal.base_rate - np.array(ups)) ** 2)))
-    assert sum(r[3] for r in cal.table) == cal.n
 
 
 def test_token_up_rates_count_real_closes(tmp_path: Path, tok: BinsTokenizer) -> None:
@@ -234,7 +151,8 @@ def test_cli_train_generate_predict(tmp_path: Path) -> None:
     r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--dataset",
                   str(ds)])
     assert r.exit_code == 0, r.output
-    assert "P(next close above this close)" in r.output and "Brier" in r.output
+    assert "P(next close above this close)" in r.output
+    assert f"has not measured this model on {ds}" in " ".join(r.output.split())
     # without --dataset the vocabulary comes from the checkpoint; JSON holds the table's rows
     r = run(app, ["predict", "AAA", "--model", m, "--source", "synthetic", "--json"])
     assert r.exit_code == 0, r.output
@@ -293,3 +211,24 @@ def test_predict_shows_intraday_times_and_the_ticks_digits(tok: BinsTokenizer) -
     assert rows["last close"] == f"{fx['close'][-1]:,.5f}"
     daily = predict_next(make_model(tok), tok, synthetic_bars(["AAA"], n_bars=120, seed=3))
     assert ":" not in dict(daily.rows())["last bar"]
+
+
+def test_measured_check_reads_what_evaluate_recorded() -> None:
+    """The test check is evaluate's record, read back field for field; a file without
+    the record (or an older one without its scores) gives None, never a made-up check."""
+    rec = {"n": 40, "skill": {"value": -0.02, "lo": -0.05, "hi": 0.01}, "verdict": "x",
+           "brier": 0.255, "brier_base": 0.25, "base_rate": 0.53, "calibration": "platt",
+           "reliability": [[0.4, 0.45, 0.5, 15], [0.5, 0.55, 0.6, 25]]}
+    saved = {"model_forecaster": "CandleGPT",
+             "evaluated": {"split": "test", "p_up": {"CandleGPT": {"1": rec}}}}
+    cal = measured_check(saved)
+    assert cal is not None
+    assert (cal.split, cal.n, cal.brier, cal.brier_base, cal.base_rate) == (
+        "test", 40, 0.255, 0.25, 0.53)
+    assert cal.skill == pytest.approx(1 - 0.255 / 0.25)
+    assert cal.skill_interval == (-0.05, 0.01) and cal.probability == "calibrated (platt)"
+    assert [t[3] for t in cal.table] == [15, 25]
+    assert measured_check(saved, horizon=5) is None
+    assert measured_check(None) is None
+    old = {"evaluated": {"split": "test", "p_up": {"CandleGPT": {"1": {"n": 3}}}}}
+    assert measured_check(old) is None

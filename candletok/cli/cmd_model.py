@@ -174,16 +174,18 @@ def _p_up_text(cp: CalibratedProbability) -> str:
 
 
 def print_calibration(cal: Calibration) -> None:
-    """Reliability table and Brier score of P(close up) against the base rate."""
+    """Reliability table and Brier score of P(close up) against the base rate, as
+    ``candletok evaluate`` scored them."""
     console.print(table(
-        f"calibration of the {cal.probability} P(close up) on {cal.split} ({cal.n:,} "
-        f"candles, outcome: "
-        f"{'the real next close' if cal.outcome == 'close' else 'the token direction'})",
+        f"calibration of the {cal.probability} P(close up) on {cal.split}, as evaluate "
+        f"scored it ({cal.n:,} candles, outcome: the real next close)",
         ["bin", "mean predicted", "observed", "count"],
         [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", cnt) for lo, mp, of, cnt in cal.table],
     ))
     verdict = "better" if cal.brier < cal.brier_base else "NOT better"
-    skill = (f"skill {cal.skill:+.3f}" if math.isfinite(cal.skill) else
+    iv = "" if cal.skill_interval is None else (
+        f" [{cal.skill_interval[0]:+.3f}, {cal.skill_interval[1]:+.3f}]")
+    skill = (f"skill {cal.skill:+.3f}{iv}" if math.isfinite(cal.skill) else
              "skill undefined: the closes never vary in direction, the base rate never errs")
     console.print(f"Brier {cal.brier:.4f} vs {cal.brier_base:.4f} for the base rate "
                   f"({cal.base_rate:.1%} up in {cal.base_split}): {verdict} than always "
@@ -366,7 +368,7 @@ def predict(
             raise ModelError("--odds reads the latest bars; leave it out with --at.")
         _predict_at(symbols, model_path, dataset, source, at, device, as_json)
         return
-    from candletok.evaluation.calibrate import CalibrationMap, load_calibration, saved_fit
+    from candletok.evaluation.calibrate import load_calibration
     from candletok.model.checkpoint import load_model, model_interval
     from candletok.predict.latest import (
         answer_cps,
@@ -375,8 +377,8 @@ def predict(
         forecast_report,
         one_base_rate,
         predict_symbols,
+        recorded_check,
     )
-    from candletok.predict.predict import calibration
 
     model = load_model(model_path, device=device)
     tok = _tokenizer_for(model, dataset)
@@ -428,10 +430,7 @@ def predict(
                if ks else None)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
-    fit = saved_fit(saved) if any(cp.calibrated for cp in cps) else None
-    cal = calibration(model, dataset, "test", base_rate=base.value,
-                      cmap=None if fit is None else CalibrationMap.from_dict(fit["map"])
-                      ) if dataset is not None else None
+    cal = recorded_check(saved, dataset, model_path) if dataset is not None else None
     verdict = answer_verdict(cps, cal, base)
     if as_json:
         doc = forecast_report(preds, cal, cps, base, verdict)

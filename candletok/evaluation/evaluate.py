@@ -137,6 +137,7 @@ class DirectionRow:
     reference: bool = False
     mcs: bool | None = None  # in the 10% MCS of Brier among the full-coverage forecasters
     mcs_p: float | None = None
+    base_rate: float = math.nan  # the reference's mean P(up) over the scored rows
 
 
 @dataclass
@@ -294,7 +295,7 @@ def direction_row(name: str, panel: Panel, dates_all: np.ndarray, p_cal: np.ndar
         skill=skill, skill_raw=sc.skill_estimate(r, b, **kw),
         ece=sc.ece_estimate(p_cal, y, dates, **kw), dm=_dm(l_cal, l_base, dates, panel.horizon),
         calibration=kind, reliability=sc.reliability(p_cal, y), verdict="",
-        reference=name in panel.references("direction"))
+        reference=name in panel.references("direction"), base_rate=float(np.mean(base)))
     row.verdict = ("reference (train frequency of an up move)" if row.reference
                    else _skill_verdict(skill, f"the {ref}"))
     return row
@@ -648,8 +649,12 @@ def evaluate_forecasts(
     measured: dict[str, dict[str, Any]] = {}  # what the evaluated split measured (generate)
     for row in report.direction:
         if "p_up" in saved.get(row.forecaster, {}):
+            # everything predict's test check prints, so it shows what was scored here
             measured.setdefault(row.forecaster, {})[str(row.horizon)] = {
-                "n": row.n, "skill": _est(row.skill), "verdict": row.verdict}
+                "n": row.n, "skill": _est(row.skill), "verdict": row.verdict,
+                "brier": row.brier.value, "brier_base": row.brier_base,
+                "base_rate": row.base_rate, "calibration": row.calibration,
+                "reliability": [list(r) for r in row.reliability]}
     report.calibration = {"fingerprint": hist.tok.fingerprint, "fit_on": "val",
                           "folds": folds, "split_from": report.split_from,
                           **_fit_facts(dataset, hist), "forecasters": saved,

@@ -8,6 +8,7 @@ forecast from a network source the user never asked for.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.errors import SourceError
+from candletok.core.fallback import say_fallback
 from candletok.data.sources import is_path_source, load_bars, normalize_symbols
 from candletok.dataset.manifest import read_manifest
 from candletok.evaluation.calibrate import (
@@ -25,7 +27,15 @@ from candletok.evaluation.calibrate import (
     saved_fit,
 )
 from candletok.model.checkpoint import FitFacts
-from candletok.predict.predict import UNITS, Calibration, Prediction, predict_next
+from candletok.predict.predict import (
+    UNITS,
+    Calibration,
+    Prediction,
+    measured_check,
+    predict_next,
+)
+
+log = logging.getLogger(__name__)
 
 
 def bars_source(source: str | None, dataset: str | Path | None) -> str:
@@ -114,6 +124,29 @@ def answer_cps(preds: Sequence[Prediction], saved: dict[str, Any] | None,
                 "on it"))
         out.append(cp)
     return out
+
+
+def recorded_check(saved: dict[str, Any] | None, dataset: str | Path,
+                   model: str | Path = "MODEL") -> Calibration | None:
+    """``predict --dataset``'s test check: what ``candletok evaluate`` scored of the model's
+    P(close up) at h=1 on that dataset (:func:`~candletok.predict.predict.measured_check`).
+    None, said once in words, when evaluate never measured it or measured it on another
+    dataset: a check on other data is not this answer's."""
+    from candletok.model.checkpoint import dataset_fingerprint
+
+    cal = measured_check(saved)
+    if cal is None:
+        say_fallback(log, f"no test check of P(close up) is shown: `candletok evaluate` has "
+                     f"not measured this model on {dataset} (run `candletok evaluate "
+                     f"--model {model} --dataset {dataset}`)")
+        return None
+    want = (saved or {}).get("dataset_fingerprint")
+    if want is not None and want != dataset_fingerprint(dataset):
+        say_fallback(log, f"no test check of P(close up) is shown: the calibration file's "
+                     f"was measured on another dataset than {dataset} (rerun `candletok "
+                     f"evaluate` on it)")
+        return None
+    return cal
 
 
 def answer_verdict(cps: Sequence[CalibratedProbability], cal: Calibration | None,

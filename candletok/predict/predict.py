@@ -7,9 +7,8 @@ above this close" is the mass of the tokens whose gap + body > 0, and expected m
 probability-weighted averages of the tokens' features, turned into percent with the scale
 the next candle will see.
 
-:func:`calibration` checks whether those probabilities mean what they say on held-out
-data: the Brier score of P(close up) against the best constant forecast, and a reliability
-table.
+Whether those probabilities mean what they say on held-out data is measured once, by
+``candletok evaluate``; :func:`measured_check` reads back what it recorded.
 """
 
 from __future__ import annotations
@@ -31,13 +30,11 @@ from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
 from candletok.dataset.torchdata import TokenDataset
-from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat
-from candletok.evaluation.scores import reliability
+from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat, model_forecaster
 from candletok.model.checkpoint import FitFacts, check_fingerprint
-from candletok.model.evaluate import window_ids, window_logits
 from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
-from candletok.model.updown import candle_feature_table, real_up, up_probability
+from candletok.model.updown import candle_feature_table, up_probability
 from candletok.predict.plot import plot_fan
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_layout, next_times
@@ -268,14 +265,14 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame,
 
 @dataclass
 class Calibration:
-    """How well P(close up) is calibrated on a split.
+    """How well P(close up) scored on a split, as ``candletok evaluate`` measured it.
 
     ``brier_base`` is the Brier score of the constant ``base_rate``, the share of up moves
     in ``base_split`` (``train``: a number a forecaster could know beforehand, the same
     base rate the forecast itself is shown beside), so the model helps only if ``brier``
-    is lower. Only without any train data is it the split's own frequency
-    (``base_split`` names the split and says "hindsight"). ``probability`` says which
-    numbers were scored: the model's raw P(up) or the calibrated ones (the map's name)."""
+    is lower. ``probability`` says which numbers were scored: the model's raw P(up) or
+    the calibrated ones (the map's name). ``skill_interval`` is evaluate's 95% block
+    bootstrap interval of the Brier skill."""
 
     split: str
     n: int
@@ -283,9 +280,11 @@ class Calibration:
     brier: float
     brier_base: float
     table: list[tuple[float, float, float, int]]  # (bin lo, mean predicted, observed, count)
-    outcome: str = "close"  # "close": the real next close; "token": the token's direction
+    outcome: str = "close"  # "close": the real move over the horizon
     base_split: str = "train"
     probability: str = "raw"
+    skill_interval: tuple[float, float] | None = None
+    horizon: int = 1
 
     @property
     def skill(self) -> float:
@@ -295,12 +294,14 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         """The reliability table and the scores, as JSON-ready values (:data:`UNITS`)."""
         skill = self.skill
+        lo, hi = self.skill_interval or (None, None)
         return {
-            "split": self.split, "n": self.n, "outcome": self.outcome,
+            "split": self.split, "n": self.n, "outcome": self.outcome, "horizon": self.horizon,
             "probability": self.probability,
             "base_rate": self.base_rate, "base_rate_split": self.base_split,
             "brier": self.brier, "brier_base": self.brier_base,
             "skill": skill if np.isfinite(skill) else None,
+            "skill_lo": lo, "skill_hi": hi, "measured_by": "candletok evaluate",
             "bins": [{"from": lo, "mean_predicted": mp, "observed": of, "count": cnt}
                      for lo, mp, of, cnt in self.table],
         }
@@ -325,69 +326,33 @@ def train_base_rate(model: CandleGPT, ds: SplitSource) -> float | None:
     return float(up.mean()) if up.len() else None
 
 
-def calibration(
-    model: CandleGPT, ds: str | Path | SplitSource, split: str = "test", bins: int = 10,
-    batch_size: int = 64, tok: Tokenizer | None = None, base_rate: float | None = None,
-    cmap: Any = None,
-) -> Calibration:
-    """Brier score and reliability table of P(next close up) on a split: ``ds`` is a
-    dataset folder (the ``split`` is opened) or an opened dataset split.
-
-    The outcome is the *real* move: close above the previous close, read from the stored
-    closes, so the quantization of the tokens cannot flatter the score. Without the stored
-    rows (a bare in-memory split) the outcome falls back to the direction of the realized
-    token (``outcome="token"``). The windows and logits come from the same loop that scores
-    bits per candle (:func:`candletok.model.evaluate.window_logits`).
-
-    The reference is one base rate: ``base_rate`` when given (what the forecast was shown
-    beside), else :func:`train_base_rate`. ``cmap`` (anything with ``apply`` and
-    ``describe``: a :class:`~candletok.evaluation.calibrate.CalibrationMap`) scores the
-    calibrated probabilities instead of the raw ones."""
-    if isinstance(ds, str | Path):
-        ds = TokenDataset(ds, split, context=model.config.context)
-    split_name = ds.split
-    check_fingerprint(model.fingerprint, ds)
-    tok = tok if tok is not None else ds.tokenizer()
-    if tok is None:
-        raise ModelError(f"The {split_name} split has no vocabulary; pass tok=.")
-    up = torch.from_numpy(up_probability(model, tok)).float().to(model.device)
-    real = real_up(ds)  # per flat position: 1 up, 0 not, NaN unknown; None: no rows
-    preds: list[np.ndarray] = []
-    outs: list[np.ndarray] = []
-    for w in window_logits(model, ds, window_ids(len(ds)), batch_size):
-        pred = (torch.softmax(w.logits, dim=-1) * up).sum(-1).cpu().numpy()
-        if real is None:
-            preds.append(pred)
-            outs.append(up[w.targets].cpu().numpy())
-            continue
-        # Flat position of every target: y[k] of window w is token starts[w] + 1 + k.
-        pos = ds.starts[w.ids][:, None] + 1 + np.arange(w.mask.shape[1])[None, :]
-        o = real[pos[w.mask]]
-        keep = ~np.isnan(o)
-        preds.append(pred[keep])
-        outs.append(o[keep])
-    p = np.concatenate(preds) if preds else np.zeros(0)
-    o = np.concatenate(outs).astype(np.float64) if outs else np.zeros(0)
-    if p.size == 0:
-        raise ModelError(f"The {split_name} split holds no candles to check calibration on.")
-    if cmap is not None:
-        p = np.asarray(cmap.apply(p), dtype=np.float64)
-    base = base_rate if base_rate is not None else train_base_rate(model, ds)
-    cal = _reliability(split_name, p, o, bins, "token" if real is None else "close", base)
-    if cmap is not None:
-        cal.probability = f"calibrated ({cmap.describe()})"
-    return cal
-
-
-def _reliability(split: str, p: np.ndarray, o: np.ndarray, bins: int,
-                 outcome: str, base: float | None = None) -> Calibration:
-    """Brier scores and the reliability table of forecasts ``p`` against outcomes ``o``,
-    against the constant ``base`` (None: the outcomes' own frequency, in hindsight)."""
-    rate = float(o.mean()) if base is None else float(base)
-    table = reliability(p, o, bins)
-    return Calibration(split, int(p.size), rate, float(np.mean((p - o) ** 2)),
-                       float(np.mean((rate - o) ** 2)), table, outcome=outcome,
-                       base_split="train" if base is not None else f"{split} (hindsight)")
+def measured_check(calibration: dict[str, Any] | None, horizon: int = 1,
+                   forecaster: str | None = None) -> Calibration | None:
+    """The test check of P(close up) that ``candletok evaluate`` recorded in the
+    calibration file: the very Brier scores, skill interval and reliability table its
+    direction table printed for the model's own forecaster (``model_forecaster``) at
+    ``horizon``. None when evaluate never measured it (or the file predates the record);
+    the caller says so. There is no second scoring loop: what ``predict`` shows beside an
+    answer is what evaluate scored."""
+    cal = calibration or {}
+    ev = cal.get("evaluated") or {}
+    name = forecaster or model_forecaster(calibration)
+    rec = ((ev.get("p_up") or {}).get(name) or {}).get(str(horizon))
+    if not isinstance(rec, dict) or rec.get("brier") is None:
+        return None
+    sk = rec.get("skill") or {}
+    lo, hi = sk.get("lo"), sk.get("hi")
+    kind = str(rec.get("calibration") or "-")
+    return Calibration(
+        split=str(ev.get("split", "test")), n=int(rec.get("n", 0)),
+        base_rate=float(rec.get("base_rate", float("nan"))), brier=float(rec["brier"]),
+        brier_base=float(rec.get("brier_base", float("nan"))),
+        table=[(float(a), float(b), float(c), int(d)) for a, b, c, d in
+               rec.get("reliability") or []],
+        probability="raw" if kind in ("-", "") or kind.startswith("none")
+        else f"calibrated ({kind})",
+        skill_interval=None if lo is None or hi is None else (float(lo), float(hi)),
+        horizon=horizon)
 
 
 @dataclass
