@@ -7,12 +7,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candletok.tokenize.kmeans import _brute, _Grid
+from candletok.tokenize.nearest_centroid import CentroidGrid, brute_nearest
 
 
 def _check(C: np.ndarray, Z: np.ndarray) -> None:
-    grid = _Grid(C)
-    assert np.array_equal(grid.assign(Z), _brute(Z, C))
+    grid = CentroidGrid(C)
+    assert np.array_equal(grid.assign(Z), brute_nearest(Z, C))
 
 
 @settings(max_examples=15, deadline=None)
@@ -25,7 +25,7 @@ def test_grid_matches_brute_force(seed: int, k: int, d: int, scale: float) -> No
         C[1] = C[0]
         C[2] = C[0] * (1 + 1e-12)
     C = np.round(C, 3) if seed % 2 else C  # coarse values: many exact ties
-    grid = _Grid(C)
+    grid = CentroidGrid(C)
     pts = [rng.standard_normal((3000, d)) * scale * 1.5,
            C + rng.normal(0, 1e-9 * scale, C.shape),  # on and around the centroids
            rng.standard_normal((200, d)) * scale * 1e3]  # far outside the grid
@@ -39,14 +39,14 @@ def test_grid_matches_brute_force(seed: int, k: int, d: int, scale: float) -> No
         a, b = rng.integers(0, k, 500), rng.integers(0, k, 500)
         pts.append((C[a] + C[b]) / 2.0)
     Z = np.concatenate(pts)
-    assert np.array_equal(grid.assign(Z), _brute(Z, C))
+    assert np.array_equal(grid.assign(Z), brute_nearest(Z, C))
 
 
 def test_exact_ties_take_the_lowest_id() -> None:
     C = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, -1.0], [2.0, 0.0]])
     Z = np.array([[1.0, 0.0], [1.0, 0.5], [3.0, 0.0], [0.5, 0.5]] * 100)
     _check(C, Z)
-    assert _Grid(C).assign(Z[:4]).tolist() == [0, 2, 1, 0]
+    assert CentroidGrid(C).assign(Z[:4]).tolist() == [0, 2, 1, 0]
 
 
 def test_grid_on_real_centroids_matches_brute_force() -> None:

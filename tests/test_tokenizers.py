@@ -18,7 +18,8 @@ from candletok.data.sample import load_sample
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.bins import WICKS, BinsTokenizer
 from candletok.tokenize.features import FeatureConfig, features_from_prices
-from candletok.tokenize.kmeans import KMeansTokenizer, _brute, _Grid
+from candletok.tokenize.kmeans import KMeansTokenizer
+from candletok.tokenize.nearest_centroid import CentroidGrid, brute_nearest
 from candletok.tokenize.registry import load_tokenizer
 
 SCHEMES = ["bins", "bins_vol", "kmeans"]
@@ -282,8 +283,8 @@ def test_kmeans_grid_index_matches_brute_force(toks: dict[str, Tokenizer]) -> No
     rng = np.random.default_rng(0)
     Z = np.concatenate([rng.standard_normal((20_000, 4)) * [1.5, 2, 0.5, 0.5],
                         tok._cw + rng.normal(0, 1e-3, tok._cw.shape)]) * 1.0
-    grid = _Grid(tok._cw)
-    assert np.array_equal(grid.assign(Z, tok._cw), _brute(Z, tok._cw))
+    grid = CentroidGrid(tok._cw)
+    assert np.array_equal(grid.assign(Z, tok._cw), brute_nearest(Z, tok._cw))
 
 
 def test_bad_settings_are_refused() -> None:
