@@ -3,4 +3,4 @@ Parquet shards with a manifest (build, writer, manifest) and torch datasets over
 
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
-__all__ = ["build", "manifest", "torchdata", "writer"]
+__all__ = ["build", "groups", "manifest", "splits", "torchdata", "writer"]

@@ -39,15 +39,20 @@ from candletok.core.fields import setting
 from candletok.core.ids import SPLITS
 from candletok.core.jsonsafe import clean_json
 from candletok.core.times import (
-    IntervalError,
-    bar_spacings,
-    check_interval,
-    interval_of_spacings,
     iso,
     parse_time,
 )
 from candletok.data.sources import load_bars, normalize_symbols
+from candletok.dataset.groups import (
+    drop_lone_symbols,
+    group_interval,
+    is_sorted_by_symbol_ts,
+    load_group,
+    resolve_interval,
+    symbol_groups,
+)
 from candletok.dataset.manifest import BAR_COLUMNS, MANIFEST_FORMAT
+from candletok.dataset.splits import Cuts, expected_split_rows, split_boundaries
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.features import ZERO_TOL, features_from_prices
@@ -215,28 +220,6 @@ class EncodeResult:
 
 
 @dataclass
-class Cuts:
-    """Where val and test begin (aware UTC datetimes), and the one rule that puts a bar
-    in its split: test from ``test_from`` on, val from ``val_from`` until then, train
-    before (codes 0, 1, 2: the indices of :data:`~candletok.core.ids.SPLITS`)."""
-
-    val_from: datetime
-    test_from: datetime
-
-    def split_expr(self, ts: pl.Expr | None = None) -> pl.Expr:
-        """The split code of every bar time ``ts`` (default the ``ts`` column), in Polars."""
-        ts = pl.col("ts") if ts is None else ts
-        return pl.when(ts >= pl.lit(self.test_from)).then(2).when(
-            ts >= pl.lit(self.val_from)).then(1).otherwise(0)
-
-    def split_of(self, ts: pl.Series) -> np.ndarray:
-        """The split code (int8) of every bar time in ``ts``, as numpy."""
-        is_test = (ts >= self.test_from).to_numpy()
-        is_val = (ts >= self.val_from).to_numpy()
-        return np.where(is_test, 2, np.where(is_val, 1, 0)).astype(np.int8)
-
-
-@dataclass
 class EncodedGroup:
     """What :func:`encode_group` gives back for one symbol group.
 
@@ -268,49 +251,6 @@ def point_mass_counts(enc: pl.DataFrame) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         zero = np.abs(features_from_prices(*cols)) < ZERO_TOL
     return np.concatenate([zero.T, zero[:, 1:].all(axis=1)[None, :]])
-
-
-def split_boundaries(
-    ts_min: datetime,
-    ts_max: datetime,
-    val_from: datetime | None = None,
-    test_from: datetime | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.1,
-    bar_times: np.ndarray | None = None,
-) -> tuple[datetime, datetime]:
-    """Cut dates of the time split: by default the last 10% of the pooled time range is test
-    and the 10% before it is val. Explicit dates win; they must be ordered.
-
-    With ``bar_times`` (sorted unique bar open times, int64 microseconds UTC) a default cut
-    moves forward to the first bar at or after it, so it never falls between two bars."""
-    span = ts_max - ts_min
-    if test_from is None:
-        test_from = _snap(ts_max - span * test_frac, bar_times)
-    if val_from is None:
-        val_from = _snap(test_from - span * val_frac, bar_times)
-    if val_from > test_from:
-        raise CandletokError(
-            f"val_from ({val_from.date()}) must not be after test_from ({test_from.date()})."
-        )
-    return val_from, test_from
-
-
-def _snap(t: datetime, bar_times: np.ndarray | None) -> datetime:
-    if bar_times is None or bar_times.size == 0:
-        return t
-    us = int((t - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1_000_000)
-    i = int(np.searchsorted(bar_times, us, side="left"))
-    if i >= bar_times.size:
-        return t
-    return datetime.fromtimestamp(int(bar_times[i]) / 1_000_000, tz=timezone.utc)
-
-
-def symbol_groups(symbols: Sequence[str], group_size: int) -> list[list[str]]:
-    """The symbol groups of a build, in order: every engine loads and encodes the same
-    groups, so their rows reach the shard writers in the same order."""
-    syms = list(symbols)
-    return [syms[i : i + group_size] for i in range(0, len(syms), group_size)]
 
 
 def fit_symbols(counts: pl.DataFrame, fit_max_candles: int, seed: int) -> list[str] | None:
@@ -352,35 +292,6 @@ def fit_vocabulary(cfg: BuildConfig, counts: pl.DataFrame,
 def stats_stride(total: int, stats_max_candles: int) -> int:
     """Every how many candles the error figures are measured (1: all of them)."""
     return max(1, -(-total // max(1, stats_max_candles)))
-
-
-def expected_split_rows(bars: pl.DataFrame | pl.LazyFrame, cuts: Cuts) -> dict[str, int]:
-    """The token rows each split will get from ``bars`` (sorted by (symbol, ts)): its bars
-    less each series' first, which only anchors the next candle. Known before anything is
-    encoded, so shard counts can be chosen in advance (see
-    :func:`candletok.dataset.writer.shard_sizes`)."""
-    split = cuts.split_expr()
-    first = pl.col("symbol").rle_id().diff().fill_null(1) != 0
-    got = (bars.lazy().filter(~first).select(split.alias("split"))
-           .group_by("split").len().collect())
-    n = dict(zip(got["split"].to_list(), got["len"].to_list(), strict=True))
-    return {s: int(n.get(i, 0)) for i, s in enumerate(SPLITS)}
-
-
-def is_sorted_by_symbol_ts(bars: pl.DataFrame) -> bool:
-    """True when ``bars`` is already sorted by (symbol, ts) with no repeated (symbol, ts):
-    then ``sort("symbol", "ts")`` could only return the same rows in the same order, and
-    the O(n log n) string sort can be skipped. Checked in O(n)."""
-    sym, ts = bars["symbol"], bars["ts"]
-    if bars.height < 2:
-        return True
-    if sym.null_count() or ts.null_count() or not sym.is_sorted():
-        return False
-    lengths = sym.rle().struct.field("len").to_numpy()
-    step = np.diff(ts.to_physical().to_numpy())
-    ok = step > 0
-    ok[np.cumsum(lengths)[:-1] - 1] = True  # a new symbol may restart its timestamps
-    return bool(ok.all())
 
 
 def _with_bars(enc: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
@@ -485,66 +396,6 @@ def build_dataset(
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-
-
-def load_group(
-    group: list[str], loader: Callable[..., pl.DataFrame], errors: dict[str, str],
-    strict: bool, **kw: Any,
-) -> list[pl.DataFrame]:
-    """Load one group at once, or symbol by symbol when the group fails."""
-    frames: list[pl.DataFrame] = []
-    try:
-        frames.append(loader(group, **kw))
-    except IntervalError:  # the command's interval is wrong, not one symbol
-        raise
-    except CandletokError as exc:
-        if strict or len(group) == 1:
-            if strict:
-                raise
-            errors[group[0]] = str(exc)
-        else:
-            for sym in group:
-                try:
-                    frames.append(loader([sym], **kw))
-                except IntervalError:
-                    raise
-                except CandletokError as sub:
-                    errors[sym] = str(sub)
-    return [f for f in frames if f.height]
-
-
-def drop_lone_symbols(bars: pl.DataFrame, errors: dict[str, str]) -> pl.DataFrame:
-    """``bars`` without the symbols that have a single bar, each noted in ``errors``: a
-    candle is measured against the bar before it, so one bar gives no token, and such a
-    symbol must not be listed in the manifest as if the dataset held it."""
-    lone = bars.group_by("symbol").len().filter(pl.col("len") < 2)["symbol"]
-    if lone.len() == 0:
-        return bars
-    for sym in lone.sort().to_list():  # one step per such symbol, not per bar
-        errors[sym] = ("only 1 bar was loaded, and a candle needs the bar before it, so it "
-                       "has no tokens; load a longer range (start=, end=).")
-    return bars.filter(~pl.col("symbol").is_in(lone.implode()))
-
-
-def group_interval(bars: pl.DataFrame) -> str | None:
-    """The interval one group's bars show (the most common step between a symbol's
-    bars, see :func:`candletok.core.times.infer_interval`); None when no symbol has two."""
-    return interval_of_spacings(bar_spacings(bars["ts"], bars["symbol"]))
-
-
-def resolve_interval(asked: str | None, found: dict[str, str]) -> str:
-    """The interval a dataset records: the one its bars show (``found``: interval -> a
-    symbol showing it). An asked interval that contradicts them, bars of several
-    intervals, or bars too short to tell without one asked, are refused in one sentence."""
-    if len(found) > 1:
-        mixed = ", ".join(f"{sym} {iv}" for iv, sym in found.items())
-        raise IntervalError(f"The bars mix intervals ({mixed}); encode each interval into "
-                            "its own dataset.")
-    got = check_interval(asked, next(iter(found), None), "the loaded bars")
-    if got is None:
-        raise IntervalError("The interval of the bars cannot be told (no symbol has two "
-                            "bars); pass interval=.")
-    return got
 
 
 class _Build:

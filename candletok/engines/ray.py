@@ -4,7 +4,7 @@ Install with ``pip install "candletok[ray]"``. Ray is imported inside :func:`bui
 only, so nothing else in candletok needs it.
 
 The stages, each one Ray Data ``map_batches`` over the build's symbol groups (the local
-build's groups, from :func:`~candletok.dataset.build.symbol_groups`):
+build's groups, from :func:`~candletok.dataset.groups.symbol_groups`):
 
 1. read: one task per group loads it with the same loader as the local build (so the
    same validation and repair), sorts it and keeps its canonical bars in the object store
@@ -55,24 +55,24 @@ from candletok.data.sources import load_bars
 from candletok.dataset.build import (
     POINT_MASSES,
     BuildConfig,
-    Cuts,
     EncodeResult,
     Progress,
     claim_output,
-    drop_lone_symbols,
     encode_group,
-    expected_split_rows,
     finish_manifest,
     fit_vocabulary,
+    stats_stride,
+    write_failure,
+)
+from candletok.dataset.groups import (
+    drop_lone_symbols,
     group_interval,
     is_sorted_by_symbol_ts,
     load_group,
     resolve_interval,
-    split_boundaries,
-    stats_stride,
     symbol_groups,
-    write_failure,
 )
+from candletok.dataset.splits import Cuts, expected_split_rows, split_boundaries
 from candletok.dataset.writer import ShardWriter
 from candletok.tokenize.base import Tokenizer
 

@@ -24,8 +24,8 @@ import polars as pl
 from candletok.core.errors import DatasetError
 from candletok.core.ids import BOS, SPLITS, normalize_split
 from candletok.core.times import parse_time
-from candletok.dataset.build import Cuts
 from candletok.dataset.manifest import open_dataset, read_rows
+from candletok.dataset.splits import Cuts
 from candletok.model.updown import closed_up, smoothed_up_rates
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.features import ewma_scale_step, floor_scale
