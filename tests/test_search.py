@@ -251,10 +251,10 @@ def test_verdicts_say_when_nothing_is_significant() -> None:
     same = stats.summarize(np.array([0.01, -0.01] * 10), np.zeros(20), 1, "matches", 0, 20.0)
     same.p_value = stats.binom_pvalue(10, 20, base.p_up)
     assert same.p_value == pytest.approx(1.0)
-    assert "not significant" in stats.verdict(same, base)
+    assert "no raw difference" in stats.verdict(same, base)
     up = stats.summarize(np.full(30, 0.01), np.zeros(30), 1, "matches", 0, 30.0)
     up.p_value = stats.binom_pvalue(30, 30, base.p_up)
-    assert up.p_value < 1e-6 and "significant (binomial p" in stats.verdict(up, base)
+    assert up.p_value < 1e-6 and "raw difference (raw binomial p" in stats.verdict(up, base)
     assert "more often" in stats.verdict(up, base)
 
 
@@ -284,3 +284,10 @@ def test_motif_counts_match_a_brute_force_count(tok: BinsTokenizer) -> None:
     q = res.outcomes["q_value"].to_numpy()
     p = res.outcomes["p_value"].to_numpy()
     assert np.all(q[np.isfinite(p)] >= p[np.isfinite(p)] - 1e-12)  # BH never lowers a p
+
+
+def test_the_looks_note_names_the_horizons_and_the_bonferroni_bar() -> None:
+    assert stats.looks_note(1) is None
+    note = stats.looks_note(3)
+    assert note is not None and "3 horizons" in note and "0.0167" in note
+    assert "--mode" in note

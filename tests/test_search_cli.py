@@ -57,9 +57,14 @@ def ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_similar_and_motifs_print_tables_and_draw(ds: Path) -> None:
     r = cli("similar", "AA", "--dataset", "ds", "--last", "3", "--plot", "s.png", cwd=ds)
     assert r.returncode == 0, r.stderr
-    for text in ("P(close up after h bars)", "base P(up)", "binomial p", "most recent matches",
-                 "next candle's range", "chart: s.png"):
+    for text in ("P(close up after h bars)", "base P(up)", "raw binomial p",
+                 "most recent matches", "next candle's range", "chart: s.png",
+                 "3 horizons tested at once"):
         assert text in r.stdout, text
+    # one verdict first: the val-replayed (calibrated) one, then the raw tables, labelled
+    out = r.stdout
+    assert "calibrated P(close up" in out
+    assert out.index("calibrated P(close up") < out.index("raw: P(close up after h bars)")
     png = (ds / "s.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 

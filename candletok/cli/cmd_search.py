@@ -60,6 +60,8 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         [(r["ts"].strftime(res.time_format),
           *(format_price(r[c], d) for c in ("open", "high", "low", "close")), t, w)
          for r, t, w in zip(q.iter_rows(named=True), toks, words, strict=True)]))
+    if cal is not None:  # the answer's verdict first: the same search replayed on val
+        print_calibration(cal, res.time_format)
     o = res.outcomes
     rows = []
     for h in s["horizons"]:
@@ -69,10 +71,10 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
                      _prob(m["p_up"], m["p_lo"], m["p_hi"]),
                      _prob(b["p_up"], b["p_lo"], b["p_hi"]), _p(m["p_value"])))
     console.print(table(
-        f"P(close up after h bars): {s['matches']} matches (zone {s['zone']} bars, "
+        f"raw: P(close up after h bars): {s['matches']} matches (zone {s['zone']} bars, "
         f"cross-symbol rho {s['rho']:.2f}) vs base rate",
         ["h", "matches", "truncated", "eff. n", "P(up) [95% CI]", "base P(up) [95% CI]",
-         "binomial p"], rows))
+         "raw binomial p"], rows))
     rrows = []
     for r in o.iter_rows(named=True):
         rrows.append((r["horizon"], r["who"], r["n"], _pct(100 * math.expm1(r["mean_log"])
@@ -92,8 +94,6 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         highlight=False)
     for w in res.words:
         console.print(f"· {w}", highlight=False)
-    if cal is not None:
-        print_calibration(cal, res.time_format)
     if res.matches.height:
         hs = s["horizons"]
         m = MODES.get(s["mode"]) if s["mode"] in MODES else None

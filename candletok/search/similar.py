@@ -124,6 +124,8 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     outcomes = pl.DataFrame(rows)
     words = list(found.notes)
     words += [stats.verdict(*_pair(outcomes, h)) for h in rule.horizons]
+    note = stats.looks_note(len(rule.horizons))
+    words += [note] if note else []
     rng = _next_range(idx, cut, found.e)
     matches, listed = _matches_frame(idx, found, rule, spec)
     n_eff, clusters = effective_n(idx, found.e[cut.available(found.e, rule.h0)], rule.h0, rho)

@@ -196,14 +196,29 @@ def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:
     head = (f"{bars}: up in {m.p_up:.0%} of {m.n} matches (95% CI {m.p_lo:.0%}-{m.p_hi:.0%}, "
             f"effective n {m.n_eff:.1f}) vs {b.p_up:.1%} base rate")
     p = m.q_value if math.isfinite(m.q_value) else m.p_value
-    what = "BH-adjusted q" if math.isfinite(m.q_value) else "binomial p"
+    # raw: one test of one horizon of one search; the answer's own verdict is the val
+    # replay's (simcal), and the caller says how many horizons were looked at
+    what = "BH-adjusted q" if math.isfinite(m.q_value) else "raw binomial p"
     if not math.isfinite(p):
         return head + "; too few matches to test the difference."
     if p < alpha:
         side = "more" if m.p_up > b.p_up else "less"
-        return head + f": significant ({what} = {p:.3g}); up {side} often than the base rate."
-    return head + (f": not significant ({what} = {p:.2g}); these matches do not move "
+        return head + (f": raw difference ({what} = {p:.3g}); up {side} often than the base "
+                       "rate on this one test.")
+    return head + (f": no raw difference ({what} = {p:.2g}); these matches do not move "
                    "differently from the base rate.")
+
+
+def looks_note(horizons: int, alpha: float = ALPHA) -> str | None:
+    """The multiple-comparisons note beside raw p-values: ``horizons`` tests at once (and
+    every other ``--mode`` a user tries is another look), so a raw p must be below
+    alpha / horizons (Bonferroni) before any one of them stands out. None for one test."""
+    if horizons <= 1:
+        return None
+    return (f"{horizons} horizons tested at once (and each other --mode tried is another "
+            f"look): a raw p must be below {alpha:g}/{horizons} = {alpha / horizons:.3g} "
+            "(Bonferroni) before any one stands out; the calibrated verdict (the same search "
+            "replayed on val) is the one that accounts for the search itself.")
 
 
 def base_sample(idx: SearchIndex, rule: TimeRule, h: int, size: int = 200_000
