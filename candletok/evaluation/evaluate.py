@@ -59,6 +59,7 @@ from candletok.evaluation.forecasters import (
     roles_of,
 )
 from candletok.evaluation.history import SPLIT_CODE, History, load_history, split_dates
+from candletok.evaluation.oddsscore import DEFAULT_KS, OddsScoreRow, odds_verdicts, score_odds
 from candletok.evaluation.rows import (  # noqa: F401  (BASE, Panel: read from here too)
     BASE,
     BitsRow,
@@ -99,6 +100,8 @@ class EvalReport:
     plot_data: dict[str, Any] = field(default_factory=dict, repr=False)
     calibration_file: str | None = None
     references: dict[str, list[str]] = field(default_factory=dict)  # role -> forecasters
+    #: stop and target odds (:mod:`~candletok.evaluation.oddsscore`), when asked for
+    odds: list[OddsScoreRow] = field(default_factory=list)
     #: every origin's shown forecast (:func:`~candletok.evaluation.forecastfile.
     #: forecast_frame`), when asked for (``keep_forecasts``); not part of the JSON
     forecasts: Any = field(default=None, repr=False)
@@ -168,6 +171,9 @@ class Costly:
     analogue_subsample: int = 300
     seed: int = 0
     device: str = "cpu"
+    #: calendar of the sampled bars' times: "auto" (each symbol's exchange), a MIC, or
+    #: None (the series' own weekly grid)
+    exchange: str | None = "auto"
 
 
 def _forecasters(dataset: Any, model: Any, extra: Sequence[Forecaster],
@@ -178,8 +184,10 @@ def _forecasters(dataset: Any, model: Any, extra: Sequence[Forecaster],
         from candletok.model.checkpoint import load_model
 
         m = load_model(model, device=c.device) if isinstance(model, str | Path) else model
-        fcs.append(GPTForecaster(m, samples=c.samples, subsample=c.subsample,
-                                 max_horizon=max(horizons), seed=c.seed))
+        gpt = GPTForecaster(m, samples=c.samples, subsample=c.subsample,
+                            max_horizon=max(horizons), seed=c.seed)
+        gpt.exchange = c.exchange
+        fcs.append(gpt)
     if c.analogues and isinstance(dataset, str | Path):  # the search needs the folder
         fcs.extend(search_forecasters(
             dataset, c.analogues, horizons, c.analogue_subsample, c.subsample,
@@ -217,6 +225,8 @@ def evaluate_forecasts(
     save_calibration_map: bool = True,
     device: str = "cpu",
     keep_forecasts: bool = False,
+    odds: Sequence[float] = DEFAULT_KS,
+    calendar_exchange: str | None = "auto",
 ) -> EvalReport:
     """Replay ``split`` of a dataset point in time and score every forecaster.
 
@@ -228,12 +238,20 @@ def evaluate_forecasts(
     per split. The calibration maps are fit on val and, when ``model`` is a path and
     ``save_calibration_map``, written beside it as ``<model>.calibration.json`` for
     ``predict``. ``keep_forecasts`` keeps every origin's shown forecast on
-    ``report.forecasts`` (what ``evaluate --forecasts`` writes)."""
+    ``report.forecasts`` (what ``evaluate --forecasts`` writes).
+
+    ``odds`` are the barrier multiples k of the stop and target odds scored at every
+    horizon (empty: none; :mod:`~candletok.evaluation.oddsscore`); CandleGPT's maps of
+    them are saved with the others. ``calendar_exchange`` gives the times of CandleGPT's
+    sampled bars (their calendar inputs): ``"auto"`` each symbol's exchange
+    (:func:`~candletok.tokenize.exchange.exchange_for_symbol`), a MIC such as ``"XNYS"``
+    for every symbol, or ``"none"`` for each series' own weekly grid."""
     split, hs = _check_args(split, horizons)
+    exchange = _exchange(calendar_exchange)
     hist = dataset if isinstance(dataset, History) else load_history(dataset)
     fcs = _forecasters(dataset, model, forecasters, hs,
                        Costly(samples, subsample, tuple(analogues), analogue_subsample, seed,
-                              device))
+                              device, exchange))
     for f in fcs:
         f.fit(hist)
     boot = Boot(n_boot, seed)
@@ -254,6 +272,13 @@ def evaluate_forecasts(
             saved.setdefault(f.name, {})["range"] = {
                 "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
+    if odds:
+        gpt = next((f for f in fcs if callable(getattr(f, "path_logs", None))), None)
+        scored = score_odds(hist, gpt, split, hs, odds, folds, boot)
+        report.odds = scored.rows
+        if gpt is not None and scored.saved:
+            saved.setdefault(gpt.name, {}).update(scored.saved)
+        report.notes += scored.notes + odds_verdicts(scored.rows)
     if keep_forecasts:
         from candletok.evaluation.forecastfile import forecast_frame
 
@@ -279,6 +304,15 @@ def evaluate_forecasts(
     if model is not None and isinstance(model, str | Path) and save_calibration_map:
         report.calibration_file = str(save_calibration(model, _clean(report.calibration)))
     return report
+
+
+def _exchange(choice: str | None) -> str | None:
+    """``calendar_exchange`` as the forecaster takes it: "auto", a checked MIC, or None."""
+    from candletok.tokenize.exchange import resolve_exchange
+
+    if choice is None or choice.strip().lower() == "auto":
+        return "auto"
+    return resolve_exchange("", choice)  # "none" -> None; an unknown code is refused
 
 
 def _fit_facts(dataset: Any, hist: History) -> dict[str, Any]:

@@ -181,9 +181,16 @@ class GPTForecaster:
         return bits_from(hist, rows, self.dists(hist, rows))
 
     # -- h > 1 ---------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
-        """(n, samples, max_horizon) forward log returns of sampled continuations.
+        """(n, samples, max_horizon) forward log returns of sampled continuations (the
+        close of :meth:`sample_logs`)."""
+        return self.sample_logs(hist, rows)[:, 3]
+
+    @torch.no_grad()
+    def sample_logs(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, 4, samples, max_horizon) sampled continuations as ln(price / the origin's
+        close) of each sampled bar's open, high, low and close (the stop and target odds
+        read the highs and lows, the direction and quantiles the closes).
 
         The first candle is drawn from the h = 1 distribution (read with the long
         context); the rest by the model on the last ``sample_context`` tokens, which
@@ -191,7 +198,7 @@ class GPTForecaster:
         L, S, H = self.sample_context, self.samples, self.max_horizon
         q = rows - hist.starts[hist.series[rows]] + 1
         lens = np.minimum(L, q + 1)
-        out = np.empty((rows.size, S, H))
+        out = np.empty((rows.size, 4, S, H))
         dev = self.model.device
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         first = torch.from_numpy(self._dist(hist, rows)).to(dev)  # a subsample: small
@@ -214,7 +221,8 @@ class GPTForecaster:
                 c0 = np.repeat(hist.close[rows[g]], S)
                 s0 = np.repeat(hist.next_scale[rows[g]], S)
                 paths = hist.tok.rebuild_paths(new, c0, s0)
-                out[g] = np.log(paths["close"] / c0[:, None]).reshape(g.size, S, H)
+                for j, key in enumerate(("open", "high", "low", "close")):
+                    out[g, j] = np.log(paths[key] / c0[:, None]).reshape(g.size, S, H)
         return out
 
     def _path_calendar(self, hist: History, rows: np.ndarray, length: int,
@@ -228,17 +236,23 @@ class GPTForecaster:
         assert ctx is not None
         return torch.cat([ctx, self._future_calendar(hist, rows, H)], dim=1)
 
-    def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
-        """Sampled returns at ``rows``, generated once per origin and history (every
-        horizon reads the same paths)."""
+    def path_logs(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, 4, samples, max_horizon) sampled paths at ``rows`` (:meth:`sample_logs`),
+        generated once per origin and history: every horizon, and the stop and target
+        odds, read the same paths."""
+        rows = np.asarray(rows, dtype=np.int64)
         if self._paths_of is not hist:
             self._paths_of, self._paths = hist, {}
         todo = np.array([r for r in rows.tolist() if r not in self._paths], dtype=np.int64)
         if todo.size:
-            for r, v in zip(todo.tolist(), self.sample_returns(hist, todo), strict=True):
+            for r, v in zip(todo.tolist(), self.sample_logs(hist, todo), strict=True):
                 self._paths[r] = v
         return np.stack([self._paths[r] for r in rows.tolist()]) if rows.size else \
-            np.zeros((0, self.samples, self.max_horizon))
+            np.zeros((0, 4, self.samples, self.max_horizon))
+
+    def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """Sampled forward log returns at ``rows`` (the closes of :meth:`path_logs`)."""
+        return self.path_logs(hist, rows)[:, 3]
 
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
         if self.table is None:
