@@ -47,6 +47,7 @@ from candletok.core.errors import CandletokError
 from candletok.core.horizons import check_horizons
 from candletok.core.ids import normalize_split
 from candletok.core.jsonsafe import clean_json
+from candletok.core.progress import Progress, progress
 from candletok.dataset.manifest import read_manifest
 from candletok.evaluation import scores as sc
 from candletok.evaluation.analogues import SEARCH_MODES, search_forecasters
@@ -252,14 +253,27 @@ def evaluate_forecasts(
     fcs = _forecasters(dataset, model, forecasters, hs,
                        Costly(samples, subsample, tuple(analogues), analogue_subsample, seed,
                               device, exchange))
-    for f in fcs:
-        f.fit(hist)
-    boot = Boot(n_boot, seed)
-    dates = hist.ts
     base_only = [f for f in fcs if not f.learned]
-    train1 = make_panel(hist, base_only, "train", 1)
-    val = {h: make_panel(hist, fcs, "val", h) for h in hs}
-    ev = val if split == "val" else {h: make_panel(hist, fcs, split, h) for h in hs}
+    steps = len(fcs) + len(base_only) + len(hs) * len(fcs) * (1 if split == "val" else 2) + 2
+    with progress("evaluate", steps) as bar:
+        return _evaluate(hist, dataset, model, fcs, base_only, split, hs, folds,
+                         Boot(n_boot, seed), keep_forecasts, odds, save_calibration_map, bar)
+
+
+def _evaluate(hist: History, dataset: Any, model: Any, fcs: list[Forecaster],
+              base_only: list[Forecaster], split: str, hs: tuple[int, ...], folds: int,
+              boot: Boot, keep_forecasts: bool, odds: Sequence[float],
+              save_calibration_map: bool, bar: Progress) -> EvalReport:
+    """The body of :func:`evaluate_forecasts`, advancing ``bar`` as it goes: fits,
+    panels (one step per forecaster and panel), scoring, the odds."""
+    for f in fcs:
+        bar.advance(0, f"fit {f.name}")
+        f.fit(hist)
+        bar.advance()
+    dates = hist.ts
+    train1 = make_panel(hist, base_only, "train", 1, bar)
+    val = {h: make_panel(hist, fcs, "val", h, bar) for h in hs}
+    ev = val if split == "val" else {h: make_panel(hist, fcs, split, h, bar) for h in hs}
     choices, saved = fit_calibration(val, fcs, dates, folds, boot)
     consts: dict[str, tuple[float, float]] = {}
     fit_on: dict[str, str] = {}
@@ -271,7 +285,9 @@ def evaluate_forecasts(
             fit_on[f.name] = "val" if f.learned else "train"
             saved.setdefault(f.name, {})["range"] = {
                 "a": consts[f.name][0], "b": consts[f.name][1], "fit_on": fit_on[f.name]}
+    bar.advance(0, "scores")
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
+    bar.advance(1, "stop/target odds")
     if odds:
         gpt = next((f for f in fcs if callable(getattr(f, "path_logs", None))), None)
         scored = score_odds(hist, gpt, split, hs, odds, folds, boot)
@@ -279,6 +295,7 @@ def evaluate_forecasts(
         if gpt is not None and scored.saved:
             saved.setdefault(gpt.name, {}).update(scored.saved)
         report.notes += scored.notes + odds_verdicts(scored.rows)
+    bar.advance()
     if keep_forecasts:
         from candletok.evaluation.forecastfile import forecast_frame
 

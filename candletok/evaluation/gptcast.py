@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.core.progress import Progress, progress
 from candletok.evaluation.forecasters import (
     CRPS_LEVELS,
     CRPS_POINTS,
@@ -203,27 +204,39 @@ class GPTForecaster:
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         first = torch.from_numpy(self._dist(hist, rows)).to(dev)  # a subsample: small
         chunk = max(1, 2048 // S)  # origins per generate call: bounded memory
-        for length in np.unique(lens):  # a few groups: full contexts, and series starts
-            grp = np.flatnonzero(lens == length)
-            for a in range(0, grp.size, chunk):
-                g = grp[a:a + chunk]
-                # the last L candles, or the BOS and every candle near a series' start
-                ctx = torch.from_numpy(hist.contexts(rows[g], int(length))).to(dev)
-                t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
-                                       generator=gen) + N_SPECIAL  # (g, S)
-                idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
-                cal = self._path_calendar(hist, rows[g], int(length), H)
-                if H > 1:
-                    idx = self.model.generate(
-                        idx, H - 1, generator=gen,
-                        cal=None if cal is None else cal.repeat_interleave(S, dim=0))
-                new = idx[:, ctx.shape[1]:].cpu().numpy()
-                c0 = np.repeat(hist.close[rows[g]], S)
-                s0 = np.repeat(hist.next_scale[rows[g]], S)
-                paths = hist.tok.rebuild_paths(new, c0, s0)
-                for j, key in enumerate(("open", "high", "low", "close")):
-                    out[g, j] = np.log(paths[key] / c0[:, None]).reshape(g.size, S, H)
+        groups = [np.flatnonzero(lens == length) for length in np.unique(lens)]
+        calls = sum(-(-g.size // chunk) for g in groups)
+        with progress(f"{self.name} paths", calls) as bar:
+            for grp in groups:
+                self._sample_group(hist, rows, grp, lens, chunk, first, gen, out, bar)
         return out
+
+    def _sample_group(self, hist: History, rows: np.ndarray, grp: np.ndarray,
+                      lens: np.ndarray, chunk: int, first: torch.Tensor,
+                      gen: torch.Generator, out: np.ndarray, bar: Progress) -> None:
+        """Sample the origins ``grp`` (one context length) into ``out``, ``chunk`` origins
+        per generate call."""
+        S, H, dev = self.samples, self.max_horizon, self.model.device
+        length = lens[grp[0]]
+        for a in range(0, grp.size, chunk):
+            g = grp[a:a + chunk]
+            # the last L candles, or the BOS and every candle near a series' start
+            ctx = torch.from_numpy(hist.contexts(rows[g], int(length))).to(dev)
+            t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
+                                   generator=gen) + N_SPECIAL  # (g, S)
+            idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
+            cal = self._path_calendar(hist, rows[g], int(length), H)
+            if H > 1:
+                idx = self.model.generate(
+                    idx, H - 1, generator=gen,
+                    cal=None if cal is None else cal.repeat_interleave(S, dim=0))
+            new = idx[:, ctx.shape[1]:].cpu().numpy()
+            c0 = np.repeat(hist.close[rows[g]], S)
+            s0 = np.repeat(hist.next_scale[rows[g]], S)
+            paths = hist.tok.rebuild_paths(new, c0, s0)
+            for j, key in enumerate(("open", "high", "low", "close")):
+                out[g, j] = np.log(paths[key] / c0[:, None]).reshape(g.size, S, H)
+            bar.advance()
 
     def _path_calendar(self, hist: History, rows: np.ndarray, length: int,
                        H: int) -> torch.Tensor | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from candletok.core.progress import Progress
 from candletok.evaluation import scores as sc
 from candletok.evaluation.forecasters import (
     CRPS_LEVELS,
@@ -66,11 +67,17 @@ class Panel:
 
 
 def make_panel(hist: History, forecasters: Sequence[Forecaster], split: str,
-               horizon: int) -> Panel:
+               horizon: int, bar: Progress | None = None) -> Panel:
+    """Every forecaster's forecasts at the origins of ``split`` for ``horizon`` (``bar``
+    advances once per forecaster)."""
     rows, dropped = hist.origins(split, horizon)
     panel = Panel(split, horizon, rows, dropped, hist.forward(rows, horizon))
     for f in forecasters:
+        if bar is not None:
+            bar.advance(0, f"{split} h={horizon} {f.name}")
         fc = f.forecast(hist, rows, horizon)
+        if bar is not None:
+            bar.advance()
         if fc is not None and fc.rows.size:
             panel.fc[f.name] = fc
     panel.refs = {role: [f.name for f in forecasters if role in roles_of(f)]

@@ -12,13 +12,15 @@ this module samples the paths and assembles the rows (:class:`OddsRow`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from candletok.core.errors import ModelError
+from candletok.evaluation.calibrate import CalibratedProbability, calibrate_probability
 from candletok.evaluation.odds import Odds, path_odds, random_walk_odds, sigma_from_scale
+from candletok.evaluation.oddsscore import EVENTS, RULE, odds_quantity
 
 #: Said beside every odds table whose k and horizon ``evaluate`` has not scored.
 NOT_SCORED = ("These odds come straight from the sampled paths: no calibration beside the "
@@ -34,6 +36,9 @@ class OddsRow:
     horizon: int
     paths: Odds
     walk: Odds
+    #: per event ("target", "stop"): the paths' odds by the scored touch rule through
+    #: the map ``evaluate`` fit on val, or kind "none" with the reason
+    calibrated: dict[str, CalibratedProbability] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         p, w = self.paths, self.walk
@@ -46,27 +51,67 @@ class OddsRow:
         return {"k": self.k, "horizon": self.horizon, "paths": p.n_paths,
                 "target_first": one("p_up"), "stop_first": one("p_down"),
                 "neither": one("p_neither"),
-                "ambiguous_share": float(p.ambiguous) if p.ambiguous is not None else None}
+                "ambiguous_share": float(p.ambiguous) if p.ambiguous is not None else None,
+                "calibrated": {e: cp.to_dict() for e, cp in self.calibrated.items()},
+                "uncalibrated_reason": next((cp.reason for cp in self.calibrated.values()
+                                             if cp.reason), None)}
 
 
 def odds_rows(paths: dict[str, np.ndarray], entry: float, scale: float,
-              ks: Sequence[float], horizon: int) -> list[OddsRow]:
+              ks: Sequence[float], horizon: int, calibration: dict[str, Any] | None = None,
+              symbol: str | None = None, interval: str | None = None) -> list[OddsRow]:
     """Per ``k``: the paths' odds of +k before -k scale units (and the reverse, and
     neither) within ``horizon`` bars, beside the driftless random walk with sigma from the
-    same scale (:func:`sigma_from_scale`)."""
+    same scale (:func:`sigma_from_scale`); and, from ``calibration`` (the file ``evaluate``
+    writes), each event's calibrated odds: the paths' odds counted by the rule
+    ``evaluate`` scored (a bar touching both barriers is the stop) through the map fit on
+    val for this k and horizon (none where ``evaluate`` did not score them)."""
     kk = np.asarray(list(ks), dtype=np.float64)
     if kk.size == 0 or np.any(kk <= 0):
         raise ModelError("Give barrier multiples k > 0, e.g. --odds 1,2.")
     po = path_odds(paths, entry, kk * scale, kk * scale, horizon)
     rw = random_walk_odds(kk * scale, kk * scale, sigma_from_scale(scale), horizon)
+    scored = path_odds(paths, entry, kk * scale, kk * scale, horizon, ambiguous=RULE)
     rows = []
     for i, k in enumerate(kk):
         p = Odds(po.p_up[i], po.p_down[i], po.p_neither[i], po.n_paths,
                  None if po.ambiguous is None else po.ambiguous[i],
                  {name: (lo[i], hi[i]) for name, (lo, hi) in po.intervals.items()})
         w = Odds(rw.p_up[i], rw.p_down[i], rw.p_neither[i])
-        rows.append(OddsRow(float(k), int(horizon), p, w))
+        cal = {e: calibrate_probability(float(q[i]), calibration, None, int(horizon),
+                                        odds_quantity(e, float(k)), symbol=symbol,
+                                        interval=interval)
+               for e, q in zip(EVENTS, (scored.p_up, scored.p_down), strict=True)}
+        rows.append(OddsRow(float(k), int(horizon), p, w, cal))
     return rows
+
+
+def calibrated_cell(row: OddsRow) -> str:
+    """The calibrated target and stop odds of one row with the val skill of each over the
+    random walk, ``-`` where ``evaluate`` fit no map for this k and horizon."""
+    cps = [row.calibrated.get(e) for e in EVENTS]
+    if not all(cp is not None and cp.calibrated for cp in cps):
+        return "-"
+    return "; ".join(f"{e} {cp.value:.1%} ({cp.skill_text()})"  # type: ignore[union-attr]
+                     for e, cp in zip(EVENTS, cps, strict=True))
+
+
+def odds_note(rows: Sequence[OddsRow]) -> str:
+    """What the odds are worth, in one sentence: not scored (:data:`NOT_SCORED`), or
+    calibrated on val with or without skill over the random walk shown there."""
+    cps = [cp for r in rows for cp in r.calibrated.values() if cp.calibrated]
+    if not cps:
+        why = next((cp.reason for r in rows for cp in r.calibrated.values() if cp.reason),
+                   None)
+        return NOT_SCORED + (f" ({why}.)" if why else "")
+    skill = [cp for cp in cps if cp.shows_skill]
+    head = ("The calibrated odds went through maps fit on val by `candletok evaluate` "
+            "(paths counted with a bar touching both barriers as the stop); ")
+    if not skill:
+        return head + ("none showed skill over the random walk on val: trust the walk's "
+                       "closed form, not the model's odds.")
+    return head + (f"{len(skill)} of {len(cps)} showed skill over the random walk on val "
+                   "(whole interval above zero).")
 
 
 def parse_ks(text: str) -> list[float]:
