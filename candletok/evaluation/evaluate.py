@@ -28,6 +28,10 @@ forecasters (n-gram, CandleGPT, analogues) are fit on val; those of EWMA and His
 train. On ``split="val"`` the calibrated figures are out-of-fold (time-blocked
 cross-validation), so no val forecast is scored by a map that saw its outcome.
 
+The stop and target odds (P(+k vol units before -k) and the reverse within h bars) are
+scored beside these, against the driftless random walk's closed form
+(:mod:`~candletok.evaluation.oddsscore`).
+
 Every score comes with a 95% circular block-bootstrap interval over dates (a date's
 forecasts share one market; blocks cover at least h dates because h-step windows
 overlap) and a baseline beside it; each row ends in a verdict in words.
