@@ -246,8 +246,8 @@ def odds_verdicts(rows: Sequence[OddsScoreRow]) -> list[str]:
     if not beat:
         tail = f" ({len(worse)} of them worse)" if worse else ""
         return [f"stop/target odds: no skill over the random walk in any of the "
-                f"{len(learned)} scored events, k and horizons{tail}; trade on the walk's "
-                "closed form, not the model's odds."]
+                f"{len(learned)} scored events, k and horizons{tail}: the walk's closed form "
+                "is the better guide, not the model's odds."]
     shown = ", ".join(f"{r.event} k={r.k:g} h={r.horizon}" for r in beat)
     # a row whose map is the train frequency scores a constant: not the model's skill
     return [f"stop/target odds beat the random walk (whole 95% interval above zero) only "
