@@ -140,4 +140,7 @@ def _rich_progress(stream: IO[str]) -> Any:
 
     return RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=20),
                         MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(file=stream), transient=True)
+                        console=Console(file=stream), transient=True,
+                        # stdout stays the command's (a JSON document, a table); warnings
+                        # on stderr print above the bar
+                        redirect_stdout=False, redirect_stderr=True)
