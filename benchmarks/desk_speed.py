@@ -2,9 +2,9 @@
 
     python -m benchmarks.desk_speed             # small sizes (shared CPUs: indicative)
 
-* **Odds.** The random walk's closed form (:func:`candletok.predict.odds.random_walk_odds`,
+* **Odds.** The random walk's closed form (:func:`candletok.evaluation.odds.random_walk_odds`,
   K barrier pairs at once) against the Monte Carlo it replaces (fine-step Gaussian paths
-  counted by :func:`~candletok.predict.odds.path_odds`), with the Monte Carlo's error
+  counted by :func:`~candletok.evaluation.odds.path_odds`), with the Monte Carlo's error
   beside it; and ``path_odds`` on CandleGPT-sized path sets (S paths x h bars x K).
 * **Future times.** :func:`candletok.tokenize.exchange.future_times` with an exchange
   calendar against the weekly grid alone (:func:`~candletok.tokenize.calendar.next_times`),
@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks._util import best_of, machine
-from candletok.predict.odds import RANGE_PER_SIGMA, path_odds, random_walk_odds
+from candletok.evaluation.odds import RANGE_PER_SIGMA, path_odds, random_walk_odds
 from candletok.tokenize.calendar import CalendarSpec, next_times
 from candletok.tokenize.exchange import future_times
 

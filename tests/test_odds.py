@@ -10,15 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError
-from candletok.predict.odds import (
+from candletok.core.stats import wilson
+from candletok.evaluation.odds import (
     RANGE_PER_SIGMA,
-    odds_rows,
-    parse_ks,
     path_odds,
     random_walk_odds,
     sigma_from_scale,
-    wilson,
 )
+from candletok.predict.odds import odds_rows, parse_ks
 
 
 def _mc_first_passage(a: float, b: float, sigma: float, h: int, S: int, m: int,
@@ -221,11 +220,11 @@ def test_predict_odds_prints_the_paths_odds_beside_the_random_walk(tmp_path) -> 
     assert r.exit_code == 0, r.output
     assert "stop and target odds within 5 bars (64 sampled paths)" in r.output
     assert "P(target +k first)" in r.output and "walk" in r.output
-    assert "have not been calibrated or scored" in " ".join(r.output.split())
+    assert "no calibration beside the model scores this k" in " ".join(r.output.split())
     r = run(app, [*base, "--odds", "1,2", "--horizon", "5", "--samples", "64", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
-    assert doc["odds_note"] == NOT_SCORED
+    assert doc["odds_note"].startswith(NOT_SCORED)
     rows = doc["predictions"][0]["odds"]
     assert [x["k"] for x in rows] == [1.0, 2.0] and rows[0]["paths"] == 64
     for x in rows:
@@ -260,7 +259,7 @@ def test_forward_odds_read_each_rows_own_series_and_scale() -> None:
     volatility unit, never past the end of its series."""
     from types import SimpleNamespace
 
-    from candletok.predict.odds import forward_odds
+    from candletok.evaluation.odds import forward_odds
 
     # series 0: flat then +3% a bar; series 1: -3% a bar; scale 1% everywhere
     c0 = np.array([100, 100, 103, 106.09, 109.27])

@@ -166,6 +166,9 @@ def _main(
     # as tests do, must not carry one command's --debug into the next.
     STATE["debug"] = debug or bool(os.environ.get("CANDLETOK_DEBUG"))
     setup_logging(STATE["debug"])
+    from candletok.core.progress import enable
+
+    enable(True)  # long work shows progress on stderr (the library alone stays quiet)
     fmt = output.strip().lower()
     if fmt not in FORMATS:
         raise fail(f"Unknown --format {output!r}; use {', '.join(FORMATS)}.")

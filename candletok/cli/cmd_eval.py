@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from candletok.cli.app import app, console, fail, table
+from candletok.cli.app import STATE, app, console, fail, table
 from candletok.cli.options import parse_horizons
 from candletok.search.modes import MODES
 
@@ -50,50 +51,75 @@ def _ct(t: Any) -> str:
                     for v in (t.p_uc, t.p_ind, t.p_cc))
 
 
-def print_report(rep: Any) -> None:
-    """The tables (direction, range, quantiles, distribution scores, bits), the reliability
-    of the learned forecasters, and the notes."""
+def narrow_tables(wide: bool) -> bool:
+    """Whether the tables drop their secondary columns: on a terminal unless ``--wide``,
+    so that they fit 80 columns without a cut cell; a pipe or a file keeps every column
+    (its width is unbounded), and so do the csv, json and markdown formats."""
+    return not wide and STATE["format"] == "table" and console.is_terminal
+
+
+def _table(title: str, cols: Sequence[tuple[str, bool]], rows: Iterable[Sequence[Any]],
+           narrow: bool) -> Any:
+    """A table of the columns ``(header, shown when narrow)``: every one when not
+    ``narrow``, else the ones marked."""
+    keep = [i for i, (_, short) in enumerate(cols) if short or not narrow]
+    return table(title, [cols[i][0] for i in keep],
+                 [tuple(r[i] for i in keep) for r in rows])
+
+
+def print_report(rep: Any, wide: bool = True) -> None:
+    """The tables (direction, range, quantiles, distribution scores, stop and target
+    odds, bits), the reliability of the learned forecasters, and the notes. Not ``wide``
+    on a terminal: each table's main columns only (:func:`narrow_tables`)."""
+    n = narrow_tables(wide)
     origins = ", ".join(f"h={h}: {rep.origins[h]:,} (dropped {rep.dropped[h]})"
                         for h in rep.horizons)
     console.print(f"[bold]{rep.split}[/] split from {rep.split_from.get(rep.split, '?')} · "
                   f"forecast origins {origins} · intervals: 95% block bootstrap over dates",
                   highlight=False)
-    console.print(table(
+    console.print(_table(
         "P(close up at t+h): Brier score, skill vs the base rate (calibrated on val)",
-        ["forecaster", "h", "n", "Brier", "skill vs base [95%]", "raw skill", "ECE [95%]",
-         "DM p", "MCS 10%", "calibration", "verdict"],
+        [("forecaster", True), ("h", True), ("n", True), ("Brier", False),
+         ("skill vs base [95%]", True), ("raw skill", False), ("ECE [95%]", False),
+         ("DM p", False), ("MCS 10%", False), ("calibration", False), ("verdict", True)],
         [(r.forecaster, r.horizon, r.n, _iv(r.brier),
           *(("-", "-") if r.reference else
             (_iv(r.skill, True), _num(r.skill_raw.value, "+.4f"))),
-          _iv(r.ece), _p(r.dm), _mcs(r), r.calibration, r.verdict) for r in rep.direction]))
+          _iv(r.ece), _p(r.dm), _mcs(r), r.calibration, r.verdict) for r in rep.direction], n))
     refs = list(rep.references.get("range", [])) or sorted(
         {k for r in rep.range for k in r.skill})
-    console.print(table(
+    first = refs[:1]  # narrow: the skill against the first declared reference only
+    console.print(_table(
         "next candle's range ln(H/L): QLIKE (lower is better), skill vs each declared range "
         "reference, DM p-values in the same order, MCS (10%) of QLIKE",
-        ["forecaster", "n", "QLIKE [95%]", "MSE x1e4", *(f"skill vs {k} [95%]" for k in refs),
-         "DM p", "MCS 10%", "verdict"],
+        [("forecaster", True), ("n", False), ("QLIKE [95%]", True), ("MSE x1e4", False),
+         *((f"skill vs {k} [95%]", k in first) for k in refs), ("DM p", False),
+         ("MCS 10%", False), ("verdict", True)],
         [(r.forecaster, r.n, _iv(r.qlike, digits=3), _num(1e4 * r.mse.value, ".3f"),
           *(_iv(r.skill.get(k), True, 3) for k in refs),
-          " ".join(_p(r.dm.get(k)) for k in refs), _mcs(r), r.verdict) for r in rep.range]))
-    console.print(table(
+          " ".join(_p(r.dm.get(k)) for k in refs), _mcs(r), r.verdict) for r in rep.range],
+        n))
+    console.print(_table(
         "forward log return quantiles (10/50/90%): pinball loss and 80% interval coverage",
-        ["forecaster", "h", "n", "pinball x1e3", "skill vs base [95%]", "coverage [95%]",
-         "verdict"],
+        [("forecaster", True), ("h", True), ("n", True), ("pinball x1e3", False),
+         ("skill vs base [95%]", True), ("coverage [95%]", False), ("verdict", True)],
         [(r.forecaster, r.horizon, r.n, f"{1e3 * r.pinball.value:.4f}",
           "-" if r.reference else _iv(r.skill, True),
-          _iv(r.coverage, digits=3), r.verdict) for r in rep.quantiles]))
-    console.print(table(
+          _iv(r.coverage, digits=3), r.verdict) for r in rep.quantiles], n))
+    console.print(_table(
         "forward return distribution: CRPS (lower is better) and skill vs the base rate's, "
         "interval coverage with Christoffersen p-values (uncond./indep./cond.), MCS (10%) of "
         "CRPS",
-        ["forecaster", "h", "n", "CRPS x1e3 [95%]", "CRPS skill vs base [95%]",
-         "80% cover [95%]", "p 80%", "90% cover [95%]", "p 90%", "MCS 10%"],
+        [("forecaster", True), ("h", True), ("n", False), ("CRPS x1e3 [95%]", True),
+         ("CRPS skill vs base [95%]", True), ("80% cover [95%]", True), ("p 80%", False),
+         ("90% cover [95%]", False), ("p 90%", False), ("MCS 10%", False)],
         [(r.forecaster, r.horizon, r.n,
           "-" if r.crps is None else _iv(_milli(r.crps), digits=3),
           "-" if r.reference or r.crps_skill is None else _iv(r.crps_skill, True, 3),
           _iv(r.coverage, digits=3), _ct(r.tests.get("80")), _iv(r.coverage90, digits=3),
-          _ct(r.tests.get("90")), _mcs(r)) for r in rep.quantiles]))
+          _ct(r.tests.get("90")), _mcs(r)) for r in rep.quantiles], n))
+    if rep.odds:
+        print_odds_scores(rep.odds, n)
     if rep.bits:
         console.print(table(
             "bits per candle (next token; lower is better)",
@@ -111,6 +137,33 @@ def print_report(rep: Any) -> None:
         console.print(f"· {note}", highlight=False)
     for note in degenerate_notes(rep):
         console.print(f"· {note}", highlight=False)
+
+
+def print_odds_scores(rows: Sequence[Any], narrow: bool) -> None:
+    """The stop and target odds' Brier scores beside the random walk's, and the
+    reliability of the model's calibrated odds at the longest horizon."""
+    console.print(_table(
+        "stop/target odds: P(+k vol units first) ('target') and P(-k first) ('stop') "
+        "within h bars, Brier score beside the random walk's on the same origins, skill vs "
+        "the random walk (its own row: vs the train frequency), calibrated on val",
+        [("forecaster", True), ("event", True), ("k", True), ("h", True), ("n", False),
+         ("Brier", True), ("walk", True), ("train freq", False),
+         ("skill [95%]", True), ("raw skill", False), ("mean P / seen", False),
+         ("calibration", False), ("verdict", True)],
+        [(r.forecaster, r.event, f"{r.k:g}", r.horizon, r.n, f"{r.brier.value:.4f}",
+          f"{r.brier_walk:.4f}", f"{r.brier_base:.4f}", _iv(r.skill, True, 3),
+          "-" if r.skill_raw is None else _num(r.skill_raw.value, "+.3f"),
+          f"{r.mean_p:.3f} / {r.observed:.3f}", r.calibration, r.verdict) for r in rows],
+        narrow))
+    learned = [r for r in rows if not r.reference and r.reliability]
+    if learned:
+        h = max(r.horizon for r in learned)
+        for r in (r for r in learned if r.horizon == h and r.k == learned[0].k):
+            console.print(table(
+                f"reliability of {r.forecaster}'s {r.event} odds, k={r.k:g}, h={h} "
+                f"({r.calibration})", ["bin", "mean forecast", "observed", "count"],
+                [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", c)
+                 for lo, mp, of, c in r.reliability]))
 
 
 def degenerate_notes(rep: Any) -> list[str]:
@@ -163,6 +216,15 @@ def evaluate_cmd(
         "forecaster and horizon, with p_up_raw, p_up (calibrated), range and quantiles."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing --plot or --forecasts file."),
+    odds: str = typer.Option("1,2", "--odds", help="Score the stop and target odds for these "
+                             "multiples k of the volatility unit at every --horizon "
+                             "(none: skip them)."),
+    calendar_exchange: str = typer.Option(
+        "auto", "--calendar-exchange", help="Exchange calendar of CandleGPT's sampled bars' "
+        "times (a MIC such as XNYS; auto: from each symbol; none: the weekly grid)."),
+    wide: bool = typer.Option(False, "--wide", help="Every column of every table on a "
+                              "terminal too (by default a terminal gets the main columns, "
+                              "to fit 80 columns; a pipe always gets them all)."),
 ) -> None:
     """Score every forecaster against the base rate and the volatility baselines."""
     from candletok.core.atomic import refuse_existing
@@ -188,10 +250,16 @@ def evaluate_cmd(
     if bad:
         raise fail(f"--analogues takes {', '.join(MODES.names())}, all or none, not "
                    f"{', '.join(bad)}.")
+    from candletok.predict.odds import parse_ks
+    from candletok.tokenize.exchange import resolve_exchange
+
+    ks = [] if odds.strip().lower() == "none" else parse_ks(odds)
+    resolve_exchange("", calendar_exchange)  # a typo fails before any work
     rep = evaluate_forecasts(dataset, model, split=split, horizons=parse_horizons(horizon),
                              samples=samples, subsample=subsample, analogues=modes,
                              analogue_subsample=analogue_subsample, seed=seed, device=device,
-                             keep_forecasts=forecasts is not None)
+                             keep_forecasts=forecasts is not None, odds=ks,
+                             calendar_exchange=calendar_exchange)
     if forecasts is not None:
         write_forecasts(rep.forecasts, forecasts, overwrite)
     if plot is not None:
@@ -201,7 +269,7 @@ def evaluate_cmd(
     if as_json:
         console.print_json(json.dumps(rep.to_dict()))
         return
-    print_report(rep)
+    print_report(rep, wide)
     if rep.calibration_file:
         console.print(f"calibration maps (fit on val) saved to {rep.calibration_file}",
                       highlight=False)

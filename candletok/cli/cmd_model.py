@@ -426,8 +426,8 @@ def predict(
         raise ModelError(f"The model was trained on {iv} bars but {exc.what} holds "
                          f"{exc.found} bars; forecast {iv} bars with it, or train a model on "
                          f"{exc.found} bars.") from exc
-    odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange)
-               if ks else None)
+    odds_by = (_odds_for(model, tok, bars, preds, ks, horizon, samples, calendar_exchange,
+                         saved, iv) if ks else None)
     cps = answer_cps(preds, saved, iv)
     base = one_base_rate(model, saved, dataset)
     cal = recorded_check(saved, dataset, model_path) if dataset is not None else None
@@ -435,11 +435,11 @@ def predict(
     if as_json:
         doc = forecast_report(preds, cal, cps, base, verdict)
         if odds_by is not None:
-            from candletok.predict.odds import NOT_SCORED
+            from candletok.predict.odds import odds_note
 
             for row, rows in zip(doc["predictions"], odds_by, strict=True):
                 row["odds"] = [r.to_dict() for r in rows]
-            doc["odds_note"] = NOT_SCORED
+            doc["odds_note"] = odds_note([r for rows in odds_by for r in rows])
         emit_json(doc)
         return
     for i, (pr, cp) in enumerate(zip(preds, cps, strict=True)):
@@ -494,10 +494,11 @@ def _predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
 
 
 def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],
-              ks: list[float], horizon: int, samples: int,
-              exchange: str = "auto") -> list[list[OddsRow]]:
+              ks: list[float], horizon: int, samples: int, exchange: str = "auto",
+              saved: Any = None, iv: str | None = None) -> list[list[OddsRow]]:
     """Per forecast symbol, the stop and target odds of each k from ``samples`` sampled
-    continuations of its latest bars (their bars' times from ``exchange``)."""
+    continuations of its latest bars (their bars' times from ``exchange``), calibrated
+    by the ``saved`` maps where ``evaluate`` scored this k and horizon."""
     import polars as pl
 
     from candletok.predict.odds import odds_rows, sample_paths
@@ -506,14 +507,14 @@ def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Predictio
     for pr in preds:
         paths, close, scale = sample_paths(model, tok, bars.filter(pl.col("symbol") == pr.symbol),
                                            horizon, samples, exchange=exchange)
-        out.append(odds_rows(paths, close, scale, ks, horizon))
+        out.append(odds_rows(paths, close, scale, ks, horizon, saved, pr.symbol, iv))
     return out
 
 
 def print_odds(pr: Prediction, rows: list[OddsRow]) -> None:
     """The odds table: per k, each outcome from the paths (95% interval) beside the
     random walk's closed form, then what the numbers are and are not."""
-    from candletok.predict.odds import NOT_SCORED
+    from candletok.predict.odds import calibrated_cell, odds_note
 
     def cell(r: OddsRow, name: str) -> str:
         lo, hi = r.paths.intervals[name]
@@ -523,16 +524,18 @@ def print_odds(pr: Prediction, rows: list[OddsRow]) -> None:
     h = rows[0].horizon
     console.print(table(
         f"{pr.symbol}: stop and target odds within {h} bars ({rows[0].paths.n_paths} "
-        "sampled paths)", ["k", "P(target +k first)", "P(stop -k first)", "P(neither)"],
-        [(f"{r.k:g}", cell(r, "p_up"), cell(r, "p_down"), cell(r, "p_neither"))
-         for r in rows]))
+        "sampled paths)", ["k", "P(target +k first)", "P(stop -k first)", "P(neither)",
+                           "calibrated on val"],
+        [(f"{r.k:g}", cell(r, "p_up"), cell(r, "p_down"), cell(r, "p_neither"),
+          calibrated_cell(r)) for r in rows]))
     amb = max(float(r.paths.ambiguous or 0.0) for r in rows)
     console.print(
         f"k is in volatility units: {100 * pr.scale:.2f}% of price (the causal scale, an EWMA "
         f"of the log true range); target = last close x exp(+k scale), stop = x exp(-k "
         "scale), touched by a bar's high or low; a bar touching both is split by its "
         f"direction (up bar: low first), {amb:.1%} of paths at most. 'walk' is a driftless "
-        "random walk with the same volatility (closed form). " + NOT_SCORED, highlight=False)
+        "random walk with the same volatility (closed form). " + odds_note(rows),
+        highlight=False)
 
 
 def _norm(interval: str) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.errors import CandletokError
+from candletok.core.progress import progress
 from candletok.evaluation.forecasters import (
     BaseRate,
     Forecast,
@@ -91,9 +92,11 @@ class AnalogueForecaster:
         the unit of work the search offers; the subsample bounds how many)."""
         if self._of is not hist:
             self._of, self._answers = hist, {}
-        for r in rows.tolist():
-            if r not in self._answers:
+        todo = [r for r in rows.tolist() if r not in self._answers]
+        with progress(f"{self.name} searches", len(todo)) as bar:
+            for r in todo:
                 self._answers[r] = self.query(hist, r, self.horizons)
+                bar.advance()
         return [self._answers[r] for r in rows.tolist()]
 
     @property

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from candletok.core.ids import BOS, N_SPECIAL, PAD
+from candletok.core.progress import Progress, progress
 from candletok.evaluation.forecasters import (
     CRPS_LEVELS,
     CRPS_POINTS,
@@ -181,9 +182,16 @@ class GPTForecaster:
         return bits_from(hist, rows, self.dists(hist, rows))
 
     # -- h > 1 ---------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
-        """(n, samples, max_horizon) forward log returns of sampled continuations.
+        """(n, samples, max_horizon) forward log returns of sampled continuations (the
+        close of :meth:`sample_logs`)."""
+        return self.sample_logs(hist, rows)[:, 3]
+
+    @torch.no_grad()
+    def sample_logs(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, 4, samples, max_horizon) sampled continuations as ln(price / the origin's
+        close) of each sampled bar's open, high, low and close (the stop and target odds
+        read the highs and lows, the direction and quantiles the closes).
 
         The first candle is drawn from the h = 1 distribution (read with the long
         context); the rest by the model on the last ``sample_context`` tokens, which
@@ -191,31 +199,44 @@ class GPTForecaster:
         L, S, H = self.sample_context, self.samples, self.max_horizon
         q = rows - hist.starts[hist.series[rows]] + 1
         lens = np.minimum(L, q + 1)
-        out = np.empty((rows.size, S, H))
+        out = np.empty((rows.size, 4, S, H))
         dev = self.model.device
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         first = torch.from_numpy(self._dist(hist, rows)).to(dev)  # a subsample: small
         chunk = max(1, 2048 // S)  # origins per generate call: bounded memory
-        for length in np.unique(lens):  # a few groups: full contexts, and series starts
-            grp = np.flatnonzero(lens == length)
-            for a in range(0, grp.size, chunk):
-                g = grp[a:a + chunk]
-                # the last L candles, or the BOS and every candle near a series' start
-                ctx = torch.from_numpy(hist.contexts(rows[g], int(length))).to(dev)
-                t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
-                                       generator=gen) + N_SPECIAL  # (g, S)
-                idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
-                cal = self._path_calendar(hist, rows[g], int(length), H)
-                if H > 1:
-                    idx = self.model.generate(
-                        idx, H - 1, generator=gen,
-                        cal=None if cal is None else cal.repeat_interleave(S, dim=0))
-                new = idx[:, ctx.shape[1]:].cpu().numpy()
-                c0 = np.repeat(hist.close[rows[g]], S)
-                s0 = np.repeat(hist.next_scale[rows[g]], S)
-                paths = hist.tok.rebuild_paths(new, c0, s0)
-                out[g] = np.log(paths["close"] / c0[:, None]).reshape(g.size, S, H)
+        groups = [np.flatnonzero(lens == length) for length in np.unique(lens)]
+        calls = sum(-(-g.size // chunk) for g in groups)
+        with progress(f"{self.name} paths", calls) as bar:
+            for grp in groups:
+                self._sample_group(hist, rows, grp, lens, chunk, first, gen, out, bar)
         return out
+
+    def _sample_group(self, hist: History, rows: np.ndarray, grp: np.ndarray,
+                      lens: np.ndarray, chunk: int, first: torch.Tensor,
+                      gen: torch.Generator, out: np.ndarray, bar: Progress) -> None:
+        """Sample the origins ``grp`` (one context length) into ``out``, ``chunk`` origins
+        per generate call."""
+        S, H, dev = self.samples, self.max_horizon, self.model.device
+        length = lens[grp[0]]
+        for a in range(0, grp.size, chunk):
+            g = grp[a:a + chunk]
+            # the last L candles, or the BOS and every candle near a series' start
+            ctx = torch.from_numpy(hist.contexts(rows[g], int(length))).to(dev)
+            t1 = torch.multinomial(first[torch.from_numpy(g).to(dev)], S, replacement=True,
+                                   generator=gen) + N_SPECIAL  # (g, S)
+            idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
+            cal = self._path_calendar(hist, rows[g], int(length), H)
+            if H > 1:
+                idx = self.model.generate(
+                    idx, H - 1, generator=gen,
+                    cal=None if cal is None else cal.repeat_interleave(S, dim=0))
+            new = idx[:, ctx.shape[1]:].cpu().numpy()
+            c0 = np.repeat(hist.close[rows[g]], S)
+            s0 = np.repeat(hist.next_scale[rows[g]], S)
+            paths = hist.tok.rebuild_paths(new, c0, s0)
+            for j, key in enumerate(("open", "high", "low", "close")):
+                out[g, j] = np.log(paths[key] / c0[:, None]).reshape(g.size, S, H)
+            bar.advance()
 
     def _path_calendar(self, hist: History, rows: np.ndarray, length: int,
                        H: int) -> torch.Tensor | None:
@@ -228,17 +249,23 @@ class GPTForecaster:
         assert ctx is not None
         return torch.cat([ctx, self._future_calendar(hist, rows, H)], dim=1)
 
-    def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
-        """Sampled returns at ``rows``, generated once per origin and history (every
-        horizon reads the same paths)."""
+    def path_logs(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """(n, 4, samples, max_horizon) sampled paths at ``rows`` (:meth:`sample_logs`),
+        generated once per origin and history: every horizon, and the stop and target
+        odds, read the same paths."""
+        rows = np.asarray(rows, dtype=np.int64)
         if self._paths_of is not hist:
             self._paths_of, self._paths = hist, {}
         todo = np.array([r for r in rows.tolist() if r not in self._paths], dtype=np.int64)
         if todo.size:
-            for r, v in zip(todo.tolist(), self.sample_returns(hist, todo), strict=True):
+            for r, v in zip(todo.tolist(), self.sample_logs(hist, todo), strict=True):
                 self._paths[r] = v
         return np.stack([self._paths[r] for r in rows.tolist()]) if rows.size else \
-            np.zeros((0, self.samples, self.max_horizon))
+            np.zeros((0, 4, self.samples, self.max_horizon))
+
+    def _returns(self, hist: History, rows: np.ndarray) -> np.ndarray:
+        """Sampled forward log returns at ``rows`` (the closes of :meth:`path_logs`)."""
+        return self.path_logs(hist, rows)[:, 3]
 
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
         if self.table is None:

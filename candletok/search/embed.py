@@ -23,6 +23,7 @@ import numpy as np
 
 from candletok.core.atomic import atomic_path, sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
+from candletok.core.progress import progress
 from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import calendar_ids
@@ -128,11 +129,14 @@ def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: 
             return ends, cached
     lags = np.arange(n - 1, -1, -1)
     vecs = np.empty((ends.size, model.config.n_embd), dtype=np.float32)
-    for s in range(0, ends.size, 64 * BATCH):  # bounded memory for the token windows
-        e = ends[s : s + 64 * BATCH]
-        pos = e[:, None] - lags
-        times = np.asarray(idx.ts[pos]) if model.calendar is not None else None
-        vecs[s : s + e.size] = embed_tokens(model, np.asarray(idx.tokens[pos]), times)
+    step = 64 * BATCH  # bounded memory for the token windows
+    with progress("model vectors", -(-ends.size // step)) as bar:
+        for s in range(0, ends.size, step):
+            e = ends[s : s + step]
+            pos = e[:, None] - lags
+            times = np.asarray(idx.ts[pos]) if model.calendar is not None else None
+            vecs[s : s + e.size] = embed_tokens(model, np.asarray(idx.tokens[pos]), times)
+            bar.advance()
     if cache is not None and cache.parent.is_dir():
         try:
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
