@@ -162,7 +162,7 @@ def test_evaluate_scores_every_registered_mode_by_default(
 
 
 def test_modes_and_sources_are_ordered_builtins_first(toys: None) -> None:
-    assert modes() == ("exact", "nearest", "model", "toy")
+    assert modes() == ("exact", "nearest", "model", "learned", "toy")
     assert sources() == ("auto", "yahoo", "sample", "synthetic", "toy")
     assert mode_help().startswith("exact (") and "toy (" in mode_help()
     assert "a CSV/Parquet path" in source_help()

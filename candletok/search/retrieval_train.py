@@ -55,6 +55,7 @@ class SearchTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     k: int = 20  # neighbours of the val retrieval score (similar's default --top)
+    val_queries: int = 2000  # val windows the retrieval score asks (seeded subsample)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -199,6 +200,9 @@ def train_search(dataset: str | Path, out: str | Path, config: SearchTrainConfig
     n, hmax = cfg.window, max(H)
     e_tr = _split_ends(idx, n, hmax, None, val_us)
     e_va = _split_ends(idx, n, hmax, val_us, test_us)
+    if e_va.size > cfg.val_queries:  # the retrieval score: one exact search per window
+        pick = np.random.default_rng(cfg.seed).choice(e_va.size, cfg.val_queries, False)
+        e_va = e_va[np.sort(pick)]
     if e_tr.size < 10 * cfg.k or e_va.size < cfg.k:
         raise DatasetError(f"Too few windows to train a search model ({e_tr.size} train, "
                            f"{e_va.size} val); use a longer dataset or a smaller window.")
