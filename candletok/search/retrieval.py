@@ -9,8 +9,8 @@ them to outcome heads that regress the forward return and the log forward range,
 in volatility units, at the search's horizons. Its representation (the last hidden
 layer, or the standardized outcome predictions: whichever val chose) is the embedding.
 
-This module is torch-free: the weights are plain numpy arrays and the embedding pass is
-three matrix products, so a query never imports torch; training lives in
+The weights are plain numpy arrays and the embedding pass is three matrix products (no
+torch: only reading the ``.pt`` file imports it, once per process); training lives in
 :mod:`candletok.search.retrieval_train`. The file (``model.search.pt`` beside the
 checkpoint, ``"format": "candletok-search/1"``) holds the weights, the input and
 target standardization, the vocabulary fingerprint and the facts it was trained on.

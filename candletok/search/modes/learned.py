@@ -2,7 +2,7 @@
 retrieval (:mod:`candletok.search.retrieval`, ``m.search.pt`` beside checkpoint ``m.pt``,
 made by ``candletok train-search``): windows close there had close forward returns and
 ranges on train. Exact (one float32 product over every window's vector, the near ties
-re-measured in float64); no torch at query time."""
+re-measured in float64); the embedding pass is numpy (torch only reads the file)."""
 
 from __future__ import annotations
 
