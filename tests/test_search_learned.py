@@ -75,7 +75,8 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("learned")
     bars, where = planted_bars()
     ds = build(bars, root / "ds")
-    res = train_search(ds, root / "m.pt", SearchTrainConfig(horizons=(1, 5), epochs=12))
+    res = train_search(ds, root / "m.pt", SearchTrainConfig(horizons=(1, 5), epochs=8,
+                                                          embed="hidden"))
     return {"bars": bars, "where": where, "ds": ds, "model": root / "m.pt", "res": res,
             "root": root}
 

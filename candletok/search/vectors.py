@@ -189,16 +189,21 @@ def dot_search(vectors: np.ndarray, sqnorms: np.ndarray, query: np.ndarray, k: i
     :meth:`NumpyFlatIndex.search_masked`'s without its float64 pass over every row."""
     q32 = np.asarray(query, dtype=np.float32).reshape(-1)
     q2 = float(np.dot(q32.astype(np.float64), q32.astype(np.float64)))
-    approx = sqnorms - 2.0 * (vectors @ q32).astype(np.float64) + q2
-    ids = np.arange(vectors.shape[0]) if mask is None else np.flatnonzero(mask)
-    if ids.size == 0 or k < 1:
+    n = vectors.shape[0]
+    if k < 1 or n == 0:
         return SearchResults(np.zeros(0), np.zeros(0, dtype=np.int64))
-    a = approx[ids]
-    if ids.size > k:
-        kth = float(np.partition(a, k - 1)[k - 1])
+    approx = sqnorms - 2.0 * (vectors @ q32)  # + q2 is the same for every row
+    if mask is not None:
+        approx[~np.asarray(mask, dtype=bool)] = np.inf
+    if k < n:
+        kth = float(np.partition(approx, k - 1)[k - 1])
+        if not np.isfinite(kth):  # fewer than k rows pass the mask
+            kth = float(approx[np.isfinite(approx)].max(initial=-np.inf))
         # float32 products: error below ~ d * 2^-23 * |v| |q| per row (a wide margin)
         tol = 1e-5 * (float(sqnorms.max(initial=0.0)) + q2) + 1e-12
-        ids = ids[a <= kth + tol]
+        ids = np.flatnonzero(approx <= kth + tol)
+    else:
+        ids = np.flatnonzero(np.isfinite(approx))
     blk = vectors[ids].astype(np.float64) - q32.astype(np.float64)[None, :]
     d = np.einsum("ij,ij->i", blk, blk)
     o = np.lexsort((ids, d))[:k]
