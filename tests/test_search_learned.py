@@ -111,8 +111,14 @@ def test_the_file_is_versioned_and_says_what_it_was_chosen_on(planted: dict[str,
     f = sm.facts
     assert f["chosen_on_val"] in [r["candidate"] for r in f["val_table"]]
     rows = {r["candidate"]: r for r in f["val_table"]}
+    kind = "calendar on" if sm.calendar is not None else "calendar off"
+    assert f["chosen_on_val"].startswith(kind)
     assert rows[f["chosen_on_val"]]["mse"] == min(r["mse"] for r in f["val_table"]
-                                                  if r["candidate"].startswith("calendar"))
+                                                  if r["candidate"].startswith(kind))
+    if sm.calendar is not None:  # kept only when they beat the best without them on val
+        assert f["calendar_p"] < 0.05
+        assert rows[f["chosen_on_val"]]["mse"] < min(
+            r["mse"] for r in f["val_table"] if r["candidate"].startswith("calendar off"))
     assert "train mean (no search)" in rows and "raw weighted features (nearest's space)" in rows
     assert f["trained_on"]["train_windows"] > 0 and f["trained_on"]["val_windows"] > 0
     with pytest.raises(ModelError, match="trained on 5-candle windows"):
@@ -146,8 +152,10 @@ def test_shifting_time_changes_no_match_without_calendar(planted: dict[str, Any]
     assert np.array_equal(a._e, b._e) and np.allclose(a.matches["distance"],
                                                        b.matches["distance"])
     if sm.calendar is not None:  # the chosen model reads it: val must have said so
-        assert sm.facts["calendar_chosen_on_val"]
+        assert sm.facts["calendar_chosen_on_val"] and sm.facts["calendar_p"] < 0.05
         assert sm.facts["chosen_on_val"].startswith("calendar on")
+    else:
+        assert not sm.facts["calendar_chosen_on_val"]
     # a model forced to read the calendar does see the shift (the test can fail)
     on = planted["root"] / "on.pt"
     r_on = train_search(planted["ds"], on, SearchTrainConfig(horizons=(1, 5), epochs=3,

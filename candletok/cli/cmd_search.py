@@ -302,7 +302,10 @@ def train_search_cmd(
     console.print(table(f"val: {cfg.k}-nearest train windows' mean outcome, squared error "
                         "(standardized; lower is better)",
                         ["space", "val loss (heads)", "all", "returns", "ranges"], rows))
-    console.print(f"chosen on val: {f['chosen_on_val']}; "
+    cal = ("" if f.get("calendar_p") is None else
+           f" (calendar inputs {'kept' if res.model.calendar else 'left out'}: one-sided "
+           f"p = {f['calendar_p']:.2f} that they help, 0.05 needed)")
+    console.print(f"chosen on val: {f['chosen_on_val']}{cal}; "
                   f"{f['trained_on']['train_windows']:,} train and "
                   f"{f['trained_on']['val_windows']:,} val windows, {res.seconds:.1f} s",
                   highlight=False)

@@ -15,6 +15,7 @@ table, so the file says what was chosen and by how much.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,13 +167,48 @@ def knn_score(train_vecs: np.ndarray, val_vecs: np.ndarray, Ytr: np.ndarray,
         pred[i] = Ytr[r.indices].mean(axis=0)
     err = (pred - Yva) ** 2
     return {"mse": float(err.mean()), "mse_return": float(err[:, 0::2].mean()),
-            "mse_range": float(err[:, 1::2].mean())}
+            "mse_range": float(err[:, 1::2].mean()), "_err": err.mean(axis=1)}
+
+
+def paired_p(err_a: np.ndarray, err_b: np.ndarray, block: int) -> float:
+    """One-sided p-value that ``err_a`` is lower on average than ``err_b`` (same val
+    windows, in time order): a t-test on the means of blocks of ``block`` windows, so
+    overlapping forward windows are not counted as independent (normal approximation)."""
+    d = np.asarray(err_a, np.float64) - np.asarray(err_b, np.float64)
+    nb = d.size // max(1, block)
+    if nb < 3:
+        return 1.0
+    m = d[: nb * block].reshape(nb, -1).mean(axis=1)
+    se = float(m.std(ddof=1)) / math.sqrt(nb)
+    if se == 0.0:
+        return 0.0 if m.mean() < 0 else 1.0
+    return 0.5 * math.erfc(-float(m.mean()) / se / math.sqrt(2.0))
 
 
 def _standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu = np.nanmean(X, axis=0)
     sd = np.nanstd(X, axis=0)
     return np.nan_to_num(mu), np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
+
+
+def _choose(fitted: list[tuple[dict[str, Any], SearchModel]], block: int
+            ) -> tuple[str, SearchModel, float | None]:
+    """The candidate with the lowest val retrieval error, calendar inputs only when the
+    best with them beats the best without them with one-sided p < 0.05 (blocks of the
+    longest horizon; a noise-level win keeps the simpler model). Returns (name, model,
+    that p or None when only one kind was trained)."""
+    def best(rows: list[tuple[dict[str, Any], SearchModel]]) -> tuple[dict[str, Any], SearchModel]:
+        return min(rows, key=lambda rs: rs[0]["mse"])
+
+    off = [rs for rs in fitted if rs[1].calendar is None]
+    on = [rs for rs in fitted if rs[1].calendar is not None]
+    if not off or not on:
+        r, m = best(fitted)
+        return r["candidate"], m, None
+    (r_off, m_off), (r_on, m_on) = best(off), best(on)
+    p = paired_p(r_on["_err"], r_off["_err"], block)
+    r, m = (r_on, m_on) if r_on["mse"] < r_off["mse"] and p < 0.05 else (r_off, m_off)
+    return r["candidate"], m, p
 
 
 def train_search(dataset: str | Path, out: str | Path, config: SearchTrainConfig | None = None,
@@ -229,7 +265,7 @@ def train_search(dataset: str | Path, out: str | Path, config: SearchTrainConfig
              "mse_range": float((Yva[:, 1::2] ** 2).mean())}.items()}},
         {"candidate": "raw weighted features (nearest's space)", "val_loss": None,
          **knn_score(z(W_tr, mu0, sd0), z(W_va, mu0, sd0), Ytr, Yva, cfg.k)}]
-    best: tuple[float, SearchModel, str] | None = None
+    fitted: list[tuple[dict[str, Any], SearchModel]] = []
     for cal in cal_opts:
         A_tr, A_va = W_tr, W_va
         if cal:
@@ -246,10 +282,10 @@ def train_search(dataset: str | Path, out: str | Path, config: SearchTrainConfig
                    "val_loss": vloss, "best_epoch": epoch,
                    **knn_score(sm.embed(tr.X), sm.embed(va.X), Ytr, Yva, cfg.k)}
             table.append(row)
-            if best is None or row["mse"] < best[0]:
-                best = (row["mse"], sm, row["candidate"])
-    assert best is not None
-    _, sm, chosen = best
+            fitted.append((row, sm))
+    chosen, sm, cal_p = _choose(fitted, hmax)
+    for r in table:
+        r.pop("_err", None)
     sm.facts = {
         "trained_on": {"dataset": str(Path(dataset).resolve()),
                        "dataset_fingerprint": idx.key, "vocab_fingerprint": tok.fingerprint,
@@ -259,7 +295,9 @@ def train_search(dataset: str | Path, out: str | Path, config: SearchTrainConfig
         "config": {**asdict(cfg), "horizons": list(H)},
         "targets": [f"{kind}_{h}" for h in H for kind in ("return_vol", "log_range_vol")],
         "target_mean": y_mu.tolist(), "target_sd": y_sd.tolist(),
-        "chosen_on_val": chosen, "calendar_chosen_on_val": cfg.calendar == "auto",
+        "chosen_on_val": chosen,
+        "calendar_chosen_on_val": cfg.calendar == "auto" and sm.calendar is not None,
+        "calendar_p": cal_p,
         "val_table": table, **(facts or {}),
     }
     sm.facts["seconds"] = round(time.perf_counter() - t0, 3)
