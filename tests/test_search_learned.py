@@ -183,3 +183,29 @@ def test_dot_search_is_the_exact_search() -> None:
         got = dot_search(v, sq, q, 25, mask)
         assert np.array_equal(want.indices, got.indices)
         assert np.allclose(want.scores, got.scores, rtol=1e-9, atol=1e-9)
+
+
+def test_analogue_range_is_the_matches_mean_times_the_query_scale(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analogue answer's next range (mean and mean square, in vol units) becomes the
+    forecast times the scale known at the origin; horizons past 1 carry none."""
+    import candletok.evaluation.analogues as an
+    from candletok.evaluation.analogues import AnalogueAnswer, AnalogueForecaster
+
+    class Hist:
+        next_scale = np.array([0.01, 0.02, 0.04])
+
+    def query(hist: Any, row: int, horizons: Any) -> dict[int, AnalogueAnswer]:
+        return {1: AnalogueAnswer(0.5, 10.0, (-1.0, 0.0, 1.0), (0.8 + row, 0.7 + row)),
+                5: AnalogueAnswer(0.5, 10.0, (-1.0, 0.0, 1.0), None)}
+
+    f = AnalogueForecaster("toy", query, horizons=(1, 5), subsample=10)
+    f.base.rate = lambda hist, h: (0.5, 0.0)  # type: ignore[method-assign]
+    rows = np.arange(3)
+    monkeypatch.setattr(an, "pick_subsample", lambda hist, rows, n, seed: rows)  # every one
+    fc = f.forecast(Hist(), rows, 1)  # type: ignore[arg-type]
+    fc5 = f.forecast(Hist(), rows, 5)  # type: ignore[arg-type]
+    assert fc is not None and fc5 is not None
+    assert np.allclose(fc.range_mean, (0.8 + rows) * Hist.next_scale)
+    assert np.allclose(fc.range_sq, (0.7 + rows) * Hist.next_scale ** 2)
+    assert fc5.range_mean is None
