@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from _helpers import run_main
 
 from candletok.core.errors import ModelError
 from candletok.dataset.build import build_dataset
@@ -209,3 +210,28 @@ def test_analogue_range_is_the_matches_mean_times_the_query_scale(
     assert np.allclose(fc.range_mean, (0.8 + rows) * Hist.next_scale)
     assert np.allclose(fc.range_sq, (0.7 + rows) * Hist.next_scale ** 2)
     assert fc5.range_mean is None
+
+
+def test_the_cli_trains_and_searches(planted: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = planted["root"]
+    (root / "cli.pt").write_bytes(b"a checkpoint stand-in")  # only hashed into the facts
+    args = ("train-search", "--model", "cli.pt", "--dataset", "ds", "--epochs", "2",
+            "--calendar", "off", "--embed", "hidden", "--horizon", "1,5")
+    code, out, err = run_main(args, root, capsys, monkeypatch, OMP_NUM_THREADS="1")
+    assert code == 0, err
+    assert "chosen on val: calendar off, hidden embedding" in out
+    assert "cli.search.pt" in out and (root / "cli.search.pt").is_file()
+    code, _, err = run_main(args, root, capsys, monkeypatch)
+    assert code != 0 and "--overwrite" in err
+    code, _, err = run_main(("train-search", "--model", "none.pt", "--dataset", "ds"), root,
+                            capsys, monkeypatch)
+    assert code != 0 and "No checkpoint at none.pt" in " ".join(err.split())
+    code, out, err = run_main(("similar", "AAA", "--dataset", "ds", "--mode", "learned",
+                               "--model", "cli.pt", "--horizon", "1,5", "--no-calibrate"),
+                              root, capsys, monkeypatch)
+    assert code == 0, err
+    assert "search model trained for retrieval (cli.search.pt" in " ".join(out.split())
+    code, _, err = run_main(("similar", "AAA", "--dataset", "ds", "--mode", "learned",
+                             "--model", "m2.pt", "--no-calibrate"), root, capsys, monkeypatch)
+    assert code != 0 and "train-search" in " ".join(err.split())

@@ -81,6 +81,10 @@ class SearchMode:
             return "no checkpoint given"
         return None
 
+    def model_file(self, model: str | Path) -> Path:
+        """The file this mode reads for checkpoint ``model`` (what a cache key hashes)."""
+        return Path(model)
+
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
                spec: SearchOptions) -> tuple[Found, TimeRule]:
         """The matches of query ``q`` among the windows ``rule`` lets answer (only

@@ -35,6 +35,12 @@ class Learned(SearchMode):
         p = search_model_path(model)
         return None if p.exists() else f"no search model at {p} (candletok train-search)"
 
+    def model_file(self, model: str | Path) -> Path:
+        """The search model beside the checkpoint: a retrained one changes every key."""
+        from candletok.search.retrieval import search_model_path
+
+        return search_model_path(model)
+
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
                spec: SearchOptions) -> tuple[Found, TimeRule]:
         from candletok.search.retrieval import learned_vectors, load_search_model, query_vector
