@@ -280,6 +280,61 @@ def _hnsw(faiss: Any, X: np.ndarray, cap: int) -> list[dict[str, str]]:
                 note=f"recall@{K} {recall:.1%} vs exact; the numpy flat index stays default")]
 
 
+def bench_learned(idx: SearchIndex, root: Path, queries: list[tuple[int, int]],
+                  near_ms: dict[int, float]) -> list[dict[str, str]]:
+    """The learned mode (issue 23): a search model trained for one epoch (its training
+    time beside), the embedding pass over every window, and the exact query (time rule,
+    one float32 product over every vector, thinning) next to the nearest mode's."""
+    import torch
+
+    from candletok.search.embed import window_ends
+    from candletok.search.retrieval import index_inputs, learned_vectors, load_search_model
+    from candletok.search.retrieval_train import SearchTrainConfig, train_search
+    from candletok.search.vectors import dot_search
+
+    torch.set_num_threads(1)
+    tok = idx.tokenizer()
+    t0 = time.perf_counter()
+    res = train_search(root, root / "m.pt", SearchTrainConfig(epochs=1, calendar="off",
+                                                              embed="hidden", val_queries=500))
+    train_s = time.perf_counter() - t0
+    sm = load_search_model(root / "m.pt")
+    ends = window_ends(idx, sm.window)
+    t0 = time.perf_counter()
+    sm.embed(index_inputs(idx, tok, sm, ends))
+    embed_s = time.perf_counter() - t0
+    wps = ends.size / embed_s
+    ends, vecs, sq = learned_vectors(idx, tok, sm)
+    pos = np.searchsorted(ends, [q[1] for q in queries])
+
+    def query(i_q: tuple[int, tuple[int, int]]) -> np.ndarray:
+        i, q = i_q
+        rule = rule_for(idx, q, sm.window)
+        ok = Cut.of(idx, rule).eligible(ends)
+        r = dot_search(vecs, sq, vecs[min(pos[i], ends.size - 1)], K * (2 * rule.zone - 1), ok)
+        e = ends[r.indices]
+        return e[thin_by_distance(e, r.scores, idx.sid[e], rule.zone, K)]
+
+    ms = median_ms(query, list(enumerate(queries)))
+    few = queries[: max(3, len(queries) // 4)]
+
+    def full(q: tuple[int, int]) -> Any:
+        at = pl.Series([int(idx.ts[q[1]])]).cast(pl.Datetime("us", "UTC")).to_list()[0]
+        return similar(idx, idx.symbols[q[0]], last=5, mode="learned", top=K, at=at,
+                       model=root / "m.pt")
+
+    ms_s = median_ms(full, few)
+    return [
+        row("learned: train-search, 1 epoch, 1 candidate", f"{train_s:.1f} s",
+            note=f"{res.model.facts['trained_on']['train_windows']:,} train windows"),
+        row("learned: embedding pass over every window", f"{wps:,.0f} windows/s",
+            ">= 100k windows/s", wps >= 100_000, f"{ends.size:,} windows in {embed_s:.2f} s"),
+        row(f"learned: query, exact, N=5, k={K} (time rule + search + thinning)",
+            f"{ms:.1f} ms", "<= 50 ms at 1M", ms <= 50 if idx.n >= 1_000_000 else None,
+            f"nearest N=5: {near_ms[5]:.1f} ms"),
+        row("similar() end to end, learned, N=5 (+ base rate, outcomes)", f"{ms_s:.0f} ms")]
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candles", type=int, default=200_000, help="dataset size (10M: issue)")
@@ -287,6 +342,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     ap.add_argument("--hnsw-max", type=int, default=50_000, help="windows for HNSW (0: off)")
     ap.add_argument("--no-faiss", action="store_true")
     ap.add_argument("--no-stumpy", action="store_true")
+    ap.add_argument("--no-learned", action="store_true")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="candletok-search-bench-") as tmp:
         t0 = time.perf_counter()
@@ -294,8 +350,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         made = time.perf_counter() - t0
         idx, rows = bench_build(root)
         queries = draw_queries(idx, args.queries)
-        qrows, _ = bench_queries(idx, queries)
+        qrows, near_ms = bench_queries(idx, queries)
         rows += qrows
+        if not args.no_learned:
+            rows += bench_learned(idx, root, queries, near_ms)
         if not args.no_stumpy:
             rows += bench_stumpy(idx, queries)
         if not args.no_faiss:

@@ -113,7 +113,7 @@ def test_unknown_names_list_every_registered_one(work: Path, capsys: pytest.Capt
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run_cli(("similar", "AA", "--dataset", "ds", "--mode", "fuzzy"), work,
                            capsys, monkeypatch)
-    assert code != 0 and "use exact, nearest, model or toy" in " ".join(err.split())
+    assert code != 0 and "use exact, nearest, model, learned or toy" in " ".join(err.split())
     code, _, err = run_cli(("encode", "AA", "--source", "quandl", "--out", "x"), work, capsys,
                            monkeypatch)
     assert code != 0
@@ -121,7 +121,7 @@ def test_unknown_names_list_every_registered_one(work: Path, capsys: pytest.Capt
         " ".join(err.split())
     code, _, err = run_cli(("evaluate", "ds", "--analogues", "exact,fuzzy"), work, capsys,
                            monkeypatch)
-    assert code != 0 and "exact, nearest, model, toy, all or none" in " ".join(err.split())
+    assert code != 0 and "exact, nearest, model, learned, toy, all or none" in " ".join(err.split())
     with pytest.raises(SourceError, match="Unknown source 'quandl'; use auto, yahoo"):
         load_bars(["AA"], source="quandl")
     assert load_bars(["AA"], source="TOY ").height == 400  # names as the built-ins: any case
@@ -162,7 +162,7 @@ def test_evaluate_scores_every_registered_mode_by_default(
 
 
 def test_modes_and_sources_are_ordered_builtins_first(toys: None) -> None:
-    assert modes() == ("exact", "nearest", "model", "toy")
+    assert modes() == ("exact", "nearest", "model", "learned", "toy")
     assert sources() == ("auto", "yahoo", "sample", "synthetic", "toy")
     assert mode_help().startswith("exact (") and "toy (" in mode_help()
     assert "a CSV/Parquet path" in source_help()

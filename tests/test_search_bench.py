@@ -16,7 +16,8 @@ def test_search_benchmark_runs_and_agrees() -> None:
                               "--no-stumpy", "--hnsw-max", "0"])
     what = " | ".join(r["what"] for r in rows)
     for part in ("index build, from the folder", "index memory", "exact 5-gram query",
-                 "N=5", "N=10", "N=20", "numpy brute force", "similar() end to end"):
+                 "N=5", "N=10", "N=20", "numpy brute force", "similar() end to end",
+                 "learned: embedding pass", "learned: query"):
         assert part in what, part
     brute = next(r for r in rows if "brute force" in r["what"])
     assert "same answer as candletok: yes" in brute["note"]

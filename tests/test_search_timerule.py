@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -49,6 +49,20 @@ def build(bars: pl.DataFrame, out: Path, vocab: Path | None = None) -> Path:
 def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, Path]:
     bars = universe()
     return bars, build(bars, tmp_path_factory.mktemp("timerule") / "full")
+
+
+@pytest.fixture(scope="module")
+def search_model(full: tuple[pl.DataFrame, Path]) -> Path:
+    """A search model of the full dataset (``--mode learned``), trained in a second."""
+    import torch
+
+    from candletok.search.retrieval_train import SearchTrainConfig, train_search
+
+    torch.set_num_threads(1)
+    out = full[1].parent / "m.pt"
+    train_search(full[1], out, SearchTrainConfig(horizons=(1, 4), epochs=2, calendar="off",
+                                                 embed="hidden", k=5))
+    return out
 
 
 def after_changed(bars: pl.DataFrame, T: Any, seed: int) -> pl.DataFrame:
@@ -99,16 +113,21 @@ def same_answer(a: Any, b: Any) -> None:
 
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(40, 230), mode=st.sampled_from(["exact", "nearest"]),
+@given(cut=st.integers(40, 230), mode=st.sampled_from(["exact", "nearest", "learned"]),
        last=st.integers(1, 5), how=st.sampled_from(["delete", "change"]),
        seed=st.integers(0, 10_000))
-def test_bars_after_t_change_nothing(full: tuple[pl.DataFrame, Path], cut: int, mode: str,
-                                     last: int, how: str, seed: int) -> None:
+@example(cut=150, mode="learned", last=5, how="change", seed=1)  # every run covers it
+@example(cut=200, mode="learned", last=5, how="delete", seed=2)
+def test_bars_after_t_change_nothing(full: tuple[pl.DataFrame, Path], search_model: Path,
+                                     cut: int, mode: str, last: int, how: str, seed: int
+                                     ) -> None:
     bars, root = full
     T = bars.filter(pl.col("symbol") == "A")["ts"].sort()[cut]
     T_us = int(pl.Series([T]).dt.epoch("us")[0])
     kw = {"last": last, "mode": mode, "at": T, "top": 200, "horizons": (1, 4),
           "min_matches": 3}
+    if mode == "learned":  # the search model reads the window it was trained on
+        kw = {**kw, "last": 5, "model": search_model}
     want = similar(root, "A", **kw)
     check_before_t(root, want, T_us)
     alt_bars = bars.filter(pl.col("ts") <= T) if how == "delete" else \

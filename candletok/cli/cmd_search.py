@@ -261,3 +261,53 @@ def motifs_cmd(
         print(json.dumps(res.to_dict(), indent=2))
     else:
         print_motifs(res)
+
+
+@app.command("train-search")
+def train_search_cmd(
+    model: Path = typer.Option(..., "--model",
+                               help="Checkpoint the search model sits beside (m.pt -> "
+                                    "m.search.pt)."),
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder to train on."),
+    last: int = typer.Option(5, "--last", help="Candles in a window (similar's --last)."),
+    horizon: str = typer.Option("1,5,10", "--horizon", help="Forward horizons in bars."),
+    calendar: str = typer.Option("auto", "--calendar",
+                                 help="Calendar inputs: auto (chosen on val), on or off."),
+    embed: str = typer.Option("auto", "--embed",
+                              help="Embedding: auto (chosen on val), hidden or outcomes."),
+    epochs: int = typer.Option(15, "--epochs", help="Epochs per candidate (best on val)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and batches."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing search model."),
+) -> None:
+    """Train the search model for --mode learned on the train split, chosen on val."""
+    from candletok.core.atomic import sha256_file
+    from candletok.search.retrieval import search_model_path
+    from candletok.search.retrieval_train import SearchTrainConfig, train_search
+
+    if not model.is_file():
+        raise fail(f"No checkpoint at {model}; train one first (candletok train).")
+    out = search_model_path(model)
+    if out == model:
+        raise fail("--model is the checkpoint (m.pt); the search model is written beside it.")
+    refuse_existing(out, overwrite)
+    cfg = SearchTrainConfig(window=last, horizons=parse_horizons(horizon), calendar=calendar,
+                            embed=embed, epochs=epochs, seed=seed)
+    res = train_search(dataset, out, cfg, facts={"checkpoint": model.name,
+                                                 "checkpoint_sha256": sha256_file(model)})
+    f = res.model.facts
+    rows = [(r["candidate"], "-" if r.get("val_loss") is None else f"{r['val_loss']:.4f}",
+             f"{r['mse']:.4f}", f"{r['mse_return']:.4f}", f"{r['mse_range']:.4f}")
+            for r in res.table]
+    console.print(table(f"val: {cfg.k}-nearest train windows' mean outcome, squared error "
+                        "(standardized; lower is better)",
+                        ["space", "val loss (heads)", "all", "returns", "ranges"], rows))
+    cal = ("" if f.get("calendar_p") is None else
+           f" (calendar inputs {'kept' if res.model.calendar else 'left out'}: one-sided "
+           f"p = {f['calendar_p']:.2f} that they help, 0.05 needed)")
+    console.print(f"chosen on val: {f['chosen_on_val']}{cal}; "
+                  f"{f['trained_on']['train_windows']:,} train and "
+                  f"{f['trained_on']['val_windows']:,} val windows, {res.seconds:.1f} s",
+                  highlight=False)
+    console.print(f"search model: {res.path}  (use: similar --mode learned --model {model})",
+                  highlight=False)

@@ -18,6 +18,7 @@ at each horizon, using only windows whose forward outcome was known by the origi
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from candletok.core.errors import CandletokError
+from candletok.core.fallback import say_fallback
 from candletok.core.progress import progress
 from candletok.evaluation.forecasters import (
     BaseRate,
@@ -40,6 +42,8 @@ from candletok.evaluation.forecasters import (
 from candletok.evaluation.history import History
 from candletok.search.modes import modes
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AnalogueAnswer:
@@ -48,6 +52,7 @@ class AnalogueAnswer:
     p_up: float  # share of matches whose close h bars on was above their last close
     n_eff: float  # effective number of independent matches (0: none)
     quantiles_vol: tuple[float, ...] | None = None  # 10/50/90% forward return / scale
+    range_vol: tuple[float, float] | None = None  # next candle's ln(H/L) / scale: mean, mean sq
 
 
 AnalogueQuery = Callable[[History, int, Sequence[int]], dict[int, AnalogueAnswer]]
@@ -126,6 +131,10 @@ class AnalogueForecaster:
             q = np.array([a.quantiles_vol for a in ans], dtype=np.float64)
             q = pad_levels(q.reshape(len(ans), -1))  # the search answers 10/50/90% only
             fc.quantiles = q * hist.next_scale[sub][:, None]
+        if horizon == 1 and all(a.range_vol is not None for a in ans):
+            rv = np.array([a.range_vol for a in ans], dtype=np.float64)
+            s = hist.next_scale[sub]  # the matches' ranges in the query's own volatility
+            fc.range_mean, fc.range_sq = rv[:, 0] * s, rv[:, 1] * s * s
         return fc
 
 
@@ -139,10 +148,17 @@ def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
     """The matches' answer at each horizon of a :class:`~candletok.search.result.SimilarResult`
     (horizons with no match whose outcome was known by T are left out)."""
     out = {}
+    nr = res.next_range.filter(pl.col("who") == "matches")
+    rng = None
+    if nr.height and "mean_sq_vol" in nr.columns:
+        m, m2 = nr["mean_vol"][0], nr["mean_sq_vol"][0]
+        if m is not None and m2 is not None and math.isfinite(m) and math.isfinite(m2):
+            rng = (float(m), float(m2))
     for r in res.outcomes.filter(pl.col("who") == "matches").iter_rows(named=True):
         if r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"]):
             out[int(r["horizon"])] = AnalogueAnswer(
-                float(r["p_up"]), float(r["n_eff"]), (r["q10_vol"], r["q50_vol"], r["q90_vol"]))
+                float(r["p_up"]), float(r["n_eff"]), (r["q10_vol"], r["q50_vol"], r["q90_vol"]),
+                rng if int(r["horizon"]) == 1 else None)
     return out
 
 
@@ -195,7 +211,10 @@ def search_forecasters(root: str | Path, modes: Sequence[str], horizons: Sequenc
     out = []
     for name in modes:
         mode = MODES.get(name)
-        if mode.needs_model and model is None:
+        why = mode.missing(model)
+        if why is not None:
+            if mode.needs_model and model is not None:  # asked for, but cannot run: say so
+                say_fallback(log, f"{mode.name} analogues left out of the evaluation: {why}")
             continue
         spec = SearchSpec(mode=mode.name, last=last, horizons=horizons, device=device,
                           model=model if mode.needs_model else None)

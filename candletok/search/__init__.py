@@ -2,17 +2,19 @@
 gives the matches whose forward windows end by T, with their outcomes next to the base rate.
 
     from candletok.search import similar, motifs
-    res = similar("ds", "AAPL", last=5)              # exact | nearest | model
+    res = similar("ds", "AAPL", last=5)              # exact | nearest | model | learned
     res.outcomes, res.matches, res.words
     motifs("ds", n=3).motifs
 
 Modules: ``index`` (the saved index, keyed to the manifest), ``timerule`` (what may
 answer a query at time T), ``nearest`` (exact feature-space search), ``vectors`` (dense
-vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states),
+vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states, the
+vector cache), ``retrieval`` and ``retrieval_train`` (the search model trained for
+retrieval, ``--mode learned``),
 ``stats`` (outcomes, intervals, tests), ``spec`` (``SearchSpec``, the options of a
 search), ``modes`` (the mode registry, one file per mode), ``similar``, ``motifs``,
 ``plot``. No torch is
-imported unless the ``model`` mode is used.
+imported unless the ``model`` or ``learned`` mode is used.
 """
 
 from candletok.search.index import SearchIndex, open_index

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,31 +112,29 @@ def _read_cache(cache: Path, want: dict[str, Any]) -> np.ndarray | None:
     return None
 
 
-def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(window ends, their vectors) for every N-window of the index, cached beside the
-    index by checkpoint sha256 and N. The cache's sidecar (``.json``, written last)
-    records the index key, the checkpoint's sha256, N, the shape and the vector file's
-    own sha256; a cache that does not match all of them is rebuilt with a warning."""
+def cached_vectors(idx: SearchIndex, model_sha: str, prefix: str, n: int, width: int,
+                   compute: Callable[[np.ndarray], np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(window ends, their vectors) for every N-window of the index, ``compute(ends)``
+    block by block, cached beside the index as ``<prefix>-<sha>-n<N>.npy``. The cache's
+    sidecar (``.json``, written last) records the index key, the model file's sha256, N,
+    the shape and the vector file's own sha256; a cache that does not match all of them
+    is rebuilt with a warning. One home for the ``model`` and ``learned`` modes."""
     ends = window_ends(idx, n)
     cache: Path | None = None
     want: dict[str, Any] = {}
     if idx.root is not None:
-        model_sha = sha256_file(model_path)
-        cache = index_dir(idx.root) / f"model-{model_sha[:16]}-n{n}.npy"
-        want = _cache_key(idx, model_sha, n, ends, model.config.n_embd)
+        cache = index_dir(idx.root) / f"{prefix}-{model_sha[:16]}-n{n}.npy"
+        want = _cache_key(idx, model_sha, n, ends, width)
         cached = _read_cache(cache, want)
         if cached is not None:
             return ends, cached
-    lags = np.arange(n - 1, -1, -1)
-    vecs = np.empty((ends.size, model.config.n_embd), dtype=np.float32)
+    vecs = np.empty((ends.size, width), dtype=np.float32)
     step = 64 * BATCH  # bounded memory for the token windows
-    with progress("model vectors", -(-ends.size // step)) as bar:
+    with progress(f"{prefix} vectors", -(-ends.size // step)) as bar:
         for s in range(0, ends.size, step):
             e = ends[s : s + step]
-            pos = e[:, None] - lags
-            times = np.asarray(idx.ts[pos]) if model.calendar is not None else None
-            vecs[s : s + e.size] = embed_tokens(model, np.asarray(idx.tokens[pos]), times)
+            vecs[s : s + e.size] = compute(e)
             bar.advance()
     if cache is not None and cache.parent.is_dir():
         try:
@@ -146,3 +145,18 @@ def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: 
         except OSError as exc:
             log.warning("could not cache model vectors in %s (%s)", cache, exc)
     return ends, vecs
+
+
+def dataset_embeddings(idx: SearchIndex, model: Any, model_path: str | Path, n: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(window ends, their CandleGPT vectors) for every N-window of the index, cached
+    beside the index by checkpoint sha256 and N (:func:`cached_vectors`)."""
+    lags = np.arange(n - 1, -1, -1)
+
+    def compute(e: np.ndarray) -> np.ndarray:
+        pos = e[:, None] - lags
+        times = np.asarray(idx.ts[pos]) if model.calendar is not None else None
+        return embed_tokens(model, np.asarray(idx.tokens[pos]), times)
+
+    sha = sha256_file(model_path) if idx.root is not None else ""
+    return cached_vectors(idx, sha, "model", n, model.config.n_embd, compute)

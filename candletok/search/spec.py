@@ -81,8 +81,10 @@ class SearchSpec:
         sha256 (its path and the device change nothing), only for a mode that uses it."""
         from candletok.core.atomic import sha256_file
 
-        sha = sha256_file(self.model) if self.search_mode.needs_model and \
-            self.model is not None else None
+        m = self.search_mode
+        used = m.model_file(self.model) if m.needs_model and self.model is not None else None
+        # a missing file hashes as None: the search itself then says what is missing
+        sha = sha256_file(used) if used is not None and Path(used).exists() else None
         return {"mode": self.mode, "last": self.last, "top": self.top,
                 "min_matches": self.min_matches, "horizons": list(self.horizons),
                 "model_sha256": sha, "approximate": self.approximate}

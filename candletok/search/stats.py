@@ -176,12 +176,13 @@ def next_range(idx: SearchIndex, e: np.ndarray | None, cut: Cut | None = None
     lr, sc1 = lr[ok], sc1[ok]
     if lr.size == 0:
         nan = float("nan")
-        return {"n": 0, "median_pct": nan, "mean_pct": nan, "median_vol": nan, "mean_vol": nan}
+        return {"n": 0, "median_pct": nan, "mean_pct": nan, "median_vol": nan, "mean_vol": nan,
+                "mean_sq_vol": nan}
     rv = lr / sc1
     pct = 100.0 * np.expm1(lr)
     return {"n": int(lr.size), "median_pct": quantiles(pct, (0.5,))[0],
             "mean_pct": float(pct.mean()), "median_vol": quantiles(rv, (0.5,))[0],
-            "mean_vol": float(rv.mean())}
+            "mean_vol": float(rv.mean()), "mean_sq_vol": float(np.square(rv).mean())}
 
 
 def verdict(m: Outcome, b: Outcome, alpha: float = ALPHA) -> str:

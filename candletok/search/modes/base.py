@@ -74,6 +74,17 @@ class SearchMode:
             raise CandletokError(f"mode={self.name!r} needs a trained checkpoint: pass "
                                  "model=FILE.")
 
+    def missing(self, model: str | Path | None) -> str | None:
+        """Why this mode cannot answer with checkpoint ``model`` (None: it can), for the
+        harness to leave the mode out in words rather than fail every origin."""
+        if self.needs_model and model is None:
+            return "no checkpoint given"
+        return None
+
+    def model_file(self, model: str | Path) -> Path:
+        """The file this mode reads for checkpoint ``model`` (what a cache key hashes)."""
+        return Path(model)
+
     def search(self, idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule,
                spec: SearchOptions) -> tuple[Found, TimeRule]:
         """The matches of query ``q`` among the windows ``rule`` lets answer (only
