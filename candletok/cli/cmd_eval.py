@@ -94,6 +94,17 @@ def print_report(rep: Any) -> None:
           "-" if r.reference or r.crps_skill is None else _iv(r.crps_skill, True, 3),
           _iv(r.coverage, digits=3), _ct(r.tests.get("80")), _iv(r.coverage90, digits=3),
           _ct(r.tests.get("90")), _mcs(r)) for r in rep.quantiles]))
+    if rep.intervals:
+        console.print(table(
+            "80% and 90% intervals before and after conformal calibration on val (return: "
+            "the forecaster's own, then widened; range: no interval before), with "
+            "Christoffersen's conditional-coverage p",
+            ["forecaster", "h", "of", "method", "n", "80% before", "80% after", "90% before",
+             "90% after"],
+            [(r.forecaster, r.horizon, r.what, r.method, r.n,
+              *(_cov(r.before, r.before_p, c) if b else _cov(r.after, r.after_p, c)
+                for c in ("80", "90") for b in (True, False)))
+             for r in rep.intervals]))
     if rep.bits:
         console.print(table(
             "bits per candle (next token; lower is better)",
@@ -111,6 +122,14 @@ def print_report(rep: Any) -> None:
         console.print(f"· {note}", highlight=False)
     for note in degenerate_notes(rep):
         console.print(f"· {note}", highlight=False)
+
+
+def _cov(cover: dict[str, Any], p: dict[str, Any], c: str) -> str:
+    """``81.2% (p 0.43)``: a coverage and its conditional-coverage p; ``-`` without."""
+    v, q = cover.get(c), p.get(c)
+    if v is None:
+        return "-"
+    return f"{v:.1%}" + ("" if q is None or not math.isfinite(q) else f" (p {q:.2f})")
 
 
 def degenerate_notes(rep: Any) -> list[str]:
