@@ -370,28 +370,34 @@ def apply_all(ev: Mapping[int, Any], fits: Mapping[str, Mapping[int, IntervalFit
 
 def save_fits(saved: dict[str, Any], fits: Mapping[str, Mapping[int, IntervalFit]],
               walks: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], hist: Any,
-              ev: Mapping[int, Any]) -> None:
+              ev: Mapping[int, Any]) -> dict[str, Any]:
     """Record every fit in the calibration content ``saved`` (per forecaster,
-    ``intervals`` per horizon) and, for ACI, its per-origin offsets over the evaluated
-    split by symbol and origin time (``walk``): the Predictor's answer at an evaluated
-    origin shows the very offset that was scored there."""
+    ``intervals`` per horizon: val only) and return, for the ACI fits, their per-origin
+    offsets over the evaluated split by forecaster, horizon, symbol and origin time (the
+    calibration's ``aci_walk``, kept apart from the val-fit maps because it reads the
+    evaluated split's past misses): the Predictor's answer at an evaluated origin shows
+    the very offset that was scored there."""
+    out: dict[str, Any] = {}
     for name, by_h in fits.items():
         for h, fit in by_h.items():
-            d = fit.to_dict()
+            saved.setdefault(name, {}).setdefault("intervals", {})[str(h)] = fit.to_dict()
             walk = walks.get(name, {}).get(h)
             if walk is not None:
                 rows = ev[h].fc[name].rows
                 sym = hist.symbol[rows].astype(str)
-                d["walk"] = {s: {"ts": hist.ts[rows[sym == s]].tolist(),
-                                 **{k: v[sym == s].tolist() for k, v in walk.items()}}
-                             for s in np.unique(sym).tolist()}
-            saved.setdefault(name, {}).setdefault("intervals", {})[str(h)] = d
+                out.setdefault(name, {})[str(h)] = {
+                    s: {"ts": hist.ts[rows[sym == s]].tolist(),
+                        **{k: v[sym == s].tolist() for k, v in walk.items()}}
+                    for s in np.unique(sym).tolist()}
+    return out
 
 
-def saved_offsets(entry: Mapping[str, Any] | None, symbol: str, ts: int
+def saved_offsets(entry: Mapping[str, Any] | None, walks: Mapping[str, Any] | None,
+                  symbol: str, ts: int
                   ) -> tuple[IntervalFit | None, dict[str, np.ndarray] | None, str | None]:
     """A saved fit (``entry``: the calibration's ``intervals[h]``) and, when it chose ACI,
-    the offsets at ``symbol``'s origin ``ts`` (microseconds UTC): the walk's own at an
+    the offsets at ``symbol``'s origin ``ts`` (``walks``: the walk of this forecaster
+    and horizon by symbol) (microseconds UTC): the walk's own at an
     evaluated origin, its last after the evaluated split, the split-conformal offset
     before it; the third item says in words when the offset is not the walk's own."""
     if not entry:
@@ -399,7 +405,7 @@ def saved_offsets(entry: Mapping[str, Any] | None, symbol: str, ts: int
     fit = IntervalFit.from_dict(entry)
     if fit.method != "aci":
         return fit, None, None
-    walk = (entry.get("walk") or {}).get(symbol)
+    walk = (walks or {}).get(symbol)
     if not walk or not walk.get("ts"):
         fit.method = "split"
         return fit, None, (f"ACI has no walk for {symbol}: the interval is the "

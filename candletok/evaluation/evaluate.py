@@ -646,7 +646,7 @@ def evaluate_forecasts(
     report = _score(hist, fcs, ev, choices, consts, fit_on, split, hs, boot)
     ifits = conformal.fit_all(val, [f.name for f in fcs], hist, consts)
     walks, report.intervals = conformal.apply_all(ev, ifits, hist, consts)
-    conformal.save_fits(saved, ifits, walks, hist, ev)
+    aci_walk = conformal.save_fits(saved, ifits, walks, hist, ev)
     report.winners = winner.choose(val, fcs, choices, consts, dates, report)
     if keep_forecasts:
         from candletok.evaluation.forecastfile import forecast_frame
@@ -666,7 +666,8 @@ def evaluate_forecasts(
                           "model_forecaster": next((f.name for f in fcs
                                                     if "answer" in roles_of(f)), None),
                           "evaluated": {"split": split, "p_up": measured},
-                          "winners": report.winners}
+                          "winners": report.winners,
+                          "aci_walk": {"split": split, **aci_walk}}
     report.notes += _notes(fcs, choices, val)
     if split == "val":
         report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "

@@ -85,7 +85,8 @@ def interval_fit(calibration: dict[str, Any] | None, name: str, h: int, symbol: 
                  ts: int) -> tuple[Any, Any, str | None]:
     """``name``'s saved conformal fit at ``h`` and ACI's offset at (``symbol``, ``ts``)."""
     entry = saved_fit(calibration, name, h, "intervals")
-    return saved_offsets(entry, symbol, ts)
+    walks = (((calibration or {}).get("aci_walk") or {}).get(name) or {}).get(str(h))
+    return saved_offsets(entry, walks, symbol, ts)
 
 
 class Rebuilt:
