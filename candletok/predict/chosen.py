@@ -90,19 +90,20 @@ def interval_fit(calibration: dict[str, Any] | None, name: str, h: int, symbol: 
 
 
 class Rebuilt:
-    """The default forecasters, fit on the dataset history on first use (by name)."""
+    """The default forecasters, each fit on the dataset history on first use (by name:
+    the one of that name, else the n-gram, whose name is its order, known once fit)."""
 
     def __init__(self, full: History) -> None:
         self.full = full
         self.fitted: dict[str, Any] = {}
-        self.tried = False
 
     def get(self, name: str) -> Any | None:
-        if name not in self.fitted and not self.tried:
-            self.tried = True
-            for f in default_forecasters():  # the n-gram's name is its order, known once fit
-                f.fit(self.full)
-                self.fitted[f.name] = f
+        if name not in self.fitted:
+            fresh = default_forecasters()
+            f = next((f for f in fresh if f.name == name), None)
+            for g in [f] if f is not None else [g for g in fresh if g.name == "n-gram"]:
+                g.fit(self.full)  # only the one asked for: GARCH's fit takes seconds
+                self.fitted[g.name] = g
         return self.fitted.get(name)
 
 
