@@ -141,14 +141,20 @@ def _key(c: float) -> str:
     return f"{round(100 * c)}"
 
 
-def _intervals(fc: Forecast) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+def _intervals(fc: Forecast, own: bool = False) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """The forecaster's interval bounds per coverage. A coverage it has no bounds for
+    (the analogues answer 10/50/90% only) is conformalized from its 80% bounds: CQR
+    widens any base interval to any coverage; ``own=True`` leaves such a coverage out
+    (what the forecaster itself claimed, the "before")."""
     q = fc.quantiles
     out: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     if q is None:
         return out
-    for c, (lo, hi) in INTERVALS.items():
-        if q.shape[1] > max(lo, hi):
+    for c, (lo, hi) in sorted(INTERVALS.items()):
+        if q.shape[1] > max(lo, hi) and np.isfinite(q[:, [lo, hi]]).any():
             out[c] = (q[:, lo], q[:, hi])
+        elif not own and out:
+            out[c] = out[min(out)]
     return out
 
 
@@ -293,7 +299,7 @@ def interval_row(name: str, fc: Forecast, fit: IntervalFit, y: np.ndarray,
     bp: dict[str, float | None] = {}
     after: dict[str, float | None] = {}
     ap: dict[str, float | None] = {}
-    ivs = _intervals(fc)
+    ivs = _intervals(fc, own=True)
     ok = np.isfinite(y)
     for c in COVERAGES:
         k = _key(c)
