@@ -488,7 +488,9 @@ def _predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
                     "-" if q[k] is None else f"{100 * q[k]:+.2f}%" for k in ("q05", "q95"))),
                 *_interval_rows(a.intervals),
                 ("measured", f"{a.val_skill}; {a.test_skill}")]
-        console.print(table(f"{a.symbol}: what {a.forecaster} said after "
+        who = (a.forecaster if set(a.sources.values()) <= {a.forecaster}
+               else "the forecasters chosen on val")
+        console.print(table(f"{a.symbol}: what {who} said after "
                             f"{time_text(a.origin, pred.facts.interval)}",
                             ["", "forecast"], rows))
         for said in a.chosen:

@@ -296,6 +296,7 @@ class Predictor:
         if self.facts.has_symbol(sym) is False:
             notes.append(f"{sym} was not in the model's training data; no skill was ever "
                          "measured on it.")
+        won = MODEL_NAME  # the forecaster the P(up) comes from: the val winner
         if self.calibration is None:
             p, reason, kind = None, self.calibration_reason, "none"
         else:
@@ -325,19 +326,20 @@ class Predictor:
             range_raw=_none_if_nan(v["range_raw"]),
             range=_none_if_nan(v["range"]),
             quantiles={q: _none_if_nan(v[q]) for q in QUANTILE_COLUMNS},
-            val_skill=self._val_skill(h), test_skill=self._test_skill(h), notes=notes,
+            val_skill=self._val_skill(h, won), test_skill=self._test_skill(h, won),
+            notes=notes,
             intervals={k: _none_if_nan(v[k]) for k in INTERVAL_COLUMNS if k in v},
             sources=dict(sources or {}), chosen=list(chosen))
 
-    def _val_skill(self, h: int) -> str:
-        fit = saved_fit(self.calibration, MODEL_NAME, h)
+    def _val_skill(self, h: int, name: str = MODEL_NAME) -> str:
+        fit = saved_fit(self.calibration, name, h)
         if fit is None:
             return f"val skill never measured at h={h}"
         return _skill_words(fit.get("val_skill"), "val (out-of-fold)")
 
-    def _test_skill(self, h: int) -> str:
+    def _test_skill(self, h: int, name: str = MODEL_NAME) -> str:
         ev = (self.calibration or {}).get("evaluated") or {}
-        rec = ((ev.get("p_up") or {}).get(MODEL_NAME) or {}).get(str(h))
+        rec = ((ev.get("p_up") or {}).get(name) or {}).get(str(h))
         split = str(ev.get("split", "test"))
         if not isinstance(rec, dict):
             return f"{split} skill never measured at h={h}"
