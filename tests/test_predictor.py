@@ -241,7 +241,9 @@ def test_predict_next_with_a_predictor_shows_the_scored_numbers(predictor,  # ty
 
     a = predictor.predict(bars)[0]
     pr = predict_next(predictor.model, predictor.tokenizer, bars, predictor)
-    assert pr.p_close_up == a.p_up_raw
+    # P(close up) is the model's own (its map is applied beside it); the range the winner's
+    assert pr.p_close_up == predictor.predict(bars, winners=False)[0].p_up_raw
+    assert any(n.startswith("range: ") and "chosen on val" in n for n in pr.notes)
     assert pr.exp_range_pct == pytest.approx(100 * math.expm1(a.range), rel=1e-12)
     assert pr.probs.sum() == pytest.approx(1.0) and pr.last_ts == a.origin
     old = predict_next(predictor.model, predictor.tokenizer, bars)

@@ -249,9 +249,11 @@ class Predictor:
 
     # -- the answer -----------------------------------------------------------------------
     def predict(self, bars_or_symbols: pl.DataFrame | str | Sequence[str], at: Any = None,
-                horizons: Sequence[int] = (1,), source: str | None = None) -> list[Answer]:
+                horizons: Sequence[int] = (1,), source: str | None = None,
+                winners: bool = True) -> list[Answer]:
         """The calibrated answer of each symbol at each horizon after its last bar at or
-        before ``at`` (None: its latest bar), in symbol then horizon order."""
+        before ``at`` (None: its latest bar), in symbol then horizon order; each quantity
+        from the forecaster that won it on val (``winners=False``: all from the model)."""
         hs = sorted({int(h) for h in horizons})
         if not hs or hs[0] < 1:
             raise ModelError(f"horizons must be positive numbers of bars, not "
@@ -266,7 +268,8 @@ class Predictor:
             assert fc is not None
             per[h], _ = shown_at(self.calibration, MODEL_NAME, h, fc, hist, None,
                                  self._range_a(), calibrate=False)
-            chosen[h] = override(self, hist, rows, h, per[h])  # the val winners' numbers
+            chosen[h] = (override(self, hist, rows, h, per[h]) if winners  # val winners'
+                         else ([], dict.fromkeys(("range", "quantiles", "p_up"), MODEL_NAME)))
         for k, r in enumerate(rows.tolist()):
             sym = str(hist.symbol[r])
             for h in hs:
