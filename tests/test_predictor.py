@@ -189,8 +189,15 @@ def test_at_before_any_bar_and_bad_horizons_are_one_sentence(predictor) -> None:
         predictor.predict("AAA", horizons=(0,))
 
 
-def test_without_calibration_the_answer_says_why(work: Path, predictor) -> None:  # type: ignore[no-untyped-def]
+def test_without_calibration_the_answer_says_why(work: Path, predictor,  # type: ignore[no-untyped-def]
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from candletok.core import fallback
     from candletok.predict.predictor import Predictor
+
+    fallback._SAID.clear()
+    caplog.set_level(logging.WARNING, logger="candletok")
 
     bare = Predictor(predictor.model, predictor.tokenizer, predictor.history, None,
                      dataset=predictor.dataset,
@@ -200,6 +207,8 @@ def test_without_calibration_the_answer_says_why(work: Path, predictor) -> None:
     assert a.range is None and a.range_raw is not None and a.notes
     assert set(a.sources.values()) == {"CandleGPT"} and "no val winner" in a.chosen[0]
     assert all(v is None for v in a.intervals.values())
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no val winner" in m and "come from CandleGPT" in m for m in said)
     assert a.p_up_raw == predictor.predict("BBB")[0].p_up_raw
 
 
@@ -324,3 +333,26 @@ def test_a_val_winner_answers_with_the_numbers_the_file_holds_for_it(
         assert shown(a) == scored_for(file, a)
         said = " ".join(a.chosen)
         assert f"range: {winners['range']}, chosen on val (QLIKE 0.1 vs CandleGPT 0.2" in said
+
+
+def test_a_calibration_written_before_intervals_and_winners_still_reads(
+        predictor, gpt_rows: pl.DataFrame, file: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    """An older file (no ``intervals``, ``winners`` or ``aci_walk``): the model answers,
+    with its calibrated P(up) and range as before, no intervals, and says no winner."""
+    import copy
+
+    from candletok.predict.predictor import Predictor
+
+    cal = copy.deepcopy(predictor.calibration)
+    cal.pop("winners")
+    cal.pop("aci_walk")
+    for entry in cal["forecasters"].values():
+        entry.pop("intervals", None)
+    p = Predictor(predictor.model, predictor.tokenizer, predictor.history, cal,
+                  dataset=predictor.dataset)
+    row = gpt_rows.row(3, named=True)
+    a = p.predict(row["symbol"], at=row["origin"])[0]
+    assert set(a.sources.values()) == {"CandleGPT"}
+    assert all(v is None for v in a.intervals.values())
+    assert any("no val winner recorded" in w for w in a.chosen)
+    assert (a.p_up_raw, a.p_up, a.range) == (row["p_up_raw"], row["p_up"], row["range"])
