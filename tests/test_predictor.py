@@ -18,9 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from candletok.core.errors import ModelError, OutputError
+from candletok.evaluation.conformal import INTERVAL_COLUMNS
 from candletok.evaluation.forecastfile import FORECAST_COLUMNS, QUANTILE_COLUMNS
 
-SHOWN = ("p_up_raw", "p_up", "range_raw", "range", *QUANTILE_COLUMNS)
+SHOWN = ("p_up_raw", "p_up", "range_raw", "range", *QUANTILE_COLUMNS, *INTERVAL_COLUMNS)
+QUANTITY = {c: ("p_up" if c.startswith("p_up") else "range" if c.startswith("range")
+                else "quantiles") for c in SHOWN}
+"""Which chosen quantity (the val winner's forecaster) each shown column comes from."""
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -57,11 +61,25 @@ def predictor(work: Path):  # type: ignore[no-untyped-def]
 
 
 def shown(a) -> tuple:  # type: ignore[no-untyped-def]
-    return (a.p_up_raw, a.p_up, a.range_raw, a.range, *(a.quantiles[q] for q in QUANTILE_COLUMNS))
+    return (a.p_up_raw, a.p_up, a.range_raw, a.range, *(a.quantiles[q] for q in QUANTILE_COLUMNS),
+            *(a.intervals[k] for k in INTERVAL_COLUMNS))
 
 
-def row_values(row: dict) -> tuple:  # type: ignore[type-arg]
-    return tuple(row[c] for c in SHOWN)
+def scored(file: pl.DataFrame, symbol: str, origin: datetime, h: int,
+           sources: dict) -> tuple:  # type: ignore[type-arg]
+    """The file's numbers an answer must show: each column from the row of the forecaster
+    its quantity came from (the val winner, named in ``sources``)."""
+    def row(name: str) -> dict:  # type: ignore[type-arg]
+        got = file.filter((pl.col("forecaster") == name) & (pl.col("horizon") == h)
+                          & (pl.col("symbol") == symbol) & (pl.col("origin") == origin))
+        assert got.height == 1, (name, symbol, origin, h)
+        return got.row(0, named=True)
+
+    return tuple(row(sources.get(QUANTITY[c], "CandleGPT"))[c] for c in SHOWN)
+
+
+def scored_for(file: pl.DataFrame, a) -> tuple:  # type: ignore[no-untyped-def, type-arg]
+    return scored(file, a.symbol, a.origin, a.horizon, a.sources)
 
 
 def test_the_forecasts_file_holds_every_origin_of_every_forecaster(
@@ -84,7 +102,7 @@ def test_the_forecasts_file_holds_every_origin_of_every_forecaster(
     assert (g["q50"] <= g["q90"]).all() and (g["q90"] <= g["q95"]).all()
 
 
-def test_predict_at_prints_exactly_the_row_of_the_file(work: Path,
+def test_predict_at_prints_exactly_the_row_of_the_file(work: Path, file: pl.DataFrame,
                                                        gpt_rows: pl.DataFrame) -> None:
     row = gpt_rows.row(gpt_rows.height // 3, named=True)
     day = row["origin"].date().isoformat()
@@ -94,24 +112,28 @@ def test_predict_at_prints_exactly_the_row_of_the_file(work: Path,
     a = json.loads(r.stdout)["answers"][0]
     assert datetime.fromisoformat(a["origin"]) == row["origin"]
     got = (a["p_up_raw"], a["p_up"], a["range_raw"], a["range"],
-           *(a["quantiles"][q] for q in QUANTILE_COLUMNS))
-    assert got == row_values(row)  # exactly: the same bits, not approximately
+           *(a["quantiles"][q] for q in QUANTILE_COLUMNS),
+           *(a["intervals"][k] for k in INTERVAL_COLUMNS))
+    # exactly: the same bits, not approximately, from the forecaster that won on val
+    assert got == scored(file, row["symbol"], row["origin"], 1, a["sources"])
+    assert a["chosen"] and any("chosen on val" in w for w in a["chosen"])
     r = cli("predict", row["symbol"], "--model", "m.pt", "--dataset", "ds", "--at", day,
             cwd=work)
     assert r.returncode == 0, r.stderr
-    assert f"{100 * row['p_up']:.1f}%" in r.stdout and "base rate" in r.stdout
-    assert f"{100 * math.expm1(row['range']):.2f}%" in r.stdout
+    assert f"{100 * a['p_up']:.1f}%" in r.stdout and "base rate" in r.stdout
+    assert f"{100 * math.expm1(a['range']):.2f}%" in r.stdout
+    assert "chosen on val" in r.stdout and "80% interval (conformal)" in r.stdout
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(i=st.integers(0, 10**6))
 def test_predictor_at_random_origins_equals_the_file(predictor, gpt_rows: pl.DataFrame,  # type: ignore[no-untyped-def]
-                                                     i: int) -> None:
+                                                     file: pl.DataFrame, i: int) -> None:
     row = gpt_rows.row(i % gpt_rows.height, named=True)
     a = predictor.predict(row["symbol"], at=row["origin"])[0]
     assert a.origin == row["origin"] and a.horizon == 1
-    assert shown(a) == row_values(row)
+    assert shown(a) == scored_for(file, a)
     assert a.base_rate_name.startswith("train share") and 0 < a.base_rate < 1
 
 
@@ -127,7 +149,8 @@ def bars() -> pl.DataFrame:
 @given(i=st.integers(0, 10**6), seed=st.integers(0, 2**16), cut=st.booleans())
 def test_bars_after_t_never_change_the_answer_at_t(predictor, bars: pl.DataFrame,  # type: ignore[no-untyped-def]
                                                    gpt_rows: pl.DataFrame, i: int,
-                                                   seed: int, cut: bool) -> None:
+                                                   seed: int, cut: bool,
+                                                   file: pl.DataFrame) -> None:
     aaa = gpt_rows.filter(pl.col("symbol") == "AAA")
     row = aaa.row(i % aaa.height, named=True)
     t = row["origin"]
@@ -147,14 +170,15 @@ def test_bars_after_t_never_change_the_answer_at_t(predictor, bars: pl.DataFrame
     b = predictor.predict(other, at=t)[0]
     assert shown(a) == shown(b) and a.origin == b.origin == t
     # and the bars the dataset was built from give the file's row too
-    assert shown(a) == row_values(row)
+    assert shown(a) == scored_for(file, a)
 
 
-def test_h3_comes_from_the_same_forecaster(predictor, gpt_rows: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+def test_h3_comes_from_the_same_forecaster(predictor, gpt_rows: pl.DataFrame,  # type: ignore[no-untyped-def]
+                                           file: pl.DataFrame) -> None:
     row = gpt_rows.row(5, named=True)
     one, three = predictor.predict(row["symbol"], at=row["origin"], horizons=(1, 3))
     assert (one.horizon, three.horizon) == (1, 3)
-    assert shown(one) == row_values(row)
+    assert shown(one) == scored_for(file, one)
     assert three.range is None and 0 <= three.p_up_raw <= 1  # sampled paths, no range
 
 
@@ -165,8 +189,15 @@ def test_at_before_any_bar_and_bad_horizons_are_one_sentence(predictor) -> None:
         predictor.predict("AAA", horizons=(0,))
 
 
-def test_without_calibration_the_answer_says_why(work: Path, predictor) -> None:  # type: ignore[no-untyped-def]
+def test_without_calibration_the_answer_says_why(work: Path, predictor,  # type: ignore[no-untyped-def]
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from candletok.core import fallback
     from candletok.predict.predictor import Predictor
+
+    fallback._SAID.clear()
+    caplog.set_level(logging.WARNING, logger="candletok")
 
     bare = Predictor(predictor.model, predictor.tokenizer, predictor.history, None,
                      dataset=predictor.dataset,
@@ -174,6 +205,10 @@ def test_without_calibration_the_answer_says_why(work: Path, predictor) -> None:
     a = bare.predict("BBB")[0]
     assert a.p_up is None and a.p_up_reason == "no calibration beside the model"
     assert a.range is None and a.range_raw is not None and a.notes
+    assert set(a.sources.values()) == {"CandleGPT"} and "no val winner" in a.chosen[0]
+    assert all(v is None for v in a.intervals.values())
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no val winner" in m and "come from CandleGPT" in m for m in said)
     assert a.p_up_raw == predictor.predict("BBB")[0].p_up_raw
 
 
@@ -215,7 +250,9 @@ def test_predict_next_with_a_predictor_shows_the_scored_numbers(predictor,  # ty
 
     a = predictor.predict(bars)[0]
     pr = predict_next(predictor.model, predictor.tokenizer, bars, predictor)
-    assert pr.p_close_up == a.p_up_raw
+    # P(close up) is the model's own (its map is applied beside it); the range the winner's
+    assert pr.p_close_up == predictor.predict(bars, winners=False)[0].p_up_raw
+    assert any(n.startswith("range: ") and "chosen on val" in n for n in pr.notes)
     assert pr.exp_range_pct == pytest.approx(100 * math.expm1(a.range), rel=1e-12)
     assert pr.probs.sum() == pytest.approx(1.0) and pr.last_ts == a.origin
     old = predict_next(predictor.model, predictor.tokenizer, bars)
@@ -267,3 +304,55 @@ def test_every_map_kind_shows_what_the_file_applies(predictor, gpt_rows: pl.Data
         a = p.predict(row["symbol"], at=row["origin"])[0]
         assert a.p_up_raw == row["p_up_raw"] and a.p_up == applied[k]
         assert a.calibration == CalibrationMap.from_dict(fit).describe()
+
+
+@pytest.mark.parametrize("winners", [
+    {"range": "HAR-RV", "quantiles": "base rate", "p_up": "base rate"},
+    {"range": "EWMA", "quantiles": "HistVol20", "p_up": "CandleGPT"},
+    {"range": "GARCH-t", "quantiles": "GARCH-t", "p_up": "ngram-3"}])
+def test_a_val_winner_answers_with_the_numbers_the_file_holds_for_it(
+        predictor, gpt_rows: pl.DataFrame, file: pl.DataFrame, winners: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Whichever forecaster val chose for each quantity, the Predictor shows that one's
+    row of the forecasts file, bit for bit, and names it."""
+    import copy
+
+    from candletok.predict.predictor import Predictor
+
+    names = set(file["forecaster"].unique().to_list())
+    if not set(winners.values()) <= names:
+        pytest.skip(f"the tiny run has no {set(winners.values()) - names}")
+    cal = copy.deepcopy(predictor.calibration)
+    for q, name in winners.items():
+        cal["winners"][q]["1"].update(forecaster=name, value=0.1, model_value=0.2)
+    p = Predictor(predictor.model, predictor.tokenizer, predictor.history, cal,
+                  dataset=predictor.dataset)
+    for k in (0, gpt_rows.height // 2, gpt_rows.height - 1):
+        row = gpt_rows.row(k, named=True)
+        a = p.predict(row["symbol"], at=row["origin"])[0]
+        assert a.sources == winners
+        assert shown(a) == scored_for(file, a)
+        said = " ".join(a.chosen)
+        assert f"range: {winners['range']}, chosen on val (QLIKE 0.1 vs CandleGPT 0.2" in said
+
+
+def test_a_calibration_written_before_intervals_and_winners_still_reads(
+        predictor, gpt_rows: pl.DataFrame, file: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    """An older file (no ``intervals``, ``winners`` or ``aci_walk``): the model answers,
+    with its calibrated P(up) and range as before, no intervals, and says no winner."""
+    import copy
+
+    from candletok.predict.predictor import Predictor
+
+    cal = copy.deepcopy(predictor.calibration)
+    cal.pop("winners")
+    cal.pop("aci_walk")
+    for entry in cal["forecasters"].values():
+        entry.pop("intervals", None)
+    p = Predictor(predictor.model, predictor.tokenizer, predictor.history, cal,
+                  dataset=predictor.dataset)
+    row = gpt_rows.row(3, named=True)
+    a = p.predict(row["symbol"], at=row["origin"])[0]
+    assert set(a.sources.values()) == {"CandleGPT"}
+    assert all(v is None for v in a.intervals.values())
+    assert any("no val winner recorded" in w for w in a.chosen)
+    assert (a.p_up_raw, a.p_up, a.range) == (row["p_up_raw"], row["p_up"], row["range"])

@@ -120,6 +120,18 @@ def print_report(rep: Any, wide: bool = True) -> None:
           _ct(r.tests.get("90")), _mcs(r)) for r in rep.quantiles], n))
     if rep.odds:
         print_odds_scores(rep.odds, n)
+    if rep.intervals:
+        console.print(_table(
+            "80% and 90% intervals before and after conformal calibration on val (return: "
+            "the forecaster's own, then widened; range: no interval before), with "
+            "Christoffersen's conditional-coverage p",
+            [("forecaster", True), ("h", True), ("of", True), ("method", False),
+             ("n", False), ("80% before", False), ("80% after", True),
+             ("90% before", False), ("90% after", True)],
+            [(r.forecaster, r.horizon, r.what, r.method, r.n,
+              *(_cov(r.before, r.before_p, c) if b else _cov(r.after, r.after_p, c)
+                for c in ("80", "90") for b in (True, False)))
+             for r in rep.intervals], n))
     if rep.bits:
         console.print(table(
             "bits per candle (next token; lower is better)",
@@ -164,6 +176,12 @@ def print_odds_scores(rows: Sequence[Any], narrow: bool) -> None:
                 f"({r.calibration})", ["bin", "mean forecast", "observed", "count"],
                 [(f">= {lo:.1f}", f"{mp:.3f}", f"{of:.3f}", c)
                  for lo, mp, of, c in r.reliability]))
+def _cov(cover: dict[str, Any], p: dict[str, Any], c: str) -> str:
+    """``81.2% (p 0.43)``: a coverage and its conditional-coverage p; ``-`` without."""
+    v, q = cover.get(c), p.get(c)
+    if v is None:
+        return "-"
+    return f"{v:.1%}" + ("" if q is None or not math.isfinite(q) else f" (p {q:.2f})")
 
 
 def degenerate_notes(rep: Any) -> list[str]:

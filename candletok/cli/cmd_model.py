@@ -485,12 +485,33 @@ def _predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
                     for k in ("q10", "q50", "q90"))),
                 ("return 5% / 95%", " / ".join(
                     "-" if q[k] is None else f"{100 * q[k]:+.2f}%" for k in ("q05", "q95"))),
+                *_interval_rows(a.intervals),
                 ("measured", f"{a.val_skill}; {a.test_skill}")]
-        console.print(table(f"{a.symbol}: what {a.forecaster} said after "
+        who = (a.forecaster if set(a.sources.values()) <= {a.forecaster}
+               else "the forecasters chosen on val")
+        console.print(table(f"{a.symbol}: what {who} said after "
                             f"{time_text(a.origin, pred.facts.interval)}",
                             ["", "forecast"], rows))
+        for said in a.chosen:
+            console.print(said, highlight=False)
         for note in a.notes:
             console.print(f"[bold yellow]{note}[/]", highlight=False)
+
+
+def _interval_rows(iv: dict[str, float | None]) -> list[tuple[str, str]]:
+    """The conformal intervals (fit on val by `evaluate`) as table rows; none without."""
+    rows = []
+    for c in ("80", "90"):
+        lo, hi = iv.get(f"lo{c}"), iv.get(f"hi{c}")
+        if lo is not None and hi is not None:
+            rows.append((f"return {c}% interval (conformal)",
+                         f"{100 * lo:+.2f}% to {100 * hi:+.2f}%"))
+    for c in ("80", "90"):
+        lo, hi = iv.get(f"range_lo{c}"), iv.get(f"range_hi{c}")
+        if lo is not None and hi is not None:
+            rows.append((f"range {c}% interval (conformal)",
+                         f"{100 * math.expm1(lo):.2f}% to {100 * math.expm1(hi):.2f}%"))
+    return rows
 
 
 def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],

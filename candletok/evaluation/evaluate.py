@@ -53,6 +53,7 @@ from candletok.core.ids import normalize_split
 from candletok.core.jsonsafe import clean_json
 from candletok.core.progress import Progress, progress
 from candletok.dataset.manifest import read_manifest
+from candletok.evaluation import conformal, winner
 from candletok.evaluation import scores as sc
 from candletok.evaluation.analogues import SEARCH_MODES, search_forecasters
 from candletok.evaluation.calibrate import MapChoice, choose_map, save_calibration
@@ -110,6 +111,10 @@ class EvalReport:
     #: every origin's shown forecast (:func:`~candletok.evaluation.forecastfile.
     #: forecast_frame`), when asked for (``keep_forecasts``); not part of the JSON
     forecasts: Any = field(default=None, repr=False)
+    #: conformal intervals' coverage before and after (:mod:`~candletok.evaluation.conformal`)
+    intervals: list[Any] = field(default_factory=list)
+    #: the forecaster each answer comes from, chosen on val (:mod:`~candletok.evaluation.winner`)
+    winners: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         forecasts, self.forecasts = self.forecasts, None
@@ -300,12 +305,16 @@ def _evaluate(hist: History, dataset: Any, model: Any, fcs: list[Forecaster],
             saved.setdefault(gpt.name, {}).update(scored.saved)
         report.notes += scored.notes + odds_verdicts(scored.rows)
     bar.advance()
+    ifits = conformal.fit_all(val, [f.name for f in fcs], hist, consts)
+    walks, report.intervals = conformal.apply_all(ev, ifits, hist, consts)
+    aci_walk = conformal.save_fits(saved, ifits, walks, hist, ev)
+    report.winners = winner.choose(val, fcs, choices, consts, dates, report)
     if keep_forecasts:
         from candletok.evaluation.forecastfile import forecast_frame
 
         report.forecasts = forecast_frame(
             hist, ev, {n: {h: c.map for h, c in by.items()} for n, by in choices.items()},
-            consts, {f.name for f in fcs if f.learned})
+            consts, {f.name for f in fcs if f.learned}, ifits, walks)
     measured: dict[str, dict[str, Any]] = {}  # what the evaluated split measured (generate)
     for row in report.direction:
         if "p_up" in saved.get(row.forecaster, {}):
@@ -321,11 +330,14 @@ def _evaluate(hist: History, dataset: Any, model: Any, fcs: list[Forecaster],
                           # which entry is the checkpoint's own forecaster (what predict shows)
                           "model_forecaster": next((f.name for f in fcs
                                                     if "answer" in roles_of(f)), None),
-                          "evaluated": {"split": split, "p_up": measured}}
+                          "evaluated": {"split": split, "p_up": measured},
+                          "winners": report.winners,
+                          "aci_walk": {"split": split, **aci_walk}}
     report.notes += _notes(fcs, choices, val)
     if split == "val":
         report.notes.append("on val, P(up) is calibrated out-of-fold, but the learned "
-                            "forecasters' range constants (one each) were fit on val itself.")
+                            "forecasters' range constants (one each) were fit on val itself, "
+                            "and so were the conformal intervals (in-sample).")
     if model is not None and isinstance(model, str | Path) and save_calibration_map:
         report.calibration_file = str(save_calibration(model, _clean(report.calibration)))
     return report

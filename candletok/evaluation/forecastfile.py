@@ -21,6 +21,7 @@ import polars as pl
 
 from candletok.core.atomic import atomic_write, refuse_existing
 from candletok.core.errors import OutputError
+from candletok.evaluation.conformal import INTERVAL_COLUMNS, interval_bands
 from candletok.evaluation.forecasters import LEVELS, Forecast
 from candletok.evaluation.history import SPLIT_CODE, History
 
@@ -34,25 +35,30 @@ assert all(abs(LEVELS[i] - int(k[1:]) / 100) < 1e-12 for k, i in QUANTILE_COLUMN
 
 FORECAST_COLUMNS: tuple[str, ...] = (
     "symbol", "origin", "split", "forecaster", "horizon", "p_up_raw", "p_up", "range_raw",
-    "range", *QUANTILE_COLUMNS)
+    "range", *QUANTILE_COLUMNS, *INTERVAL_COLUMNS)
 """The forecasts file's columns. ``origin`` is the open time of the last bar the forecast
 saw (what ``predict --at`` takes); ``p_up`` is the calibrated P(close at origin + h above
 the close at origin) (the raw number for a forecaster that learns nothing, null for a
 learned one without a map); ``range`` is the next candle's ln(high / low) after the one
 fitted constant (``range_raw`` before it); ``q05`` ... ``q95`` are the forward log
-return's quantiles."""
+return's quantiles; ``lo80 hi80 lo90 hi90`` its conformal 80% and 90% intervals and
+``range_lo80 ... range_hi90`` the next range's (:mod:`~candletok.evaluation.conformal`,
+fit on val; null without a fit)."""
 
 _SUFFIXES = (".parquet", ".csv")
 
 
 def shown_values(fc: Forecast, cmap: Any | None, range_a: float | None,
-                 calibrate: bool = True) -> dict[str, np.ndarray | None]:
+                 calibrate: bool = True, intervals: Any | None = None,
+                 aci: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
     """The shown numbers of every origin of ``fc``: ``p_up_raw``; ``p_up``, ``cmap``
     applied to it (``cmap``: anything with ``apply``, a
     :class:`~candletok.evaluation.calibrate.CalibrationMap`; ``calibrate=False``: the raw
     number itself, for a forecaster that learns nothing; None without a map);
     ``range_raw`` and ``range`` (``range_a`` times it; None without a constant); the
-    quantile columns (None where ``fc`` has none)."""
+    quantile columns (None where ``fc`` has none); the interval columns, from the
+    conformal fit ``intervals`` (an :class:`~candletok.evaluation.conformal.IntervalFit`,
+    with ACI's per-origin offsets ``aci`` when it chose ACI; None: no intervals)."""
     n = fc.rows.size
     raw = None if fc.p_up is None else np.asarray(fc.p_up, dtype=np.float64)
     if raw is None:
@@ -68,17 +74,20 @@ def shown_values(fc: Forecast, cmap: Any | None, range_a: float | None,
     q = fc.quantiles
     for name, j in QUANTILE_COLUMNS.items():
         out[name] = None if q is None or q.shape[1] <= j else np.asarray(q[:n, j], np.float64)
+    out.update(interval_bands(fc, intervals, aci, range_a))
     return out
 
 
 def forecast_frame(hist: History, panels: Mapping[int, Any],
                    maps: Mapping[str, Mapping[int, Any]],
                    consts: Mapping[str, tuple[float, float]],
-                   learned: set[str]) -> pl.DataFrame:
+                   learned: set[str], intervals: Mapping[str, Mapping[int, Any]] | None = None,
+                   walks: Mapping[str, Mapping[int, Any]] | None = None) -> pl.DataFrame:
     """One row per (symbol, origin, forecaster, horizon) of the evaluated ``panels``
     (horizon -> :class:`~candletok.evaluation.evaluate.Panel`), the numbers from
     :func:`shown_values` with each learned forecaster's val-fit map (``maps``) and each
-    forecaster's range constant ``a`` (``consts``). Sorted by forecaster, horizon,
+    forecaster's range constant ``a`` (``consts``), its conformal fits (``intervals``)
+    and ACI's offsets over these origins (``walks``). Sorted by forecaster, horizon,
     symbol, origin."""
     names = np.array(sorted(SPLIT_CODE, key=SPLIT_CODE.__getitem__))
     parts = []
@@ -89,7 +98,9 @@ def forecast_frame(hist: History, panels: Mapping[int, Any],
             cmap = maps.get(name, {}).get(h)
             const = consts.get(name)
             vals = shown_values(fc, cmap, None if const is None else const[0],
-                                calibrate=name in learned)
+                                calibrate=name in learned,
+                                intervals=(intervals or {}).get(name, {}).get(h),
+                                aci=(walks or {}).get(name, {}).get(h))
             n = fc.rows.size
             cols: dict[str, Any] = {
                 "symbol": hist.symbol[fc.rows].astype(str),

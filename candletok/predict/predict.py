@@ -227,9 +227,15 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame,
     rng_vol = upper + lower + np.abs(body)  # ln(high / low) / scale
     if predictor is not None:
         p = predictor.distribution(bars)[0]
+        # P(close up) stays the model's (the map shown beside it is the model's); the range
+        # is the val winner's, named in the notes
+        p_up = float(predictor.predict(bars, winners=False)[0].p_up_raw)
         ans = predictor.predict(bars)[0]
-        p_up = float(ans.p_up_raw)
         rng = ans.range if ans.range is not None else ans.range_raw
+        notes = notes + [w for w in ans.chosen if w.startswith(("range", "answers from"))]
+        if ans.sources.get("p_up", ans.forecaster) != ans.forecaster:
+            notes.append(f"P(close up) here is {ans.forecaster}'s; {ans.sources['p_up']} won "
+                         "it on val (`predict --at DATE` shows that one's)")
         exp_rng_vol, exp_rng_pct = float(rng) / float(scale), 100 * float(np.expm1(rng))
     else:
         p = model.next_token_probs(idx, cal)[0, N_SPECIAL:].double().cpu().numpy()

@@ -34,12 +34,14 @@ from candletok.evaluation.calibrate import (
     load_calibration,
     saved_fit,
 )
+from candletok.evaluation.conformal import INTERVAL_COLUMNS
 from candletok.evaluation.forecasters import BaseRate
-from candletok.evaluation.forecastfile import QUANTILE_COLUMNS, shown_values
+from candletok.evaluation.forecastfile import QUANTILE_COLUMNS
 from candletok.evaluation.gptcast import GPTForecaster
 from candletok.evaluation.history import History, history_from_rows, load_history
 from candletok.model.checkpoint import FitFacts, load_model, read_checkpoint
 from candletok.model.evaluate import MODEL_NAME
+from candletok.predict.chosen import override, shown_at
 from candletok.tokenize.base import Tokenizer
 
 __all__ = ["Answer", "Predictor"]
@@ -74,6 +76,13 @@ class Answer:
     test_skill: str
     forecaster: str = MODEL_NAME
     notes: list[str] = field(default_factory=list)
+    #: conformal 80%/90% intervals (``lo80`` ... ``hi90`` of the return, ``range_lo80``
+    #: ... of the next range), fit on val by ``evaluate``; None where there is none
+    intervals: dict[str, float | None] = field(default_factory=dict)
+    #: which forecaster each quantity (range, quantiles, p_up) comes from: the val winner
+    sources: dict[str, str] = field(default_factory=dict)
+    #: each choice in words: ``range: HAR-RV, chosen on val (QLIKE ... vs CandleGPT ...)``
+    chosen: list[str] = field(default_factory=list)
 
     @property
     def range_pct(self) -> float | None:
@@ -240,9 +249,11 @@ class Predictor:
 
     # -- the answer -----------------------------------------------------------------------
     def predict(self, bars_or_symbols: pl.DataFrame | str | Sequence[str], at: Any = None,
-                horizons: Sequence[int] = (1,), source: str | None = None) -> list[Answer]:
+                horizons: Sequence[int] = (1,), source: str | None = None,
+                winners: bool = True) -> list[Answer]:
         """The calibrated answer of each symbol at each horizon after its last bar at or
-        before ``at`` (None: its latest bar), in symbol then horizon order."""
+        before ``at`` (None: its latest bar), in symbol then horizon order; each quantity
+        from the forecaster that won it on val (``winners=False``: all from the model)."""
         hs = sorted({int(h) for h in horizons})
         if not hs or hs[0] < 1:
             raise ModelError(f"horizons must be positive numbers of bars, not "
@@ -251,15 +262,20 @@ class Predictor:
         rows = (hist.ends - 1).astype(np.int64)  # each series' last bar: the origin
         out: list[Answer] = []
         per: dict[int, dict[str, np.ndarray | None]] = {}
+        chosen: dict[int, tuple[list[str], dict[str, str]]] = {}
         for h in hs:
             fc = self.forecaster.forecast(hist, rows, h)
             assert fc is not None
-            per[h] = shown_values(fc, None, self._range_a(), calibrate=False)
+            per[h], _ = shown_at(self.calibration, MODEL_NAME, h, fc, hist, None,
+                                 self._range_a(), calibrate=False)
+            chosen[h] = (override(self, hist, rows, h, per[h]) if winners  # val winners'
+                         else ([], dict.fromkeys(("range", "quantiles", "p_up"), MODEL_NAME)))
         for k, r in enumerate(rows.tolist()):
             sym = str(hist.symbol[r])
             for h in hs:
                 out.append(self._answer(hist, r, sym, h, {n: (None if v is None else v[k])
-                                                          for n, v in per[h].items()}))
+                                                          for n, v in per[h].items()},
+                                        *chosen[h]))
         return out
 
     def distribution(self, bars_or_symbols: pl.DataFrame | str | Sequence[str],
@@ -276,12 +292,14 @@ class Predictor:
         return None if a is None else float(a)
 
     def _answer(self, hist: History, r: int, sym: str, h: int,
-                v: dict[str, Any]) -> Answer:
+                v: dict[str, Any], chosen: Sequence[str] = (),
+                sources: dict[str, str] | None = None) -> Answer:
         raw = _none_if_nan(v["p_up_raw"])
         notes: list[str] = []
         if self.facts.has_symbol(sym) is False:
             notes.append(f"{sym} was not in the model's training data; no skill was ever "
                          "measured on it.")
+        won = MODEL_NAME  # the forecaster the P(up) comes from: the val winner
         if self.calibration is None:
             p, reason, kind = None, self.calibration_reason, "none"
         else:
@@ -294,6 +312,11 @@ class Predictor:
             fit = saved_fit(self.calibration, MODEL_NAME, h)
             if p is not None and fit is not None:
                 kind = CalibrationMap.from_dict(fit["map"]).describe()
+            won = (sources or {}).get("p_up", MODEL_NAME)
+            if won != MODEL_NAME:  # the val winner's P(up), with its own map (if learned)
+                fit = saved_fit(self.calibration, won, h)
+                p, reason = v["p_up"], None
+                kind = "-" if fit is None else CalibrationMap.from_dict(fit["map"]).describe()
         base, _ = self.base.rate(self.history, h)
         if h == 1 and v["range"] is None and v["range_raw"] is not None:
             notes.append("the range's constant was never fit (no calibration beside the "
@@ -306,17 +329,20 @@ class Predictor:
             range_raw=_none_if_nan(v["range_raw"]),
             range=_none_if_nan(v["range"]),
             quantiles={q: _none_if_nan(v[q]) for q in QUANTILE_COLUMNS},
-            val_skill=self._val_skill(h), test_skill=self._test_skill(h), notes=notes)
+            val_skill=self._val_skill(h, won), test_skill=self._test_skill(h, won),
+            notes=notes,
+            intervals={k: _none_if_nan(v[k]) for k in INTERVAL_COLUMNS if k in v},
+            sources=dict(sources or {}), chosen=list(chosen))
 
-    def _val_skill(self, h: int) -> str:
-        fit = saved_fit(self.calibration, MODEL_NAME, h)
+    def _val_skill(self, h: int, name: str = MODEL_NAME) -> str:
+        fit = saved_fit(self.calibration, name, h)
         if fit is None:
             return f"val skill never measured at h={h}"
         return _skill_words(fit.get("val_skill"), "val (out-of-fold)")
 
-    def _test_skill(self, h: int) -> str:
+    def _test_skill(self, h: int, name: str = MODEL_NAME) -> str:
         ev = (self.calibration or {}).get("evaluated") or {}
-        rec = ((ev.get("p_up") or {}).get(MODEL_NAME) or {}).get(str(h))
+        rec = ((ev.get("p_up") or {}).get(name) or {}).get(str(h))
         split = str(ev.get("split", "test"))
         if not isinstance(rec, dict):
             return f"{split} skill never measured at h={h}"
