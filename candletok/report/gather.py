@@ -178,6 +178,12 @@ def gather(
     if recent < 2 or fan_horizon < 1 or samples < 1:
         raise CandletokError("Show at least 2 recent bars, a fan of at least 1 bar and 1 "
                              "sampled path.")
+    from candletok.dataset.manifest import read_manifest
+
+    have = [str(s) for s in read_manifest(dataset).get("symbols") or []]
+    if have and symbol.strip().upper() not in have and symbol not in have:
+        raise CandletokError(f"{symbol} is not in {dataset} (it has {', '.join(have[:10])}); "
+                             "a report draws a symbol of its dataset.")
     spec = spec or SearchSpec()
     if spec.search_mode.by_recency:  # every match counts: list them all
         spec = SearchSpec.of(spec, top=1 << 30)
