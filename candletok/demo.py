@@ -159,9 +159,11 @@ def run_demo(
     tick("evaluate", 1, 1)
     tick("report", 0, 1)
     t0 = time.perf_counter()
+    # the fan already sampled (the one fan.png draws) and answers at the evaluated h only
     write_report(data, cfg.predict_symbol, report, model=model_path, seed=cfg.seed,
                  fan_horizon=cfg.horizon, samples=cfg.samples, evaluation=rep.to_dict(),
-                 calibrate=cfg.report_calibrate)
+                 calibrate=cfg.report_calibrate, answer_horizons=cfg.eval_horizons,
+                 continuation=cont)
     report_seconds = time.perf_counter() - t0
     tick("report", 1, 1)
     files = [

@@ -84,14 +84,15 @@ def price_figure(d: ReportData) -> Any:
                          marker_color=np.where(up, UP, DOWN).tolist(), opacity=0.6,
                          hovertemplate="%{x}<br>V %{y:,.0f}<extra></extra>"), row=2, col=1)
     n = int(d.search.summary["window"])
-    if n <= len(x):
-        fig.add_vrect(x0=x[-n], x1=x[-1], fillcolor=WINDOW, line_width=0, row=1, col=1,
-                      annotation_text=f"query: last {n}", annotation_position="top left")
+    if n <= len(x):  # category axes place shapes by the bars' serial numbers
+        fig.add_vrect(x0=len(x) - n - 0.5, x1=len(x) - 0.5, fillcolor=WINDOW, line_width=0,
+                      row=1, col=1,
+                      annotation_text=f"query: last {n}", annotation_position="top right")
     fig.update_layout(title=f"{d.symbol}: the last {b.height} bars to "
                             f"{d.T.strftime(d.time_format)} (T), the stored bars",
                       xaxis_rangeslider_visible=False, showlegend=False, height=520,
                       margin=dict(l=60, r=20, t=50, b=40), dragmode="pan")
-    fig.update_xaxes(type="category", nticks=10)
+    fig.update_xaxes(type="category", nticks=10, range=[-0.5, len(x) - 0.5])
     fig.update_yaxes(title_text=f"{d.symbol} price", tickformat=axis_format(d),
                      row=1, col=1)
     fig.update_yaxes(title_text="volume", row=2, col=1)

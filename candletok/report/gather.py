@@ -163,6 +163,8 @@ def gather(
     calibrate: bool = True,
     val_origins: int = 200,
     evaluation: str | Path | dict[str, Any] | None = None,
+    answer_horizons: tuple[int, ...] | None = None,
+    continuation: Any | None = None,
 ) -> ReportData:
     """Gather the report of ``symbol`` in ``dataset`` at ``at`` (None: its last bar).
 
@@ -171,7 +173,11 @@ def gather(
     the calibrated answer at the search's horizons and a fan of ``samples`` paths of
     ``fan_horizon`` bars. ``evaluation`` is what ``candletok evaluate --json`` printed (a
     file, or the dict itself); without it the verdicts come from the calibration file
-    ``evaluate`` saved beside the model, and nothing is re-run."""
+    ``evaluate`` saved beside the model, and nothing is re-run. ``answer_horizons`` are
+    the horizons of the model's answers (default: the search's and the fan's; h > 1
+    samples paths). ``continuation`` is a fan already sampled after T
+    (:class:`~candletok.predict.predict.Continuation`, as the demo has one): drawn
+    instead of sampling another (it must end at T)."""
     from candletok.evaluation.simcal import calibrated_similar
     from candletok.search.similar import similar
 
@@ -209,7 +215,8 @@ def gather(
         time_format=time_format(interval, us), bars=bars, search=res, calibrated=cal,
         matches=match_views(res), outcomes=outcomes, evaluation=ev, evaluation_from=ev_from)
     if model is not None:
-        _add_model(data, Path(model), after, fan_horizon, samples, seed)
+        _add_model(data, Path(model), after, fan_horizon, samples, seed, answer_horizons,
+                   continuation)
     elif ev is not None:
         data.notes.append("an evaluation was given without a model: its verdicts are shown, "
                           "but no forecast is drawn")
@@ -217,7 +224,8 @@ def gather(
 
 
 def _add_model(data: ReportData, model: Path, after: pl.DataFrame, n: int, samples: int,
-               seed: int) -> None:
+               seed: int, answer_horizons: tuple[int, ...] | None = None,
+               continuation: Any | None = None) -> None:
     """The model's calibrated answer at T (the harness's forecaster: shown = scored), and
     the fan of sampled paths after T with the real bars over it when T is past."""
     from candletok.evaluation.calibrate import direction_caveat, read_calibration
@@ -232,16 +240,23 @@ def _add_model(data: ReportData, model: Path, after: pl.DataFrame, n: int, sampl
     if pred.calibration is None:
         _, why = read_calibration(model)
         data.calibration_note = why or pred.calibration_reason
-    horizons = sorted({*data.search.summary["horizons"], n})
+    horizons = answer_horizons or sorted({*data.search.summary["horizons"], n})
     data.answers = pred.predict(data.symbol, at=data.T, horizons=horizons)
+    caveat = direction_caveat(pred.calibration, n)
+    c = continuation
+    if c is not None and c.future is not None and c.last_ts == data.T:
+        closes = c.paths["close"]
+        data.fan = Fan(closes, c.future.ts.astype("datetime64[us]"), c.future.source,
+                       float(c.last_close), float("nan"), caveat,
+                       after.head(closes.shape[1]) if after.height else None)
+        return
     hist_bars = _canonical(data)
     paths, last_close, scale = sample_paths(pred.model, pred.tokenizer, hist_bars, n,
                                             samples=samples, seed=seed)
     fut = future_times(hist_bars["ts"], n, pred.model.calendar or CalendarSpec(),
                        resolve_exchange(data.symbol, "auto"))
     data.fan = Fan(paths["close"], fut.ts.astype("datetime64[us]"), fut.source, last_close,
-                   scale, direction_caveat(pred.calibration, n),
-                   after.head(n) if after.height else None)
+                   scale, caveat, after.head(n) if after.height else None)
 
 
 def _canonical(data: ReportData) -> pl.DataFrame:

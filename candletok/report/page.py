@@ -77,13 +77,15 @@ def _search_words(d: ReportData) -> list[str]:
     m = o.filter((o["horizon"] == h0) & (o["who"] == "matches")).row(0, named=True)
     b = o.filter((o["horizon"] == h0) & (o["who"] == "base")).row(0, named=True)
     back = f" (backed off from {s['last']})" if s["backed_off"] else ""
+    n = int(s["window"])
     said = [f"The search ({s['mode']} mode) found {s['matches']} windows of history like "
-            f"{d.symbol}'s last {s['window']} candles{back} that ended before T. After "
-            f"{h0} bar{'s' * (h0 > 1)}, {_frac(m['p_up'])} of them closed up "
-            f"(95% CI {_frac(m['p_lo'])}-{_frac(m['p_hi'])}, effective n "
-            f"{m['n_eff']:.1f}) against a base rate of {_frac(b['p_up'])} "
-            f"({_frac(b['p_lo'])}-{_frac(b['p_hi'])})."]
-    said += [w for w in d.search.words if w.startswith(f"{h0} bar")]
+            f"{d.symbol}'s last {n} candle{'s' * (n > 1)}{back} that ended before T."]
+    verdict = [w for w in d.search.words if w.startswith(f"{h0} bar")]
+    said += verdict or [
+        f"After {h0} bar{'s' * (h0 > 1)}, {_frac(m['p_up'])} of them closed up (95% CI "
+        f"{_frac(m['p_lo'])}-{_frac(m['p_hi'])}) against a base rate of {_frac(b['p_up'])}."]
+    said.append(f"(The search's base rate is the share up of every window before T: "
+                f"{_frac(b['p_up'])}, 95% CI {_frac(b['p_lo'])}-{_frac(b['p_hi'])}.)")
     cal = d.calibrated
     if cal is not None and cal.horizons:
         said.append(f"On val: {cal.horizons[0].words}")
@@ -138,7 +140,8 @@ def meaning(d: ReportData) -> str:
     b = o.filter((o["horizon"] == h0) & (o["who"] == "base")).row(0, named=True)
     if not model and not search:
         said = (f"Neither has shown skill at calling the direction on val, so read the next "
-                f"move as the base rate: about {_frac(b['p_up'])} up. A tilt away from it "
+                f"move as the base rate: about {_frac(b['p_up'])} up (every window before T). "
+                f"A tilt away from it "
                 f"is not evidence.")
     else:
         who = " and ".join(w for w, ok in (("the model", model), ("the search", search)) if ok)
