@@ -166,7 +166,8 @@ def summary_html(d: ReportData) -> str:
     return (f"<h1>{_e(d.symbol)} at {_e(when)} (T)</h1>"
             f"<p class=note>Asked at {_e(asked)}: nothing after T is used. Last close "
             f"{_e(last)} · dataset {_e(d.dataset)} · {s['index_candles']:,} candles of "
-            f"{s['symbols']} symbols searched · bars {_e(d.interval)}.</p>"
+            f"{s['symbols']} symbols searched · bars {_e(d.interval)}"
+            f"{' · times in UTC' if s.get('intraday') else ''}.</p>"
             f"<div class=summary><ul>{''.join(items)}</ul></div>")
 
 
