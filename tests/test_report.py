@@ -132,6 +132,35 @@ def test_cli_writes_a_report_without_a_model(made: dict[str, Any],
     assert "No model was given" in page and "id='fan-box'" not in page
 
 
+def test_saved_evaluation_is_shown_and_a_bad_one_refused(
+        made: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--evaluation FILE`` (what ``evaluate --json`` printed): its tables and one
+    reliability diagram per horizon; a file of another kind is one sentence, exit 1."""
+    root = made["root"]
+    est = {"value": 0.01, "lo": -0.02, "hi": 0.04}
+    doc = {"split": "test", "direction": [
+        {"forecaster": "CandleGPT", "horizon": 1, "n": 40, "brier": est, "skill": est,
+         "ece": est, "calibration": "platt", "verdict": "no skill: interval includes zero",
+         "reliability": [[0.4, 0.45, 0.5, 20], [0.5, 0.55, 0.6, 20]]}]}
+    ev = root / "eval.json"
+    ev.write_text(json.dumps(doc), encoding="utf-8")
+    out = root / "with_eval.html"
+    code, _, err = run_main(("report", "AAPL", "--dataset", str(made["ds"]), "--out", str(out),
+                             "--no-calibrate", "--evaluation", str(ev)), root, capsys,
+                            monkeypatch)
+    assert code == 0, err
+    page = out.read_text(encoding="utf-8")
+    assert "no skill: interval includes zero" in page and "id='reliability-box'" in page
+    assert "+0.010 [-0.020, +0.040]" in page
+    ev.write_text("[1, 2]", encoding="utf-8")
+    code, _, err = run_main(("report", "AAPL", "--dataset", str(made["ds"]), "--out",
+                             str(root / "bad.html"), "--no-calibrate", "--evaluation",
+                             str(ev)), root, capsys, monkeypatch)
+    assert code == 1 and "is not the output of `candletok evaluate --json`" in err
+    assert not (root / "bad.html").exists()
+
+
 def _browser() -> Any:
     if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
         pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {DRIVER}); "
