@@ -226,6 +226,23 @@ def answer_table(d: ReportData) -> str:
                    "val", "test"], rows)
 
 
+def band_words(d: ReportData) -> str:
+    """What was measured of the band the fan's answer draws: the 80% (10-90%) interval's
+    coverage on the evaluated split per horizon (``evaluate --json``), or that it was not
+    measured here. The band has no val-fit map of its own; its coverage is its check."""
+    from candletok.evaluation.calibrate import model_forecaster
+
+    name = model_forecaster(d.calibration)
+    rows = [r for r in (d.evaluation or {}).get("quantiles") or []
+            if r.get("forecaster") == name and r.get("coverage")]
+    if not rows:
+        return ("The 10-90% band's coverage was not measured here (pass --evaluation with "
+                "`evaluate --json`'s output to see it).")
+    cov = "; ".join(f"h={r['horizon']}: {_est(r['coverage'], 3, False)}" for r in rows)
+    return (f"Coverage of {name}'s 10-90% band on {d.evaluation.get('split', '?')} "
+            f"(80% wanted): {cov}.")
+
+
 def verdict_html(d: ReportData) -> str:
     """The evaluate verdicts: the full tables when ``evaluate --json`` was given, else
     what the calibration file beside the model records; plainly said when neither."""
@@ -321,7 +338,7 @@ def render(d: ReportData) -> str:
         parts += [_div(figures.fan_figure(d, d.fan), "fan"),
                   f"<p class=note>{_e(d.fan.caveat)}."
                   + (" The real bars after T are drawn over the fan." if past else "")
-                  + "</p>", answer_table(d)]
+                  + f" {_e(band_words(d))}</p>", answer_table(d)]
     else:
         parts.append("<p>No model was given (--model): no forecast is drawn.</p>")
     parts.append("<h2>What evaluate measured</h2>")
