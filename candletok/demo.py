@@ -47,6 +47,7 @@ from candletok.predict.predict import (
     predict_next,
 )
 from candletok.predict.predictor import Predictor
+from candletok.report.page import write_report
 
 DEMO_SYMBOLS = ("AAPL", "IBM", "MSFT", "GOOG")
 DEMO_TOKENIZER: dict[str, Any] = {
@@ -73,6 +74,7 @@ class DemoConfig:
     seed: int = 0
     eval_horizons: tuple[int, ...] = (1,)  # the evaluate harness; h > 1 samples paths (slow)
     eval_boot: int = 1000  # bootstrap resamples of every interval
+    report_calibrate: bool = True  # the report's analogue P(up) calibrated on val
 
 
 @dataclass
@@ -86,6 +88,7 @@ class DemoResult:
     files: list[tuple[str, Path]]
     evaluation: EvalReport | None = None
     eval_seconds: float = 0.0
+    report_seconds: float = 0.0
 
 
 EncodeProgress = Callable[[str, int, int], None]
@@ -116,9 +119,9 @@ def run_demo(
     out = Path(cfg.out)
     _prepare(out)
     data, model_path, chart = out / "data", out / "model.pt", out / "fan.png"
-    reliability = out / "reliability.png"
+    reliability, report = out / "reliability.png", out / "report.html"
     for stale in (model_path, chart, out / "summary.md", reliability,
-                  out / "model.calibration.json"):
+                  out / "model.calibration.json", report):
         stale.unlink(missing_ok=True)
     if data.exists():
         shutil.rmtree(data)
@@ -156,6 +159,15 @@ def run_demo(
     cont.caveat = direction_caveat(load_calibration(model_path), cfg.horizon)
     cont.plot(chart)
     tick("evaluate", 1, 1)
+    tick("report", 0, 1)
+    t0 = time.perf_counter()
+    # the fan already sampled (the one fan.png draws) and answers at the evaluated h only
+    write_report(data, cfg.predict_symbol, report, model=model_path, seed=cfg.seed,
+                 fan_horizon=cfg.horizon, samples=cfg.samples, evaluation=rep.to_dict(),
+                 calibrate=cfg.report_calibrate, answer_horizons=cfg.eval_horizons,
+                 continuation=cont)
+    report_seconds = time.perf_counter() - t0
+    tick("report", 1, 1)
     files = [
         ("dataset (Parquet shards + manifest)", data),
         ("vocabulary", data / "vocab.json"),
@@ -165,8 +177,10 @@ def run_demo(
         ("reliability diagram and range chart", reliability),
         ("calibration maps (fit on val)", Path(rep.calibration_file or
                                                out / "model.calibration.json")),
+        ("interactive report (HTML, opens offline)", report),
     ]
-    result = DemoResult(cfg, enc, res, pred, cal, cont, files, rep, eval_seconds)
+    result = DemoResult(cfg, enc, res, pred, cal, cont, files, rep, eval_seconds,
+                        report_seconds)
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(result), encoding="utf-8")
     return result
@@ -215,6 +229,10 @@ def summary_markdown(r: DemoResult) -> str:
         f"![fan chart]({r.files[3][1].name})",
         "",
         f"Beside the fan: {r.continuation.caveat}.",
+        "",
+        f"Browse every match, the fan and the verdicts in the interactive report: "
+        f"[{r.files[7][1].name}]({r.files[7][1].name}) (one HTML file, opens offline; "
+        f"written in {r.report_seconds:.1f} s).",
         "",
     ]
     if r.evaluation is not None:

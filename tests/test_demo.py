@@ -30,7 +30,7 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     r = run_demo(tiny(out))
     names = {p.name for _, p in r.files}
     assert names == {"data", "vocab.json", "model.pt", "fan.png", "summary.md",
-                     "reliability.png", "model.calibration.json"}
+                     "reliability.png", "model.calibration.json", "report.html"}
     for _, p in r.files:
         assert p.exists(), p
     for png in ("fan.png", "reliability.png"):
@@ -54,6 +54,10 @@ def test_demo_writes_every_file_and_reruns(tmp_path: Path) -> None:
     assert f"{gpt.skill.value:+.4f} [{gpt.skill.lo:+.4f}, {gpt.skill.hi:+.4f}]" in text
     assert gpt.verdict in text and "Not run in the demo" in text
     assert r.prediction.symbol == "AAPL"
+    # the interactive report: linked from the summary, with the demo's evaluate tables
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "[report.html](report.html)" in text and "AAPL at " in page
+    assert "P(close up at t+h): Brier skill vs the base rate" in page and gpt.verdict in page
     assert abs(float(r.prediction.probs.sum()) - 1.0) < 1e-6
     assert r.continuation.paths["close"].shape == (6, 4)
     # Beside the fan, what evaluate measured of direction (issue 20, item 9): h = 4 never,
@@ -100,7 +104,7 @@ def test_cli_demo_runs_offline(tmp_path: Path) -> None:
     for needle in ("bits per candle", "unigram", "ngram-3", "next candle", "Brier",
                    "sampled continuations", str(out / "fan.png"), "candletok evaluate",
                    "skill vs base", "HistVol20", "forecasters run:", "reliability of CandleGPT",
-                   str(out / "reliability.png")):
+                   str(out / "reliability.png"), str(out / "report.html")):
         assert needle in r.stdout, needle
     assert (out / "summary.md").exists() and (out / "model.pt").exists()
     assert "next: candletok predict" in r.stderr  # what to run after the demo

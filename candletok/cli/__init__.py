@@ -3,6 +3,6 @@
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
-    "app", "cmd_data", "cmd_demo", "cmd_download", "cmd_eval", "cmd_model", "cmd_search",
-    "cmd_vocab", "commands", "configopts", "main", "options",
+    "app", "cmd_data", "cmd_demo", "cmd_download", "cmd_eval", "cmd_model", "cmd_report",
+    "cmd_search", "cmd_vocab", "commands", "configopts", "main", "options",
 ]

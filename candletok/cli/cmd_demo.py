@@ -89,6 +89,8 @@ def demo(
         console.print(f"forecasters run: {names} ({res.eval_seconds:,.0f} s); not run in the "
                       "demo: h > 1 and the pattern-search analogues (`candletok evaluate "
                       f"{out / 'data'} --model {out / 'model.pt'}` runs them)", highlight=False)
+    console.print(f"interactive report ({res.report_seconds:,.1f} s): {res.files[7][1]} "
+                  "(one HTML file; open it in a browser, offline)", highlight=False)
     console.print(table(f"files ({time.perf_counter() - t0:,.0f} s in all)", ["what", "where"],
                         [(what, str(p)) for what, p in res.files]))
     err_console.print(f"next: candletok predict AAPL MSFT --model {out / 'model.pt'} --dataset "

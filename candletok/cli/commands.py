@@ -6,6 +6,7 @@ from candletok.cli import (
     cmd_download,  # noqa: F401
     cmd_eval,  # noqa: F401
     cmd_model,  # noqa: F401
+    cmd_report,  # noqa: F401
     cmd_search,  # noqa: F401
     cmd_vocab,  # noqa: F401
 )
