@@ -180,6 +180,7 @@ class SearchIndex:
     _ti: np.ndarray | None = field(default=None, repr=False)
     _prev: np.ndarray | None = field(default=None, repr=False)
     _own: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _tables: dict[Any, Any] = field(default_factory=dict, repr=False)  # search.baserate's
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
