@@ -28,7 +28,7 @@ support per quantity, far more code to build and check in numpy for no visible g
 these sizes (a query here is well under a millisecond).
 
 The tables depend only on the index, so they are built once per horizon on first use
-and saved beside the index (``base-h<h>.npz``, keyed by the index's key, its sha256 in a
+and saved beside the index (``base-h<h>.npz``, keyed by the index's key, its digest in a
 sidecar) when the index has a folder; a rebuilt index replaces the folder and them.
 """
 
@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from candletok.core.atomic import atomic_path, sha256_file, write_json_atomic
+from candletok.core.atomic import atomic_path, write_json_atomic
+from candletok.search.arrayfiles import file_digest
 from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ def _load(folder: Path, key: str, h: int) -> HorizonTable | None:
         meta = json.loads(side.read_text(encoding="utf-8"))
         if meta.get("format") != TABLE_FORMAT or meta.get("key") != key:
             return None
-        if _stat(path) != meta["stat"] and sha256_file(path) != meta["sha256"]:
+        if _stat(path) != meta["stat"] and file_digest(path) != meta["digest"]:
             log.warning("the saved base-rate table %s does not match its checksum; "
                         "rebuilding it", path)
             return None
@@ -285,7 +286,7 @@ def _save(folder: Path, key: str, tab: HorizonTable) -> None:
             np.savez(fh, **_flatten(tab))
         write_json_atomic(folder / f"base-h{tab.h}.json",
                           {"format": TABLE_FORMAT, "key": key, "stat": _stat(path),
-                           "sha256": sha256_file(path)})
+                           "digest": file_digest(path)})
     except OSError as exc:
         log.debug("could not save %s (%s)", path, exc)
 

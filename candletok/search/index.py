@@ -36,7 +36,6 @@ import numpy as np
 import polars as pl
 
 from candletok.core.atomic import (
-    atomic_path,
     replace_dir,
     sha256_file,
     temp_dir_beside,
@@ -51,11 +50,12 @@ from candletok.dataset.manifest import (
     read_rows,
     verify_dataset,
 )
+from candletok.search.arrayfiles import array_record, check_arrays, load_days, save_days
 from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "candletok-search/3"  # 3: each candle's stored bar (open, high, low, volume)
+INDEX_FORMAT = "candletok-search/4"  # 3: each candle's stored bar; 4: xxh3 array digests
 SEARCH_DIR = "search"
 POS_BITS = 32
 POS_MASK = np.uint64((1 << POS_BITS) - 1)
@@ -245,7 +245,7 @@ class SearchIndex:
                     "interval": self.interval, "symbols": self.symbols, "radix": self.radix,
                     "order": self.order, "candles": int(self.tokens.size),
                     "build_seconds": self.build_seconds, "shard_stats": shard_stats or {},
-                    "arrays": {name: _array_stat(tmp / f"{name}.npy", digest=True)
+                    "arrays": {name: array_record(tmp / f"{name}.npy", getattr(self, name))
                                for name in ARRAYS}}
             write_json_atomic(tmp / "meta.json", meta)
             replace_dir(path, tmp)
@@ -267,7 +267,7 @@ class SearchIndex:
                 "beside it (its shard checksums differ); rebuild it with "
                 "open_index(dataset, rebuild=True)."
             )
-        _check_arrays(path, meta.get("arrays") or {})
+        check_arrays(path, ARRAYS, meta.get("arrays") or {})
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         n = int(meta.get("candles", -1))
         want = {"starts": len(meta["symbols"]) + 1, "first_prev": len(meta["symbols"])}
@@ -378,7 +378,7 @@ class SearchIndex:
         units. What :func:`candletok.search.timerule.cross_correlation` needs, computed
         once per index (a group-by over every candle)."""
         if self._days is None and self.root is not None:
-            self._days = _load_days(index_dir(self.root), self.key)
+            self._days = load_days(index_dir(self.root), self.key)
         if self._days is None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.log(np.asarray(self.close) / np.asarray(self.prev_close))
@@ -392,7 +392,7 @@ class SearchIndex:
             sums = np.stack([m, sz, g["q"].to_numpy(), sz * sz, m * (m - 1)])
             self._days = (g["ts"].to_numpy().astype(np.int64), np.cumsum(sums, axis=1))
             if self.root is not None:
-                _save_days(index_dir(self.root), self.key, self._days)
+                save_days(index_dir(self.root), self.key, self._days)
         return self._days
 
     def tokenizer(self) -> Tokenizer:
@@ -402,67 +402,6 @@ class SearchIndex:
                 raise DatasetError("This index was built from arrays without a tokenizer.")
             self._tok = open_dataset(self.root)[1]
         return self._tok
-
-
-def _array_stat(path: Path, digest: bool = False) -> list[Any]:
-    """[size, mtime_ns] of a saved array, plus its sha256 with ``digest``."""
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns] + ([sha256_file(path)] if digest else [])
-
-
-def _check_arrays(path: Path, recorded: dict[str, list[Any]]) -> None:
-    """Refuse (ValueError: :func:`open_index` then rebuilds, with a warning) a saved array
-    whose content is not what was saved. An array with its saved size and mtime is taken
-    as it is (a query pays one stat per array); any other is hashed, so an array edited in
-    place, even to the same size, is caught. An index saved without the record is rebuilt."""
-    for name in ARRAYS:
-        want = recorded.get(name)
-        if not want or len(want) != 3:
-            raise ValueError(f"{name}.npy has no recorded checksum: an index saved by an "
-                             "older candletok")
-        now = _array_stat(path / f"{name}.npy")
-        if now != want[:2] and sha256_file(path / f"{name}.npy") != want[2]:
-            raise ValueError(f"{name}.npy changed since the index was built (its sha256 "
-                             "does not match)")
-
-
-def _days_digest(key: str, times: np.ndarray, cums: np.ndarray) -> str:
-    h = hashlib.sha256(key.encode())
-    for a in (times, cums):
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def _load_days(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The per-time sums cached beside the index (None when absent, for other data, or
-    not what was saved: the digest covers the key and both arrays, so an edited cache is
-    recomputed, never trusted)."""
-    try:
-        with np.load(path / "days.npz") as z:
-            if str(z["key"]) != key:
-                return None
-            times, cums = z["times"], z["cums"]
-            if str(z["digest"]) != _days_digest(key, times, cums):
-                log.warning("the cached base-rate sums in %s/days.npz do not match their "
-                            "checksum; recomputing them", path)
-                return None
-            return times, cums
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> None:
-    """Cache the per-time sums beside the index (a rebuild replaces the folder, and the
-    key guards against a stale file); a read-only dataset simply recomputes them."""
-    if not path.is_dir() or not key:
-        return
-    try:
-        with atomic_path(path / "days.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(key), times=days[0], cums=days[1],
-                     digest=np.array(_days_digest(key, days[0], days[1])))
-    except OSError as exc:
-        log.debug("could not cache %s/days.npz (%s)", path, exc)
 
 
 def _bar_arrays(bars: dict[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
@@ -491,8 +430,11 @@ def read_series(root: Path) -> dict[str, Any]:
     """Every split's rows joined into one series per symbol, as flat arrays.
 
     Each split is sorted by (symbol, ts) and the splits are consecutive in time, so a
-    symbol's series is its runs taken in split order: the gather order is computed per
-    run (a few per symbol), never per row, and no string column is sorted."""
+    symbol's series is its runs taken in split order (a few per symbol): the columns are
+    read in parallel by one scan (only those the index keeps), and each is laid out by
+    copying those runs in series order, one slice per run, never a per-row gather or a
+    sort. Time order inside a run is the shard's own (checked by its sha256); only the
+    joins between a symbol's runs are checked here."""
     cols = ["symbol", "ts", "token", "prev_close", "scale", "close", *BAR_ARRAYS]
     df, _ = read_rows(root, cols)  # the flat series loader the evaluation harness uses too
     if df.height == 0:
@@ -502,30 +444,32 @@ def read_series(root: Path) -> dict[str, Any]:
     run_len = runs.struct.field("len").to_numpy().astype(np.int64)
     run_start = np.cumsum(run_len) - run_len
     order = np.argsort(run_sym, kind="stable")  # runs grouped by symbol, split order kept
-    gather = ranges_to_indices(run_start[order], run_start[order] + run_len[order])
     sym_sorted = run_sym[order]
     new = np.ones(sym_sorted.size, dtype=bool)
     new[1:] = sym_sorted[1:] != sym_sorted[:-1]
     symbols = sym_sorted[new].tolist()
     series_len = np.add.reduceat(run_len[order], np.flatnonzero(new)) if new.size else run_len
     starts = np.concatenate([[0], np.cumsum(series_len)]).astype(np.int64)
+    lo, hi = run_start[order], run_start[order] + run_len[order]
+    identity = bool((order == np.arange(order.size)).all())
 
     def col(name: str, dtype: Any) -> np.ndarray:
-        return df[name].to_physical().to_numpy().astype(dtype, copy=False)[gather]
+        a = df[name].to_physical().to_numpy().astype(dtype, copy=False)
+        return a if identity else np.concatenate([a[i:j] for i, j in zip(lo, hi, strict=True)])
 
-    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
-    prev[starts[:-1]] = df["prev_close"].to_numpy()[gather[starts[:-1]]]
-    out = {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16),
-           "ts": col("ts", np.int64), "close": col("close", np.float64),
-           "prev_close": prev, "scale": col("scale", np.float64),
-           "bars": {c: col(c, np.float64) for c in BAR_ARRAYS}}
-    step = np.diff(out["ts"])
-    within = np.ones(step.size, dtype=bool)
-    within[starts[1:-1] - 1] = False
-    if step.size and bool((step[within] <= 0).any()):
+    ts = col("ts", np.int64)
+    head = np.cumsum(run_len[order]) - run_len[order]  # each run's first row, series order
+    later = ~new  # a run that continues its symbol's series: it must start after the last
+    if bool((ts[head[later]] <= ts[head[later] - 1]).any()):
         raise DatasetError(f"{root} has a symbol whose bars are not in time order across "
                            "its splits; re-run `candletok encode`.")
-    return out
+    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
+    first_rows = lo[new]
+    prev[starts[:-1]] = df["prev_close"].to_numpy()[first_rows]
+    return {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16), "ts": ts,
+            "close": col("close", np.float64), "prev_close": prev,
+            "scale": col("scale", np.float64),
+            "bars": {c: col(c, np.float64) for c in BAR_ARRAYS}}
 
 
 def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
