@@ -75,9 +75,9 @@ class PrefixQuantiles:
     what makes the answer the same number the full pass computes."""
 
     edges: np.ndarray  # (bins - 1,) ascending; NaN sorts into the last bin, as in a sort
-    grouped: np.ndarray  # (m,) int32 element ids, grouped by bin, ascending within a bin
+    grouped: np.ndarray  # (m,) uint32 element ids, grouped by bin, ascending within a bin
     offsets: np.ndarray  # (bins + 1,) int64 bounds of each bin in grouped
-    ckpt: np.ndarray  # (m // block + 1, bins) int32 prefix counts per bin
+    ckpt: np.ndarray  # (m // block + 1, bins) uint32 prefix counts per bin
     bins: np.ndarray  # (m,) uint16 each element's bin (the partial block's counts)
     block: int = BLOCK
 
@@ -92,12 +92,12 @@ class PrefixQuantiles:
                  else np.zeros(0))
         nb = edges.size + 1
         b = np.searchsorted(edges, v, side="right").astype(np.uint16)
-        grouped = np.argsort(b, kind="stable").astype(np.int32)  # radix sort of uint16
+        grouped = np.argsort(b, kind="stable").astype(np.uint32)  # radix sort of uint16
         offsets = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=nb))])
         nblk = m // block
         flat = np.repeat(np.arange(nblk, dtype=np.int64) * nb, block) + b[: nblk * block]
         per = np.bincount(flat, minlength=nblk * nb).reshape(nblk, nb)
-        ckpt = np.zeros((nblk + 1, nb), dtype=np.int32)
+        ckpt = np.zeros((nblk + 1, nb), dtype=np.uint32)
         np.cumsum(per, axis=0, out=ckpt[1:])
         return cls(edges, grouped, offsets.astype(np.int64), ckpt, b, block)
 
@@ -136,8 +136,8 @@ class HorizonTable:
     log return ``r`` and of ``r / scale`` (and, at h = 1, of the next candle's range)."""
 
     h: int
-    ends: np.ndarray  # (m,) int32 window ends in forward-window end order
-    cum_up: np.ndarray  # (m + 1,) int64 prefix counts of r > 0
+    ends: np.ndarray  # (m,) uint32 window ends in forward-window end order
+    cum_up: np.ndarray  # (m + 1,) uint32 prefix counts of r > 0
     cum_r: np.ndarray  # (m + 1,) float64 prefix sums of r
     q_r: PrefixQuantiles
     q_rv: PrefixQuantiles
@@ -155,7 +155,7 @@ def end_order(idx: SearchIndex) -> np.ndarray:
     the forward windows of horizon h ending at position p are its windows e = p - h."""
     got = idx._tables.get("order")
     if got is None:  # a stable sort merges the series' own sorted runs (timsort): cheap
-        got = np.argsort(np.asarray(idx.ts), kind="stable").astype(np.int64)
+        got = np.argsort(np.asarray(idx.ts), kind="stable").astype(np.uint32)
         idx._tables["order"] = got
     return got
 
@@ -191,14 +191,14 @@ def build_table(idx: SearchIndex, h: int) -> HorizonTable:
     order = end_order(idx)
     starts = np.asarray(idx.starts)
     offset = order - starts[idx.sid[order]]
-    e = (order[offset >= h] - h).astype(np.int32)
-    ei = e.astype(np.int64)
+    ei = order[offset >= h].astype(np.int64) - h
+    e = ei.astype(np.uint32)  # positions fit 32 bits: the index holds < 2**32 candles
     r, rv = forward_r(idx, ei, h)
-    tab = HorizonTable(h, e, _prefix(r > 0, np.int64), _prefix(r, np.float64),
+    tab = HorizonTable(h, e, _prefix(r > 0, np.uint32), _prefix(r, np.float64),
                        PrefixQuantiles.build(r), PrefixQuantiles.build(rv))
     if h == 1:
         ok, pct, vol = next_range_values(idx, ei)
-        tab.cum_valid = _prefix(ok, np.int64)
+        tab.cum_valid = _prefix(ok, np.uint32)
         tab.vends = e[ok]
         tab.cum_pct, tab.cum_rng_vol = _prefix(pct, np.float64), _prefix(vol, np.float64)
         tab.q_pct, tab.q_rng_vol = PrefixQuantiles.build(pct), PrefixQuantiles.build(vol)
