@@ -160,8 +160,9 @@ def _base_size(cut: Cut, h: int, n: int, rho: float, mbar: float) -> tuple[int, 
 
 def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
     """Every window of the same history under the same rule at horizon h, looked up in
-    the index's base-rate table (:mod:`candletok.search.baserate`: O(S + zone) reads, no
-    pass over the windows); equal to :func:`base_outcome_scan`."""
+    the index's base-rate table (:mod:`candletok.search.baserate`: O(S * N + zone) reads
+    for the counts and sums, a few thousand values for the quantiles, no pass over the
+    windows); equal to :func:`base_outcome_scan`."""
     n, up, mean, qs, qv = baserate.base_figures(cut, h, QUANTILES)
     truncated, n_eff = _base_size(cut, h, n, rho, mbar)
     return outcome(n, up, mean, qs, qv, h, "base", truncated, n_eff)
