@@ -216,16 +216,18 @@ class SearchIndex:
         return idx
 
     @classmethod
-    def build(cls, root: str | Path) -> SearchIndex:
+    def build(cls, root: str | Path, out: Path | None = None) -> SearchIndex:
         """Read every split of dataset ``root`` and build its index in memory, after
         verifying every shard against the manifest (sha256 and vocabulary fingerprint):
         the saved index is later trusted by the shards' size and mtime, so what it is
-        built from must be what ``encode`` wrote."""
+        built from must be what ``encode`` wrote. With ``out`` (the folder :meth:`save`
+        then completes), the per-candle columns are written there as they are laid out
+        and mapped back, never held as a second copy in memory."""
         root = Path(root)
         manifest, tok = open_dataset(root)
         verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
         t0 = time.perf_counter()
-        cols = read_series(root)
+        cols = read_series(root, out)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
                               fingerprint=tok.fingerprint,
                               interval=str(manifest.get("interval", "1d")), root=root, **cols)
@@ -233,14 +235,17 @@ class SearchIndex:
         return idx
 
     # ---- files --------------------------------------------------------------------------
-    def save(self, path: str | Path, shard_stats: dict[str, list[int]] | None = None) -> Path:
+    def save(self, path: str | Path, shard_stats: dict[str, list[int]] | None = None,
+             tmp: Path | None = None) -> Path:
         """Write the arrays and ``meta.json`` (last) into a fresh folder and move it onto
-        ``path`` atomically (an old index there is replaced)."""
+        ``path`` atomically (an old index there is replaced). ``tmp``: that folder, from
+        :func:`temp_dir_beside`, where :meth:`build` already wrote some arrays."""
         path = Path(path)
-        tmp = temp_dir_beside(path, ".partial")
+        tmp = temp_dir_beside(path, ".partial") if tmp is None else tmp
         try:
             for name in ARRAYS:
-                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+                if not (tmp / f"{name}.npy").exists():
+                    np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
             meta = {"format": INDEX_FORMAT, "key": self.key, "fingerprint": self.fingerprint,
                     "interval": self.interval, "symbols": self.symbols, "radix": self.radix,
                     "order": self.order, "candles": int(self.tokens.size),
@@ -426,7 +431,7 @@ def read_meta(path: Path) -> dict[str, Any] | None:
     return meta
 
 
-def read_series(root: Path) -> dict[str, Any]:
+def read_series(root: Path, out: Path | None = None) -> dict[str, Any]:
     """Every split's rows joined into one series per symbol, as flat arrays.
 
     Each split is sorted by (symbol, ts) and the splits are consecutive in time, so a
@@ -453,11 +458,13 @@ def read_series(root: Path) -> dict[str, Any]:
     lo, hi = run_start[order], run_start[order] + run_len[order]
     identity = bool((order == np.arange(order.size)).all())
 
-    def col(name: str, dtype: Any) -> np.ndarray:
+    def col(name: str, dtype: Any, saved: str) -> np.ndarray:
         a = df[name].to_physical().to_numpy().astype(dtype, copy=False)
+        if out is not None:  # written run by run as laid out, then mapped back
+            return _write_runs(out / f"{saved}.npy", a, lo, hi)
         return a if identity else np.concatenate([a[i:j] for i, j in zip(lo, hi, strict=True)])
 
-    ts = col("ts", np.int64)
+    ts = col("ts", np.int64, "ts")
     head = np.cumsum(run_len[order]) - run_len[order]  # each run's first row, series order
     later = ~new  # a run that continues its symbol's series: it must start after the last
     if bool((ts[head[later]] <= ts[head[later] - 1]).any()):
@@ -466,10 +473,22 @@ def read_series(root: Path) -> dict[str, Any]:
     prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
     first_rows = lo[new]
     prev[starts[:-1]] = df["prev_close"].to_numpy()[first_rows]
-    return {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16), "ts": ts,
-            "close": col("close", np.float64), "prev_close": prev,
-            "scale": col("scale", np.float64),
-            "bars": {c: col(c, np.float64) for c in BAR_ARRAYS}}
+    return {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16, "tokens"),
+            "ts": ts, "close": col("close", np.float64, "close"), "prev_close": prev,
+            "scale": col("scale", np.float64, "scale"),
+            "bars": {c: col(c, np.float64, c) for c in BAR_ARRAYS}}
+
+
+def _write_runs(path: Path, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Write ``a[lo[i]:hi[i]]`` for every i, in order, as one .npy file, and map it back:
+    the series layout is made by the write itself (no second copy in memory)."""
+    n = int((hi - lo).sum())
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(
+            a.dtype), "fortran_order": False, "shape": (n,)})
+        for i, j in zip(lo.tolist(), hi.tolist(), strict=True):
+            fh.write(memoryview(a[i:j]))
+    return np.load(path, mmap_mode="r")
 
 
 def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
@@ -526,12 +545,22 @@ def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
     if rebuild is False:
         what = "no search index" if meta is None else "a search index built from other data"
         raise DatasetError(f"{root} has {what}; pass rebuild=True to build it.")
-    idx = SearchIndex.build(root)
-    try:
-        idx.save(path, _shard_stats(root, manifest))
+    try:  # the columns are written into the new folder as the build lays them out
+        tmp = temp_dir_beside(path, ".partial")
     except OSError as exc:  # a read-only dataset still answers, it only rebuilds each time
         log.warning("could not save the search index in %s (%s); using it from memory",
                     path, exc)
+        return SearchIndex.build(root)
+    try:
+        idx = SearchIndex.build(root, tmp)
+        idx.save(path, _shard_stats(root, manifest), tmp=tmp)
+    except OSError as exc:
+        log.warning("could not save the search index in %s (%s); using it from memory",
+                    path, exc)
+        idx = SearchIndex.build(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("built the search index of %s: %d candles in %.2fs", root, idx.n,
              idx.build_seconds)
     return idx
