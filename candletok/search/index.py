@@ -36,7 +36,6 @@ import numpy as np
 import polars as pl
 
 from candletok.core.atomic import (
-    atomic_path,
     replace_dir,
     sha256_file,
     temp_dir_beside,
@@ -51,11 +50,12 @@ from candletok.dataset.manifest import (
     read_rows,
     verify_dataset,
 )
+from candletok.search.arrayfiles import array_record, check_arrays, load_days, save_days
 from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "candletok-search/3"  # 3: each candle's stored bar (open, high, low, volume)
+INDEX_FORMAT = "candletok-search/4"  # 3: each candle's stored bar; 4: xxh3 array digests
 SEARCH_DIR = "search"
 POS_BITS = 32
 POS_MASK = np.uint64((1 << POS_BITS) - 1)
@@ -180,6 +180,7 @@ class SearchIndex:
     _ti: np.ndarray | None = field(default=None, repr=False)
     _prev: np.ndarray | None = field(default=None, repr=False)
     _own: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _tables: dict[Any, Any] = field(default_factory=dict, repr=False)  # search.baserate's
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
@@ -215,16 +216,18 @@ class SearchIndex:
         return idx
 
     @classmethod
-    def build(cls, root: str | Path) -> SearchIndex:
+    def build(cls, root: str | Path, out: Path | None = None) -> SearchIndex:
         """Read every split of dataset ``root`` and build its index in memory, after
         verifying every shard against the manifest (sha256 and vocabulary fingerprint):
         the saved index is later trusted by the shards' size and mtime, so what it is
-        built from must be what ``encode`` wrote."""
+        built from must be what ``encode`` wrote. With ``out`` (the folder :meth:`save`
+        then completes), the per-candle columns are written there as they are laid out
+        and mapped back, never held as a second copy in memory."""
         root = Path(root)
         manifest, tok = open_dataset(root)
         verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
         t0 = time.perf_counter()
-        cols = read_series(root)
+        cols = read_series(root, out)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
                               fingerprint=tok.fingerprint,
                               interval=str(manifest.get("interval", "1d")), root=root, **cols)
@@ -232,19 +235,22 @@ class SearchIndex:
         return idx
 
     # ---- files --------------------------------------------------------------------------
-    def save(self, path: str | Path, shard_stats: dict[str, list[int]] | None = None) -> Path:
+    def save(self, path: str | Path, shard_stats: dict[str, list[int]] | None = None,
+             tmp: Path | None = None) -> Path:
         """Write the arrays and ``meta.json`` (last) into a fresh folder and move it onto
-        ``path`` atomically (an old index there is replaced)."""
+        ``path`` atomically (an old index there is replaced). ``tmp``: that folder, from
+        :func:`temp_dir_beside`, where :meth:`build` already wrote some arrays."""
         path = Path(path)
-        tmp = temp_dir_beside(path, ".partial")
+        tmp = temp_dir_beside(path, ".partial") if tmp is None else tmp
         try:
             for name in ARRAYS:
-                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+                if not (tmp / f"{name}.npy").exists():
+                    np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
             meta = {"format": INDEX_FORMAT, "key": self.key, "fingerprint": self.fingerprint,
                     "interval": self.interval, "symbols": self.symbols, "radix": self.radix,
                     "order": self.order, "candles": int(self.tokens.size),
                     "build_seconds": self.build_seconds, "shard_stats": shard_stats or {},
-                    "arrays": {name: _array_stat(tmp / f"{name}.npy", digest=True)
+                    "arrays": {name: array_record(tmp / f"{name}.npy", getattr(self, name))
                                for name in ARRAYS}}
             write_json_atomic(tmp / "meta.json", meta)
             replace_dir(path, tmp)
@@ -266,7 +272,7 @@ class SearchIndex:
                 "beside it (its shard checksums differ); rebuild it with "
                 "open_index(dataset, rebuild=True)."
             )
-        _check_arrays(path, meta.get("arrays") or {})
+        check_arrays(path, ARRAYS, meta.get("arrays") or {})
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         n = int(meta.get("candles", -1))
         want = {"starts": len(meta["symbols"]) + 1, "first_prev": len(meta["symbols"])}
@@ -377,7 +383,7 @@ class SearchIndex:
         units. What :func:`candletok.search.timerule.cross_correlation` needs, computed
         once per index (a group-by over every candle)."""
         if self._days is None and self.root is not None:
-            self._days = _load_days(index_dir(self.root), self.key)
+            self._days = load_days(index_dir(self.root), self.key)
         if self._days is None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.log(np.asarray(self.close) / np.asarray(self.prev_close))
@@ -391,7 +397,7 @@ class SearchIndex:
             sums = np.stack([m, sz, g["q"].to_numpy(), sz * sz, m * (m - 1)])
             self._days = (g["ts"].to_numpy().astype(np.int64), np.cumsum(sums, axis=1))
             if self.root is not None:
-                _save_days(index_dir(self.root), self.key, self._days)
+                save_days(index_dir(self.root), self.key, self._days)
         return self._days
 
     def tokenizer(self) -> Tokenizer:
@@ -401,67 +407,6 @@ class SearchIndex:
                 raise DatasetError("This index was built from arrays without a tokenizer.")
             self._tok = open_dataset(self.root)[1]
         return self._tok
-
-
-def _array_stat(path: Path, digest: bool = False) -> list[Any]:
-    """[size, mtime_ns] of a saved array, plus its sha256 with ``digest``."""
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns] + ([sha256_file(path)] if digest else [])
-
-
-def _check_arrays(path: Path, recorded: dict[str, list[Any]]) -> None:
-    """Refuse (ValueError: :func:`open_index` then rebuilds, with a warning) a saved array
-    whose content is not what was saved. An array with its saved size and mtime is taken
-    as it is (a query pays one stat per array); any other is hashed, so an array edited in
-    place, even to the same size, is caught. An index saved without the record is rebuilt."""
-    for name in ARRAYS:
-        want = recorded.get(name)
-        if not want or len(want) != 3:
-            raise ValueError(f"{name}.npy has no recorded checksum: an index saved by an "
-                             "older candletok")
-        now = _array_stat(path / f"{name}.npy")
-        if now != want[:2] and sha256_file(path / f"{name}.npy") != want[2]:
-            raise ValueError(f"{name}.npy changed since the index was built (its sha256 "
-                             "does not match)")
-
-
-def _days_digest(key: str, times: np.ndarray, cums: np.ndarray) -> str:
-    h = hashlib.sha256(key.encode())
-    for a in (times, cums):
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def _load_days(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The per-time sums cached beside the index (None when absent, for other data, or
-    not what was saved: the digest covers the key and both arrays, so an edited cache is
-    recomputed, never trusted)."""
-    try:
-        with np.load(path / "days.npz") as z:
-            if str(z["key"]) != key:
-                return None
-            times, cums = z["times"], z["cums"]
-            if str(z["digest"]) != _days_digest(key, times, cums):
-                log.warning("the cached base-rate sums in %s/days.npz do not match their "
-                            "checksum; recomputing them", path)
-                return None
-            return times, cums
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _save_days(path: Path, key: str, days: tuple[np.ndarray, np.ndarray]) -> None:
-    """Cache the per-time sums beside the index (a rebuild replaces the folder, and the
-    key guards against a stale file); a read-only dataset simply recomputes them."""
-    if not path.is_dir() or not key:
-        return
-    try:
-        with atomic_path(path / "days.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(key), times=days[0], cums=days[1],
-                     digest=np.array(_days_digest(key, days[0], days[1])))
-    except OSError as exc:
-        log.debug("could not cache %s/days.npz (%s)", path, exc)
 
 
 def _bar_arrays(bars: dict[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
@@ -486,12 +431,15 @@ def read_meta(path: Path) -> dict[str, Any] | None:
     return meta
 
 
-def read_series(root: Path) -> dict[str, Any]:
+def read_series(root: Path, out: Path | None = None) -> dict[str, Any]:
     """Every split's rows joined into one series per symbol, as flat arrays.
 
     Each split is sorted by (symbol, ts) and the splits are consecutive in time, so a
-    symbol's series is its runs taken in split order: the gather order is computed per
-    run (a few per symbol), never per row, and no string column is sorted."""
+    symbol's series is its runs taken in split order (a few per symbol): the columns are
+    read in parallel by one scan (only those the index keeps), and each is laid out by
+    copying those runs in series order, one slice per run, never a per-row gather or a
+    sort. Time order inside a run is the shard's own (checked by its sha256); only the
+    joins between a symbol's runs are checked here."""
     cols = ["symbol", "ts", "token", "prev_close", "scale", "close", *BAR_ARRAYS]
     df, _ = read_rows(root, cols)  # the flat series loader the evaluation harness uses too
     if df.height == 0:
@@ -501,30 +449,46 @@ def read_series(root: Path) -> dict[str, Any]:
     run_len = runs.struct.field("len").to_numpy().astype(np.int64)
     run_start = np.cumsum(run_len) - run_len
     order = np.argsort(run_sym, kind="stable")  # runs grouped by symbol, split order kept
-    gather = ranges_to_indices(run_start[order], run_start[order] + run_len[order])
     sym_sorted = run_sym[order]
     new = np.ones(sym_sorted.size, dtype=bool)
     new[1:] = sym_sorted[1:] != sym_sorted[:-1]
     symbols = sym_sorted[new].tolist()
     series_len = np.add.reduceat(run_len[order], np.flatnonzero(new)) if new.size else run_len
     starts = np.concatenate([[0], np.cumsum(series_len)]).astype(np.int64)
+    lo, hi = run_start[order], run_start[order] + run_len[order]
+    identity = bool((order == np.arange(order.size)).all())
 
-    def col(name: str, dtype: Any) -> np.ndarray:
-        return df[name].to_physical().to_numpy().astype(dtype, copy=False)[gather]
+    def col(name: str, dtype: Any, saved: str) -> np.ndarray:
+        a = df[name].to_physical().to_numpy().astype(dtype, copy=False)
+        if out is not None:  # written run by run as laid out, then mapped back
+            return _write_runs(out / f"{saved}.npy", a, lo, hi)
+        return a if identity else np.concatenate([a[i:j] for i, j in zip(lo, hi, strict=True)])
 
-    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
-    prev[starts[:-1]] = df["prev_close"].to_numpy()[gather[starts[:-1]]]
-    out = {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16),
-           "ts": col("ts", np.int64), "close": col("close", np.float64),
-           "prev_close": prev, "scale": col("scale", np.float64),
-           "bars": {c: col(c, np.float64) for c in BAR_ARRAYS}}
-    step = np.diff(out["ts"])
-    within = np.ones(step.size, dtype=bool)
-    within[starts[1:-1] - 1] = False
-    if step.size and bool((step[within] <= 0).any()):
+    ts = col("ts", np.int64, "ts")
+    head = np.cumsum(run_len[order]) - run_len[order]  # each run's first row, series order
+    later = ~new  # a run that continues its symbol's series: it must start after the last
+    if bool((ts[head[later]] <= ts[head[later] - 1]).any()):
         raise DatasetError(f"{root} has a symbol whose bars are not in time order across "
                            "its splits; re-run `candletok encode`.")
-    return out
+    prev = np.zeros(starts[-1])  # only each series' first value is kept (the rest is close)
+    first_rows = lo[new]
+    prev[starts[:-1]] = df["prev_close"].to_numpy()[first_rows]
+    return {"symbols": symbols, "starts": starts, "tokens": col("token", np.uint16, "tokens"),
+            "ts": ts, "close": col("close", np.float64, "close"), "prev_close": prev,
+            "scale": col("scale", np.float64, "scale"),
+            "bars": {c: col(c, np.float64, c) for c in BAR_ARRAYS}}
+
+
+def _write_runs(path: Path, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Write ``a[lo[i]:hi[i]]`` for every i, in order, as one .npy file, and map it back:
+    the series layout is made by the write itself (no second copy in memory)."""
+    n = int((hi - lo).sum())
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(
+            a.dtype), "fortran_order": False, "shape": (n,)})
+        for i, j in zip(lo.tolist(), hi.tolist(), strict=True):
+            fh.write(memoryview(a[i:j]))
+    return np.load(path, mmap_mode="r")
 
 
 def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
@@ -581,12 +545,22 @@ def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
     if rebuild is False:
         what = "no search index" if meta is None else "a search index built from other data"
         raise DatasetError(f"{root} has {what}; pass rebuild=True to build it.")
-    idx = SearchIndex.build(root)
-    try:
-        idx.save(path, _shard_stats(root, manifest))
+    try:  # the columns are written into the new folder as the build lays them out
+        tmp = temp_dir_beside(path, ".partial")
     except OSError as exc:  # a read-only dataset still answers, it only rebuilds each time
         log.warning("could not save the search index in %s (%s); using it from memory",
                     path, exc)
+        return SearchIndex.build(root)
+    try:
+        idx = SearchIndex.build(root, tmp)
+        idx.save(path, _shard_stats(root, manifest), tmp=tmp)
+    except OSError as exc:
+        log.warning("could not save the search index in %s (%s); using it from memory",
+                    path, exc)
+        idx = SearchIndex.build(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("built the search index of %s: %d candles in %.2fs", root, idx.n,
              idx.build_seconds)
     return idx

@@ -16,6 +16,8 @@ import numpy as np
 from scipy import stats as sps
 
 from candletok.core.stats import wilson
+from candletok.search import baserate
+from candletok.search.baserate import interpolate, quantile_ranks
 from candletok.search.index import SearchIndex
 from candletok.search.timerule import Cut, TimeRule, effective_n
 
@@ -77,36 +79,39 @@ def forward(idx: SearchIndex, e: np.ndarray, h: int) -> tuple[np.ndarray, np.nda
 
 def quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     """``np.quantile(x, qs)`` (linear interpolation) with one partition for all of them:
-    the base rate runs over every window, where each separate pass shows."""
+    the order statistics they read (:func:`~candletok.search.baserate.quantile_ranks`),
+    interpolated as the base-rate table does."""
     n = x.size
     if n == 0:
         return [float("nan")] * len(qs)
-    pos = [q * (n - 1) for q in qs]
-    kth = sorted({min(n - 1, math.floor(p) + d) for p in pos for d in (0, 1)})
+    kth = quantile_ranks(n, qs)
     part = np.partition(x, kth)
-    out = []
-    for p in pos:
-        a = math.floor(p)
-        lo, hi = float(part[a]), float(part[min(n - 1, a + 1)])
-        out.append(lo + (p - a) * (hi - lo))
-    return out
+    return interpolate(n, qs, {k: float(part[k]) for k in kth})
 
 
 def summarize(r: np.ndarray, rv: np.ndarray, horizon: int, who: str, truncated: int,
               n_eff: float) -> Outcome:
     """An :class:`Outcome` from forward log returns ``r`` and their vol-unit version."""
     n = int(r.size)
-    up = float((r > 0).sum())
+    return outcome(n, float((r > 0).sum()), float(r.mean()) if n else float("nan"),
+                   quantiles(r, QUANTILES), quantiles(rv, QUANTILES), horizon, who,
+                   truncated, n_eff)
+
+
+def outcome(n: int, up: float, mean: float, qs: list[float], qv: list[float], horizon: int,
+            who: str, truncated: int, n_eff: float) -> Outcome:
+    """An :class:`Outcome` from its figures (``qs``, ``qv``: the QUANTILES of the log
+    return and of it in vol units): the one place both the full pass and the table's
+    lookup turn counts into rates and intervals."""
     p = up / n if n else float("nan")
     lo, hi = wilson(p * n_eff, n_eff) if n else (float("nan"), float("nan"))
-    qs = quantiles(r, QUANTILES)  # QUANTILES holds 0.5: the median comes with them
     return Outcome(
         horizon=horizon, who=who, n=n, truncated=truncated, n_eff=n_eff, p_up=p,
-        p_lo=lo, p_hi=hi, mean_log=float(r.mean()) if n else float("nan"),
-        median_log=qs[QUANTILES.index(0.5)],
+        p_lo=lo, p_hi=hi, mean_log=mean,
+        median_log=qs[QUANTILES.index(0.5)],  # QUANTILES holds 0.5
         q_pct=tuple(100.0 * math.expm1(v) if math.isfinite(v) else v  # type: ignore[misc]
                     for v in qs),
-        q_vol=tuple(quantiles(rv, QUANTILES)),  # type: ignore[arg-type]
+        q_vol=tuple(qv),  # type: ignore[arg-type]
     )
 
 
@@ -144,23 +149,42 @@ def base_forward(cut: Cut, h: int) -> tuple[np.ndarray, np.ndarray]:
     return r, r / np.asarray(idx.scale[1 : n - h + 1])[m]
 
 
-def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
-    """Every window of the same history under the same rule at horizon h. Its effective
-    size divides by h (overlapping h-bar windows of one series) and by the cross-symbol
-    design effect 1 + (m - 1) rho (m symbols share a bar time on average)."""
-    r, rv = base_forward(cut, h)
+def _base_size(cut: Cut, h: int, n: int, rho: float, mbar: float) -> tuple[int, float]:
+    """(truncated, effective n) of n base windows at h: the effective size divides by h
+    (overlapping h-bar windows of one series) and by the cross-symbol design effect
+    1 + (m - 1) rho (m symbols share a bar time on average)."""
     lo0, hi0 = cut.window_ranges(cut.rule.h0)
-    truncated = int(np.maximum(hi0 - lo0, 0).sum()) - int(r.size)
-    n_eff = r.size / (h * (1.0 + (mbar - 1.0) * rho)) if r.size else 0.0
-    return summarize(r, rv, h, "base", max(truncated, 0), n_eff)
+    truncated = int(np.maximum(hi0 - lo0, 0).sum()) - n
+    return max(truncated, 0), (n / (h * (1.0 + (mbar - 1.0) * rho)) if n else 0.0)
 
 
-def next_range(idx: SearchIndex, e: np.ndarray | None, cut: Cut | None = None
-               ) -> dict[str, float]:
+def base_outcome(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
+    """Every window of the same history under the same rule at horizon h, looked up in
+    the index's base-rate table (:mod:`candletok.search.baserate`: O(S * N + zone) reads
+    for the counts and sums, a few thousand values for the quantiles, no pass over the
+    windows); equal to :func:`base_outcome_scan`."""
+    n, up, mean, qs, qv = baserate.base_figures(cut, h, QUANTILES)
+    truncated, n_eff = _base_size(cut, h, n, rho, mbar)
+    return outcome(n, up, mean, qs, qv, h, "base", truncated, n_eff)
+
+
+def base_outcome_scan(cut: Cut, h: int, rho: float, mbar: float) -> Outcome:
+    """:func:`base_outcome` by a pass over every window (the reference the table is
+    tested and benchmarked against)."""
+    r, rv = base_forward(cut, h)
+    truncated, n_eff = _base_size(cut, h, int(r.size), rho, mbar)
+    return summarize(r, rv, h, "base", truncated, n_eff)
+
+
+def next_range(idx: SearchIndex, e: np.ndarray | None, cut: Cut | None = None,
+               scan: bool = False) -> dict[str, float]:
     """The next candle's range (its stored high / low): median and mean in percent and in
     vol units (ln(high / low) / its scale), after windows ``e`` -- or, with ``e`` None,
-    after every base-rate window of ``cut`` (contiguous slices). Candles without a
-    stored bar are left out."""
+    after every base-rate window of ``cut`` (looked up in the base-rate table; with
+    ``scan``, by a pass over them). Candles without a stored bar are left out."""
+    if e is None and not scan:
+        assert cut is not None
+        return baserate.base_next_range(cut)
     if e is None:
         assert cut is not None
         m = range_mask(idx, *cut.window_ranges(1))[: idx.n - 1]
