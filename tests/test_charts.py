@@ -123,3 +123,45 @@ def test_significant_keeps_three_digits(v: float) -> None:
                                                          else 0.0)
     assert text not in ("0.00", "0")
     assert significant(float("nan")) == "-" and significant(0.0) == "0"
+
+
+# ---- the evaluate chart ----------------------------------------------------------------
+def _range_report(ts: np.ndarray) -> Any:
+    from types import SimpleNamespace
+
+    n = ts.size
+    rng = np.random.default_rng(0)
+    ewma = 0.02 + 0.002 * rng.standard_normal(n)
+    return SimpleNamespace(split="test", range=[], plot_data={
+        "symbol": "AAPL", "ts": ts, "realized": np.abs(ewma + 0.01 * rng.standard_normal(n)),
+        "forecasts": {"EWMA": ewma, "CandleGPT": 1.0001 * ewma, "ngram-1": ewma}})
+
+
+def _draw_range(ts: np.ndarray) -> Any:
+    from matplotlib.figure import Figure
+
+    from candletok.evaluation import evalplot
+
+    ax = Figure().add_subplot()
+    evalplot._range_chart(ax, _range_report(ts), ["CandleGPT", "EWMA", "ngram-1"])
+    return ax
+
+
+DAY_US, HOUR_US = 86_400_000_000, 3_600_000_000
+DAILY_TS = 1_356_998_400_000_000 + DAY_US * np.arange(120, dtype=np.int64)  # from 2013-01-01
+HOURLY_TS = 1_356_998_400_000_000 + 14 * HOUR_US + HOUR_US * np.arange(120, dtype=np.int64)
+
+
+def test_no_gaps_label_says_trading_days_only_on_daily_bars() -> None:
+    daily, hourly = _draw_range(DAILY_TS).get_xlabel(), _draw_range(HOURLY_TS).get_xlabel()
+    assert "trading days, no gaps" in daily
+    assert "trading days" not in hourly and "UTC" in hourly and "without gaps" in hourly
+
+
+def test_ewma_line_stays_visible_over_lines_it_coincides_with() -> None:
+    lines = {ln.get_label().split(" (")[0]: ln for ln in _draw_range(DAILY_TS).get_lines()}
+    ewma = lines["EWMA"]
+    assert ewma.get_zorder() > max(ln.get_zorder() for k, ln in lines.items() if k != "EWMA")
+    assert ewma.get_linestyle() not in ("-", "solid") and ewma.get_marker() == "o"
+    assert ewma.get_markevery() == 4  # sparse markers: 120 points / 30
+    assert all(lines[k].get_linestyle() == "-" for k in ("CandleGPT", "ngram-1"))
