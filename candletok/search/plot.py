@@ -227,9 +227,11 @@ def similar_figure(res: SimilarResult, n_matches: int | None = None) -> Any:
     cols, mrows = grid_shape(shown.size)
     volume = _has_volume(np.asarray(idx.volume))
     hs = list(rule.horizons)[:6]
-    fig = Figure(figsize=(max(14.0, 3.0 * cols), 4.0 + 2.9 * mrows + 2.8), dpi=100)
+    height = 4.0 + 2.9 * mrows + 2.8
+    fig = Figure(figsize=(max(14.0, 3.0 * cols), height), dpi=100)
+    # the two-line title keeps about an inch above the query, whatever the figure's height
     gs = fig.add_gridspec(2 + mrows, 1, height_ratios=[1.6] + [1.0] * mrows + [1.0],
-                          hspace=0.55)
+                          hspace=0.55, top=1.0 - 1.0 / height, bottom=0.4 / height)
     ratios = (3.0, 1.0) if volume else (1.0,)
 
     def cell(spec: Any) -> tuple[Any, Any | None]:
@@ -267,5 +269,6 @@ def similar_figure(res: SimilarResult, n_matches: int | None = None) -> Any:
         f"{'s' if s['window'] > 1 else ''}{asked}: {s['matches']} matches before "
         f"{res.when(s['T'])} "
         f"(effective n {s['n_eff']:.1f}), {drawn} drawn\nthe stored bars; matches in "
-        f"volatility units (the causal scale of their last candle){dist}", fontsize=11)
+        f"volatility units (the causal scale of their last candle){dist}", fontsize=11,
+        y=1.0 - 0.15 / height, va="top")
     return fig

@@ -152,6 +152,8 @@ def date_ticks(ts: np.ndarray, max_ticks: int = 9,
                         else period_format)
         if starts.size <= max_ticks:
             break
+    if starts.size > 2 and starts[1] - starts[0] < 0.5 * np.median(np.diff(starts[1:])):
+        starts = starts[1:]  # a period cut short at the left edge: its label would collide
     return idx[starts], [_format(t[i], fmt or label_format) for i in starts]
 
 
