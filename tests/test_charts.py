@@ -165,3 +165,16 @@ def test_ewma_line_stays_visible_over_lines_it_coincides_with() -> None:
     assert ewma.get_linestyle() not in ("-", "solid") and ewma.get_marker() == "o"
     assert ewma.get_markevery() == 4  # sparse markers: 120 points / 30
     assert all(lines[k].get_linestyle() == "-" for k in ("CandleGPT", "ngram-1"))
+
+
+def test_date_ticks_in_one_format_and_no_collision_at_the_left_edge() -> None:
+    from candletok.viz.candles import date_ticks
+
+    # business days from a Thursday: the first week holds two bars, the rest five
+    days = np.busday_offset("2012-03-08", np.arange(60), roll="forward").astype("datetime64[us]")
+    pos, labels = date_ticks(days, max_ticks=9)
+    assert pos[0] == 2 and labels[0] == "2012-03-12"  # the two-bar week's label is dropped
+    assert np.diff(pos).min() >= 0.5 * np.median(np.diff(pos))
+    _, same = date_ticks(days, max_ticks=9, fmt="%Y-%m-%d")
+    for lab in same:
+        datetime.strptime(lab, "%Y-%m-%d")
