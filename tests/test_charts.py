@@ -42,6 +42,12 @@ def res20(ds: Path) -> Any:
     return similar(ds, "AA", last=3, mode="nearest", top=20, horizons=(1, 3, 5))
 
 
+@pytest.fixture(scope="module")
+def figs(res20: Any) -> dict[int | None, Any]:
+    """The chart with 7 match panels and with every listed one (None), drawn once."""
+    return {n: plot_mod.similar_figure(res20, n) for n in (7, None)}
+
+
 def _match_axes(fig: Any) -> list[Any]:
     return [ax for ax in fig.axes if ax.get_title().startswith("#")]
 
@@ -58,10 +64,11 @@ def test_grid_shape_holds_every_match_and_no_empty_row(n: int) -> None:
     assert 1 <= cols <= 5 and cols * rows >= n > cols * (rows - 1)
 
 
-@pytest.mark.parametrize("n", [7, 20])
-def test_every_asked_match_is_drawn_with_its_volume(res20: Any, n: int) -> None:
+@pytest.mark.parametrize("asked", [7, None])
+def test_every_asked_match_is_drawn_with_its_volume(res20: Any, figs: dict[int | None, Any],
+                                                    asked: int | None) -> None:
     assert res20._e.size == 20
-    fig = plot_mod.similar_figure(res20, n)
+    fig, n = figs[asked], asked or 20  # None: every listed match
     panels = _match_axes(fig)
     assert [ax.get_title().split()[0] for ax in panels] == [f"#{i}" for i in range(1, n + 1)]
     # a volume panel under the query and under every match, one histogram per horizon
@@ -80,13 +87,8 @@ def test_every_asked_match_is_drawn_with_its_volume(res20: Any, n: int) -> None:
                          - min(a.get_position().x0 for a in panels))  # no empty 4th slot
 
 
-def test_default_draws_every_listed_match(res20: Any) -> None:
-    assert len(_match_axes(plot_mod.similar_figure(res20))) == 20
-    assert len(_match_axes(plot_mod.similar_figure(res20, 0))) == 0
-
-
-def test_one_date_format_on_the_whole_chart(res20: Any) -> None:
-    fig = plot_mod.similar_figure(res20, 8)
+def test_one_date_format_on_the_whole_chart(res20: Any, figs: dict[int | None, Any]) -> None:
+    fig = figs[7]
     labels = [t.get_text() for ax in fig.axes if "forward return" not in ax.get_title()
               for t in ax.get_xticklabels() if t.get_text()]
     assert len(labels) > 10
