@@ -65,6 +65,7 @@ def test_generate_at_draws_and_lists_the_real_bars_that_followed(
     assert cont.last_ts <= pl.Series([AT]).str.to_datetime().dt.replace_time_zone("UTC")[0]
     assert cont.realized is not None
     assert np.array_equal(cont.realized["close"], real["close"].to_numpy())
+    assert cont.realized_text().startswith("what followed: 5 of 5 real bars")
     doc = cont.to_dict()
     assert doc["at"] == AT and doc["realized_bars"] == 5
     assert [b["realized_close"] for b in doc["bars"]] == real["close"].to_list()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from candletok.cli.app import app, console, emit_json, fail, table
@@ -39,8 +38,8 @@ def generate(
         "this date or time (YYYY-MM-DD or ISO), reading no bar after it; the real bars that "
         "followed are drawn over the fan and listed beside its quantiles in --json."),
 ) -> None:
-    """Continue a symbol's real test series with sampled candles and summarize the fan."""
-    from candletok.core.atomic import refuse_existing
+    """Continue a symbol's real test series (or, with --at, its series up to that date)
+    with sampled candles and summarize the fan."""
     from candletok.evaluation.calibrate import load_calibration
     from candletok.model.checkpoint import load_model
     from candletok.predict.continuation import continue_series
@@ -65,9 +64,7 @@ def generate(
         f"{symbol}: {samples} sampled continuations of {n} candles after "
         f"{time_text(cont.last_ts, cont.interval)}", ["quantity", "value"], cont.summary()))
     if cont.realized is not None:
-        console.print(realized_line(cont.realized["close"], n, cont.last_close,
-                                    cont.paths["close"][:, :cont.realized["close"].size]),
-                      highlight=False)
+        console.print(cont.realized_text(), highlight=False)
     if cont.future is not None:
         console.print(f"future bars' times: {cont.future.source}"
                       + (f" ({cont.future.note})" if cont.future.note else ""), highlight=False)
@@ -129,13 +126,7 @@ def predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
         console.print(table(f"{a.symbol}: what {a.forecaster} said after "
                             f"{time_text(a.origin, pred.facts.interval)}",
                             ["", "forecast"], rows))
-        got = [c for c in r.realized_close if c is not None]
-        lo, hi = r.closes["q10"][len(got) - 1] if got else None, (
-            r.closes["q90"][len(got) - 1] if got else None)
-        if got and lo is not None and hi is not None:
-            inside = "inside" if lo <= got[-1] <= hi else "outside"
-            console.print(f"after {len(got)} of {horizon} bars the real close was {got[-1]:g}, "
-                          f"{inside} the forecast 10-90% ({lo:g} - {hi:g})", highlight=False)
+        console.print(r.outcome_text(), highlight=False)
         for note in a.notes:
             console.print(f"[bold yellow]{note}[/]", highlight=False)
     for f in outs:
@@ -146,16 +137,3 @@ def _plot_paths(plot: Path, symbols: list[str]) -> list[Path]:
     """One chart per symbol: ``plot`` for the first, ``plot`` with ``-SYMBOL`` for the rest."""
     return [plot if i == 0 else plot.with_name(f"{plot.stem}-{s.strip().upper()}{plot.suffix}")
             for i, s in enumerate(symbols)]
-
-
-def realized_line(real: np.ndarray, n: int, last_close: float, closes: np.ndarray) -> str:
-    """One sentence on the real bars after a replayed origin: how many the data holds and
-    where the last one closed against the sampled closes at that bar."""
-    k = int(real.size)
-    if k == 0:
-        return f"what followed: the data holds none of the {n} bars after the origin"
-    at = closes[:, k - 1]
-    rank = float((at < real[-1]).mean())
-    return (f"what followed: {k} of {n} real bars; the real close after {k} bar"
-            f"{'s' * (k > 1)} was {real[-1]:g} ({100 * math.log(real[-1] / last_close):+.2f}% "
-            f"from the last close), above {rank:.0%} of the sampled closes at that bar")

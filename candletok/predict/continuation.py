@@ -84,6 +84,21 @@ class Continuation:
             ("direction skill", self.caveat),
         ]
 
+    def realized_text(self) -> str:
+        """A replay's outcome in one sentence: how many of the n bars after the origin the
+        data holds, and where the last of them closed against the sampled closes then."""
+        n = self.tokens.shape[1]
+        real = np.asarray([] if self.realized is None else self.realized["close"])
+        k = int(real.size)
+        if k == 0:
+            return f"what followed: the data holds none of the {n} bars after the origin"
+        below = float((self.paths["close"][:, k - 1] < real[-1]).mean())
+        move = 100 * float(np.log(real[-1] / self.last_close))
+        return (f"what followed: {k} of {n} real bars; the real close after {k} bar"
+                f"{'s' * (k > 1)} was {format_price(float(real[-1]), self.decimals)} "
+                f"({move:+.2f}% from the last close), above {below:.0%} of the sampled closes "
+                "at that bar")
+
     def to_dict(self) -> dict[str, Any]:
         """The fan as one JSON-ready document: per future bar its open time (ISO 8601 with
         offset), the 10%, 50% (median: the fan's middle line) and 90% quantiles of the

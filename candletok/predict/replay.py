@@ -65,6 +65,20 @@ class Replay:
         real = self.realized["close"]
         return [float(real[h - 1]) if h <= real.size else None for h in self.horizons]
 
+    def outcome_text(self) -> str:
+        """Where the last real close the data holds (at most H bars on) fell against the
+        forecast 10-90% band at that horizon, in one sentence."""
+        got = [c for c in self.realized_close if c is not None]
+        n = len(self.horizons)
+        if not got:
+            return f"the data holds none of the {n} bars after the origin"
+        lo, hi = self.closes["q10"][len(got) - 1], self.closes["q90"][len(got) - 1]
+        head = f"after {len(got)} of {n} bars the real close was {got[-1]:g}"
+        if lo is None or hi is None:
+            return head
+        inside = "inside" if lo <= got[-1] <= hi else "outside"
+        return f"{head}, {inside} the forecast 10-90% ({lo:g} - {hi:g})"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per horizon the forecast close quantiles with the realized close
         (and its bar's time) beside them."""
