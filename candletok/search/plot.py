@@ -211,7 +211,7 @@ def plot_similar(res: SimilarResult, out: str | Path, n_matches: int | None = No
     fig = similar_figure(res, n_matches)
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        fig.savefig(tmp, format="png")  # margins set by the grid: one draw
     return out
 
 
@@ -231,7 +231,8 @@ def similar_figure(res: SimilarResult, n_matches: int | None = None) -> Any:
     fig = Figure(figsize=(max(14.0, 3.0 * cols), height), dpi=100)
     # the two-line title keeps about an inch above the query, whatever the figure's height
     gs = fig.add_gridspec(2 + mrows, 1, height_ratios=[1.6] + [1.0] * mrows + [1.0],
-                          hspace=0.55, top=1.0 - 1.0 / height, bottom=0.4 / height)
+                          hspace=0.55, top=1.0 - 1.0 / height, bottom=0.55 / height,
+                          left=0.055, right=0.985)
     ratios = (3.0, 1.0) if volume else (1.0,)
 
     def cell(spec: Any) -> tuple[Any, Any | None]:
