@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 from _helpers import run_main, trained_on_sample
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from candletok.dataset.manifest import read_rows
 
@@ -77,8 +79,13 @@ def test_generate_at_draws_and_lists_the_real_bars_that_followed(
     assert line.get_ydata()[0] == cont.last_close  # drawn from the last close the model read
 
 
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(back=st.integers(2, 400), factor=st.floats(0.5, 2.0).filter(lambda f: abs(f - 1) > 0.01),
+       token=st.integers(4, 20))
 def test_generate_at_never_reads_the_bars_after_the_origin(
-        trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        trained: tuple[Path, Path], aapl: pl.DataFrame, back: int, factor: float,
+        token: int) -> None:
     """Changing every bar after the origin (prices and tokens) changes what is drawn as
     realized, never the sampled paths."""
     from candletok.model.checkpoint import load_model
@@ -86,24 +93,28 @@ def test_generate_at_never_reads_the_bars_after_the_origin(
 
     ds, m = trained
     model = load_model(m)
-    base = continuation.continue_series(model, ds, "AAPL", n=4, samples=6, at=AT)
+    at = aapl["ts"][-back].strftime("%Y-%m-%d")
+    base = continuation.continue_series(model, ds, "AAPL", n=3, samples=4, at=at)
     real_read = continuation.read_rows
-    cut = pl.lit(AT).str.to_datetime().dt.replace_time_zone("UTC")
+    cut = pl.lit(at).str.to_datetime().dt.replace_time_zone("UTC")
 
     def changed(root: Any, columns: Any = None) -> Any:
         rows, split = real_read(root, columns)
         late = pl.col("ts") > cut
         return rows.with_columns(
-            *[pl.when(late).then(pl.col(c) * 2.0).otherwise(pl.col(c)).alias(c)
+            *[pl.when(late).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c)
               for c in ("open", "high", "low", "close")],
-            pl.when(late).then(pl.lit(5, pl.UInt16)).otherwise(pl.col("token")).alias("token"),
+            pl.when(late).then(pl.lit(token, pl.UInt16)).otherwise(pl.col("token"))
+            .alias("token"),
         ), split
 
-    monkeypatch.setattr(continuation, "read_rows", changed)
-    other = continuation.continue_series(model, ds, "AAPL", n=4, samples=6, at=AT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(continuation, "read_rows", changed)
+        other = continuation.continue_series(model, ds, "AAPL", n=3, samples=4, at=at)
     assert np.array_equal(other.tokens, base.tokens)
     assert np.array_equal(other.paths["close"], base.paths["close"])
-    assert np.allclose(other.realized["close"], 2.0 * base.realized["close"])
+    assert other.realized["close"].size == min(3, back - 1)
+    assert np.allclose(other.realized["close"], factor * base.realized["close"])
 
 
 def test_generate_at_near_the_end_lists_what_the_data_holds(
