@@ -38,14 +38,8 @@ from candletok.evaluation.evalplot import plot_evaluation
 from candletok.evaluation.evaluate import EvalReport, evaluate_forecasts
 from candletok.evaluation.history import load_history
 from candletok.model.train import Progress, TrainConfig, TrainResult, resolve_device, train
-from candletok.predict.predict import (
-    Calibration,
-    Continuation,
-    Prediction,
-    continue_series,
-    measured_check,
-    predict_next,
-)
+from candletok.predict.continuation import Continuation, continue_series
+from candletok.predict.predict import Calibration, Prediction, measured_check, predict_next
 from candletok.predict.predictor import Predictor
 from candletok.report.page import write_report
 

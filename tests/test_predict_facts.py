@@ -249,7 +249,7 @@ def test_direction_caveat_says_what_was_measured() -> None:
 def test_generate_shows_what_evaluate_measured_beside_the_fan(
         trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from candletok.evaluation.evaluate import evaluate_forecasts
-    from candletok.predict import predict as predict_mod
+    from candletok.predict import continuation as predict_mod
 
     ds, model = trained
     m = _copy_model(model, tmp_path)

@@ -117,12 +117,13 @@ def test_the_chart_draws_the_stored_bars(daily: tuple[Path, pl.DataFrame], tmp_p
     idx = open_index(root)
     for (o, h, lo, c), e in zip(drawn[1:], res._e.tolist(), strict=True):  # match panels
         sym = idx.symbols[int(idx.sid[e])]
-        last = float(idx.close[e])
+        last, unit = float(idx.close[e]), float(idx.scale[e])
         a = e - 3 + 1 - 2  # the panel starts two bars before the window (inside its series)
         a = max(a, int(idx.starts[idx.sid[e]]))
         ts = pl.Series(np.asarray(idx.ts[a : a + o.size])).cast(pl.Datetime("us", "UTC"))
         real = _real(bars, sym, ts).to_numpy().T
-        assert np.allclose(np.stack([o, h, lo, c]), 100.0 * (real / last - 1.0), rtol=1e-12)
+        # in volatility units: the units the match's distance is measured in
+        assert np.allclose(np.stack([o, h, lo, c]), np.log(real / last) / unit, rtol=1e-12)
 
 
 # ---- item 3: intraday times and the instrument's digits --------------------------------
@@ -162,7 +163,7 @@ def test_hourly_chart_labels_carry_the_time(hourly: tuple[Path, pl.DataFrame],
     res = similar(root, "BB", last=3, mode="nearest", top=2, horizons=(1,))
     fig = Figure()
     ax = fig.add_subplot()
-    plot_mod._match_panel(ax, res, int(res._e[0]), 1, plot_mod.series_limits(
+    plot_mod._match_panel(ax, None, res, int(res._e[0]), 1, plot_mod.series_limits(
         res._idx, res._rule.T))
     end = res.matches["end"][0]
     assert end.strftime("%Y-%m-%d %H:%M") in ax.get_title()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from _helpers import run_main
+from _helpers import cli_subprocess, run_main
 
 from candletok.core.errors import CandletokError, ModelError
 from candletok.data.synthetic import synthetic_bars
@@ -28,12 +27,8 @@ PARAMS = {"gap_bins": 3, "body_bins": 3, "upper_bins": 2, "lower_bins": 2}
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "candletok.cli.main", *args], cwd=cwd, capture_output=True,
-        text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "CANDLETOK_OFFLINE": "1", "COLUMNS": "200",
-             "CANDLETOK_CACHE": str(cwd / "cache"), "HOME": str(cwd), "MPLBACKEND": "Agg"},
-    )
+    """The command in a fresh interpreter running this checkout (not an installed copy)."""
+    return cli_subprocess(*args, cwd=cwd)
 
 
 def run_cli(args: tuple[str, ...], cwd: Path, capsys: pytest.CaptureFixture[str],
@@ -55,7 +50,8 @@ def ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_similar_and_motifs_print_tables_and_draw(ds: Path) -> None:
-    r = cli("similar", "AA", "--dataset", "ds", "--last", "3", "--plot", "s.png", cwd=ds)
+    r = cli("similar", "AA", "--dataset", "ds", "--last", "3", "--plot", "s.png",
+            "--matches", "3", cwd=ds)
     assert r.returncode == 0, r.stderr
     for text in ("P(close up after h bars)", "base P(up)", "raw binomial p",
                  "most recent matches", "next candle's range", "chart: s.png",

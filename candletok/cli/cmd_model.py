@@ -282,59 +282,6 @@ def _tokenizer_for(model: CandleGPT, dataset: Path | None) -> Tokenizer:
 
 
 @app.command()
-def generate(
-    model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
-    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder (its test split)."),
-    symbol: str = typer.Option(..., "--symbol", help="Symbol whose test series to continue."),
-    n: int = typer.Option(20, "--n", help="Candles to generate."),
-    samples: int = typer.Option(100, "--samples", help="Sampled continuations."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a candlestick PNG here."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Replace an existing --plot file."),
-    calendar_exchange: str = typer.Option(
-        "auto", "--calendar-exchange", help="Exchange calendar of the future bars' times (a "
-        "MIC such as XNYS, XLON, XTKS; auto: from the symbol, e.g. .L -> XLON, bare ticker -> "
-        "XNYS, FX and crypto -> none; none: the series' own weekly grid)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the fan as JSON: each future "
-                                 "bar's time (ISO 8601) with the 10/50/90% closes."),
-) -> None:
-    """Continue a symbol's real test series with sampled candles and summarize the fan."""
-    from candletok.core.atomic import refuse_existing
-    from candletok.evaluation.calibrate import load_calibration
-    from candletok.model.checkpoint import load_model
-    from candletok.predict.predict import continue_series
-    from candletok.tokenize.exchange import resolve_exchange
-
-    if seed < 0:
-        raise fail(f"--seed must be 0 or more, not {seed}.")
-    exchange = resolve_exchange(symbol, calendar_exchange) or "none"  # a typo fails first
-    if plot is not None:
-        refuse_existing(plot, overwrite)
-
-    model = load_model(model_path, device=device)
-    cont = continue_series(model, dataset, symbol, n=n, samples=samples,
-                           temperature=temperature, seed=seed,
-                           calibration=load_calibration(model_path), exchange=exchange)
-    if as_json:
-        if plot is not None:
-            cont.plot(plot)
-        emit_json(cont.to_dict())
-        return
-    console.print(table(
-        f"{symbol}: {samples} sampled continuations of {n} candles after "
-        f"{time_text(cont.last_ts, cont.interval)}", ["quantity", "value"], cont.summary()))
-    if cont.future is not None:
-        console.print(f"future bars' times: {cont.future.source}"
-                      + (f" ({cont.future.note})" if cont.future.note else ""), highlight=False)
-    if plot is not None:
-        cont.plot(plot)
-        console.print(f"chart written to {plot} ({cont.caveat})", highlight=False)
-
-
-@app.command()
 def predict(
     symbols: list[str] = typer.Argument(..., help="Symbols to forecast the next candle of."),
     model_path: Path = typer.Option(..., "--model", help="Checkpoint from `candletok train`."),
@@ -351,7 +298,8 @@ def predict(
         None, "--odds", help="Stop and target odds for these multiples k of the volatility "
         "unit (ATR-like), e.g. 1,2: P(+k before -k), P(-k first), P(neither) within "
         "--horizon bars, from sampled paths beside the driftless random walk."),
-    horizon: int = typer.Option(10, "--horizon", help="Bars the --odds look ahead."),
+    horizon: int = typer.Option(10, "--horizon", help="Bars the --odds look ahead, and "
+                                "the --at fan's bars."),
     samples: int = typer.Option(500, "--samples", help="Sampled paths behind the --odds."),
     calendar_exchange: str = typer.Option(
         "auto", "--calendar-exchange", help="Exchange calendar of the --odds paths' bar "
@@ -361,13 +309,24 @@ def predict(
         "bar at or before this date or time (YYYY-MM-DD or ISO), reading no bar after it; "
         "the numbers are those `candletok evaluate --forecasts` wrote for that origin "
         "(needs the dataset: --dataset, or the one the checkpoint records)."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="With --at: write the fan of the answer over --horizon bars "
+        "with the real bars that followed drawn over it (PNG; NAME-SYMBOL.png after the "
+        "first symbol)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot."),
 ) -> None:
     """Next-candle probabilities for each symbol's latest bars, in plain words."""
     if at is not None:
+        from candletok.cli.cmd_fan import predict_at
+
         if odds is not None:
             raise ModelError("--odds reads the latest bars; leave it out with --at.")
-        _predict_at(symbols, model_path, dataset, source, at, device, as_json)
+        predict_at(symbols, model_path, dataset, source, at, device, as_json, horizon, plot,
+                   overwrite)
         return
+    if plot is not None:
+        raise ModelError("--plot draws a replay: give --at DATE (`candletok generate --plot` "
+                         "draws the fan after the latest bars).")
     from candletok.evaluation.calibrate import load_calibration
     from candletok.model.checkpoint import load_model, model_interval
     from candletok.predict.latest import (
@@ -452,66 +411,6 @@ def predict(
         print_calibration(cal)
     else:
         console.print(verdict, highlight=False)
-
-
-def _predict_at(symbols: list[str], model_path: Path, dataset: Path | None,
-                source: str | None, at: str, device: str, as_json: bool) -> None:
-    """``predict --at``: the :class:`~candletok.predict.predictor.Predictor`'s answer
-    after the last bar at or before ``at``, h = 1."""
-    from candletok.predict.predictor import Predictor
-
-    pred = Predictor.from_checkpoint(model_path, dataset, device=device)
-    answers = pred.predict(symbols, at=at, source=source)
-    if as_json:
-        emit_json({"at": at, "answers": [a.to_dict() for a in answers],
-                   "units": {"p_*, base_rate": "probability as a fraction 0..1",
-                             "range, range_raw": "ln(high / low) of the next candle",
-                             "quantiles": "forward log return ln(close[t+h] / close[t])"}})
-        return
-    for a in answers:
-        p_up = (f"{a.p_up:.1%}  (calibrated, map {a.calibration})" if a.p_up is not None
-                else f"none: {a.p_up_reason}")
-        q = a.quantiles
-        rows = [("last bar seen", time_text(a.origin, pred.facts.interval)),
-                ("last close", f"{a.last_close:g}"),
-                (f"P(close up in {a.horizon} bar{'s' * (a.horizon > 1)}), raw",
-                 "-" if a.p_up_raw is None else f"{a.p_up_raw:.1%}"),
-                ("P(close up), calibrated", p_up),
-                ("base rate", f"{a.base_rate:.1%} ({a.base_rate_name})"),
-                ("expected high-low range",
-                 "-" if a.range_pct is None else f"{a.range_pct:.2f}%"),
-                ("return 10% / 50% / 90%", " / ".join(
-                    "-" if q[k] is None else f"{100 * q[k]:+.2f}%"
-                    for k in ("q10", "q50", "q90"))),
-                ("return 5% / 95%", " / ".join(
-                    "-" if q[k] is None else f"{100 * q[k]:+.2f}%" for k in ("q05", "q95"))),
-                *_interval_rows(a.intervals),
-                ("measured", f"{a.val_skill}; {a.test_skill}")]
-        who = (a.forecaster if set(a.sources.values()) <= {a.forecaster}
-               else "the forecasters chosen on val")
-        console.print(table(f"{a.symbol}: what {who} said after "
-                            f"{time_text(a.origin, pred.facts.interval)}",
-                            ["", "forecast"], rows))
-        for said in a.chosen:
-            console.print(said, highlight=False)
-        for note in a.notes:
-            console.print(f"[bold yellow]{note}[/]", highlight=False)
-
-
-def _interval_rows(iv: dict[str, float | None]) -> list[tuple[str, str]]:
-    """The conformal intervals (fit on val by `evaluate`) as table rows; none without."""
-    rows = []
-    for c in ("80", "90"):
-        lo, hi = iv.get(f"lo{c}"), iv.get(f"hi{c}")
-        if lo is not None and hi is not None:
-            rows.append((f"return {c}% interval (conformal)",
-                         f"{100 * lo:+.2f}% to {100 * hi:+.2f}%"))
-    for c in ("80", "90"):
-        lo, hi = iv.get(f"range_lo{c}"), iv.get(f"range_hi{c}")
-        if lo is not None and hi is not None:
-            rows.append((f"range {c}% interval (conformal)",
-                         f"{100 * math.expm1(lo):.2f}% to {100 * math.expm1(hi):.2f}%"))
-    return rows
 
 
 def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Prediction],

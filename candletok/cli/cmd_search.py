@@ -14,7 +14,7 @@ import typer
 from candletok.cli.app import app, console, fail, table
 from candletok.cli.options import parse_horizons
 from candletok.core.atomic import refuse_existing
-from candletok.core.display import format_price, time_format
+from candletok.core.display import format_price, significant, time_format
 from candletok.search.modes import MODES, mode_help
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
@@ -99,7 +99,7 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         m = MODES.get(s["mode"]) if s["mode"] in MODES else None
         exact = m is not None and m.same_tokens and s["origin"] == "dataset"  # one distance
         mrows = [(r["rank"], r["symbol"], res.when(r["start"]), res.when(r["end"]),
-                  *([] if exact else [r["distance"]]),
+                  *([] if exact else [significant(r["distance"])]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
                     for h in hs]) for r in res.matches.iter_rows(named=True)]
         title = ("most recent matches" if m is not None and m.by_recency
@@ -172,6 +172,8 @@ def similar_cmd(
     min_matches: int = typer.Option(10, "--min-matches",
                                     help="exact: back off to fewer candles below this."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a chart (PNG)."),
+    matches: int | None = typer.Option(None, "--matches", help="Match panels the --plot "
+                                       "draws (default: every listed match, up to --top)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     device: str = typer.Option("cpu", "--device", help="Device for --mode model."),
     approximate: bool = typer.Option(False, "--approximate",
@@ -194,6 +196,8 @@ def similar_cmd(
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
     if val_origins < 1:
         raise fail("--val-origins must be at least 1.")
+    if matches is not None and matches < 0:
+        raise fail(f"--matches must be 0 or more, not {matches}.")
     spec = SearchSpec(mode=mode, last=last, top=top, min_matches=min_matches,
                       horizons=parse_horizons(horizon), model=model, device=device,
                       approximate=approximate)
@@ -213,7 +217,7 @@ def similar_cmd(
     else:
         print_similar(res, cal)
     if plot is not None:
-        path = plot_similar(res, plot)
+        path = plot_similar(res, plot, n_matches=matches)
         if not as_json:
             console.print(f"chart: {path}", highlight=False)
 

@@ -5,6 +5,7 @@ from candletok.cli import (
     cmd_demo,  # noqa: F401
     cmd_download,  # noqa: F401
     cmd_eval,  # noqa: F401
+    cmd_fan,  # noqa: F401
     cmd_model,  # noqa: F401
     cmd_report,  # noqa: F401
     cmd_search,  # noqa: F401

@@ -56,6 +56,20 @@ def format_price(value: float | None, decimals: int) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def significant(value: float | None, digits: int = 3) -> str:
+    """``value`` with the ``digits`` significant digits it needs ("-" when missing or not
+    finite): a distance of 0.0003 reads 0.000300, not 0.00, and one of 5.4712 reads 5.47.
+    Values of 10**digits and more are written whole (1,234), never in e-notation; values
+    below 0.0001 in it (3.00e-07)."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    v = float(value)
+    if v == 0.0:
+        return "0"
+    text = f"{v:#.{digits}g}".rstrip(".")  # '#': 9.40 beside 9.38, not 9.4
+    return f"{v:,.0f}" if "e+" in text or abs(v) >= 10.0**digits else text
+
+
 def round_prices(values: Sequence[float | None], decimals: int) -> list[float | None]:
     """Prices rounded to their tick for JSON (None and NaN stay None)."""
     return [None if v is None or not np.isfinite(v) else round(float(v), decimals)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from candletok.core.atomic import atomic_path
+from candletok.core.display import is_intraday
 from candletok.core.stats import wilson
 from candletok.viz.candles import date_ticks
 
@@ -26,6 +27,15 @@ COLORS = {"base rate": "#9e9e9e", "EWMA": "#fb8c00", "HistVol20": "#8e24aa",
           "nearest analogues": "#00838f", "model analogues": "#6d4c41"}
 OTHER = ("#2e7d32", "#ad1457", "#f9a825", "#37474f", "#7cb342")
 MIN_BIN = 10  # reliability bins with fewer forecasts are left out of the diagram
+# Range forecasters often lie on one another (CandleGPT's and the n-gram's range is close
+# to a constant times EWMA's): EWMA, the reference the others are scored against, is
+# drawn last and dashed with sparse markers, so it stays visible where lines coincide and
+# the solid lines under it show through its gaps.
+LINE_STYLES: dict[str, dict[str, Any]] = {
+    "EWMA": {"ls": (0, (5, 2)), "lw": 1.7, "zorder": 6, "marker": "o", "ms": 2.5},
+    "CandleGPT": {"ls": "-", "lw": 1.3, "zorder": 5},
+}
+OTHER_STYLE: dict[str, Any] = {"ls": "-", "lw": 1.0, "zorder": 4, "alpha": 0.9}
 
 
 def _color(name: str, names: list[str]) -> str:
@@ -65,6 +75,15 @@ def _reliability(ax: Any, report: Any, horizon: int, names: list[str]) -> None:
     ax.set_title(f"h = {horizon}: calibrated on val, scored on {report.split}", fontsize=9)
 
 
+def x_label(ts_us: Any) -> str:
+    """The range chart's x-axis label: daily bars say that trading days stand without
+    gaps; bars shorter than a day (``core.display.is_intraday``) that closed hours and
+    days take no room, and that times are UTC."""
+    if is_intraday(None, np.asarray(ts_us).astype(np.int64)):
+        return "time (UTC) of the forecast candle (bars without gaps: closed hours take no room)"
+    return "date of the forecast candle (trading days, no gaps)"
+
+
 def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
     d = report.plot_data
     if not d:
@@ -77,13 +96,16 @@ def _range_chart(ax: Any, report: Any, names: list[str]) -> None:
     for name, series in d["forecasts"].items():
         r = skill.get(name)  # the QLIKE alone: skills against four references overflow
         tail = "" if r is None else f" (QLIKE {r.qlike.value:.3f})"
-        ax.plot(x, 100 * series, lw=1.1, color=_color(name, names), label=f"{name}{tail}")
+        style = dict(LINE_STYLES.get(name, OTHER_STYLE))
+        if "marker" in style:
+            style["markevery"] = max(1, n // 30)
+        ax.plot(x, 100 * series, color=_color(name, names), label=f"{name}{tail}", **style)
     ticks, labels = date_ticks(np.asarray(d["ts"]).astype("datetime64[us]"))
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, rotation=0, fontsize=8)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylabel(f"{d['symbol']}  high-low range (%)")
-    ax.set_xlabel("date of the forecast candle (trading days, no gaps)")
+    ax.set_xlabel(x_label(d["ts"]))
     ax.set_title(f"{d['symbol']}: next candle's range, forecast at the previous close "
                  f"({report.split} split)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,

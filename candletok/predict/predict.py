@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,17 +28,13 @@ from candletok.core.fallback import say_fallback
 from candletok.core.ids import BOS, N_SPECIAL
 from candletok.core.times import infer_interval, normalize_interval
 from candletok.dataset.manifest import read_split
-from candletok.dataset.torchdata import TokenDataset
-from candletok.evaluation.calibrate import NOT_A_FORECAST, direction_caveat, model_forecaster
+from candletok.evaluation.calibrate import model_forecaster
 from candletok.model.checkpoint import FitFacts, check_fingerprint
 from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
 from candletok.model.updown import candle_feature_table, up_probability
-from candletok.predict.plot import plot_fan
 from candletok.tokenize.base import Tokenizer
-from candletok.tokenize.calendar import CalendarSpec, calendar_ids, calendar_layout, next_times
-from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
-from candletok.tokenize.features import ewma_scale_step, floor_scale
+from candletok.tokenize.calendar import calendar_ids, calendar_layout, next_times
 from candletok.tokenize.words import GAP_WORDS
 
 log = logging.getLogger(__name__)
@@ -361,158 +356,3 @@ def measured_check(calibration: dict[str, Any] | None, horizon: int = 1,
         horizon=horizon)
 
 
-@dataclass
-class Continuation:
-    """``samples`` sampled continuations of a symbol's real test series.
-
-    ``context`` holds the last real candles (``ts``, ``open``/``high``/``low``/``close`` and
-    ``volume`` as the dataset stores them; from a dataset without stored bars, candles
-    rebuilt from their tokens, each anchored on its own previous close, which
-    ``history`` then says) and ``paths`` the sampled candles, rebuilt free-running from the
-    last real close with the causal scale recomputed along each path (arrays of shape
-    (S, n))."""
-
-    symbol: str
-    last_ts: datetime
-    last_close: float
-    context: dict[str, np.ndarray]
-    paths: dict[str, np.ndarray]
-    tokens: np.ndarray  # (S, n) sampled candle tokens
-    history: str = "real bars from the dataset"
-    interval: str = "1d"
-    # what evaluate measured of direction at this horizon (direction_caveat), in words
-    caveat: str = f"direction skill was never measured; {NOT_A_FORECAST}"
-    decimals: int = 4  # the decimals the instrument's prices carry (core.display)
-    # the n bars' open times (int64 us UTC) and the rule that gave them (exchange sessions
-    # or the series' weekly grid, with a note when a calendar could not be used throughout)
-    future: FutureTimes | None = None
-
-    def summary(self) -> list[tuple[str, str]]:
-        """The fan in a few numbers: where the sampled paths end, relative to the last close."""
-        final = self.paths["close"][:, -1]
-        c = self.last_close
-        q10, q50, q90 = np.quantile(final, [0.1, 0.5, 0.9])
-        ret = np.log(final / c)
-        d = self.decimals
-        return [
-            ("last close", format_price(c, d)),
-            ("median close at the end", format_price(q50, d)),
-            ("10%-90% close at the end", f"{format_price(q10, d)} - {format_price(q90, d)}"),
-            ("P(end above last close)", f"{float((final > c).mean()):.1%}"),
-            ("median log return", f"{100 * float(np.median(ret)):+.2f}%"),
-            ("std of log return", f"{100 * float(ret.std()):.2f}%"),
-            ("direction skill", self.caveat),
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fan as one JSON-ready document: per future bar its open time (ISO 8601 with
-        offset), the 10%, 50% (median: the fan's middle line) and 90% quantiles of the
-        sampled closes, and the closes of the fan's labelled sample paths (the draws
-        ending nearest the 10/50/90% quantiles); plus the symbol, the interval, the last
-        real bar's time and close, and where the future times came from."""
-        from candletok.viz.fan import pick_sample_paths
-
-        closes = self.paths["close"]
-        q = np.quantile(closes, [0.1, 0.5, 0.9], axis=0)
-        times = [] if self.future is None else [_iso(t) for t in self.future.ts]
-        picks = pick_sample_paths(closes[:, -1], (0.1, 0.5, 0.9))
-        return {
-            "symbol": self.symbol,
-            "interval": self.interval,
-            "last_ts": self.last_ts.isoformat(),
-            "last_close": self.last_close,
-            "samples": int(closes.shape[0]),
-            "times_from": None if self.future is None else self.future.source,
-            "times_note": None if self.future is None else self.future.note,
-            "direction_skill": self.caveat,
-            "bars": [{"ts": times[i] if times else None, "close_q10": float(q[0, i]),
-                      "close_q50": float(q[1, i]), "close_q90": float(q[2, i])}
-                     for i in range(closes.shape[1])],
-            "sample_paths": [{"ends_near_quantile": qq, "close": closes[k].tolist()}
-                             for qq, k in zip((0.1, 0.5, 0.9), picks, strict=False)],
-        }
-
-    def plot(self, out: str | Path, last: int = 60) -> Path:
-        """Write the fan chart: the last ``last`` real bars (with volume), then the band,
-        the median and a few labelled sampled paths, with :attr:`caveat` under it."""
-        k = min(last, self.context["close"].size)
-        ctx = {key: v[-k:] for key, v in self.context.items()}
-        S, n = self.tokens.shape
-        unit = {"1d": "daily", "1wk": "weekly", "1mo": "monthly"}.get(self.interval,
-                                                                      self.interval)
-        return plot_fan(ctx, self.paths, out, symbol=self.symbol, interval=self.interval,
-                        history_label=f"{self.history} ({unit}, last {k})",
-                        title=f"{self.symbol}: last {k} {unit} bars, then {S} sampled "
-                              f"continuations of {n} bars", caveat=self.caveat,
-                        future_ts=None if self.future is None else
-                        self.future.ts.astype("datetime64[us]"),
-                        future_source="" if self.future is None else self.future.source)
-
-
-@torch.no_grad()
-def continue_series(
-    model: CandleGPT, dataset: str | Path, symbol: str, n: int = 20, samples: int = 100,
-    temperature: float = 1.0, seed: int = 0, split: str = "test",
-    calibration: dict[str, Any] | None = None, exchange: str | None = "auto",
-) -> Continuation:
-    """Sample ``samples`` continuations of ``n`` candles after ``symbol``'s ``split`` series.
-
-    ``calibration`` is the model's calibration file (``load_calibration``), whose record of
-    direction skill at ``n`` bars the fan carries as its caveat; None says that skill was
-    never measured. ``exchange`` places the ``n`` bars on an exchange's sessions
-    (:func:`~candletok.tokenize.exchange.future_times`): ``"auto"`` the symbol's own
-    (:func:`~candletok.tokenize.exchange.exchange_for_symbol`), a MIC such as ``"XNYS"``,
-    or None / ``"none"`` for the series' weekly grid."""
-    if n < 1 or samples < 1:
-        raise ModelError("Generate at least one candle (n >= 1) and one sample (samples >= 1).")
-    ds = TokenDataset(dataset, split, context=8)
-    check_fingerprint(model.fingerprint, ds)
-    tok = ds.tokenizer()
-    if symbol not in ds.symbols:  # symbols are stored upper-cased, as every source gives them
-        symbol = symbol.strip().upper()
-    rows = read_split(dataset, split).filter(pl.col("symbol") == symbol)
-    if rows.height == 0:
-        raise ModelError(f"{symbol} has no {split} candles in {dataset}; pick one of "
-                         f"{', '.join(ds.symbols[:10])}.")
-    context, history = _real_context(tok, rows)
-    toks = rows["token"].to_numpy().astype(np.int64)
-    # Continue from the last real close with the next candle's causal scale.
-    h, lo = float(context["high"][-1]), float(context["low"][-1])
-    c = float(rows["close"][-1])
-    pc, s_last = float(rows["prev_close"][-1]), float(rows["scale"][-1])
-    next_scale = float(floor_scale(ewma_scale_step(s_last, h, lo, pc, tok.features),
-                                   tok.features))
-    seq = np.concatenate([[BOS], toks])[-model.config.context:]
-    idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
-    grid_spec = CalendarSpec("UTC") if (ds.interval or "1d") in ("1d", "1wk", "1mo") else None
-    fut = future_times(rows["ts"], n, model.calendar or grid_spec,
-                       resolve_exchange(symbol, exchange or "none"))
-    cal = series_calendar(model, rows["ts"], seq.size, n, fut.ts)
-    g = torch.Generator(device=model.device).manual_seed(seed)
-    new = model.generate(idx, n, temperature=temperature, generator=g,
-                         cal=None if cal is None else cal.repeat(samples, 1, 1))[:, seq.size:]
-    new_np = new.cpu().numpy()
-    paths = tok.rebuild_paths(new_np, c, next_scale)
-    return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,
-                        ds.interval or "1d", direction_caveat(calibration, n),
-                        price_decimals(np.concatenate([context[k] for k in
-                                                       ("open", "high", "low", "close")])),
-                        fut)
-
-
-def _iso(us: int) -> str:
-    """int64 microseconds UTC as ISO 8601 with its offset (``2013-04-01T00:00:00+00:00``)."""
-    return datetime.fromtimestamp(int(us) / 1e6, tz=timezone.utc).isoformat()
-
-
-def _real_context(tok: Any, rows: pl.DataFrame) -> tuple[dict[str, np.ndarray], str]:
-    """The split's real bars as the dataset stores them (format 2 rows carry each candle's
-    own bar), or, from rows without them, the candles rebuilt from their tokens."""
-    if all(k in rows.columns for k in ("open", "high", "low", "close")):
-        bars, history = rows, "real bars from the dataset"
-    else:
-        bars, history = tok.decode(rows), "bars rebuilt from their tokens"
-    context = {k: bars[k].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-               for k in ("open", "high", "low", "close", "volume") if k in bars.columns}
-    context["ts"] = bars["ts"].dt.replace_time_zone(None).to_numpy()
-    return context, history

@@ -213,6 +213,23 @@ class Predictor:
         # ``nxt`` holds only symbols whose origin has a known next scale
         return history_from_rows(rows, self.tokenizer, last_next_scale=nxt)
 
+    def series_bars(self, symbol: str, source: str | None = None) -> pl.DataFrame:
+        """One symbol's whole series of bars (``ts``, ``open``, ``high``, ``low``,
+        ``close``, ``volume``), from where :meth:`history_at` reads it: the dataset's
+        stored rows, else ``source``. A replay (``predict --at``) reads the bars after its
+        origin from here, to draw what really followed; the answer never sees them."""
+        sym = symbol.strip().upper() if symbol not in self.history.symbols else symbol
+        if source is None and self.dataset is not None and sym in set(self.history.symbols):
+            rows = self._dataset_rows().filter(pl.col("symbol") == sym)
+        else:
+            from candletok.data.sources import load_bars
+            from candletok.predict.latest import bars_source
+
+            rows = load_bars([sym], source=bars_source(source, self.dataset),
+                             interval=self.facts.interval or "1d")
+        cols = [c for c in ("ts", "open", "high", "low", "close", "volume") if c in rows.columns]
+        return rows.select(cols).sort("ts")
+
     def _add_bars(self, bars: pl.DataFrame, cut: datetime | None,
                   parts: list[pl.DataFrame], nxt: dict[str, float]) -> None:
         """Encode ``bars`` up to ``cut`` with one flat bar appended after each series'

@@ -47,7 +47,7 @@ class Query:
     tokens: np.ndarray  # every candle token up to T available for the query, oldest first
     feats: np.ndarray  # (len(tokens), d) features of those candles
     T: int
-    candles: pl.DataFrame  # ts, open, high, low, close of the query candles (for charts)
+    candles: pl.DataFrame  # ts, open, high, low, close, volume, scale (for charts)
     q_sid: int | None
     q_end: int | None
     origin: str  # "dataset" or the source the bars came from
@@ -59,10 +59,14 @@ class Query:
 def candles(idx: SearchIndex, a: int, b: int) -> pl.DataFrame:
     """Positions [a, b) of the index as the candles that were: each one's stored bar
     (format 2 datasets keep every candle's own open, high, low and close), never one
-    rebuilt from its token, whose representative wicks and gap are only approximate."""
+    rebuilt from its token, whose representative wicks and gap are only approximate. With
+    its volume (NaN where the source had none) and its causal ``scale`` (the volatility
+    unit its features were measured in), which the chart's volume panels and
+    volatility-unit axes read."""
     ts = pl.Series("ts", np.asarray(idx.ts[a:b])).cast(pl.Datetime("us", "UTC"))
     return pl.DataFrame({"ts": ts, **{c: np.asarray(getattr(idx, c)[a:b], dtype=np.float64)
-                                      for c in ("open", "high", "low", "close")}})
+                                      for c in ("open", "high", "low", "close", "volume",
+                                                "scale")}})
 
 
 def own_features(idx: SearchIndex, tok: Tokenizer, a: int, b: int) -> np.ndarray:
@@ -163,7 +167,11 @@ def from_bars(idx: SearchIndex, tok: Tokenizer, bars: pl.DataFrame, at: When,
     if sid is not None:
         lim = _limit(idx, sid, T)
         q_end = lim - 1 if lim > int(idx.starts[sid]) else None
-    c = bars.tail(enc.height).select("ts", "open", "high", "low", "close")
+    c = bars.tail(enc.height).select(
+        "ts", "open", "high", "low", "close",
+        (pl.col("volume").cast(pl.Float64) if "volume" in bars.columns
+         else pl.lit(float("nan"))).fill_null(float("nan")).alias("volume"),
+    ).with_columns(scale=enc["scale"].cast(pl.Float64))
     return Query(symbol=syms[0], tokens=enc["token"].to_numpy(), feats=np.asarray(X),
                  T=T, candles=c, q_sid=sid if q_end is not None else None, q_end=q_end,
                  origin=origin)

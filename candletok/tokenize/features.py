@@ -530,7 +530,7 @@ def ewma_scale_step(
 
     The one home of the causal scale's step outside the vectorized encoder: free-running
     generation (:meth:`~candletok.tokenize.base.Tokenizer.rebuild_paths`) and continuing a
-    real series (:func:`candletok.predict.predict.continue_series`) both step with it.
+    real series (:func:`candletok.predict.continuation.continue_series`) both step with it.
     The scale the next candle sees is :func:`floor_scale` of the result."""
     return cfg.alpha * true_range(high, low, prev_close) + (1.0 - cfg.alpha) * np.asarray(ewma)
 

@@ -124,9 +124,14 @@ def _period_keys(ts: np.ndarray, kind: str, step: int) -> np.ndarray:
     return months // step if kind == "month" else months // (12 * step)
 
 
-def date_ticks(ts: np.ndarray, max_ticks: int = 9) -> tuple[np.ndarray, list[str]]:
+def date_ticks(ts: np.ndarray, max_ticks: int = 9,
+               fmt: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Tick positions (bar indices) and labels for bars at times ``ts``: the first bar of
-    each period, for the finest period that gives at most ``max_ticks`` ticks."""
+    each period, for the finest period that gives at most ``max_ticks`` ticks.
+
+    ``fmt`` writes every label in one ``strftime`` format (a chart whose titles name bar
+    times in that format then shows one date format throughout); without it the label
+    says the period ("Mar 2013" for months)."""
     ts = np.asarray(ts).astype("datetime64[us]")
     ok = ~np.isnat(ts)
     if not ok.any():
@@ -147,7 +152,9 @@ def date_ticks(ts: np.ndarray, max_ticks: int = 9) -> tuple[np.ndarray, list[str
                         else period_format)
         if starts.size <= max_ticks:
             break
-    return idx[starts], [_format(t[i], label_format) for i in starts]
+    if starts.size > 2 and starts[1] - starts[0] < 0.5 * np.median(np.diff(starts[1:])):
+        starts = starts[1:]  # a period cut short at the left edge: its label would collide
+    return idx[starts], [_format(t[i], fmt or label_format) for i in starts]
 
 
 def _format(t: np.datetime64, fmt: str) -> str:
