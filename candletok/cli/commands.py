@@ -8,4 +8,5 @@ from candletok.cli import (
     cmd_model,  # noqa: F401
     cmd_search,  # noqa: F401
     cmd_vocab,  # noqa: F401
+    cmd_watch,  # noqa: F401
 )
