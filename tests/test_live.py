@@ -145,3 +145,18 @@ def test_several_series_and_update_before_start(work: Path) -> None:
         assert_same(got[0], p.predict(b.head(i + 1))[0])
     got = p.update(a.row(12, named=True))
     assert_same(got[0], p.predict(a.head(13))[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(secs=st.lists(st.integers(-315_619_200, 2_208_988_800), min_size=1, max_size=40),
+       tz=st.sampled_from(["UTC", "America/New_York", "Europe/London", "Asia/Tokyo"]))
+def test_calendar_fast_paths_equal_polars(secs: list[int], tz: str) -> None:
+    """The ids of a few int64 times (zoneinfo) and of UTC times (integer arithmetic), which
+    a live update asks for, are Polars' ids exactly, 1960 to 2040, across DST changes."""
+    from candletok.tokenize.calendar import CalendarSpec, calendar_ids
+
+    us = np.asarray(secs, dtype=np.int64) * 1_000_000 + 123
+    spec = CalendarSpec(tz)
+    ref = calendar_ids(pl.Series("ts", us).cast(pl.Datetime("us", "UTC")), spec)
+    assert np.array_equal(calendar_ids(us, spec), ref)
+    assert np.array_equal(calendar_ids(us[:1], spec), ref[:1])

@@ -168,7 +168,8 @@ class LiveSeries:
         ctx = model.config.context
         q = self.n  # the last candle's position after the BOS
         w = window_start(q, ctx)
-        model.eval()
+        if model.training:  # eval() walks every module: 1.5 ms a bar when done each time
+            model.eval()
         if self.cache is None or w != self.window or self.cache.length != q - w:
             lo = w  # recompute the window up to the origin in one forward pass
             self.cache, self.window = None, w
