@@ -162,14 +162,15 @@ def predictor_updates(history: int = 400, n: int = 200, full_every: int = 1,
             "max_abs_diff": diff, "context": ctx}
 
 
-QUICK = {"paths": 10, "bars": 5, "stream": 140, "repeat": 1, "history": 100,
-         "updates": 40}  # seconds: a smoke run
+QUICK = {"paths": 10, "bars": 5, "stream": 140, "repeat": 1, "history": 60,
+         "n_updates": 12, "full_every": 6}  # seconds: a smoke run
 FULL = {"paths": 100, "bars": 20, "stream": 256, "repeat": 3, "history": 400,
-        "updates": 200}  # the issue's sizes
+        "n_updates": 200, "full_every": 1}  # the issue's sizes
 
 
 def run(paths: int = 100, bars: int = 20, stream: int = 256, threads: int = 1,
-        repeat: int = 3, history: int = 400, n_updates: int = 200) -> dict[str, Any]:
+        repeat: int = 3, history: int = 400, n_updates: int = 200,
+        full_every: int = 1) -> dict[str, Any]:
     """Both sections' rows, and the model and machine they come from."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -179,7 +180,7 @@ def run(paths: int = 100, bars: int = 20, stream: int = 256, threads: int = 1,
         ups = updates(m, stream)
         prompts = sorted({min(24, ctx), max(1, ctx - bars), ctx})
         pts = [sample_paths(m, paths, bars, p, repeat=repeat) for p in prompts]
-        pred = predictor_updates(history, n_updates) if n_updates > 0 else None
+        pred = predictor_updates(history, n_updates, full_every) if n_updates > 0 else None
     finally:
         torch.set_num_threads(old)
     cfg = m.config
@@ -231,15 +232,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="calls per path figure (best kept)")
     ap.add_argument("--history", type=int, default=FULL["history"],
                     help="bars before the Predictor.update figures")
-    ap.add_argument("--updates", type=int, default=FULL["updates"],
+    ap.add_argument("--updates", type=int, default=FULL["n_updates"],
                     help="Predictor.update calls timed (0: skip that section)")
     ap.add_argument("--quick", action="store_true", help="seconds: a smoke run")
     a = ap.parse_args(argv)
     sizes = QUICK if a.quick else {"paths": a.paths, "bars": a.bars, "stream": a.stream,
                                    "repeat": a.repeat, "history": a.history,
-                                   "updates": a.updates}
+                                   "n_updates": a.updates, "full_every": 1}
     res = run(sizes["paths"], sizes["bars"], sizes["stream"], a.threads, sizes["repeat"],
-              sizes["history"], sizes["updates"])
+              sizes["history"], sizes["n_updates"], sizes["full_every"])
     print(machine())
     print(markdown(res))
     return res
