@@ -163,7 +163,7 @@ def predictor_updates(history: int = 400, n: int = 200, full_every: int = 1,
 
 
 QUICK = {"paths": 10, "bars": 5, "stream": 140, "repeat": 1, "history": 60,
-         "n_updates": 12, "full_every": 6}  # seconds: a smoke run
+         "n_updates": 0, "full_every": 6}  # seconds: a smoke run (no Predictor section)
 FULL = {"paths": 100, "bars": 20, "stream": 256, "repeat": 3, "history": 400,
         "n_updates": 200, "full_every": 1}  # the sizes
 
