@@ -3,4 +3,4 @@ its calibration, sampled continuations, stop and target odds, and their charts."
 
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
-__all__ = ["latest", "odds", "plot", "predict"]
+__all__ = ["incremental", "latest", "live", "odds", "plot", "predict", "predictor"]
