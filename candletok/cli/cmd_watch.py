@@ -4,6 +4,7 @@ the loop is :class:`candletok.predict.live.Watcher`)."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,8 @@ def event_line(ev: WatchEvent, interval: str) -> str:
         cell = f"h={a.horizon}: P(up) {p} (raw {raw}, base {a.base_rate:.1%})"
         if a.horizon == 1 and a.range_pct is not None:
             cell += f" range {a.range_pct:.2f}%"
+        elif a.horizon == 1 and a.range_raw is not None:  # no fitted constant: the raw one
+            cell += f" range {100 * math.expm1(a.range_raw):.2f}% (raw)"
         parts.append(cell)
     return "  ".join(parts)
 
