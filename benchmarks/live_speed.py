@@ -234,11 +234,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="bars before the Predictor.update figures")
     ap.add_argument("--updates", type=int, default=FULL["n_updates"],
                     help="Predictor.update calls timed (0: skip that section)")
+    ap.add_argument("--full-every", type=int, default=1,
+                    help="time Predictor.predict on every k-th update only")
     ap.add_argument("--quick", action="store_true", help="seconds: a smoke run")
     a = ap.parse_args(argv)
     sizes = QUICK if a.quick else {"paths": a.paths, "bars": a.bars, "stream": a.stream,
                                    "repeat": a.repeat, "history": a.history,
-                                   "n_updates": a.updates, "full_every": 1}
+                                   "n_updates": a.updates, "full_every": a.full_every}
     res = run(sizes["paths"], sizes["bars"], sizes["stream"], a.threads, sizes["repeat"],
               sizes["history"], sizes["n_updates"], sizes["full_every"])
     print(machine())
