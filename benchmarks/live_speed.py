@@ -19,6 +19,13 @@ Rows:
   ``context`` (``candletok predict``'s continuation, which starts at the limit). The
   seed is the same, and the paths are checked identical.
 
+- ``Predictor.update``: the whole answer after each new bar (features, scale, token, the
+  cached model step, the token table, the calibrated answer) of the default model size
+  trained one step on synthetic bars, beside ``Predictor.predict`` on all bars so far (the
+  full recomputation it must equal), p50 and p99 over ``--updates`` bars after a
+  ``--history``-bar history. Bars whose window slides (one in ``context // 2``: the
+  window's first half context recomputed in one forward) are reported apart too.
+
 Targets (the issue): update p99 <= 5 ms; paths >= 5x faster with the cache.
 """
 
@@ -109,12 +116,61 @@ def sample_paths(m: CandleGPT, n_paths: int, n_bars: int, prompt: int, seed: int
     return out
 
 
-QUICK = {"paths": 10, "bars": 5, "stream": 140, "repeat": 1}  # seconds: a smoke run
-FULL = {"paths": 100, "bars": 20, "stream": 256, "repeat": 3}  # the issue's sizes
+def predictor_updates(history: int = 400, n: int = 200, full_every: int = 1,
+                      seed: int = 0) -> dict[str, Any]:
+    """``Predictor.update`` per bar against ``Predictor.predict`` on all bars so far, the
+    default model size (one training step on synthetic bars: speed needs no skill), and
+    the largest difference between the two answers."""
+    import tempfile
+    from pathlib import Path
+
+    from candletok.data.synthetic import synthetic_bars
+    from candletok.dataset.build import build_dataset
+    from candletok.model.train import train
+    from candletok.predict.incremental import window_start
+    from candletok.predict.predictor import Predictor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build_dataset(["AAA", "BBB"], root / "ds", source="synthetic")
+        cfg = TrainConfig(steps=1, eval_every=1, eval_windows=2, warmup_steps=1)
+        train(root / "ds", cfg, out=root / "m.pt", device="cpu")
+        p = Predictor.from_checkpoint(root / "m.pt", root / "ds")
+        bars = synthetic_bars(["ZZZ"], n_bars=history + n, seed=seed + 7)
+        p.start(bars.head(history))
+        ctx = p.model.config.context
+        ups, slides, full, diff = [], [], [], 0.0
+        for i in range(history, history + n):
+            row = bars.row(i, named=True)
+            t0 = time.perf_counter()
+            got = p.update(row)[0]
+            ms = 1e3 * (time.perf_counter() - t0)
+            q = i  # the new candle's position after the BOS (bar 0 only anchors)
+            (slides if window_start(q, ctx) != window_start(q - 1, ctx) else ups).append(ms)
+            if (i - history) % full_every == 0:
+                t0 = time.perf_counter()
+                ref = p.predict(bars.head(i + 1))[0]
+                full.append(1e3 * (time.perf_counter() - t0))
+                diff = max(diff, abs(got.p_up_raw - ref.p_up_raw),  # type: ignore[operator]
+                           abs(got.range_raw - ref.range_raw))  # type: ignore[operator]
+    every = ups + slides
+    return {"n": len(every), "history": history, "p50_ms": _pct(every, 50),
+            "p99_ms": _pct(every, 99), "step_p50_ms": _pct(ups, 50),
+            "slide_n": len(slides), "slide_p50_ms": _pct(slides, 50),
+            "slide_max_ms": max(slides) if slides else float("nan"),
+            "full_n": len(full), "full_p50_ms": _pct(full, 50), "full_p99_ms": _pct(full, 99),
+            "max_abs_diff": diff, "context": ctx}
+
+
+QUICK = {"paths": 10, "bars": 5, "stream": 140, "repeat": 1, "history": 60,
+         "n_updates": 0, "full_every": 6}  # seconds: a smoke run (no Predictor section)
+FULL = {"paths": 100, "bars": 20, "stream": 256, "repeat": 3, "history": 400,
+        "n_updates": 200, "full_every": 1}  # the issue's sizes
 
 
 def run(paths: int = 100, bars: int = 20, stream: int = 256, threads: int = 1,
-        repeat: int = 3) -> dict[str, Any]:
+        repeat: int = 3, history: int = 400, n_updates: int = 200,
+        full_every: int = 1) -> dict[str, Any]:
     """Both sections' rows, and the model and machine they come from."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -124,10 +180,11 @@ def run(paths: int = 100, bars: int = 20, stream: int = 256, threads: int = 1,
         ups = updates(m, stream)
         prompts = sorted({min(24, ctx), max(1, ctx - bars), ctx})
         pts = [sample_paths(m, paths, bars, p, repeat=repeat) for p in prompts]
+        pred = predictor_updates(history, n_updates, full_every) if n_updates > 0 else None
     finally:
         torch.set_num_threads(old)
     cfg = m.config
-    return {"updates": ups, "paths": pts,
+    return {"updates": ups, "paths": pts, "predictor": pred,
             "config": f"CandleGPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}W ctx {ctx} "
                       f"vocab {cfg.vocab_size}, CPU, {threads} thread(s)"}
 
@@ -148,6 +205,19 @@ def markdown(res: dict[str, Any]) -> str:
     for r in res["paths"]:
         lines.append(f"| {r['what']} | {r['cached_s']:.3f} s | {r['full_s']:.3f} s | "
                      f"{r['speedup']:.1f}x | {'yes' if r['same_paths'] else 'NO'} |")
+    u = res.get("predictor")
+    if u:
+        lines += ["", f"Predictor.update after a {u['history']}-bar history (context "
+                  f"{u['context']}) beside Predictor.predict on all bars so far:", "",
+                  "| per-bar answer | bars | p50 | p99 |", "|---|---:|---:|---:|",
+                  f"| update (every bar) | {u['n']} | {u['p50_ms']:.2f} ms | "
+                  f"{u['p99_ms']:.2f} ms |",
+                  f"| update, window slides (max {u['slide_max_ms']:.2f} ms) | "
+                  f"{u['slide_n']} | {u['slide_p50_ms']:.2f} ms | |",
+                  f"| predict (full recomputation) | {u['full_n']} | {u['full_p50_ms']:.2f} ms"
+                  f" | {u['full_p99_ms']:.2f} ms |", "",
+                  f"Largest |update - predict| over P(up) and the range: "
+                  f"{u['max_abs_diff']:.1e}."]
     return "\n".join(lines) + "\n"
 
 
@@ -160,11 +230,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--repeat", type=int, default=FULL["repeat"],
                     help="calls per path figure (best kept)")
+    ap.add_argument("--history", type=int, default=FULL["history"],
+                    help="bars before the Predictor.update figures")
+    ap.add_argument("--updates", type=int, default=FULL["n_updates"],
+                    help="Predictor.update calls timed (0: skip that section)")
+    ap.add_argument("--full-every", type=int, default=1,
+                    help="time Predictor.predict on every k-th update only")
     ap.add_argument("--quick", action="store_true", help="seconds: a smoke run")
     a = ap.parse_args(argv)
     sizes = QUICK if a.quick else {"paths": a.paths, "bars": a.bars, "stream": a.stream,
-                                   "repeat": a.repeat}
-    res = run(sizes["paths"], sizes["bars"], sizes["stream"], a.threads, sizes["repeat"])
+                                   "repeat": a.repeat, "history": a.history,
+                                   "n_updates": a.updates, "full_every": a.full_every}
+    res = run(sizes["paths"], sizes["bars"], sizes["stream"], a.threads, sizes["repeat"],
+              sizes["history"], sizes["n_updates"], sizes["full_every"])
     print(machine())
     print(markdown(res))
     return res

@@ -4,5 +4,5 @@
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
     "app", "cmd_data", "cmd_demo", "cmd_download", "cmd_eval", "cmd_model", "cmd_report",
-    "cmd_search", "cmd_vocab", "commands", "configopts", "main", "options",
+    "cmd_search", "cmd_vocab", "cmd_watch", "commands", "configopts", "main", "options",
 ]

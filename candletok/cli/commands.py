@@ -10,4 +10,5 @@ from candletok.cli import (
     cmd_report,  # noqa: F401
     cmd_search,  # noqa: F401
     cmd_vocab,  # noqa: F401
+    cmd_watch,  # noqa: F401
 )

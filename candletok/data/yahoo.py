@@ -485,3 +485,38 @@ __all__ = [
     "resolve_range",
     "yf_download",
 ]
+
+
+def fetch_fresh(
+    symbols: Sequence[str],
+    *,
+    interval: str,
+    start: datetime,
+    end: datetime,
+    fetch: FetchFn | None = None,
+    retries: int = 0,
+    sleep: SleepFn | None = None,
+) -> pl.DataFrame:
+    """The bars of ``[start, end)`` straight from Yahoo, never from the cache, repaired (an
+    empty frame when none came back yet): what a live poll asks, so that a bar Yahoo
+    published late is seen on the next poll even where the cache already counts its time
+    as covered. Errors as :func:`fetch_with_retry` (``retries=0``: the caller backs off)."""
+    interval = normalize_interval(interval)
+    syms = [s.upper() for s in symbols]
+    bars, _, _ = _fetch_range(fetch or yf_download, syms, interval, start, end,
+                              retries=retries, sleep=sleep)
+    return _repaired(bars) if bars.height else bars
+
+
+def extend_cache(cache_dir: str | Path | None, symbol: str, interval: str,
+                 bars: pl.DataFrame, start: datetime, end: datetime) -> bool:
+    """Add one symbol's final ``bars``, fetched for ``[start, end)``, to its cache entry
+    and count it complete up to ``end``; only an entry whose range reaches ``start`` is
+    extended (a hole between them would be recorded as covered). False when nothing was
+    written."""
+    interval = normalize_interval(interval)
+    entry = _cache.read_cache(cache_dir, symbol, interval)
+    if entry is None or bars.height == 0 or entry.end < start:
+        return False
+    merged = _cache.merge(entry, bars.select(BARS_COLUMNS), entry.end, max(end, entry.end))
+    return _cached(cache_dir, symbol, interval, merged)

@@ -3,4 +3,7 @@ its calibration, sampled continuations, stop and target odds, and their charts."
 
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
-__all__ = ["chosen", "continuation", "latest", "odds", "plot", "predict", "replay"]
+__all__ = [
+    "chosen", "continuation", "incremental", "latest", "live", "odds", "plot", "predict",
+    "predictor", "replay",
+]

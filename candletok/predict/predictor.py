@@ -35,7 +35,7 @@ from candletok.evaluation.calibrate import (
     saved_fit,
 )
 from candletok.evaluation.conformal import INTERVAL_COLUMNS
-from candletok.evaluation.forecasters import BaseRate
+from candletok.evaluation.forecasters import BaseRate, forecast_from
 from candletok.evaluation.forecastfile import QUANTILE_COLUMNS
 from candletok.evaluation.gptcast import GPTForecaster
 from candletok.evaluation.history import History, history_from_rows, load_history
@@ -118,6 +118,10 @@ class Predictor:
         self.forecaster.fit(history)  # the train-learned token table, as evaluate fits it
         self.base = BaseRate()
         self._rows: pl.DataFrame | None = None
+        self._live: dict[str, Any] = {}  # symbol -> LiveSeries (start / update)
+        self._live_h: list[int] = [1]
+        self._live_winners = True
+        self._live_last: dict[str, list[Answer]] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, dataset: str | Path | None = None,
@@ -271,10 +275,7 @@ class Predictor:
         """The calibrated answer of each symbol at each horizon after its last bar at or
         before ``at`` (None: its latest bar), in symbol then horizon order; each quantity
         from the forecaster that won it on val (``winners=False``: all from the model)."""
-        hs = sorted({int(h) for h in horizons})
-        if not hs or hs[0] < 1:
-            raise ModelError(f"horizons must be positive numbers of bars, not "
-                             f"{list(horizons)}.")
+        hs = _horizons(horizons)
         hist = self.history_at(bars_or_symbols, at, source)
         rows = (hist.ends - 1).astype(np.int64)  # each series' last bar: the origin
         out: list[Answer] = []
@@ -293,6 +294,77 @@ class Predictor:
                 out.append(self._answer(hist, r, sym, h, {n: (None if v is None else v[k])
                                                           for n, v in per[h].items()},
                                         *chosen[h]))
+        return out
+
+    # -- following a series bar by bar -------------------------------------------------
+    def start(self, bars: pl.DataFrame, horizons: Sequence[int] = (1,),
+              winners: bool = True) -> list[Answer]:
+        """Follow the series in canonical ``bars`` (each needs two bars): what
+        :meth:`predict` answers on them now, and the state :meth:`update` steps from (the
+        causal scale, the features' previous close, the model's key-value cache).
+        ``winners`` as in :meth:`predict`: a quantity whose val winner is another
+        forecaster is answered by it, over the series so far (O(n) per bar, not O(1))."""
+        from candletok.predict.incremental import LiveSeries
+
+        self._live_winners = winners
+        hs = _horizons(horizons)
+        hist = self.history_at(bars)
+        bars = bars.sort("symbol", "ts")
+        self._live, self._live_h, self._live_last = {}, hs, {}
+        for k, sym in enumerate(hist.symbols):
+            g = bars.filter(pl.col("symbol") == sym)
+            self._live[sym] = LiveSeries.from_bars(g, hist, k, self.tokenizer, self.model)
+        return [a for sym in hist.symbols for a in self._live_answers(sym)]
+
+    def update(self, bar: dict[str, Any] | pl.DataFrame) -> list[Answer]:
+        """Append one new bar (a dict or a one-row frame with the canonical columns; the
+        symbol may be left out while one series is followed) and answer as :meth:`predict`
+        would on every bar so far (h = 1 within float rounding, about 1e-7; h > 1 exactly,
+        by the same sampled paths). Costs O(1) in the features and one cached model step,
+        one forward of half a context each ``context // 2`` bars (see
+        :mod:`candletok.predict.incremental`). An exact duplicate of the last bar is ignored
+        (the last answers come back again, nothing is counted twice); a bar that is not
+        after the last one, or a different bar at its time, is refused."""
+        if not self._live:
+            raise ModelError("Call start(bars) with the history before update(bar).")
+        row = _one_bar(bar, next(iter(self._live)) if len(self._live) == 1 else None)
+        sym = row["symbol"]
+        live = self._live.get(sym)
+        if live is None:
+            raise ModelError(f"{sym} is not followed (start() was given "
+                             f"{', '.join(self._live)}); start again with its bars.")
+        vals = (*(float(row[k]) for k in ("open", "high", "low", "close")),
+                float("nan") if row.get("volume") is None else float(row["volume"]))
+        if not live.push(_us(row["ts"]), vals, self.tokenizer, self.model):
+            return self._live_last[sym]
+        return self._live_answers(sym)
+
+    def _live_answers(self, sym: str) -> list[Answer]:
+        """The answers after the followed series' last bar: h = 1 from the cached model
+        step, h > 1 by the harness's sampled paths on the series' rows."""
+        live = self._live[sym]
+        out = []
+        for h in self._live_h:
+            if h == 1:
+                hist, r = live.history(self.tokenizer, last_only=True), 0
+                rows = np.array([r], dtype=np.int64)
+                assert self.forecaster.table is not None
+                fc = forecast_from(rows, iter([(slice(0, 1), live.dist(self.model))]),
+                                   self.forecaster.table, hist.next_scale[rows])
+            else:
+                hist = live.history(self.tokenizer)
+                r = hist.n - 1
+                fc = self.forecaster.forecast(hist, np.array([r], dtype=np.int64), h)
+                assert fc is not None
+            v, _ = shown_at(self.calibration, MODEL_NAME, h, fc, hist, None,
+                            self._range_a(), calibrate=False)
+            chosen: tuple[list[str], dict[str, str]] = ([], {})
+            if self._live_winners:  # as predict: each quantity from its val winner
+                full = hist if h != 1 else live.history(self.tokenizer)
+                chosen = override(self, full, np.array([full.n - 1], dtype=np.int64), h, v)
+            out.append(self._answer(hist, r, sym, h, {n: (None if x is None else x[0])
+                                                     for n, x in v.items()}, *chosen))
+        self._live_last[sym] = out
         return out
 
     def distribution(self, bars_or_symbols: pl.DataFrame | str | Sequence[str],
@@ -364,6 +436,39 @@ class Predictor:
         if not isinstance(rec, dict):
             return f"{split} skill never measured at h={h}"
         return _skill_words(rec.get("skill"), split)
+
+
+def _horizons(horizons: Sequence[int]) -> list[int]:
+    hs = sorted({int(h) for h in horizons})
+    if not hs or hs[0] < 1:
+        raise ModelError(f"horizons must be positive numbers of bars, not {list(horizons)}.")
+    return hs
+
+
+def _one_bar(bar: dict[str, Any] | pl.DataFrame, default_symbol: str | None
+             ) -> dict[str, Any]:
+    """One bar as a dict with its symbol, from a dict or a one-row frame."""
+    if isinstance(bar, pl.DataFrame):
+        if bar.height != 1:
+            raise ModelError(f"update() takes one bar at a time, not a frame of "
+                             f"{bar.height} rows.")
+        bar = bar.row(0, named=True)
+    row = dict(bar)
+    if row.get("symbol") is None:
+        if default_symbol is None:
+            raise ModelError("Give the bar's symbol: several series are followed.")
+        row["symbol"] = default_symbol
+    missing = [k for k in ("ts", "open", "high", "low", "close") if row.get(k) is None]
+    if missing:
+        raise ModelError(f"The bar lacks {', '.join(missing)}; give ts, open, high, low, "
+                         "close (and volume).")
+    return row
+
+
+def _us(ts: Any) -> int:
+    """A bar time as int64 microseconds UTC (see :func:`_at_time`)."""
+    d = _at_time(ts) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def _at_time(at: Any) -> datetime:

@@ -91,6 +91,10 @@ def calendar_ids(ts: pl.Series | np.ndarray, spec: CalendarSpec | None = None) -
     a daylight-saving change). ``ts`` is an aware ``Datetime`` series (canonical bars are
     UTC) or an int64 array of microseconds UTC."""
     spec = spec or CalendarSpec()
+    if isinstance(ts, np.ndarray) and spec.tz == "UTC":
+        return _utc_ids(ts.astype(np.int64))
+    if isinstance(ts, np.ndarray) and ts.size <= FEW:
+        return _few_ids(ts.astype(np.int64), spec.tz)
     local = _local(_aware(ts), spec)
     minute = (local.dt.hour().cast(pl.Int64) * 60 + local.dt.minute().cast(pl.Int64))
     return np.stack([
@@ -98,6 +102,39 @@ def calendar_ids(ts: pl.Series | np.ndarray, spec: CalendarSpec | None = None) -
         (local.dt.weekday().cast(pl.Int64) - 1).to_numpy(),
         (local.dt.month().cast(pl.Int64) - 1).to_numpy(),
     ], axis=1).astype(np.int64)
+
+
+#: Up to this many int64 times are converted one by one with :mod:`zoneinfo` (a live update
+#: asks for one: Polars' time-zone conversion costs milliseconds of overhead per call).
+FEW = 16
+_MIN_US, _DAY_US = 60_000_000, 86_400_000_000
+
+
+def _utc_ids(us: np.ndarray) -> np.ndarray:
+    """:func:`calendar_ids` in UTC by integer arithmetic (1970-01-01 was a Thursday)."""
+    minute = (us // _MIN_US) % (24 * 60)
+    day = us // _DAY_US
+    month = us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) % 12
+    return np.stack([minute // MINUTE_BUCKET, (day + 3) % 7, month], axis=1).astype(np.int64)
+
+
+def _few_ids(us: np.ndarray, tz: str) -> np.ndarray:
+    """:func:`calendar_ids` of a few times through :mod:`zoneinfo` (the same IANA rules
+    Polars reads; a test checks the two agree across daylight-saving changes)."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    try:
+        zone = ZoneInfo(tz)
+    except Exception as exc:
+        raise TokenizerError(f"Unknown time zone {tz!r}; use an IANA name such as "
+                             "America/New_York or Europe/London.") from exc
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    out = np.empty((us.size, 3), dtype=np.int64)
+    for k, u in enumerate(us.tolist()):  # at most FEW
+        t = (epoch + timedelta(microseconds=u)).astimezone(zone)
+        out[k] = ((t.hour * 60 + t.minute) // MINUTE_BUCKET, t.weekday(), t.month - 1)
+    return out
 
 
 def calendar_layout(ts: pl.Series | np.ndarray, lengths: np.ndarray,
