@@ -83,15 +83,18 @@ class SearchSpec:
 
     def key(self) -> dict[str, Any]:
         """The settings that change an answer, as plain JSON: the checkpoint by its
-        sha256 (its path and the device change nothing), only for a mode that uses it."""
+        sha256 (its path and the device change nothing), only for a mode that uses it;
+        the alphabet only for a mode that matches symbols (exact)."""
         from candletok.core.atomic import sha256_file
 
         sha = sha256_file(self.model) if self.search_mode.needs_model and \
             self.model is not None else None
-        return {"mode": self.mode, "last": self.last, "top": self.top,
-                "min_matches": self.min_matches, "horizons": list(self.horizons),
-                "model_sha256": sha, "approximate": self.approximate,
-                "alphabet": self.alphabet if self.search_mode.uses_alphabet else None}
+        key = {"mode": self.mode, "last": self.last, "top": self.top,
+               "min_matches": self.min_matches, "horizons": list(self.horizons),
+               "model_sha256": sha, "approximate": self.approximate}
+        if self.search_mode.uses_alphabet:  # other modes keep the key their caches have
+            key["alphabet"] = self.alphabet
+        return key
 
     @property
     def same_tokens(self) -> bool:
