@@ -15,7 +15,7 @@ from candletok.cli.app import app, console, fail, table
 from candletok.cli.options import parse_horizons
 from candletok.core.atomic import refuse_existing
 from candletok.core.display import format_price, time_format
-from candletok.search.alphabet import DEFAULT_ALPHABET
+from candletok.search.alphabet import ALPHABETS, DEFAULT_ALPHABET
 from candletok.search.modes import MODES, mode_help
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
@@ -36,6 +36,13 @@ def _prob(p: float, lo: float, hi: float) -> str:
 
 def _p(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{v:.2g}"
+
+
+def _alphabet(name: str) -> str:
+    v = name.strip().lower()
+    if v not in ALPHABETS:
+        raise fail(f"Unknown --alphabet {name!r}; use {' or '.join(ALPHABETS)}.")
+    return v
 
 
 def print_similar(res: SimilarResult, cal: Any = None) -> None:
@@ -204,6 +211,7 @@ def similar_cmd(
         raise fail("--last and --top must be at least 1 and --min-matches at least 0.")
     if val_origins < 1:
         raise fail("--val-origins must be at least 1.")
+    alphabet = _alphabet(alphabet)
     spec = SearchSpec(mode=mode, last=last, top=top, min_matches=min_matches,
                       horizons=parse_horizons(horizon), model=model, device=device,
                       approximate=approximate, alphabet=alphabet)
@@ -269,6 +277,7 @@ def motifs_cmd(
         raise fail("--n must be between 1 and 8 candles.")
     if top < 1:
         raise fail("--top must be at least 1.")
+    alphabet = _alphabet(alphabet)
     res = motifs(dataset, n=n, top=top, horizons=parse_horizons(horizon), at=at,
                  alphabet=alphabet)
     if as_json:

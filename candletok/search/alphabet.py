@@ -238,11 +238,12 @@ def _save(path: Any, idx: SearchIndex, alphabet: Alphabet, view: SearchIndex) ->
 
 
 # ---- choosing the thresholds (on train) -----------------------------------------------------
-def motif_counts(idx: SearchIndex, syms: np.ndarray, mask: np.ndarray, n: int = 3
+def motif_counts(sid: np.ndarray, syms: np.ndarray, mask: np.ndarray, n: int = 3
                  ) -> np.ndarray:
-    """Occurrence counts of every n-symbol window inside one series whose candles are all
-    in ``mask`` (and not special), most frequent first."""
-    sid = idx.sid
+    """Occurrence counts of every n-symbol window inside one series (``sid``: each
+    candle's series id, series contiguous) whose candles are all in ``mask`` and none
+    special, most frequent first. Vectorized: one key per window, one ``np.unique``."""
+    sid, syms, mask = np.asarray(sid), np.asarray(syms), np.asarray(mask, dtype=bool)
     e = np.arange(n - 1, syms.size)
     ok = (sid[e] == sid[e - n + 1]) & mask[e] & mask[e - n + 1]
     key = np.zeros(e.size, dtype=np.int64)
@@ -255,25 +256,24 @@ def motif_counts(idx: SearchIndex, syms: np.ndarray, mask: np.ndarray, n: int = 
     return np.sort(counts)[::-1]
 
 
-def choose(idx: SearchIndex, tok: Tokenizer, mask: np.ndarray) -> list[dict[str, Any]]:
-    """Every alphabet of :data:`GRID` scored on the candles in ``mask`` (the train split):
-    its entropy per candle (bits), the counts of its 1st and 20th most frequent 3-candle
-    motifs, and whether it is the pick (the highest entropy with a 20th motif of at least
-    :data:`MIN_TOP20` occurrences). Why a rule: the alphabet trades how much a symbol
-    says against how often a 3-candle word repeats on 10k candles."""
-    from candletok.search.query import own_features
-
-    F = own_features(idx, tok, 0, idx.n)
+def choose(feats: np.ndarray, sid: np.ndarray, mask: np.ndarray) -> list[dict[str, Any]]:
+    """Every alphabet of :data:`GRID` scored on the candles in ``mask`` (the train split)
+    of an (n, >= 4) feature matrix (gap, body, upper, lower in volatility units; ``sid``
+    each candle's series): its entropy per candle (bits), the counts of its 1st and 20th
+    most frequent 3-candle motifs, and whether it is the pick (the highest entropy with a
+    20th motif of at least :data:`MIN_TOP20` occurrences). Why a rule: the alphabet trades
+    how much a symbol says against how often a 3-candle word repeats on 10k candles."""
+    mask = np.asarray(mask, dtype=bool)
     rows = []
     for g in GRID["gap"]:
         for d in GRID["doji"]:
             for w in GRID["wide"]:
                 a = Alphabet(g, d, w)
-                s = a.symbols(F, np.asarray(idx.tokens))
+                s = a.symbols(feats)
                 own = s[mask & (s >= N_SPECIAL)].astype(np.int64)
                 p = np.bincount(own)[N_SPECIAL:] / max(own.size, 1)
                 p = p[p > 0]
-                c = motif_counts(idx, s, mask)
+                c = motif_counts(sid, s, mask)
                 rows.append({"gap": g, "doji": d, "wide": w, "symbols": a.size,
                              "bits": float(-(p * np.log2(p)).sum()),
                              "top1": int(c[0]) if c.size else 0,

@@ -108,7 +108,9 @@ def _range_text(name: str, lo: float, hi: float) -> str:
     """A feature's box in volatility units: "gap -0.57..+0.60", "upper wick >= +0.26"."""
     label = {"upper": "upper wick", "lower": "lower wick"}.get(name, name)
     if name in ("upper", "lower") and lo <= 1e-6:  # from (or just above) zero
-        return f"{label} < {_num(hi)}" if np.isfinite(hi) else f"some {label}"
+        if np.isfinite(hi):
+            return f"{label} < {_num(hi)}"
+        return f"some {label}" if lo > 0 else f"any {label}"  # some: never exactly 0
     if not np.isfinite(lo):
         return f"{label} < {_num(hi)}"
     if not np.isfinite(hi):
