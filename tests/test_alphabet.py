@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from _helpers import COARSE as COARSE_BINS
+from _helpers import run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,9 +35,6 @@ from candletok.tokenize.words import (
     describe_bounds,
     thresholds_text,
 )
-
-from _helpers import COARSE as COARSE_BINS
-from _helpers import run_main
 
 
 def sym(a: Alphabet, gap: float, body: float, upper: float = 0.1, lower: float = 0.1) -> str:
