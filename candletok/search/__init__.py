@@ -2,7 +2,7 @@
 gives the matches whose forward windows end by T, with their outcomes next to the base rate.
 
     from candletok.search import similar, motifs
-    res = similar("ds", "AAPL", last=5)              # exact | nearest | model
+    res = similar("ds", "AAPL", last=5)              # exact (coarse symbols) | nearest | model
     res.outcomes, res.matches, res.words
     motifs("ds", n=3).motifs
 
@@ -10,7 +10,8 @@ Modules: ``index`` (the saved index, keyed to the manifest), ``timerule`` (what 
 answer a query at time T), ``nearest`` (exact feature-space search), ``vectors`` (dense
 vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states),
 ``stats`` (outcomes, intervals, tests), ``spec`` (``SearchSpec``, the options of a
-search), ``modes`` (the mode registry, one file per mode), ``similar``, ``motifs``,
+search), ``modes`` (the mode registry, one file per mode), ``alphabet`` (the coarse
+search alphabet exact mode and motifs match by default), ``similar``, ``motifs``,
 ``plot``. No torch is
 imported unless the ``model`` mode is used.
 """
