@@ -273,7 +273,7 @@ def test_motif_counts_match_a_brute_force_count(tok: BinsTokenizer) -> None:
                 counts[w] += 1
                 occ.setdefault(w, []).append(e)
     want = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-    res = motifs(idx, n=n, top=10, horizons=(1, 3))
+    res = motifs(idx, n=n, top=10, horizons=(1, 3), alphabet="tokens")
     assert [tuple(x) for x in res.motifs["tokens"].to_list()] == [w for w, _ in want]
     assert res.motifs["count"].to_list() == [c for _, c in want]
     cut = Cut.of(idx, TimeRule(int(np.asarray(idx.ts).max()), n, (1, 3)))

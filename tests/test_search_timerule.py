@@ -23,6 +23,7 @@ from candletok.data.synthetic import synthetic_bars
 from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import read_manifest
 from candletok.search.index import SearchIndex, dataset_key, index_dir, open_index
+from candletok.search.motifs import motifs
 from candletok.search.similar import similar
 
 SYMS = ["A", "B", "C"]
@@ -113,20 +114,22 @@ def same_answer(a: Any, b: Any) -> None:
 
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(40, 230), mode=st.sampled_from(["exact", "nearest", "learned"]),
+@given(cut=st.integers(40, 230),
+       mode=st.sampled_from([("exact", "coarse"), ("exact", "tokens"), ("nearest", "coarse"),
+                             ("learned", "coarse")]),
        last=st.integers(1, 5), how=st.sampled_from(["delete", "change"]),
        seed=st.integers(0, 10_000))
-@example(cut=150, mode="learned", last=5, how="change", seed=1)  # every run covers it
-@example(cut=200, mode="learned", last=5, how="delete", seed=2)
+@example(cut=150, mode=("learned", "coarse"), last=5, how="change", seed=1)  # always covered
+@example(cut=200, mode=("learned", "coarse"), last=5, how="delete", seed=2)
 def test_bars_after_t_change_nothing(full: tuple[pl.DataFrame, Path], search_model: Path,
-                                     cut: int, mode: str, last: int, how: str, seed: int
-                                     ) -> None:
+                                     cut: int, mode: tuple[str, str], last: int, how: str,
+                                     seed: int) -> None:
     bars, root = full
     T = bars.filter(pl.col("symbol") == "A")["ts"].sort()[cut]
     T_us = int(pl.Series([T]).dt.epoch("us")[0])
-    kw = {"last": last, "mode": mode, "at": T, "top": 200, "horizons": (1, 4),
-          "min_matches": 3}
-    if mode == "learned":  # the search model reads the window it was trained on
+    kw = {"last": last, "mode": mode[0], "alphabet": mode[1], "at": T, "top": 200,
+          "horizons": (1, 4), "min_matches": 3}
+    if mode[0] == "learned":  # the search model reads the window it was trained on
         kw = {**kw, "last": 5, "model": search_model}
     want = similar(root, "A", **kw)
     check_before_t(root, want, T_us)
@@ -138,6 +141,26 @@ def test_bars_after_t_change_nothing(full: tuple[pl.DataFrame, Path], search_mod
         same_answer(want, got)
         if how == "delete":  # without `at`: T is the last bar, the answer is the same
             same_answer(want, similar(alt, "A", **{**kw, "at": None}))
+
+
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(60, 230), alphabet=st.sampled_from(["coarse", "tokens"]),
+       n=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_motifs_ignore_bars_after_t(full: tuple[pl.DataFrame, Path], cut: int, alphabet: str,
+                                    n: int, seed: int) -> None:
+    """Motif counts and outcomes as of T, over either alphabet, are the same when every
+    bar after T is changed (and the symbols are derived from the stored rows of each)."""
+    bars, root = full
+    T = bars.filter(pl.col("symbol") == "A")["ts"].sort()[cut]
+    kw = {"n": n, "top": 8, "horizons": (1, 4), "at": T, "alphabet": alphabet}
+    want = motifs(root, **kw)
+    with tempfile.TemporaryDirectory() as tmp:
+        alt = build(after_changed(bars, T, seed), Path(tmp) / "alt", vocab=root / "vocab.json")
+        got = motifs(alt, **kw)
+    assert_frame_equal(want.motifs, got.motifs, check_exact=False, rel_tol=1e-9)
+    assert_frame_equal(want.outcomes, got.outcomes, check_exact=False, rel_tol=1e-9)
+    assert want.words == got.words
 
 
 def test_index_is_keyed_to_the_manifest(tmp_path: Path) -> None:

@@ -179,6 +179,18 @@ def decode(
                         [(s, n, str(a)[:10], str(b)[:10]) for s, n, a, b in rows]))
 
 
+def print_word_rules(tok: Any) -> None:
+    """The thresholds behind the token words and the search alphabet's symbols."""
+    from candletok.search.alphabet import COARSE
+    from candletok.tokenize.words import thresholds_text
+
+    how = "" if tok is None or tok.token_bounds() is not None else \
+        " (k-means tokens are not boxes: their words describe each centroid)"
+    console.print(f"words: {thresholds_text()}{how}", highlight=False)
+    console.print(f"search alphabet (similar --mode exact, motifs): {COARSE.size} symbols; "
+                  f"{COARSE.rules()}", highlight=False)
+
+
 def inspect_dir(root: Path) -> None:
     """Print a dataset folder's manifest summary after verifying every shard's checksum."""
     m = inspect_dataset(root)
@@ -208,7 +220,9 @@ def inspect_dir(root: Path) -> None:
         )
     )
     vocab = root / str(m.get("vocab", "vocab.json"))
-    print_point_masses(stats, load_tokenizer(vocab).notes() if vocab.exists() else [])
+    tok = load_tokenizer(vocab) if vocab.exists() else None
+    print_point_masses(stats, tok.notes() if tok is not None else [])
+    print_word_rules(tok)
     if m.get("errors"):
         console.print(table("Symbols that failed", ["symbol", "error"],
                             [(sym, flag_wording(e)) for sym, e in m["errors"].items()]))

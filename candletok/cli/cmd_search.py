@@ -15,6 +15,7 @@ from candletok.cli.app import app, console, fail, table
 from candletok.cli.options import parse_horizons
 from candletok.core.atomic import refuse_existing
 from candletok.core.display import format_price, significant, time_format
+from candletok.search.alphabet import ALPHABETS, DEFAULT_ALPHABET
 from candletok.search.modes import MODES, mode_help
 from candletok.search.motifs import MotifResult, motifs
 from candletok.search.plot import plot_similar
@@ -37,6 +38,13 @@ def _p(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{v:.2g}"
 
 
+def _alphabet(name: str) -> str:
+    v = name.strip().lower()
+    if v not in ALPHABETS:
+        raise fail(f"Unknown --alphabet {name!r}; use {' or '.join(ALPHABETS)}.")
+    return v
+
+
 def print_similar(res: SimilarResult, cal: Any = None) -> None:
     """Header, query, outcome tables with the base rate, verdicts, the calibrated
     analogue P(up) when ``cal`` (an AnalogueCalibration) is given, then the matches."""
@@ -53,13 +61,18 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     words = [(tok.describe(t) if tok else str(t)) + ("" if i >= first_used else "  (not matched)")
              for i, t in enumerate(toks)]
     d = s.get("price_decimals", 2)
+    syms = s.get("query_symbols")  # what exact matched: the coarse alphabet's symbols
     console.print(table(
         "query candles (the stored bars)",
         ["time (UTC)" if s.get("intraday") else "date", "open", "high", "low", "close",
-         "token", "candle"],
+         "token", "candle", *(["symbol matched"] if syms else [])],
         [(r["ts"].strftime(res.time_format),
-          *(format_price(r[c], d) for c in ("open", "high", "low", "close")), t, w)
-         for r, t, w in zip(q.iter_rows(named=True), toks, words, strict=True)]))
+          *(format_price(r[c], d) for c in ("open", "high", "low", "close")), t, w,
+          *([syms[i]] if syms else []))
+         for i, (r, t, w) in enumerate(zip(q.iter_rows(named=True), toks, words,
+                                           strict=True))]))
+    if syms:
+        console.print(f"· symbols: {s['alphabet_rules']}", highlight=False)
     if cal is not None:  # the answer's verdict first: the same search replayed on val
         print_calibration(cal, res.time_format)
     o = res.outcomes
@@ -97,7 +110,8 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     if res.matches.height:
         hs = s["horizons"]
         m = MODES.get(s["mode"]) if s["mode"] in MODES else None
-        exact = m is not None and m.same_tokens and s["origin"] == "dataset"  # one distance
+        same = s.get("same_tokens", m is not None and m.same_tokens)
+        exact = same and s["origin"] == "dataset"  # one distance
         mrows = [(r["rank"], r["symbol"], res.when(r["start"]), res.when(r["end"]),
                   *([] if exact else [significant(r["distance"])]),
                   *[_pct(None if r[f"fwd_{h}"] is None else 100 * math.expm1(r[f"fwd_{h}"]))
@@ -178,6 +192,9 @@ def similar_cmd(
     device: str = typer.Option("cpu", "--device", help="Device for --mode model."),
     approximate: bool = typer.Option(False, "--approximate",
                                      help="--mode model: faiss HNSW (needs candletok[search])."),
+    alphabet: str = typer.Option(DEFAULT_ALPHABET, "--alphabet",
+                                 help="exact: match coarse symbols (gap x body x range) "
+                                      "or the vocabulary's tokens."),
     no_calibrate: bool = typer.Option(False, "--no-calibrate",
                                       help="Skip the calibrated P(up) (no val replay)."),
     val_origins: int = typer.Option(200, "--val-origins",
@@ -198,9 +215,10 @@ def similar_cmd(
         raise fail("--val-origins must be at least 1.")
     if matches is not None and matches < 0:
         raise fail(f"--matches must be 0 or more, not {matches}.")
+    alphabet = _alphabet(alphabet)
     spec = SearchSpec(mode=mode, last=last, top=top, min_matches=min_matches,
                       horizons=parse_horizons(horizon), model=model, device=device,
-                      approximate=approximate)
+                      approximate=approximate, alphabet=alphabet)
     cal = None
     if no_calibrate:  # the search alone: no forecast module, no val replay
         res = similar(dataset, symbol, spec, at=at, source=source)
@@ -253,14 +271,19 @@ def motifs_cmd(
     top: int = typer.Option(20, "--top", help="How many of the most frequent motifs."),
     horizon: str = typer.Option("1,5,10", "--horizon", help="Forward horizons in bars."),
     at: str | None = typer.Option(None, "--at", help="Use only bars up to this date."),
+    alphabet: str = typer.Option(DEFAULT_ALPHABET, "--alphabet",
+                                 help="Count coarse symbols (gap x body x range) or the "
+                                      "vocabulary's tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """The most frequent token n-grams in words, with what followed them."""
+    """The most frequent n-candle motifs in words, with what followed them."""
     if not 1 <= n <= 8:
         raise fail("--n must be between 1 and 8 candles.")
     if top < 1:
         raise fail("--top must be at least 1.")
-    res = motifs(dataset, n=n, top=top, horizons=parse_horizons(horizon), at=at)
+    alphabet = _alphabet(alphabet)
+    res = motifs(dataset, n=n, top=top, horizons=parse_horizons(horizon), at=at,
+                 alphabet=alphabet)
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
     else:

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from candletok.cli.app import app, console, fail, table
-from candletok.cli.cmd_data import inspect_dir
+from candletok.cli.cmd_data import inspect_dir, print_word_rules
 from candletok.cli.options import DATE_FORMAT_HELP, parse_bins, tokenizer_params
 from candletok.core.atomic import refuse_existing
 from candletok.data.feeds import source_help
@@ -98,6 +98,7 @@ def inspect(
     console.print(f"params: {params}")
     console.print("features: " + ", ".join(f"{k}={v}" for k, v in tok.features.to_dict().items())
                   + f"  ({', '.join(tok.feature_names)}, in volatility units)")
+    print_word_rules(tok)
     for note in tok.notes():
         console.print(f"note: {note}", highlight=False)
     df = tok.token_table()

@@ -2,7 +2,7 @@
 gives the matches whose forward windows end by T, with their outcomes next to the base rate.
 
     from candletok.search import similar, motifs
-    res = similar("ds", "AAPL", last=5)              # exact | nearest | model | learned
+    res = similar("ds", "AAPL", last=5)   # exact (coarse symbols) | nearest | model | learned
     res.outcomes, res.matches, res.words
     motifs("ds", n=3).motifs
 
@@ -12,7 +12,8 @@ vector indexes: numpy exact, faiss optional), ``embed`` (CandleGPT hidden states
 vector cache), ``retrieval`` and ``retrieval_train`` (the search model trained for
 retrieval, ``--mode learned``),
 ``stats`` (outcomes, intervals, tests), ``spec`` (``SearchSpec``, the options of a
-search), ``modes`` (the mode registry, one file per mode), ``similar``, ``motifs``,
+search), ``modes`` (the mode registry, one file per mode), ``alphabet`` (the coarse
+search alphabet exact mode and motifs match by default), ``similar``, ``motifs``,
 ``plot``. No torch is
 imported unless the ``model`` or ``learned`` mode is used.
 """

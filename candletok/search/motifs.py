@@ -1,4 +1,6 @@
-"""``motifs``: the most frequent token n-grams of a dataset, in words, with what followed
+"""``motifs``: the most frequent n-grams of a dataset's candles (coarse alphabet symbols
+by default, :mod:`candletok.search.alphabet`; the vocabulary's tokens with
+``alphabet="tokens"``), in words, with what followed
 them against the base rate, corrected for how many motifs were tested.
 
 Counting is over every window of n candles inside one series (overlapping occurrences
@@ -25,6 +27,12 @@ from candletok.core.horizons import check_horizons
 from candletok.core.ids import N_SPECIAL
 from candletok.core.jsonsafe import clean_json
 from candletok.search import stats
+from candletok.search.alphabet import (
+    DEFAULT_ALPHABET,
+    alphabet_index,
+    check_alphabet,
+    get_alphabet,
+)
 from candletok.search.index import SearchIndex, open_index, ranges_to_indices
 from candletok.search.query import When, from_us, to_us
 from candletok.search.similar import DEFAULT_HORIZONS, check_reach
@@ -92,9 +100,11 @@ def motifs(
     top: int = 20,
     horizons: Sequence[int] | str = DEFAULT_HORIZONS,
     at: When = None,
+    alphabet: str = DEFAULT_ALPHABET,
 ) -> MotifResult:
-    """The ``top`` most frequent n-candle token sequences with their forward outcomes
-    against the base rate, and Benjamini-Hochberg q-values over every test made."""
+    """The ``top`` most frequent n-candle sequences (of ``alphabet``'s symbols: ``coarse``
+    or ``tokens``) with their forward outcomes against the base rate, and
+    Benjamini-Hochberg q-values over every test made."""
     if not 1 <= n <= 8:
         raise CandletokError("n must be between 1 and 8 candles.")
     if top < 1:
@@ -103,9 +113,12 @@ def motifs(
     idx = dataset if isinstance(dataset, SearchIndex) else open_index(dataset)
     check_reach(idx, hs, n)
     tok = idx.tokenizer()
+    alpha = get_alphabet(check_alphabet(alphabet))
+    grams = idx if alpha is None else alphabet_index(idx, alpha)  # same positions
+    describe = tok.describe if alpha is None else alpha.describe
     T_at = to_us(at)
     T = int(np.asarray(idx.ts).max()) if T_at is None else T_at
-    e, keys = ngram_keys(idx, n, T)
+    e, keys = ngram_keys(grams, n, T)
     if keys.size == 0:
         raise CandletokError(f"The dataset has no window of {n} candles before T.")
     uniq, counts = np.unique(keys, return_counts=True)
@@ -122,9 +135,9 @@ def motifs(
     for rank, (k, c) in enumerate(zip(top_keys.tolist(), top_counts.tolist(), strict=True), 1):
         occ = np.sort(e_top[k_top == k])
         occ = thin_chronological(idx, occ[cut.eligible(occ)], rule.zone)
-        toks = decode_key(k, n, idx.radix)
+        toks = decode_key(k, n, grams.radix)
         motif_rows.append({"rank": rank, "tokens": toks,
-                           "words": " → ".join(tok.describe(t) for t in toks),
+                           "words": " → ".join(describe(t) for t in toks),
                            "count": c, "share": c / keys.size, "matches": int(occ.size)})
         for h in hs:
             m = stats.match_outcome(cut, occ, h, rho, base[h])
@@ -140,10 +153,14 @@ def motifs(
     base_df = pl.DataFrame([b.row() for b in base.values()])
     n_sig = int((q < stats.ALPHA).sum())
     words = [_summary_words(n_sig, int(fin.sum()), len(top_keys), n)]
+    if alpha is not None:
+        words.append(f"symbols ({alpha.name} alphabet, {alpha.size} a candle): {alpha.rules()}")
     summary = {"n": n, "top": len(top_keys), "horizons": list(hs), "T": from_us(T).isoformat(),
                "windows": int(keys.size), "distinct": int(uniq.size), "zone": rule.zone,
                "rho": rho, "tests": int(fin.sum()), "significant": n_sig,
-               "index_candles": idx.n, "symbols": len(idx.symbols), "interval": idx.interval}
+               "index_candles": idx.n, "symbols": len(idx.symbols), "interval": idx.interval,
+               "alphabet": "tokens" if alpha is None else alpha.name,
+               "alphabet_rules": None if alpha is None else alpha.rules()}
     return MotifResult(table, outcomes, base_df, summary, words)
 
 

@@ -118,7 +118,7 @@ def _same_tokens(res: SimilarResult) -> bool:
     from candletok.search.modes import MODES
 
     mode = res.summary["mode"]
-    return mode in MODES and MODES.get(mode).same_tokens
+    return bool(res.summary.get("same_tokens", mode in MODES and MODES.get(mode).same_tokens))
 
 
 def _vol_units(prices: np.ndarray, last: float, scale: float) -> np.ndarray:

@@ -65,6 +65,7 @@ def similar(
     model: str | Path | None = None,
     device: str | None = None,
     approximate: bool | None = None,
+    alphabet: str | None = None,
 ) -> SimilarResult:
     """What followed the windows of history most like the query's last ``last`` candles.
 
@@ -74,16 +75,17 @@ def similar(
     The search is ``spec`` (a :class:`~candletok.search.spec.SearchSpec`), with any
     keyword given replacing its field (the defaults: last=5, mode="exact", top=20,
     horizons=(1, 5, 10), min_matches=10). ``mode`` is one of
-    :func:`~candletok.search.modes.modes`: ``exact`` (same tokens; all matches count, the
-    ``top`` most recent are listed; backs off to fewer candles while there are fewer than
-    ``min_matches``), ``nearest`` (the ``top`` nearest windows in weighted feature space)
+    :func:`~candletok.search.modes.modes`: ``exact`` (the same symbols of ``alphabet``:
+    ``coarse``, the default, or ``tokens``; all matches count, the ``top`` most recent are
+    listed; backs off to fewer candles while there are fewer than ``min_matches``, and
+    says what to try), ``nearest`` (the ``top`` nearest windows in weighted feature space)
     or ``model`` (the ``top`` nearest by the hidden state of the checkpoint ``model``;
     exact, or with ``approximate=True`` through a faiss HNSW graph, the optional
     ``candletok[search]``), or any mode registered with
     :func:`~candletok.search.modes.register_mode`."""
     spec = SearchSpec.of(spec, last=last, mode=mode, top=top, horizons=horizons,
                          min_matches=min_matches, model=model, device=device,
-                         approximate=approximate)
+                         approximate=approximate, alphabet=alphabet)
     last = spec.last
     idx = dataset if isinstance(dataset, SearchIndex) else open_index(dataset)
     tok = idx.tokenizer()
@@ -138,6 +140,9 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
         "n_eff": n_eff, "clusters": clusters, "rho": rho, "horizons": list(rule.horizons),
         "index_candles": idx.n, "symbols": len(idx.symbols),
         "query_tokens": [int(t) for t in q.tokens[-last:]],
+        "alphabet": spec.alphabet if spec.search_mode.uses_alphabet else None,
+        "same_tokens": spec.same_tokens,
+        **_symbol_words(spec, q, last),
         "interval": idx.interval,
         "intraday": is_intraday(idx.interval, q.candles["ts"].dt.epoch("us").to_numpy()),
         "price_decimals": price_decimals(q.candles.select(PRICES).to_numpy()),
@@ -145,6 +150,19 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     qc = q.candles.tail(last)
     return SimilarResult(matches, outcomes, summary, words, qc, rng, fwd, idx, tok, listed,
                          rule.with_window(found.window), q.candles.tail(last + 30))
+
+
+def _symbol_words(spec: SearchSpec, q: Query, last: int) -> dict[str, Any]:
+    """The query candles' symbols in words and the thresholds they mean, when the mode
+    matched the coarse alphabet (what a reader needs to see what was matched)."""
+    from candletok.search.alphabet import get_alphabet
+
+    alpha = get_alphabet(spec.alphabet) if spec.search_mode.uses_alphabet else None
+    if alpha is None:
+        return {}
+    syms = alpha.symbols(q.feats[-last:], q.tokens[-last:])
+    return {"query_symbols": [alpha.describe(int(x)) for x in syms],
+            "alphabet_rules": alpha.rules()}
 
 
 def _pair(outcomes: pl.DataFrame, h: int) -> tuple[stats.Outcome, stats.Outcome]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from candletok.core.errors import CandletokError
 from candletok.core.horizons import check_horizons
+from candletok.search.alphabet import DEFAULT_ALPHABET, check_alphabet
 from candletok.search.modes.base import SearchMode, get_mode
 
 DEFAULT_HORIZONS = (1, 5, 10)
@@ -28,7 +29,9 @@ class SearchSpec:
     :func:`~candletok.search.modes.modes`), the query window ``last``, ``top`` neighbours
     (listed matches), ``min_matches`` (exact's back-off threshold), the forward
     ``horizons``, and for the model mode the checkpoint, device and ``approximate``
-    (faiss HNSW). Checked when made: a bad value fails here, in one sentence, not deep
+    (faiss HNSW); ``alphabet`` is what a mode that matches symbols (exact) matches:
+    ``coarse`` (:mod:`candletok.search.alphabet`, the default) or the vocabulary's own
+    ``tokens``. Checked when made: a bad value fails here, in one sentence, not deep
     inside a search."""
 
     mode: str = "exact"
@@ -39,6 +42,7 @@ class SearchSpec:
     model: str | Path | None = None
     device: str = "cpu"
     approximate: bool = False
+    alphabet: str = DEFAULT_ALPHABET
 
     def __post_init__(self) -> None:
         m = get_mode(self.mode)
@@ -56,6 +60,7 @@ class SearchSpec:
             raise CandletokError("last and top must be at least 1, min_matches at least 0.")
         set_(self, "horizons", check_horizons(self.horizons))
         set_(self, "approximate", bool(self.approximate))
+        set_(self, "alphabet", check_alphabet(self.alphabet))
         m.check(self)
 
     @classmethod
@@ -78,16 +83,27 @@ class SearchSpec:
 
     def key(self) -> dict[str, Any]:
         """The settings that change an answer, as plain JSON: the checkpoint by its
-        sha256 (its path and the device change nothing), only for a mode that uses it."""
+        sha256 (its path and the device change nothing), only for a mode that uses it;
+        the alphabet only for a mode that matches symbols (exact)."""
         from candletok.core.atomic import sha256_file
 
         m = self.search_mode
         used = m.model_file(self.model) if m.needs_model and self.model is not None else None
         # a missing file hashes as None: the search itself then says what is missing
         sha = sha256_file(used) if used is not None and Path(used).exists() else None
-        return {"mode": self.mode, "last": self.last, "top": self.top,
-                "min_matches": self.min_matches, "horizons": list(self.horizons),
-                "model_sha256": sha, "approximate": self.approximate}
+        key = {"mode": self.mode, "last": self.last, "top": self.top,
+               "min_matches": self.min_matches, "horizons": list(self.horizons),
+               "model_sha256": sha, "approximate": self.approximate}
+        if m.uses_alphabet:  # other modes keep the key their caches have
+            key["alphabet"] = self.alphabet
+        return key
+
+    @property
+    def same_tokens(self) -> bool:
+        """Every match carries the query's very tokens (one distance for all): a
+        same-tokens mode searching the vocabulary itself, not the coarse alphabet."""
+        m = self.search_mode
+        return m.same_tokens and not (m.uses_alphabet and self.alphabet != "tokens")
 
 
 __all__ = ["DEFAULT_HORIZONS", "SearchSpec", "check_horizons"]

@@ -319,6 +319,13 @@ class Tokenizer(GenerationMixin):
         self.decode_features(np.array([tok]))  # checks the id
         return self._candle_words()[tok - self.N_SPECIAL]
 
+    def token_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per candle token, the box [lo, hi) of feature values its candles lie in, as
+        two (n_candle_tokens, d) arrays, or None when tokens are not boxes (k-means
+        cells): the words then describe the representative. Bins override it, so their
+        words are true of every candle of a bin (:mod:`candletok.tokenize.words`)."""
+        return None
+
     def _candle_words(self) -> list[str]:
         """Every candle token's words (unique, see ``describe_matrix``), computed once per
         fitted state: a token's words depend on the whole table, not on its row alone."""
@@ -328,7 +335,7 @@ class Tokenizer(GenerationMixin):
         cached = getattr(self, "_words", None)
         if cached is None or cached[0] is not self._table:
             cached = (self._table, describe_matrix(self._table[self.N_SPECIAL :],
-                                                   self.feature_names))
+                                                   self.feature_names, self.token_bounds()))
             self._words = cached
         return cached[1]
 

@@ -250,6 +250,25 @@ class BinsTokenizer(Tokenizer):
             )
         return self._strides
 
+    def token_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each candle token's bin per feature as [lo, hi): a value x is in bin i of a
+        feature when i edges are <= x (so the bins are [e[i-1], e[i]), open at the top,
+        unbounded at both ends); wicks are never negative, so their lowest bin starts at
+        0."""
+        self._require_fit()
+        c = np.arange(self.n_candle_tokens, dtype=np.int64)
+        lo = np.empty((c.size, len(self.feature_names)))
+        hi = np.empty_like(lo)
+        for j, (name, stride, r) in enumerate(zip(self.feature_names, self._get_strides(),
+                                                  self.radix, strict=True)):
+            b = (c // stride) % r
+            e = np.asarray(self.edges[name], dtype=np.float64)
+            lo[:, j] = np.concatenate([[-np.inf], e])[b]
+            hi[:, j] = np.concatenate([e, [np.inf]])[b]
+            if name in WICKS:
+                lo[:, j] = np.maximum(lo[:, j], 0.0)
+        return lo, hi
+
     # ---- feature space ------------------------------------------------------------------
     def _assign_chunk(self, X: np.ndarray, out: np.ndarray) -> None:
         """Count edges <= x per feature (a few compares beat a binary search for ~10

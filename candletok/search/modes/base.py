@@ -38,6 +38,7 @@ class SearchOptions(Protocol):
     model: Path | None
     device: str
     approximate: bool
+    alphabet: str
 
 
 @dataclass
@@ -67,6 +68,7 @@ class SearchMode:
     costly: ClassVar[bool] = False  # runs a model per query: the harness asks fewer origins
     by_recency: ClassVar[bool] = False  # every match counts; the most recent are listed
     same_tokens: ClassVar[bool] = False  # every match has the query's tokens (one distance)
+    uses_alphabet: ClassVar[bool] = False  # matches symbols: SearchSpec.alphabet applies
 
     def check(self, spec: SearchOptions) -> None:
         """Refuse a spec this mode cannot answer, in one sentence (before any work)."""
