@@ -507,10 +507,14 @@ def fit_garch_t(returns: np.ndarray) -> GARCHFit | None:
         # returns that never move have no variance to model: arch would only divide by 0
         return None
     from arch import arch_model  # lazy: import candletok stays light
+    from threadpoolctl import threadpool_limits
 
     try:
-        res = arch_model(r, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
-                         rescale=False).fit(disp="off", show_warning=False)
+        # one BLAS thread: the optimizer's steps round alike on any machine, so a
+        # Predictor refitting it gets the parameters evaluate's forecasts file used
+        with threadpool_limits(1):
+            res = arch_model(r, mean="Constant", vol="GARCH", p=1, q=1, dist="t",
+                             rescale=False).fit(disp="off", show_warning=False)
     except (ValueError, np.linalg.LinAlgError):
         return None
     mu, omega, alpha, beta, nu = (float(res.params[k]) for k in
@@ -640,9 +644,14 @@ def fit_har(x: np.ndarray, series: np.ndarray, train: np.ndarray,
            & np.isfinite(nxt))
     if use.sum() <= X.shape[1]:
         return np.full(X.shape[1], np.nan), math.nan
-    beta, *_ = np.linalg.lstsq(X[use], nxt[use], rcond=None)
-    resid = nxt[use] - X[use] @ beta
-    return beta, float(resid @ resid / max(1, use.sum() - X.shape[1]))
+    # normal equations summed by einsum, not BLAS: the same bits on any thread count, so
+    # a Predictor refitting HAR gives the coefficients evaluate's file was written with
+    Xu, yu = X[use], nxt[use]
+    beta = np.linalg.solve(np.einsum("ij,ik->jk", Xu, Xu, optimize=False),
+                           np.einsum("ij,i->j", Xu, yu, optimize=False))
+    resid = yu - np.einsum("ij,j->i", Xu, beta, optimize=False)
+    return beta, float(np.einsum("i,i->", resid, resid, optimize=False)
+                       / max(1, use.sum() - X.shape[1]))
 
 
 class HARRange:
@@ -672,8 +681,9 @@ class HARRange:
 
     def log_var(self, hist: History) -> np.ndarray:
         """The fitted ln RV of the next candle at every row (NaN before 22 bars)."""
-        return self._cache.get(hist, "fit", lambda: har_design(
-            parkinson_log_var(hist), hist.series, self.lags) @ self.coef)
+        return self._cache.get(hist, "fit", lambda: np.einsum(  # rowwise: no BLAS
+            "ij,j->i", har_design(parkinson_log_var(hist), hist.series, self.lags),
+            self.coef, optimize=False))
 
     def forecast(self, hist: History, rows: np.ndarray, horizon: int) -> Forecast | None:
         if horizon != 1 or not np.isfinite(self.coef).all():

@@ -236,8 +236,8 @@ def band_words(d: ReportData) -> str:
     rows = [r for r in (d.evaluation or {}).get("quantiles") or []
             if r.get("forecaster") == name and r.get("coverage")]
     if not rows:
-        return ("The 10-90% band's coverage was not measured here (pass --evaluation with "
-                "`evaluate --json`'s output to see it).")
+        return ("The 10-90% band's coverage was not measured here (give the report "
+                "`evaluate --json`'s output as its evaluation file to see it).")
     cov = "; ".join(f"h={r['horizon']}: {_est(r['coverage'], 3, False)}" for r in rows)
     return (f"Coverage of {name}'s 10-90% band on {d.evaluation.get('split', '?')} "
             f"(80% wanted): {cov}.")
