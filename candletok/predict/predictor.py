@@ -271,7 +271,7 @@ class Predictor:
         return np.concatenate([d for _, d in self.forecaster.dists(hist, rows)])
 
     def _range_a(self) -> float | None:
-        rec = ((self.calibration or {}).get("forecasters") or {}).get(MODEL_NAME) or {}
+        rec = ((self.calibration or {}).get("forecasters") or {}).get(self.forecaster.name) or {}
         a = (rec.get("range") or {}).get("a")
         return None if a is None else float(a)
 
@@ -286,12 +286,12 @@ class Predictor:
             p, reason, kind = None, self.calibration_reason, "none"
         else:
             cp = calibrate_probability(raw if raw is not None else float("nan"),
-                                       self.calibration, MODEL_NAME, h, symbol=sym,
+                                       self.calibration, self.forecaster.name, h, symbol=sym,
                                        interval=self.facts.interval)
             p, reason, kind = cp.value, cp.reason, cp.kind
             if cp.calibrated and self.facts.has_symbol(sym) is False:
                 p, reason, kind = None, notes[0].rstrip("."), "none"
-            fit = saved_fit(self.calibration, MODEL_NAME, h)
+            fit = saved_fit(self.calibration, self.forecaster.name, h)
             if p is not None and fit is not None:
                 kind = CalibrationMap.from_dict(fit["map"]).describe()
         base, _ = self.base.rate(self.history, h)
@@ -309,14 +309,14 @@ class Predictor:
             val_skill=self._val_skill(h), test_skill=self._test_skill(h), notes=notes)
 
     def _val_skill(self, h: int) -> str:
-        fit = saved_fit(self.calibration, MODEL_NAME, h)
+        fit = saved_fit(self.calibration, self.forecaster.name, h)
         if fit is None:
             return f"val skill never measured at h={h}"
         return _skill_words(fit.get("val_skill"), "val (out-of-fold)")
 
     def _test_skill(self, h: int) -> str:
         ev = (self.calibration or {}).get("evaluated") or {}
-        rec = ((ev.get("p_up") or {}).get(MODEL_NAME) or {}).get(str(h))
+        rec = ((ev.get("p_up") or {}).get(self.forecaster.name) or {}).get(str(h))
         split = str(ev.get("split", "test"))
         if not isinstance(rec, dict):
             return f"{split} skill never measured at h={h}"
