@@ -180,6 +180,9 @@ def test_an_unknown_arch_is_one_sentence(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="arch must be one of gpt, lstm"):
         TrainConfig(arch="rnn").check()
+    TrainConfig(arch="lstm", n_embd=30).check()  # an LSTM has no heads to divide its width
+    with pytest.raises(ModelError, match="multiple"):
+        TrainConfig(n_embd=30).check()
     with pytest.raises(ModelError, match="does not know"):
         checkpoint_arch({"arch": "mamba"})
 

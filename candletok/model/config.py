@@ -112,7 +112,8 @@ class TrainConfig:
         "baseline of about the same size, same tokens and calendar inputs).")
     batch_size: int = setting(32, "Windows per step.", flag="--batch")
     context: int = setting(size.CONTEXT, "Tokens of context per window.")
-    n_layer: int = setting(size.N_LAYER, "Transformer blocks.", flag="--layers")
+    n_layer: int = setting(size.N_LAYER, "Transformer blocks (LSTM layers with --arch lstm).",
+                           flag="--layers")
     n_head: int = setting(size.N_HEAD, "Attention heads.", flag="--heads")
     n_embd: int = setting(size.N_EMBD, "Embedding width (a multiple of heads).",
                            flag="--width")
@@ -165,7 +166,7 @@ class TrainConfig:
                         "seed": self.seed}.items():
             if v < 0:
                 raise ModelError(f"The {name} must be 0 or more, not {v}.")
-        if self.n_embd % self.n_head:
+        if self.arch == "gpt" and self.n_embd % self.n_head:  # an LSTM has no heads
             raise ModelError(f"The width ({self.n_embd}) must be a multiple of the number of "
                              f"heads ({self.n_head}).")
         if self.context > self.MAX_CONTEXT:
