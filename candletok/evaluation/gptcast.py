@@ -44,6 +44,7 @@ from candletok.evaluation.forecasters import (
 from candletok.evaluation.history import History
 from candletok.model.arch import TokenModel
 from candletok.model.checkpoint import check_fingerprint
+from candletok.model.evaluate import MODEL_NAME
 from candletok.model.updown import up_probability
 from candletok.tokenize.calendar import calendar_ids
 from candletok.tokenize.exchange import exchange_for_symbol, future_times
@@ -59,7 +60,7 @@ class GPTForecaster:
                  sample_context: int = 24, max_horizon: int = 10, seed: int = 0,
                  batch: int = 64, name: str | None = None, answer: bool = True) -> None:
         self.model = model
-        self.name = name or model.name
+        self.name = name or getattr(model, "name", MODEL_NAME)
         # the answer's own forecaster: what `predict` shows is what this scores (declared,
         # so the calibration file names it without anyone knowing what it is called); a
         # model scored beside it for comparison (`evaluate --compare`) has no role
