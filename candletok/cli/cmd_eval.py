@@ -210,6 +210,10 @@ def evaluate_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
     model: Path | None = typer.Option(None, "--model", help="Checkpoint from `candletok "
                                       "train` (without it: the baselines only)."),
+    compare: list[Path] = typer.Option(
+        [], "--compare", help="Another checkpoint to score in the same tables (repeatable), "
+        "e.g. the LSTM baseline of `candletok train --arch lstm`; --model stays the answer "
+        "whose calibration `predict` reads."),
     split: str = typer.Option("test", "--split", help="val or test."),
     horizon: str = typer.Option("1,5,10", "--horizon", help="Horizons in bars, e.g. 1,5,10."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the reliability diagram "
@@ -277,7 +281,7 @@ def evaluate_cmd(
                              samples=samples, subsample=subsample, analogues=modes,
                              analogue_subsample=analogue_subsample, seed=seed, device=device,
                              keep_forecasts=forecasts is not None, odds=ks,
-                             calendar_exchange=calendar_exchange)
+                             calendar_exchange=calendar_exchange, compare=compare)
     if forecasts is not None:
         write_forecasts(rep.forecasts, forecasts, overwrite)
     if plot is not None:

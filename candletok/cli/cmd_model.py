@@ -35,7 +35,7 @@ from candletok.core.display import time_text
 from candletok.core.errors import ModelError
 from candletok.core.times import IntervalError
 from candletok.data.feeds import source_help
-from candletok.model.config import TrainConfig
+from candletok.model.config import ARCHS, TrainConfig
 from candletok.tokenize.base import Tokenizer
 
 if TYPE_CHECKING:  # torch loads only when a model command runs, not for --help
@@ -137,8 +137,8 @@ def print_train(res: TrainResult, out: Path) -> None:
         threads += f" × {res.processes} processes"
     cal = f"calendar inputs ({res.calendar})" if res.calendar else "no calendar inputs"
     console.print(
-        f"CandleGPT {res.n_params:,} parameters · {cal} · {res.step}/{res.steps} steps{why} on "
-        f"{res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
+        f"{res.model_name} {res.n_params:,} parameters · {cal} · {res.step}/{res.steps} "
+        f"steps{why} on {res.device}{threads} · {res.tokens_per_s:,.0f} tokens/s · data wait "
         f"{res.data_wait_share:.1%} · saved {out}",
         highlight=False,
     )
@@ -196,6 +196,7 @@ def print_calibration(cal: Calibration) -> None:
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `candletok encode`."),
     steps: int | None = config_option(TrainConfig, "steps"),
+    arch: str = config_option(TrainConfig, "arch"),
     context: int = config_option(TrainConfig, "context"),
     layers: int = config_option(TrainConfig, "n_layer"),
     heads: int = config_option(TrainConfig, "n_head"),
@@ -219,7 +220,7 @@ def train_cmd(
     calendar: str | None = config_option(TrainConfig, "calendar", default=None),
     calendar_tz: str | None = config_option(TrainConfig, "calendar_tz"),
 ) -> None:
-    """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
+    """Train CandleGPT (or the LSTM baseline), then score it against the baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
     from candletok.model.train import check_out, resume_config, train
     if device not in ("auto", "cpu", "cuda"):
@@ -228,6 +229,8 @@ def train_cmd(
         raise fail(f"Unknown --calendar {calendar!r}; use auto, on or off.")
     if nproc < 1:
         raise fail(f"--nproc must be at least 1, not {nproc}.")
+    if arch not in ARCHS:
+        raise fail(f"Unknown --arch {arch!r}; use {' or '.join(ARCHS)}.")
     check_out(out, resume=resume, overwrite=overwrite)  # before torchrun starts any rank
     if nproc > 1:
         if is_distributed():
@@ -246,8 +249,9 @@ def train_cmd(
     else:
         given = {k: v for k, v in {**changes, "calendar": calendar,
                                     "calendar_tz": calendar_tz}.items() if v is not None}
-        cfg = TrainConfig(context=context, n_layer=layers, n_head=heads, n_embd=width, lr=lr,
-                          batch_size=batch, dropout=dropout, seed=seed, **given)
+        cfg = TrainConfig(arch=arch, context=context, n_layer=layers, n_head=heads,
+                          n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
+                          **given)
     cfg.check()
     with process_group(device) as ranks:
         if not ranks.is_writer:  # the other ranks train silently; rank 0 reports

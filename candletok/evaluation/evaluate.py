@@ -187,15 +187,23 @@ class Costly:
 
 
 def _forecasters(dataset: Any, model: Any, extra: Sequence[Forecaster],
-                 horizons: Sequence[int], c: Costly) -> list[Forecaster]:
+                 horizons: Sequence[int], c: Costly, compare: Sequence[Any] = ()
+                 ) -> list[Forecaster]:
     fcs: list[Forecaster] = list(default_forecasters())
-    if model is not None:
+    for i, given in enumerate([model, *compare]):
+        if given is None:
+            continue
         from candletok.evaluation.gptcast import GPTForecaster
         from candletok.model.checkpoint import load_model
 
-        m = load_model(model, device=c.device) if isinstance(model, str | Path) else model
+        m = load_model(given, device=c.device) if isinstance(given, str | Path) else given
+        name = m.name  # a second model of the same kind is told apart by its file
+        if any(f.name == name for f in fcs) and isinstance(given, str | Path):
+            name = f"{name} ({Path(given).stem})"
+        # only --model is the answer's forecaster; a compared one is scored beside it
         gpt = GPTForecaster(m, samples=c.samples, subsample=c.subsample,
-                            max_horizon=max(horizons), seed=c.seed)
+                            max_horizon=max(horizons), seed=c.seed, name=name,
+                            answer=i == 0)
         gpt.exchange = c.exchange
         fcs.append(gpt)
     if c.analogues and isinstance(dataset, str | Path):  # the search needs the folder
@@ -237,6 +245,7 @@ def evaluate_forecasts(
     keep_forecasts: bool = False,
     odds: Sequence[float] = DEFAULT_KS,
     calendar_exchange: str | None = "auto",
+    compare: Sequence[Any] = (),
 ) -> EvalReport:
     """Replay ``split`` of a dataset point in time and score every forecaster.
 
@@ -261,7 +270,7 @@ def evaluate_forecasts(
     hist = dataset if isinstance(dataset, History) else load_history(dataset)
     fcs = _forecasters(dataset, model, forecasters, hs,
                        Costly(samples, subsample, tuple(analogues), analogue_subsample, seed,
-                              device, exchange))
+                              device, exchange), compare)
     base_only = [f for f in fcs if not f.learned]
     steps = len(fcs) + len(base_only) + len(hs) * len(fcs) * (1 if split == "val" else 2) + 2
     with progress("evaluate", steps) as bar:

@@ -1,13 +1,14 @@
-"""CandleGPT as a forecaster for the point-in-time replay.
+"""A next-token model (CandleGPT, or any :class:`~candletok.model.arch.TokenModel`: the
+CandleLSTM baseline) as a forecaster for the point-in-time replay.
 
 h = 1 comes from the model's next-token distribution at every origin, pushed through the
 token table (per-token up rates learned on train, representative ranges and returns). To
 score every origin without one forward pass per candle, each series is cut into windows
 of ``context`` tokens that start every ``context / 2`` tokens, and each origin's forecast
 is read from the window where it has at least half a context of history (the first
-window of a series serves its first half). Attention is causal, so later tokens in a
-window never reach an earlier position's output: the forecast at t reads only tokens up
-to t.
+window of a series serves its first half). The model is causal (attention, or the
+recurrence), so later tokens in a window never reach an earlier position's output: the
+forecast at t reads only tokens up to t. Nothing here asks which body the model has.
 
 h > 1 comes from sampled continuations on a seeded subsample of origins (``subsample``
 origins, ``samples`` paths each, the last ``sample_context`` tokens as context), rebuilt
@@ -42,27 +43,29 @@ from candletok.evaluation.forecasters import (
     pick_subsample,
 )
 from candletok.evaluation.history import History
+from candletok.model.arch import TokenModel
 from candletok.model.checkpoint import check_fingerprint
 from candletok.model.evaluate import MODEL_NAME
-from candletok.model.gpt import CandleGPT
 from candletok.model.updown import up_probability
 from candletok.tokenize.calendar import calendar_ids
 from candletok.tokenize.exchange import exchange_for_symbol, future_times
 
 
 class GPTForecaster:
-    """CandleGPT at h = 1 for every origin, and at h > 1 by sampling on a subsample."""
+    """A model at h = 1 for every origin, and at h > 1 by sampling on a subsample; named
+    by the model's ``name`` unless ``name`` is given."""
 
     learned = True
-    # the answer's own forecaster: what `predict` shows is what this scores (declared, so
-    # the calibration file names it without anyone knowing it is called CandleGPT)
-    roles = frozenset({"answer"})
 
-    def __init__(self, model: CandleGPT, samples: int = 32, subsample: int = 100,
+    def __init__(self, model: TokenModel, samples: int = 32, subsample: int = 100,
                  sample_context: int = 24, max_horizon: int = 10, seed: int = 0,
-                 batch: int = 64, name: str = MODEL_NAME) -> None:
+                 batch: int = 64, name: str | None = None, answer: bool = True) -> None:
         self.model = model
-        self.name = name
+        self.name = name or getattr(model, "name", MODEL_NAME)
+        # the answer's own forecaster: what `predict` shows is what this scores (declared,
+        # so the calibration file names it without anyone knowing what it is called); a
+        # model scored beside it for comparison (`evaluate --compare`) has no role
+        self.roles = frozenset({"answer"}) if answer else frozenset()
         self.samples = max(1, int(samples))
         self.subsample = max(1, int(subsample))
         self.max_horizon = max(1, int(max_horizon))

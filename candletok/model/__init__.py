@@ -1,9 +1,10 @@
-"""CandleGPT and its yardsticks: takes a dataset folder, gives a trained checkpoint,
-bits per candle next to n-gram baselines, and per-token P(close up)."""
+"""CandleGPT (and its recurrent baseline, CandleLSTM) and its yardsticks: takes a dataset
+folder, gives a trained checkpoint, bits per candle next to n-gram baselines, and per-token
+P(close up)."""
 
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
-    "baselines", "checkpoint", "config", "ddp", "evaluate", "gpt", "runtime", "sampler",
-    "size", "split", "train", "updown",
+    "arch", "baselines", "checkpoint", "config", "ddp", "evaluate", "gpt", "lstm", "runtime",
+    "sampler", "size", "split", "train", "updown",
 ]

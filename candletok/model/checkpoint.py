@@ -26,7 +26,8 @@ from candletok.core.errors import CandletokError, ModelError
 from candletok.core.fallback import say_fallback
 from candletok.core.times import normalize_interval
 from candletok.dataset.manifest import read_manifest
-from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.model.arch import TokenModel, build_model, checkpoint_arch
+from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource, Vocabulary
 from candletok.model.updown import real_up
 
@@ -112,7 +113,7 @@ def restore_weights(path: str | Path, ck: dict[str, Any], load: Callable[[Candle
     the weights (or the optimizer state ``load`` also restores) do not fit the saved
     configuration."""
     try:
-        model = model or CandleGPT(GPTConfig.from_dict(ck["gpt_config"]))
+        model = model or build_model(checkpoint_arch(ck), ck["gpt_config"])
         load(model)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} holds weights that do not fit its saved configuration; "
@@ -123,7 +124,8 @@ def restore_weights(path: str | Path, ck: dict[str, Any], load: Callable[[Candle
 def load_model(
     path: str | Path, dataset: Vocabulary | None = None, device: str | torch.device = "cpu"
 ) -> CandleGPT:
-    """Load a trained CandleGPT (eval mode). With ``dataset`` (anything with a
+    """Load a trained model (eval mode), of the architecture its checkpoint records
+    (``arch``: CandleGPT, or the CandleLSTM baseline). With ``dataset`` (anything with a
     ``fingerprint`` and a ``vocab_size``: a TokenDataset, a tokenizer), refuse it when its
     vocabulary differs from the one the model was trained on. The checkpoint's metadata is
     on ``model.meta``."""
@@ -145,7 +147,7 @@ def load_model(
     return model.to(dev).eval()
 
 
-def model_interval(model: CandleGPT, asked: str | None) -> str:
+def model_interval(model: TokenModel, asked: str | None) -> str:
     """The bar interval to feed ``model``: ``asked``, or the one it was trained on (saved in
     the checkpoint; daily when the checkpoint predates that). Asking for another interval
     than the training one is an error: a daily model has not seen 5-minute candles."""

@@ -21,6 +21,7 @@ from candletok.tokenize.calendar import CalendarSpec
 if TYPE_CHECKING:  # torch-free to import: the CLI reads TrainConfig's fields for --help
     from candletok.model.evaluate import ScoreRow
     from candletok.model.gpt import CandleGPT, GPTConfig
+    from candletok.model.lstm import LSTMConfig
 
 # -- configuration ------------------------------------------------------------------------
 # Default steps: this many passes over the training candles (measured on val, docs/model.md
@@ -52,6 +53,10 @@ def auto_steps(n_candles: int, batch_size: int, context: int) -> int:
     passes = math.ceil(AUTO_PASSES * max(0, n_candles) / max(1, batch_size * context))
     return int(min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, passes)))
 
+
+#: The architectures ``TrainConfig.arch`` takes: ``gpt`` (CandleGPT, the default) and
+#: ``lstm`` (CandleLSTM, the recurrent baseline of about the same size; docs/model.md).
+ARCHS = ("gpt", "lstm")
 
 CALENDAR_SETTINGS = ("auto", "on", "off")
 #: The default of ``TrainConfig.calendar``.
@@ -102,9 +107,13 @@ class TrainConfig:
         None, f"Optimizer steps (default: {AUTO_PASSES} passes over the training candles, at "
         f"least {AUTO_MIN_STEPS} and at most {AUTO_MAX_STEPS:,}; early stopping usually ends "
         "sooner).")
+    arch: str = setting(  # the model's body; the checkpoint records it (model/arch.py)
+        "gpt", "Model: gpt (CandleGPT, the Transformer) or lstm (CandleLSTM, the recurrent "
+        "baseline of about the same size, same tokens and calendar inputs).")
     batch_size: int = setting(32, "Windows per step.", flag="--batch")
     context: int = setting(size.CONTEXT, "Tokens of context per window.")
-    n_layer: int = setting(size.N_LAYER, "Transformer blocks.", flag="--layers")
+    n_layer: int = setting(size.N_LAYER, "Transformer blocks (LSTM layers with --arch lstm).",
+                           flag="--layers")
     n_head: int = setting(size.N_HEAD, "Attention heads.", flag="--heads")
     n_embd: int = setting(size.N_EMBD, "Embedding width (a multiple of heads).",
                            flag="--width")
@@ -143,6 +152,8 @@ class TrainConfig:
 
     def check(self) -> None:
         """One :class:`ModelError` for the first setting that cannot train (fail fast)."""
+        if self.arch not in ARCHS:
+            raise ModelError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}.")
         ints = {"number of steps": 1 if self.steps is None else self.steps,
                 "batch size": self.batch_size, "context": self.context,
                 "number of layers": self.n_layer, "number of heads": self.n_head,
@@ -155,7 +166,7 @@ class TrainConfig:
                         "seed": self.seed}.items():
             if v < 0:
                 raise ModelError(f"The {name} must be 0 or more, not {v}.")
-        if self.n_embd % self.n_head:
+        if self.arch == "gpt" and self.n_embd % self.n_head:  # an LSTM has no heads
             raise ModelError(f"The width ({self.n_embd}) must be a multiple of the number of "
                              f"heads ({self.n_head}).")
         if self.context > self.MAX_CONTEXT:
@@ -212,6 +223,18 @@ class TrainConfig:
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
                          bias=self.bias, n_features=n_features,
                          calendar=None if calendar is None else calendar.to_dict())
+
+    def model_config(self, vocab_size: int, n_features: int = 0,
+                     calendar: CalendarSpec | None = None) -> GPTConfig | LSTMConfig:
+        """The shape of this run's model, of its ``arch``: :meth:`gpt_config`, or the
+        LSTM of the same width, depth and context (about the same parameter count)."""
+        g = self.gpt_config(vocab_size, n_features, calendar)
+        if self.arch == "gpt":
+            return g
+        from candletok.model.lstm import LSTMConfig
+        return LSTMConfig(vocab_size=g.vocab_size, context=g.context, n_layer=g.n_layer,
+                          n_embd=g.n_embd, dropout=g.dropout, bias=g.bias,
+                          n_features=g.n_features, calendar=g.calendar)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -293,6 +316,7 @@ class TrainResult:
     processes: int = 1  # DDP world size; tokens_per_s counts every process's windows
     calendar: str | None = None  # the calendar inputs' time zone, None: no calendar inputs
     stop_signal: int | None = None  # SIGINT or SIGTERM when one stopped the run (interrupted)
+    model_name: str = "CandleGPT"  # the architecture's name (CandleLSTM for arch lstm)
 
 
 Progress = Callable[[StepInfo], None]

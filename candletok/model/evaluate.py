@@ -23,11 +23,11 @@ from torch.nn import functional as F  # noqa: N812
 from candletok.core.errors import ModelError
 from candletok.core.ids import N_SPECIAL
 from candletok.dataset.torchdata import window_calendar
+from candletok.model.arch import TokenModel
 from candletok.model.baselines import fit_baselines, score_baselines
-from candletok.model.gpt import CandleGPT
 from candletok.model.split import SplitSource
 
-MODEL_NAME = "CandleGPT"
+MODEL_NAME = "CandleGPT"  # the default model's name; a table row takes its model's own
 
 
 @dataclass
@@ -70,7 +70,7 @@ def eval_windows(ds: SplitSource, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(x, dtype=np.int64), np.ascontiguousarray(y, dtype=np.int64)
 
 
-def split_calendar(model: CandleGPT, ds: SplitSource) -> np.ndarray | None:
+def split_calendar(model: TokenModel, ds: SplitSource) -> np.ndarray | None:
     """The flat calendar ids of ``ds`` (:meth:`SplitSource.calendar_ids`) when ``model``
     reads calendar inputs, None when it does not; a split without timestamps is an
     error then."""
@@ -85,7 +85,7 @@ def split_calendar(model: CandleGPT, ds: SplitSource) -> np.ndarray | None:
 
 @torch.no_grad()
 def window_logits(
-    model: CandleGPT, ds: SplitSource, ids: np.ndarray, batch_size: int = 64
+    model: TokenModel, ds: SplitSource, ids: np.ndarray, batch_size: int = 64
 ) -> Iterator[WindowLogits]:
     """The model's candle-target logits over windows ``ids`` of ``ds``, ``batch_size``
     windows at a time. The model is in eval mode while the iterator runs and gets its
@@ -117,7 +117,7 @@ def window_logits(
 
 @torch.no_grad()
 def evaluate_sums(
-    model: CandleGPT, ds: SplitSource, batch_size: int = 64, max_windows: int = 0,
+    model: TokenModel, ds: SplitSource, batch_size: int = 64, max_windows: int = 0,
     rank: int = 0, world_size: int = 1,
 ) -> tuple[float, int]:
     """Total bits and number of candle targets of ``model`` on ``ds``'s windows (or an
@@ -138,7 +138,7 @@ def bits_per_candle(total: float, count: int) -> float:
     return total / count if count else float("nan")
 
 
-def evaluate(model: CandleGPT, ds: SplitSource, batch_size: int = 64,
+def evaluate(model: TokenModel, ds: SplitSource, batch_size: int = 64,
              max_windows: int = 0) -> float:
     """Bits per candle of ``model`` on a dataset split: mean -log2 P(next candle), with the
     distribution renormalized over candle tokens and padded targets ignored (NaN if the
@@ -154,7 +154,7 @@ def autocast(dev: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def compare_to_baselines(
-    model: CandleGPT, splits: Mapping[str, SplitSource | None], batch_size: int = 64
+    model: TokenModel, splits: Mapping[str, SplitSource | None], batch_size: int = 64
 ) -> tuple[list[ScoreRow], str, bool, str]:
     """Score the model and every baseline (fit on train, tuned on val) on val and test.
 
@@ -170,7 +170,8 @@ def compare_to_baselines(
 
     val_s, test_s = ser(va), ser(te)
     models = fit_baselines(tr.series(), vocab, tune=val_s or None)
-    rows = [ScoreRow(MODEL_NAME,
+    name = getattr(model, "name", MODEL_NAME)
+    rows = [ScoreRow(name,
                      evaluate(model, va, batch_size) if va is not None else float("nan"),
                      evaluate(model, te, batch_size) if te is not None else float("nan"))]
     for b in score_baselines(models, {"val": val_s, "test": test_s}, vocab):
@@ -185,10 +186,10 @@ def compare_to_baselines(
         return rows, best.name, False, "No val/test candles to score; encode with a later split."
     beats = m < b
     if beats:
-        summary = (f"{MODEL_NAME} beats the best n-gram baseline ({best.name}) on {on}: "
+        summary = (f"{name} beats the best n-gram baseline ({best.name}) on {on}: "
                    f"{m:.4f} vs {b:.4f} bits/candle ({b - m:.4f} fewer).")
     else:
-        summary = (f"{MODEL_NAME} does NOT beat the best n-gram baseline ({best.name}) on {on}: "
+        summary = (f"{name} does NOT beat the best n-gram baseline ({best.name}) on {on}: "
                    f"{m:.4f} vs {b:.4f} bits/candle ({m - b:.4f} more); the n-gram is the "
                    "better predictor here.")
     return rows, best.name, beats, summary

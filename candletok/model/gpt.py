@@ -163,6 +163,8 @@ class CandleGPT(nn.Module):
     """Decoder-only Transformer: token + learned position embeddings, ``n_layer`` pre-norm
     blocks, a final LayerNorm and an LM head tied to the token embedding."""
 
+    name = "CandleGPT"  # how tables and forecasters name this architecture
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if cfg.vocab_size <= N_SPECIAL:
@@ -179,10 +181,29 @@ class CandleGPT(nn.Module):
                 ln_f=LayerNorm(cfg.n_embd, cfg.bias),
             )
         )
+        self._init_io(cfg, self.transformer.wte)
+        self.apply(self._init_weights)
+        # GPT-2 scaling of residual projections keeps the residual stream's variance flat
+        # with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        # The final LayerNorm's gain starts at zero, so step 0 predicts exactly the output
+        # bias (the unigram, see init_output_bias) and the model departs from it only as far
+        # as the gradient finds signal (as ReZero starts residual branches at zero). With
+        # the usual gain of one, random hidden states add noise to every logit and a small
+        # run spends its first steps undoing it: on the sample's kmeans dataset the model
+        # then lost to the unigram on val and test; started here it beat it on both.
+        nn.init.zeros_(self.transformer.ln_f.weight)
+
+    def _init_io(self, cfg: GPTConfig, wte: nn.Embedding) -> None:
+        """The parts every body shares (:class:`~candletok.model.lstm.CandleLSTM` too): the
+        LM head tied to ``wte``, the output bias, the feature-aware embeddings and the
+        calendar inputs, set up in this order (the init draws follow it)."""
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         # Weight tying: the output layer scores a token by its input embedding, which halves
         # the embedding parameters and helps small data (Press & Wolf, 2017).
-        self.transformer.wte.weight = self.lm_head.weight
+        wte.weight = self.lm_head.weight
         # An output bias that starts at the log unigram (see init_output_bias): with a
         # thousand tokens and a few thousand candles, learning the frequencies alone eats
         # most of a small run, and they are known before the first step.
@@ -207,19 +228,6 @@ class CandleGPT(nn.Module):
                 raise ModelError(str(exc)) from exc
             self.cal_emb = nn.ModuleList(
                 [nn.Embedding(n + 1, cfg.n_embd) for n in self.calendar.sizes])
-        self.apply(self._init_weights)
-        # GPT-2 scaling of residual projections keeps the residual stream's variance flat
-        # with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-        # The final LayerNorm's gain starts at zero, so step 0 predicts exactly the output
-        # bias (the unigram, see init_output_bias) and the model departs from it only as far
-        # as the gradient finds signal (as ReZero starts residual branches at zero). With
-        # the usual gain of one, random hidden states add noise to every logit and a small
-        # run spends its first steps undoing it: on the sample's kmeans dataset the model
-        # then lost to the unigram on val and test; started here it beat it on both.
-        nn.init.zeros_(self.transformer.ln_f.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -61,6 +61,7 @@ from candletok.core.fallback import say_fallback
 from candletok.core.ids import N_SPECIAL, SPLITS
 from candletok.dataset.manifest import read_manifest
 from candletok.dataset.torchdata import TokenDataset
+from candletok.model.arch import build_model, checkpoint_arch
 from candletok.model.checkpoint import (
     CHECKPOINT_FORMAT,
     check_fingerprint,
@@ -93,6 +94,7 @@ from candletok.model.evaluate import (
     evaluate_sums,
 )
 from candletok.model.gpt import CandleGPT, GPTConfig
+from candletok.model.lstm import LSTMConfig
 from candletok.model.runtime import stop_on_sigint, torch_threads
 from candletok.model.sampler import WindowSampler, count_candles, lr_at
 from candletok.model.split import Splits, SplitSource, vocab_json
@@ -136,8 +138,8 @@ class RunState:
     """Everything a run carries from step to step, and everything a checkpoint saves."""
 
     cfg: TrainConfig
-    gcfg: GPTConfig
-    model: CandleGPT
+    gcfg: GPTConfig | LSTMConfig  # the model's shape, of cfg.arch
+    model: CandleGPT  # or its subclass CandleLSTM (cfg.arch)
     opt: torch.optim.Optimizer
     train_split: SplitSource
     step: int = 0
@@ -199,9 +201,9 @@ def new_run(tr: SplitSource, cfg: TrainConfig) -> RunState:
     seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     table = _token_feature_table(tr) if cfg.token_features else None
-    gcfg = cfg.gpt_config(int(tr.vocab_size), 0 if table is None else table.shape[1],
-                          _calendar(tr, cfg))
-    model = CandleGPT(gcfg)
+    gcfg = cfg.model_config(int(tr.vocab_size), 0 if table is None else table.shape[1],
+                            _calendar(tr, cfg))
+    model = build_model(cfg.arch, gcfg)
     counts = np.bincount(np.asarray(tr.tokens, dtype=np.int64), minlength=gcfg.vocab_size)
     counts[:N_SPECIAL] = 0  # BOS starts series; it is never a target
     model.init_output_bias(counts[: gcfg.vocab_size])
@@ -217,8 +219,8 @@ def resume_run(tr: SplitSource, cfg: TrainConfig, ck: dict[str, Any], out: Path,
     step, history, best weights, early-stopping count and the torch RNG."""
     check_fingerprint(ck.get("fingerprint"), tr, "this dataset")
     torch.manual_seed(cfg.seed)
-    gcfg = GPTConfig.from_dict(ck["gpt_config"])
-    model = CandleGPT(gcfg)
+    model = build_model(checkpoint_arch(ck), ck["gpt_config"])
+    gcfg = model.config
     opt = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
 
     def load(m: CandleGPT) -> None:
@@ -338,7 +340,8 @@ def checkpoint_state(run: RunState, metrics: dict[str, Any],
     return {
         "format": CHECKPOINT_FORMAT,
         "model": run.model.state_dict(),
-        "gpt_config": run.gcfg.to_dict(),
+        "arch": run.cfg.arch,  # which class load_model rebuilds (model/arch.py)
+        "gpt_config": run.gcfg.to_dict(),  # the model's shape (an LSTMConfig for lstm)
         "train_config": asdict(run.cfg),
         "optimizer": run.opt.state_dict(),
         "step": run.step,
@@ -365,7 +368,7 @@ def final_scores(run: RunState, splits: Mapping[str, SplitSource | None],
     whether the model beats it, and the one-line verdict."""
     final = run.model
     if run.best.state is not None:
-        final = CandleGPT(run.gcfg).to(dev)
+        final = build_model(run.cfg.arch, run.gcfg).to(dev)
         final.load_state_dict(run.best.state)
         final.fingerprint = run.model.fingerprint
     final.meta["token_up_rate"] = run.up_rate
@@ -626,4 +629,5 @@ def _finish(run: RunState, splits: Mapping[str, SplitSource | None], out: Path,
         stop_reason=stats.stop_reason, best_step=best_step, threads=threads,
         processes=ranks.world_size,
         calendar=None if run.model.calendar is None else run.model.calendar.tz,
+        model_name=run.model.name,
     )

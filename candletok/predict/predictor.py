@@ -284,10 +284,11 @@ class Predictor:
         for h in hs:
             fc = self.forecaster.forecast(hist, rows, h)
             assert fc is not None
-            per[h], _ = shown_at(self.calibration, MODEL_NAME, h, fc, hist, None,
+            me = self.forecaster.name
+            per[h], _ = shown_at(self.calibration, me, h, fc, hist, None,
                                  self._range_a(), calibrate=False)
             chosen[h] = (override(self, hist, rows, h, per[h]) if winners  # val winners'
-                         else ([], dict.fromkeys(("range", "quantiles", "p_up"), MODEL_NAME)))
+                         else ([], dict.fromkeys(("range", "quantiles", "p_up"), me)))
         for k, r in enumerate(rows.tolist()):
             sym = str(hist.symbol[r])
             for h in hs:
@@ -356,7 +357,7 @@ class Predictor:
                 r = hist.n - 1
                 fc = self.forecaster.forecast(hist, np.array([r], dtype=np.int64), h)
                 assert fc is not None
-            v, _ = shown_at(self.calibration, MODEL_NAME, h, fc, hist, None,
+            v, _ = shown_at(self.calibration, self.forecaster.name, h, fc, hist, None,
                             self._range_a(), calibrate=False)
             chosen: tuple[list[str], dict[str, str]] = ([], {})
             if self._live_winners:  # as predict: each quantity from its val winner
@@ -376,7 +377,8 @@ class Predictor:
         return np.concatenate([d for _, d in self.forecaster.dists(hist, rows)])
 
     def _range_a(self) -> float | None:
-        rec = ((self.calibration or {}).get("forecasters") or {}).get(MODEL_NAME) or {}
+        me = self.forecaster.name
+        rec = ((self.calibration or {}).get("forecasters") or {}).get(me) or {}
         a = (rec.get("range") or {}).get("a")
         return None if a is None else float(a)
 
@@ -388,21 +390,21 @@ class Predictor:
         if self.facts.has_symbol(sym) is False:
             notes.append(f"{sym} was not in the model's training data; no skill was ever "
                          "measured on it.")
-        won = MODEL_NAME  # the forecaster the P(up) comes from: the val winner
+        won = self.forecaster.name  # the forecaster the P(up) comes from: the val winner
         if self.calibration is None:
             p, reason, kind = None, self.calibration_reason, "none"
         else:
             cp = calibrate_probability(raw if raw is not None else float("nan"),
-                                       self.calibration, MODEL_NAME, h, symbol=sym,
+                                       self.calibration, self.forecaster.name, h, symbol=sym,
                                        interval=self.facts.interval)
             p, reason, kind = cp.value, cp.reason, cp.kind
             if cp.calibrated and self.facts.has_symbol(sym) is False:
                 p, reason, kind = None, notes[0].rstrip("."), "none"
-            fit = saved_fit(self.calibration, MODEL_NAME, h)
+            fit = saved_fit(self.calibration, self.forecaster.name, h)
             if p is not None and fit is not None:
                 kind = CalibrationMap.from_dict(fit["map"]).describe()
-            won = (sources or {}).get("p_up", MODEL_NAME)
-            if won != MODEL_NAME:  # the val winner's P(up), with its own map (if learned)
+            won = (sources or {}).get("p_up", self.forecaster.name)
+            if won != self.forecaster.name:  # the val winner's P(up), with its own map
                 fit = saved_fit(self.calibration, won, h)
                 p, reason = v["p_up"], None
                 kind = "-" if fit is None else CalibrationMap.from_dict(fit["map"]).describe()
@@ -423,15 +425,15 @@ class Predictor:
             intervals={k: _none_if_nan(v[k]) for k in INTERVAL_COLUMNS if k in v},
             sources=dict(sources or {}), chosen=list(chosen))
 
-    def _val_skill(self, h: int, name: str = MODEL_NAME) -> str:
-        fit = saved_fit(self.calibration, name, h)
+    def _val_skill(self, h: int, name: str | None = None) -> str:
+        fit = saved_fit(self.calibration, name or self.forecaster.name, h)
         if fit is None:
             return f"val skill never measured at h={h}"
         return _skill_words(fit.get("val_skill"), "val (out-of-fold)")
 
-    def _test_skill(self, h: int, name: str = MODEL_NAME) -> str:
+    def _test_skill(self, h: int, name: str | None = None) -> str:
         ev = (self.calibration or {}).get("evaluated") or {}
-        rec = ((ev.get("p_up") or {}).get(name) or {}).get(str(h))
+        rec = ((ev.get("p_up") or {}).get(name or self.forecaster.name) or {}).get(str(h))
         split = str(ev.get("split", "test"))
         if not isinstance(rec, dict):
             return f"{split} skill never measured at h={h}"
