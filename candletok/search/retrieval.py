@@ -243,7 +243,9 @@ def learned_vectors(idx: SearchIndex, tok: Any, sm: SearchModel
         ends, vecs = cached_vectors(idx, sm.sha256, "learned", sm.window, sm.width,
                                     lambda e: sm.embed(index_inputs(idx, tok, sm, e)))
         v = np.asarray(vecs, dtype=np.float32)
-        sq = np.einsum("ij,ij->i", v, v, dtype=np.float64)
+        # the squared norms once per vector set (every query reuses them), in float32
+        # like the product they are added to
+        sq = np.einsum("ij,ij->i", v, v, dtype=np.float64).astype(np.float32)
         _VECTORS.clear()
         _VECTORS[key] = (idx, ends, v, sq)  # the index held: its id stays its own
     return _VECTORS[key][1:]
