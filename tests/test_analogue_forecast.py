@@ -208,3 +208,12 @@ def test_eligible_ranges_are_the_eligible_mask(ds: Path) -> None:
         for x, y in zip(a.tolist(), b.tolist(), strict=True):
             mask[x:y] = True
         assert np.array_equal(mask, cut.eligible(ends))
+
+
+def test_the_json_carries_the_forecast_it_prints(ds: Path) -> None:
+    res = similar(ds, "B", mode="exact", at="2000-12-01")
+    js = res.to_dict()["forecast"]
+    assert [r["horizon"] for r in js] == res.forecast["horizon"].to_list()
+    assert all(r["weighted"] is fc.WEIGHTED and r["rescaled"] is fc.RESCALED for r in js)
+    q = res.forecast["q50_log"].to_list()
+    assert [r["q50_log"] for r in js] == [None if not math.isfinite(v) else v for v in q]

@@ -138,7 +138,7 @@ def _print_forecast(console: Any, res: Any) -> None:
              _pct(r["range_pct"], False)) for r in f.iter_rows(named=True)]
     console.print(table(f"analogue forecast, as evaluate scores it ({how})",
                         ["h", "eff. n", "P(up) [95% CI]", "q10", "q50", "q90",
-                         "next range"], rows))
+                         "next range (mean)"], rows))
 
 
 def _when(iso: str, fmt: str) -> str:
