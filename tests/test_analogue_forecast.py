@@ -189,10 +189,17 @@ def test_dot_search_by_slices_is_the_brute_force(seed: int, k: int) -> None:
         q = v[int(rng.integers(n))] + np.float32(1e-3)
         want = vs.NumpyFlatIndex(v).search_masked(q, k, mask)
         got = vs.dot_search(v, sq, q, k, ranges=(a, b))
+        also = rng.random(n) < 0.5  # a row mask inside the ranges as well
+        want2 = vs.NumpyFlatIndex(v).search_masked(q, k, mask & also)
+        got2 = vs.dot_search(v, sq, q, k, also, ranges=(a, b))
+        few = vs.dot_search(v, sq, q, k, ranges=(a[:1], a[:1] + 3))  # fewer rows than k
     finally:
         vs.DOT_BLOCK = old
     assert np.array_equal(want.indices, got.indices)
     assert np.allclose(want.scores, got.scores, rtol=1e-9, atol=1e-9)
+    assert np.array_equal(want2.indices, got2.indices)
+    assert set(few.indices.tolist()) <= set(range(int(a[0]), int(a[0]) + 3))
+    assert few.indices.size == min(k, 3)
 
 
 def test_eligible_ranges_are_the_eligible_mask(ds: Path) -> None:
