@@ -224,3 +224,34 @@ def test_the_json_carries_the_forecast_it_prints(ds: Path) -> None:
     assert all(r["weighted"] is fc.WEIGHTED and r["rescaled"] is fc.RESCALED for r in js)
     q = res.forecast["q50_log"].to_list()
     assert [r["q50_log"] for r in js] == [None if not math.isfinite(v) else v for v in q]
+
+
+def test_the_cli_prints_what_the_harness_scores(ds: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``candletok similar --json``'s analogue forecast at an origin is the harness's
+    forecast there (quantiles, range, effective n), and its table shows those numbers."""
+    import json
+
+    from candletok.evaluation.analogues import AnalogueForecaster, search_query
+    from candletok.evaluation.history import load_history
+    from tests._helpers import run_main
+
+    hist = load_history(ds)
+    f = AnalogueForecaster("nearest analogues", search_query(open_index(ds), "nearest"),
+                           (1,), subsample=2, seed=3)
+    f.fit(hist)
+    got = f.forecast(hist, np.flatnonzero(hist.split == 2), 1)
+    assert got is not None
+    r = int(got.rows[0])
+    at = str(pl.Series([int(hist.ts[r])]).cast(pl.Datetime("us", "UTC"))[0].date())
+    args = ("similar", str(hist.symbol[r]), "--dataset", str(ds), "--mode", "nearest",
+            "--at", at, "--horizon", "1", "--no-calibrate")
+    code, out, _ = run_main((*args, "--json"), ds.parent, capsys, monkeypatch)
+    assert code == 0
+    shown = json.loads(out)["forecast"][0]
+    assert [shown["q10_log"], shown["q50_log"], shown["q90_log"]] == \
+        got.quantiles[0][:3].tolist()
+    assert (shown["range_mean"], shown["n_eff"]) == (got.range_mean[0], got.n_eff[0])
+    code, out, _ = run_main(args, ds.parent, capsys, monkeypatch)
+    assert code == 0 and "analogue forecast, as evaluate scores it" in out
+    assert f"{shown['q50_pct']:+.2f}%" in out
