@@ -336,8 +336,9 @@ def bench_learned(idx: SearchIndex, root: Path, queries: list[tuple[int, int]],
     def query(i_q: tuple[int, tuple[int, int]]) -> np.ndarray:
         i, q = i_q
         rule = rule_for(idx, q, sm.window)
-        ok = Cut.of(idx, rule).eligible(ends)
-        r = dot_search(vecs, sq, vecs[min(pos[i], ends.size - 1)], K * (2 * rule.zone - 1), ok)
+        a, b = Cut.of(idx, rule).eligible_ranges(ends)  # what the learned mode runs
+        r = dot_search(vecs, sq, vecs[min(pos[i], ends.size - 1)], K * (2 * rule.zone - 1),
+                       ranges=(a, b))
         e = ends[r.indices]
         return e[thin_by_distance(e, r.scores, idx.sid[e], rule.zone, K)]
 

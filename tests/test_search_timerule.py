@@ -99,6 +99,8 @@ def same_answer(a: Any, b: Any) -> None:
     assert_frame_equal(a.matches, b.matches, check_exact=False, rel_tol=1e-9)
     assert_frame_equal(a.outcomes, b.outcomes, check_exact=False, rel_tol=1e-9)
     assert_frame_equal(a.next_range, b.next_range, check_exact=False, rel_tol=1e-9)
+    # the analogue forecast too: its scale is the query's own, known at T
+    assert_frame_equal(a.forecast, b.forecast, check_exact=False, rel_tol=1e-9)
     assert_frame_equal(a.query, b.query, check_exact=False, rel_tol=1e-12)
     skip = {"index_candles", "symbols", "search", "at"}  # the index size, the input echo
     for k, v in a.summary.items():

@@ -99,6 +99,8 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
     console.print(table("forward return (geometric mean; 10/50/90% quantiles)",
                         ["h", "", "n", "geo mean", "q10", "q50", "q90", "q10/q50/q90 in vol units"],
                         rrows))
+    if res.forecast is not None and res.forecast.height:
+        _print_forecast(console, res)
     nr = {r["who"]: r for r in res.next_range.iter_rows(named=True)}
     console.print(
         f"next candle's range: median {_pct(nr['matches']['median_pct'], False)} "
@@ -121,6 +123,22 @@ def print_similar(res: SimilarResult, cal: Any = None) -> None:
         console.print(table(f"{title} (of {s['matches']})",
                             ["#", "symbol", "from", "to", *([] if exact else ["distance"]),
                              *[f"+{h} bar{'s' if h > 1 else ''}" for h in hs]], mrows))
+
+
+def _print_forecast(console: Any, res: Any) -> None:
+    """The analogue forecast as ``evaluate`` scores it (``res.forecast``, one function
+    for both: search/forecast.py), in the words of its two val choices."""
+    f = res.forecast
+    r0 = f.row(0, named=True)
+    how = (("distance-weighted" if r0["weighted"] else "equally weighted") + " matches, "
+           + (f"returns in vol units x this query's scale ({100 * r0['scale']:.2f}%)"
+              if r0["rescaled"] else "raw returns"))
+    rows = [(r["horizon"], f"{r['n_eff']:.1f}", _prob(r["p_up"], r["p_lo"], r["p_hi"]),
+             _pct(r["q10_pct"]), _pct(r["q50_pct"]), _pct(r["q90_pct"]),
+             _pct(r["range_pct"], False)) for r in f.iter_rows(named=True)]
+    console.print(table(f"analogue forecast, as evaluate scores it ({how})",
+                        ["h", "eff. n", "P(up) [95% CI]", "q10", "q50", "q90",
+                         "next range (mean)"], rows))
 
 
 def _when(iso: str, fmt: str) -> str:

@@ -12,8 +12,10 @@ at each horizon, using only windows whose forward outcome was known by the origi
   (:func:`~candletok.evaluation.forecasters.shrink_to_base`), where ``n_eff`` is the
   effective number of independent matches: ten overlapping matches of one market day are
   not ten observations;
-* the matches' 10/50/90% forward-return quantiles in volatility units, times the scale
-  known at the origin.
+* the matches' 10/50/90% forward-return quantiles and the next range, from
+  :func:`candletok.search.forecast.forecast_rows` (the function ``similar`` prints them
+  with: shown = scored): weighted by distance or not, in volatility units times the
+  query's own scale or raw, as val chose (``docs/forecasts.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from candletok.core.errors import CandletokError
 from candletok.core.fallback import say_fallback
@@ -53,6 +54,10 @@ class AnalogueAnswer:
     n_eff: float  # effective number of independent matches (0: none)
     quantiles_vol: tuple[float, ...] | None = None  # 10/50/90% forward return / scale
     range_vol: tuple[float, float] | None = None  # next candle's ln(H/L) / scale: mean, mean sq
+    # the same already in the query's own log units (what similar shows); when given they
+    # are used as they are, else the vol-unit figures are times the origin's next scale
+    quantiles_log: tuple[float, ...] | None = None
+    range_log: tuple[float, float] | None = None
 
 
 AnalogueQuery = Callable[[History, int, Sequence[int]], dict[int, AnalogueAnswer]]
@@ -127,13 +132,20 @@ class AnalogueForecaster:
         n_eff = np.array([a.n_eff for a in ans])
         base, _ = self.base.rate(hist, horizon)
         fc = Forecast(sub, p_up=analogue_p_up(ans, base, self.prior), n_eff=n_eff)
-        if all(a.quantiles_vol is not None for a in ans):
+        s = hist.next_scale[sub]
+        if all(a.quantiles_log is not None for a in ans):
+            q = np.array([a.quantiles_log for a in ans], dtype=np.float64)
+            fc.quantiles = pad_levels(q.reshape(len(ans), -1))  # 10/50/90% only
+        elif all(a.quantiles_vol is not None for a in ans):
             q = np.array([a.quantiles_vol for a in ans], dtype=np.float64)
             q = pad_levels(q.reshape(len(ans), -1))  # the search answers 10/50/90% only
-            fc.quantiles = q * hist.next_scale[sub][:, None]
-        if horizon == 1 and all(a.range_vol is not None for a in ans):
+            fc.quantiles = q * s[:, None]
+        if horizon == 1 and all(a.range_log is not None for a in ans):
+            rl = np.array([a.range_log for a in ans], dtype=np.float64)
+            fc.range_mean, fc.range_sq = rl[:, 0], rl[:, 1]
+        elif horizon == 1 and all(a.range_vol is not None for a in ans):
             rv = np.array([a.range_vol for a in ans], dtype=np.float64)
-            s = hist.next_scale[sub]  # the matches' ranges in the query's own volatility
+            # the matches' ranges in the query's own volatility
             fc.range_mean, fc.range_sq = rv[:, 0] * s, rv[:, 1] * s * s
         return fc
 
@@ -144,21 +156,24 @@ built-ins, one file each in :mod:`candletok.search.modes`); a mode registered la
 scored when named."""
 
 
-def answers_of(res: Any) -> dict[int, AnalogueAnswer]:
-    """The matches' answer at each horizon of a :class:`~candletok.search.result.SimilarResult`
-    (horizons with no match whose outcome was known by T are left out)."""
+def answers_of(res: Any, weighted: bool | None = None, rescaled: bool | None = None
+               ) -> dict[int, AnalogueAnswer]:
+    """The matches' answer at each horizon of a :class:`~candletok.search.result.SimilarResult`:
+    its analogue forecast (``res.analogue_forecast``, the frame ``similar`` prints; with
+    ``weighted``/``rescaled``, made again from the same matches the other way). Horizons
+    with no match whose outcome was known by T are left out."""
+    fr = res.analogue_forecast(weighted, rescaled)
     out = {}
-    nr = res.next_range.filter(pl.col("who") == "matches")
-    rng = None
-    if nr.height and "mean_sq_vol" in nr.columns:
-        m, m2 = nr["mean_vol"][0], nr["mean_sq_vol"][0]
-        if m is not None and m2 is not None and math.isfinite(m) and math.isfinite(m2):
-            rng = (float(m), float(m2))
-    for r in res.outcomes.filter(pl.col("who") == "matches").iter_rows(named=True):
-        if r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"]):
-            out[int(r["horizon"])] = AnalogueAnswer(
-                float(r["p_up"]), float(r["n_eff"]), (r["q10_vol"], r["q50_vol"], r["q90_vol"]),
-                rng if int(r["horizon"]) == 1 else None)
+    for r in fr.iter_rows(named=True):
+        if not (r["n"] > 0 and r["n_eff"] > 0 and math.isfinite(r["p_up"])):
+            continue
+        h = int(r["horizon"])
+        rng = None
+        if h == 1 and math.isfinite(r["range_mean"]) and math.isfinite(r["range_sq"]):
+            rng = (float(r["range_mean"]), float(r["range_sq"]))
+        out[h] = AnalogueAnswer(float(r["p_up"]), float(r["n_eff"]),
+                                quantiles_log=(r["q10_log"], r["q50_log"], r["q90_log"]),
+                                range_log=rng)
     return out
 
 

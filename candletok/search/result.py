@@ -33,6 +33,27 @@ class SimilarResult:
     _e: np.ndarray | None = field(default=None, repr=False)
     _rule: TimeRule | None = field(default=None, repr=False)
     context: pl.DataFrame | None = field(default=None, repr=False)  # candles before the query
+    # the analogue forecast per horizon (search/forecast.py): what similar prints and the
+    # evaluation harness scores, and what it was made from (to redo it another way)
+    forecast: pl.DataFrame | None = None
+    analogue_inputs: Any = field(default=None, repr=False)
+
+    def analogue_forecast(self, weighted: bool | None = None, rescaled: bool | None = None
+                          ) -> pl.DataFrame:
+        """The analogue forecast frame (:func:`~candletok.search.forecast.forecast_rows`),
+        as shown with the defaults, or made again from the same matches with other
+        weights or units (what val chose between)."""
+        from candletok.search import forecast as fc
+        from candletok.search.timerule import Cut
+
+        w = fc.WEIGHTED if weighted is None else weighted
+        r = fc.RESCALED if rescaled is None else rescaled
+        if self.forecast is not None and (w, r) == (fc.WEIGHTED, fc.RESCALED):
+            return self.forecast
+        if self._idx is None or self._rule is None or self.analogue_inputs is None:
+            raise ValueError("This result was built without its matches' inputs.")
+        return fc.forecast_rows(self._idx, Cut.of(self._idx, self._rule),
+                                self.analogue_inputs, tuple(self._rule.horizons), w, r)
 
     @property
     def t_us(self) -> int:
@@ -67,4 +88,5 @@ class SimilarResult:
         return {"summary": {k: clean_json(v) for k, v in self.summary.items()},
                 "words": self.words, "outcomes": rows(self.outcomes),
                 "next_range": rows(self.next_range), "matches": rows(self.matches),
+                "forecast": [] if self.forecast is None else rows(self.forecast),
                 "query": rows(query)}

@@ -35,7 +35,7 @@ FORMAT = "candletok-search/1"
 SUFFIX = ".search.pt"
 EMBEDS = ("hidden", "outcomes")  # what the embedding is: last hidden layer or the heads
 RANGE_FLOOR = 0.01  # vol units: a zero forward range has no log
-CHUNK = 1 << 18  # windows per embedding block (bounded memory)
+EMBED_BLOCK = 1 << 13  # rows per matrix product of the embedding pass: stays in cache
 
 
 def search_model_path(model: str | Path) -> Path:
@@ -126,22 +126,34 @@ class SearchModel:
             if last_ts is None:
                 raise ModelError("This search model reads calendar inputs; pass the times.")
             X = np.concatenate([X, calendar_inputs(last_ts, self.cal_spec())], axis=1)
-        Z = (X - self.x_mu) / self.x_sd
-        return np.where(np.isfinite(Z), Z, 0.0).astype(np.float32)
+        Z = X - self.x_mu  # then in place: one temporary, not three
+        Z /= self.x_sd
+        Z[~np.isfinite(Z)] = 0.0
+        return Z.astype(np.float32)
+
+    def hidden(self, Z: np.ndarray) -> np.ndarray:
+        """The last hidden layer of standardized inputs (ReLU in place: no copies)."""
+        h = Z
+        for w, b in self.layers:
+            h = h @ w.T
+            h += b
+            np.maximum(h, 0.0, out=h)
+        return h
 
     def forward(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(last hidden layer, outcome predictions) of standardized inputs."""
-        h = Z
-        for w, b in self.layers:
-            h = np.maximum(h @ w.T + b, 0.0)
+        h = self.hidden(Z)
         return h, h @ self.head[0].T + self.head[1]
 
     def embed(self, Z: np.ndarray) -> np.ndarray:
-        """(W, width) float32 embeddings of standardized inputs, in blocks."""
+        """(W, width) float32 embeddings of standardized inputs, in blocks of
+        :data:`EMBED_BLOCK` rows (each layer's output stays in cache); the heads are
+        computed only when they are the embedding."""
         out = np.empty((Z.shape[0], self.width), dtype=np.float32)
-        for s in range(0, Z.shape[0], CHUNK):
-            h, y = self.forward(Z[s : s + CHUNK])
-            out[s : s + CHUNK] = y if self.embed_from == "outcomes" else h
+        for s in range(0, Z.shape[0], EMBED_BLOCK):
+            z = Z[s : s + EMBED_BLOCK]
+            out[s : s + EMBED_BLOCK] = (self.forward(z)[1] if self.embed_from == "outcomes"
+                                        else self.hidden(z))
         return out
 
     def check(self, n: int, tok: Any) -> None:
@@ -243,7 +255,9 @@ def learned_vectors(idx: SearchIndex, tok: Any, sm: SearchModel
         ends, vecs = cached_vectors(idx, sm.sha256, "learned", sm.window, sm.width,
                                     lambda e: sm.embed(index_inputs(idx, tok, sm, e)))
         v = np.asarray(vecs, dtype=np.float32)
-        sq = np.einsum("ij,ij->i", v, v, dtype=np.float64)
+        # the squared norms once per vector set (every query reuses them), in float32
+        # like the product they are added to
+        sq = np.einsum("ij,ij->i", v, v, dtype=np.float64).astype(np.float32)
         _VECTORS.clear()
         _VECTORS[key] = (idx, ends, v, sq)  # the index held: its id stays its own
     return _VECTORS[key][1:]

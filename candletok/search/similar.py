@@ -23,7 +23,7 @@ import polars as pl
 
 from candletok.core.display import is_intraday, price_decimals
 from candletok.core.errors import CandletokError
-from candletok.search import stats
+from candletok.search import forecast, stats
 from candletok.search.index import SearchIndex, open_index
 from candletok.search.modes import Found, get_mode, modes, register_mode
 from candletok.search.query import Query, When, from_bars, from_dataset, from_us
@@ -129,6 +129,11 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     note = stats.looks_note(len(rule.horizons))
     words += [note] if note else []
     rng = _next_range(idx, cut, found.e)
+    # a mode whose matches share the query's symbols has one distance: equal weights
+    dist = np.zeros(found.e.size) if spec.search_mode.same_tokens else found.dist
+    inputs = forecast.Inputs(found.e, dist, rho,
+                             forecast.query_scale(idx, tok, q.q_end, q.candles))
+    fcast = forecast.forecast_rows(idx, cut, inputs, tuple(rule.horizons))
     matches, listed = _matches_frame(idx, found, rule, spec)
     n_eff, clusters = effective_n(idx, found.e[cut.available(found.e, rule.h0)], rule.h0, rho)
     summary = {
@@ -149,7 +154,8 @@ def _result(idx: SearchIndex, tok: Tokenizer, q: Query, rule: TimeRule, found: F
     }
     qc = q.candles.tail(last)
     return SimilarResult(matches, outcomes, summary, words, qc, rng, fwd, idx, tok, listed,
-                         rule.with_window(found.window), q.candles.tail(last + 30))
+                         rule.with_window(found.window), q.candles.tail(last + 30),
+                         forecast=fcast, analogue_inputs=inputs)
 
 
 def _symbol_words(spec: SearchSpec, q: Query, last: int) -> dict[str, Any]:

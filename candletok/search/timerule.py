@@ -107,6 +107,15 @@ class Cut:
             hi[r.q_sid] = min(int(hi[r.q_sid]), r.q_end - r.zone + 1)
         return lo, np.maximum(hi, lo)
 
+    def eligible_ranges(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per series, the ``[a, b)`` of positions in ``ends`` (every window end of the
+        index, ascending) that :meth:`eligible` admits: the rule's own
+        :meth:`window_ranges` found by binary search, so a search over every window can
+        skip the rest by slices instead of testing each end."""
+        lo, hi = self.window_ranges(self.rule.h0)
+        ends = np.asarray(ends)
+        return np.searchsorted(ends, lo), np.searchsorted(ends, hi)
+
     def count_eligible(self) -> int:
         """How many windows the rule lets answer (without listing them)."""
         lo, hi = self.window_ranges(self.rule.h0)

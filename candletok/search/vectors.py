@@ -154,6 +154,9 @@ class FaissIndex(BaseIndex):
         return cls(index=faiss.read_index(str(path)), kind=kind)
 
 
+DOT_BLOCK = 1 << 15  # rows per block of dot_search's product: its slice stays in cache
+
+
 def _faiss() -> Any:
     try:
         import faiss
@@ -180,31 +183,66 @@ def search_filtered(index: BaseIndex, query: np.ndarray, k: int,
         want *= 4
 
 
+def _scores_into(out: np.ndarray, vectors: np.ndarray, sq: np.ndarray, q32: np.ndarray,
+                 lo: int, hi: int) -> None:
+    """``out[:] = |v|^2 - 2 v.q`` for rows [lo, hi), in float32, in place, in blocks of
+    :data:`DOT_BLOCK` rows (each block's product stays in cache)."""
+    for s in range(lo, hi, DOT_BLOCK):
+        e = min(hi, s + DOT_BLOCK)
+        blk = out[s - lo : e - lo]
+        np.matmul(vectors[s:e], q32, out=blk)
+        blk *= np.float32(-2.0)
+        blk += sq[s:e]
+
+
 def dot_search(vectors: np.ndarray, sqnorms: np.ndarray, query: np.ndarray, k: int,
-               mask: np.ndarray | None = None) -> SearchResults:
-    """The k nearest rows (among ``mask``) by squared L2 distance, exactly, at the cost
-    of one float32 matrix-vector product: ``|v|^2 - 2 v.q + |q|^2`` ranks every row,
-    then every row within that ranking's float32 error of the k-th is measured again in
-    float64 and the k nearest of those are returned (ties: lower id), so the answer is
-    :meth:`NumpyFlatIndex.search_masked`'s without its float64 pass over every row."""
+               mask: np.ndarray | None = None,
+               ranges: tuple[np.ndarray, np.ndarray] | None = None) -> SearchResults:
+    """The k nearest rows (among ``mask``, or among the row ranges ``[a, b)`` of
+    ``ranges``) by squared L2 distance, exactly, at the cost of one float32
+    matrix-vector product: ``|v|^2 - 2 v.q + |q|^2`` ranks the rows (in float32, in
+    place, in cached blocks; ``sqnorms`` computed once per vector set by the caller,
+    float32 preferred), then every row within that ranking's float32 error of the k-th is
+    measured again in float64 and the k nearest of those are returned (ties: lower id),
+    so the answer is :meth:`NumpyFlatIndex.search_masked`'s without its float64 pass over
+    every row. With ``ranges`` (the time rule's eligible windows, one range per series)
+    only those rows are multiplied and ranked: one slice per range, not a test per row."""
     q32 = np.asarray(query, dtype=np.float32).reshape(-1)
     q2 = float(np.dot(q32.astype(np.float64), q32.astype(np.float64)))
     n = vectors.shape[0]
-    if k < 1 or n == 0:
+    sq = np.asarray(sqnorms)
+    if ranges is not None:
+        a, b = (np.minimum(np.asarray(x, dtype=np.int64), n) for x in ranges)
+        keep = b > a
+        o = np.argsort(a[keep], kind="stable")
+        a, b = a[keep][o], b[keep][o]
+    else:
+        a, b = np.zeros(1, np.int64), np.full(1, n, np.int64)
+    ends = np.cumsum(b - a)
+    m = int(ends[-1]) if ends.size else 0
+    if k < 1 or m == 0:
         return SearchResults(np.zeros(0), np.zeros(0, dtype=np.int64))
-    approx = sqnorms - 2.0 * (vectors @ q32)  # + q2 is the same for every row
-    if mask is not None:
-        approx[~np.asarray(mask, dtype=bool)] = np.inf
-    if k < n:
+    approx = np.empty(m, dtype=np.float32)  # + q2 is the same for every row
+    for lo, hi, at in zip(a.tolist(), b.tolist(), (ends - (b - a)).tolist(), strict=True):
+        _scores_into(approx[at : at + hi - lo], vectors, sq, q32, lo, hi)
+    if mask is not None:  # in the ranked rows' order (the ranges laid end to end)
+        mk = np.asarray(mask, dtype=bool)
+        if ranges is not None:
+            mk = np.concatenate([mk[lo:hi] for lo, hi in zip(a.tolist(), b.tolist(),
+                                                             strict=True)])
+        approx[~mk] = np.inf
+    if k < m:
         kth = float(np.partition(approx, k - 1)[k - 1])
         if not np.isfinite(kth):  # fewer than k rows pass the mask
             kth = float(approx[np.isfinite(approx)].max(initial=-np.inf))
-        # float32 products: error below ~ d * 2^-23 * |v| |q| per row (a wide margin)
-        tol = 1e-5 * (float(sqnorms.max(initial=0.0)) + q2) + 1e-12
-        ids = np.flatnonzero(approx <= kth + tol)
+        # float32 products and sums: error below ~ d * 2^-23 * (|v|^2 + |q|^2) per row
+        tol = 1e-5 * (float(sq.max(initial=0.0)) + q2) + 1e-12
+        pos = np.flatnonzero(approx <= kth + tol)
     else:
-        ids = np.flatnonzero(np.isfinite(approx))
-    blk = vectors[ids].astype(np.float64) - q32.astype(np.float64)[None, :]
-    d = np.einsum("ij,ij->i", blk, blk)
-    o = np.lexsort((ids, d))[:k]
-    return SearchResults(d[o], ids[o])
+        pos = np.flatnonzero(np.isfinite(approx))
+    r = np.searchsorted(ends, pos, side="right")  # which range each ranked row is in
+    ids = a[r] + (pos - (ends[r] - (b[r] - a[r])))
+    blk64 = vectors[ids].astype(np.float64) - q32.astype(np.float64)[None, :]
+    d = np.einsum("ij,ij->i", blk64, blk64)
+    o2 = np.lexsort((ids, d))[:k]
+    return SearchResults(d[o2], ids[o2])

@@ -1,8 +1,9 @@
 """``learned``: the ``top`` nearest windows in the space of the search model trained for
 retrieval (:mod:`candletok.search.retrieval`, ``m.search.pt`` beside checkpoint ``m.pt``,
 made by ``candletok train-search``): windows close there had close forward returns and
-ranges on train. Exact (one float32 product over every window's vector, the near ties
-re-measured in float64); the embedding pass is numpy (torch only reads the file)."""
+ranges on train. Exact (one float32 product over every window's vector with its cached
+squared norms, the time rule applied as slices, the near ties re-measured in float64);
+the embedding pass is numpy (torch only reads the file)."""
 
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ class Learned(SearchMode):
         q_last = int(q.candles["ts"].dt.epoch("us").to_numpy()[-1])
         qv = query_vector(sm, tok, q.feats, q_last)
         cut = Cut.of(idx, rule)
-        ok = cut.eligible(ends)
-        n_ok = int(ok.sum())
+        a, b = cut.eligible_ranges(ends)  # the time rule as slices: no pass per window
+        n_ok = int((b - a).sum())
         M = max(1, spec.top * (2 * rule.zone - 1))
-        r = dot_search(vecs, sq, qv, M, ok)
+        r = dot_search(vecs, sq, qv, M, ranges=(a, b))
         e = ends[r.indices]
         kept = thin_by_distance(e, r.scores, idx.sid[e], rule.zone, spec.top)
         cal = "with calendar inputs" if sm.calendar is not None else "no calendar inputs"
