@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from candletok.dataset.manifest import (
     open_dataset,
     read_manifest,
     read_rows,
+    shard_stat,
     verify_dataset,
 )
 from candletok.search.arrayfiles import array_record, check_arrays, load_days, save_days
@@ -216,16 +216,20 @@ class SearchIndex:
         return idx
 
     @classmethod
-    def build(cls, root: str | Path, out: Path | None = None) -> SearchIndex:
+    def build(cls, root: str | Path, out: Path | None = None,
+              verified: dict[str, list[int]] | None = None) -> SearchIndex:
         """Read every split of dataset ``root`` and build its index in memory, after
         verifying every shard against the manifest (sha256 and vocabulary fingerprint):
         the saved index is later trusted by the shards' size and mtime, so what it is
-        built from must be what ``encode`` wrote. With ``out`` (the folder :meth:`save`
-        then completes), the per-candle columns are written there as they are laid out
-        and mapped back, never held as a second copy in memory."""
+        built from must be what ``encode`` wrote. ``verified``: the shards' (size,
+        mtime_ns) when an index of this same manifest verified them (its
+        ``shard_stats``); a shard unchanged since is not hashed again, the same trust a
+        saved index is loaded on. With ``out`` (the folder :meth:`save` then completes),
+        the per-candle columns are written there as they are laid out and mapped back,
+        never held as a second copy in memory."""
         root = Path(root)
         manifest, tok = open_dataset(root)
-        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
+        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]], verified)
         t0 = time.perf_counter()
         cols = read_series(root, out)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
@@ -493,12 +497,12 @@ def _write_runs(path: Path, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
 
 def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
     """(size, mtime_ns) of every shard: a cheap way to notice a shard edited in place."""
-    stats = {}
-    for split in SPLITS:
-        for s in manifest["splits"].get(split, {}).get("shards", []):
-            st = os.stat(root / s["path"])
-            stats[s["path"]] = [st.st_size, st.st_mtime_ns]
-    return stats
+    try:
+        return {s["path"]: shard_stat(root / s["path"]) for split in SPLITS
+                for s in manifest["splits"].get(split, {}).get("shards", [])}
+    except FileNotFoundError as exc:
+        raise DatasetError(f"Shard {exc.filename} is missing; re-run `candletok encode`.") \
+            from exc
 
 
 def _shards_unchanged(root: Path, manifest: dict[str, Any], meta: dict[str, Any]) -> bool:
@@ -506,11 +510,7 @@ def _shards_unchanged(root: Path, manifest: dict[str, Any], meta: dict[str, Any]
     changed is hashed: if it no longer matches the manifest the dataset itself is corrupt
     (one clear error); if it still matches (only touched), the index stays valid."""
     recorded = meta.get("shard_stats") or {}
-    try:
-        now = _shard_stats(root, manifest)
-    except FileNotFoundError as exc:
-        raise DatasetError(f"Shard {exc.filename} is missing; re-run `candletok encode`.") \
-            from exc
+    now = _shard_stats(root, manifest)
     sha = {s["path"]: s["sha256"] for split in SPLITS
            for s in manifest["splits"].get(split, {}).get("shards", [])}
     for path, st in now.items():
@@ -552,8 +552,11 @@ def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
                     path, exc)
         return SearchIndex.build(root)
     try:
-        idx = SearchIndex.build(root, tmp)
-        idx.save(path, _shard_stats(root, manifest), tmp=tmp)
+        # shards an index of this same manifest verified, unchanged since: not re-hashed
+        verified = (meta or {}).get("shard_stats") if fresh else None
+        stats = _shard_stats(root, manifest)  # taken before the read the build verifies
+        idx = SearchIndex.build(root, tmp, verified)
+        idx.save(path, stats, tmp=tmp)
     except OSError as exc:
         log.warning("could not save the search index in %s (%s); using it from memory",
                     path, exc)
