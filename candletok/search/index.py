@@ -99,14 +99,14 @@ def gram_keys(tokens: np.ndarray, starts: np.ndarray, radix: int, order: int) ->
     first = starts[:-1]
     lens = np.diff(starts)
     for lag in range(1, order):
-        shifted = np.zeros(n, dtype=np.uint64)
-        shifted[lag:] = tokens[:-lag]
+        key *= np.uint64(radix)
+        if lag < n:  # in place: no shifted copy of the whole array per lag
+            np.add(key[lag:], tokens[:-lag], out=key[lag:])
         # the first `lag` positions of each series look back past its start: PAD there
         j = np.arange(lag)
         bad = (first[:, None] + j[None, :])[j[None, :] < lens[:, None]]
-        shifted[bad] = 0
-        key *= np.uint64(radix)
-        key += shifted
+        bad = bad[bad >= lag]  # before `lag` nothing was added
+        key[bad] -= tokens[bad - lag].astype(np.uint64)
     return key
 
 
