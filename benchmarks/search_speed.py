@@ -38,14 +38,8 @@ from benchmarks._util import machine, measure
 from candletok.data.synthetic import synthetic_bars
 from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import open_dataset
-from candletok.search.index import (
-    ARRAYS,
-    SearchIndex,
-    index_dir,
-    open_index,
-    ranges_to_indices,
-    read_series,
-)
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import ARRAYS, SearchIndex, index_dir, open_index, read_series
 from candletok.search.nearest import (
     brute_force,
     feature_weights,
