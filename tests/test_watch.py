@@ -275,3 +275,12 @@ def test_cli_watch_odds_and_analogues_equal_predict_and_similar(  # type: ignore
     text = screen.export_text()
     assert "odds" in text and "analogues" in text and "k=2 target" in text
     assert ev.analogues == lines[0]["analogues"]  # what the first run printed at its start
+
+
+@pytest.mark.parametrize("bad", [("--odds", "-1"), ("--odds", "1", "--samples", "0")])
+def test_cli_watch_refuses_bad_odds_in_one_sentence(work: Path, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                    monkeypatch, bad) -> None:
+    code, out, err = run_main(("watch", "AAA", "--model", str(work / "m.pt"), *bad),
+                              tmp_path, capsys, monkeypatch)
+    assert code != 0 and out == ""
+    assert "--odds" in err or "--samples" in err
