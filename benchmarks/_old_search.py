@@ -26,7 +26,8 @@ from candletok.core.atomic import sha256_file
 from candletok.core.ids import SPLITS
 from candletok.dataset.manifest import open_dataset, split_meta
 from candletok.search import stats
-from candletok.search.index import ARRAYS, BAR_ARRAYS, SearchIndex, dataset_key, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import ARRAYS, BAR_ARRAYS, SearchIndex, dataset_key
 
 
 def old_read_series(root: Path) -> dict[str, Any]:

@@ -124,3 +124,20 @@ def test_forward_step_refuses_what_the_forward_refuses() -> None:
         m.forward_step(idx[:1], random_cal((1, 3), torch.Generator()), cache)
     with pytest.raises(ValueError, match="at least one token"):
         m.forward_step(idx[:, :0], None, cache)
+
+
+def test_kept_feature_embeddings_follow_the_weights() -> None:
+    """forward_step keeps the (V, C) feature projection between steps; changing the
+    projection or the table in place (a training step, a load) must be seen at once, so
+    the step still equals the full forward."""
+    m = model(20, 8, 1, 2, 4, False, n_features=3)
+    idx = torch.randint(3, 20, (1, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for change in (lambda: m.feat_proj.weight.mul_(3.0),  # type: ignore[union-attr]
+                       lambda: m.token_features.add_(0.5)):
+            step, _ = m.forward_step(idx)
+            change()
+            again, _ = m.forward_step(idx)
+            full, _ = m(idx)
+            assert not torch.allclose(step, again)
+            assert torch.allclose(again, full, atol=TOL)

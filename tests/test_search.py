@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from candletok.core.ids import MISSING
@@ -291,3 +293,25 @@ def test_the_looks_note_names_the_horizons_and_the_bonferroni_bar() -> None:
     note = stats.looks_note(3)
     assert note is not None and "3 horizons" in note and "0.0167" in note
     assert "--mode" in note
+
+
+@settings(max_examples=40, deadline=None)
+@given(lens=st.lists(st.integers(1, 9), min_size=1, max_size=8), order=st.integers(1, 5),
+       seed=st.integers(0, 1000))
+def test_gram_keys_match_the_per_position_definition(lens: list[int], order: int,
+                                                     seed: int) -> None:
+    """The in-place key build equals the definition: the ``order`` tokens ending at each
+    position, newest most significant, PAD (0) before its series' start."""
+    from candletok.search.index import gram_keys
+
+    radix = 11
+    tokens = np.random.default_rng(seed).integers(4, radix, sum(lens)).astype(np.uint16)
+    starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    want = []
+    for a, b in itertools.pairwise(starts.tolist()):
+        for p in range(a, b):
+            k = 0
+            for lag in range(order):  # newest (lag 0) most significant
+                k = k * radix + (int(tokens[p - lag]) if p - lag >= a else 0)
+            want.append(k)
+    assert gram_keys(tokens, starts, radix, order).tolist() == want

@@ -15,7 +15,8 @@ def test_search_benchmark_runs_and_agrees() -> None:
     rows = search_speed.main(["--candles", "30000", "--queries", "3", "--no-faiss",
                               "--no-stumpy", "--hnsw-max", "0"])
     what = " | ".join(r["what"] for r in rows)
-    for part in ("index build, from the folder", "index memory", "exact 5-gram query",
+    for part in ("index build, from the folder, first", "from the folder, rebuild",
+                 "index memory", "exact 5-gram query",
                  "N=5", "N=10", "N=20", "numpy brute force", "similar() end to end",
                  "learned: embedding pass", "learned: query"):
         assert part in what, part

@@ -266,3 +266,32 @@ def test_edited_cached_base_rate_sums_are_recomputed(ds: Path,
         got = similar(ds, "CC", last=3, horizons=(1, 3))
     assert "do not match their checksum" in caplog.text
     assert got.outcomes.equals(want)
+
+
+def test_a_rebuild_hashes_only_the_shards_changed_since_the_index_verified_them(
+        ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild of a fresh index trusts the shards' (size, mtime) it recorded when it
+    verified them, as loading it does: none is hashed again; a shard edited since (its
+    stat differs) is hashed and refused."""
+    from candletok.dataset import manifest as mf
+
+    open_index(ds)
+    shards = {s["path"] for sp in _manifest(ds)["splits"].values() for s in sp["shards"]}
+    hashed: list[Path] = []
+
+    def counting(path: Any) -> str:
+        hashed.append(Path(path))
+        return sha256_file(path)
+
+    monkeypatch.setattr(mf, "sha256_file", counting)
+    open_index(ds, rebuild=True)
+    assert not {str(p.relative_to(ds)) for p in hashed} & shards
+    victim = ds / sorted(shards)[0]
+    df = pl.read_parquet(victim)
+    meta = pl.read_parquet_metadata(victim)
+    write_parquet_atomic(df.with_columns(pl.col("close") * 1.01), victim, metadata=meta)
+    hashed.clear()
+    with pytest.raises(DatasetError, match="corrupt"):
+        open_index(ds, rebuild=True)
+    assert [str(p.relative_to(ds)) for p in hashed if str(p.relative_to(ds)) in shards] == [
+        str(victim.relative_to(ds))]

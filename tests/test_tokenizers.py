@@ -335,3 +335,23 @@ def test_chunked_encode_matches_feature_matrix(toks: dict[str, Tokenizer], name:
         grouped.select("symbol", "ts", "prev_close", "scale"))
     interleaved = tok.encode(bars.sort("ts", "symbol"))  # grouped fallback path
     assert interleaved.sort("symbol", "ts").equals(enc)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), on_edges=st.booleans())
+def test_bins_one_row_encodes_as_in_a_batch(toks: dict[str, Tokenizer], seed: int,
+                                            on_edges: bool) -> None:
+    """A live bar is encoded one row at a time (a plain-Python count of edges): every row
+    alone gets the token the vectorized batch gives it, values exactly on an edge too."""
+    tok = toks["bins"]
+    assert isinstance(tok, BinsTokenizer)
+    r = np.random.default_rng(seed)
+    X = r.normal(0, 1.5, (40, len(tok.feature_names)))
+    if on_edges:  # half the values sit exactly on an edge of their feature
+        for j, name in enumerate(tok.feature_names):
+            e = np.asarray(tok.edges[name], dtype=np.float64)
+            if e.size:
+                X[::2, j] = r.choice(e, X[::2, j].size)
+    batch = tok.encode_features(X)
+    alone = np.concatenate([tok.encode_features(X[i:i + 1]) for i in range(len(X))])
+    assert np.array_equal(batch, alone)

@@ -194,3 +194,93 @@ def test_sigterm_while_waiting_exits_cleanly(work: Path, tmp_path: Path, capsys,
         tmp_path, capsys, monkeypatch, CANDLETOK_CACHE=str(tmp_path / "cache"))
     assert code == 143 and "0 new bars" in err
     assert out.count("AAA  close") == 1  # the answer on the history, then the stop
+
+
+def test_cli_watch_odds_and_analogues_equal_predict_and_similar(  # type: ignore[no-untyped-def]
+        work: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``watch --odds --dataset`` on a file another process appends to (the fake clock
+    decides which of its daily bars have closed): each bar's odds are what ``predict
+    --odds`` prints on the bars up to it, and its analogues what ``similar`` prints."""
+    from candletok.cli import cmd_watch
+
+    day = timedelta(days=1)
+    bars = hourly(HISTORY + 3).with_columns(
+        pl.Series("ts", [T0 + i * day for i in range(HISTORY + 3)]).cast(
+            pl.Datetime("us", "UTC")))
+    feed = tmp_path / "feed.csv"
+    bars.write_csv(feed)
+    clock = FakeClock(T0 + HISTORY * day + timedelta(seconds=5))
+    monkeypatch.setattr(cmd_watch, "make_clock", lambda stop: clock)
+    odds = ("--odds", "1,2", "--samples", "40")
+    code, out, err = run_main(
+        ("watch", "AAA", "--model", str(work / "m.pt"), "--dataset", str(work / "ds"),
+         "--source", str(feed), "--interval", "1d", "--horizon", "1,3", "--json",
+         "--max-bars", "2", "--exchange", "none", *odds), tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert [x["event"] for x in lines] == ["start", "bar", "bar"]
+    for n, x in zip(range(HISTORY, HISTORY + 3), lines, strict=True):
+        assert x["ts"] == bars["ts"][n - 1].isoformat()
+        head = tmp_path / f"head{n}.csv"
+        bars.head(n).write_csv(head)
+        code, pout, perr = run_main(
+            ("predict", "AAA", "--model", str(work / "m.pt"), "--source", str(head),
+             "--horizon", "3", "--calendar-exchange", "none", "--json", *odds),
+            tmp_path, capsys, monkeypatch)
+        assert code == 0, perr
+        ref = json.loads(pout)["predictions"][0]["odds"]
+        assert len(x["odds"]) == 2 and [r["k"] for r in x["odds"]] == [1.0, 2.0]
+        assert x["odds"] == ref  # the same seeded paths: the same numbers
+        assert {r["horizon"] for r in x["odds"]} == {3}  # the longest --horizon
+        code, sout, serr = run_main(
+            ("similar", "AAA", "--dataset", str(work / "ds"), "--source", str(head),
+             "--horizon", "1,3", "--json"), tmp_path, capsys, monkeypatch)
+        assert code == 0, serr
+        sim, a = json.loads(sout), x["analogues"]
+        assert a["matches"] == sim["summary"]["matches"] > 0
+        assert a["window"] == sim["summary"]["window"]
+        for got in a["horizons"]:
+            h = got["horizon"]
+            m, b = (next(r for r in sim["outcomes"] if r["horizon"] == h and r["who"] == who)
+                    for who in ("matches", "base"))
+            assert (got["n"], got["p_up"], got["p_lo"], got["p_hi"]) == pytest.approx(
+                (m["n"], m["p_up"], m["p_lo"], m["p_hi"]))
+            assert got["base_rate"] == pytest.approx(b["p_up"])
+            cal = next(c for c in sim["calibration"]["horizons"] if c["horizon"] == h)
+            assert got["p_up_calibrated"] == pytest.approx(cal["p_up_calibrated"])
+        assert [m["symbol"] for m in a["top"]] == [m["symbol"] for m in sim["matches"][:5]]
+    # a line per bar in a pipe: the odds and the analogues after the answers
+    code, out, err = run_main(
+        ("watch", "AAA", "--model", str(work / "m.pt"), "--dataset", str(work / "ds"),
+         "--source", str(feed), "--interval", "1d", "--max-bars", "0", "--exchange",
+         "none", *odds), tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+    line = out.splitlines()[0]
+    assert "P(up)" in line and "odds h=1 k=1 target" in line and "analogues " in line
+    # an updating table in a terminal: the odds and the analogues in their own columns
+    from rich.console import Console
+
+    from candletok.predict.live import SourceFeed, Watcher
+    from candletok.predict.predictor import Predictor
+    from candletok.predict.watchextras import AnalogueAsk, OddsAsk
+
+    pred = Predictor.from_checkpoint(work / "m.pt", work / "ds")
+    clock.t = T0 + HISTORY * day + timedelta(seconds=5)  # as the first run started
+    w = Watcher(pred, ["AAA"], "1d", SourceFeed(str(feed), "1d"), clock, horizons=(1, 3),
+                exchange="none", odds=OddsAsk((1.0, 2.0), 3, 40, "none"),
+                analogues=AnalogueAsk(work / "ds", (1, 3)))
+    ev = w.run(max_bars=0, max_polls=1).events[0]
+    screen = Console(record=True, width=400)
+    screen.print(cmd_watch._table({"AAA": ev}, "1d"))
+    text = screen.export_text()
+    assert "odds" in text and "analogues" in text and "k=2 target" in text
+    assert ev.analogues == lines[0]["analogues"]  # what the first run printed at its start
+
+
+@pytest.mark.parametrize("bad", [("--odds", "-1"), ("--odds", "1", "--samples", "0")])
+def test_cli_watch_refuses_bad_odds_in_one_sentence(work: Path, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                    monkeypatch, bad) -> None:
+    code, out, err = run_main(("watch", "AAA", "--model", str(work / "m.pt"), *bad),
+                              tmp_path, capsys, monkeypatch)
+    assert code != 0 and out == ""
+    assert "--odds" in err or "--samples" in err

@@ -425,14 +425,11 @@ def _odds_for(model: CandleGPT, tok: Tokenizer, bars: Any, preds: list[Predictio
     by the ``saved`` maps where ``evaluate`` scored this k and horizon."""
     import polars as pl
 
-    from candletok.predict.odds import odds_rows, sample_paths
+    from candletok.predict.odds import symbol_odds
 
-    out = []
-    for pr in preds:
-        paths, close, scale = sample_paths(model, tok, bars.filter(pl.col("symbol") == pr.symbol),
-                                           horizon, samples, exchange=exchange)
-        out.append(odds_rows(paths, close, scale, ks, horizon, saved, pr.symbol, iv))
-    return out
+    return [symbol_odds(model, tok, bars.filter(pl.col("symbol") == pr.symbol), ks, horizon,
+                        samples, exchange=exchange, calibration=saved, interval=iv)
+            for pr in preds]
 
 
 def print_odds(pr: Prediction, rows: list[OddsRow]) -> None:

@@ -21,6 +21,7 @@ from candletok.cli.app import (
     json_value,
 )
 from candletok.core.display import time_text
+from candletok.core.errors import ModelError
 from candletok.core.horizons import check_horizons
 
 if TYPE_CHECKING:  # importing the loop loads torch
@@ -36,8 +37,14 @@ def make_clock(stop: Any) -> Clock:
 
 def event_line(ev: WatchEvent, interval: str) -> str:
     """One bar's answers on one line: the bar, then per horizon P(up) calibrated (raw), the
-    base rate beside it, and at h = 1 the expected range."""
-    parts = [f"{time_text(ev.ts, interval)}  {ev.symbol}  close {ev.close:g}"]
+    base rate beside it, and at h = 1 the expected range; then the odds and analogues."""
+    head = f"{time_text(ev.ts, interval)}  {ev.symbol}  close {ev.close:g}"
+    return "  ".join([head, *answer_cells(ev), *extra_cells(ev)])
+
+
+def answer_cells(ev: WatchEvent) -> list[str]:
+    """Per horizon: P(up) calibrated (raw), the base rate beside it, at h = 1 the range."""
+    parts = []
     for a in ev.answers:
         p = "-" if a.p_up is None else f"{a.p_up:.1%}"
         raw = "-" if a.p_up_raw is None else f"{a.p_up_raw:.1%}"
@@ -47,25 +54,40 @@ def event_line(ev: WatchEvent, interval: str) -> str:
         elif a.horizon == 1 and a.range_raw is not None:  # no fitted constant: the raw one
             cell += f" range {100 * math.expm1(a.range_raw):.2f}% (raw)"
         parts.append(cell)
-    return "  ".join(parts)
+    return parts
+
+
+def extra_cells(ev: WatchEvent) -> list[str]:
+    """The odds and analogues of one bar, one cell each, where they were asked for."""
+    from candletok.predict.watchextras import analogue_cell, odds_cell
+
+    cells = [] if ev.odds is None else [odds_cell(ev.odds)]
+    return cells + ([] if ev.analogues is None else [analogue_cell(ev.analogues)])
 
 
 def event_json(ev: WatchEvent) -> str:
     """One bar's answers as one JSON line (probabilities as fractions)."""
-    return json.dumps({"event": ev.kind, "symbol": ev.symbol, "ts": ev.ts.isoformat(),
-                       "close": ev.close, "answers": [a.to_dict() for a in ev.answers]},
-                      allow_nan=False, default=json_value)
+    doc: dict[str, Any] = {"event": ev.kind, "symbol": ev.symbol, "ts": ev.ts.isoformat(),
+                           "close": ev.close, "answers": [a.to_dict() for a in ev.answers]}
+    if ev.odds is not None:
+        doc["odds"] = [r.to_dict() for r in ev.odds]
+    if ev.analogues is not None:
+        doc["analogues"] = ev.analogues
+    return json.dumps(doc, allow_nan=False, default=json_value)
 
 
 def _table(last: dict[str, Any], interval: str) -> Any:
     from rich.table import Table
 
     t = Table(title="candletok watch (Ctrl-C stops)")
-    for c in ("symbol", "last bar", "close", "answers"):
+    odds = any(ev.odds is not None for ev in last.values())
+    analogues = any(ev.analogues is not None for ev in last.values())
+    for c in ("symbol", "last bar", "close", "answers", *["odds"] * odds,
+              *["analogues"] * analogues):
         t.add_column(c)
     for sym, ev in last.items():
         t.add_row(sym, time_text(ev.ts, interval), f"{ev.close:g}",
-                  event_line(ev, interval).split("  ", 3)[-1])
+                  "  ".join(answer_cells(ev)), *extra_cells(ev))
     return t
 
 
@@ -91,6 +113,14 @@ def watch(
                                  "times (a MIC such as XNYS; auto: from each symbol; none: "
                                  "the series' weekly grid)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    odds: str | None = typer.Option(
+        None, "--odds", help="Stop and target odds for these multiples k of the volatility "
+        "unit, e.g. 1,2: P(+k before -k) within the longest --horizon, from sampled paths "
+        "beside the random walk, as `predict --odds` gives them."),
+    samples: int = typer.Option(500, "--samples", help="Sampled paths behind the --odds."),
+    analogues: bool = typer.Option(True, "--analogues/--no-analogues", help="With "
+                                   "--dataset: the nearest analogues per bar (`similar`'s "
+                                   "matches, base rate and calibrated P(up))."),
 ) -> None:
     """Follow symbols bar by bar: the calibrated answer at every bar close (one line per
     bar in a pipe, an updating table in a terminal)."""
@@ -100,9 +130,18 @@ def watch(
     from candletok.model.runtime import stop_on_sigint
     from candletok.predict.live import SourceFeed, Watcher, YahooFeed
     from candletok.predict.predictor import Predictor
+    from candletok.predict.watchextras import AnalogueAsk, OddsAsk
 
     syms = normalize_symbols(symbols)
     hs = check_horizons(horizon)
+    odds_ask = None
+    if odds is not None:
+        from candletok.predict.odds import parse_ks
+
+        if samples < 1:
+            raise ModelError("--samples must be at least 1.")
+        odds_ask = OddsAsk(tuple(parse_ks(odds)), max(hs), samples, exchange)
+    ana_ask = AnalogueAsk(dataset, tuple(hs)) if dataset is not None and analogues else None
     pred = Predictor.from_checkpoint(model_path, dataset, device=device)
     iv = interval or pred.facts.interval or "1d"
     feed = (SourceFeed(source, iv) if is_path_source(source) or source != "yahoo"
@@ -111,7 +150,7 @@ def watch(
     last: dict[str, Any] = {}
     with stop_on_sigint() as stop:
         w = Watcher(pred, syms, iv, feed, make_clock(stop), horizons=hs, exchange=exchange,
-                    grace=grace, poll=poll, stop=stop)
+                    grace=grace, poll=poll, stop=stop, odds=odds_ask, analogues=ana_ask)
         if live:
             from rich.live import Live
 

@@ -178,28 +178,45 @@ def _verify_index(root: Path, split: str, meta: dict[str, Any]) -> None:
                         full=meta.get("series_sha256") is None)
 
 
-def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
+def shard_stat(path: Path) -> list[int]:
+    """(size, mtime_ns) of a file: what tells a verified shard from one changed since."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def verify_dataset(root: str | Path, splits: Sequence[str] = SPLITS,
+                   verified: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
     """Check every shard's presence, sha256 and vocabulary fingerprint (the Parquet
     metadata's, against the manifest's), and each split's ``_index`` arrays; raise naming
-    the first bad file."""
+    the first bad file. ``verified``: per shard path, the (size, mtime_ns) it had when it
+    was last checked against this same manifest (a search index records them); a shard
+    with that stat still is not hashed again (hashing is most of a rebuild's reading)."""
     root = Path(root)
     manifest = read_manifest(root)
     shards = [shard for split in splits for shard in split_meta(manifest, split)["shards"]]
+    stats = {}
     for shard in shards:
-        if not (root / shard["path"]).exists():
+        try:
+            stats[shard["path"]] = shard_stat(root / shard["path"])
+        except FileNotFoundError:
             raise DatasetError(f"Shard {root / shard['path']} is missing; re-run "
-                               "`candletok encode`.")
+                               "`candletok encode`.") from None
+    known = verified or {}
+    todo = [s for s in shards if known.get(s["path"]) != stats[s["path"]]]
     # hashlib releases the GIL: the shards hash on every core at once (the checks below
     # still name the first bad file in manifest order)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(shards), os.cpu_count() or 1))) as ex:
-        digests = dict(zip([s["path"] for s in shards],
-                           ex.map(lambda s: sha256_file(root / s["path"]), shards),
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as ex:
+        digests = dict(zip([s["path"] for s in todo],
+                           ex.map(lambda s: sha256_file(root / s["path"]), todo),
                            strict=True))
     report = []
     for split in splits:
         meta = split_meta(manifest, split)
         for shard in meta["shards"]:
             path = root / shard["path"]
+            if shard["path"] not in digests:  # unchanged since it was verified
+                report.append({"split": split, "path": shard["path"], "rows": shard["rows"]})
+                continue
             if digests[shard["path"]] != shard["sha256"]:
                 raise DatasetError(
                     f"Shard {path} is corrupt (its sha256 does not match the manifest); "

@@ -129,7 +129,8 @@ class CausalSelfAttention(nn.Module):
             is_causal=causal,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y)), (k, v)
+        y = self.c_proj(y)  # dropout is the identity in eval: skip its call (a live step)
+        return (self.resid_dropout(y) if self.training else y), (k, v)
 
 
 class MLP(nn.Module):
@@ -140,7 +141,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        y = self.c_proj(F.gelu(self.c_fc(x)))
+        return self.dropout(y) if self.training else y
 
 
 class Block(nn.Module):
@@ -282,6 +284,20 @@ class CandleGPT(nn.Module):
             return None
         return self.feat_proj(self.token_features)
 
+    def _step_features(self) -> torch.Tensor | None:
+        """:meth:`_feature_embeddings` for :meth:`forward_step`: under ``no_grad`` the same
+        tensor is kept while the weights and the table are unchanged (an in-place update
+        bumps a tensor's ``_version``, a move changes its storage), so a live update or a
+        sampling step does not recompute the (V, C) projection each token."""
+        if self.feat_proj is None or torch.is_grad_enabled():
+            return self._feature_embeddings()
+        w, t = self.feat_proj.weight, self.token_features
+        key = (w.data_ptr(), w._version, t.data_ptr(), t._version)
+        if getattr(self, "_fe_key", None) != key:
+            self._fe_cache = self._feature_embeddings()
+            self._fe_key = key
+        return self._fe_cache
+
     def _calendar_embeddings(self, idx: torch.Tensor, cal: torch.Tensor | None
                              ) -> torch.Tensor | None:
         """(B, T, C) sum of the calendar fields' embeddings of ``cal`` (B, T, n_fields), or
@@ -329,7 +345,9 @@ class CandleGPT(nn.Module):
         ce = self._calendar_embeddings(idx, cal)  # (B, T, C) or None
         if ce is not None:
             tok = tok + ce
-        x = self.transformer.drop(tok + self.transformer.wpe(pos))  # (B, T, C)
+        x = tok + self.transformer.wpe(pos)  # (B, T, C)
+        if self.training:
+            x = self.transformer.drop(x)
         kvs = []
         for i, block in enumerate(self.transformer.h):
             x, kv = block(x, None if cache is None else cache.kv[i])
@@ -392,7 +410,7 @@ class CandleGPT(nn.Module):
             cal_new = None
         elif cal_new is None:
             self._calendar_embeddings(idx_new, None)  # raises the one clear sentence
-        fe = self._feature_embeddings()
+        fe = self._step_features()
         room = ctx - (0 if cache is None else cache.length)
         out = []
         if room > 0:  # the part that fits the context: only the new rows are computed

@@ -17,6 +17,7 @@ split, the history ``evaluate`` replayed restricted to what was known at T.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,12 +132,14 @@ def shown_at(cal: dict[str, Any] | None, name: str, h: int, fc: Any, hist: Histo
     return out, said
 
 
-def override(pred: Any, hist: History, rows: np.ndarray, h: int,
+def override(pred: Any, hist: History | Callable[[], History], rows: np.ndarray, h: int,
              per: dict[str, np.ndarray | None]) -> tuple[list[str], dict[str, str]]:
     """Replace, in ``per`` (the model's shown values at ``rows``), each quantity whose val
     winner is another forecaster by that forecaster's shown values (its own P(up) map
     and range constant, as ``evaluate --forecasts`` writes them), and return the words
-    naming every choice and, per quantity, the forecaster it came from."""
+    naming every choice and, per quantity, the forecaster it came from. ``hist`` may be
+    a function that builds the history: a live update calls it only where a winner is
+    another forecaster (building the whole series' history is O(n) per bar)."""
     cal = pred.calibration
     model = model_forecaster(cal)
     src = dict.fromkeys(QUANTITIES, model)
@@ -157,6 +160,8 @@ def override(pred: Any, hist: History, rows: np.ndarray, h: int,
         if name == model:
             words.append(winner_words(q, rec, h))
             continue
+        if not isinstance(hist, History):
+            hist = hist()
         syms = [str(hist.symbol[r]) for r in rows]
         if fit_syms is not None and any(s not in fit_syms for s in syms):
             words.append(f"{q}: {model}; the val winner {name} was chosen on other symbols")

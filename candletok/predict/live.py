@@ -43,6 +43,7 @@ from candletok.core.display import is_intraday
 from candletok.core.errors import SourceError
 from candletok.core.times import INTERVALS, normalize_interval
 from candletok.predict.predictor import Answer, Predictor
+from candletok.predict.watchextras import AnalogueAsk, OddsAsk, analogue_summary
 from candletok.tokenize.calendar import CalendarSpec
 from candletok.tokenize.exchange import future_times, resolve_exchange
 
@@ -149,13 +150,18 @@ class SourceFeed:
 @dataclass
 class WatchEvent:
     """One printed update: ``kind`` ``"start"`` (the answer on the history) or ``"bar"``
-    (a new bar), the symbol, the bar's time and close and the answers (one per horizon)."""
+    (a new bar), the symbol, the bar's time and close and the answers (one per horizon);
+    where asked, the stop and target odds (``predict --odds``'s rows) and the nearest
+    analogues (:func:`~candletok.predict.watchextras.analogue_summary` of ``similar``'s
+    calibrated answer), both on the bars up to this one."""
 
     kind: str
     symbol: str
     ts: datetime
     close: float
     answers: list[Answer]
+    odds: list[Any] | None = None
+    analogues: dict[str, Any] | None = None
 
 
 @dataclass
@@ -176,7 +182,8 @@ class Watcher:
     def __init__(self, predictor: Predictor, symbols: Sequence[str], interval: str,
                  feed: Feed, clock: Clock, horizons: Sequence[int] = (1,),
                  exchange: str | None = "auto", grace: float = 30.0, poll: float = 60.0,
-                 max_backoff: float = 600.0, stop: threading.Event | None = None) -> None:
+                 max_backoff: float = 600.0, stop: threading.Event | None = None,
+                 odds: OddsAsk | None = None, analogues: AnalogueAsk | None = None) -> None:
         self.predictor = predictor
         self.symbols = [s.upper() for s in symbols]
         self.interval = normalize_interval(interval)
@@ -193,6 +200,29 @@ class Watcher:
         self.times: dict[str, list[int]] = {}  # per symbol: its bars' open times (us)
         self._due: dict[str, datetime] = {}
         self._seen: dict[str, set[int]] = {}  # per symbol: every bar time seen or said
+        self.odds, self.analogues = odds, analogues
+        self.bars: dict[str, pl.DataFrame] = {}  # per symbol: its bars so far (for extras)
+
+    # -- what is added to an answer -----------------------------------------------------
+    def _event(self, kind: str, sym: str, ts: datetime, close: float,
+               answers: list[Answer]) -> WatchEvent:
+        """The event of ``sym``'s latest bar, with the odds and analogues asked for."""
+        ev = WatchEvent(kind, sym, ts, close, answers)
+        bars = self.bars.get(sym)
+        if bars is None:
+            return ev
+        if self.odds is not None:
+            ev.odds = self.odds.answer(self.predictor, bars, self.interval)
+        if self.analogues is not None:
+            ev.analogues = analogue_summary(self.analogues.answer(bars))
+        return ev
+
+    def _extend(self, sym: str, row: dict[str, Any]) -> None:
+        """Append a counted bar to ``sym``'s bars so far (only kept when extras are on)."""
+        if sym in self.bars:
+            old = self.bars[sym]
+            self.bars[sym] = pl.concat([old, pl.DataFrame([row]).select(old.columns).cast(
+                old.schema)])  # type: ignore[arg-type]
 
     # -- time ---------------------------------------------------------------------------
     def closes_at(self, ts: datetime) -> datetime:
@@ -254,8 +284,10 @@ class Watcher:
             g = hist.filter(pl.col("symbol") == sym)
             self.times[sym] = g["ts"].dt.epoch("us").to_list()
             self._seen[sym] = set(self.times[sym])
-            emit(WatchEvent("start", sym, g["ts"][-1], float(g["close"][-1]),
-                            [a for a in answers if a.symbol == sym]))
+            if self.odds is not None or self.analogues is not None:
+                self.bars[sym] = g
+            emit(self._event("start", sym, g["ts"][-1], float(g["close"][-1]),
+                             [a for a in answers if a.symbol == sym]))
             self._due[sym] = self._next_due(sym)
         last_poll: datetime | None = None
         while True:
@@ -297,12 +329,13 @@ class Watcher:
             for row in fresh:
                 sym = row["symbol"]
                 answers = self.predictor.update(row)
+                self._extend(sym, row)
                 self.times[sym].append(_epoch_us(row["ts"]))
                 self._seen[sym].add(self.times[sym][-1])
                 self._due[sym] = self._next_due(sym)
                 res.bars += 1
                 counted.append(row)
-                emit(WatchEvent("bar", sym, row["ts"], float(row["close"]), answers))
+                emit(self._event("bar", sym, row["ts"], float(row["close"]), answers))
                 if max_bars is not None and res.bars >= max_bars:
                     done = True
                     break

@@ -6,7 +6,8 @@ over the random walk.
 The math (the closed form, the touch rule, the odds counted on paths) lives in
 :mod:`candletok.evaluation.odds`, the one home the harness scores and this module shows;
 this module samples the paths and assembles the rows (:class:`OddsRow`,
-:func:`odds_rows`, :func:`calibrate_rows`).
+:func:`odds_rows`); :func:`symbol_odds` is the two together, the one function
+``predict --odds`` and ``watch --odds`` call.
 """
 
 from __future__ import annotations
@@ -159,3 +160,18 @@ def sample_paths(model: Any, tok: Any, bars: Any, horizon: int, samples: int = 5
     last_close, scale = tok.continuation_state(bars)[sym]
     paths = tok.rebuild_paths(new[:, seq.size:].cpu().numpy(), float(last_close), float(scale))
     return paths, float(last_close), float(scale)
+
+
+def symbol_odds(model: Any, tok: Any, bars: Any, ks: Sequence[float], horizon: int,
+                samples: int = 500, exchange: str | None = "auto",
+                calibration: dict[str, Any] | None = None, interval: str | None = None,
+                seed: int = 0) -> list[OddsRow]:
+    """The stop and target odds of each k after the last bar of ``bars`` (one symbol):
+    ``samples`` sampled continuations (:func:`sample_paths`, their bar times from
+    ``exchange``) counted by :func:`odds_rows`, calibrated by ``calibration`` where
+    ``evaluate`` scored this k and horizon. ``predict --odds`` and ``watch --odds`` both
+    call this, so the two show the same odds on the same bars."""
+    paths, close, scale = sample_paths(model, tok, bars, horizon, samples, seed=seed,
+                                       exchange=exchange)
+    return odds_rows(paths, close, scale, ks, horizon, calibration,
+                     str(bars["symbol"][0]), interval)

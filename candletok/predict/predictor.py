@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -361,8 +362,8 @@ class Predictor:
                             self._range_a(), calibrate=False)
             chosen: tuple[list[str], dict[str, str]] = ([], {})
             if self._live_winners:  # as predict: each quantity from its val winner
-                full = hist if h != 1 else live.history(self.tokenizer)
-                chosen = override(self, full, np.array([full.n - 1], dtype=np.int64), h, v)
+                full = hist if h != 1 else partial(live.history, self.tokenizer)
+                chosen = override(self, full, np.array([-1], dtype=np.int64), h, v)
             out.append(self._answer(hist, r, sym, h, {n: (None if x is None else x[0])
                                                      for n, x in v.items()}, *chosen))
         self._live_last[sym] = out

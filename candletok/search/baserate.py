@@ -49,7 +49,8 @@ import numpy as np
 
 from candletok.core.atomic import atomic_path, write_json_atomic
 from candletok.search.arrayfiles import file_digest
-from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import SearchIndex, index_dir
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ import numpy as np
 from candletok.core.atomic import atomic_path, sha256_file, write_json_atomic
 from candletok.core.errors import ModelError
 from candletok.core.progress import progress
-from candletok.search.index import SearchIndex, index_dir, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import SearchIndex, index_dir
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import calendar_ids
 

@@ -12,8 +12,8 @@ slots before the series start -- packed with ``e`` as ``key << 32 | e`` and sort
 * the windows whose last ``m <= order`` tokens equal a query form one contiguous run,
   found with two binary searches (an exact N-gram lookup costs microseconds);
 * shorter suffixes (back-off to fewer candles) are nested runs of the same array;
-* sorting the packed values is a plain SIMD ``np.sort`` of uint64 (no argsort), and
-  within one key the positions come out in time order.
+* the packed values are unique, so one sort of uint64 (no argsort) gives the array, and
+  within one key the positions come out in time order (the keys: :mod:`.grams`).
 
 The index lives in ``DIR/_index/search/`` and records a digest of the manifest's shards
 (path, rows, sha256) and the vocabulary fingerprint: :func:`open_index` rebuilds it when
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -48,18 +47,24 @@ from candletok.dataset.manifest import (
     open_dataset,
     read_manifest,
     read_rows,
+    shard_stat,
     verify_dataset,
 )
 from candletok.search.arrayfiles import array_record, check_arrays, load_days, save_days
+from candletok.search.grams import (
+    POS_BITS,
+    POS_MASK,
+    gram_keys,
+    gram_order,
+    prefix_bounds,
+    suffix_value,
+)
 from candletok.tokenize.base import Tokenizer
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "candletok-search/4"  # 3: each candle's stored bar; 4: xxh3 array digests
 SEARCH_DIR = "search"
-POS_BITS = 32
-POS_MASK = np.uint64((1 << POS_BITS) - 1)
-KEY_LIMIT = 1 << 32  # keys must fit the high 32 bits of a packed value
 BAR_ARRAYS = ("open", "high", "low", "volume")  # beside close: the candle's own bar
 ARRAYS = ("tokens", "ts", "close", "first_prev", "scale", "starts", "grams", *BAR_ARRAYS)
 
@@ -80,65 +85,6 @@ def dataset_key(manifest: dict[str, Any]) -> str:
     body = json.dumps({"format": INDEX_FORMAT, "fingerprint": manifest["fingerprint"],
                        "shards": shards}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()[:32]
-
-
-def gram_order(radix: int) -> int:
-    """How many tokens one 32-bit key holds: the largest L with radix**L <= 2**32."""
-    order = 1
-    while radix ** (order + 1) <= KEY_LIMIT:
-        order += 1
-    return order
-
-
-def gram_keys(tokens: np.ndarray, starts: np.ndarray, radix: int, order: int) -> np.ndarray:
-    """uint64 key of the ``order`` tokens ending at each position (newest most
-    significant); slots before the series start hold PAD (0). Vectorized: ``order``
-    passes over the array, plus a fix-up of the first ``order - 1`` rows of each series."""
-    n = tokens.size
-    key = tokens.astype(np.uint64)
-    first = starts[:-1]
-    lens = np.diff(starts)
-    for lag in range(1, order):
-        shifted = np.zeros(n, dtype=np.uint64)
-        shifted[lag:] = tokens[:-lag]
-        # the first `lag` positions of each series look back past its start: PAD there
-        j = np.arange(lag)
-        bad = (first[:, None] + j[None, :])[j[None, :] < lens[:, None]]
-        shifted[bad] = 0
-        key *= np.uint64(radix)
-        key += shifted
-    return key
-
-
-def prefix_bounds(prefix: np.ndarray, m: int, radix: int, order: int) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-    """Packed-value bounds [lo, hi) of the runs whose key starts with ``prefix`` (the
-    mixed-radix value of m tokens, newest first)."""
-    span = np.uint64(radix ** (order - m))
-    p = np.asarray(prefix, dtype=np.uint64)
-    return (p * span) << np.uint64(POS_BITS), ((p + np.uint64(1)) * span) << np.uint64(POS_BITS)
-
-
-def suffix_value(tokens_newest_first: np.ndarray, radix: int) -> int:
-    """Mixed-radix value of a token suffix given newest first."""
-    v = 0
-    for t in np.asarray(tokens_newest_first, dtype=np.int64).tolist():
-        v = v * radix + int(t)
-    return v
-
-
-def ranges_to_indices(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(lo[i], hi[i])`` for every i, without a Python loop."""
-    lo = np.asarray(lo, dtype=np.int64)
-    hi = np.asarray(hi, dtype=np.int64)
-    lens = np.maximum(hi - lo, 0)
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    keep = lens > 0
-    lo, lens = lo[keep], lens[keep]
-    offs = np.cumsum(lens) - lens
-    return np.repeat(lo - offs, lens) + np.arange(total, dtype=np.int64)
 
 
 @dataclass
@@ -206,7 +152,9 @@ class SearchIndex:
         keys = gram_keys(tokens, starts, radix, order)
         keys <<= np.uint64(POS_BITS)
         keys |= np.arange(n, dtype=np.uint64)
-        keys.sort()  # SIMD sort of uint64; (key, position) makes it stable by construction
+        # (key, position) keys are unique, so every sort gives the same array: Polars'
+        # sort runs on every core (2x numpy's single-threaded one at 10M on two cores)
+        keys = pl.Series(keys).sort().to_numpy()
         idx = cls(symbols=list(symbols), starts=starts, tokens=tokens,
                   ts=np.asarray(ts, dtype=np.int64), close=np.asarray(close, np.float64),
                   first_prev=np.asarray(prev_close, np.float64)[starts[:-1]],
@@ -216,16 +164,20 @@ class SearchIndex:
         return idx
 
     @classmethod
-    def build(cls, root: str | Path, out: Path | None = None) -> SearchIndex:
+    def build(cls, root: str | Path, out: Path | None = None,
+              verified: dict[str, list[int]] | None = None) -> SearchIndex:
         """Read every split of dataset ``root`` and build its index in memory, after
         verifying every shard against the manifest (sha256 and vocabulary fingerprint):
         the saved index is later trusted by the shards' size and mtime, so what it is
-        built from must be what ``encode`` wrote. With ``out`` (the folder :meth:`save`
-        then completes), the per-candle columns are written there as they are laid out
-        and mapped back, never held as a second copy in memory."""
+        built from must be what ``encode`` wrote. ``verified``: the shards' (size,
+        mtime_ns) when an index of this same manifest verified them (its
+        ``shard_stats``); a shard unchanged since is not hashed again, the same trust a
+        saved index is loaded on. With ``out`` (the folder :meth:`save` then completes),
+        the per-candle columns are written there as they are laid out and mapped back,
+        never held as a second copy in memory."""
         root = Path(root)
         manifest, tok = open_dataset(root)
-        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]])
+        verify_dataset(root, [s for s in SPLITS if s in manifest["splits"]], verified)
         t0 = time.perf_counter()
         cols = read_series(root, out)
         idx = cls.from_arrays(radix=tok.vocab_size, tokenizer=tok, key=dataset_key(manifest),
@@ -493,12 +445,12 @@ def _write_runs(path: Path, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
 
 def _shard_stats(root: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
     """(size, mtime_ns) of every shard: a cheap way to notice a shard edited in place."""
-    stats = {}
-    for split in SPLITS:
-        for s in manifest["splits"].get(split, {}).get("shards", []):
-            st = os.stat(root / s["path"])
-            stats[s["path"]] = [st.st_size, st.st_mtime_ns]
-    return stats
+    try:
+        return {s["path"]: shard_stat(root / s["path"]) for split in SPLITS
+                for s in manifest["splits"].get(split, {}).get("shards", [])}
+    except FileNotFoundError as exc:
+        raise DatasetError(f"Shard {exc.filename} is missing; re-run `candletok encode`.") \
+            from exc
 
 
 def _shards_unchanged(root: Path, manifest: dict[str, Any], meta: dict[str, Any]) -> bool:
@@ -506,11 +458,7 @@ def _shards_unchanged(root: Path, manifest: dict[str, Any], meta: dict[str, Any]
     changed is hashed: if it no longer matches the manifest the dataset itself is corrupt
     (one clear error); if it still matches (only touched), the index stays valid."""
     recorded = meta.get("shard_stats") or {}
-    try:
-        now = _shard_stats(root, manifest)
-    except FileNotFoundError as exc:
-        raise DatasetError(f"Shard {exc.filename} is missing; re-run `candletok encode`.") \
-            from exc
+    now = _shard_stats(root, manifest)
     sha = {s["path"]: s["sha256"] for split in SPLITS
            for s in manifest["splits"].get(split, {}).get("shards", [])}
     for path, st in now.items():
@@ -552,8 +500,11 @@ def open_index(root: str | Path, rebuild: bool | None = None) -> SearchIndex:
                     path, exc)
         return SearchIndex.build(root)
     try:
-        idx = SearchIndex.build(root, tmp)
-        idx.save(path, _shard_stats(root, manifest), tmp=tmp)
+        # shards an index of this same manifest verified, unchanged since: not re-hashed
+        verified = (meta or {}).get("shard_stats") if fresh else None
+        stats = _shard_stats(root, manifest)  # taken before the read the build verifies
+        idx = SearchIndex.build(root, tmp, verified)
+        idx.save(path, stats, tmp=tmp)
     except OSError as exc:
         log.warning("could not save the search index in %s (%s); using it from memory",
                     path, exc)

@@ -33,7 +33,8 @@ from candletok.search.alphabet import (
     check_alphabet,
     get_alphabet,
 )
-from candletok.search.index import SearchIndex, open_index, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import SearchIndex, open_index
 from candletok.search.query import When, from_us, to_us
 from candletok.search.similar import DEFAULT_HORIZONS, check_reach
 from candletok.search.timerule import (

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candletok.search.index import POS_MASK, SearchIndex, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import POS_MASK, SearchIndex
 from candletok.search.timerule import Cut, thin_by_distance
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.kmeans import DEFAULT_WEIGHTS

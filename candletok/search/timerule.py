@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from candletok.search.index import SearchIndex, ranges_to_indices
+from candletok.search.grams import ranges_to_indices
+from candletok.search.index import SearchIndex
 
 
 @dataclass(frozen=True)

@@ -403,6 +403,14 @@ class BinsTokenizer(Tokenizer):
     def _assign(self, X: np.ndarray) -> np.ndarray:
         n = X.shape[0]
         out = np.empty(n, dtype=np.uint16)
+        if n == 1:  # a live bar: the same count of edges <= x per feature, in plain Python
+            # (about forty one-element ufunc calls cost a live update 0.3 ms)
+            t = self.N_SPECIAL
+            for x, name, stride in zip(X[0].tolist(), self.feature_names,
+                                       self._get_strides(), strict=True):
+                t += sum(1 for e in self.edges[name] if x >= e) * int(stride)
+            out[0] = t
+            return out
         chunk = 1 << 16
         starts = range(0, n, chunk)
         self._get_strides()
