@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from candletok.core.errors import ModelError
-from candletok.model.config import ARCHS
 from candletok.model.gpt import CandleGPT, GPTConfig
 from candletok.model.lstm import CandleLSTM, LSTMConfig
+from candletok.model.size import ARCHS
 from candletok.tokenize.calendar import CalendarSpec
 
 
@@ -66,7 +66,7 @@ class TokenModel(Protocol):
     def train(self, mode: bool = True) -> Any: ...
 
 
-#: arch name -> (model class, config class); its keys are config.ARCHS
+#: arch name -> (model class, config class); its keys are size.ARCHS
 CLASSES: dict[str, tuple[type[CandleGPT], type[Any]]] = {
     "gpt": (CandleGPT, GPTConfig), "lstm": (CandleLSTM, LSTMConfig)}
 assert tuple(CLASSES) == ARCHS

@@ -56,7 +56,7 @@ def auto_steps(n_candles: int, batch_size: int, context: int) -> int:
 
 #: The architectures ``TrainConfig.arch`` takes: ``gpt`` (CandleGPT, the default) and
 #: ``lstm`` (CandleLSTM, the recurrent baseline of about the same size; docs/model.md).
-ARCHS = ("gpt", "lstm")
+ARCHS = size.ARCHS
 
 CALENDAR_SETTINGS = ("auto", "on", "off")
 #: The default of ``TrainConfig.calendar``.

@@ -12,5 +12,6 @@ N_HEAD = 4  # attention heads
 N_EMBD = 64  # embedding width (a multiple of the heads)
 DROPOUT = 0.2
 BIAS = False
+ARCHS = ("gpt", "lstm")  # the model bodies a checkpoint may name (model/arch.py maps them)
 
-__all__ = ["BIAS", "CONTEXT", "DROPOUT", "N_EMBD", "N_HEAD", "N_LAYER"]
+__all__ = ["ARCHS", "BIAS", "CONTEXT", "DROPOUT", "N_EMBD", "N_HEAD", "N_LAYER"]

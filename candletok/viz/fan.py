@@ -115,7 +115,8 @@ def quantile_fan_chart(
     n = int(np.asarray(quantiles[levels[0]]).size)
     fan = _Fan(history, n, symbol, history_label, interval, title, future_ts, future_source,
                "forecast quantiles")
-    pairs = [(levels[i], levels[-1 - i]) for i in range(len(levels) // 2)]
+    half = len(levels) // 2  # (lowest, highest), then inwards: one pair per band
+    pairs = list(zip(levels[:half], levels[::-1][:half], strict=True))
     for j, (a, b) in enumerate(pairs):  # outermost first, lighter
         fan.band(np.asarray(quantiles[a], np.float64), np.asarray(quantiles[b], np.float64),
                  f"{a:.0%}-{b:.0%} of {forecaster}'s forecast close",
