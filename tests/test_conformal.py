@@ -22,8 +22,9 @@ from candletok.evaluation.conformal import (
     interval_bands,
     saved_offsets,
 )
+from candletok.evaluation.econometric import GARCHt
 from candletok.evaluation.evaluate import evaluate_forecasts
-from candletok.evaluation.forecasters import LEVELS, Forecast, GARCHt
+from candletok.evaluation.forecasters import LEVELS, Forecast
 from candletok.evaluation.history import History
 
 

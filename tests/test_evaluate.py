@@ -23,6 +23,7 @@ from candletok.evaluation.calibrate import (
     date_blocks,
     fit_map,
 )
+from candletok.evaluation.econometric import GARCHt, HARRange
 from candletok.evaluation.evaluate import (
     Forecast,
     evaluate_forecasts,
@@ -31,8 +32,6 @@ from candletok.evaluation.evaluate import (
 from candletok.evaluation.forecasters import (
     BaseRate,
     EWMAVol,
-    GARCHt,
-    HARRange,
     HistVol,
     NGram,
     TokenTable,

@@ -11,19 +11,17 @@ import polars as pl
 import pytest
 
 from candletok.data.synthetic import synthetic_bars
-from candletok.evaluation.evaluate import evaluate_forecasts
-from candletok.evaluation.forecasters import (
+from candletok.evaluation.econometric import (
     HAR_LAGS,
     PCT,
-    EWMAVol,
     GARCHt,
     HARRange,
-    HistVol,
     fit_har,
     har_design,
     parkinson_log_var,
-    roles_of,
 )
+from candletok.evaluation.evaluate import evaluate_forecasts
+from candletok.evaluation.forecasters import EWMAVol, HistVol, roles_of
 from candletok.evaluation.history import History, history_from_bars
 from candletok.tokenize.bins import BinsTokenizer
 

@@ -290,7 +290,7 @@ def test_garch_refuses_returns_that_never_move_without_warnings() -> None:
     warnings (issue 20 item 21)."""
     import warnings
 
-    from candletok.evaluation.forecasters import fit_garch_t
+    from candletok.evaluation.econometric import fit_garch_t
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

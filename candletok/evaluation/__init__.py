@@ -5,6 +5,7 @@ answers use (``calibrate``); ``simcal`` does the same for one pattern-search que
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
-    "analogues", "calibrate", "conformal", "evalplot", "evaluate", "forecasters", "gptcast",
-    "history", "scores", "simcal", "winner",
+    "analogues", "calibrate", "conformal", "econometric", "evalplot", "evaluate",
+    "forecastfile", "forecasters", "gptcast", "history", "odds", "oddsscore", "references",
+    "rows", "scores", "simcal", "winner",
 ]

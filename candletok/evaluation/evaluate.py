@@ -61,11 +61,11 @@ from candletok.evaluation.forecasters import (
     Forecast,
     Forecaster,
     NGram,
-    default_forecasters,
     roles_of,
 )
 from candletok.evaluation.history import SPLIT_CODE, History, load_history, split_dates
 from candletok.evaluation.oddsscore import DEFAULT_KS, OddsScoreRow, odds_verdicts, score_odds
+from candletok.evaluation.references import default_forecasters
 from candletok.evaluation.rows import (  # noqa: F401  (BASE, Panel: read from here too)
     BASE,
     BitsRow,

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from candletok.evaluation import scores as sc
-from candletok.evaluation.forecasters import CRPS_LEVELS, default_forecasters, roles_of
+from candletok.evaluation.forecasters import CRPS_LEVELS, roles_of
+from candletok.evaluation.references import default_forecasters
 
 __all__ = ["QUANTITIES", "choose", "rebuildable", "winner_words"]
 

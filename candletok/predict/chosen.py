@@ -26,9 +26,9 @@ import polars as pl
 from candletok.core.fallback import say_fallback
 from candletok.evaluation.calibrate import CalibrationMap, model_forecaster, saved_fit
 from candletok.evaluation.conformal import saved_offsets
-from candletok.evaluation.forecasters import default_forecasters
 from candletok.evaluation.forecastfile import shown_values
 from candletok.evaluation.history import SPLIT_CODE, History
+from candletok.evaluation.references import default_forecasters
 from candletok.evaluation.winner import QUANTITIES, winner_words
 
 log = logging.getLogger(__name__)
