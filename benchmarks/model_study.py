@@ -4,6 +4,7 @@ choose on val, report test, and score the next-range forecast against EWMA and H
     python -m benchmarks.model_study                 # both studies (about 45 min on 2 cores)
     python -m benchmarks.model_study --only size     # size/regularization on the sample
     python -m benchmarks.model_study --only calendar # with/without calendar inputs
+    python -m benchmarks.model_study --only levels   # with/without level inputs (issue 22)
 
 Datasets (built in a temporary folder, offline):
 
@@ -20,7 +21,9 @@ every figure is bits per candle next to the best baseline (unigram or smoothed n
 chosen on val). ``calendar`` trains each dataset with calendar inputs on and off (two
 seeds on the daily sets, one on the hourly one) and, on ``synthetic-1h``, runs
 ``evaluate_forecasts`` at h=1 for the next-range QLIKE skill and Diebold-Mariano p-value
-against EWMA and HistVol20 (on test).
+against EWMA and HistVol20 (on test). ``levels`` trains ``sample-kmeans`` (``--seeds``)
+and ``synthetic-1h`` (``--hourly-seeds``) with the level inputs on and off and scores the
+next range at h=1 on val (the choice) and on test (the report) against every reference.
 """
 
 from __future__ import annotations
@@ -96,11 +99,12 @@ def train_one(ds: Path, out: Path, **over: Any) -> dict[str, Any]:
             "steps": r.step, "seconds": time.perf_counter() - t0}
 
 
-def range_scores(ds: Path, model: Path) -> dict[str, Any]:
-    """CandleGPT's next-range QLIKE skill and DM p-value against EWMA and HistVol20 (test)."""
+def range_scores(ds: Path, model: Path, split: str = "test") -> dict[str, Any]:
+    """CandleGPT's next-range QLIKE skill and DM p-value against each reference on
+    ``split``."""
     from candletok.evaluation.evaluate import evaluate_forecasts
 
-    rep = evaluate_forecasts(ds, str(model), split="test", horizons=(1,), analogues=(),
+    rep = evaluate_forecasts(ds, str(model), split=split, horizons=(1,), analogues=(),
                              n_boot=500, save_calibration_map=False)
     row = next(r for r in rep.range if r.forecaster == "CandleGPT")
     return {ref: {"skill": row.skill[ref].value, "lo": row.skill[ref].lo,
@@ -148,9 +152,33 @@ def calendar_study(sets: dict[str, Path], work: Path, seeds: int, hourly_seeds: 
                       f"[{s['lo']:+.3f}, {s['hi']:+.3f}], DM p = {s['p']:.2g}")
 
 
+def levels_study(sets: dict[str, Path], work: Path, seeds: int, hourly_seeds: int,
+                 steps: int | None = None) -> None:
+    """Level inputs on and off, seeds each; bits and the next range on val and test."""
+    for name, ds in sets.items():
+        rows = []
+        for seed in range(hourly_seeds if name == "synthetic-1h" else seeds):
+            for on in (True, False):
+                model = work / f"{name}-lv{int(on)}-{seed}.pt"
+                r = train_one(ds, model, levels=on, seed=seed,
+                              **({"steps": steps} if steps else {}))
+                r["range_val"] = range_scores(ds, model, "val")
+                r["range_test"] = range_scores(ds, model, "test")
+                rows.append((f"levels {'on' if on else 'off'}, seed {seed}", r))
+                print(f"  {name} {rows[-1][0]}: {json.dumps(r)}", flush=True)
+        print_rows(f"Level inputs on {name} (bits per candle)", rows)
+        for label, r in rows:
+            for split in ("val", "test"):
+                for ref, s in r[f"range_{split}"].items():
+                    print(f"{label}, {split}: next-range QLIKE skill vs {ref} "
+                          f"{s['skill']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}], "
+                          f"DM p = {s['p']:.2g}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["size", "calendar"], default=None)
+    ap.add_argument("--only", choices=["size", "calendar", "levels"], default=None)
+    ap.add_argument("--steps", type=int, default=None, help="levels: steps per run (smoke)")
     ap.add_argument("--seeds", type=int, default=2, help="seeds per calendar setting, daily")
     ap.add_argument("--hourly-seeds", type=int, default=1,
                     help="seeds per calendar setting on synthetic-1h (its runs are long)")
@@ -160,12 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     try:
         want = (["sample-kmeans"] if args.only == "size" else
+                ["sample-kmeans", "synthetic-1h"] if args.only == "levels" else
                 ["sample-kmeans", "sample-demo", "synthetic-1h"])
         sets = datasets(work, want)
         if args.only in (None, "size"):
             size_study(sets["sample-kmeans"], work)
         if args.only in (None, "calendar"):
             calendar_study(sets, work, args.seeds, args.hourly_seeds)
+        if args.only == "levels":
+            levels_study(sets, work, args.seeds, args.hourly_seeds, args.steps)
         print(f"\nwhole run {time.perf_counter() - t0:.0f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
