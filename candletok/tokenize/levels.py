@@ -60,22 +60,20 @@ def level_inputs(high: np.ndarray, low: np.ndarray, prev_close: np.ndarray,
     if n == 0:
         return out
     z = _z1(high, low, prev_close, scale)
-    first = np.repeat(np.cumsum(lens) - lens, lens)  # each row's series start
-    cs = np.concatenate([[0.0], np.cumsum(z)])
-    i = np.arange(n)
-    out[:, 0] = z
-    for j, w in enumerate(_WINDOWS, start=1):
-        lo = np.maximum(first, i - w + 1)
-        out[:, j] = (cs[i + 1] - cs[lo]) / (i + 1 - lo)
     ls = np.log(np.asarray(scale, np.float64))
-    ew = np.empty(n)
+    out[:, 0] = z
     a = 0
-    for m in lens.tolist():  # one EWMA per series, not per candle
+    for m in lens.tolist():  # one pass per series (its own sums and EWMA), not per candle
         if m:
-            ew[a:a + m] = pl.Series(ls[a:a + m]).ewm_mean(alpha=LEVEL_ALPHA,
-                                                          adjust=False).to_numpy()
+            zz = z[a:a + m]
+            cs = np.concatenate([[0.0], np.cumsum(zz)])
+            i = np.arange(m)
+            for j, w in enumerate(_WINDOWS, start=1):
+                lo = np.maximum(0, i - w + 1)
+                out[a:a + m, j] = (cs[i + 1] - cs[lo]) / (i + 1 - lo)
+            ew = pl.Series(ls[a:a + m]).ewm_mean(alpha=LEVEL_ALPHA, adjust=False).to_numpy()
+            out[a:a + m, 3] = ls[a:a + m] - ew
         a += m
-    out[:, 3] = ls - ew
     return out
 
 
@@ -86,6 +84,19 @@ class LevelState:
 
     ewma: float | None = None
     zs: deque[float] = field(default_factory=lambda: deque(maxlen=max(_WINDOWS)))
+
+    @classmethod
+    def after(cls, high: np.ndarray, low: np.ndarray, prev_close: np.ndarray,
+              scale: np.ndarray) -> tuple[np.ndarray, LevelState]:
+        """One series' rows (:func:`level_inputs`) and the state that steps on from its
+        last candle, without a Python loop over the candles."""
+        lv = level_inputs(high, low, prev_close, scale, np.array([len(scale)]))
+        st = cls()
+        if len(scale):
+            ls = np.log(np.asarray(scale, np.float64))
+            st.ewma = float(pl.Series(ls).ewm_mean(alpha=LEVEL_ALPHA, adjust=False)[-1])
+            st.zs.extend(lv[-max(_WINDOWS):, 0].tolist())
+        return lv, st
 
     def step(self, high: float, low: float, prev_close: float, scale: float) -> np.ndarray:
         """The (N_LEVELS,) inputs of the next candle of the series."""
