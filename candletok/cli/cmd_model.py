@@ -218,7 +218,7 @@ def train_cmd(
         "each); --batch is the global batch and must be a multiple of it."),
     calendar: str | None = config_option(TrainConfig, "calendar", default=None),
     calendar_tz: str | None = config_option(TrainConfig, "calendar_tz"),
-    levels: bool = config_option(TrainConfig, "levels"),
+    levels: bool = config_option(TrainConfig, "levels", flags=("--levels/--no-levels",)),
 ) -> None:
     """Train CandleGPT, then score it against uniform, unigram and n-gram baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group

@@ -139,8 +139,7 @@ class TrainConfig:
         "bars, UTC for daily ones).")
     levels: bool = setting(  # level inputs beside the token (tokenize/levels); off: chosen on val
         False, "Level inputs beside each token (its range over 1, 5 and 22 bars and the "
-        "scale against its long-run mean, in scale units; off by default, docs/model.md).",
-        flag="--levels/--no-levels")
+        "scale against its long-run mean, in scale units; off by default, docs/model.md).")
 
     MAX_CONTEXT: ClassVar[int] = 8192
     RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "patience", "threads")
