@@ -23,7 +23,8 @@ seeds on the daily sets, one on the hourly one) and, on ``synthetic-1h``, runs
 ``evaluate_forecasts`` at h=1 for the next-range QLIKE skill and Diebold-Mariano p-value
 against EWMA and HistVol20 (on test). ``levels`` trains ``sample-kmeans`` (``--seeds``)
 and ``synthetic-1h`` (``--hourly-seeds``) with the level inputs on and off and scores the
-next range at h=1 on val (the choice) and on test (the report) against every reference.
+next range at h=1 on val (the choice) and on test (the report) against every reference
+(``--steps N`` caps every run at N steps, for a quick or equal-budget comparison).
 """
 
 from __future__ import annotations
