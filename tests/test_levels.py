@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _helpers import trained_on_synthetic
+from _helpers import run_main, trained_on_synthetic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +132,16 @@ def test_updates_equal_predict_with_levels(work: Path) -> None:
     for i in range(6, 30):
         got = p.update(bars.row(i, named=True))
         assert_same(got[0], p.predict(bars.head(i + 1))[0])
+
+
+def test_generate_passes_them_and_odds_refuse(work: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`generate` samples from a levels model; `predict --odds` refuses it in one sentence."""
+    code, out, err = run_main(("generate", "--model", str(work / "m.pt"), "--dataset",
+                               str(work / "ds"), "--symbol", "AAA", "--n", "3", "--samples",
+                               "4"), work, capsys, monkeypatch)
+    assert code == 0, err
+    code, out, err = run_main(("predict", "AAA", "--model", str(work / "m.pt"), "--source",
+                               "synthetic", "--odds", "1"), work, capsys, monkeypatch,
+                              CANDLETOK_OFFLINE="1", CANDLETOK_CACHE=str(work / "cache"))
+    assert code != 0 and "level inputs" in err, (out, err)

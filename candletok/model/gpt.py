@@ -156,13 +156,12 @@ class CandleGPT(nn.Module):
         # then lost to the unigram on val and test; started here it beat it on both.
         nn.init.zeros_(self.transformer.ln_f.weight)
 
-    def refuse_levels(self, what: str) -> None:
+    def refuse_levels(self, what: str, instead: str = "") -> None:
         """One clear sentence where a path that does not compute level inputs yet meets a
         model that reads them (rather than a wrong answer from missing inputs)."""
         if self.lv_proj is not None:
             raise ModelError(f"This model reads level inputs, which {what} does not pass "
-                             "yet; use predict, evaluate or watch, or a model trained "
-                             "with --no-levels.")
+                             f"yet; {instead or 'use'} a model trained with --no-levels.")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
