@@ -5,6 +5,7 @@ choose on val, report test, and score the next-range forecast against EWMA and H
     python -m benchmarks.model_study --only size     # size/regularization on the sample
     python -m benchmarks.model_study --only calendar # with/without calendar inputs
     python -m benchmarks.model_study --only arch     # CandleGPT against the CandleLSTM
+    python -m benchmarks.model_study --only levels   # with/without level inputs (issue 22)
 
 Datasets (built in a temporary folder, offline):
 
@@ -31,6 +32,10 @@ each dataset (``--seeds`` seeds on the daily sets, ``--hourly-seeds`` on the hou
 and scores both in one ``evaluate_forecasts`` run at h=1 on test: bits per candle, the
 next-range QLIKE skill against every range reference (EWMA first) with DM p-values, and
 the 80% and 90% coverage of the next return's intervals with CRPS.
+against EWMA and HistVol20 (on test). ``levels`` trains ``sample-kmeans`` (``--seeds``)
+and ``synthetic-1h`` (``--hourly-seeds``) with the level inputs on and off and scores the
+next range at h=1 on val (the choice) and on test (the report) against every reference
+(``--steps N`` caps every run at N steps, for a quick or equal-budget comparison).
 """
 
 from __future__ import annotations
@@ -112,11 +117,12 @@ def train_one(ds: Path, out: Path, **over: Any) -> dict[str, Any]:
             "steps": r.step, "params": r.n_params, "seconds": time.perf_counter() - t0}
 
 
-def range_scores(ds: Path, model: Path) -> dict[str, Any]:
-    """CandleGPT's next-range QLIKE skill and DM p-value against EWMA and HistVol20 (test)."""
+def range_scores(ds: Path, model: Path, split: str = "test") -> dict[str, Any]:
+    """CandleGPT's next-range QLIKE skill and DM p-value against each reference on
+    ``split``."""
     from candletok.evaluation.evaluate import evaluate_forecasts
 
-    rep = evaluate_forecasts(ds, str(model), split="test", horizons=(1,), analogues=(),
+    rep = evaluate_forecasts(ds, str(model), split=split, horizons=(1,), analogues=(),
                              n_boot=500, save_calibration_map=False)
     row = next(r for r in rep.range if r.forecaster == "CandleGPT")
     return {ref: {"skill": row.skill[ref].value, "lo": row.skill[ref].lo,
@@ -224,11 +230,35 @@ def calendar_study(sets: dict[str, Path], work: Path, seeds: int, hourly_seeds: 
                       f"[{s['lo']:+.3f}, {s['hi']:+.3f}], DM p = {s['p']:.2g}")
 
 
+def levels_study(sets: dict[str, Path], work: Path, seeds: int, hourly_seeds: int,
+                 steps: int | None = None) -> None:
+    """Level inputs on and off, seeds each; bits and the next range on val and test."""
+    for name, ds in sets.items():
+        rows = []
+        for seed in range(hourly_seeds if name == "synthetic-1h" else seeds):
+            for on in (True, False):
+                model = work / f"{name}-lv{int(on)}-{seed}.pt"
+                r = train_one(ds, model, levels=on, seed=seed,
+                              **({"steps": steps} if steps else {}))
+                r["range_val"] = range_scores(ds, model, "val")
+                r["range_test"] = range_scores(ds, model, "test")
+                rows.append((f"levels {'on' if on else 'off'}, seed {seed}", r))
+                print(f"  {name} {rows[-1][0]}: {json.dumps(r)}", flush=True)
+        print_rows(f"Level inputs on {name} (bits per candle)", rows)
+        for label, r in rows:
+            for split in ("val", "test"):
+                for ref, s in r[f"range_{split}"].items():
+                    print(f"{label}, {split}: next-range QLIKE skill vs {ref} "
+                          f"{s['skill']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}], "
+                          f"DM p = {s['p']:.2g}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["size", "calendar", "arch"], default=None)
+    ap.add_argument("--only", choices=["size", "calendar", "arch", "levels"], default=None)
     ap.add_argument("--sets", default="sample-kmeans,sample-demo,synthetic-1h",
                     help="datasets of the arch study, comma-separated")
+    ap.add_argument("--steps", type=int, default=None, help="levels: steps per run (smoke)")
     ap.add_argument("--seeds", type=int, default=2, help="seeds per calendar setting, daily")
     ap.add_argument("--hourly-seeds", type=int, default=1,
                     help="seeds per calendar setting on synthetic-1h (its runs are long)")
@@ -238,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     try:
         want = (["sample-kmeans"] if args.only == "size" else args.sets.split(",")
-                if args.only == "arch" else ["sample-kmeans", "sample-demo", "synthetic-1h"])
+                if args.only == "arch" else ["sample-kmeans", "synthetic-1h"]
+                if args.only == "levels" else ["sample-kmeans", "sample-demo", "synthetic-1h"])
         sets = datasets(work, want)
         if args.only in (None, "size"):
             size_study(sets["sample-kmeans"], work)
@@ -246,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
             calendar_study(sets, work, args.seeds, args.hourly_seeds)
         if args.only in (None, "arch"):
             arch_study(sets, work, args.seeds, args.hourly_seeds)
+        if args.only == "levels":
+            levels_study(sets, work, args.seeds, args.hourly_seeds, args.steps)
         print(f"\nwhole run {time.perf_counter() - t0:.0f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)

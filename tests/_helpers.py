@@ -31,9 +31,9 @@ def trained_on_sample(root: Path) -> tuple[Path, Path]:
     return ds, root / "m.pt"
 
 
-def trained_on_synthetic(root: Path) -> None:
+def trained_on_synthetic(root: Path, levels: bool = False) -> None:
     """``root/ds`` (AAA and BBB, synthetic, coarse bins) and ``root/m.pt``, a 4-step
-    model on one torch thread."""
+    model on one torch thread (with level inputs when ``levels``)."""
     import torch
 
     from candletok.dataset.build import build_dataset
@@ -43,7 +43,7 @@ def trained_on_synthetic(root: Path) -> None:
                   tokenizer_params=COARSE)
     torch.set_num_threads(1)
     cfg = TrainConfig(steps=4, batch_size=4, context=16, n_layer=1, n_head=2, n_embd=16,
-                      eval_every=4, warmup_steps=1)
+                      eval_every=4, warmup_steps=1, levels=levels)
     train(root / "ds", cfg, out=root / "m.pt", device="cpu")
 
 

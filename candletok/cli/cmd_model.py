@@ -219,6 +219,7 @@ def train_cmd(
         "each); --batch is the global batch and must be a multiple of it."),
     calendar: str | None = config_option(TrainConfig, "calendar", default=None),
     calendar_tz: str | None = config_option(TrainConfig, "calendar_tz"),
+    levels: bool = config_option(TrainConfig, "levels", flags=("--levels/--no-levels",)),
 ) -> None:
     """Train CandleGPT (or the LSTM baseline), then score it against the baselines."""
     from candletok.model.ddp import forwarded_args, is_distributed, launch, process_group
@@ -251,7 +252,7 @@ def train_cmd(
                                     "calendar_tz": calendar_tz}.items() if v is not None}
         cfg = TrainConfig(arch=arch, context=context, n_layer=layers, n_head=heads,
                           n_embd=width, lr=lr, batch_size=batch, dropout=dropout, seed=seed,
-                          **given)
+                          levels=levels, **given)
     cfg.check()
     with process_group(device) as ranks:
         if not ranks.is_writer:  # the other ranks train silently; rank 0 reports

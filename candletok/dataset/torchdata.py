@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from candletok.core.errors import DatasetError
-from candletok.core.ids import IGNORE_INDEX, PAD, normalize_split, with_bos
+from candletok.core.ids import IGNORE_INDEX, PAD, normalize_split, series_bounds, with_bos
 from candletok.dataset.manifest import (
     INDEX_DIR,
     check_series_bounds,
@@ -41,6 +41,7 @@ from candletok.dataset.manifest import (
 )
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import CalendarSpec, calendar_layout
+from candletok.tokenize.levels import level_inputs
 
 """Target id of padded or already-counted positions; use ``ignore_index=-1`` in the loss."""
 
@@ -83,6 +84,27 @@ def window_calendar(cal: np.ndarray, starts: np.ndarray, x: np.ndarray,
     return np.where((x == PAD)[..., None], spec.unknown[None, None, :], ids)
 
 
+def level_layout(lv: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(n_tokens, levels) float32 level inputs (:func:`level_inputs`, one row per candle)
+    laid out like the token arrays: each series' BOS row is zeros."""
+    lens = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    bounds = series_bounds(lens)
+    out = np.zeros((int(bounds[-1, 1]) if lens.size else 0, lv.shape[1]), dtype=np.float32)
+    real = np.ones(out.shape[0], bool)
+    real[bounds[:, 0]] = False
+    out[real] = lv
+    return out
+
+
+def window_levels(lv: np.ndarray, starts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(B, context, levels) float32 level inputs of windows whose first input is the flat
+    position ``starts`` (B,), from the split's flat rows ``lv`` (:func:`level_layout`);
+    padded inputs get zeros (as :func:`window_calendar` lays out the ids)."""
+    pos = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(x.shape[1])[None, :]
+    rows = np.asarray(lv[np.minimum(pos, lv.shape[0] - 1)], dtype=np.float32)
+    return np.where((x == PAD)[..., None], np.float32(0.0), rows)
+
+
 class TokenDataset(Dataset):
     """Map-style dataset of ``(x, y)`` windows over one split of a token dataset."""
 
@@ -94,9 +116,12 @@ class TokenDataset(Dataset):
         vocab: str | Path | Tokenizer | None = None,
         verify: bool = True,
         calendar: CalendarSpec | None = None,
+        levels: bool = False,
     ) -> None:
         self.root = Path(root)
         self.calendar = calendar  # items are (x, y, cal) when set
+        self.levels = bool(levels)  # items end with the level inputs lv when set
+        self._lv: np.ndarray | None = None
         self._cal: dict[CalendarSpec, np.ndarray] = {}
         self.split = split = normalize_split(split)  # "validation" (Hugging Face) is "val"
         self.context = int(context)
@@ -160,8 +185,24 @@ class TokenDataset(Dataset):
             self._cal[spec] = calendar_layout(ts, lens, spec)
         return self._cal[spec]
 
+    def level_inputs(self) -> np.ndarray:
+        """(len(tokens), levels) float32 level inputs of every position of the token array
+        (BOS: zeros), from the shards' ``high, low, prev_close, scale`` columns
+        (:func:`candletok.tokenize.levels.level_inputs`); computed once, then kept."""
+        if self._lv is None:
+            cols = _split_columns(self.root, self.split, ("high", "low", "prev_close", "scale"))
+            lens = self.bounds[:, 1] - self.bounds[:, 0] - 1
+            if cols.height != int(lens.sum()):
+                raise DatasetError(f"The {self.split} shards hold {cols.height} rows but its "
+                                   f"token index {int(lens.sum())} candles; re-run "
+                                   "`candletok encode`.")
+            lv = level_inputs(*(cols[c].to_numpy() for c in cols.columns), lens)
+            self._lv = level_layout(lv, lens)
+        return self._lv
+
     def window(self, i: int) -> tuple[np.ndarray, ...]:
-        """Window i as int64 numpy arrays ``(x, y)`` (``(x, y, cal)`` with a calendar)."""
+        """Window i as int64 numpy arrays ``(x, y)`` (``(x, y, cal)`` with a calendar),
+        then the float32 level inputs when the dataset serves them."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"window {i} out of range for {len(self)} windows")
         i = i % len(self)
@@ -174,11 +215,13 @@ class TokenDataset(Dataset):
         x[:n] = chunk[:-1]
         y[:n] = chunk[1:]
         y[:k] = IGNORE_INDEX
-        if self.calendar is None:
-            return x, y
-        cal = window_calendar(self.calendar_ids(self.calendar), np.array([s]), x[None],
-                              self.calendar)
-        return x, y, cal[0]
+        out: tuple[np.ndarray, ...] = (x, y)
+        if self.calendar is not None:
+            out += (window_calendar(self.calendar_ids(self.calendar), np.array([s]), x[None],
+                                    self.calendar)[0],)
+        if self.levels:
+            out += (window_levels(self.level_inputs(), np.array([s]), x[None])[0],)
+        return out
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(a) for a in self.window(i))
@@ -201,9 +244,12 @@ class TokenDataset(Dataset):
         x = np.where(valid[:, 1:], chunk[:, :-1], self.pad_id)  # input only where a target follows
         tvalid = valid[:, 1:] & (np.arange(c)[None, :] >= k[:, None])
         y = np.where(tvalid, chunk[:, 1:], IGNORE_INDEX)
-        if self.calendar is None:
-            return x, y
-        return x, y, window_calendar(self.calendar_ids(self.calendar), s, x, self.calendar)
+        out: tuple[np.ndarray, ...] = (x, y)
+        if self.calendar is not None:
+            out += (window_calendar(self.calendar_ids(self.calendar), s, x, self.calendar),)
+        if self.levels:
+            out += (window_levels(self.level_inputs(), s, x),)
+        return out
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
         """Batched fetch used by ``DataLoader`` (torch calls it instead of B ``__getitem__``)."""
@@ -222,6 +268,14 @@ class TokenDataset(Dataset):
 
     def tokenizer(self) -> Tokenizer:
         return open_dataset(self.root)[1]
+
+
+def _split_columns(root: Path, split: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """``columns`` of a split's shards, in row (and token index) order."""
+    shards = split_meta(open_dataset(root)[0], split)["shards"]
+    frames = [pl.read_parquet(root / sh["path"], columns=list(columns)) for sh in shards]
+    return pl.concat(frames) if frames else pl.DataFrame(
+        {c: pl.Series(c, [], dtype=pl.Float64) for c in columns})
 
 
 def _split_times(root: Path, split: str) -> pl.Series:

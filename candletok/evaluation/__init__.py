@@ -5,7 +5,21 @@ answers use (``calibrate``); ``simcal`` does the same for one pattern-search que
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
-    "analogues", "calibrate", "conformal", "econometric", "evalplot", "evaluate",
-    "forecastfile", "forecasters", "gptcast", "history", "odds", "oddsscore", "references",
-    "rows", "scores", "simcal", "winner",
+    "analogues",
+    "calibrate",
+    "conformal",
+    "econometric",
+    "evalplot",
+    "evaluate",
+    "forecasters",
+    "forecastfile",
+    "gptcast",
+    "history",
+    "odds",
+    "oddsscore",
+    "references",
+    "rows",
+    "scores",
+    "simcal",
+    "winner",
 ]

@@ -21,6 +21,11 @@ A checkpoint with calendar inputs reads each candle's calendar ids beside its to
 :func:`~candletok.tokenize.exchange.future_times` derives from the origin's own history up
 to t and its symbol's exchange calendar (the weekly grid for 24-hour markets), so nothing
 after t is read but the exchange's published holidays.
+
+A checkpoint with level inputs reads each candle's :mod:`~candletok.tokenize.levels` row,
+computed once per history from its ``high, low, prev_close, scale`` (each series from its
+first row, so a val origin's inputs see train's bars before it); sampled bars hold the
+row of the origin's bar (:meth:`CandleGPT.generate`: they are not rebuilt inside the loop).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from candletok.model.evaluate import MODEL_NAME
 from candletok.model.updown import up_probability
 from candletok.tokenize.calendar import calendar_ids
 from candletok.tokenize.exchange import exchange_for_symbol, future_times
+from candletok.tokenize.levels import level_inputs
 
 
 class GPTForecaster:
@@ -79,6 +85,8 @@ class GPTForecaster:
         self._paths: dict[int, np.ndarray] = {}
         self._cal_of: History | None = None
         self._cal = np.zeros((0, 0), np.int64)
+        self._lv_of: History | None = None
+        self._lv = np.zeros((0, 0), np.float32)
         #: exchange calendar of the sampled bars' times: "auto" (each symbol's own, by
         #: exchange_for_symbol), a MIC, or None for the series' weekly grid
         self.exchange: str | None = "auto"
@@ -124,12 +132,28 @@ class GPTForecaster:
                for a, r, e in zip(first.tolist(), rows.tolist(), ex, strict=True)]
         return torch.from_numpy(np.stack(ids)).to(self.model.device)
 
+    def _gather_levels(self, hist: History, src: np.ndarray, real: np.ndarray
+                       ) -> torch.Tensor | None:
+        """Level inputs (..., levels) of history rows ``src`` where ``real`` (zeros
+        elsewhere: BOS, PAD) on the model's device; None when the model reads none. The
+        rows' inputs are computed once per history."""
+        if not self.model.config.levels:
+            return None
+        if self._lv_of is not hist:
+            lens = hist.ends - hist.starts
+            self._lv_of = hist
+            self._lv = level_inputs(hist.high, hist.low, hist.prev_close, hist.scale,
+                                    lens).astype(np.float32)
+        lv = np.where(real[..., None], self._lv[np.clip(src, 0, hist.n - 1)], np.float32(0))
+        return torch.from_numpy(lv).to(self.model.device)
+
     # -- h = 1 ---------------------------------------------------------------------------
     def _windows(self, hist: History, rows: np.ndarray) -> tuple[
-            np.ndarray, np.ndarray, np.ndarray, torch.Tensor | None]:
+            np.ndarray, np.ndarray, np.ndarray, torch.Tensor | None, torch.Tensor | None]:
         """For each origin, the index of its window among the unique windows, and its
         position in it; the unique windows' token matrix (W, context) and their calendar
-        ids (W, context, n_fields; None without calendar inputs)."""
+        ids (W, context, n_fields; None without calendar inputs) and level inputs (W,
+        context, levels; None without)."""
         ctx = self.model.config.context
         half = max(1, ctx // 2)
         k = hist.series[rows]
@@ -143,8 +167,9 @@ class GPTForecaster:
         seq_len = (hist.ends - hist.starts + 1)[uk][:, None]
         toks = np.where(j == 0, BOS, hist.token[np.clip(src, 0, hist.n - 1)])
         toks = np.where(j < seq_len, toks, PAD)
-        cal = self._gather_calendar(hist, src, (j > 0) & (j < seq_len))
-        return inv, q - w, toks.astype(np.int64), cal
+        real = (j > 0) & (j < seq_len)
+        cal = self._gather_calendar(hist, src, real)
+        return inv, q - w, toks.astype(np.int64), cal, self._gather_levels(hist, src, real)
 
     @torch.no_grad()
     def _dist(self, hist: History, rows: np.ndarray) -> np.ndarray:
@@ -153,7 +178,7 @@ class GPTForecaster:
         out = np.zeros((rows.size, V - N_SPECIAL))
         if rows.size == 0:
             return out
-        inv, at, toks, cal = self._windows(hist, rows)
+        inv, at, toks, cal, lv = self._windows(hist, rows)
         dev = self.model.device
         self.model.eval()
         for a in range(0, toks.shape[0], self.batch):
@@ -167,7 +192,10 @@ class GPTForecaster:
             cb = None if cal is None else cal[a:a + self.batch]
             if cb is not None and fill:
                 cb = torch.cat([cb, cb[:1].repeat(fill, *([1] * (cb.dim() - 1)))])
-            logits = self.model(xb, cal=cb)[0].double()  # float64: probabilities sum to 1
+            vb = None if lv is None else lv[a:a + self.batch]
+            if vb is not None and fill:
+                vb = torch.cat([vb, vb[:1].repeat(fill, 1, 1)])
+            logits = self.model(xb, cal=cb, lv=vb)[0].double()  # float64: sums to 1
             sel = np.flatnonzero((inv >= a) & (inv < a + self.batch))
             lg = logits[torch.from_numpy(inv[sel] - a).to(dev), torch.from_numpy(at[sel]).to(dev)]
             lg[:, :N_SPECIAL] = float("-inf")
@@ -229,10 +257,13 @@ class GPTForecaster:
                                    generator=gen) + N_SPECIAL  # (g, S)
             idx = torch.cat([ctx.repeat_interleave(S, dim=0), t1.reshape(-1, 1)], dim=1)
             cal = self._path_calendar(hist, rows[g], int(length), H)
+            src = rows[g][:, None] - np.arange(int(length) - 1, -1, -1)[None, :]
+            lv = self._gather_levels(hist, src, src >= hist.starts[hist.series[rows[g]]][:, None])
             if H > 1:
                 idx = self.model.generate(
                     idx, H - 1, generator=gen,
-                    cal=None if cal is None else cal.repeat_interleave(S, dim=0))
+                    cal=None if cal is None else cal.repeat_interleave(S, dim=0),
+                    lv=None if lv is None else lv.repeat_interleave(S, dim=0))
             new = idx[:, ctx.shape[1]:].cpu().numpy()
             c0 = np.repeat(hist.close[rows[g]], S)
             s0 = np.repeat(hist.next_scale[rows[g]], S)

@@ -146,6 +146,9 @@ class TrainConfig:
     calendar_tz: str | None = setting(  # their time zone; None: by interval (calendar_spec)
         None, "Time zone of the calendar inputs (default: America/New_York for intraday "
         "bars, UTC for daily ones).")
+    levels: bool = setting(  # level inputs beside the token (tokenize/levels); off: chosen on val
+        False, "Level inputs beside each token (its range over 1, 5 and 22 bars and the "
+        "scale against its long-run mean, in scale units; off by default, docs/model.md).")
 
     MAX_CONTEXT: ClassVar[int] = 8192
     RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "patience", "threads")
@@ -219,10 +222,12 @@ class TrainConfig:
     def gpt_config(self, vocab_size: int, n_features: int = 0,
                    calendar: CalendarSpec | None = None) -> GPTConfig:
         from candletok.model.gpt import GPTConfig
+        from candletok.tokenize.levels import N_LEVELS
         return GPTConfig(vocab_size=vocab_size, context=self.context, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
                          bias=self.bias, n_features=n_features,
-                         calendar=None if calendar is None else calendar.to_dict())
+                         calendar=None if calendar is None else calendar.to_dict(),
+                         levels=N_LEVELS if self.levels else 0)
 
     def model_config(self, vocab_size: int, n_features: int = 0,
                      calendar: CalendarSpec | None = None) -> GPTConfig | LSTMConfig:

@@ -22,7 +22,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from candletok.core.errors import ModelError
 from candletok.core.ids import N_SPECIAL
-from candletok.dataset.torchdata import window_calendar
+from candletok.dataset.torchdata import window_calendar, window_levels
 from candletok.model.arch import TokenModel
 from candletok.model.baselines import fit_baselines, score_baselines
 from candletok.model.split import SplitSource
@@ -94,6 +94,7 @@ def window_logits(
     model.eval()
     dev = model.device
     cal = split_calendar(model, ds)
+    lv = ds.level_inputs() if model.config.levels else None
     try:
         for chunk in np.array_split(ids, max(1, math.ceil(ids.size / batch_size))):
             if chunk.size == 0:
@@ -105,8 +106,10 @@ def window_logits(
             if cal is not None and model.calendar is not None:
                 ct = torch.from_numpy(window_calendar(cal, ds.starts[chunk], x,
                                                       model.calendar)).to(dev)
+            vt = None if lv is None else torch.from_numpy(
+                window_levels(lv, ds.starts[chunk], x)).to(dev)
             with autocast(dev):
-                logits, _ = model(xt, cal=ct)
+                logits, _ = model(xt, cal=ct, lv=vt)
             logits = logits.float()
             logits[..., :N_SPECIAL] = float("-inf")  # score over candle tokens only
             mask = yt >= N_SPECIAL

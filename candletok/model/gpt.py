@@ -15,6 +15,12 @@ month), one learned embedding per field added to the token embedding. The ids co
 ``cal`` (B, T, n_fields) beside ``idx``; BOS and PAD positions carry each field's unknown
 id. A model built with them refuses to run without ``cal`` (a silent fallback would hide a
 caller that forgot them); a model without them ignores ``cal``.
+
+Level inputs (optional, ``GPTConfig.levels``): each position also reads a few continuous
+numbers of its candle (:mod:`candletok.tokenize.levels`: its range and its 5- and 22-bar
+means against the scale, the scale against its long-run mean), ``lv`` (B, T, levels)
+projected by one linear layer and added to the embedding; BOS and PAD carry zeros. Same
+rule: required when on, ignored when off (off is today's model, parameter for parameter).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 from candletok.core.errors import CandletokError, ModelError
 from candletok.core.ids import IGNORE_INDEX, N_SPECIAL
 from candletok.model import size
+from candletok.model.layers import KV, Block, LayerNorm
 from candletok.tokenize.calendar import CalendarSpec
 
 
@@ -49,6 +56,7 @@ class GPTConfig:
     bias: bool = size.BIAS
     n_features: int = 0  # columns of the per-token feature table fed to the embedding; 0: off
     calendar: dict[str, Any] | None = None  # CalendarSpec.to_dict() of the inputs; None: off
+    levels: int = 0  # continuous level inputs per position (tokenize/levels); 0: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +67,6 @@ class GPTConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, each (B, nh, T, hs)
 
 
 @dataclass
@@ -77,88 +84,12 @@ class KVCache:
     kv: list[KV]  # per layer
     idx: torch.Tensor  # (B, T) the cached positions' tokens, T <= context
     cal: torch.Tensor | None  # (B, T, n_fields) their calendar ids; None without calendar
+    lv: torch.Tensor | None = None  # (B, T, levels) their level inputs; None without
 
     @property
     def length(self) -> int:
         """Positions held (at most the model's context)."""
         return int(self.idx.shape[1])
-
-
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
-
-    def __init__(self, ndim: int, bias: bool) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
-        super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            raise ValueError(f"n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
-
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        """``x`` (B, T, C) -> output (B, T, C) and this layer's keys and values (B, nh,
-        T_past + T, hs): ``past``'s with the new positions' appended (see :class:`KVCache`)."""
-        B, T, C = x.shape  # (batch, time, channels)
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        mask, causal = None, True
-        if past is not None:  # the new queries see every cached position and, causally,
-            k = torch.cat([past[0], k], dim=2)  # each other: (B, nh, T_past + T, hs)
-            v = torch.cat([past[1], v], dim=2)
-            n_past = past[0].shape[2]
-            causal = False  # is_causal aligns the mask top-left, wrong with a past
-            if T > 1:  # one new query may see everything: no mask needed
-                mask = (torch.arange(n_past + T, device=x.device)[None, :]
-                        <= n_past + torch.arange(T, device=x.device)[:, None])  # (T, Tk)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal,
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        y = self.c_proj(y)  # dropout is the identity in eval: skip its call (a live step)
-        return (self.resid_dropout(y) if self.training else y), (k, v)
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
-        super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.c_proj(F.gelu(self.c_fc(x)))
-        return self.dropout(y) if self.training else y
-
-
-class Block(nn.Module):
-    """Pre-norm residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, cfg: GPTConfig) -> None:
-        super().__init__()
-        self.ln_1 = LayerNorm(cfg.n_embd, cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias)
-        self.mlp = MLP(cfg)
-
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        a, kv = self.attn(self.ln_1(x), past)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), kv
 
 
 class CandleGPT(nn.Module):
@@ -230,6 +161,17 @@ class CandleGPT(nn.Module):
                 raise ModelError(str(exc)) from exc
             self.cal_emb = nn.ModuleList(
                 [nn.Embedding(n + 1, cfg.n_embd) for n in self.calendar.sizes])
+        # Level inputs (tokenize/levels): a few causal numbers per candle, projected
+        # beside the token; none unless the config asks (today's model, bit for bit)
+        n_lv = int(getattr(cfg, "levels", 0) or 0)
+        self.lv_proj = nn.Linear(n_lv, cfg.n_embd, bias=False) if n_lv > 0 else None
+
+    def refuse_levels(self, what: str, instead: str = "") -> None:
+        """One clear sentence where a path that does not compute level inputs yet meets a
+        model that reads them (rather than a wrong answer from missing inputs)."""
+        if self.lv_proj is not None:
+            raise ModelError(f"This model reads level inputs, which {what} does not pass "
+                             f"yet; {instead or 'use'} a model trained with --no-levels.")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -316,23 +258,39 @@ class CandleGPT(nn.Module):
             out = out + self.cal_emb[i](cal[..., i])
         return out
 
-    def hidden(self, idx: torch.Tensor, cal: torch.Tensor | None = None) -> torch.Tensor:
+    def _level_embeddings(self, idx: torch.Tensor, lv: torch.Tensor | None
+                          ) -> torch.Tensor | None:
+        """(B, T, C) projection of the level inputs ``lv`` (B, T, levels), or None off."""
+        if self.lv_proj is None:
+            return None
+        if lv is None:
+            raise ModelError("This model reads level inputs (each candle's range and scale "
+                             "against their own past); pass lv= beside the tokens.")
+        want = (*idx.shape, self.config.levels)
+        if tuple(lv.shape) != want:
+            raise ValueError(f"lv must have shape {want}, not {tuple(lv.shape)}")
+        return self.lv_proj(lv.to(self.lv_proj.weight.dtype))
+
+    def hidden(self, idx: torch.Tensor, cal: torch.Tensor | None = None,
+               lv: torch.Tensor | None = None) -> torch.Tensor:
         """Final-layer-norm hidden states (B, T, C) of ``idx`` (B, T) (and its calendar ids
         ``cal`` (B, T, n_fields) when the model reads them): what the LM head reads at each
         position, so what the model "thinks" after each candle (pattern search compares
         windows by the state at their last candle)."""
-        return self._hidden(idx, self._feature_embeddings(), cal)
+        return self._hidden(idx, self._feature_embeddings(), cal, lv)
 
     def _hidden(self, idx: torch.Tensor, fe: torch.Tensor | None,
-                cal: torch.Tensor | None = None) -> torch.Tensor:
+                cal: torch.Tensor | None = None, lv: torch.Tensor | None = None
+                ) -> torch.Tensor:
         T = idx.shape[1]  # idx: (B, T)
         ctx = self.config.context
         if ctx < T:
             raise ValueError(f"sequence of {T} tokens exceeds the context ({ctx})")
-        return self._run(idx, fe, cal, None)[0]
+        return self._run(idx, fe, cal, None, lv)[0]
 
     def _run(self, idx: torch.Tensor, fe: torch.Tensor | None, cal: torch.Tensor | None,
-             cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+             cache: KVCache | None, lv: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, KVCache]:
         """Hidden states (B, T, C) of ``idx`` (B, T) placed after ``cache``'s positions
         (none: from position 0), and the cache extended by them. The one body of the full
         and the incremental forward, so the two cannot drift apart."""
@@ -345,6 +303,9 @@ class CandleGPT(nn.Module):
         ce = self._calendar_embeddings(idx, cal)  # (B, T, C) or None
         if ce is not None:
             tok = tok + ce
+        le = self._level_embeddings(idx, lv)
+        if le is not None:
+            tok = tok + le
         x = tok + self.transformer.wpe(pos)  # (B, T, C)
         if self.training:
             x = self.transformer.drop(x)
@@ -353,11 +314,14 @@ class CandleGPT(nn.Module):
             x, kv = block(x, None if cache is None else cache.kv[i])
             kvs.append(kv)
         cal_kept = None if self.cal_emb is None else cal
+        lv_kept = None if self.lv_proj is None else lv
         if cache is not None:
             idx = torch.cat([cache.idx, idx], dim=1)
             if cal_kept is not None and cache.cal is not None:
                 cal_kept = torch.cat([cache.cal, cal_kept], dim=1)
-        return self.transformer.ln_f(x), KVCache(kvs, idx, cal_kept)
+            if lv_kept is not None and cache.lv is not None:
+                lv_kept = torch.cat([cache.lv, lv_kept], dim=1)
+        return self.transformer.ln_f(x), KVCache(kvs, idx, cal_kept, lv_kept)
 
     def _head(self, x: torch.Tensor, fe: torch.Tensor | None) -> torch.Tensor:
         """Logits (B, T, V) of hidden states ``x`` (B, T, C)."""
@@ -368,14 +332,14 @@ class CandleGPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-        cal: torch.Tensor | None = None,
+        cal: torch.Tensor | None = None, lv: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``idx`` (B, T) int64 with T <= context -> logits (B, T, V) and, with ``targets``
         (B, T) int64 (-1 = ignore), the mean cross-entropy in nats over non-ignored targets.
         ``cal`` (B, T, n_fields) int64: each position's calendar ids (models with calendar
-        inputs only)."""
+        inputs only); ``lv`` (B, T, levels) float: level inputs (models with them only)."""
         fe = self._feature_embeddings()  # (V, C) or None
-        x = self._hidden(idx, fe, cal)  # (B, T, C)
+        x = self._hidden(idx, fe, cal, lv)  # (B, T, C)
         logits = self._head(x, fe)  # (B, T, V)
         if targets is None:
             return logits, None
@@ -388,7 +352,7 @@ class CandleGPT(nn.Module):
 
     def forward_step(
         self, idx_new: torch.Tensor, cal_new: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | None = None, lv_new: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Incremental forward: logits (B, T_new, V) of ``idx_new`` (B, T_new) appended to
         the positions in ``cache`` (None: a new sequence), and the extended cache.
@@ -410,13 +374,18 @@ class CandleGPT(nn.Module):
             cal_new = None
         elif cal_new is None:
             self._calendar_embeddings(idx_new, None)  # raises the one clear sentence
+        if self.lv_proj is None:
+            lv_new = None
+        elif lv_new is None:
+            self._level_embeddings(idx_new, None)
         fe = self._step_features()
         room = ctx - (0 if cache is None else cache.length)
         out = []
         if room > 0:  # the part that fits the context: only the new rows are computed
             fit = min(T, room)
             x, cache = self._run(idx_new[:, :fit], fe,
-                                 None if cal_new is None else cal_new[:, :fit], cache)
+                                 None if cal_new is None else cal_new[:, :fit], cache,
+                                 None if lv_new is None else lv_new[:, :fit])
             out.append(self._head(x, fe))
         for j in range(max(room, 0), T):  # past the context: the window slides, recompute
             assert cache is not None
@@ -424,17 +393,21 @@ class CandleGPT(nn.Module):
             wcal = None
             if cal_new is not None and cache.cal is not None:
                 wcal = torch.cat([cache.cal, cal_new[:, j:j + 1]], dim=1)[:, -ctx:]
-            x, cache = self._run(win, fe, wcal, None)
+            wlv = None
+            if lv_new is not None and cache.lv is not None:
+                wlv = torch.cat([cache.lv, lv_new[:, j:j + 1]], dim=1)[:, -ctx:]
+            x, cache = self._run(win, fe, wcal, None, wlv)
             out.append(self._head(x[:, -1:], fe))
         assert cache is not None
         return torch.cat(out, dim=1), cache
 
-    def _last_logits(self, idx: torch.Tensor, cal: torch.Tensor | None = None) -> torch.Tensor:
+    def _last_logits(self, idx: torch.Tensor, cal: torch.Tensor | None = None,
+                     lv: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, V) for the token after ``idx`` (cropped to the context, and ``cal``
-        with it), specials masked to -inf."""
-        idx_cond = idx[:, -self.config.context :]  # (B, <=T)
-        cal_cond = None if cal is None else cal[:, -self.config.context :]
-        logits, _ = self(idx_cond, cal=cal_cond)
+        and ``lv`` with it), specials masked to -inf."""
+        ctx = self.config.context
+        logits, _ = self(idx[:, -ctx:], cal=None if cal is None else cal[:, -ctx:],
+                         lv=None if lv is None else lv[:, -ctx:])
         return self._masked(logits[:, -1, :])
 
     @staticmethod
@@ -446,15 +419,15 @@ class CandleGPT(nn.Module):
         return logits
 
     @torch.no_grad()
-    def next_token_probs(self, idx: torch.Tensor, cal: torch.Tensor | None = None
-                         ) -> torch.Tensor:
+    def next_token_probs(self, idx: torch.Tensor, cal: torch.Tensor | None = None,
+                         lv: torch.Tensor | None = None) -> torch.Tensor:
         """Distribution (B, V) of the next token after each row of ``idx`` (B, T) (with its
         calendar ids ``cal`` (B, T, n_fields) when the model reads them): zero on the
         special ids, renormalized over candle tokens, so each row sums to 1."""
         was_training = self.training
         self.eval()
         try:
-            return F.softmax(self._last_logits(idx, cal), dim=-1)
+            return F.softmax(self._last_logits(idx, cal, lv), dim=-1)
         finally:
             self.train(was_training)
 
@@ -468,6 +441,7 @@ class CandleGPT(nn.Module):
         generator: torch.Generator | None = None,
         cal: torch.Tensor | None = None,
         use_cache: bool = True,
+        lv: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Append ``n`` sampled candle tokens to each row of ``idx`` (B, T) -> (B, T + n).
 
@@ -476,7 +450,9 @@ class CandleGPT(nn.Module):
         A model with calendar inputs needs ``cal`` (B, T + n, n_fields): the ids of the
         given tokens and of the ``n`` bars to come (their times are known in advance:
         :func:`candletok.tokenize.calendar.next_times`); a sampled token at position i is
-        read with ``cal[:, i]``.
+        read with ``cal[:, i]``. A model with level inputs needs ``lv`` (B, <=T, levels) of
+        the given tokens; every later position reads the last given row (the level held at
+        the last real bar: sampled bars are not rebuilt inside this loop, docs/model.md).
 
         ``use_cache`` (the default) reads each step through :meth:`forward_step`, which
         computes only the new token's row while the sequence fits the context; False
@@ -492,25 +468,36 @@ class CandleGPT(nn.Module):
                              f"the {T} given and the {int(n)} generated bars.")
         if self.cal_emb is None:
             cal = None
+        if self.lv_proj is None:
+            lv = None
+        elif lv is None:
+            self._level_embeddings(idx, None)
+        else:  # positions past the given rows hold the last given row
+            k = min(lv.shape[1], T)
+            lv = torch.cat([lv[:, :k], lv[:, k - 1:k].expand(-1, T + int(n) - k, -1)], dim=1)
         was_training = self.training
         self.eval()
         try:
             if not use_cache or int(n) < 1:
                 for i in range(int(n)):
                     c = None if cal is None else cal[:, : T + i]
-                    nxt = self._sample(self._last_logits(idx, c), temperature, top_k, generator)
+                    v = None if lv is None else lv[:, : T + i]
+                    nxt = self._sample(self._last_logits(idx, c, v), temperature, top_k,
+                                       generator)
                     idx = torch.cat([idx, nxt], dim=1)
                 return idx
             ctx = self.config.context
             lo = max(0, T - ctx)  # the prompt as the full forward crops it
-            logits, cache = self.forward_step(idx[:, lo:], None if cal is None else cal[:, lo:T])
+            logits, cache = self.forward_step(idx[:, lo:], None if cal is None else cal[:, lo:T],
+                                              None, None if lv is None else lv[:, lo:T])
             for i in range(int(n)):
                 nxt = self._sample(self._masked(logits[:, -1, :]), temperature, top_k,
                                    generator)
                 idx = torch.cat([idx, nxt], dim=1)
                 if i + 1 < int(n):
                     c = None if cal is None else cal[:, T + i : T + i + 1]
-                    logits, cache = self.forward_step(nxt, c, cache)
+                    v = None if lv is None else lv[:, T + i : T + i + 1]
+                    logits, cache = self.forward_step(nxt, c, cache, v)
         finally:
             self.train(was_training)
         return idx

@@ -36,9 +36,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from candletok.core.errors import ModelError
 from candletok.core.ids import N_SPECIAL
 from candletok.model import size
-from candletok.model.gpt import CandleGPT, LayerNorm
+from candletok.model.gpt import CandleGPT
+from candletok.model.layers import LayerNorm
 
 # torch says once that oneDNN has no projected LSTM and it uses its own kernel: true, and
 # nothing a user can act on (measured: a training step no slower than CandleGPT's)
@@ -68,8 +70,12 @@ class LSTMConfig:
     bias: bool = size.BIAS  # of the final LayerNorm (the LSTM's gates always have biases)
     n_features: int = 0
     calendar: dict[str, Any] | None = None
+    levels: int = 0  # level inputs: CandleGPT's only; the LSTM baseline reads none
 
     def __post_init__(self) -> None:
+        if self.levels:
+            raise ModelError("The LSTM baseline reads no level inputs; train it with "
+                             "levels off (--no-levels).")
         if self.hidden <= 0:
             self.hidden = lstm_hidden(self.n_embd)
         self.hidden = max(int(self.hidden), self.n_embd + 1)  # torch: proj_size < hidden
@@ -134,10 +140,12 @@ class CandleLSTM(CandleGPT):
         return sum(p.numel() for p in self.parameters())
 
     def _run(self, idx: torch.Tensor, fe: torch.Tensor | None, cal: torch.Tensor | None,
-             cache: LSTMCache | None) -> tuple[torch.Tensor, LSTMCache]:  # type: ignore[override]
+             cache: LSTMCache | None, lv: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, LSTMCache]:  # type: ignore[override]
         """Hidden states (B, T, E) of ``idx`` (B, T) continued from ``cache``'s state (none:
         a zero state), and the cache extended by them: the one body of the full and the
-        incremental forward (CandleGPT's :meth:`forward` and :meth:`forward_step` call it)."""
+        incremental forward (CandleGPT's :meth:`forward` and :meth:`forward_step` call it).
+        The LSTM reads no level inputs (``lv`` stays None: its config has none)."""
         tok = self.wte(idx)  # (B, T, E)
         if fe is not None:
             tok = tok + fe[idx]

@@ -9,7 +9,7 @@ import numpy as np
 
 from candletok.core.errors import ModelError
 from candletok.core.ids import IGNORE_INDEX, PAD
-from candletok.dataset.torchdata import window_calendar
+from candletok.dataset.torchdata import window_calendar, window_levels
 from candletok.model.config import TrainConfig
 from candletok.model.split import SplitSource
 from candletok.tokenize.calendar import CalendarSpec
@@ -23,11 +23,13 @@ class WindowSampler:
     tokens stay inside the series; series shorter than that give one padded window. Series
     are weighted by how many windows they hold, so every start is equally likely. With
     ``calendar`` the batches are ``(x, y, cal)``, ``cal`` the calendar ids of each input
-    (:meth:`SplitSource.calendar_ids`)."""
+    (:meth:`SplitSource.calendar_ids`); with ``levels`` the level inputs of each input
+    (:meth:`SplitSource.level_inputs`) come last."""
 
     def __init__(self, ds: SplitSource, context: int,
-                 calendar: CalendarSpec | None = None) -> None:
+                 calendar: CalendarSpec | None = None, levels: bool = False) -> None:
         self.tokens = ds.tokens
+        self.lv = ds.level_inputs() if levels else None
         self.calendar = calendar
         self.cal = None if calendar is None else ds.calendar_ids(calendar)
         if calendar is not None and self.cal is None:
@@ -70,9 +72,12 @@ class WindowSampler:
         chunk = np.asarray(self.tokens[np.minimum(pos, end - 1)], dtype=np.int64)
         x = np.where(valid[:, 1:], chunk[:, :-1], PAD)  # an input only where it has a target
         y = np.where(valid[:, 1:], chunk[:, 1:], IGNORE_INDEX)
-        if self.calendar is None or self.cal is None:
-            return x, y
-        return x, y, window_calendar(self.cal, start, x, self.calendar)
+        out: tuple[np.ndarray, ...] = (x, y)
+        if self.calendar is not None and self.cal is not None:
+            out += (window_calendar(self.cal, start, x, self.calendar),)
+        if self.lv is not None:
+            out += (window_levels(self.lv, start, x),)
+        return out
 
 
 def count_candles(ds: SplitSource) -> int:

@@ -49,6 +49,9 @@ class SplitSource(Vocabulary, Protocol):
     - ``calendar_ids(spec)``: (len(tokens), n_fields) calendar ids of every position of
       ``tokens`` (:func:`candletok.tokenize.calendar.calendar_layout`; BOS unknown), or
       ``None`` when the split has no timestamps. Only models with calendar inputs ask.
+    - ``level_inputs()``: (len(tokens), levels) float32 level inputs of every position
+      (:func:`candletok.dataset.torchdata.level_layout`; BOS zeros). Only models with
+      level inputs ask.
     """
 
     @property
@@ -78,6 +81,8 @@ class SplitSource(Vocabulary, Protocol):
     def tokenizer(self) -> Tokenizer | None: ...
 
     def calendar_ids(self, spec: CalendarSpec) -> np.ndarray | None: ...
+
+    def level_inputs(self) -> np.ndarray: ...
 
 
 Splits = Mapping[str, SplitSource | None]

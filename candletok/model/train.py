@@ -273,15 +273,18 @@ def train_step(run: RunState, sampler: WindowSampler, dev: torch.device, rank: i
     tokens read. A non-finite loss is a :class:`ModelError` (the run diverged)."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    x, y, *cal = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank, world_size)
+    x, y, *rest = sampler.batch(cfg.seed, run.step, cfg.batch_size, rank, world_size)
+    cal = rest[:1] if run.model.calendar is not None else []
+    lv = rest[-1:] if run.model.config.levels else []
     xt = torch.from_numpy(x).to(dev, non_blocking=True)
     yt = torch.from_numpy(y).to(dev, non_blocking=True)
     ct = torch.from_numpy(cal[0]).to(dev, non_blocking=True) if cal else None
+    vt = torch.from_numpy(lv[0]).to(dev, non_blocking=True) if lv else None
     t1 = time.perf_counter()
     for g in run.opt.param_groups:
         g["lr"] = lr_at(run.step, cfg)
     with autocast(dev):
-        _, loss = (run.wrapped or run.model)(xt, yt, cal=ct)
+        _, loss = (run.wrapped or run.model)(xt, yt, cal=ct, lv=vt)
     assert loss is not None
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -473,7 +476,8 @@ def run_steps(run: RunState, splits: Mapping[str, SplitSource | None], out: Path
     ``eval_every`` boundary (and the last step) evaluate, record the history and write a
     checkpoint. Tokens and tokens/s count every rank's windows (the global batch)."""
     cfg, stats = run.cfg, LoopStats()
-    sampler = WindowSampler(run.train_split, cfg.context, run.model.calendar)
+    sampler = WindowSampler(run.train_split, cfg.context, run.model.calendar,
+                            bool(run.model.config.levels))
     (run.wrapped or run.model).train()
     while run.step < stop_at:
         ranks.seed_dropout(cfg.seed, run.step)

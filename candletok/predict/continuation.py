@@ -33,6 +33,7 @@ from candletok.predict.predict import series_calendar
 from candletok.tokenize.calendar import CalendarSpec
 from candletok.tokenize.exchange import FutureTimes, future_times, resolve_exchange
 from candletok.tokenize.features import ewma_scale_step, floor_scale
+from candletok.tokenize.levels import level_inputs
 
 __all__ = ["Continuation", "continue_series"]
 
@@ -207,13 +208,21 @@ def continue_series(
                                    tok.features))
     seq = np.concatenate([[BOS], toks])[-model.config.context:]
     idx = torch.from_numpy(seq)[None].repeat(samples, 1).to(model.device)
+    lv = None
+    if model.config.levels:  # the rows' own inputs; the sampled bars hold the last one
+        rows_lv = level_inputs(*(rows[c].to_numpy() for c in ("high", "low", "prev_close",
+                                                              "scale")), np.array([toks.size]))
+        lv = np.concatenate([np.zeros((1, rows_lv.shape[1])), rows_lv])[-seq.size:]
+        lv = torch.from_numpy(lv.astype(np.float32))[None].repeat(samples, 1, 1)
+        lv = lv.to(model.device)
     grid_spec = CalendarSpec("UTC") if (ds.interval or "1d") in ("1d", "1wk", "1mo") else None
     fut = future_times(rows["ts"], n, model.calendar or grid_spec,
                        resolve_exchange(symbol, exchange or "none"))
     cal = series_calendar(model, rows["ts"], seq.size, n, fut.ts)
     g = torch.Generator(device=model.device).manual_seed(seed)
     new = model.generate(idx, n, temperature=temperature, generator=g,
-                         cal=None if cal is None else cal.repeat(samples, 1, 1))[:, seq.size:]
+                         cal=None if cal is None else cal.repeat(samples, 1, 1),
+                         lv=lv)[:, seq.size:]
     new_np = new.cpu().numpy()
     paths = tok.rebuild_paths(new_np, c, next_scale)
     return Continuation(symbol, rows["ts"][-1], c, context, paths, new_np, history,

@@ -41,6 +41,7 @@ from candletok.evaluation.history import History
 from candletok.model.gpt import CandleGPT, KVCache
 from candletok.tokenize.base import Tokenizer
 from candletok.tokenize.calendar import calendar_ids
+from candletok.tokenize.levels import LevelState
 
 __all__ = ["LiveSeries", "window_start"]
 
@@ -76,6 +77,8 @@ class LiveSeries:
     cache: KVCache | None = None
     window: int = -1  # start of the cached window in the BOS-led sequence
     cal: list[np.ndarray] = field(default_factory=list)  # calendar ids per candle
+    lv: list[np.ndarray] = field(default_factory=list)  # level inputs per candle
+    levels: LevelState = field(default_factory=LevelState)  # their O(1) state
 
     @property
     def n(self) -> int:
@@ -107,6 +110,10 @@ class LiveSeries:
                            maxlen=cfg.vol_window))
         if model.calendar is not None and s.n:
             s.cal = list(calendar_ids(hist.ts[a:b], model.calendar))
+        if model.config.levels:
+            rows, s.levels = LevelState.after(hist.high[a:b], hist.low[a:b],
+                                              hist.prev_close[a:b], hist.scale[a:b])
+            s.lv = list(rows.astype(np.float32))
         return s
 
     # -- one bar --------------------------------------------------------------------------
@@ -147,6 +154,8 @@ class LiveSeries:
         self.scale.append(float(scale))
         if model.calendar is not None:
             self.cal.append(calendar_ids(np.array([ts_us], dtype=np.int64), model.calendar)[0])
+        if model.config.levels:
+            self.lv.append(self.levels.step(h, lo, pc, scale).astype(np.float32))
         self.last_ts, self.last_bar = int(ts_us), tuple(float(z) for z in bar)
         return True
 
@@ -176,7 +185,12 @@ class LiveSeries:
         else:
             lo = q
         idx, cal = self._positions(lo, q + 1, model)
-        logits, self.cache = model.forward_step(idx, cal, self.cache)
+        lv = None
+        if model.config.levels:
+            rows = [np.zeros(model.config.levels, np.float32) if p == 0 else self.lv[p - 1]
+                    for p in range(lo, q + 1)]
+            lv = torch.from_numpy(np.stack(rows))[None].to(model.device)
+        logits, self.cache = model.forward_step(idx, cal, self.cache, lv)
         lg = logits[:, -1].double()
         lg[:, :N_SPECIAL] = float("-inf")
         return torch.softmax(lg, dim=-1)[:, N_SPECIAL:].cpu().numpy()

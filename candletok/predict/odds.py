@@ -141,6 +141,7 @@ def sample_paths(model: Any, tok: Any, bars: Any, horizon: int, samples: int = 5
     from candletok.tokenize.calendar import CalendarSpec
     from candletok.tokenize.exchange import future_times, resolve_exchange
 
+    model.refuse_levels("predict --odds")
     if horizon < 1 or samples < 1:
         raise ModelError("Odds need a horizon of at least one bar and at least one path.")
     sym = str(bars["symbol"][0])

@@ -233,6 +233,7 @@ def predict_next(model: CandleGPT, tok: Tokenizer, bars: pl.DataFrame,
                          "it on val (`predict --at DATE` shows that one's)")
         exp_rng_vol, exp_rng_pct = float(rng) / float(scale), 100 * float(np.expm1(rng))
     else:
+        model.refuse_levels("predict without a dataset", "give --dataset DIR, or use")
         p = model.next_token_probs(idx, cal)[0, N_SPECIAL:].double().cpu().numpy()
         p = p / p.sum()  # float round-off only: the model already renormalized
         p_up = float(p @ up_probability(model, tok)[N_SPECIAL:])

@@ -63,6 +63,7 @@ def embed_tokens(model: Any, windows: np.ndarray, times: np.ndarray | None = Non
     spec = model.calendar
     if spec is not None and times is None:
         raise ModelError("The model reads calendar inputs; pass the windows' times.")
+    model.refuse_levels("the model search mode")
     out = np.empty((windows.shape[0], model.config.n_embd), dtype=np.float32)
     with torch.no_grad():
         for s in range(0, windows.shape[0], BATCH):
