@@ -145,7 +145,7 @@ def tok() -> BinsTokenizer:
 
 def test_up_rates_that_cannot_be_learned_say_why(tok: BinsTokenizer,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from candletok.model.train import _up_rates
+    from candletok.model.run import _up_rates
 
     with caplog.at_level(logging.WARNING, logger="candletok"):
         assert _up_rates(_NoVocab()) is None  # type: ignore[arg-type]

@@ -5,6 +5,6 @@ P(close up)."""
 # What the package offers: its modules. Names are imported from them; this file stays
 # light, so importing one module never loads the others (nor torch).
 __all__ = [
-    "arch", "baselines", "checkpoint", "config", "ddp", "evaluate", "gpt", "lstm", "runtime",
-    "sampler", "size", "split", "train", "updown",
+    "arch", "baselines", "checkpoint", "config", "ddp", "evaluate", "gpt", "layers", "lstm",
+    "run", "runtime", "sampler", "size", "split", "train", "updown",
 ]

@@ -4,14 +4,21 @@ that extends a key-value past, the MLP and the pre-norm block. Kept apart from
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F  # noqa: N812 (the universal torch idiom)
 
-if TYPE_CHECKING:
-    from candletok.model.gpt import GPTConfig
+
+class GPTConfig(Protocol):
+    """What the layers read of :class:`candletok.model.gpt.GPTConfig` (a protocol, so this
+    module imports nothing of the model's)."""
+
+    n_embd: int
+    n_head: int
+    bias: bool
+    dropout: float
 
 KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, each (B, nh, T, hs)
 
