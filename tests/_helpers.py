@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,28 @@ def run_main(args: tuple[str, ...], cwd: Path, capsys: pytest.CaptureFixture[str
         main.run()
     out = capsys.readouterr()
     return int(ex.value.code or 0), out.out, out.err
+
+
+def dataset_from_frame(bars: Any, out: Path, vocab: Path | None = None) -> Path:
+    """A dataset folder at ``out`` (replaced) from the canonical ``bars`` frame itself (its
+    loader serves them), coarse bins unless ``vocab`` is given: what the search tests build
+    their planted and edited histories with."""
+    from candletok.dataset.build import build_dataset
+
+    def loader(symbols: list[str], **_: Any) -> Any:
+        return bars.filter(bars["symbol"].is_in(symbols))
+
+    build_dataset(sorted(bars["symbol"].unique().to_list()), out, loader=loader, vocab=vocab,
+                  tokenizer_params=COARSE, overwrite=True)
+    return out
+
+
+def random_calendar_ids(shape: tuple[int, ...], g: Any) -> Any:
+    """Random calendar ids (``shape`` + one column per field of the default CalendarSpec,
+    each up to its unknown id), drawn from torch generator ``g``."""
+    import torch
+
+    from candletok.tokenize.calendar import CalendarSpec
+
+    cols = [torch.randint(0, n + 1, (*shape, 1), generator=g) for n in CalendarSpec().sizes]
+    return torch.cat(cols, dim=-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import random_calendar_ids
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,9 +36,7 @@ def model(vocab: int, context: int, n_layer: int, n_head: int, head: int, calend
     return m.eval()
 
 
-def random_cal(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
-    cols = [torch.randint(0, n + 1, (*shape, 1), generator=g) for n in SPEC.sizes]
-    return torch.cat(cols, dim=-1)
+random_cal = random_calendar_ids  # the shared recipe (tests/_helpers.py)
 
 
 def full_logits(m: CandleGPT, idx: torch.Tensor, cal: torch.Tensor | None) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import COARSE, TINY_TRAIN_FLAGS, run_main
+from _helpers import COARSE, TINY_TRAIN_FLAGS, random_calendar_ids, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,9 +41,7 @@ def random_lstm(vocab: int, context: int, n_layer: int, width: int, calendar: bo
     return m.eval()
 
 
-def random_cal(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
-    cols = [torch.randint(0, n + 1, (*shape, 1), generator=g) for n in SPEC.sizes]
-    return torch.cat(cols, dim=-1)
+random_cal = random_calendar_ids  # the shared recipe (tests/_helpers.py)
 
 
 def test_shapes_and_about_the_transformers_size() -> None:

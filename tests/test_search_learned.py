@@ -11,16 +11,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from _helpers import run_main
+from _helpers import dataset_from_frame, run_main
 
 from candletok.core.errors import ModelError
-from candletok.dataset.build import build_dataset
 from candletok.search.retrieval import load_search_model, search_model_path
 from candletok.search.retrieval_train import SearchTrainConfig, train_search
 from candletok.search.similar import similar
 from candletok.search.vectors import NumpyFlatIndex, dot_search
 
-PARAMS = {"gap_bins": 3, "body_bins": 3, "upper_bins": 2, "lower_bins": 2}
 N_BARS = 900
 EVERY = 24  # one planted pattern per ~EVERY bars
 
@@ -59,13 +57,7 @@ def planted_bars(seed: int = 3) -> tuple[pl.DataFrame, dict[str, list[int]]]:
     return bars, planted
 
 
-def build(bars: pl.DataFrame, out: Path, vocab: Path | None = None) -> Path:
-    def loader(symbols: list[str], **_: Any) -> pl.DataFrame:
-        return bars.filter(pl.col("symbol").is_in(symbols))
-
-    build_dataset(sorted(bars["symbol"].unique().to_list()), out, loader=loader, vocab=vocab,
-                  tokenizer_params=PARAMS, overwrite=True)
-    return out
+build = dataset_from_frame  # the shared recipe (tests/_helpers.py)
 
 
 @pytest.fixture(scope="module")

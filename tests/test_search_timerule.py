@@ -14,20 +14,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from _helpers import dataset_from_frame
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from candletok.core.errors import DatasetError
 from candletok.data.synthetic import synthetic_bars
-from candletok.dataset.build import build_dataset
 from candletok.dataset.manifest import read_manifest
 from candletok.search.index import SearchIndex, dataset_key, index_dir, open_index
 from candletok.search.motifs import motifs
 from candletok.search.similar import similar
 
 SYMS = ["A", "B", "C"]
-PARAMS = {"gap_bins": 3, "body_bins": 3, "upper_bins": 2, "lower_bins": 2}
 
 
 def universe() -> pl.DataFrame:
@@ -37,13 +36,7 @@ def universe() -> pl.DataFrame:
     return bars.filter((pl.col("symbol") != "C") | (pl.col("ts") >= first_c))
 
 
-def build(bars: pl.DataFrame, out: Path, vocab: Path | None = None) -> Path:
-    def loader(symbols: list[str], **_: Any) -> pl.DataFrame:
-        return bars.filter(pl.col("symbol").is_in(symbols))
-
-    build_dataset(sorted(bars["symbol"].unique().to_list()), out, loader=loader, vocab=vocab,
-                  tokenizer_params=PARAMS, overwrite=True)
-    return out
+build = dataset_from_frame  # the shared recipe (tests/_helpers.py)
 
 
 @pytest.fixture(scope="module")
